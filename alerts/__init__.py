@@ -1,0 +1,1 @@
+"""Alerts: persist verdicts into the case record, the alert workflow, and delivery."""

@@ -1,0 +1,1 @@
+"""fencewatch: GPS electronic monitoring and geofences for community corrections."""

@@ -1,0 +1,94 @@
+"""`fencewatch` command line (spec 4.3)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from fencewatch.service import run
+
+    return run(demo_fleet=args.fleet)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from fencewatch.service import run
+
+    return run(demo_fleet=args.tags)
+
+
+def _load(args: argparse.Namespace) -> int:
+    from fencewatch.loader import main
+
+    return main(Path(args.scenario))
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from fencewatch.replay import main
+
+    return main(Path(args.scenario))
+
+
+def _token(args: argparse.Namespace) -> int:
+    from api.tokens import main
+
+    return main(role=args.role, office=args.office, subject=args.subject, days=args.days)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fencewatch", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser(
+        "serve", help="run the whole service: MQTT ingest, engine, scheduler, API and console"
+    )
+    serve.add_argument(
+        "--fleet",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run N simulated tags around 丽水市 (demo data is loaded first)",
+    )
+    serve.set_defaults(func=_serve)
+
+    demo = commands.add_parser(
+        "demo", help="serve with the 丽水 demo data and a simulated fleet (embedded servers)"
+    )
+    demo.add_argument("--tags", type=int, default=36, help="simulated tags (default 36)")
+    demo.set_defaults(func=_demo)
+
+    load = commands.add_parser("load", help="import zones.geojson and roster.json (upsert by id)")
+    load.add_argument("scenario", metavar="SCENARIO_DIR")
+    load.set_defaults(func=_load)
+
+    replay = commands.add_parser(
+        "replay", help="run recorded pings through the engine offline; one JSON alert a line"
+    )
+    replay.add_argument("scenario", metavar="SCENARIO_DIR")
+    replay.set_defaults(func=_replay)
+
+    token = commands.add_parser("token", help="API bearer tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    create = token_commands.add_parser("create", help="print a new bearer token")
+    create.add_argument(
+        "--role", required=True, choices=["operator", "officer", "supervisor", "auditor"]
+    )
+    create.add_argument("--office", default=None, help="scope the token to this office id")
+    create.add_argument("--subject", default=None, help="who the token is for (audit log)")
+    create.add_argument("--days", type=int, default=365, help="valid for this many days")
+    create.set_defaults(func=_token)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

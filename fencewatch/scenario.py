@@ -1,0 +1,128 @@
+"""A scenario directory (spec 4.2): zones.geojson, roster.json and pings.jsonl.
+
+`fencewatch load` imports the first two into the database; `fencewatch replay` runs all
+three through the engine with no servers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from geofence.model import DeviceRef, Leave, Roster, Supervisee, ZoneDef
+from geofence.zones import parse_feature_collection
+
+LEVELS = ("strict", "normal", "lenient")
+
+
+class ScenarioError(ValueError):
+    pass
+
+
+class Ping(msgspec.Struct, frozen=True):
+    at: int
+    topic: str
+    payload: msgspec.Raw
+
+
+def iso_to_ms(value: Any, what: str) -> int:
+    if not isinstance(value, str):
+        raise ScenarioError(f"{what} must be an ISO-8601 time, got {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ScenarioError(f"{what} must be an ISO-8601 time, got {value!r}") from None
+    if parsed.tzinfo is None:
+        raise ScenarioError(f"{what} needs a time zone offset (e.g. Z or +08:00): {value!r}")
+    return int(parsed.timestamp() * 1000)
+
+
+def read_zones(path: Path) -> list[ZoneDef]:
+    return parse_feature_collection(msgspec.json.decode(path.read_bytes()))
+
+
+def _device(raw: Any) -> DeviceRef:
+    if isinstance(raw, str) and raw:
+        return DeviceRef(id=raw)
+    if isinstance(raw, dict) and isinstance(raw.get("id"), str) and raw["id"]:
+        kind = raw.get("kind", "tag")
+        if kind not in ("tag", "phone"):
+            raise ScenarioError(f"device {raw['id']}: kind must be tag or phone")
+        owntracks = raw.get("owntracks")
+        if owntracks is not None and (not isinstance(owntracks, str) or owntracks.count("/") != 1):
+            raise ScenarioError(f"device {raw['id']}: owntracks must be '<user>/<device>'")
+        return DeviceRef(id=raw["id"], kind=kind, owntracks=owntracks)
+    raise ScenarioError(f"a device must be an id or an object with an id, got {raw!r}")
+
+
+def _ids(raw: Any, what: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(x, str | int) for x in raw):
+        raise ScenarioError(f"{what} must be a list of zone ids")
+    return tuple(str(x) for x in raw)
+
+
+def parse_supervisee(raw: Any) -> Supervisee:
+    if not isinstance(raw, dict) or not raw.get("id"):
+        raise ScenarioError("each supervisee needs an id")
+    sid = str(raw["id"])
+    leaves = []
+    for i, leave in enumerate(raw.get("leaves") or []):
+        if not isinstance(leave, dict):
+            raise ScenarioError(f"supervisee {sid}: leave {i} must be an object")
+        start = iso_to_ms(leave.get("from"), f"supervisee {sid} leave {i} from")
+        end = iso_to_ms(leave.get("to"), f"supervisee {sid} leave {i} to")
+        if end <= start:
+            raise ScenarioError(f"supervisee {sid}: leave {i} ends before it starts")
+        returned = leave.get("returned")
+        leaves.append(
+            Leave(
+                start=start,
+                end=end,
+                destinations=_ids(leave.get("destinations"), f"supervisee {sid} destinations"),
+                id=str(leave.get("id", f"{sid}-leave-{i}")),
+                returned_at=iso_to_ms(returned, "returned") if returned else None,
+            )
+        )
+    home = raw.get("home")
+    level = raw.get("level", "normal")
+    if level not in LEVELS:
+        raise ScenarioError(f"supervisee {sid}: level must be one of {', '.join(LEVELS)}")
+    return Supervisee(
+        id=sid,
+        jurisdiction=_ids(raw.get("jurisdiction"), f"supervisee {sid} jurisdiction"),
+        exclusion=_ids(raw.get("exclusion"), f"supervisee {sid} exclusion"),
+        home=str(home) if home is not None else None,
+        devices=tuple(_device(d) for d in raw.get("devices") or []),
+        leaves=tuple(leaves),
+        level=level,
+        name=str(raw.get("name", "")),
+        office=raw.get("office"),
+    )
+
+
+def read_roster(path: Path) -> Roster:
+    doc = msgspec.json.decode(path.read_bytes())
+    if not isinstance(doc, dict) or not isinstance(doc.get("supervisees"), list):
+        raise ScenarioError("roster.json must be an object with a supervisees list")
+    return Roster(
+        timezone=str(doc.get("timezone", "Asia/Shanghai")),
+        supervisees=[parse_supervisee(s) for s in doc["supervisees"]],
+    )
+
+
+def read_pings(path: Path) -> Iterator[Ping]:
+    """Each line as it arrived; a line that is not a ping record is an error with its number."""
+    decoder = msgspec.json.Decoder(Ping)
+    with path.open("rb") as lines:
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                try:
+                    yield decoder.decode(line)
+                except msgspec.DecodeError as exc:
+                    raise ScenarioError(f"{path.name} line {number}: {exc}") from None

@@ -1,0 +1,1 @@
+"""The geofence engine: pure (rules, state, fix) -> (state, verdicts), no I/O."""

@@ -1,0 +1,128 @@
+"""The domain objects the engine reasons about.
+
+Everything here is plain data: the ingest edge builds `Fix` and `DeviceEvent` from
+device messages, the storage edge (or a replay scenario) builds `Roster` and `ZoneDef`,
+and the engine turns them into `Verdict`s. Times are epoch milliseconds UTC; coordinates
+are WGS-84 once they reach this module (conversion happens at the edges, once).
+"""
+
+from __future__ import annotations
+
+from enum import IntFlag
+
+import msgspec
+
+
+class Quality(IntFlag):
+    """Why a stored fix was trusted less or skipped; persisted as a bitmask with the fix."""
+
+    NONE = 0
+    NO_FIX = 1  # device reported without a position
+    ACC_UNKNOWN = 2  # no accuracy radius: treated as poor
+    ACC_POOR = 4  # accuracy radius above the policy's limit: judged uncertain
+    JUMP = 8  # implausible speed from the last trusted fix (multipath, cell hop)
+    LATE = 16  # reached the broker long after it was taken (buffered upload)
+    OUT_OF_ORDER = 32  # older than a fix already judged for this device
+    GCJ02 = 64  # arrived in GCJ-02 and was converted
+    DUPLICATE = 128  # same device, seq and time as a fix already judged
+
+
+class Fix(msgspec.Struct, frozen=True, gc=False):
+    """One decoded, validated position report (spec 4.1), in WGS-84."""
+
+    device: str
+    seq: int
+    ts: int  # device time of the fix, epoch ms
+    at: int  # when it reached the broker / service, epoch ms
+    lat: float | None = None
+    lon: float | None = None
+    acc: float | None = None
+    src: str | None = None
+    spd: float | None = None
+    hdg: float | None = None
+    batt: int | None = None
+    chg: bool | None = None
+    strap: str | None = None
+    gcj02: bool = False  # converted from GCJ-02 at the edge
+
+    @property
+    def has_position(self) -> bool:
+        return self.lat is not None and self.lon is not None
+
+
+class DeviceEvent(msgspec.Struct, frozen=True, gc=False):
+    """A device event from `em/<device>/evt` (spec 4.1)."""
+
+    device: str
+    seq: int
+    ts: int
+    at: int
+    type: str  # strap_open | strap_cut | power_off | low_battery | charging | sos | boot
+
+
+class Window(msgspec.Struct, frozen=True):
+    """A weekly time window in the roster's time zone; `days` are ISO weekdays (1 = Monday)
+    on which the window *starts*, so 22:00–06:00 on day 5 runs into Saturday morning."""
+
+    days: tuple[int, ...]
+    start_min: int  # minutes after local midnight
+    end_min: int  # may be <= start_min: the window runs past midnight
+
+
+class ZoneDef(msgspec.Struct, frozen=True):
+    """A zone as stored: WGS-84 GeoJSON geometry (already converted from its source CRS)."""
+
+    id: str
+    kind: str  # jurisdiction | exclusion | home
+    geometry: dict  # GeoJSON geometry, WGS-84
+    name: str = ""
+    source_crs: str = "wgs84"
+    schedule: tuple[Window, ...] = ()
+    radius_m: float | None = None  # for a circle given as a Point
+
+
+class Leave(msgspec.Struct, frozen=True):
+    """Approved leave (外出): destinations join the allowed area from start to end."""
+
+    start: int
+    end: int
+    destinations: tuple[str, ...] = ()
+    id: str = ""
+    returned_at: int | None = None  # 销假: the person reported back
+
+
+class DeviceRef(msgspec.Struct, frozen=True):
+    id: str
+    kind: str = "tag"  # tag | phone
+    owntracks: str | None = None  # "<user>/<device>" for an OwnTracks phone
+
+
+class Supervisee(msgspec.Struct, frozen=True):
+    id: str
+    jurisdiction: tuple[str, ...] = ()
+    exclusion: tuple[str, ...] = ()
+    home: str | None = None
+    devices: tuple[DeviceRef, ...] = ()
+    leaves: tuple[Leave, ...] = ()
+    level: str = "normal"  # strict | normal | lenient (严管/普管/宽管)
+    name: str = ""
+    office: str | None = None
+
+
+class Roster(msgspec.Struct):
+    timezone: str = "Asia/Shanghai"
+    supervisees: list[Supervisee] = []
+
+
+class Verdict(msgspec.Struct, frozen=True):
+    """What the engine concluded. `action` is raise (a new alert) or clear (the condition
+    that raised `key` ended; the alert stays open until a person resolves it)."""
+
+    action: str  # raise | clear
+    type: str  # jurisdiction_exit | exclusion_enter | curfew_breach | device_offline | ...
+    supervisee: str
+    device: str
+    ts: int  # device time of the fix that confirmed it (clock time for watchdogs)
+    key: str  # stable identity of the breach episode: the alert's dedup key
+    late: bool = False
+    detail: dict = {}

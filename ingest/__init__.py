@@ -1,0 +1,1 @@
+"""MQTT ingest: decode, validate, dedupe and commit device messages, ack after commit."""

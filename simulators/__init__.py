@@ -1,0 +1,1 @@
+"""Device simulators: realistic ankle tags and phones, fleets and scored scenarios."""

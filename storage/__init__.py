@@ -1,0 +1,1 @@
+"""PostgreSQL storage: versioned migrations and the connection pool."""
