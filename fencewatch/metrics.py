@@ -1,0 +1,22 @@
+"""Prometheus metrics, defined once here and served at /metrics (spec 4.3)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+FIXES_RECEIVED = Counter(
+    "fencewatch_fixes_received", "Position fixes received from devices (before dedup)"
+)
+FIXES_STORED = Counter("fencewatch_fixes_stored", "Fixes committed to the database, once each")
+FIXES_REJECTED = Counter(
+    "fencewatch_fixes_rejected", "Device messages rejected, by reason", ["reason"]
+)
+ALERTS_RAISED = Counter("fencewatch_alerts_raised", "Alerts raised, by type", ["type"])
+INGEST_BATCH_SECONDS = Histogram(
+    "fencewatch_ingest_batch_seconds", "Time to judge and commit one ingest batch"
+)
+INGEST_BACKLOG = Gauge("fencewatch_ingest_backlog", "Messages received but not yet committed")
+NOTIFICATIONS = Counter(
+    "fencewatch_notifications", "Notification delivery attempts, by channel and outcome",
+    ["channel", "outcome"],
+)
