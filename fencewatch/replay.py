@@ -1,0 +1,66 @@
+"""`fencewatch replay SCENARIO_DIR` (spec 4.2): recorded pings through the live engine,
+with no servers; one JSON alert a line on stdout, problems on stderr."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import msgspec
+
+from fencewatch.scenario import ScenarioError, read_pings, read_roster, read_zones
+from fencewatch.timefmt import iso
+from geofence.engine import Engine
+from geofence.model import Verdict
+from geofence.ruleset import RuleSet
+from geofence.zones import ZoneError
+from ingest.decode import decode
+
+
+def alert_line(v: Verdict) -> bytes:
+    return msgspec.json.encode(
+        {
+            "type": v.type,
+            "supervisee": v.supervisee,
+            "device": v.device,
+            "ts": iso(v.ts),
+            "late": v.late,
+            "key": v.key,
+            "detail": v.detail,
+        }
+    )
+
+
+def replay(scenario: Path, out: TextIO, err: TextIO) -> int:
+    rules = RuleSet(read_roster(scenario / "roster.json"), read_zones(scenario / "zones.geojson"))
+    for problem in rules.problems:
+        print(f"warning: {problem}", file=err)
+    engine = Engine(rules)
+    alerts = 0
+
+    def emit(verdicts: list[Verdict]) -> None:
+        nonlocal alerts
+        for v in verdicts:
+            if v.action == "raise":
+                alerts += 1
+                out.write(alert_line(v).decode() + "\n")
+
+    for ping in read_pings(scenario / "pings.jsonl"):
+        emit(engine.tick(ping.at))
+        decoded = decode(
+            ping.topic, bytes(ping.payload), ping.at, rules.device_owner, rules.owntracks
+        )
+        for r in decoded.rejections:
+            print(f"rejected {r.topic} at {iso(ping.at)}: {r.reason}: {r.detail}", file=err)
+        emit(engine.process(decoded.fixes, decoded.events).verdicts)
+    return alerts
+
+
+def main(scenario: Path) -> int:
+    try:
+        replay(scenario, sys.stdout, sys.stderr)
+    except (OSError, ScenarioError, ZoneError, msgspec.DecodeError) as exc:
+        print(f"fencewatch replay: {scenario}: {exc}", file=sys.stderr)
+        return 2
+    return 0

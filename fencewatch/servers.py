@@ -1,0 +1,179 @@
+"""The database, cache and broker `fencewatch` talks to: configured, or embedded (spec 4.3).
+
+A server whose URL is not configured is started here under `settings.data_dir` and keeps
+its data there across runs. It is shared by every fencewatch process using the same data
+directory (say `fencewatch load` while `fencewatch serve` runs) and stopped when the last
+one leaves. A process that died without leaving does not count: the next one adopts what
+it left running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import subprocess
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import msgspec
+import psutil
+
+from fencewatch import embedded
+from fencewatch.config import Settings
+
+log = logging.getLogger(__name__)
+
+NAMES = ("postgres", "redis", "mqtt")
+
+
+class ServerUrls(msgspec.Struct, frozen=True):
+    """Where each server is; "" for one that was neither configured nor needed."""
+
+    database_url: str
+    redis_url: str
+    mqtt_url: str
+    embedded: tuple[str, ...]  # names of the ones started (or joined) here
+
+
+@contextlib.contextmanager
+def servers(
+    settings: Settings, need: Iterable[str] = ("postgres", "redis", "mqtt")
+) -> Iterator[ServerUrls]:
+    """Yield the URLs of the needed servers, starting an embedded one for each unset URL."""
+    needed = set(need)
+    if unknown := needed - set(NAMES):
+        raise ValueError(f"unknown servers {sorted(unknown)}; known: {', '.join(NAMES)}")
+    configured = {
+        "postgres": settings.database_url,
+        "redis": settings.redis_url,
+        "mqtt": settings.mqtt_url,
+    }
+    urls = {name: url or "" for name, url in configured.items()}
+    with contextlib.ExitStack() as stack:
+        started = []
+        for name in NAMES:
+            if name in needed and not urls[name]:
+                datadir = settings.data_dir / name
+                urls[name] = stack.enter_context(_EMBEDDED[name](datadir))
+                started.append(name)
+                log.warning(
+                    "%s is not set: using an embedded %s at %s (data in %s)",
+                    _ENV[name],
+                    _LABEL[name],
+                    urls[name],
+                    datadir,
+                )
+        yield ServerUrls(urls["postgres"], urls["redis"], urls["mqtt"], tuple(started))
+
+
+@contextlib.contextmanager
+def _postgres(datadir: Path) -> Iterator[str]:
+    server, url = embedded.start_postgres(datadir)
+    try:
+        yield url
+    finally:
+        server.cleanup()
+
+
+@contextlib.contextmanager
+def _redis(datadir: Path) -> Iterator[str]:
+    with _shared(datadir, embedded.start_redis) as port:
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+@contextlib.contextmanager
+def _mqtt(datadir: Path) -> Iterator[str]:
+    start = embedded.start_mosquitto if embedded.mosquitto_binary() else embedded.start_amqtt
+    with _shared(datadir, start) as port:
+        yield f"mqtt://127.0.0.1:{port}"
+
+
+_EMBEDDED = {"postgres": _postgres, "redis": _redis, "mqtt": _mqtt}
+_ENV = {
+    "postgres": "FENCEWATCH_DATABASE_URL",
+    "redis": "FENCEWATCH_REDIS_URL",
+    "mqtt": "FENCEWATCH_MQTT_URL",
+}
+_LABEL = {"postgres": "PostgreSQL", "redis": "Redis", "mqtt": "MQTT broker"}
+
+
+class _Running(msgspec.Struct):
+    """What `_shared` records in the data directory about the server running there."""
+
+    pid: int
+    started: float  # the process's create time: tells it from a later one reusing the pid
+    port: int
+    users: list[int]  # pids of the fencewatch processes using it
+
+
+Starter = Callable[[Path, int | None], tuple[subprocess.Popen, int]]
+
+
+@contextlib.contextmanager
+def _shared(datadir: Path, start: Starter) -> Iterator[int]:
+    """Run, join or adopt the server of `datadir`; yield its port."""
+    datadir.mkdir(parents=True, exist_ok=True)
+    record = datadir / "fencewatch-server.json"
+    child = None  # held so that Popen sees the exit status once _leave has reaped it
+    with _locked(datadir):
+        running = _read(record)
+        if running is None or _process(running) is None:
+            # Same port as last time when it is free, so clients can keep their settings.
+            port = embedded.free_port(running.port if running else None)
+            child, port = start(datadir, port)
+            running = _Running(child.pid, psutil.Process(child.pid).create_time(), port, [])
+        else:
+            embedded.wait_for_port(running.port)
+        running.users = [pid for pid in running.users if psutil.pid_exists(pid)]
+        running.users.append(os.getpid())
+        record.write_bytes(msgspec.json.encode(running))
+    try:
+        yield running.port
+    finally:
+        with _locked(datadir):
+            _leave(record)
+        if child is not None:
+            child.poll()
+
+
+def _leave(record: Path) -> None:
+    running = _read(record)
+    if running is None:
+        return
+    running.users = [p for p in running.users if p != os.getpid() and psutil.pid_exists(p)]
+    if not running.users and (proc := _process(running)) is not None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except psutil.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    # Kept after the stop: the next start reuses the port it names.
+    record.write_bytes(msgspec.json.encode(running))
+
+
+def _process(running: _Running) -> psutil.Process | None:
+    """The recorded server process, if it is still the one running."""
+    try:
+        proc = psutil.Process(running.pid)
+        if proc.create_time() == running.started and proc.status() != psutil.STATUS_ZOMBIE:
+            return proc
+    except psutil.Error:
+        pass
+    return None
+
+
+def _read(record: Path) -> _Running | None:
+    try:
+        return msgspec.json.decode(record.read_bytes(), type=_Running)
+    except (FileNotFoundError, msgspec.DecodeError):
+        return None  # never started, or cut short by a crash: start afresh
+
+
+@contextlib.contextmanager
+def _locked(datadir: Path) -> Iterator[None]:
+    with open(datadir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

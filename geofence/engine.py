@@ -1,0 +1,200 @@
+"""The engine: rules + state + messages → verdicts, with no I/O.
+
+The live service and `fencewatch replay` both feed it the same way — `process` with each
+arriving batch, `tick` with the clock (wall clock live, the recorded arrival time in
+replay) — so they run the very same code.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+
+import msgspec
+
+from geofence import pipeline
+from geofence.context import StepContext
+from geofence.judge import Judged, judge
+from geofence.model import DeviceEvent, Fix, Quality, Verdict
+from geofence.ruleset import RuleSet
+from geofence.stages.dedup import seen_before
+from geofence.stages.health import set_battery, set_strap
+from geofence.state import DeviceState, EngineState, Track
+
+# A late track is dropped once the live track is this far past it.
+_LATE_TRACK_TTL_MS = 3_600_000
+_ZONE_STATE = {2: "in", 1: "uncertain", -1: "uncertain", -2: "out"}
+
+
+class Outcome(msgspec.Struct):
+    judged: list[Judged]
+    verdicts: list[Verdict]
+
+
+def zone_state(j: Judged) -> str | None:
+    """in / out / uncertain against the allowed area, as stored with the fix."""
+    return _ZONE_STATE.get(j.allowed)
+
+
+class Engine:
+    def __init__(self, rules: RuleSet, state: EngineState | None = None) -> None:
+        self.rules = rules
+        self.state = state or EngineState()
+        self._deadlines: list[tuple[int, str]] = []
+        self._armed: set[str] = set()
+        for device, dev in self.state.devices.items():
+            if not dev.offline and device in rules.device_owner:
+                self._arm(device, dev)
+
+    # -- input -----------------------------------------------------------------------------
+
+    def process(self, fixes: Sequence[Fix], events: Sequence[DeviceEvent] = ()) -> Outcome:
+        """Judge a batch that arrived together. Every device must be on the roster (ingest
+        rejects the rest). Fixes are judged per device in device-time order."""
+        verdicts: list[Verdict] = []
+        ctx = StepContext(self.state, verdicts)
+        for fix in fixes:
+            self._arrived(ctx, fix.device, fix.at)
+        for event in events:
+            self._arrived(ctx, event.device, event.at)
+        judged = judge(self.rules, list(fixes))
+        for j in sorted(judged, key=lambda j: (j.fix.device, j.fix.ts, j.fix.seq)):
+            self._judge_one(ctx, j)
+        for event in events:
+            self._event(ctx, event)
+        return Outcome(judged, verdicts)
+
+    def tick(self, now: int) -> list[Verdict]:
+        """Fire the watchdogs whose deadline `now` has passed (device_offline)."""
+        verdicts: list[Verdict] = []
+        ctx = StepContext(self.state, verdicts)
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, device = heapq.heappop(self._deadlines)
+            dev = self.state.devices[device]
+            owner = self.rules.device_owner.get(device)
+            if owner is None:
+                self._armed.discard(device)
+                continue
+            due, cause = self._due(device, dev)
+            if due > now:
+                heapq.heappush(self._deadlines, (due, device))
+                continue
+            self._armed.discard(device)
+            dev.offline = True
+            detail = {"last_seen": dev.last_at, "cause": cause}
+            ctx.open(
+                f"device_offline:{device}",
+                "device_offline",
+                owner,
+                device,
+                dev.last_at,
+                due,
+                False,
+                detail,
+            )
+        return verdicts
+
+    def snapshot(self) -> bytes:
+        return msgspec.msgpack.encode(self.state)
+
+    @classmethod
+    def restore(cls, rules: RuleSet, blob: bytes) -> Engine:
+        return cls(rules, msgspec.msgpack.decode(blob, type=EngineState))
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _device(self, device: str) -> DeviceState:
+        dev = self.state.devices.get(device)
+        if dev is None:
+            dev = self.state.devices[device] = DeviceState()
+        return dev
+
+    def _due(self, device: str, dev: DeviceState) -> tuple[int, str]:
+        policy = self.rules.policy(device)
+        due, cause = dev.last_at + policy.offline_s * 1000, "silent"
+        if dev.power_off_at is not None:
+            off = dev.power_off_at + policy.power_off_grace_s * 1000
+            if off < due:
+                due, cause = off, "power_off"
+        return due, cause
+
+    def _arm(self, device: str, dev: DeviceState) -> None:
+        if device not in self._armed:
+            self._armed.add(device)
+            heapq.heappush(self._deadlines, (self._due(device, dev)[0], device))
+
+    def _arrived(self, ctx: StepContext, device: str, at: int) -> None:
+        dev = self._device(device)
+        dev.last_at = max(dev.last_at, at)
+        dev.power_off_at = None
+        if dev.offline:
+            dev.offline = False
+            owner = self.rules.device_owner[device]
+            ctx.close(f"device_offline:{device}", "device_offline", owner, device, at)
+        self._arm(device, dev)
+
+    def _judge_one(self, ctx: StepContext, j: Judged) -> None:
+        fix = j.fix
+        dev = self._device(fix.device)
+        live = dev.live
+        if seen_before(live, fix.seq, fix.ts):
+            j.flags |= Quality.DUPLICATE
+            track = live
+        elif fix.ts > live.last_ts:
+            track = live
+            if dev.late is not None and fix.ts - dev.late.last_ts > _LATE_TRACK_TTL_MS:
+                dev.late = None
+        else:
+            # Older than what this device's live track has judged: a buffered batch that came
+            # after live fixes resumed. Judge it in order on a track of its own.
+            j.flags |= Quality.OUT_OF_ORDER
+            if dev.late is None or fix.ts <= dev.late.last_ts:
+                dev.late = Track()
+            track = dev.late
+        ctx.late_track = track is not live
+        if not j.flags & Quality.DUPLICATE:
+            track.last_ts = fix.ts
+        pipeline.run(ctx, track, j)
+
+    def _event(self, ctx: StepContext, e: DeviceEvent) -> None:
+        owner = self.rules.device_owner[e.device]
+        dev = self._device(e.device)
+        policy = self.rules.policy(e.device)
+        late = e.at - e.ts > policy.late_after_s * 1000
+        if e.type in ("strap_open", "strap_cut"):
+            set_strap(ctx, dev.live, owner, e.device, e.ts, late, e.type.removeprefix("strap_"))
+        elif e.type == "low_battery":
+            set_battery(
+                ctx,
+                dev.live,
+                owner,
+                e.device,
+                e.ts,
+                late,
+                policy.low_battery_pct,
+                False,
+                policy.low_battery_pct,
+                policy.battery_clear_pct,
+            )
+        elif e.type == "charging":
+            set_battery(
+                ctx,
+                dev.live,
+                owner,
+                e.device,
+                e.ts,
+                late,
+                None,
+                True,
+                policy.low_battery_pct,
+                policy.battery_clear_pct,
+            )
+        elif e.type == "power_off":
+            dev.power_off_at = e.at
+            self._armed.discard(e.device)
+            self._arm(e.device, dev)
+        elif e.type == "sos":
+            # Every SOS is its own alert: open and end the episode at once.
+            rule = f"sos:{e.device}"
+            ctx.open(rule, "sos", owner, e.device, e.ts, e.ts, late)
+            ctx.close(rule, "sos", owner, e.device, e.ts)

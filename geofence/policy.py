@@ -1,0 +1,65 @@
+"""Thresholds the rules use, per supervision level and device kind.
+
+The reasoning behind each default is in docs/rules.md; every figure is configurable.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Policy(msgspec.Struct, frozen=True):
+    # Confirmation: a breach needs this many fixes whose whole error circle is on the wrong
+    # side, with no trustworthy fix on the right side between them, spanning this long.
+    confirm_fixes: int = 3
+    confirm_s: int = 60
+    # Hysteresis: this many trustworthy fixes on the right side end a breach.
+    clear_fixes: int = 2
+    # A fix on the right side only counts (to reset or clear) when its radius is this small
+    # or its whole circle is on the right side.
+    trust_acc_m: float = 150.0
+    # Error circle radius = max(acc, floor for its source) × factor for its source.
+    acc_unknown_m: float = 300.0
+    acc_floor_m: dict[str, float] = {"cell": 1000.0, "wifi": 30.0}
+    acc_factor: dict[str, float] = {"cell": 2.0, "wifi": 1.5}
+    acc_max_m: float = 5000.0  # beyond this a fix says nothing about position
+    # Jump filter: faster than this from the last trusted fix is a multipath/cell jump.
+    max_speed_mps: float = 70.0
+    # A fix that reached us this long after it was taken was buffered: a breach it reveals
+    # is reported as late.
+    late_after_s: int = 300
+    # Device faults.
+    offline_s: int = 900
+    power_off_grace_s: int = 120
+    no_fix_s: int = 600
+    low_battery_pct: int = 15
+    battery_clear_pct: int = 25
+    # Leave: how long the person may be outside both jurisdiction and destinations (on the
+    # road) within the leave window.
+    leave_travel_s: int = 12 * 3600
+
+
+class PolicyBook(msgspec.Struct, frozen=True):
+    """Policies by (level, device kind), with per-date heightened periods."""
+
+    default: Policy = Policy()
+    by_level: dict[str, Policy] = {}
+    by_kind: dict[str, dict[str, int | float]] = {}
+
+    def for_device(self, level: str, kind: str) -> Policy:
+        base = self.by_level.get(level, self.default)
+        overrides = self.by_kind.get(kind)
+        return msgspec.structs.replace(base, **overrides) if overrides else base
+
+
+DEFAULT_BOOK = PolicyBook(
+    by_level={
+        # 严管: confirm faster, lose contact sooner.
+        "strict": Policy(confirm_fixes=3, confirm_s=45, offline_s=600, no_fix_s=480),
+        "normal": Policy(),
+        # 宽管: same breach rules (the law is the same), more patience with faults.
+        "lenient": Policy(offline_s=1800, no_fix_s=1200),
+    },
+    # Phones report irregularly and are switched off more; tags are fitted and must report.
+    by_kind={"phone": {"offline_s": 3600, "no_fix_s": 1800}},
+)

@@ -1,0 +1,130 @@
+"""The rules in force: who wears which device, and each person's zones, leave and policy,
+compiled once so judging a fix is lookups and vectorized geometry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import shapely
+from shapely.geometry import shape
+
+from geofence.area import Area
+from geofence.model import Leave, Roster, Supervisee, ZoneDef
+from geofence.policy import DEFAULT_BOOK, Policy, PolicyBook
+from geofence.schedule import LocalClock, is_active
+
+
+class RuleSet:
+    def __init__(
+        self,
+        roster: Roster,
+        zones: Iterable[ZoneDef],
+        book: PolicyBook = DEFAULT_BOOK,
+    ) -> None:
+        self.timezone = roster.timezone
+        self.clock = LocalClock(roster.timezone)
+        self.book = book
+        self.zones = {z.id: z for z in zones}
+        self.supervisees: dict[str, Supervisee] = {}
+        self.device_owner: dict[str, str] = {}
+        self.device_kind: dict[str, str] = {}
+        self.owntracks: dict[str, str] = {}
+        self.problems: list[str] = []
+        self._areas: dict[tuple[str, ...], Area] = {}
+        self._policies: dict[str, Policy] = {}
+        for person in roster.supervisees:
+            self._add(person)
+
+    def _add(self, person: Supervisee) -> None:
+        missing = [
+            z
+            for z in (*person.jurisdiction, *person.exclusion, person.home)
+            if z is not None and z not in self.zones
+        ]
+        missing += [z for leave in person.leaves for z in leave.destinations if z not in self.zones]
+        if missing:
+            # The rest of the person's rules still apply: a typo must not switch them off.
+            self.problems.append(f"supervisee {person.id}: unknown zones {sorted(set(missing))}")
+            known = self.zones.__contains__
+            person = Supervisee(
+                id=person.id,
+                jurisdiction=tuple(filter(known, person.jurisdiction)),
+                exclusion=tuple(filter(known, person.exclusion)),
+                home=person.home if person.home is None or known(person.home) else None,
+                devices=person.devices,
+                leaves=tuple(
+                    Leave(
+                        start=lv.start,
+                        end=lv.end,
+                        destinations=tuple(filter(known, lv.destinations)),
+                        id=lv.id,
+                        returned_at=lv.returned_at,
+                    )
+                    for lv in person.leaves
+                ),
+                level=person.level,
+                name=person.name,
+                office=person.office,
+            )
+        self.supervisees[person.id] = person
+        for device in person.devices:
+            owner = self.device_owner.get(device.id)
+            if owner is not None and owner != person.id:
+                self.problems.append(f"device {device.id} is on both {owner} and {person.id}")
+                continue
+            self.device_owner[device.id] = person.id
+            self.device_kind[device.id] = device.kind
+            if device.owntracks:
+                self.owntracks[device.owntracks] = device.id
+
+    def policy(self, device: str) -> Policy:
+        found = self._policies.get(device)
+        if found is None:
+            person = self.supervisees[self.device_owner[device]]
+            found = self.book.for_device(person.level, self.device_kind.get(device, "tag"))
+            self._policies[device] = found
+        return found
+
+    def area(self, zone_ids: tuple[str, ...]) -> Area:
+        """The union of these zones (cached): neighbouring districts share borders, so a fix
+        straddling two allowed districts is inside their union though inside neither."""
+        found = self._areas.get(zone_ids)
+        if found is None:
+            if len(zone_ids) == 1 and self.zones[zone_ids[0]].radius_m is not None:
+                zone = self.zones[zone_ids[0]]
+                lon, lat = zone.geometry["coordinates"][:2]
+                found = Area.circle(float(lat), float(lon), float(zone.radius_m or 0.0))
+            else:
+                found = Area(shapely.union_all([self._polygon(z) for z in zone_ids]))
+            self._areas[zone_ids] = found
+        return found
+
+    def _polygon(self, zone_id: str) -> shapely.Geometry:
+        zone = self.zones[zone_id]
+        geom = shape(zone.geometry)
+        if zone.radius_m is not None:
+            # Union with polygons: draw the circle in degrees scaled at its latitude.
+            circle = Area.circle(geom.y, geom.x, zone.radius_m)
+            return shapely.transform(
+                circle.metric, lambda c: c / [circle.kx, circle.ky] + [circle.lon0, circle.lat0]
+            )
+        return geom
+
+    def active_leave(self, person: Supervisee, ts: int) -> Leave | None:
+        for leave in person.leaves:
+            if leave.start <= ts < leave.end and (
+                leave.returned_at is None or ts < leave.returned_at
+            ):
+                return leave
+        return None
+
+    def last_leave_end(self, person: Supervisee, ts: int) -> Leave | None:
+        """The leave that most recently ended before `ts` (for 'still away after leave')."""
+        ended = [lv for lv in person.leaves if lv.end <= ts]
+        return max(ended, key=lambda lv: lv.end) if ended else None
+
+    def zone_active(self, zone: ZoneDef, ts: int) -> bool:
+        if not zone.schedule:
+            return True
+        weekday, minute = self.clock.weekday_minute(ts)
+        return is_active(zone.schedule, weekday, minute)

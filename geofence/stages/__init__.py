@@ -1,0 +1,1 @@
+"""The rule stages, one concern each; geofence.pipeline puts them in order."""

@@ -1,0 +1,38 @@
+"""Curfew: while the home zone's schedule is in force, outside it is a breach. Outside the
+schedule a usable fix counts as compliant, so a breach ends when the curfew does."""
+
+from __future__ import annotations
+
+from geofence import confirm
+from geofence.context import StepContext
+from geofence.judge import NO_POSITION, Judged
+from geofence.model import Quality
+from geofence.state import Track
+
+RULE = TYPE = "curfew_breach"
+SKIP = Quality.NO_FIX | Quality.ACC_POOR | Quality.JUMP
+
+
+def run(ctx: StepContext, track: Track, j: Judged) -> bool:
+    if j.flags & SKIP:
+        return True
+    fix, policy = j.fix, j.policy
+    score = -j.home if j.home != NO_POSITION else -2
+    if score == -2 and track.curfew.phase == confirm.CLEAR:
+        return True
+    event = confirm.step(
+        track.curfew,
+        score,
+        fix.ts,
+        j.radius,
+        policy.confirm_fixes,
+        policy.confirm_s,
+        policy.clear_fixes,
+        policy.trust_acc_m,
+    )
+    if event == "raise":
+        detail = {"lat": fix.lat, "lon": fix.lon, "acc": fix.acc}
+        ctx.open(RULE, TYPE, j.supervisee, fix.device, track.curfew.start, fix.ts, j.late, detail)
+    elif event == "clear":
+        ctx.close(RULE, TYPE, j.supervisee, fix.device, fix.ts)
+    return True

@@ -1,0 +1,34 @@
+"""A QoS 1 redelivery is judged once: the device's sequence numbers already seen."""
+
+from __future__ import annotations
+
+from geofence.context import StepContext
+from geofence.judge import Judged
+from geofence.model import Quality
+from geofence.state import Track
+
+WINDOW = 256  # how many recent sequence numbers are remembered per device
+_MASK = (1 << WINDOW) - 1
+
+
+def seen_before(track: Track, seq: int, ts: int) -> bool:
+    """Record `seq`; True if it was already recorded. Always the live track's numbers, so a
+    redelivered live fix is caught even when its time sends it to a late track."""
+    if seq > track.max_seq or (track.max_seq - seq >= WINDOW and ts > track.last_ts):
+        # Newer, or far below with a newer time: the device restarted its numbering.
+        shift = seq - track.max_seq if seq > track.max_seq else WINDOW
+        track.seen = ((track.seen << shift) | 1) & _MASK
+        track.max_seq = seq
+        return False
+    offset = track.max_seq - seq
+    if offset >= WINDOW:
+        return False  # older than we remember: the database's key is the last word
+    bit = 1 << offset
+    if track.seen & bit:
+        return True
+    track.seen |= bit
+    return False
+
+
+def run(ctx: StepContext, track: Track, j: Judged) -> bool:
+    return not j.flags & Quality.DUPLICATE

@@ -1,0 +1,48 @@
+"""Prohibition-order exclusion zones (禁止令): inside one, while it is in force, is a breach,
+one episode per zone."""
+
+from __future__ import annotations
+
+from geofence import confirm
+from geofence.confirm import Confirm
+from geofence.context import StepContext
+from geofence.judge import Judged
+from geofence.model import Quality
+from geofence.state import Track
+
+TYPE = "exclusion_enter"
+SKIP = Quality.NO_FIX | Quality.ACC_POOR | Quality.JUMP
+
+
+def run(ctx: StepContext, track: Track, j: Judged) -> bool:
+    if j.flags & SKIP:
+        return True
+    fix, policy = j.fix, j.policy
+    scores = dict(j.exclusion)
+    # A zone out of force now counts as a compliant fix: it ends a breach it had.
+    for zone_id in set(scores) | set(track.exclusion):
+        score = scores.get(zone_id, -2)
+        c = track.exclusion.get(zone_id)
+        if c is None:
+            if score != 2:
+                continue
+            c = track.exclusion[zone_id] = Confirm()
+        event = confirm.step(
+            c,
+            score,
+            fix.ts,
+            j.radius,
+            policy.confirm_fixes,
+            policy.confirm_s,
+            policy.clear_fixes,
+            policy.trust_acc_m,
+        )
+        rule = f"{TYPE}:{zone_id}"
+        if event == "raise":
+            detail = {"zone": zone_id, "lat": fix.lat, "lon": fix.lon, "acc": fix.acc}
+            ctx.open(rule, TYPE, j.supervisee, fix.device, c.start, fix.ts, j.late, detail)
+        elif event == "clear":
+            ctx.close(rule, TYPE, j.supervisee, fix.device, fix.ts)
+        if c.phase == confirm.CLEAR:
+            del track.exclusion[zone_id]
+    return True

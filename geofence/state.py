@@ -1,0 +1,57 @@
+"""Per-device and per-person state the rules fold over. Plain msgspec structs, so the
+whole engine state snapshots to bytes (write-behind) and restores after a restart."""
+
+from __future__ import annotations
+
+import msgspec
+
+from geofence.confirm import Confirm
+
+
+class Track(msgspec.Struct):
+    """What one device's fixes have shown so far, in device-time order.
+
+    A device has a live track and, when a batch arrives older than what the live track has
+    already judged (a buffered upload that came after live fixes resumed), a late track
+    for that batch, so each is still judged in device-time order."""
+
+    last_ts: int = -1
+    max_seq: int = -1
+    seen: int = 0  # bit i set: seq max_seq - i already judged (QoS 1 redelivery guard)
+    anchor: tuple[float, float, float, int] | None = None  # last trusted (lat, lon, r, ts)
+    suspect: tuple[float, float, float, int] | None = None  # last fix rejected as a jump
+    jurisdiction: Confirm = msgspec.field(default_factory=Confirm)
+    travel_since: int | None = None  # leave: outside every allowed place since
+    exclusion: dict[str, Confirm] = msgspec.field(default_factory=dict)
+    curfew: Confirm = msgspec.field(default_factory=Confirm)
+    no_fix_since: int | None = None
+    no_fix_alerted: bool = False
+    battery_low: bool = False
+    strap_open: bool = False
+
+
+class DeviceState(msgspec.Struct):
+    live: Track = msgspec.field(default_factory=Track)
+    late: Track | None = None
+    last_at: int = 0  # arrival time of the newest message: the offline clock
+    offline: bool = False
+    power_off_at: int | None = None
+
+
+class Episode(msgspec.Struct, array_like=True):
+    """One breach of one rule by one person: the unit that becomes one alert."""
+
+    key: str
+    start: int
+    end: int | None
+    device: str
+
+
+class PersonState(msgspec.Struct):
+    # rule ("jurisdiction_exit", "exclusion_enter:<zone>", ...) → recent episodes, newest last
+    episodes: dict[str, list[Episode]] = msgspec.field(default_factory=dict)
+
+
+class EngineState(msgspec.Struct):
+    devices: dict[str, DeviceState] = msgspec.field(default_factory=dict)
+    people: dict[str, PersonState] = msgspec.field(default_factory=dict)
