@@ -39,6 +39,7 @@ class Settings(msgspec.Struct, frozen=True):
     webhook_url: str | None = None
     webhook_secret: str = ""
     client_id: str = "fencewatch-ingest"
+    timezone: str = "Asia/Shanghai"  # schedules (curfews, time-windowed zones) are local
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -60,4 +61,5 @@ class Settings(msgspec.Struct, frozen=True):
             webhook_url=env.get("FENCEWATCH_WEBHOOK_URL") or None,
             webhook_secret=env.get("FENCEWATCH_WEBHOOK_SECRET", ""),
             client_id=env.get("FENCEWATCH_MQTT_CLIENT_ID", "fencewatch-ingest"),
+            timezone=env.get("FENCEWATCH_TIMEZONE", "Asia/Shanghai"),
         )

@@ -42,7 +42,9 @@ def error_radius(fix: Fix, policy: Policy) -> tuple[float, int]:
     else:
         acc = fix.acc
     src = fix.src or ""
-    radius = max(acc, policy.acc_floor_m.get(src, 0.0)) * policy.acc_factor.get(src, 1.0)
+    radius = max(acc, policy.acc_floor_m.get(src, 0.0)) * policy.acc_factor.get(
+        src, policy.acc_factor_default
+    )
     if radius > policy.acc_max_m:
         flags |= Quality.ACC_POOR
     return radius, flags

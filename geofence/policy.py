@@ -18,13 +18,18 @@ class Policy(msgspec.Struct, frozen=True):
     # A fix on the right side only counts (to reset or clear) when its radius is this small
     # or its whole circle is on the right side.
     trust_acc_m: float = 150.0
-    # Error circle radius = max(acc, floor for its source) × factor for its source.
+    # Error circle radius = max(acc, floor for its source) × factor for its source. Devices
+    # report a ~68% radius (one sigma): twice that holds ~99% of honest errors, and costs a
+    # person really walking out with a good GPS fix only a few seconds.
     acc_unknown_m: float = 300.0
-    acc_floor_m: dict[str, float] = {"cell": 1000.0, "wifi": 30.0}
-    acc_factor: dict[str, float] = {"cell": 2.0, "wifi": 1.5}
+    acc_factor_default: float = 2.0
+    acc_floor_m: dict[str, float] = msgspec.field(
+        default_factory=lambda: {"cell": 1000.0, "wifi": 30.0}
+    )
+    acc_factor: dict[str, float] = msgspec.field(default_factory=lambda: {"cell": 2.0, "wifi": 2.0})
     acc_max_m: float = 5000.0  # beyond this a fix says nothing about position
     # Jump filter: faster than this from the last trusted fix is a multipath/cell jump.
-    max_speed_mps: float = 70.0
+    max_speed_mps: float = 100.0
     # A fix that reached us this long after it was taken was buffered: a breach it reveals
     # is reported as late.
     late_after_s: int = 300

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import asyncpg
 import msgspec
+from asyncpg.pool import PoolConnectionProxy
 
 from storage.migrate import migrate
+
+# A connection, whether opened directly or borrowed from the pool.
+Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode

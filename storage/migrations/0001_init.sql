@@ -120,6 +120,7 @@ CREATE INDEX fixes_supervisee_ts ON fixes (supervisee_id, ts);
 CREATE INDEX fixes_rid ON fixes (rid);
 
 CREATE TABLE device_events (
+    rid             bigserial,
     device_id       text NOT NULL,
     seq             bigint NOT NULL,
     ts              timestamptz NOT NULL,
@@ -209,10 +210,11 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_log_at ON audit_log (at);
 
 -- Engine state written behind: on restart the engine restores the newest snapshot and
--- re-judges the fixes committed after `last_rid`.
+-- re-judges the fixes and events committed after `last_rid` / `last_event_rid`.
 CREATE TABLE engine_snapshots (
-    id          bigserial PRIMARY KEY,
-    taken_at    timestamptz NOT NULL DEFAULT now(),
-    last_rid    bigint NOT NULL,
-    state       bytea NOT NULL
+    id              bigserial PRIMARY KEY,
+    taken_at        timestamptz NOT NULL DEFAULT now(),
+    last_rid        bigint NOT NULL,
+    last_event_rid  bigint NOT NULL,
+    state           bytea NOT NULL
 );

@@ -1,0 +1,86 @@
+"""Fan-out after commit, through Redis: each person's latest position (a hash the API and
+console read) and a pub/sub channel of positions and alert changes for live clients.
+
+Redis is not the record — PostgreSQL is — so a Redis outage costs live updates, never data,
+and never stops ingest."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from fencewatch.timefmt import iso
+from geofence.engine import Engine, zone_state
+from geofence.judge import Judged
+from geofence.model import Quality
+
+log = logging.getLogger("fencewatch.feed")
+
+LATEST = "fencewatch:latest"
+CHANNEL = "fencewatch:feed"
+_GEOFENCE_RULES = ("jurisdiction_exit", "exclusion_enter", "curfew_breach")
+_STATE = {"in": "ok", "uncertain": "uncertain", "out": "outside"}
+
+
+def person_state(engine: Engine, supervisee: str, zone_state: str | None) -> str:
+    """ok / uncertain / outside / breach, for colouring the map."""
+    person = engine.state.people.get(supervisee)
+    if person is not None:
+        for rule, episodes in person.episodes.items():
+            if rule.startswith(_GEOFENCE_RULES) and any(e.end is None for e in episodes):
+                return "breach"
+    return _STATE.get(zone_state or "", "unknown")
+
+
+class Feed:
+    def __init__(self, redis: Redis | None) -> None:
+        self.redis = redis
+        self._warned_at = 0.0
+
+    async def publish(
+        self, judged: Sequence[Judged], alerts: list[dict[str, Any]], engine: Engine
+    ) -> None:
+        if self.redis is None or not (judged or alerts):
+            return
+        latest: dict[str, Judged] = {}
+        for j in judged:
+            if j.fix.has_position and not j.flags & (Quality.DUPLICATE | Quality.JUMP):
+                seen = latest.get(j.supervisee)
+                if seen is None or j.fix.ts > seen.fix.ts:
+                    latest[j.supervisee] = j
+        positions = [
+            {
+                "supervisee": j.supervisee,
+                "device": j.fix.device,
+                "ts": iso(j.fix.ts),
+                "lat": j.fix.lat,
+                "lon": j.fix.lon,
+                "acc": j.fix.acc,
+                "batt": j.fix.batt,
+                "state": person_state(engine, j.supervisee, zone_state(j)),
+            }
+            for j in latest.values()
+        ]
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            if positions:
+                pipe.hset(
+                    LATEST,
+                    mapping={str(p["supervisee"]): msgspec.json.encode(p) for p in positions},
+                )
+                pipe.publish(
+                    CHANNEL, msgspec.json.encode({"kind": "positions", "items": positions})
+                )
+            for change in alerts:
+                pipe.publish(CHANNEL, msgspec.json.encode({"kind": "alert", **change}))
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            if time.monotonic() - self._warned_at > 60:
+                self._warned_at = time.monotonic()
+                log.warning("Redis fan-out failed (%s); live updates paused, data is safe", exc)

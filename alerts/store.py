@@ -1,0 +1,96 @@
+"""Engine verdicts into the case record: one alert per breach episode (its key is unique),
+every step in the alert's timeline, and a webhook event queued in the same transaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from alerts.outbox import enqueue
+from fencewatch.metrics import ALERTS_RAISED
+from fencewatch.timefmt import iso
+from geofence.model import Verdict
+from storage.db import Conn
+
+SEVERITY = {
+    "sos": "critical",
+    "strap_tamper": "critical",
+    "exclusion_enter": "high",
+    "jurisdiction_exit": "high",
+    "curfew_breach": "high",
+    "device_offline": "normal",
+    "no_fix": "normal",
+    "low_battery": "low",
+}
+
+
+def alert_object(r: asyncpg.Record) -> dict[str, Any]:
+    """The alert as the API and webhooks show it (spec 4.3)."""
+    return {
+        "id": r["id"],
+        "type": r["type"],
+        "supervisee": r["supervisee_id"],
+        "device": r["device_id"],
+        "ts": iso(int(r["ts"].timestamp() * 1000)),
+        "status": r["status"],
+        "late": r["late"],
+        "active": r["active"],
+        "severity": r["severity"],
+        "escalation": r["escalation"],
+        "raised_at": r["raised_at"].isoformat(),
+        "cleared_at": r["cleared_at"].isoformat() if r["cleared_at"] else None,
+        "disposition": r["disposition"],
+        "note": r["note"],
+        "detail": r["detail"],
+    }
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
+    """Record verdicts inside the caller's transaction; returns the alerts that changed."""
+    changed = []
+    for v in verdicts:
+        if v.action == "raise":
+            row = await conn.fetchrow(
+                "INSERT INTO alerts"
+                " (key, type, supervisee_id, device_id, ts, late, severity, detail)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                " ON CONFLICT (key) DO NOTHING RETURNING *",
+                v.key,
+                v.type,
+                v.supervisee,
+                v.device,
+                _dt(v.ts),
+                v.late,
+                SEVERITY.get(v.type, "normal"),
+                v.detail,
+            )
+            event = "raised"
+        else:
+            row = await conn.fetchrow(
+                "UPDATE alerts SET active = false, cleared_at = $2 WHERE key = $1 AND active"
+                " RETURNING *",
+                v.key,
+                _dt(v.ts),
+            )
+            event = "cleared"
+        if row is None:
+            continue  # already recorded: a restart re-judging committed fixes
+        await conn.execute(
+            "INSERT INTO alert_events (alert_id, actor, action, detail)"
+            " VALUES ($1, 'engine', $2, $3)",
+            row["id"],
+            event,
+            {"ts": iso(v.ts), "late": v.late},
+        )
+        alert = alert_object(row)
+        await enqueue(conn, "webhook", {"event": event, "alert": alert})
+        if event == "raised":
+            ALERTS_RAISED.labels(v.type).inc()
+        changed.append({"event": event, "alert": alert})
+    return changed

@@ -1,0 +1,263 @@
+"""`fencewatch serve`: the whole service in one process — MQTT ingest, the engine and its
+clock, write-behind snapshots, rule reloads, webhook delivery, the API and the console.
+
+Each part is a task; the first to fail stops the service (a supervisor restarts it, and
+nothing is lost: unacknowledged messages wait in the broker, the engine restores from its
+snapshot plus the fixes committed after it)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import uvicorn
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from alerts.feed import Feed
+from alerts.outbox import OutboxWorker, Sender
+from alerts.webhook import CHANNEL as WEBHOOK
+from alerts.webhook import WebhookSender
+from api.app import create_app
+from api.context import ApiContext
+from api.tokens import create_token
+from fencewatch.config import Settings
+from fencewatch.servers import ServerUrls, servers
+from geofence.ruleset import RuleSet
+from ingest.loop import IngestLoop, Pipeline
+from ingest.mqtt import MqttSource
+from storage import partitions, snapshots
+from storage.db import open_pool
+from storage.rules import load_rules
+
+log = logging.getLogger("fencewatch")
+
+RULES_CHANNEL = "fencewatch:rules"
+SNAPSHOT_EVERY_S = 30.0
+CLOCK_EVERY_S = 1.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the service owns shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Service:
+    def __init__(self, settings: Settings, urls: ServerUrls) -> None:
+        self.settings = settings
+        self.urls = urls
+        self.stop = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    async def run(self, demo_fleet: int = 0) -> None:
+        s = self.settings
+        self.pool = await open_pool(self.urls.database_url, min_size=2, max_size=8)
+        self.redis = Redis.from_url(self.urls.redis_url)
+        async with self.pool.acquire() as conn:
+            await partitions.ensure(conn)
+        if demo_fleet:
+            plan = await self._load_demo(demo_fleet)
+        rules = await self._rules()
+        async with self.pool.acquire() as conn:
+            engine, last_rid, last_event_rid, rejudged = await snapshots.restore(conn, rules)
+        if rejudged:
+            log.info("re-judged %d fixes and events committed after the last snapshot", rejudged)
+        self.pipeline = Pipeline(engine, self.pool, Feed(self.redis))
+        self.pipeline.last_rid, self.pipeline.last_event_rid = last_rid, last_event_rid
+        self.source = MqttSource(self.urls.mqtt_url, s.client_id)
+        self.source.start()
+        self.ingest = IngestLoop(self.pipeline, self.source)
+        app = create_app(ApiContext(self.pool, self.redis, self.health, self.rules_changed))
+        server = _Server(
+            uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning")
+        )
+        jobs: dict[str, Coroutine[Any, Any, None]] = {
+            "ingest": self.ingest.run(),
+            "clock": self._every(CLOCK_EVERY_S, self._tick),
+            "snapshots": self._every(SNAPSHOT_EVERY_S, self._snapshot),
+            "rules": self._listen_rules(),
+            "http": server.serve(),
+        }
+        senders = self._senders()
+        if senders:
+            jobs["outbox"] = OutboxWorker(self.pool, senders).run(self.stop)
+        if demo_fleet:
+            from simulators.fleet import run_fleet
+
+            jobs["fleet"] = run_fleet(self.urls.mqtt_url, plan, self.stop)
+        tasks = {asyncio.create_task(job, name=name): name for name, job in jobs.items()}
+        stopper = asyncio.create_task(self.stop.wait(), name="stop")
+        # uvicorn offers no "started" event to wait on, only the flag.
+        while not server.started and not stopper.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        self._banner(demo_fleet)
+        self.ready.set()
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper and task.exception() is not None:
+                log.error("%s failed", task.get_name(), exc_info=task.exception())
+        await self._shutdown(server, list(tasks))
+
+    async def _shutdown(self, server: uvicorn.Server, tasks: list[asyncio.Task[None]]) -> None:
+        self.stop.set()
+        server.should_exit = True
+        self.source.stop()
+        # Whatever the broker delivered but we did not acknowledge is redelivered next time.
+        for task in tasks:
+            if task.get_name() not in ("http", "outbox", "fleet"):
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        async with self.pipeline.lock:
+            await self._save_snapshot()
+        await self.redis.aclose()
+        await self.pool.close()
+
+    # -- parts -----------------------------------------------------------------------------
+
+    async def _rules(self) -> RuleSet:
+        async with self.pool.acquire() as conn:
+            roster, zones = await load_rules(conn, self.settings.timezone)
+        rules = RuleSet(roster, zones)
+        for problem in rules.problems:
+            log.warning("rules: %s", problem)
+        return rules
+
+    async def reload_rules(self) -> None:
+        rules = await self._rules()
+        async with self.pipeline.lock:
+            self.pipeline.engine.rules = rules
+        log.info(
+            "rules reloaded: %d supervisees, %d zones", len(rules.supervisees), len(rules.zones)
+        )
+
+    async def rules_changed(self, supervisees: list[str] | None) -> None:
+        """Tell every fencewatch process (through Redis) to reload; this one at once."""
+        await self.reload_rules()
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.publish(RULES_CHANNEL, msgspec.json.encode(supervisees))
+
+    async def _listen_rules(self) -> None:
+        while True:
+            try:
+                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                await pubsub.subscribe(RULES_CHANNEL)
+                async for _ in pubsub.listen():
+                    await self.reload_rules()
+            except (RedisError, OSError) as exc:
+                log.warning("rules channel lost (%s); resubscribing", exc)
+                await asyncio.sleep(2)
+
+    async def _every(self, seconds: float, work: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            await work()
+
+    async def _tick(self) -> None:
+        await self.pipeline.tick(int(time.time() * 1000))
+
+    async def _snapshot(self) -> None:
+        async with self.pipeline.lock:
+            await self._save_snapshot()
+
+    async def _save_snapshot(self) -> None:
+        p = self.pipeline
+        async with self.pool.acquire() as conn:
+            await snapshots.save(conn, p.engine, p.last_rid, p.last_event_rid)
+
+    def _senders(self) -> dict[str, Sender]:
+        s = self.settings
+        if s.webhook_url:
+            return {WEBHOOK: WebhookSender(s.webhook_url, s.webhook_secret)}
+        return {}
+
+    async def health(self) -> dict[str, bool]:
+        async def db() -> bool:
+            try:
+                return bool(await self.pool.fetchval("SELECT 1"))
+            except Exception:
+                return False
+
+        async def cache() -> bool:
+            try:
+                return bool(await self.redis.ping())
+            except Exception:
+                return False
+
+        ingest = self.source.connected and not self._failed("ingest")
+        return {
+            "ingest": ingest,
+            "database": await db(),
+            "redis": await cache(),
+            "broker": self.source.connected,
+        }
+
+    def _failed(self, name: str) -> bool:
+        return any(t.get_name() == name and t.done() for t in asyncio.all_tasks())
+
+    async def _load_demo(self, tags: int) -> object:
+        from simulators.demo import build_demo, write_demo
+
+        from fencewatch.loader import load_scenario
+
+        zones, roster, plan = build_demo(tags)
+        with tempfile.TemporaryDirectory() as tmp:
+            write_demo(Path(tmp), zones, roster)
+            counts = await load_scenario(self.pool, Path(tmp))
+        log.info("demo data loaded: %s", counts)
+        self.demo_token = await create_token(
+            self.pool, "operator", subject="demo operator", days=30
+        )
+        return plan
+
+    def _banner(self, demo_fleet: int) -> None:
+        base = f"http://{self.settings.http_host}:{self.settings.http_port}"
+        lines = [
+            f"fencewatch is up: console {base}/  API {base}/api/v1  docs {base}/docs",
+            f"  health {base}/healthz  metrics {base}/metrics  OpenAPI {base}/openapi.json",
+        ]
+        if self.urls.embedded:
+            embedded = ", ".join(self.urls.embedded)
+            lines.append(f"  embedded servers: {embedded} (data in {self.settings.data_dir})")
+        if demo_fleet:
+            lines.append(f"  simulating {demo_fleet} ankle tags around 丽水市莲都区")
+            lines.append(f"  operator token (log in to the console with it): {self.demo_token}")
+        print("\n".join(lines), flush=True)
+
+
+def run(demo_fleet: int = 0) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = Settings.from_env()
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    with servers(settings) as urls:
+        return asyncio.run(_main(settings, urls, demo_fleet))
+
+
+async def _main(settings: Settings, urls: ServerUrls, demo_fleet: int) -> int:
+    service = Service(settings, urls)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, service.stop.set)
+    try:
+        await service.run(demo_fleet)
+    except Exception as exc:
+        print(f"fencewatch serve: {exc}", file=sys.stderr)
+        log.debug("startup failed", exc_info=True)
+        return 1
+    return 0

@@ -1,0 +1,117 @@
+"""The live pipeline, batch by batch: broker → decode → engine → commit → ack → fan-out.
+
+One lock covers "engine step + commit" (here and for the clock's watchdogs), so the engine's
+in-memory state never runs ahead of what is committed when a snapshot is taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+import asyncpg
+
+from alerts.feed import Feed
+from fencewatch.metrics import (
+    FIXES_RECEIVED,
+    FIXES_REJECTED,
+    FIXES_STORED,
+    INGEST_BACKLOG,
+    INGEST_BATCH_SECONDS,
+)
+from geofence.engine import Engine
+from geofence.judge import Judged
+from geofence.model import DeviceEvent, Verdict
+from ingest.decode import Decoded, Rejection, decode
+from ingest.mqtt import Inbound, MqttSource
+from ingest.writer import Committed, commit
+
+log = logging.getLogger("fencewatch.ingest")
+
+MAX_BATCH = 5000
+MAX_WAIT_S = 0.02
+RETRY_S = (0.5, 1, 2, 5, 10)
+
+
+class Pipeline:
+    """Engine + database + fan-out, shared by the ingest loop and the clock."""
+
+    def __init__(self, engine: Engine, pool: asyncpg.Pool, feed: Feed) -> None:
+        self.engine = engine
+        self.pool = pool
+        self.feed = feed
+        self.lock = asyncio.Lock()
+        self.last_rid = 0
+        self.last_event_rid = 0
+
+    async def commit(
+        self,
+        judged: Sequence[Judged],
+        events: Sequence[DeviceEvent],
+        rejections: Sequence[Rejection],
+        verdicts: list[Verdict],
+    ) -> Committed:
+        """Commit, retrying until the database takes it: the engine has already moved on,
+        and the broker keeps the messages unacknowledged meanwhile."""
+        attempt = 0
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    done = await commit(
+                        conn, judged, events, self.engine.rules.device_owner, rejections, verdicts
+                    )
+                break
+            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+                delay = RETRY_S[min(attempt, len(RETRY_S) - 1)]
+                log.error("commit failed (%s); retrying in %ss", exc, delay)
+                attempt += 1
+                await asyncio.sleep(delay)
+        self.last_rid = max(self.last_rid, done.last_rid)
+        self.last_event_rid = max(self.last_event_rid, done.last_event_rid)
+        return done
+
+    async def tick(self, now_ms: int) -> None:
+        async with self.lock:
+            verdicts = self.engine.tick(now_ms)
+            if verdicts:
+                done = await self.commit((), (), (), verdicts)
+                await self.feed.publish((), done.alerts, self.engine)
+
+
+class IngestLoop:
+    def __init__(self, pipeline: Pipeline, source: MqttSource) -> None:
+        self.pipeline = pipeline
+        self.source = source
+        self.batches = 0
+
+    async def run(self) -> None:
+        while True:
+            items = await self.source.batch(MAX_BATCH, MAX_WAIT_S)
+            INGEST_BACKLOG.set(self.source.backlog)
+            started = time.perf_counter()
+            await self.handle(items)
+            INGEST_BATCH_SECONDS.observe(time.perf_counter() - started)
+            self.batches += 1
+
+    async def handle(self, items: list[Inbound]) -> None:
+        p = self.pipeline
+        async with p.lock:
+            rules = p.engine.rules
+            decoded = Decoded()
+            for item in items:
+                d = decode(item.topic, item.payload, item.at, rules.device_owner, rules.owntracks)
+                decoded.fixes += d.fixes
+                decoded.events += d.events
+                decoded.rejections += d.rejections
+            FIXES_RECEIVED.inc(len(decoded.fixes))
+            for r in decoded.rejections:
+                FIXES_REJECTED.labels(r.reason).inc()
+            outcome = p.engine.process(decoded.fixes, decoded.events)
+            done = await p.commit(
+                outcome.judged, decoded.events, decoded.rejections, outcome.verdicts
+            )
+        self.source.ack(items)
+        FIXES_STORED.inc(done.stored)
+        await p.feed.publish(outcome.judged, done.alerts, p.engine)

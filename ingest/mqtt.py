@@ -1,0 +1,126 @@
+"""The broker side of ingest: a paho-mqtt subscriber with manual acknowledgement, bridged
+into asyncio.
+
+QoS 1 on a persistent session (MQTT 5, clean_start off, long session expiry) means the
+broker keeps every message until we acknowledge it, across our restarts. We acknowledge
+only after the message's batch is committed, in the order the messages arrived (as MQTT
+requires), so a crash at any point loses nothing: the broker simply redelivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import msgspec
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from fencewatch.config import MqttAddress
+
+log = logging.getLogger("fencewatch.ingest")
+
+TOPICS = ("em/+/loc", "em/+/evt", "owntracks/+/+")
+SESSION_EXPIRY_S = 7 * 86_400
+
+
+class Inbound(msgspec.Struct, frozen=True, gc=False):
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    at: int  # arrival, epoch ms
+
+
+class MqttSource:
+    def __init__(self, url: str, client_id: str, share_group: str | None = None) -> None:
+        self.address = MqttAddress.parse(url)
+        self.topics = [f"$share/{share_group}/{t}" if share_group else t for t in TOPICS]
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if self.address.username:
+            self.client.username_pw_set(self.address.username, self.address.password)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(min_delay=1, max_delay=10)
+        self.connected = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[Inbound] = asyncio.Queue()
+
+    # paho's network thread ------------------------------------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object = None
+    ) -> None:
+        if getattr(rc, "is_failure", False):
+            log.error("MQTT broker refused the connection: %s", rc)
+            return
+        client.subscribe([(t, 1) for t in self.topics])
+        self.connected = True
+        log.info("MQTT connected to %s:%s", self.address.host, self.address.port)
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object = None
+    ) -> None:
+        self.connected = False
+        log.warning("MQTT disconnected (%s); paho reconnects", rc)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        item = Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, int(time.time() * 1000))
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    # asyncio side ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        self.client.connect_async(
+            self.address.host,
+            self.address.port,
+            keepalive=30,
+            clean_start=False,
+            properties=props,
+        )
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.connected = False
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    async def batch(self, max_items: int, max_wait_s: float) -> list[Inbound]:
+        """Wait for a message, then gather more for up to `max_wait_s` (or `max_items`)."""
+        items = [await self._queue.get()]
+        deadline = asyncio.get_running_loop().time() + max_wait_s
+        while len(items) < max_items:
+            try:
+                items.append(self._queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            try:
+                items.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+        return items
+
+    def ack(self, items: list[Inbound]) -> None:
+        for item in items:
+            if item.qos > 0:
+                self.client.ack(item.mid, item.qos)

@@ -1,0 +1,127 @@
+"""Commit one judged batch in one transaction: fixes (COPY, then insert-if-new, so a QoS 1
+redelivery is stored once), device events, rejected messages and the alerts the batch
+raised. The broker is acknowledged only after this returns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from alerts.store import apply
+from geofence.engine import zone_state
+from geofence.judge import Judged
+from geofence.model import DeviceEvent, Verdict
+from ingest.decode import Rejection
+from storage.db import Conn
+
+_COLUMNS = (
+    "device_id",
+    "supervisee_id",
+    "seq",
+    "ts",
+    "received_at",
+    "lat",
+    "lon",
+    "acc",
+    "src",
+    "spd",
+    "hdg",
+    "batt",
+    "chg",
+    "strap",
+    "quality",
+    "zone_state",
+)
+_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS fixes_stage ON COMMIT DELETE ROWS AS SELECT "
+    + ", ".join(_COLUMNS)
+    + " FROM fixes WITH NO DATA"
+)
+_MOVE = (
+    f"INSERT INTO fixes ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} FROM fixes_stage"
+    " ON CONFLICT DO NOTHING RETURNING rid"
+)
+
+
+class Committed(msgspec.Struct):
+    stored: int = 0
+    last_rid: int = 0
+    last_event_rid: int = 0
+    alerts: list[dict[str, Any]] = msgspec.field(default_factory=list)
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _row(j: Judged) -> tuple:
+    f = j.fix
+    return (
+        f.device,
+        j.supervisee,
+        f.seq,
+        _dt(f.ts),
+        _dt(f.at),
+        f.lat,
+        f.lon,
+        f.acc,
+        f.src,
+        f.spd,
+        f.hdg,
+        f.batt,
+        f.chg,
+        f.strap,
+        int(j.flags),
+        zone_state(j),
+    )
+
+
+async def commit(
+    conn: Conn,
+    judged: Sequence[Judged],
+    events: Sequence[DeviceEvent],
+    owners: dict[str, str],
+    rejections: Sequence[Rejection],
+    verdicts: list[Verdict],
+) -> Committed:
+    out = Committed()
+    async with conn.transaction():
+        if judged:
+            await conn.execute(_STAGE)
+            await conn.copy_records_to_table(
+                "fixes_stage", records=[_row(j) for j in judged], columns=_COLUMNS
+            )
+            rids = await conn.fetch(_MOVE)
+            out.stored = len(rids)
+            out.last_rid = max((r["rid"] for r in rids), default=0)
+        if events:
+            out.last_event_rid = (
+                await conn.fetchval(
+                    "WITH new AS (INSERT INTO device_events"
+                    " (device_id, seq, ts, received_at, type, supervisee_id)"
+                    " SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[],"
+                    " $4::timestamptz[], $5::text[], $6::text[])"
+                    " ON CONFLICT DO NOTHING RETURNING rid) SELECT max(rid) FROM new",
+                    [e.device for e in events],
+                    [e.seq for e in events],
+                    [_dt(e.ts) for e in events],
+                    [_dt(e.at) for e in events],
+                    [e.type for e in events],
+                    [owners.get(e.device) for e in events],
+                )
+                or 0
+            )
+        if rejections:
+            await conn.execute(
+                "INSERT INTO rejected_messages (topic, payload, reason)"
+                " SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[])",
+                [r.topic for r in rejections],
+                [r.payload for r in rejections],
+                [f"{r.reason}: {r.detail}" for r in rejections],
+            )
+        if verdicts:
+            out.alerts = await apply(conn, verdicts)
+    return out

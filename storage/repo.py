@@ -1,0 +1,631 @@
+"""Every SQL statement of the API and the loader, one function each.
+
+Rows come back with the API's field names (`supervisee`, not `supervisee_id`) so callers
+turn them into response models without renaming; alert rows are whole table rows, which
+`alerts.store.alert_object` turns into the alert object of the API and the webhooks.
+Functions that read personal data take `offices`: the caller's office subtree, or None
+for an unscoped (centre-wide) caller; a row outside the subtree is treated as absent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from geofence.model import DeviceRef, Supervisee, ZoneDef
+from geofence.zones import schedule_to_json
+
+Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+Row: TypeAlias = asyncpg.Record
+Offices: TypeAlias = Sequence[str] | None
+
+# --- tokens, scope and audit -------------------------------------------------------------
+
+
+async def insert_token(
+    conn: Conn, token_hash: str, subject: str, role: str, office: str | None, expires: datetime
+) -> int:
+    return int(
+        await conn.fetchval(
+            "INSERT INTO api_tokens (hash, subject, role, office_id, expires_at)"
+            " VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            token_hash,
+            subject,
+            role,
+            office,
+            expires,
+        )
+    )
+
+
+async def token_by_hash(conn: Conn, token_hash: str) -> Row | None:
+    return await conn.fetchrow(
+        "SELECT subject, role, office_id AS office, expires_at, revoked_at"
+        " FROM api_tokens WHERE hash = $1",
+        token_hash,
+    )
+
+
+async def revoke_token(conn: Conn, token_hash: str) -> int | None:
+    """The revoked token's id; None if there is no such live token."""
+    token_id: int | None = await conn.fetchval(
+        "UPDATE api_tokens SET revoked_at = now()"
+        " WHERE hash = $1 AND revoked_at IS NULL RETURNING id",
+        token_hash,
+    )
+    return token_id
+
+
+async def office_subtree(conn: Conn, office: str) -> list[str]:
+    """The office and every office below it; UNION (not ALL) stops at a parent cycle."""
+    rows = await conn.fetch(
+        "WITH RECURSIVE sub(id) AS ("
+        " SELECT id FROM offices WHERE id = $1"
+        " UNION SELECT o.id FROM offices o JOIN sub ON o.parent_id = sub.id)"
+        " SELECT id FROM sub",
+        office,
+    )
+    return [r["id"] for r in rows]
+
+
+async def audit(
+    conn: Conn, actor: str, role: str | None, action: str, obj: str, detail: dict[str, Any]
+) -> None:
+    await conn.execute(
+        "INSERT INTO audit_log (actor, role, action, object, detail) VALUES ($1, $2, $3, $4, $5)",
+        actor,
+        role,
+        action,
+        obj,
+        detail,
+    )
+
+
+# --- offices and officers ----------------------------------------------------------------
+
+
+async def list_offices(conn: Conn) -> list[Row]:
+    return await conn.fetch("SELECT id, name, kind, parent_id AS parent FROM offices ORDER BY id")
+
+
+async def get_office(conn: Conn, office: str) -> Row | None:
+    return await conn.fetchrow(
+        "SELECT id, name, kind, parent_id AS parent FROM offices WHERE id = $1", office
+    )
+
+
+async def upsert_office(conn: Conn, office: str, name: str, kind: str, parent: str | None) -> Row:
+    row = await conn.fetchrow(
+        "INSERT INTO offices (id, name, kind, parent_id) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,"
+        " parent_id = EXCLUDED.parent_id"
+        " RETURNING id, name, kind, parent_id AS parent",
+        office,
+        name,
+        kind,
+        parent,
+    )
+    assert row is not None
+    return row
+
+
+async def list_officers(conn: Conn, offices: Offices) -> list[Row]:
+    return await conn.fetch(
+        "SELECT id, name, office_id AS office, phone, role FROM officers"
+        " WHERE ($1::text[] IS NULL OR office_id = ANY($1::text[])) ORDER BY id",
+        offices,
+    )
+
+
+async def upsert_officer(
+    conn: Conn, officer: str, name: str, office: str | None, phone: str | None, role: str
+) -> Row:
+    row = await conn.fetchrow(
+        "INSERT INTO officers (id, name, office_id, phone, role) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, office_id = EXCLUDED.office_id,"
+        " phone = EXCLUDED.phone, role = EXCLUDED.role"
+        " RETURNING id, name, office_id AS office, phone, role",
+        officer,
+        name,
+        office,
+        phone,
+        role,
+    )
+    assert row is not None
+    return row
+
+
+async def get_officer(conn: Conn, officer: str) -> Row | None:
+    return await conn.fetchrow(
+        "SELECT id, name, office_id AS office, phone, role FROM officers WHERE id = $1", officer
+    )
+
+
+# --- zones -------------------------------------------------------------------------------
+
+_ZONE_QUERY = (
+    "SELECT z.id, z.kind, z.name, z.geometry, z.source_crs AS crs, z.schedule,"
+    " z.radius_m AS radius FROM zones z"
+    # A scoped caller sees the administrative boundaries and the zones of their own people:
+    # home and exclusion zones locate a person or a victim.
+    " WHERE ($1::text[] IS NULL OR z.kind = 'jurisdiction'"
+    "  OR EXISTS (SELECT 1 FROM supervisees s WHERE s.office_id = ANY($1::text[])"
+    "   AND (z.id = ANY(s.jurisdiction) OR z.id = ANY(s.exclusion) OR z.id = s.home_zone))"
+    "  OR EXISTS (SELECT 1 FROM leaves l JOIN supervisees s ON s.id = l.supervisee_id"
+    "   WHERE s.office_id = ANY($1::text[]) AND z.id = ANY(l.destinations)))"
+)
+
+
+async def list_zones(conn: Conn, offices: Offices, kind: str | None = None) -> list[Row]:
+    return await conn.fetch(
+        f"{_ZONE_QUERY} AND ($2::text IS NULL OR z.kind = $2) ORDER BY z.id", offices, kind
+    )
+
+
+async def get_zone(conn: Conn, offices: Offices, zone: str) -> Row | None:
+    return await conn.fetchrow(f"{_ZONE_QUERY} AND z.id = $2", offices, zone)
+
+
+async def zone_exists(conn: Conn, zone: str) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM zones WHERE id = $1)", zone))
+
+
+async def upsert_zone(conn: Conn, zone: ZoneDef, source: dict[str, Any] | None) -> None:
+    """Store a parsed zone; `source` is the feature as it came (before CRS conversion)."""
+    properties = (source or {}).get("properties") or {}
+    await conn.execute(
+        "INSERT INTO zones (id, kind, name, geometry, source_crs, source, schedule, radius_m,"
+        " properties) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, name = EXCLUDED.name,"
+        " geometry = EXCLUDED.geometry, source_crs = EXCLUDED.source_crs,"
+        " source = EXCLUDED.source, schedule = EXCLUDED.schedule,"
+        " radius_m = EXCLUDED.radius_m, properties = EXCLUDED.properties, updated_at = now()",
+        zone.id,
+        zone.kind,
+        zone.name,
+        zone.geometry,
+        zone.source_crs,
+        source,
+        schedule_to_json(zone.schedule),
+        zone.radius_m,
+        properties,
+    )
+
+
+async def delete_zone(conn: Conn, zone: str) -> bool:
+    return await conn.fetchval("DELETE FROM zones WHERE id = $1 RETURNING id", zone) is not None
+
+
+async def zone_references(conn: Conn, zone: str) -> list[tuple[str, str]]:
+    """(who, as what) for everything that still names the zone: supervisees by role, and
+    leaves that have not ended (a past leave's destination is history, not a use)."""
+    rows = await conn.fetch(
+        "SELECT 'supervisee ' || s.id AS who, r.role FROM supervisees s, LATERAL (VALUES"
+        " ('jurisdiction', $1 = ANY(s.jurisdiction)), ('exclusion', $1 = ANY(s.exclusion)),"
+        " ('home', s.home_zone IS NOT DISTINCT FROM $1)) AS r(role, used) WHERE r.used"
+        " UNION ALL"
+        " SELECT 'leave ' || id, 'destination' FROM leaves WHERE $1 = ANY(destinations)"
+        " AND status IN ('requested', 'approved') AND returned_at IS NULL AND ends_at > now()"
+        " ORDER BY 1, 2",
+        zone,
+    )
+    return [(r["who"], r["role"]) for r in rows]
+
+
+async def zone_kinds(conn: Conn, zones: Iterable[str]) -> dict[str, str]:
+    rows = await conn.fetch(
+        "SELECT id, kind FROM zones WHERE id = ANY($1::text[])", list(set(zones))
+    )
+    return {r["id"]: r["kind"] for r in rows}
+
+
+async def zone_reference_errors(
+    conn: Conn,
+    *,
+    jurisdiction: Sequence[str] = (),
+    exclusion: Sequence[str] = (),
+    home: str | None = None,
+    destinations: Sequence[str] = (),
+) -> list[str]:
+    """Why these zone references cannot be stored: unknown ids, or a zone used in a role
+    other than its kind (an exclusion zone listed as jurisdiction would invert the rule).
+    Leave destinations may be of any kind."""
+    wanted = [*((z, "jurisdiction") for z in jurisdiction), *((z, "exclusion") for z in exclusion)]
+    if home is not None:
+        wanted.append((home, "home"))
+    kinds = await zone_kinds(conn, [z for z, _ in wanted] + list(destinations))
+    errors = []
+    for zone, role in wanted:
+        if zone not in kinds:
+            errors.append(f"{role} zone {zone!r} does not exist")
+        elif kinds[zone] != role:
+            errors.append(f"zone {zone!r} is a {kinds[zone]} zone and cannot be used as {role}")
+    errors.extend(f"destination zone {z!r} does not exist" for z in destinations if z not in kinds)
+    return errors
+
+
+async def supervisees_using_zones(conn: Conn, zones: Sequence[str]) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT id FROM supervisees WHERE jurisdiction && $1::text[] OR exclusion && $1::text[]"
+        " OR home_zone = ANY($1::text[])"
+        " UNION SELECT supervisee_id FROM leaves WHERE destinations && $1::text[]"
+        " AND returned_at IS NULL AND ends_at > now()"
+        " ORDER BY 1",
+        list(zones),
+    )
+    return [r["id"] for r in rows]
+
+
+# --- supervisees -------------------------------------------------------------------------
+
+_SUPERVISEE_COLUMNS = (
+    "s.id, s.name, s.office_id AS office, s.officer_id AS officer, s.level, s.jurisdiction,"
+    " s.exclusion, s.home_zone AS home, s.term_start, s.term_end, s.status, s.updated_at,"
+    " ARRAY(SELECT a.device_id FROM device_assignments a"
+    " WHERE a.supervisee_id = s.id AND a.until IS NULL ORDER BY a.device_id) AS devices"
+)
+_IN_SCOPE = "($1::text[] IS NULL OR s.office_id = ANY($1::text[]))"
+
+
+async def list_supervisees(conn: Conn, offices: Offices, office: str | None = None) -> list[Row]:
+    return await conn.fetch(
+        f"SELECT {_SUPERVISEE_COLUMNS} FROM supervisees s"
+        f" WHERE {_IN_SCOPE} AND ($2::text IS NULL OR s.office_id = $2) ORDER BY s.id",
+        offices,
+        office,
+    )
+
+
+async def get_supervisee(conn: Conn, offices: Offices, supervisee: str) -> Row | None:
+    return await conn.fetchrow(
+        f"SELECT {_SUPERVISEE_COLUMNS} FROM supervisees s WHERE {_IN_SCOPE} AND s.id = $2",
+        offices,
+        supervisee,
+    )
+
+
+async def supervisee_office(conn: Conn, supervisee: str) -> tuple[bool, str | None]:
+    """(exists, office) regardless of scope: for checking a write against the caller's scope."""
+    row = await conn.fetchrow("SELECT office_id FROM supervisees WHERE id = $1", supervisee)
+    return (False, None) if row is None else (True, row["office_id"])
+
+
+async def put_supervisee(
+    conn: Conn,
+    supervisee: str,
+    *,
+    name: str,
+    office: str | None,
+    officer: str | None,
+    level: str,
+    jurisdiction: Sequence[str],
+    exclusion: Sequence[str],
+    home: str | None,
+    term_start: Any,
+    term_end: Any,
+    status: str,
+) -> None:
+    """Create or replace every field of a supervisee (HTTP PUT)."""
+    await conn.execute(
+        "INSERT INTO supervisees (id, name, office_id, officer_id, level, jurisdiction,"
+        " exclusion, home_zone, term_start, term_end, status)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, office_id = EXCLUDED.office_id,"
+        " officer_id = EXCLUDED.officer_id, level = EXCLUDED.level,"
+        " jurisdiction = EXCLUDED.jurisdiction, exclusion = EXCLUDED.exclusion,"
+        " home_zone = EXCLUDED.home_zone, term_start = EXCLUDED.term_start,"
+        " term_end = EXCLUDED.term_end, status = EXCLUDED.status, updated_at = now()",
+        supervisee,
+        name,
+        office,
+        officer,
+        level,
+        list(jurisdiction),
+        list(exclusion),
+        home,
+        term_start,
+        term_end,
+        status,
+    )
+
+
+async def load_supervisee(conn: Conn, s: Supervisee) -> None:
+    """Upsert the fields a roster (spec 4.2) carries; officer, term and status, which a
+    roster does not know, are kept, and so are a name or office it leaves out."""
+    await conn.execute(
+        "INSERT INTO supervisees (id, name, office_id, level, jurisdiction, exclusion, home_zone)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " ON CONFLICT (id) DO UPDATE SET"
+        " name = COALESCE(NULLIF(EXCLUDED.name, ''), supervisees.name),"
+        " office_id = COALESCE(EXCLUDED.office_id, supervisees.office_id),"
+        " level = EXCLUDED.level, jurisdiction = EXCLUDED.jurisdiction,"
+        " exclusion = EXCLUDED.exclusion, home_zone = EXCLUDED.home_zone, updated_at = now()",
+        s.id,
+        s.name,
+        s.office,
+        s.level,
+        list(s.jurisdiction),
+        list(s.exclusion),
+        s.home,
+    )
+
+
+async def active_supervisee_ids(conn: Conn, offices: Offices) -> list[str]:
+    rows = await conn.fetch(
+        f"SELECT s.id FROM supervisees s WHERE {_IN_SCOPE} AND s.status = 'active' ORDER BY s.id",
+        offices,
+    )
+    return [r["id"] for r in rows]
+
+
+# --- devices and assignments -------------------------------------------------------------
+
+_DEVICE_QUERY = (
+    "SELECT d.id, d.kind, d.owntracks, d.model, a.supervisee_id AS supervisee, a.since,"
+    " s.office_id AS office"
+    " FROM devices d"
+    " LEFT JOIN device_assignments a ON a.device_id = d.id AND a.until IS NULL"
+    " LEFT JOIN supervisees s ON s.id = a.supervisee_id"
+    f" WHERE {_IN_SCOPE}"
+)
+
+
+async def list_devices(conn: Conn, offices: Offices) -> list[Row]:
+    """Unscoped callers see the whole stock; scoped ones the devices their people wear."""
+    return await conn.fetch(f"{_DEVICE_QUERY} ORDER BY d.id", offices)
+
+
+async def get_device(conn: Conn, offices: Offices, device: str) -> Row | None:
+    return await conn.fetchrow(f"{_DEVICE_QUERY} AND d.id = $2", offices, device)
+
+
+async def upsert_device(conn: Conn, device: DeviceRef, model: str | None = None) -> None:
+    """A model left out keeps the stored one (rosters do not carry models)."""
+    await conn.execute(
+        "INSERT INTO devices (id, kind, owntracks, model) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, owntracks = EXCLUDED.owntracks,"
+        " model = COALESCE(EXCLUDED.model, devices.model)",
+        device.id,
+        device.kind,
+        device.owntracks,
+        model,
+    )
+
+
+async def assign_device(conn: Conn, device: str, supervisee: str) -> tuple[str | None, bool]:
+    """Make `supervisee` the device's wearer: closes another wearer's open assignment and
+    opens one unless it is already open. Returns (previous wearer, whether anything changed)."""
+    previous = await conn.fetchval(
+        "UPDATE device_assignments SET until = now()"
+        " WHERE device_id = $1 AND until IS NULL AND supervisee_id <> $2 RETURNING supervisee_id",
+        device,
+        supervisee,
+    )
+    opened = await conn.fetchval(
+        "INSERT INTO device_assignments (device_id, supervisee_id) VALUES ($1, $2)"
+        " ON CONFLICT (device_id) WHERE until IS NULL DO NOTHING RETURNING id",
+        device,
+        supervisee,
+    )
+    return previous, opened is not None
+
+
+async def unassign_device(conn: Conn, device: str) -> str | None:
+    """Close the device's open assignment; returns who wore it, None if nobody did."""
+    wearer: str | None = await conn.fetchval(
+        "UPDATE device_assignments SET until = now()"
+        " WHERE device_id = $1 AND until IS NULL RETURNING supervisee_id",
+        device,
+    )
+    return wearer
+
+
+async def unassign_other_devices(conn: Conn, supervisee: str, keep: Sequence[str]) -> list[str]:
+    rows = await conn.fetch(
+        "UPDATE device_assignments SET until = now() WHERE supervisee_id = $1"
+        " AND until IS NULL AND NOT (device_id = ANY($2::text[])) RETURNING device_id",
+        supervisee,
+        list(keep),
+    )
+    return [r["device_id"] for r in rows]
+
+
+async def device_history(conn: Conn, supervisee: str) -> list[Row]:
+    return await conn.fetch(
+        "SELECT a.device_id AS device, d.kind, a.since, a.until FROM device_assignments a"
+        " JOIN devices d ON d.id = a.device_id WHERE a.supervisee_id = $1"
+        " ORDER BY a.since DESC, a.id DESC",
+        supervisee,
+    )
+
+
+# --- leave -------------------------------------------------------------------------------
+
+_LEAVE_COLUMNS = (
+    'l.id, l.supervisee_id AS supervisee, l.starts_at AS "from", l.ends_at AS "to",'
+    " l.destinations, l.reason, l.status, l.approved_by, l.returned_at, l.created_at"
+)
+
+
+async def list_leaves(conn: Conn, supervisee: str) -> list[Row]:
+    return await conn.fetch(
+        f"SELECT {_LEAVE_COLUMNS} FROM leaves l WHERE l.supervisee_id = $1 ORDER BY l.starts_at",
+        supervisee,
+    )
+
+
+async def get_leave(conn: Conn, offices: Offices, leave: str) -> Row | None:
+    return await conn.fetchrow(
+        f"SELECT {_LEAVE_COLUMNS} FROM leaves l JOIN supervisees s ON s.id = l.supervisee_id"
+        f" WHERE {_IN_SCOPE} AND l.id = $2",
+        offices,
+        leave,
+    )
+
+
+async def upsert_leave(
+    conn: Conn,
+    leave: str,
+    supervisee: str,
+    starts: datetime,
+    ends: datetime,
+    destinations: Sequence[str],
+    *,
+    reason: str = "",
+    status: str = "approved",
+    approved_by: str | None = None,
+    returned_at: datetime | None = None,
+) -> Row:
+    row = await conn.fetchrow(
+        "WITH l AS (INSERT INTO leaves (id, supervisee_id, starts_at, ends_at, destinations,"
+        " reason, status, approved_by, returned_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " ON CONFLICT (id) DO UPDATE SET supervisee_id = EXCLUDED.supervisee_id,"
+        " starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at,"
+        " destinations = EXCLUDED.destinations, reason = EXCLUDED.reason,"
+        " status = EXCLUDED.status, approved_by = EXCLUDED.approved_by,"
+        " returned_at = EXCLUDED.returned_at RETURNING *)"
+        f" SELECT {_LEAVE_COLUMNS} FROM l",
+        leave,
+        supervisee,
+        starts,
+        ends,
+        list(destinations),
+        reason,
+        status,
+        approved_by,
+        returned_at,
+    )
+    assert row is not None
+    return row
+
+
+async def return_leave(conn: Conn, leave: str, at: datetime) -> Row | None:
+    """销假: record the return once; None when it was already recorded."""
+    return await conn.fetchrow(
+        "WITH l AS (UPDATE leaves SET returned_at = $2 WHERE id = $1 AND returned_at IS NULL"
+        f" RETURNING *) SELECT {_LEAVE_COLUMNS} FROM l",
+        leave,
+        at,
+    )
+
+
+# --- alerts ------------------------------------------------------------------------------
+
+_ALERTS_IN_SCOPE = (
+    "FROM alerts LEFT JOIN supervisees s ON s.id = alerts.supervisee_id"
+    " WHERE ($1::text[] IS NULL OR s.office_id = ANY($1::text[]))"
+)
+
+
+async def list_alerts(
+    conn: Conn,
+    offices: Offices,
+    *,
+    supervisee: str | None,
+    type: str | None,
+    status: str | None,
+    before: int | None,
+    limit: int,
+) -> list[Row]:
+    """Newest raised first; `before` is the last id of the previous page."""
+    return await conn.fetch(
+        f"SELECT alerts.* {_ALERTS_IN_SCOPE}"
+        " AND ($2::text IS NULL OR alerts.supervisee_id = $2)"
+        " AND ($3::text IS NULL OR alerts.type = $3)"
+        " AND ($4::text IS NULL OR alerts.status = $4)"
+        " AND ($5::bigint IS NULL OR alerts.id < $5)"
+        " ORDER BY alerts.id DESC LIMIT $6",
+        offices,
+        supervisee,
+        type,
+        status,
+        before,
+        limit,
+    )
+
+
+async def get_alert(conn: Conn, offices: Offices, alert: int, *, lock: bool = False) -> Row | None:
+    """`lock` holds the row until the transaction ends, so two operators working the same
+    alert are serialised and the second sees the first one's status."""
+    return await conn.fetchrow(
+        f"SELECT alerts.* {_ALERTS_IN_SCOPE} AND alerts.id = $2"
+        + (" FOR UPDATE OF alerts" if lock else ""),
+        offices,
+        alert,
+    )
+
+
+async def set_alert_status(
+    conn: Conn, alert: int, status: str, disposition: str | None, note: str | None
+) -> Row:
+    row = await conn.fetchrow(
+        "UPDATE alerts SET status = $2, disposition = COALESCE($3, disposition),"
+        " note = COALESCE($4, note) WHERE id = $1 RETURNING *",
+        alert,
+        status,
+        disposition,
+        note,
+    )
+    assert row is not None
+    return row
+
+
+async def add_alert_event(
+    conn: Conn, alert: int, actor: str, action: str, detail: dict[str, Any]
+) -> None:
+    await conn.execute(
+        "INSERT INTO alert_events (alert_id, actor, action, detail) VALUES ($1, $2, $3, $4)",
+        alert,
+        actor,
+        action,
+        detail,
+    )
+
+
+async def alert_timeline(conn: Conn, alert: int) -> list[Row]:
+    return await conn.fetch(
+        "SELECT at, actor, action, detail FROM alert_events WHERE alert_id = $1 ORDER BY at, id",
+        alert,
+    )
+
+
+# --- locations ---------------------------------------------------------------------------
+
+
+async def track(
+    conn: Conn, supervisee: str, start: datetime, end: datetime, limit: int
+) -> list[Row]:
+    """Fixes with a position in [start, end), oldest first; fixes without one are not
+    part of a track."""
+    return await conn.fetch(
+        "SELECT ts, device_id AS device, seq, lat, lon, acc, src, batt, quality, zone_state"
+        " FROM fixes WHERE supervisee_id = $1 AND ts >= $2 AND ts < $3 AND lat IS NOT NULL"
+        " ORDER BY ts, device_id, seq LIMIT $4",
+        supervisee,
+        start,
+        end,
+        limit,
+    )
+
+
+async def latest_positions(conn: Conn, supervisees: Sequence[str]) -> list[Row]:
+    """Each person's newest fix with a position (one index probe per person), with the
+    map state the live feed (alerts.feed) would give it: a geofence alert whose condition
+    still holds is a breach, otherwise the fix's zone state."""
+    return await conn.fetch(
+        "SELECT p.id AS supervisee, f.device_id AS device, f.ts, f.lat, f.lon, f.acc, f.batt,"
+        " CASE WHEN EXISTS (SELECT FROM alerts a WHERE a.supervisee_id = p.id AND a.active"
+        "   AND a.type IN ('jurisdiction_exit', 'exclusion_enter', 'curfew_breach'))"
+        "  THEN 'breach' WHEN f.zone_state = 'in' THEN 'ok'"
+        "  WHEN f.zone_state = 'out' THEN 'outside'"
+        "  WHEN f.zone_state = 'uncertain' THEN 'uncertain' ELSE 'unknown' END AS state"
+        " FROM unnest($1::text[]) AS p(id) CROSS JOIN LATERAL"
+        " (SELECT device_id, ts, lat, lon, acc, batt, zone_state FROM fixes"
+        "  WHERE supervisee_id = p.id AND lat IS NOT NULL ORDER BY ts DESC LIMIT 1) f"
+        " ORDER BY p.id",
+        list(supervisees),
+    )

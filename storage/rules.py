@@ -1,0 +1,69 @@
+"""Read the rules in force (zones, supervisees, their current devices and leave) from the
+database into the engine's model."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from geofence.model import DeviceRef, Leave, Roster, Supervisee, ZoneDef
+from geofence.zones import parse_schedule
+from storage.db import Conn
+
+
+def _ms(value: object) -> int:
+    return int(value.timestamp() * 1000)  # type: ignore[attr-defined]
+
+
+async def load_rules(conn: Conn, timezone: str) -> tuple[Roster, list[ZoneDef]]:
+    zones = [
+        ZoneDef(
+            id=r["id"],
+            kind=r["kind"],
+            geometry=r["geometry"],
+            name=r["name"],
+            source_crs=r["source_crs"],
+            schedule=parse_schedule(r["schedule"]),
+            radius_m=r["radius_m"],
+        )
+        for r in await conn.fetch(
+            "SELECT id, kind, name, geometry, source_crs, schedule, radius_m FROM zones"
+        )
+    ]
+    devices: dict[str, list[DeviceRef]] = defaultdict(list)
+    for r in await conn.fetch(
+        "SELECT a.supervisee_id, d.id, d.kind, d.owntracks FROM device_assignments a"
+        " JOIN devices d ON d.id = a.device_id WHERE a.until IS NULL ORDER BY d.id"
+    ):
+        devices[r["supervisee_id"]].append(DeviceRef(r["id"], r["kind"], r["owntracks"]))
+    leaves: dict[str, list[Leave]] = defaultdict(list)
+    for r in await conn.fetch(
+        "SELECT id, supervisee_id, starts_at, ends_at, destinations, returned_at FROM leaves"
+        " WHERE status = 'approved' AND ends_at > now() - interval '62 days' ORDER BY starts_at"
+    ):
+        leaves[r["supervisee_id"]].append(
+            Leave(
+                start=_ms(r["starts_at"]),
+                end=_ms(r["ends_at"]),
+                destinations=tuple(r["destinations"]),
+                id=r["id"],
+                returned_at=_ms(r["returned_at"]) if r["returned_at"] else None,
+            )
+        )
+    people = [
+        Supervisee(
+            id=r["id"],
+            jurisdiction=tuple(r["jurisdiction"]),
+            exclusion=tuple(r["exclusion"]),
+            home=r["home_zone"],
+            devices=tuple(devices.get(r["id"], ())),
+            leaves=tuple(leaves.get(r["id"], ())),
+            level=r["level"],
+            name=r["name"],
+            office=r["office_id"],
+        )
+        for r in await conn.fetch(
+            "SELECT id, name, office_id, level, jurisdiction, exclusion, home_zone"
+            " FROM supervisees WHERE status = 'active' ORDER BY id"
+        )
+    ]
+    return Roster(timezone=timezone, supervisees=people), zones
