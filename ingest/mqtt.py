@@ -49,6 +49,7 @@ class MqttSource:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
         self.connected = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -63,8 +64,13 @@ class MqttSource:
             log.error("MQTT broker refused the connection: %s", rc)
             return
         client.subscribe([(t, 1) for t in self.topics])
-        self.connected = True
         log.info("MQTT connected to %s:%s", self.address.host, self.address.port)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, codes: list, props: object = None) -> None:
+        # Only once the broker has the subscription does a published fix reach us.
+        self.connected = all(not getattr(c, "is_failure", False) for c in codes)
+        if not self.connected:
+            log.error("MQTT broker refused a subscription: %s", codes)
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object = None
