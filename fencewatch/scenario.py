@@ -13,8 +13,9 @@ from typing import Any
 
 import msgspec
 
-from geofence.model import DeviceRef, Leave, Roster, Supervisee, ZoneDef
-from geofence.zones import parse_feature_collection
+from geofence.model import DeviceRef, Heightened, Leave, Roster, Supervisee, Window, ZoneDef
+from geofence.policy import Policy
+from geofence.zones import ZoneError, parse_feature_collection, parse_schedule
 
 LEVELS = ("strict", "normal", "lenient")
 
@@ -59,6 +60,43 @@ def _device(raw: Any) -> DeviceRef:
     raise ScenarioError(f"a device must be an id or an object with an id, got {raw!r}")
 
 
+def _schedule(raw: Any, what: str) -> tuple[Window, ...]:
+    try:
+        return parse_schedule(raw)
+    except ZoneError as exc:
+        raise ScenarioError(f"{what}: {exc}") from None
+
+
+def parse_heightened(raw: Any) -> list[Heightened]:
+    """Optional roster `heightened`: [{"from", "to", "name", "policy": {field: value}}]."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ScenarioError("heightened must be a list of periods")
+    fields = set(Policy.__struct_fields__)
+    periods = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise ScenarioError(f"heightened {i} must be an object")
+        overrides = item.get("policy") or {}
+        if not isinstance(overrides, dict) or not set(overrides) <= fields:
+            unknown = sorted(set(overrides) - fields) if isinstance(overrides, dict) else overrides
+            raise ScenarioError(f"heightened {i}: unknown policy fields {unknown}")
+        try:
+            msgspec.convert(overrides, Policy)
+        except msgspec.ValidationError as exc:
+            raise ScenarioError(f"heightened {i}: {exc}") from None
+        periods.append(
+            Heightened(
+                start=iso_to_ms(item.get("from"), f"heightened {i} from"),
+                end=iso_to_ms(item.get("to"), f"heightened {i} to"),
+                name=str(item.get("name", "")),
+                policy=overrides,
+            )
+        )
+    return periods
+
+
 def _ids(raw: Any, what: str) -> tuple[str, ...]:
     if raw is None:
         return ()
@@ -87,6 +125,7 @@ def parse_supervisee(raw: Any) -> Supervisee:
                 destinations=_ids(leave.get("destinations"), f"supervisee {sid} destinations"),
                 id=str(leave.get("id", f"{sid}-leave-{i}")),
                 returned_at=iso_to_ms(returned, "returned") if returned else None,
+                schedule=_schedule(leave.get("schedule"), f"supervisee {sid} leave {i}"),
             )
         )
     home = raw.get("home")
@@ -113,6 +152,7 @@ def read_roster(path: Path) -> Roster:
     return Roster(
         timezone=str(doc.get("timezone", "Asia/Shanghai")),
         supervisees=[parse_supervisee(s) for s in doc["supervisees"]],
+        heightened=parse_heightened(doc.get("heightened")),
     )
 
 

@@ -110,7 +110,7 @@ class Engine:
         return dev
 
     def _due(self, device: str, dev: DeviceState) -> tuple[int, str]:
-        policy = self.rules.policy(device)
+        policy = self.rules.policy(device, dev.last_at)
         due, cause = dev.last_at + policy.offline_s * 1000, "silent"
         if dev.power_off_at is not None:
             off = dev.power_off_at + policy.power_off_grace_s * 1000
@@ -159,7 +159,7 @@ class Engine:
     def _event(self, ctx: StepContext, e: DeviceEvent) -> None:
         owner = self.rules.device_owner[e.device]
         dev = self._device(e.device)
-        policy = self.rules.policy(e.device)
+        policy = self.rules.policy(e.device, e.ts)
         late = e.at - e.ts > policy.late_after_s * 1000
         if e.type in ("strap_open", "strap_cut"):
             set_strap(ctx, dev.live, owner, e.device, e.ts, late, e.type.removeprefix("strap_"))

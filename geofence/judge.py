@@ -58,7 +58,7 @@ def judge(rules: RuleSet, fixes: list[Fix]) -> list[Judged]:
     home_groups: dict[str, list[int]] = defaultdict(list)
     for fix in fixes:
         person = rules.supervisees[rules.device_owner[fix.device]]
-        policy = rules.policy(fix.device)
+        policy = rules.policy(fix.device, fix.ts)
         late = fix.at - fix.ts > policy.late_after_s * 1000
         flags = Quality.LATE if late else 0
         if fix.gcj02:

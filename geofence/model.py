@@ -82,13 +82,16 @@ class ZoneDef(msgspec.Struct, frozen=True):
 
 
 class Leave(msgspec.Struct, frozen=True):
-    """Approved leave (外出): destinations join the allowed area from start to end."""
+    """Approved leave (外出): destinations join the allowed area from start to end. A
+    recurring permit (经常性跨市县活动) is a leave with a weekly `schedule`: its places are
+    allowed only in those hours."""
 
     start: int
     end: int
     destinations: tuple[str, ...] = ()
     id: str = ""
     returned_at: int | None = None  # 销假: the person reported back
+    schedule: tuple[Window, ...] = ()
 
 
 class DeviceRef(msgspec.Struct, frozen=True):
@@ -109,9 +112,19 @@ class Supervisee(msgspec.Struct, frozen=True):
     office: str | None = None
 
 
+class Heightened(msgspec.Struct, frozen=True):
+    """A heightened period (重大节假日、重要会议期间): stricter policy from start to end."""
+
+    start: int
+    end: int
+    name: str = ""
+    policy: dict = {}  # Policy fields to override, e.g. {"confirm_fixes": 2}
+
+
 class Roster(msgspec.Struct):
     timezone: str = "Asia/Shanghai"
     supervisees: list[Supervisee] = []
+    heightened: list[Heightened] = []
 
 
 class Verdict(msgspec.Struct, frozen=True):

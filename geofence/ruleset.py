@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import msgspec
 import shapely
 from shapely.geometry import shape
 
@@ -31,7 +32,8 @@ class RuleSet:
         self.owntracks: dict[str, str] = {}
         self.problems: list[str] = []
         self._areas: dict[tuple[str, ...], Area] = {}
-        self._policies: dict[str, Policy] = {}
+        self._policies: dict[tuple[str, int | None], Policy] = {}
+        self.heightened = sorted(roster.heightened, key=lambda h: h.start)
         for person in roster.supervisees:
             self._add(person)
 
@@ -77,12 +79,21 @@ class RuleSet:
             if device.owntracks:
                 self.owntracks[device.owntracks] = device.id
 
-    def policy(self, device: str) -> Policy:
-        found = self._policies.get(device)
+    def policy(self, device: str, ts: int | None = None) -> Policy:
+        """The device's policy, made stricter during a heightened period covering `ts`."""
+        period = None
+        if ts is not None:
+            for index, h in enumerate(self.heightened):
+                if h.start <= ts < h.end:
+                    period = index
+                    break
+        found = self._policies.get((device, period))
         if found is None:
             person = self.supervisees[self.device_owner[device]]
             found = self.book.for_device(person.level, self.device_kind.get(device, "tag"))
-            self._policies[device] = found
+            if period is not None:
+                found = msgspec.structs.replace(found, **self.heightened[period].policy)
+            self._policies[(device, period)] = found
         return found
 
     def area(self, zone_ids: tuple[str, ...]) -> Area:
@@ -112,15 +123,19 @@ class RuleSet:
 
     def active_leave(self, person: Supervisee, ts: int) -> Leave | None:
         for leave in person.leaves:
-            if leave.start <= ts < leave.end and (
-                leave.returned_at is None or ts < leave.returned_at
+            if (
+                leave.start <= ts < leave.end
+                and (leave.returned_at is None or ts < leave.returned_at)
+                and (
+                    not leave.schedule or is_active(leave.schedule, *self.clock.weekday_minute(ts))
+                )
             ):
                 return leave
         return None
 
     def last_leave_end(self, person: Supervisee, ts: int) -> Leave | None:
         """The leave that most recently ended before `ts` (for 'still away after leave')."""
-        ended = [lv for lv in person.leaves if lv.end <= ts]
+        ended = [lv for lv in person.leaves if lv.end <= ts and not lv.schedule]
         return max(ended, key=lambda lv: lv.end) if ended else None
 
     def zone_active(self, zone: ZoneDef, ts: int) -> bool:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import msgspec
+
 from geofence.engine import Engine
-from geofence.model import DeviceEvent, Verdict, ZoneDef
+from geofence.model import DeviceEvent, Heightened, Verdict, ZoneDef
 from geofence.ruleset import RuleSet
 from geofence.zones import parse_feature_collection
 from tests.kit import (
@@ -238,3 +240,38 @@ def test_device_faults() -> None:
         "strap_tamper",
         "device_offline",
     ]
+
+
+def test_heightened_period_confirms_sooner() -> None:
+    fixes = walk_out()
+    normal = raised(run(engine(), fixes))[0]
+    strict = Engine(
+        RuleSet(
+            msgspec.structs.replace(
+                roster(),
+                heightened=[
+                    Heightened(T0, T0 + 86_400_000, "两会", {"confirm_fixes": 2, "confirm_s": 20})
+                ],
+            ),
+            ZONES,
+        )
+    )
+    sooner = raised(run(strict, fixes))[0]
+    assert sooner.ts < normal.ts
+
+
+def test_recurring_permit_allows_its_places_only_in_its_hours() -> None:
+    """Thursdays 08:00–20:00 in 青田 for work; still there after 20:00 is a breach."""
+    fixes = walk_out(20, 20)
+    stay = qingtian_point()
+    evening = line(stay, stay, 80, t0=fixes[-1]["ts"] + 60_000, interval_s=60, seq0=41)
+    permit = {
+        "from": _iso(T0 - 86_400_000),
+        "to": _iso(T0 + 90 * 86_400_000),
+        "destinations": [QINGTIAN],
+        "schedule": [{"days": [4], "from": "08:00", "to": "20:00"}],
+    }
+    alerts = raised(run(engine(leaves=[permit]), fixes + evening))
+    assert [a.type for a in alerts] == ["jurisdiction_exit"]
+    eight_pm = 1_764_244_800_000  # 2025-11-27 12:00 UTC = 20:00 Shanghai
+    assert eight_pm <= alerts[0].ts <= eight_pm + 4 * 60_000
