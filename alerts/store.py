@@ -3,14 +3,13 @@ every step in the alert's timeline, and a webhook event queued in the same trans
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from alerts.outbox import enqueue
 from fencewatch.metrics import ALERTS_RAISED
-from fencewatch.timefmt import iso
+from fencewatch.timefmt import iso, iso_time, utc
 from geofence.model import Verdict
 from storage.db import Conn
 
@@ -33,22 +32,18 @@ def alert_object(r: asyncpg.Record) -> dict[str, Any]:
         "type": r["type"],
         "supervisee": r["supervisee_id"],
         "device": r["device_id"],
-        "ts": iso(int(r["ts"].timestamp() * 1000)),
+        "ts": iso_time(r["ts"]),
         "status": r["status"],
         "late": r["late"],
         "active": r["active"],
         "severity": r["severity"],
         "escalation": r["escalation"],
-        "raised_at": r["raised_at"].isoformat(),
-        "cleared_at": r["cleared_at"].isoformat() if r["cleared_at"] else None,
+        "raised_at": iso_time(r["raised_at"]),
+        "cleared_at": iso_time(r["cleared_at"]) if r["cleared_at"] else None,
         "disposition": r["disposition"],
         "note": r["note"],
         "detail": r["detail"],
     }
-
-
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
@@ -65,7 +60,7 @@ async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
                 v.type,
                 v.supervisee,
                 v.device,
-                _dt(v.ts),
+                utc(v.ts),
                 v.late,
                 SEVERITY.get(v.type, "normal"),
                 v.detail,
@@ -76,7 +71,7 @@ async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
                 "UPDATE alerts SET active = false, cleared_at = $2 WHERE key = $1 AND active"
                 " RETURNING *",
                 v.key,
-                _dt(v.ts),
+                utc(v.ts),
             )
             event = "cleared"
         if row is None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def iso(ms: int) -> str:
@@ -11,3 +13,16 @@ def iso(ms: int) -> str:
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )
+
+
+def epoch_ms(value: datetime) -> int:
+    # Integer arithmetic: timestamp() * 1000 can land a millisecond short.
+    return (value - _EPOCH) // timedelta(milliseconds=1)
+
+
+def iso_time(value: datetime) -> str:
+    return iso(epoch_ms(value))
+
+
+def utc(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)

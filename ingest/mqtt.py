@@ -66,7 +66,9 @@ class MqttSource:
         client.subscribe([(t, 1) for t in self.topics])
         log.info("MQTT connected to %s:%s", self.address.host, self.address.port)
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, codes: list, props: object = None) -> None:
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: object, mid: int, codes: list, props: object = None
+    ) -> None:
         # Only once the broker has the subscription does a published fix reach us.
         self.connected = all(not getattr(c, "is_failure", False) for c in codes)
         if not self.connected:

@@ -5,12 +5,12 @@ raised. The broker is acknowledged only after this returns."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
 from alerts.store import apply
+from fencewatch.timefmt import utc
 from geofence.engine import zone_state
 from geofence.judge import Judged
 from geofence.model import DeviceEvent, Verdict
@@ -53,18 +53,14 @@ class Committed(msgspec.Struct):
     alerts: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
 def _row(j: Judged) -> tuple:
     f = j.fix
     return (
         f.device,
         j.supervisee,
         f.seq,
-        _dt(f.ts),
-        _dt(f.at),
+        utc(f.ts),
+        utc(f.at),
         f.lat,
         f.lon,
         f.acc,
@@ -107,8 +103,8 @@ async def commit(
                     " ON CONFLICT DO NOTHING RETURNING rid) SELECT max(rid) FROM new",
                     [e.device for e in events],
                     [e.seq for e in events],
-                    [_dt(e.ts) for e in events],
-                    [_dt(e.at) for e in events],
+                    [utc(e.ts) for e in events],
+                    [utc(e.at) for e in events],
                     [e.type for e in events],
                     [owners.get(e.device) for e in events],
                 )

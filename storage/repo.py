@@ -195,8 +195,8 @@ async def upsert_zone(conn: Conn, zone: ZoneDef, source: dict[str, Any] | None) 
     )
 
 
-async def delete_zone(conn: Conn, zone: str) -> bool:
-    return await conn.fetchval("DELETE FROM zones WHERE id = $1 RETURNING id", zone) is not None
+async def delete_zone(conn: Conn, zone: str) -> None:
+    await conn.execute("DELETE FROM zones WHERE id = $1", zone)
 
 
 async def zone_references(conn: Conn, zone: str) -> list[tuple[str, str]]:
@@ -215,7 +215,7 @@ async def zone_references(conn: Conn, zone: str) -> list[tuple[str, str]]:
     return [(r["who"], r["role"]) for r in rows]
 
 
-async def zone_kinds(conn: Conn, zones: Iterable[str]) -> dict[str, str]:
+async def _zone_kinds(conn: Conn, zones: Iterable[str]) -> dict[str, str]:
     rows = await conn.fetch(
         "SELECT id, kind FROM zones WHERE id = ANY($1::text[])", list(set(zones))
     )
@@ -236,7 +236,7 @@ async def zone_reference_errors(
     wanted = [*((z, "jurisdiction") for z in jurisdiction), *((z, "exclusion") for z in exclusion)]
     if home is not None:
         wanted.append((home, "home"))
-    kinds = await zone_kinds(conn, [z for z, _ in wanted] + list(destinations))
+    kinds = await _zone_kinds(conn, [z for z, _ in wanted] + list(destinations))
     errors = []
     for zone, role in wanted:
         if zone not in kinds:

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from fencewatch.timefmt import epoch_ms
 from geofence.model import DeviceRef, Leave, Roster, Supervisee, ZoneDef
 from geofence.zones import parse_schedule
 from storage.db import Conn
-
-
-def _ms(value: object) -> int:
-    return int(value.timestamp() * 1000)  # type: ignore[attr-defined]
 
 
 async def load_rules(conn: Conn, timezone: str) -> tuple[Roster, list[ZoneDef]]:
@@ -42,11 +39,11 @@ async def load_rules(conn: Conn, timezone: str) -> tuple[Roster, list[ZoneDef]]:
     ):
         leaves[r["supervisee_id"]].append(
             Leave(
-                start=_ms(r["starts_at"]),
-                end=_ms(r["ends_at"]),
+                start=epoch_ms(r["starts_at"]),
+                end=epoch_ms(r["ends_at"]),
                 destinations=tuple(r["destinations"]),
                 id=r["id"],
-                returned_at=_ms(r["returned_at"]) if r["returned_at"] else None,
+                returned_at=epoch_ms(r["returned_at"]) if r["returned_at"] else None,
             )
         )
     people = [

@@ -7,9 +7,8 @@ twice and nothing that was committed is forgotten."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from alerts.store import apply
+from fencewatch.timefmt import epoch_ms
 from geofence.engine import Engine
 from geofence.model import DeviceEvent, Fix, Quality
 from geofence.ruleset import RuleSet
@@ -17,10 +16,6 @@ from storage.db import Conn
 
 KEEP = 3
 CHUNK = 5000
-
-
-def _ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)
 
 
 async def save(conn: Conn, engine: Engine, last_rid: int, last_event_rid: int) -> None:
@@ -61,8 +56,8 @@ async def restore(conn: Conn, rules: RuleSet) -> tuple[Engine, int, int, int]:
             Fix(
                 device=r["device_id"],
                 seq=r["seq"],
-                ts=_ms(r["ts"]),
-                at=_ms(r["received_at"]),
+                ts=epoch_ms(r["ts"]),
+                at=epoch_ms(r["received_at"]),
                 lat=r["lat"],
                 lon=r["lon"],
                 acc=r["acc"],
@@ -89,7 +84,9 @@ async def restore(conn: Conn, rules: RuleSet) -> tuple[Engine, int, int, int]:
     if rows:
         last_event_rid = rows[-1]["rid"]
         events = [
-            DeviceEvent(r["device_id"], r["seq"], _ms(r["ts"]), _ms(r["received_at"]), r["type"])
+            DeviceEvent(
+                r["device_id"], r["seq"], epoch_ms(r["ts"]), epoch_ms(r["received_at"]), r["type"]
+            )
             for r in rows
             if r["device_id"] in rules.device_owner
         ]

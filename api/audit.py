@@ -1,0 +1,16 @@
+"""The audit trail (spec 2: every read of location data and every change is logged)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.auth import Principal
+from storage import repo
+from storage.repo import Conn
+
+
+async def record(
+    conn: Conn, who: Principal, action: str, obj: str, detail: dict[str, Any] | None = None
+) -> None:
+    """Write in the caller's transaction, so a change and its audit row commit together."""
+    await repo.audit(conn, who.subject, who.role, action, obj, detail or {})

@@ -1,0 +1,225 @@
+"""The operator console (监控中心): the single-page app built from console/ into api/static,
+served at `/`, and what the page needs beyond the /api/v1 resources — who the token
+belongs to, the map settings, and a live feed of positions and alert changes.
+
+Monitoring centres sit on isolated networks, so the page is sent with a Content Security
+Policy that lets it load nothing but this service (and the configured tile server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
+from starlette.staticfiles import StaticFiles
+
+from alerts.feed import CHANNEL
+from api import audit
+from api.auth import Permission, Principal, User, _authenticate
+from api.context import ApiContext
+from api.errors import ApiError
+from storage import repo
+
+STATIC = Path(__file__).resolve().parent / "static"
+BUILD_HINT = "cd console && npm ci && npm run build"
+AUTH_WAIT_S = 10.0
+# WebSocket close codes in the 4000–4999 range are the application's own.
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FEED_LOST = 4503
+
+
+class MapSettings(BaseModel):
+    """Base map tiles are off unless configured: with none the map shows the vector layers
+    alone, which works on any isolated network."""
+
+    tiles: str | None = Field(
+        None, description="tile URL template with {z}/{x}/{y} (FENCEWATCH_TILES_URL)"
+    )
+    tiles_crs: Literal["wgs84", "gcj02"] = Field(
+        "wgs84",
+        description="the tiles' CRS (FENCEWATCH_TILES_CRS); on gcj02 tiles the console draws"
+        " everything converted to GCJ-02, while the data stays WGS-84",
+    )
+    attribution: str = Field("", description="FENCEWATCH_TILES_ATTRIBUTION")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> MapSettings:
+        return cls.model_validate(
+            {
+                "tiles": env.get("FENCEWATCH_TILES_URL") or None,
+                "tiles_crs": env.get("FENCEWATCH_TILES_CRS") or "wgs84",
+                "attribution": env.get("FENCEWATCH_TILES_ATTRIBUTION", ""),
+            }
+        )
+
+
+class Abilities(BaseModel):
+    work_alerts: bool
+    manage: bool
+    leave: bool
+
+
+class Session(BaseModel):
+    subject: str
+    role: str
+    office: str | None
+    can: Abilities = Field(description="what the console should offer this token")
+    map: MapSettings
+
+
+def _may(user: Principal, permission: Permission) -> bool:
+    try:
+        user.require(permission)
+    except ApiError:
+        return False
+    return True
+
+
+def mount(app: FastAPI, prefix: str) -> None:
+    """Add the console's API routes under `prefix` and the page at `/`. The page's own
+    paths are `/` and `/assets/…` only, so nothing else of the app is shadowed."""
+    settings = MapSettings.from_env(os.environ)
+    csp = _content_security_policy(settings)
+
+    @app.get(f"{prefix}/session", response_model=Session, tags=["console"])
+    async def get_session(user: User) -> Session:
+        """Who this token is and what the console should offer it."""
+        can = Abilities(
+            work_alerts=_may(user, Permission.WORK_ALERTS),
+            manage=_may(user, Permission.MANAGE),
+            leave=_may(user, Permission.LEAVE),
+        )
+        return Session(
+            subject=user.subject, role=user.role, office=user.office, can=can, map=settings
+        )
+
+    app.add_api_websocket_route(f"{prefix}/feed", feed)
+    app.mount("/assets", StaticFiles(directory=STATIC / "assets", check_dir=False), "console")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> Response:
+        page = STATIC / "index.html"
+        if not page.is_file():
+            return PlainTextResponse(
+                f"The console is not built. In the repository, run: {BUILD_HINT}\n",
+                status_code=503,
+            )
+        # Asset names carry content hashes; only the page itself must never be cached.
+        headers = {"Cache-Control": "no-cache", "Content-Security-Policy": csp}
+        return FileResponse(page, headers=headers)
+
+
+def _content_security_policy(settings: MapSettings) -> str:
+    images = "'self' data: blob:"
+    if settings.tiles:
+        parts = urlsplit(settings.tiles.replace("{s}", "*"))
+        if parts.scheme and parts.netloc:
+            images += f" {parts.scheme}://{parts.netloc}"
+    return "; ".join(
+        (
+            "default-src 'self'",
+            "connect-src 'self'",
+            f"img-src {images}",
+            # Leaflet positions its panes with inline style attributes.
+            "style-src 'self' 'unsafe-inline'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+        )
+    )
+
+
+async def feed(ws: WebSocket) -> None:
+    """`fencewatch:feed` (alerts.feed) relayed to one console, limited to its people.
+
+    Browsers cannot set headers on a WebSocket, and a token in the URL ends up in logs,
+    so the first message must be `{"token": "..."}`. Close codes: 4401 for a missing or
+    bad token, 4503 when the feed from Redis is lost (the console reconnects and reloads).
+    """
+    ctx: ApiContext = ws.app.state.ctx
+    await ws.accept()
+    user = await _hello(ctx, ws)
+    if user is None:
+        return
+    async with ctx.pool.acquire() as conn:
+        # None = every office; otherwise the people this token may see, as of connecting
+        # (the console reconnects on reload, which picks up roster changes).
+        people = (
+            None
+            if user.offices is None
+            else frozenset(await repo.active_supervisee_ids(conn, user.offices))
+        )
+        await audit.record(conn, user, "location.feed", "feed")
+    await ws.send_json({"kind": "hello", "subject": user.subject, "role": user.role})
+    relay = asyncio.create_task(_relay(ctx, ws, people))
+    closed = asyncio.create_task(_until_closed(ws))
+    done, pending = await asyncio.wait({relay, closed}, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+            await task
+    if relay in done and relay.exception() is not None:
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await ws.close(CLOSE_FEED_LOST, "live feed lost; reconnect")
+
+
+async def _hello(ctx: ApiContext, ws: WebSocket) -> Principal | None:
+    try:
+        async with asyncio.timeout(AUTH_WAIT_S):
+            hello = await ws.receive_json()
+        token = hello.get("token") if isinstance(hello, dict) else None
+        if not isinstance(token, str):
+            raise ApiError(401, 'the first message must be {"token": "<bearer token>"}')
+        credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
+        return await _authenticate(ctx, credentials)
+    except WebSocketDisconnect:
+        return None
+    except (ApiError, TimeoutError, ValueError) as exc:
+        reason = exc.error if isinstance(exc, ApiError) else "send the token first"
+        await ws.close(CLOSE_UNAUTHORIZED, reason)
+        return None
+
+
+async def _relay(ctx: ApiContext, ws: WebSocket, people: frozenset[str] | None) -> None:
+    pubsub = ctx.redis.pubsub(ignore_subscribe_messages=True)
+    try:
+        await pubsub.subscribe(CHANNEL)
+        async for message in pubsub.listen():
+            text = _scoped(message["data"], people)
+            if text is not None:
+                await ws.send_text(text)
+    except (RedisError, OSError) as exc:
+        raise ConnectionError(f"live feed from Redis lost: {exc}") from exc
+    finally:
+        with contextlib.suppress(RedisError, OSError):
+            await pubsub.aclose()
+
+
+def _scoped(raw: bytes, people: frozenset[str] | None) -> str | None:
+    """The message as text, with only the positions and alerts of `people`; None if
+    nothing of it is theirs."""
+    if people is None:
+        return raw.decode()
+    message: dict[str, Any] = msgspec.json.decode(raw)
+    if message.get("kind") == "positions":
+        items = [p for p in message.get("items", []) if p.get("supervisee") in people]
+        return msgspec.json.encode({**message, "items": items}).decode() if items else None
+    alert = message.get("alert") or {}
+    return raw.decode() if alert.get("supervisee") in people else None
+
+
+async def _until_closed(ws: WebSocket) -> None:
+    """The console sends nothing after its token; this returns when it goes away."""
+    while (await ws.receive())["type"] != "websocket.disconnect":
+        pass

@@ -1,0 +1,94 @@
+"""One error shape for every failure: `{"error": "<plain words>", "detail": ...}`.
+
+Bad input is always a 4xx with the reason: request validation, unknown references caught
+by the database's foreign keys, and duplicates caught by its unique indexes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: Any = None
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, detail: Any = None) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.detail = detail
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, f"{what} not found (or outside your offices)")
+
+
+# Documented on every /api/v1 route so integrators see the error shape in the OpenAPI.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in (
+        (401, "missing, invalid, expired or revoked token"),
+        (403, "the token's role may not do this"),
+        (404, "no such object in the caller's offices"),
+        (409, "conflicts with the current state"),
+        (422, "malformed request, with the reason"),
+    )
+}
+
+
+def _json(status: int, error: str, detail: Any = None, headers: Any = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return _json(exc.status, exc.error, exc.detail, headers)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return _json(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        {"where": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()
+    ]
+    first = problems[0] if problems else {"where": "request", "reason": "invalid"}
+    return _json(422, f"invalid request: {first['where']}: {first['reason']}", problems)
+
+
+async def _integrity_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, asyncpg.IntegrityConstraintViolationError)
+    reason = getattr(exc, "detail", None) or str(exc)
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return _json(409, f"already in use: {reason}")
+    return _json(422, f"refers to something that does not exist or is not allowed: {reason}")
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error in the API", exc_info=exc)
+    return _json(500, "internal error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(asyncpg.IntegrityConstraintViolationError, _integrity_error)
+    app.add_exception_handler(Exception, _unexpected)

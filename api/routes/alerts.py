@@ -1,0 +1,157 @@
+"""The alert queue: list, timeline, acknowledge (签收) and resolve (处置)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, cast
+
+import asyncpg
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from alerts.outbox import enqueue
+from alerts.store import alert_object
+from alerts.webhook import CHANNEL as WEBHOOK
+from api import audit
+from api.auth import AlertWorker, Principal, User
+from api.context import Ctx
+from api.errors import ApiError, not_found
+from api.fields import UtcTime
+from storage import repo
+from storage.repo import Conn, Row
+
+router = APIRouter(tags=["alerts"])
+
+Status = Literal["open", "acknowledged", "resolved"]
+Disposition = Literal["true_violation", "false_alarm", "approved_absence", "equipment_fault"]
+
+
+class Alert(BaseModel):
+    """The alert object of spec 4.3, also sent in webhook events."""
+
+    id: int
+    type: str = Field(description="jurisdiction_exit, exclusion_enter, curfew_breach, ...")
+    supervisee: str
+    device: str
+    ts: UtcTime = Field(description="device time of the fix that confirmed it (UTC)")
+    status: Status
+    late: bool = Field(description="found only through late (buffered) fixes")
+    active: bool = Field(description="the condition still holds")
+    raised_at: UtcTime
+    cleared_at: UtcTime | None = None
+    severity: str
+    escalation: int
+    disposition: Disposition | None = None
+    note: str | None = None
+    detail: dict[str, Any] = {}
+
+
+class AlertList(BaseModel):
+    items: list[Alert]
+    next_before: int | None = Field(
+        None, description="pass as `before` for the next (older) page; null on the last page"
+    )
+
+
+class AlertEvent(BaseModel):
+    at: UtcTime
+    actor: str = Field(description="'engine', 'scheduler' or a token's subject")
+    action: str
+    detail: dict[str, Any] = {}
+
+
+class AlertWithTimeline(Alert):
+    timeline: list[AlertEvent]
+
+
+class Acknowledge(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str | None = None
+
+
+class Resolve(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    disposition: Disposition
+    note: str = Field(min_length=1, description="what was found and done; kept in the case record")
+
+
+@router.get("/alerts", response_model=AlertList)
+async def list_alerts(
+    ctx: Ctx,
+    user: User,
+    supervisee: str | None = None,
+    type: str | None = None,
+    status: Status | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[int | None, Query(description="only alerts with a smaller id")] = None,
+) -> AlertList:
+    """Newest raised first."""
+    async with ctx.pool.acquire() as conn:
+        rows = await repo.list_alerts(
+            conn,
+            user.offices,
+            supervisee=supervisee,
+            type=type,
+            status=status,
+            before=before,
+            limit=limit,
+        )
+    items = [Alert.model_validate(alert_object(r)) for r in rows]
+    return AlertList(items=items, next_before=items[-1].id if len(items) == limit else None)
+
+
+@router.get("/alerts/{alert_id}", response_model=AlertWithTimeline)
+async def get_alert(ctx: Ctx, user: User, alert_id: int) -> AlertWithTimeline:
+    async with ctx.pool.acquire() as conn:
+        row = await repo.get_alert(conn, user.offices, alert_id)
+        if row is None:
+            raise not_found(f"alert {alert_id}")
+        return await _with_timeline(conn, row)
+
+
+@router.post("/alerts/{alert_id}/acknowledge", response_model=AlertWithTimeline)
+async def acknowledge(
+    ctx: Ctx, user: AlertWorker, alert_id: int, body: Acknowledge | None = None
+) -> AlertWithTimeline:
+    note = body.note if body else None
+    return await _transition(ctx, user, alert_id, "acknowledged", None, note)
+
+
+@router.post("/alerts/{alert_id}/resolve", response_model=AlertWithTimeline)
+async def resolve(ctx: Ctx, user: AlertWorker, alert_id: int, body: Resolve) -> AlertWithTimeline:
+    return await _transition(ctx, user, alert_id, "resolved", body.disposition, body.note)
+
+
+# Where each step may start from; anything else is a conflict with the alert's state.
+_FROM = {"acknowledged": ("open",), "resolved": ("open", "acknowledged")}
+
+
+async def _transition(
+    ctx: Ctx, user: Principal, alert_id: int, to: str, disposition: str | None, note: str | None
+) -> AlertWithTimeline:
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        row = await repo.get_alert(conn, user.offices, alert_id, lock=True)
+        if row is None:
+            raise not_found(f"alert {alert_id}")
+        if row["status"] not in _FROM[to]:
+            raise ApiError(
+                409,
+                f"alert {alert_id} is {row['status']}; only an alert that is"
+                f" {' or '.join(_FROM[to])} can be {to}",
+            )
+        row = await repo.set_alert_status(conn, alert_id, to, disposition, note)
+        detail = {"note": note, "disposition": disposition, "role": user.role}
+        detail = {k: v for k, v in detail.items() if v is not None}
+        await repo.add_alert_event(conn, alert_id, user.subject, to, detail)
+        await audit.record(conn, user, f"alert.{to}", f"alert:{alert_id}", detail)
+        # asyncpg's pool hands out proxies of asyncpg.Connection, which enqueue is typed for.
+        await enqueue(
+            cast(asyncpg.Connection, conn), WEBHOOK, {"event": to, "alert": alert_object(row)}
+        )
+        return await _with_timeline(conn, row)
+
+
+async def _with_timeline(conn: Conn, row: Row) -> AlertWithTimeline:
+    events = [
+        AlertEvent.model_validate(dict(e)) for e in await repo.alert_timeline(conn, row["id"])
+    ]
+    return AlertWithTimeline.model_validate({**alert_object(row), "timeline": events})

@@ -1,0 +1,93 @@
+"""Offices (centre → county bureau → justice station) and the officers who work in them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from api import audit
+from api.auth import OfficeManager, User
+from api.context import Ctx
+from api.errors import ApiError, not_found
+from storage import repo
+
+router = APIRouter(tags=["offices"])
+
+
+class OfficeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    kind: Literal["center", "county", "station"] = Field(
+        description="monitoring centre, county bureau (县级司法局) or justice station (司法所)"
+    )
+    parent: str | None = None
+
+
+class Office(OfficeIn):
+    id: str
+
+
+class OfficeList(BaseModel):
+    items: list[Office]
+
+
+class OfficerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    office: str | None = None
+    phone: str | None = Field(None, description="for SMS alerts")
+    role: str = "officer"
+
+
+class Officer(OfficerIn):
+    id: str
+
+
+class OfficerList(BaseModel):
+    items: list[Officer]
+
+
+@router.get("/offices", response_model=OfficeList)
+async def list_offices(ctx: Ctx, user: User) -> OfficeList:
+    async with ctx.pool.acquire() as conn:
+        rows = await repo.list_offices(conn)
+    return OfficeList(items=[Office.model_validate(dict(r)) for r in rows])
+
+
+@router.put("/offices/{office_id}", response_model=Office)
+async def put_office(ctx: Ctx, user: OfficeManager, office_id: str, body: OfficeIn) -> Office:
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        exists = await repo.get_office(conn, office_id) is not None
+        if (exists and not user.covers(office_id)) or not user.covers(body.parent):
+            raise ApiError(403, "offices outside your own subtree cannot be changed")
+        if body.parent is not None and body.parent in await repo.office_subtree(conn, office_id):
+            raise ApiError(422, f"office {body.parent!r} is below {office_id!r}: a cycle")
+        row = await repo.upsert_office(conn, office_id, body.name, body.kind, body.parent)
+        await audit.record(conn, user, "office.put", f"office:{office_id}", body.model_dump())
+    return Office.model_validate(dict(row))
+
+
+@router.get("/officers", response_model=OfficerList)
+async def list_officers(ctx: Ctx, user: User) -> OfficerList:
+    async with ctx.pool.acquire() as conn:
+        rows = await repo.list_officers(conn, user.offices)
+    return OfficerList(items=[Officer.model_validate(dict(r)) for r in rows])
+
+
+@router.put("/officers/{officer_id}", response_model=Officer)
+async def put_officer(ctx: Ctx, user: OfficeManager, officer_id: str, body: OfficerIn) -> Officer:
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        current = await repo.get_officer(conn, officer_id)
+        if current is not None and not user.covers(current["office"]):
+            raise not_found(f"officer {officer_id!r}")
+        if not user.covers(body.office):
+            raise ApiError(403, f"office {body.office!r} is outside your offices")
+        row = await repo.upsert_officer(
+            conn, officer_id, body.name, body.office, body.phone, body.role
+        )
+        await audit.record(conn, user, "officer.put", f"officer:{officer_id}", body.model_dump())
+    return Officer.model_validate(dict(row))

@@ -1,0 +1,103 @@
+"""Supervisees (社区矫正对象): who they are, which office has them, and their zones."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal, Self
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from api import audit
+from api.auth import Manager, Principal, User
+from api.context import Ctx
+from api.errors import ApiError, not_found
+from api.fields import UtcTime
+from storage import repo
+from storage.repo import Conn, Row
+
+router = APIRouter(tags=["supervisees"])
+
+
+class SuperviseeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = ""
+    office: str | None = Field(None, description="the justice station (司法所) in charge")
+    officer: str | None = None
+    level: Literal["strict", "normal", "lenient"] = Field("normal", description="严管/普管/宽管")
+    jurisdiction: list[str] = Field([], description="jurisdiction zone ids: the 执行地")
+    exclusion: list[str] = Field([], description="exclusion zone ids (禁止令)")
+    home: str | None = Field(None, description="home zone id (curfew)")
+    term_start: date | None = None
+    term_end: date | None = None
+    status: Literal["active", "released"] = "active"
+
+    @model_validator(mode="after")
+    def _term_in_order(self) -> Self:
+        if self.term_start and self.term_end and self.term_end < self.term_start:
+            raise ValueError("term_end is before term_start")
+        return self
+
+
+class Supervisee(SuperviseeIn):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    devices: list[str] = Field(description="devices currently assigned")
+    updated_at: UtcTime
+
+
+class SuperviseeList(BaseModel):
+    items: list[Supervisee]
+
+
+async def require_supervisee(conn: Conn, user: Principal, supervisee: str) -> Row:
+    """The supervisee if the caller's offices include them; otherwise 404, so a scoped
+    caller cannot learn who exists elsewhere."""
+    row = await repo.get_supervisee(conn, user.offices, supervisee)
+    if row is None:
+        raise not_found(f"supervisee {supervisee!r}")
+    return row
+
+
+@router.get("/supervisees", response_model=SuperviseeList)
+async def list_supervisees(ctx: Ctx, user: User, office: str | None = None) -> SuperviseeList:
+    async with ctx.pool.acquire() as conn:
+        rows = await repo.list_supervisees(conn, user.offices, office)
+    return SuperviseeList(items=[Supervisee.model_validate(dict(r)) for r in rows])
+
+
+@router.get("/supervisees/{supervisee_id}", response_model=Supervisee)
+async def get_supervisee(ctx: Ctx, user: User, supervisee_id: str) -> Supervisee:
+    async with ctx.pool.acquire() as conn:
+        return Supervisee.model_validate(dict(await require_supervisee(conn, user, supervisee_id)))
+
+
+@router.put("/supervisees/{supervisee_id}", response_model=Supervisee)
+async def put_supervisee(
+    ctx: Ctx, user: Manager, supervisee_id: str, body: SuperviseeIn
+) -> Supervisee:
+    """Create or replace. Zone ids must exist and be of the matching kind."""
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        exists, office = await repo.supervisee_office(conn, supervisee_id)
+        if exists and not user.covers(office):
+            raise not_found(f"supervisee {supervisee_id!r}")
+        if not user.covers(body.office):
+            raise ApiError(403, f"office {body.office!r} is outside your offices")
+        errors = await repo.zone_reference_errors(
+            conn, jurisdiction=body.jurisdiction, exclusion=body.exclusion, home=body.home
+        )
+        if errors:
+            raise ApiError(422, "; ".join(errors), errors)
+        await repo.put_supervisee(conn, supervisee_id, **body.model_dump())
+        await audit.record(
+            conn,
+            user,
+            "supervisee.put",
+            f"supervisee:{supervisee_id}",
+            body.model_dump(mode="json"),
+        )
+        row = await require_supervisee(conn, user, supervisee_id)
+    await ctx.rules_changed([supervisee_id])
+    return Supervisee.model_validate(dict(row))

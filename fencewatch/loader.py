@@ -1,0 +1,134 @@
+"""`fencewatch load SCENARIO_DIR`: zones.geojson and roster.json (spec 4.2) into the database.
+
+Everything is upserted by id in one transaction, so loading twice leaves the same rows
+and a bad scenario changes nothing. A roster lists each person's current devices: a
+device listed elsewhere moves to this person, and a device no longer listed is unassigned
+(the assignment history keeps both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import msgspec
+
+from fencewatch.config import Settings
+from fencewatch.scenario import ScenarioError, read_roster
+from geofence.model import Roster, ZoneDef
+from geofence.zones import ZoneError, parse_feature_collection
+from storage import repo
+from storage.db import open_pool
+
+T = TypeVar("T")
+
+
+def run_with_pool(work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    """Run `work` on the configured database, or the embedded one when none is set."""
+    # Imported here: only the command-line tools start embedded servers.
+    from fencewatch.servers import servers
+
+    with servers(Settings.from_env(), need=("postgres",)) as urls:
+        return asyncio.run(_with_pool(urls.database_url, work))
+
+
+async def _with_pool(dsn: str, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    pool = await open_pool(dsn, min_size=1, max_size=2)
+    try:
+        return await work(pool)
+    finally:
+        await pool.close()
+
+
+def _read_zones(path: Path) -> list[tuple[ZoneDef, dict[str, Any]]]:
+    """Zones with the features they came from, which are kept as each zone's source."""
+    doc = msgspec.json.decode(path.read_bytes())
+    zones = parse_feature_collection(doc)
+    return list(zip(zones, doc["features"], strict=True))
+
+
+def _read(scenario_dir: Path) -> tuple[list[tuple[ZoneDef, dict[str, Any]]], Roster]:
+    for name in ("zones.geojson", "roster.json"):
+        if not (scenario_dir / name).is_file():
+            raise ScenarioError(f"{scenario_dir / name} is missing")
+    try:
+        zones = _read_zones(scenario_dir / "zones.geojson")
+    except (ZoneError, msgspec.DecodeError) as exc:
+        raise ScenarioError(f"zones.geojson: {exc}") from None
+    try:
+        roster = read_roster(scenario_dir / "roster.json")
+    except (ScenarioError, msgspec.DecodeError) as exc:
+        raise ScenarioError(f"roster.json: {exc}") from None
+    worn_by: dict[str, str] = {}
+    for person in roster.supervisees:
+        for device in person.devices:
+            other = worn_by.setdefault(device.id, person.id)
+            if other != person.id:
+                raise ScenarioError(
+                    f"roster.json: device {device.id} is listed for both {other} and {person.id}"
+                )
+    return zones, roster
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+async def load_scenario(pool: asyncpg.Pool, scenario_dir: Path) -> dict[str, int]:
+    """Import the scenario; returns how many of each thing it holds."""
+    zones, roster = _read(scenario_dir)
+    counts = {
+        "zones": len(zones),
+        "supervisees": len(roster.supervisees),
+        "devices": sum(len(s.devices) for s in roster.supervisees),
+        "leaves": sum(len(s.leaves) for s in roster.supervisees),
+    }
+    async with pool.acquire() as conn, conn.transaction():
+        for zone, source in zones:
+            await repo.upsert_zone(conn, zone, source)
+        for person in roster.supervisees:
+            errors = await repo.zone_reference_errors(
+                conn,
+                jurisdiction=person.jurisdiction,
+                exclusion=person.exclusion,
+                home=person.home,
+                destinations=[d for leave in person.leaves for d in leave.destinations],
+            )
+            if errors:
+                raise ScenarioError(f"roster.json: supervisee {person.id}: {'; '.join(errors)}")
+            try:
+                await repo.load_supervisee(conn, person)
+                for device in person.devices:
+                    await repo.upsert_device(conn, device)
+                    await repo.assign_device(conn, device.id, person.id)
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                reason = getattr(exc, "detail", None) or exc
+                raise ScenarioError(f"roster.json: supervisee {person.id}: {reason}") from None
+            await repo.unassign_other_devices(conn, person.id, [d.id for d in person.devices])
+            for leave in person.leaves:
+                await repo.upsert_leave(
+                    conn,
+                    leave.id,
+                    person.id,
+                    _utc(leave.start),
+                    _utc(leave.end),
+                    leave.destinations,
+                    returned_at=None if leave.returned_at is None else _utc(leave.returned_at),
+                )
+        await repo.audit(conn, "fencewatch load", None, "scenario.load", str(scenario_dir), counts)
+    return counts
+
+
+def main(scenario_dir: Path) -> int:
+    try:
+        counts = run_with_pool(lambda pool: load_scenario(pool, scenario_dir))
+    except ScenarioError as exc:
+        print(f"fencewatch load: {exc}", file=sys.stderr)
+        return 2
+    print("loaded " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+    return 0

@@ -1,0 +1,210 @@
+"""`fencewatch load`: a scenario directory (spec 4.2) into a real PostgreSQL, idempotently."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+
+from fencewatch.loader import load_scenario, main
+from fencewatch.scenario import ScenarioError, read_roster, read_zones
+from storage.db import open_pool
+from storage.rules import load_rules
+
+# Leave next year, so that it is current whenever the test runs.
+YEAR = datetime.now(UTC).year + 1
+
+
+def _square(zone_id: str, kind: str, lon: float, lat: float, **props: Any) -> dict[str, Any]:
+    d = 0.05
+    ring = [[lon - d, lat - d], [lon + d, lat - d], [lon + d, lat + d], [lon - d, lat + d]]
+    return {
+        "type": "Feature",
+        "properties": {"id": zone_id, "kind": kind, **props},
+        "geometry": {"type": "Polygon", "coordinates": [[*ring, ring[0]]]},
+    }
+
+
+ZONES = {
+    "type": "FeatureCollection",
+    "features": [
+        _square("J1", "jurisdiction", 119.9, 28.45, name="莲都区"),
+        _square("J2", "jurisdiction", 120.15, 28.15, crs="gcj02"),
+        _square(
+            "H1",
+            "home",
+            119.92,
+            28.46,
+            schedule=[{"days": [1, 2, 3], "from": "22:00", "to": "06:00"}],
+        ),
+        {
+            "type": "Feature",
+            "properties": {"id": "X1", "kind": "exclusion", "radius": 150},
+            "geometry": {"type": "Point", "coordinates": [119.91, 28.45]},
+        },
+    ],
+}
+ROSTER = {
+    "timezone": "Asia/Shanghai",
+    "supervisees": [
+        {
+            "id": "A",
+            "name": "张某",
+            "jurisdiction": ["J1"],
+            "exclusion": ["X1"],
+            "home": "H1",
+            "devices": ["TAG1", {"id": "PHONE7", "kind": "phone", "owntracks": "zhang/iphone"}],
+            "leaves": [
+                {
+                    "from": f"{YEAR}-12-01T08:00:00+08:00",
+                    "to": f"{YEAR}-12-03T20:00:00+08:00",
+                    "destinations": ["J2"],
+                }
+            ],
+        },
+        {"id": "B", "jurisdiction": ["J1", "J2"], "devices": ["TAG2"], "level": "strict"},
+    ],
+}
+TABLES = {
+    "zones": "id, kind, name, geometry, source_crs, source, schedule, radius_m, properties",
+    "supervisees": "id, name, office_id, level, jurisdiction, exclusion, home_zone, status",
+    "devices": "id, kind, owntracks, model, created_at",
+    "device_assignments": "id, device_id, supervisee_id, since, until",
+    "leaves": "id, supervisee_id, starts_at, ends_at, destinations, status, returned_at",
+}
+
+
+def _write(directory: Path, zones: Any = ZONES, roster: Any = ROSTER) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "zones.geojson").write_bytes(msgspec.json.encode(zones))
+    (directory / "roster.json").write_bytes(msgspec.json.encode(roster))
+    return directory
+
+
+@pytest.fixture
+async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await open_pool(pg_dsn)
+    yield pool
+    await pool.close()
+
+
+async def _rows(pool: asyncpg.Pool) -> dict[str, list[tuple[Any, ...]]]:
+    return {
+        table: [tuple(r) for r in await pool.fetch(f"SELECT {columns} FROM {table} ORDER BY 1")]
+        for table, columns in TABLES.items()
+    }
+
+
+async def test_loading_twice_leaves_the_same_rows(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    scenario = _write(tmp_path)
+    counts = await load_scenario(pool, scenario)
+    assert counts == {"zones": 4, "supervisees": 2, "devices": 3, "leaves": 1}
+    first = await _rows(pool)
+    assert [len(first[t]) for t in TABLES] == [4, 2, 3, 3, 1]
+    assert await load_scenario(pool, scenario) == counts
+    assert await _rows(pool) == first
+
+
+def _plain(value: Any) -> Any:
+    """Tuples and lists alike, as JSON has them."""
+    return msgspec.json.decode(msgspec.json.encode(value))
+
+
+async def test_loaded_rules_read_back_as_the_scenario_says(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    scenario = _write(tmp_path)
+    await load_scenario(pool, scenario)
+    async with pool.acquire() as conn:
+        roster, zones = await load_rules(conn, "Asia/Shanghai")
+    expected = [
+        msgspec.structs.replace(p, devices=tuple(sorted(p.devices, key=lambda d: d.id)))
+        for p in read_roster(scenario / "roster.json").supervisees
+    ]
+    assert _plain(roster.supervisees) == _plain(expected)
+    assert _plain(sorted(zones, key=lambda z: z.id)) == _plain(
+        sorted(read_zones(scenario / "zones.geojson"), key=lambda z: z.id)
+    )
+    stored = await pool.fetchrow("SELECT source, source_crs FROM zones WHERE id = 'J2'")
+    assert (stored["source"], stored["source_crs"]) == (ZONES["features"][1], "gcj02")
+
+
+async def test_a_reload_moves_devices_and_keeps_the_history(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    await load_scenario(pool, _write(tmp_path / "v1"))
+    a, b = (dict(p) for p in ROSTER["supervisees"])
+    a["devices"] = []
+    b["devices"] = ["TAG2", "TAG1"]
+    await load_scenario(pool, _write(tmp_path / "v2", roster={"supervisees": [a, b]}))
+    rows = await pool.fetch(
+        "SELECT device_id, supervisee_id, until IS NULL AS current FROM device_assignments"
+        " ORDER BY device_id, id"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("PHONE7", "A", False),
+        ("TAG1", "A", False),
+        ("TAG1", "B", True),
+        ("TAG2", "B", True),
+    ]
+
+
+def _without(key: str, value: Any) -> dict[str, Any]:
+    people = [dict(p) for p in ROSTER["supervisees"]]
+    people[1][key] = value
+    return {"supervisees": people}
+
+
+BAD = [
+    ({"roster": _without("jurisdiction", ["J1", "NOPE"])}, "jurisdiction zone 'NOPE' does not"),
+    ({"roster": _without("exclusion", ["J2"])}, "cannot be used as exclusion"),
+    ({"roster": _without("devices", ["TAG1"])}, "TAG1 is listed for both A and B"),
+    ({"roster": _without("office", "NOWHERE")}, "supervisee B: Key (office_id)=(NOWHERE)"),
+    ({"roster": _without("level", "severe")}, "level must be one of"),
+    ({"roster": {"people": []}}, "supervisees list"),
+    ({"zones": {"type": "FeatureCollection", "features": [{"type": "Feature"}]}}, "zones.geojson"),
+]
+
+
+@pytest.mark.parametrize(("files", "reason"), BAD)
+async def test_a_bad_scenario_changes_nothing(
+    pool: asyncpg.Pool, tmp_path: Path, files: dict[str, Any], reason: str
+) -> None:
+    scenario = _write(tmp_path, **files)
+    with pytest.raises(ScenarioError) as raised:
+        await load_scenario(pool, scenario)
+    assert reason in str(raised.value)
+    assert all(not rows for rows in (await _rows(pool)).values())
+
+
+async def test_unreadable_files_are_scenario_errors(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    (tmp_path / "zones.geojson").write_text("{}")
+    with pytest.raises(ScenarioError, match=r"roster\.json is missing"):
+        await load_scenario(pool, tmp_path)
+    scenario = _write(tmp_path)
+    (scenario / "zones.geojson").write_text("{not json")
+    with pytest.raises(ScenarioError, match=r"zones\.geojson: JSON is malformed"):
+        await load_scenario(pool, scenario)
+
+
+async def test_the_command_loads_or_exits_2_with_the_reason(
+    pg_dsn: str,
+    pool: asyncpg.Pool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("FENCEWATCH_DATABASE_URL", pg_dsn)
+    # In a thread: the command runs its own event loop, as it does from the shell.
+    assert await asyncio.to_thread(main, _write(tmp_path / "good")) == 0
+    assert capsys.readouterr().out == "loaded 4 zones, 2 supervisees, 3 devices, 1 leaves\n"
+    bad = _write(tmp_path / "bad", roster=_without("home", "J1"))
+    assert await asyncio.to_thread(main, bad) == 2
+    assert "cannot be used as home" in capsys.readouterr().err
+    assert await pool.fetchval("SELECT count(*) FROM supervisees") == 2
