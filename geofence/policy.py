@@ -37,11 +37,11 @@ class Policy(msgspec.Struct, frozen=True):
     offline_s: int = 900
     power_off_grace_s: int = 120
     no_fix_s: int = 600
-    low_battery_pct: int = 15
-    battery_clear_pct: int = 25
+    low_battery_pct: int = 20
+    battery_clear_pct: int = 30
     # Leave: how long the person may be outside both jurisdiction and destinations (on the
     # road) within the leave window.
-    leave_travel_s: int = 12 * 3600
+    leave_travel_s: int = 3 * 3600
 
 
 class PolicyBook(msgspec.Struct, frozen=True):

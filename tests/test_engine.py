@@ -275,3 +275,10 @@ def test_recurring_permit_allows_its_places_only_in_its_hours() -> None:
     assert [a.type for a in alerts] == ["jurisdiction_exit"]
     eight_pm = 1_764_244_800_000  # 2025-11-27 12:00 UTC = 20:00 Shanghai
     assert eight_pm <= alerts[0].ts <= eight_pm + 4 * 60_000
+
+
+def test_a_rebooted_device_restarting_its_numbers_is_still_judged() -> None:
+    fixes = walk_out(20, 20)
+    for i, f in enumerate(fixes[20:]):
+        f["seq"] = i  # rebooted just after crossing: numbering starts again
+    assert [a.type for a in raised(run(engine(), fixes))] == ["jurisdiction_exit"]

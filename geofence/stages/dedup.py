@@ -14,15 +14,18 @@ _MASK = (1 << WINDOW) - 1
 def seen_before(track: Track, seq: int, ts: int) -> bool:
     """Record `seq`; True if it was already recorded. Always the live track's numbers, so a
     redelivered live fix is caught even when its time sends it to a late track."""
-    if seq > track.max_seq or (track.max_seq - seq >= WINDOW and ts > track.last_ts):
-        # Newer, or far below with a newer time: the device restarted its numbering.
-        shift = seq - track.max_seq if seq > track.max_seq else WINDOW
-        track.seen = ((track.seen << shift) | 1) & _MASK
-        track.max_seq = seq
+    if ts > track.last_ts:
+        # Newer than anything judged, so new. A lower number means the device restarted
+        # its numbering (a reboot): start remembering afresh.
+        if seq > track.max_seq:
+            track.seen = ((track.seen << (seq - track.max_seq)) | 1) & _MASK
+            track.max_seq = seq
+        elif seq < track.max_seq:
+            track.seen, track.max_seq = 1, seq
         return False
     offset = track.max_seq - seq
-    if offset >= WINDOW:
-        return False  # older than we remember: the database's key is the last word
+    if not 0 <= offset < WINDOW:
+        return False  # beyond what we remember: the database's key is the last word
     bit = 1 << offset
     if track.seen & bit:
         return True
