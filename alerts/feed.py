@@ -24,8 +24,8 @@ log = logging.getLogger("fencewatch.feed")
 
 LATEST = "fencewatch:latest"
 CHANNEL = "fencewatch:feed"
-_GEOFENCE_RULES = ("jurisdiction_exit", "exclusion_enter", "curfew_breach")
-_STATE = {"in": "ok", "uncertain": "uncertain", "out": "outside"}
+GEOFENCE_RULES = ("jurisdiction_exit", "exclusion_enter", "curfew_breach")
+STATES = {"in": "ok", "uncertain": "uncertain", "out": "outside"}
 
 
 def person_state(engine: Engine, supervisee: str, zone_state: str | None) -> str:
@@ -33,9 +33,9 @@ def person_state(engine: Engine, supervisee: str, zone_state: str | None) -> str
     person = engine.state.people.get(supervisee)
     if person is not None:
         for rule, episodes in person.episodes.items():
-            if rule.startswith(_GEOFENCE_RULES) and any(e.end is None for e in episodes):
+            if rule.startswith(GEOFENCE_RULES) and any(e.end is None for e in episodes):
                 return "breach"
-    return _STATE.get(zone_state or "", "unknown")
+    return STATES.get(zone_state or "", "unknown")
 
 
 class Feed:

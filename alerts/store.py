@@ -84,7 +84,9 @@ async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
             {"ts": iso(v.ts), "late": v.late},
         )
         alert = alert_object(row)
-        await enqueue(conn, "webhook", {"event": event, "alert": alert})
+        # One stream per person: a receiver stuck on one message holds back only that
+        # person's later changes, which must stay in order.
+        await enqueue(conn, "webhook", {"event": event, "alert": alert}, recipient=v.supervisee)
         if event == "raised":
             ALERTS_RAISED.labels(v.type).inc()
         changed.append({"event": event, "alert": alert})

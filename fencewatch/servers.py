@@ -9,23 +9,28 @@ it left running.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
 import os
 import subprocess
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
+import asyncpg
 import msgspec
 import psutil
 
 from fencewatch import embedded
 from fencewatch.config import Settings
+from storage.db import open_pool
 
 log = logging.getLogger(__name__)
 
 NAMES = ("postgres", "redis", "mqtt")
+T = TypeVar("T")
 
 
 class ServerUrls(msgspec.Struct, frozen=True):
@@ -68,6 +73,21 @@ def servers(
         yield ServerUrls(urls["postgres"], urls["redis"], urls["mqtt"], tuple(started))
 
 
+def run_with_pool(work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    """For the command-line tools: run `work` on the configured database, or the embedded
+    one when none is set."""
+    with servers(Settings.from_env(), need=("postgres",)) as urls:
+        return asyncio.run(_with_pool(urls.database_url, work))
+
+
+async def _with_pool(dsn: str, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    pool = await open_pool(dsn, min_size=1, max_size=2)
+    try:
+        return await work(pool)
+    finally:
+        await pool.close()
+
+
 @contextlib.contextmanager
 def _postgres(datadir: Path) -> Iterator[str]:
     server, url = embedded.start_postgres(datadir)
@@ -108,11 +128,11 @@ class _Running(msgspec.Struct):
     users: list[int]  # pids of the fencewatch processes using it
 
 
-Starter = Callable[[Path, int | None], tuple[subprocess.Popen, int]]
+_Starter = Callable[[Path, int | None], tuple[subprocess.Popen, int]]
 
 
 @contextlib.contextmanager
-def _shared(datadir: Path, start: Starter) -> Iterator[int]:
+def _shared(datadir: Path, start: _Starter) -> Iterator[int]:
     """Run, join or adopt the server of `datadir`; yield its port."""
     datadir.mkdir(parents=True, exist_ok=True)
     record = datadir / "fencewatch-server.json"
@@ -128,7 +148,7 @@ def _shared(datadir: Path, start: Starter) -> Iterator[int]:
             embedded.wait_for_port(running.port)
         running.users = [pid for pid in running.users if psutil.pid_exists(pid)]
         running.users.append(os.getpid())
-        record.write_bytes(msgspec.json.encode(running))
+        _write(record, running)
     try:
         yield running.port
     finally:
@@ -151,7 +171,7 @@ def _leave(record: Path) -> None:
             proc.kill()
             proc.wait()
     # Kept after the stop: the next start reuses the port it names.
-    record.write_bytes(msgspec.json.encode(running))
+    _write(record, running)
 
 
 def _process(running: _Running) -> psutil.Process | None:
@@ -169,7 +189,14 @@ def _read(record: Path) -> _Running | None:
     try:
         return msgspec.json.decode(record.read_bytes(), type=_Running)
     except (FileNotFoundError, msgspec.DecodeError):
-        return None  # never started, or cut short by a crash: start afresh
+        return None  # never started, or damaged: start afresh
+
+
+def _write(record: Path, running: _Running) -> None:
+    # Replaced whole, so a crash mid-write cannot leave a record naming no server.
+    partial = record.with_suffix(".partial")
+    partial.write_bytes(msgspec.json.encode(running))
+    partial.replace(record)
 
 
 @contextlib.contextmanager

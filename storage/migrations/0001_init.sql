@@ -176,6 +176,8 @@ CREATE TABLE outbox (
     last_error      text
 );
 CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE delivered_at IS NULL;
+-- "Is this the first undelivered row of its (channel, recipient) stream?"
+CREATE INDEX outbox_streams ON outbox (channel, recipient, id) WHERE delivered_at IS NULL;
 
 CREATE TABLE rejected_messages (
     id          bigserial PRIMARY KEY,
