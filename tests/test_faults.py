@@ -1,0 +1,116 @@
+"""Faults on the real services (issue 5): whatever dies, every fix a device sent with QoS 1
+is stored exactly once and every breach raises exactly one alert.
+
+Each test prints what was sent, stored and alerted (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.faults import Fleet, Stack, until
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("runuser") is None and shutil.which("initdb") is None,
+    reason="needs PostgreSQL's initdb to run a private cluster",
+)
+
+DEVICES, FIXES, CROSSING = 20, 120, 5
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    s = Stack(tmp_path)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+async def settle(stack: Stack, fleet: Fleet, label: str) -> None:
+    sent = len(fleet.messages)
+
+    async def all_stored() -> bool:
+        return await stack.count("SELECT count(*) FROM fixes") >= sent
+
+    await until(all_stored, f"{label}: not every fix was stored")
+    stored = await stack.count("SELECT count(*) FROM fixes")
+    distinct = await stack.count("SELECT count(DISTINCT (device_id, seq)) FROM fixes")
+
+    async def alerts_settled() -> bool:
+        return (
+            await stack.count("SELECT count(*) FROM alerts WHERE type = 'jurisdiction_exit'")
+            >= CROSSING
+        )
+
+    await until(alerts_settled, f"{label}: a breach raised no alert")
+    await asyncio.sleep(1)  # a duplicate would show up after the last fix, not before
+    alerts = await stack.count("SELECT count(*) FROM alerts WHERE type = 'jurisdiction_exit'")
+    per_device = await stack.count(
+        "SELECT coalesce(max(n), 0) FROM (SELECT count(*) n FROM alerts GROUP BY supervisee_id, type) x"
+    )
+    print(
+        f"{label}: sent {sent}, stored {stored} ({distinct} distinct), breaches {CROSSING}, alerts {alerts}"
+    )
+    assert stored == distinct == sent
+    assert alerts == CROSSING and per_device == 1
+
+
+async def test_kill_9_while_the_fleet_publishes(stack: Stack) -> None:
+    fleet = Fleet(DEVICES, FIXES, CROSSING)
+    await fleet.load(stack)
+    stack.start_service()
+    publisher = fleet.publish(stack)
+
+    async def some_stored() -> bool:
+        return await stack.count("SELECT count(*) FROM fixes") >= len(fleet.messages) // 3
+
+    await until(some_stored, "nothing stored before the kill")
+    stack.kill_service()
+    publisher.join()
+    stack.start_service()
+    await settle(stack, fleet, "kill -9 of the service")
+
+
+async def test_postgresql_restarted_mid_stream(stack: Stack) -> None:
+    fleet = Fleet(DEVICES, FIXES, CROSSING)
+    await fleet.load(stack)
+    stack.start_service()
+    publisher = fleet.publish(stack)
+
+    async def some_stored() -> bool:
+        return await stack.count("SELECT count(*) FROM fixes") >= len(fleet.messages) // 3
+
+    await until(some_stored, "nothing stored before the restart")
+    stack.pg.restart()
+    publisher.join()
+    await settle(stack, fleet, "PostgreSQL restarted")
+
+
+async def test_redis_flushed_and_restarted(stack: Stack) -> None:
+    fleet = Fleet(DEVICES, FIXES, CROSSING)
+    await fleet.load(stack)
+    stack.start_service()
+    half = len(fleet.messages) // 2
+    fleet.publish(stack, fleet.messages[:half]).join()
+    stack.restart_redis()  # nothing on disk: a restart is a flush
+    fleet.publish(stack, fleet.messages[half:]).join()
+    await settle(stack, fleet, "Redis flushed and restarted")
+
+
+async def test_broker_restarted_with_a_backlog(stack: Stack) -> None:
+    fleet = Fleet(DEVICES, FIXES, CROSSING)
+    await fleet.load(stack)
+    stack.start_service()
+    half = len(fleet.messages) // 2
+    fleet.publish(stack, fleet.messages[:half]).join()
+    # Messages queue in the broker for the stopped service, then the broker restarts.
+    stack.stop_service()
+    fleet.publish(stack, fleet.messages[half:]).join()
+    stack.restart_broker()
+    stack.start_service()
+    await settle(stack, fleet, "broker restarted with a backlog")
