@@ -21,6 +21,7 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 from starlette.staticfiles import StaticFiles
 
@@ -51,6 +52,11 @@ class MapSettings(BaseModel):
         description="the tiles' CRS (FENCEWATCH_TILES_CRS); on gcj02 tiles the console draws"
         " everything converted to GCJ-02, while the data stays WGS-84",
     )
+    subdomains: str = Field(
+        "abc",
+        description="what {s} in the template takes, one character each"
+        " (FENCEWATCH_TILES_SUBDOMAINS)",
+    )
     attribution: str = Field("", description="FENCEWATCH_TILES_ATTRIBUTION")
 
     @classmethod
@@ -59,6 +65,7 @@ class MapSettings(BaseModel):
             {
                 "tiles": env.get("FENCEWATCH_TILES_URL") or None,
                 "tiles_crs": env.get("FENCEWATCH_TILES_CRS") or "wgs84",
+                "subdomains": env.get("FENCEWATCH_TILES_SUBDOMAINS") or "abc",
                 "attribution": env.get("FENCEWATCH_TILES_ATTRIBUTION", ""),
             }
         )
@@ -121,11 +128,14 @@ def mount(app: FastAPI, prefix: str) -> None:
 
 
 def _content_security_policy(settings: MapSettings) -> str:
-    images = "'self' data: blob:"
+    images = "'self' data:"  # data: for the images inlined in Leaflet's stylesheet
     if settings.tiles:
-        parts = urlsplit(settings.tiles.replace("{s}", "*"))
+        parts = urlsplit(settings.tiles)
         if parts.scheme and parts.netloc:
-            images += f" {parts.scheme}://{parts.netloc}"
+            # A {s} subdomain placeholder ("t{s}.example.cn") allows any subdomain.
+            first, dot, rest = parts.netloc.partition(".")
+            host = f"*{dot}{rest}" if "{s}" in first else parts.netloc
+            images += f" {parts.scheme}://{host}"
     return "; ".join(
         (
             "default-src 'self'",
@@ -161,20 +171,31 @@ async def feed(ws: WebSocket) -> None:
             else frozenset(await repo.active_supervisee_ids(conn, user.offices))
         )
         await audit.record(conn, user, "location.feed", "feed")
-    await ws.send_json({"kind": "hello", "subject": user.subject, "role": user.role})
-    relay = asyncio.create_task(_relay(ctx, ws, people))
-    closed = asyncio.create_task(_until_closed(ws))
-    done, pending = await asyncio.wait({relay, closed}, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
-            await task
-    if relay in done and relay.exception() is not None:
+    pubsub = ctx.redis.pubsub(ignore_subscribe_messages=True)
+    try:
+        # Subscribed before "hello": the console reloads its snapshot on hello, so nothing
+        # published in between is missed.
+        await pubsub.subscribe(CHANNEL)
+        await ws.send_json({"kind": "hello", "subject": user.subject, "role": user.role})
+        relay = asyncio.create_task(_relay(pubsub, ws, people))
+        closed = asyncio.create_task(_until_closed(ws))
+        done, pending = await asyncio.wait({relay, closed}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                await task
+        if relay in done:
+            relay.result()
+    except (RedisError, OSError):
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await ws.close(CLOSE_FEED_LOST, "live feed lost; reconnect")
+    finally:
+        with contextlib.suppress(RedisError, OSError):
+            await pubsub.aclose()
 
 
 async def _hello(ctx: ApiContext, ws: WebSocket) -> Principal | None:
+    """The caller of the token in the first message, or None (and the socket closed)."""
     try:
         async with asyncio.timeout(AUTH_WAIT_S):
             hello = await ws.receive_json()
@@ -191,19 +212,11 @@ async def _hello(ctx: ApiContext, ws: WebSocket) -> Principal | None:
         return None
 
 
-async def _relay(ctx: ApiContext, ws: WebSocket, people: frozenset[str] | None) -> None:
-    pubsub = ctx.redis.pubsub(ignore_subscribe_messages=True)
-    try:
-        await pubsub.subscribe(CHANNEL)
-        async for message in pubsub.listen():
-            text = _scoped(message["data"], people)
-            if text is not None:
-                await ws.send_text(text)
-    except (RedisError, OSError) as exc:
-        raise ConnectionError(f"live feed from Redis lost: {exc}") from exc
-    finally:
-        with contextlib.suppress(RedisError, OSError):
-            await pubsub.aclose()
+async def _relay(pubsub: PubSub, ws: WebSocket, people: frozenset[str] | None) -> None:
+    async for message in pubsub.listen():
+        text = _scoped(message["data"], people)
+        if text is not None:
+            await ws.send_text(text)
 
 
 def _scoped(raw: bytes, people: frozenset[str] | None) -> str | None:

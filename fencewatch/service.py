@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import uvicorn
@@ -38,6 +38,9 @@ from ingest.mqtt import MqttSource
 from storage import partitions, snapshots
 from storage.db import open_pool
 from storage.rules import load_rules
+
+if TYPE_CHECKING:
+    from simulators.fleet import FleetPlan
 
 log = logging.getLogger("fencewatch")
 
@@ -206,10 +209,9 @@ class Service:
     def _failed(self, name: str) -> bool:
         return any(t.get_name() == name and t.done() for t in asyncio.all_tasks())
 
-    async def _load_demo(self, tags: int) -> object:
-        from simulators.demo import build_demo, write_demo
-
+    async def _load_demo(self, tags: int) -> FleetPlan:
         from fencewatch.loader import load_scenario
+        from simulators.demo import build_demo, write_demo
 
         zones, roster, plan = build_demo(tags)
         with tempfile.TemporaryDirectory() as tmp:

@@ -1,0 +1,100 @@
+// The /api/v1 client: bearer token from sessionStorage, errors in the user's language.
+
+import { currentLang } from "./i18n";
+import type { Problem } from "./types";
+
+const TOKEN = "fencewatch.token";
+export const API = "/api/v1";
+
+export function token(): string | null {
+  return sessionStorage.getItem(TOKEN);
+}
+
+export function setToken(value: string | null): void {
+  if (value === null) sessionStorage.removeItem(TOKEN);
+  else sessionStorage.setItem(TOKEN, value);
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly raw: string,
+    readonly detail: unknown,
+  ) {
+    super(explain(raw, detail));
+  }
+}
+
+type Query = Record<string, string | undefined>;
+
+export async function api<T>(
+  path: string,
+  options: { method?: string; body?: unknown; query?: Query } = {},
+): Promise<T> {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(options.query ?? {})) if (v !== undefined) params.set(k, v);
+  const url = `${API}${path}${params.size ? `?${params}` : ""}`;
+  const headers: Record<string, string> = { Authorization: `Bearer ${token() ?? ""}` };
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(url, {
+    method: options.method ?? "GET",
+    headers,
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+  });
+  if (response.status === 204) return undefined as T;
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new ApiError(
+      response.status,
+      String(data.error ?? response.statusText),
+      data.detail,
+    );
+    if (response.status === 401) window.dispatchEvent(new CustomEvent("fencewatch:logout"));
+    throw error;
+  }
+  return data as T;
+}
+
+// The API explains refusals in English; operators read Chinese. Known messages are put in
+// plain Chinese here, anything else is shown as the API wrote it.
+const PLAIN: [RegExp, (m: RegExpMatchArray) => string][] = [
+  [/the leave must end after it starts/, () => "返回期限必须晚于外出开始时间"],
+  [/destination zone '([^']+)' does not exist/, (m) => `目的地区域 ${m[1]} 不存在`],
+  [/(\w+) zone '([^']+)' does not exist/, (m) => `区域 ${m[2]} 不存在`],
+  [/zone '([^']+)' is a (\w+) zone and cannot be used as (\w+)/, (m) => `区域 ${m[1]} 的类型不符`],
+  [/zone '([^']+)' is still used by (.*)/, (m) => `区域 ${m[1]} 仍被使用：${m[2]}`],
+  [/auditor tokens are read-only/, () => "检察监督账号只读，不能修改任何内容"],
+  [/(\w+) tokens may not (.*)/, () => "当前账号无此操作权限"],
+  [/only an alert that is (.*) can be (\w+)/, () => "该告警已被他人处理，请刷新后查看"],
+  [/leave '([^']+)' was already reported back/, () => "该外出已销假"],
+  [/leave '([^']+)' is (\w+), not approved/, () => "该外出未获批准，不能销假"],
+  [/(.*) not found \(or outside your offices\)/, (m) => `未找到：${m[1]}（或不在本单位管辖范围）`],
+  [/a Point zone needs a positive radius/, () => "圆形区域需要大于 0 的半径（米）"],
+  [/schedule times must be HH:MM/, () => "时段时间格式应为 时:分（HH:MM）"],
+  [/schedule days must be ISO weekdays/, () => "时段须选择星期一至星期日中的日期"],
+  [/the geometry has no area/, () => "区域图形没有面积"],
+  [/coordinates out of range/, () => "坐标超出范围（是否把经纬度顺序弄反了？）"],
+  [/expected a GeoJSON FeatureCollection/, () => "文件不是 GeoJSON FeatureCollection"],
+  [/the feature has no id/, () => "有要素缺少编号（properties.id、id 或 adcode）"],
+  [/kind must be one of/, () => "区域类型须为 执行地 / 禁入区域 / 居住地"],
+  [/String should have at least 1 character/, () => "必填项不能为空"],
+  [/missing bearer token|unknown token/, () => "令牌无效，请重新登录"],
+  [/token revoked/, () => "令牌已吊销，请重新登录"],
+  [/token expired/, () => "令牌已过期，请重新登录"],
+];
+
+/** A rule check's refusals in the user's language (the API gives both); else the error. */
+export function explain(raw: string, detail?: unknown): string {
+  const refusals = (detail as { refusals?: Problem[] } | null)?.refusals;
+  if (Array.isArray(refusals) && refusals.length) return problems(refusals);
+  if (currentLang() === "en") return raw;
+  for (const [pattern, say] of PLAIN) {
+    const match = raw.match(pattern);
+    if (match) return say(match);
+  }
+  return raw;
+}
+
+export function problems(list: Problem[]): string {
+  return list.map((p) => (currentLang() === "zh" ? p.message_zh : p.message)).join("；");
+}

@@ -1,0 +1,283 @@
+// Every word the console shows, Chinese first (the monitoring centre's language), English
+// as the toggle. Terms follow docs/glossary.md.
+
+export type Lang = "zh" | "en";
+
+const WORDS = {
+  // shell
+  "app.title": ["fencewatch 电子定位监管", "fencewatch electronic monitoring"],
+  "app.center": ["监控中心", "Monitoring center"],
+  "nav.live": ["实时地图", "Live map"],
+  "nav.person": ["一人一档", "Person file"],
+  "nav.zones": ["区域与外出", "Zones & leave"],
+  "lang.toggle": ["English", "中文"],
+  logout: ["退出", "Log out"],
+  "feed.up": ["实时连接正常", "Live feed connected"],
+  "feed.down": ["实时连接中断，正在重连…", "Live feed lost, reconnecting…"],
+  readonly: ["只读", "read-only"],
+  // login
+  "login.title": ["登录监控中心", "Log in to the monitoring center"],
+  "login.token": ["访问令牌", "Access token"],
+  "login.hint": [
+    "令牌由管理员用 fencewatch token create 生成。",
+    "An administrator creates tokens with fencewatch token create.",
+  ],
+  "login.submit": ["登录", "Log in"],
+  "login.bad": ["令牌无效、已过期或已吊销", "The token is invalid, expired or revoked"],
+  // roles
+  "role.operator": ["监控中心值班员", "Monitoring-center operator"],
+  "role.officer": ["司法所工作人员", "Justice-station officer"],
+  "role.supervisor": ["县级司法局", "County bureau"],
+  "role.auditor": ["检察院（只读）", "Procuratorate (read-only)"],
+  // map states
+  "state.ok": ["正常", "OK"],
+  "state.uncertain": ["定位不确定", "Uncertain"],
+  "state.outside": ["区域外（待确认）", "Outside (unconfirmed)"],
+  "state.breach": ["越界", "Breach"],
+  "state.offline": ["设备离线", "Offline"],
+  "state.unknown": ["未知", "Unknown"],
+  "map.legend": ["图例", "Legend"],
+  "map.noTiles": ["无底图：仅显示矢量图层", "No base map: vector layers only"],
+  "map.people": ["在册定位 {n} 人", "{n} people located"],
+  // zones
+  "kind.jurisdiction": ["执行地", "Jurisdiction"],
+  "kind.exclusion": ["禁入区域", "Exclusion zone"],
+  "kind.home": ["居住地（居家时段）", "Home zone (curfew)"],
+  // alerts
+  "queue.title": ["告警队列", "Alert queue"],
+  "queue.empty": ["暂无未处置告警", "No open alerts"],
+  "queue.help": ["按 ? 查看快捷键", "Press ? for keys"],
+  "queue.new": ["新告警", "New alert"],
+  "queue.newCount": ["{n} 条告警待签收", "{n} alerts to acknowledge"],
+  "type.jurisdiction_exit": ["越界（离开执行地）", "Left jurisdiction"],
+  "type.exclusion_enter": ["进入禁入区域", "Entered exclusion zone"],
+  "type.curfew_breach": ["居家时段不在居住地", "Curfew breach"],
+  "type.device_offline": ["设备离线（失联/关机）", "Device offline"],
+  "type.no_fix": ["无定位信号", "No position fix"],
+  "type.low_battery": ["电量低", "Low battery"],
+  "type.strap_tamper": ["防拆告警", "Strap tamper"],
+  "type.sos": ["紧急求助", "SOS"],
+  "type.power_off": ["关机", "Power off"],
+  "severity.critical": ["紧急", "Critical"],
+  "severity.high": ["高", "High"],
+  "severity.normal": ["中", "Normal"],
+  "severity.low": ["低", "Low"],
+  "status.open": ["待签收", "Open"],
+  "status.acknowledged": ["已签收", "Acknowledged"],
+  "status.resolved": ["已处置", "Resolved"],
+  "alert.raised": ["告警时间", "Raised"],
+  "alert.since": ["已过 {d}", "{d} ago"],
+  "alert.escalation": ["已升级 {n} 级", "Escalated ×{n}"],
+  "alert.late": ["补传发现", "Found late"],
+  "alert.cleared": ["已恢复", "Condition cleared"],
+  "alert.fixTime": ["定位时间", "Fix time"],
+  "alert.ack": ["签收", "Acknowledge"],
+  "alert.resolve": ["处置", "Resolve"],
+  "alert.openFile": ["一人一档", "Person file"],
+  "alert.showMap": ["地图定位", "Show on map"],
+  "alert.disposition": ["处置结果", "Disposition"],
+  "alert.note": ["处置说明（必填）", "What was found and done (required)"],
+  "alert.submit": ["提交处置", "Resolve alert"],
+  "alert.cancel": ["取消", "Cancel"],
+  "alert.noteNeeded": ["请填写处置说明", "Please write a note"],
+  "disposition.true_violation": ["属实违规", "True violation"],
+  "disposition.false_alarm": ["误报", "False alarm"],
+  "disposition.approved_absence": ["经批准外出", "Approved absence"],
+  "disposition.equipment_fault": ["设备故障", "Equipment fault"],
+  // keyboard help
+  "keys.title": ["快捷键", "Keyboard"],
+  "keys.jk": ["下一条 / 上一条告警", "Next / previous alert"],
+  "keys.a": ["签收所选告警", "Acknowledge the selected alert"],
+  "keys.r": [
+    "处置所选告警（1–4 选处置结果）",
+    "Resolve the selected alert (1–4 pick a disposition)",
+  ],
+  "keys.o": ["打开一人一档", "Open the person file"],
+  "keys.m": ["在地图上定位", "Show on the map"],
+  "keys.views": [
+    "切换：实时地图 / 一人一档 / 区域与外出",
+    "Switch: live map / person file / zones & leave",
+  ],
+  "keys.help": ["显示 / 关闭本帮助", "Show / hide this help"],
+  "keys.esc": ["关闭对话框", "Close a dialog"],
+  // person file
+  "person.pick": ["选择社区矫正对象", "Choose a supervisee"],
+  "person.none": ["请选择一名社区矫正对象", "Choose a supervisee"],
+  "person.profile": ["基本信息", "Profile"],
+  "person.id": ["编号", "ID"],
+  "person.name": ["姓名", "Name"],
+  "person.office": ["司法所", "Justice station"],
+  "person.officer": ["责任人", "Officer"],
+  "person.level": ["管理等级", "Supervision level"],
+  "person.term": ["矫正期限", "Supervision term"],
+  "person.status": ["状态", "Status"],
+  "person.jurisdiction": ["执行地", "Jurisdiction"],
+  "person.exclusion": ["禁入区域（禁止令）", "Exclusion zones (prohibition order)"],
+  "person.home": ["居住地", "Home zone"],
+  "person.devices": ["电子定位装置与电量", "Devices and battery"],
+  "person.lastFix": ["最近定位", "Last fix"],
+  "person.battery": ["电量", "Battery"],
+  "person.orders": ["使用电子定位装置决定", "Monitoring orders"],
+  "person.score": ["每月计分考评", "Monthly assessment"],
+  "person.pending": ["待接入：接口尚未提供", "Not yet available from the API"],
+  "person.leaves": ["外出（请假）", "Leave"],
+  "person.noLeaves": ["无外出记录", "No leave"],
+  "person.returnBtn": ["销假", "Report back"],
+  "person.returned": ["已销假 {t}", "Reported back {t}"],
+  "person.alerts": ["告警与处置记录", "Alerts and dispositions"],
+  "person.noAlerts": ["无告警记录", "No alerts"],
+  "person.active": ["在矫", "Active"],
+  "person.released": ["已解矫", "Released"],
+  "level.strict": ["严管", "Strict"],
+  "level.normal": ["普管", "Normal"],
+  "level.lenient": ["宽管", "Lenient"],
+  "device.tag": ["电子腕带/脚环", "Ankle tag"],
+  "device.phone": ["手机", "Phone"],
+  "leave.requested": ["待审批", "Requested"],
+  "leave.overdue": ["逾期未销假", "Overdue"],
+  "leave.approve": ["同时批准", "Approve now"],
+  "leave.approveBtn": ["批准", "Approve"],
+  "leave.refuseBtn": ["不予批准", "Refuse"],
+  "leave.refuseReason": ["不予批准的理由", "Reason for refusal"],
+  "leave.level": ["{n}天，须由{level}批准", "{n} days, approved by the {level}"],
+  "office.station": ["司法所", "justice station"],
+  "office.county": ["县级社区矫正机构", "county bureau"],
+  "office.city": ["市级社区矫正机构", "city bureau"],
+  "order.until": ["{from} 至 {to}", "{from} to {to}"],
+  "order.left": ["剩 {n} 天", "{n} days left"],
+  "order.ended": ["已解除", "Removed"],
+  "person.noOrders": ["无使用电子定位装置决定", "No monitoring orders"],
+  "leave.approved": ["已批准", "Approved"],
+  "leave.refused": ["不予批准", "Refused"],
+  "leave.cancelled": ["已撤销", "Cancelled"],
+  // track playback
+  "track.title": ["轨迹回放", "Track playback"],
+  "track.from": ["开始", "From"],
+  "track.to": ["结束", "To"],
+  "track.load": ["查询轨迹", "Load track"],
+  "track.play": ["播放", "Play"],
+  "track.pause": ["暂停", "Pause"],
+  "track.count": ["共 {n} 个定位点", "{n} fixes"],
+  "track.empty": ["该时段无定位", "No fixes in this range"],
+  "track.breach": ["越界段 {n} 个定位点（红色）", "{n} fixes in the breach stretch (red)"],
+  "track.acc": ["精度半径 {m} 米", "accuracy {m} m"],
+  "track.accUnknown": ["精度未知", "accuracy unknown"],
+  "zone.in": ["区域内", "inside"],
+  "zone.out": ["区域外", "outside"],
+  "zone.uncertain": ["不确定", "uncertain"],
+  "quality.NO_FIX": ["无定位", "no fix"],
+  "quality.ACC_UNKNOWN": ["精度未知", "accuracy unknown"],
+  "quality.ACC_POOR": ["精度差", "poor accuracy"],
+  "quality.JUMP": ["跳点", "jump"],
+  "quality.LATE": ["补传", "late upload"],
+  "quality.OUT_OF_ORDER": ["乱序", "out of order"],
+  "quality.GCJ02": ["GCJ-02 已转换", "converted from GCJ-02"],
+  "quality.DUPLICATE": ["重复", "duplicate"],
+  // zones and leave
+  "zones.list": ["区域", "Zones"],
+  "zones.import": [
+    "导入边界文件（DataV 格式 GeoJSON）",
+    "Import a boundary file (DataV-style GeoJSON)",
+  ],
+  "zones.file": ["文件", "File"],
+  "zones.crs": ["坐标系", "CRS"],
+  "zones.kind": ["类型", "Kind"],
+  "zones.importBtn": ["导入", "Import"],
+  "zones.imported": ["已导入 {n} 个区域：{ids}", "Imported {n} zones: {ids}"],
+  "zones.draw": ["绘制 / 编辑区域", "Draw / edit a zone"],
+  "zones.circle": ["画圆", "Circle"],
+  "zones.polygon": ["画多边形", "Polygon"],
+  "zones.finish": ["完成多边形", "Finish polygon"],
+  "zones.drawHint": [
+    "画圆：在地图上点击圆心；画多边形：依次点击顶点后点“完成多边形”。",
+    "Circle: click the centre on the map. Polygon: click the corners, then Finish.",
+  ],
+  "zones.id": ["区域编号", "Zone ID"],
+  "zones.name": ["名称", "Name"],
+  "zones.radius": ["半径（米）", "Radius (m)"],
+  "zones.schedule": ["生效时段（不填 = 始终）", "Schedule (none = always)"],
+  "zones.addWindow": ["添加时段", "Add a window"],
+  "zones.save": ["保存区域", "Save zone"],
+  "zones.saved": ["已保存区域 {id}", "Saved zone {id}"],
+  "zones.edit": ["编辑", "Edit"],
+  "zones.noShape": ["请先在地图上绘制圆或多边形", "Draw a circle or polygon on the map first"],
+  "zones.readonly": [
+    "只有监控中心可以导入和编辑区域",
+    "Only the monitoring center can import and edit zones",
+  ],
+  days: ["一,二,三,四,五,六,日", "Mon,Tue,Wed,Thu,Fri,Sat,Sun"],
+  "leave.title": ["外出申请（请假）", "Apply for leave"],
+  "leave.person": ["社区矫正对象", "Supervisee"],
+  "leave.from": ["外出开始", "From"],
+  "leave.to": ["返回期限", "Back by"],
+  "leave.destinations": ["目的地（区域）", "Destinations (zones)"],
+  "leave.reason": ["事由", "Reason"],
+  "leave.submit": ["提交外出申请", "Apply for leave"],
+  "leave.ok": ["外出申请已登记：{status}", "Leave recorded: {status}"],
+  "leave.readonly": [
+    "外出由司法所或县级司法局审批登记",
+    "Leave is approved and recorded by a justice station or county bureau",
+  ],
+  // errors
+  "error.prefix": ["操作未成功：", "Not done: "],
+  "error.network": ["无法连接服务", "Cannot reach the service"],
+  saving: ["提交中…", "Submitting…"],
+} as const satisfies Record<string, readonly [string, string]>;
+
+export type Key = keyof typeof WORDS;
+
+let lang: Lang = localStorage.getItem("fencewatch.lang") === "en" ? "en" : "zh";
+
+export function currentLang(): Lang {
+  return lang;
+}
+
+export function setLang(next: Lang): void {
+  lang = next;
+  localStorage.setItem("fencewatch.lang", next);
+  document.documentElement.lang = next === "zh" ? "zh-CN" : "en";
+}
+
+/** The word for `key`, with `{name}` placeholders filled from `vars`. */
+export function t(key: Key, vars: Record<string, string | number> = {}): string {
+  const text: string = WORDS[key][lang === "zh" ? 0 : 1];
+  return text.replace(/\{(\w+)\}/g, (_, name: string) => String(vars[name] ?? ""));
+}
+
+/** A value from the API (alert type, state, ...) in words; the raw value if unknown. */
+export function term(group: string, value: string | null | undefined): string {
+  if (!value) return "";
+  const key = `${group}.${value}`;
+  return key in WORDS ? t(key as Key) : value;
+}
+
+export function locale(): string {
+  return lang === "zh" ? "zh-CN" : "en-GB";
+}
+
+export function formatTime(iso: string | null | undefined): string {
+  if (!iso) return "";
+  return new Date(iso).toLocaleString(locale(), { hour12: false });
+}
+
+/** "3 分 12 秒" / "3 min 12 s": how long ago, coarse enough to read at a glance. */
+export function formatAge(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const units: [number, string, string][] = [
+    [86400, "天", "d"],
+    [3600, "小时", "h"],
+    [60, "分", "min"],
+    [1, "秒", "s"],
+  ];
+  const parts: string[] = [];
+  let rest = s;
+  for (const [size, zh, en] of units) {
+    const n = Math.floor(rest / size);
+    if (n > 0 || (size === 1 && parts.length === 0)) {
+      parts.push(lang === "zh" ? `${n}${zh}` : `${n} ${en}`);
+      rest -= n * size;
+    }
+    if (parts.length === 2) break;
+  }
+  return parts.join(lang === "zh" ? "" : " ");
+}

@@ -1,0 +1,310 @@
+// The alert queue: what is still to be worked, most severe first, oldest first within a
+// severity. A new alert is impossible to miss: a tone, a pulsing banner until every alert
+// is acknowledged, and a reminder tone while a serious one waits. Keyboard-driven.
+
+import { api } from "./api";
+import { fill, h } from "./dom";
+import { formatAge, formatTime, t, term } from "./i18n";
+import { beep } from "./sound";
+import { on, personName, putAlert, store } from "./store";
+import type { Alert } from "./types";
+import { onSubmit, showError } from "./ui";
+
+const SEVERITY_RANK: Record<string, number> = { critical: 0, high: 1, normal: 2, low: 3 };
+export const DISPOSITIONS = [
+  "true_violation",
+  "false_alarm",
+  "approved_absence",
+  "equipment_fault",
+] as const;
+const REMIND_MS = 60_000;
+
+export interface QueueActions {
+  openPerson(supervisee: string): void;
+  showOnMap(supervisee: string): void;
+}
+
+export class AlertQueue {
+  readonly el = h("section", { class: "queue", "aria-label": t("queue.title") });
+  /** The banner lives in the header so it shows on every view. */
+  readonly banner = h("button", { type: "button", class: "banner", hidden: true });
+  private readonly list = h("ol", { class: "alerts" });
+  private selected: number | null = null;
+  private readonly fresh = new Set<number>();
+  private dialog: HTMLElement | null = null;
+
+  constructor(private readonly actions: QueueActions) {
+    fill(
+      this.el,
+      h(
+        "header",
+        {},
+        h("h2", {}, t("queue.title")),
+        h("span", { class: "muted" }, t("queue.help")),
+      ),
+      this.list,
+    );
+    on("alerts", () => this.render());
+    on("people", () => this.render());
+    on("raised", (alert) => this.raised(alert as Alert));
+    window.setInterval(() => this.tick(), 5_000);
+    window.setInterval(() => this.remind(), REMIND_MS);
+  }
+
+  sorted(): Alert[] {
+    return [...store.alerts.values()].sort(
+      (a, b) =>
+        (SEVERITY_RANK[a.severity] ?? 9) - (SEVERITY_RANK[b.severity] ?? 9) ||
+        a.raised_at.localeCompare(b.raised_at),
+    );
+  }
+
+  /** Keys for the queue (and its dialog); true when the key was used. */
+  key(event: KeyboardEvent, typing: boolean, visible: boolean): boolean {
+    if (this.dialog) return this.dialogKey(event);
+    if (typing || !visible || event.ctrlKey) return false;
+    const alerts = this.sorted();
+    const index = alerts.findIndex((a) => a.id === this.selected);
+    const current = alerts[index];
+    switch (event.key) {
+      case "j":
+        this.select(alerts[Math.min(index + 1, alerts.length - 1)]?.id ?? null);
+        return true;
+      case "k":
+        this.select(alerts[Math.max(index - 1, 0)]?.id ?? null);
+        return true;
+      case "a":
+        if (current) void this.acknowledge(current);
+        return true;
+      case "r":
+        if (current) this.openResolve(current);
+        return true;
+      case "o":
+      case "Enter":
+        if (current) this.actions.openPerson(current.supervisee);
+        return true;
+      case "m":
+        if (current) this.actions.showOnMap(current.supervisee);
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  private raised(alert: Alert): void {
+    this.fresh.add(alert.id);
+    beep(alert.severity === "critical");
+    this.selected ??= alert.id;
+    this.render();
+  }
+
+  private remind(): void {
+    const waiting = this.sorted().filter(
+      (a) => a.status === "open" && (SEVERITY_RANK[a.severity] ?? 9) <= SEVERITY_RANK.high,
+    );
+    if (waiting.length) beep(waiting[0].severity === "critical");
+  }
+
+  private select(id: number | null): void {
+    this.selected = id;
+    if (id !== null) this.fresh.delete(id);
+    this.render();
+    this.list.querySelector(".selected")?.scrollIntoView({ block: "nearest" });
+  }
+
+  private render(): void {
+    const alerts = this.sorted();
+    if (this.selected !== null && !store.alerts.has(this.selected)) {
+      this.selected = alerts[0]?.id ?? null;
+    }
+    fill(
+      this.list,
+      alerts.length
+        ? alerts.map((a) => this.row(a))
+        : h("li", { class: "empty" }, t("queue.empty")),
+    );
+    const open = alerts.filter((a) => a.status === "open");
+    this.banner.hidden = open.length === 0;
+    fill(this.banner, `⚠ ${t("queue.newCount", { n: open.length })}`);
+    this.banner.onclick = () => this.select(open[0]?.id ?? null);
+    document.title = open.length ? `(${open.length}) ${t("app.center")}` : t("app.center");
+  }
+
+  private row(a: Alert): HTMLElement {
+    const can = store.session?.can.work_alerts ?? false;
+    const classes = ["alert", `sev-${a.severity}`, `status-${a.status}`];
+    if (a.id === this.selected) classes.push("selected");
+    if (this.fresh.has(a.id)) classes.push("fresh");
+    return h(
+      "li",
+      {
+        class: classes.join(" "),
+        "data-alert-id": a.id,
+        "data-status": a.status,
+        onclick: () => this.select(a.id),
+      },
+      h(
+        "div",
+        { class: "line" },
+        h("span", { class: "sev" }, term("severity", a.severity)),
+        h("strong", { class: "type" }, term("type", a.type)),
+        h("span", { class: "status" }, term("status", a.status)),
+      ),
+      h(
+        "div",
+        { class: "line" },
+        h("span", { class: "who" }, `${personName(a.supervisee)} · ${a.supervisee}`),
+      ),
+      h(
+        "div",
+        { class: "line muted" },
+        `${t("alert.raised")} ${formatTime(a.raised_at)} · `,
+        h("span", { class: "age", "data-raised": a.raised_at }, t("alert.since", { d: age(a) })),
+      ),
+      h(
+        "div",
+        { class: "tags" },
+        a.escalation > 0
+          ? h("span", { class: "tag esc" }, t("alert.escalation", { n: a.escalation }))
+          : null,
+        a.late ? h("span", { class: "tag" }, t("alert.late")) : null,
+        a.active ? null : h("span", { class: "tag ok" }, t("alert.cleared")),
+      ),
+      h(
+        "div",
+        { class: "actions" },
+        can && a.status === "open"
+          ? h(
+              "button",
+              { type: "button", class: "ack", onclick: () => void this.acknowledge(a) },
+              `${t("alert.ack")} (a)`,
+            )
+          : null,
+        can
+          ? h(
+              "button",
+              { type: "button", class: "resolve", onclick: () => this.openResolve(a) },
+              `${t("alert.resolve")} (r)`,
+            )
+          : null,
+        h(
+          "button",
+          { type: "button", class: "link", onclick: () => this.actions.openPerson(a.supervisee) },
+          `${t("alert.openFile")} (o)`,
+        ),
+        h(
+          "button",
+          { type: "button", class: "link", onclick: () => this.actions.showOnMap(a.supervisee) },
+          `${t("alert.showMap")} (m)`,
+        ),
+      ),
+    );
+  }
+
+  private tick(): void {
+    for (const el of this.list.querySelectorAll<HTMLElement>(".age")) {
+      const raised = el.dataset.raised ?? "";
+      el.textContent = t("alert.since", { d: formatAge(Date.now() - Date.parse(raised)) });
+    }
+  }
+
+  private async acknowledge(a: Alert): Promise<void> {
+    if (!store.session?.can.work_alerts || a.status !== "open") return;
+    try {
+      putAlert(await api<Alert>(`/alerts/${a.id}/acknowledge`, { method: "POST" }));
+      this.fresh.delete(a.id);
+    } catch (error) {
+      showError(error);
+    }
+  }
+
+  private openResolve(a: Alert): void {
+    if (!store.session?.can.work_alerts) return;
+    this.select(a.id);
+    const note = h("textarea", { name: "note", rows: 3, placeholder: t("alert.note") });
+    const message = h("p", { class: "error", role: "alert" });
+    const choices = DISPOSITIONS.map((d, i) =>
+      h(
+        "label",
+        {},
+        h("input", { type: "radio", name: "disposition", value: d, checked: i === 0 }),
+        ` ${i + 1}. ${term("disposition", d)}`,
+      ),
+    );
+    const submit = async (): Promise<void> => {
+      const disposition = this.dialog?.querySelector<HTMLInputElement>(
+        "input[name=disposition]:checked",
+      )?.value;
+      if (!note.value.trim()) {
+        message.textContent = t("alert.noteNeeded");
+        return;
+      }
+      try {
+        putAlert(
+          await api<Alert>(`/alerts/${a.id}/resolve`, {
+            method: "POST",
+            body: { disposition, note: note.value.trim() },
+          }),
+        );
+        this.closeDialog();
+      } catch (error) {
+        message.textContent = error instanceof Error ? error.message : String(error);
+      }
+    };
+    this.dialog = h(
+      "div",
+      { class: "overlay" },
+      h(
+        "form",
+        {
+          class: "dialog resolve-dialog",
+          onsubmit: onSubmit(submit),
+        },
+        h("h3", {}, `${t("alert.resolve")}：${term("type", a.type)} · ${personName(a.supervisee)}`),
+        h("fieldset", {}, h("legend", {}, t("alert.disposition")), choices),
+        note,
+        message,
+        h(
+          "div",
+          { class: "actions" },
+          h("button", { type: "submit", class: "primary" }, `${t("alert.submit")} (Ctrl+Enter)`),
+          h(
+            "button",
+            { type: "button", onclick: () => this.closeDialog() },
+            `${t("alert.cancel")} (Esc)`,
+          ),
+        ),
+      ),
+    );
+    document.body.append(this.dialog);
+    // On the choices, so 1–4 pick one; Tab reaches the note.
+    this.dialog.querySelector<HTMLInputElement>("input:checked")?.focus();
+  }
+
+  private dialogKey(event: KeyboardEvent): boolean {
+    const form = this.dialog?.querySelector("form");
+    if (event.key === "Escape") {
+      this.closeDialog();
+      return true;
+    }
+    if (event.key === "Enter" && event.ctrlKey) {
+      form?.requestSubmit();
+      return true;
+    }
+    const n = Number(event.key);
+    if (event.target instanceof HTMLTextAreaElement || !(n >= 1 && n <= DISPOSITIONS.length))
+      return false;
+    const radio = form?.querySelector<HTMLInputElement>(`input[value=${DISPOSITIONS[n - 1]}]`);
+    if (radio) radio.checked = true;
+    return true;
+  }
+
+  private closeDialog(): void {
+    this.dialog?.remove();
+    this.dialog = null;
+  }
+}
+
+function age(a: Alert): string {
+  return formatAge(Date.now() - Date.parse(a.raised_at));
+}

@@ -1,0 +1,95 @@
+// What the console knows, loaded from the API and kept current by the live feed. Views
+// subscribe to changes instead of asking each other.
+
+import { api } from "./api";
+import type { Alert, FeedMessage, Position, Session, Supervisee, ZoneFeature } from "./types";
+
+type Topic = "positions" | "alerts" | "zones" | "people" | "raised";
+type Listener = (detail?: unknown) => void;
+
+export const store = {
+  session: null as Session | null,
+  people: new Map<string, Supervisee>(),
+  positions: new Map<string, Position>(),
+  /** Alerts still to be worked: open or acknowledged. */
+  alerts: new Map<number, Alert>(),
+  zones: [] as ZoneFeature[],
+};
+
+const listeners = new Map<Topic, Set<Listener>>();
+let loaded = false;
+
+export function on(topic: Topic, listener: Listener): () => void {
+  const set = listeners.get(topic) ?? new Set();
+  listeners.set(topic, set);
+  set.add(listener);
+  return () => set.delete(listener);
+}
+
+export function emit(topic: Topic, detail?: unknown): void {
+  for (const listener of listeners.get(topic) ?? []) listener(detail);
+}
+
+export function personName(id: string): string {
+  return store.people.get(id)?.name || id;
+}
+
+export async function loadPeople(): Promise<void> {
+  const { items } = await api<{ items: Supervisee[] }>("/supervisees");
+  store.people = new Map(items.map((p) => [p.id, p]));
+  emit("people");
+}
+
+export async function loadZones(): Promise<void> {
+  store.zones = (await api<{ features: ZoneFeature[] }>("/zones")).features;
+  emit("zones");
+}
+
+/** Positions and alerts: at start, on every feed (re)connect, and now and then, because
+ * another operator's acknowledgements do not come through the feed. */
+export async function loadLive(): Promise<void> {
+  const [positions, open, acknowledged] = await Promise.all([
+    api<{ items: Position[] }>("/positions"),
+    api<{ items: Alert[] }>("/alerts", { query: { status: "open", limit: "1000" } }),
+    api<{ items: Alert[] }>("/alerts", { query: { status: "acknowledged", limit: "1000" } }),
+  ]);
+  const known = new Set(store.alerts.keys());
+  const first = !loaded;
+  loaded = true;
+  store.positions = new Map(positions.items.map((p) => [p.supervisee, p]));
+  store.alerts = new Map([...open.items, ...acknowledged.items].map((a) => [a.id, a]));
+  emit("positions");
+  emit("alerts");
+  // Alerts raised while the feed was down get the same alarm as live ones.
+  for (const a of open.items) if (!first && !known.has(a.id)) emit("raised", a);
+}
+
+export function applyFeed(message: FeedMessage): void {
+  if (message.kind === "positions") {
+    for (const p of message.items) {
+      const seen = store.positions.get(p.supervisee);
+      if (!seen || seen.ts <= p.ts) store.positions.set(p.supervisee, p);
+    }
+    emit("positions");
+  } else if (message.kind === "alert") {
+    putAlert(message.alert);
+    if (message.event === "raised") emit("raised", message.alert);
+  }
+}
+
+/** Record an alert's new state (from the feed or from this console's own action). */
+export function putAlert(alert: Alert): void {
+  if (alert.status === "resolved") store.alerts.delete(alert.id);
+  else store.alerts.set(alert.id, alert);
+  emit("alerts");
+  emit("positions"); // a device_offline alert changes how the person is drawn
+}
+
+/** The map colour of a person: the feed's state, or offline while a device_offline alert
+ * for them still holds (the engine decides when a device is offline, per level and kind). */
+export function mapState(p: Position): string {
+  for (const a of store.alerts.values()) {
+    if (a.supervisee === p.supervisee && a.active && a.type === "device_offline") return "offline";
+  }
+  return p.state;
+}

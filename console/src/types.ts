@@ -1,0 +1,142 @@
+// Shapes of the /api/v1 responses the console reads (see the OpenAPI at /docs).
+
+import type { Geometry } from "geojson";
+
+export interface Session {
+  subject: string;
+  role: "operator" | "officer" | "supervisor" | "auditor";
+  office: string | null;
+  can: { work_alerts: boolean; manage: boolean; leave: boolean };
+  map: {
+    tiles: string | null;
+    tiles_crs: "wgs84" | "gcj02";
+    subdomains: string;
+    attribution: string;
+  };
+}
+
+export interface Alert {
+  id: number;
+  type: string;
+  supervisee: string;
+  device: string;
+  ts: string;
+  status: "open" | "acknowledged" | "resolved";
+  late: boolean;
+  active: boolean;
+  raised_at: string;
+  cleared_at: string | null;
+  severity: string;
+  escalation: number;
+  disposition: string | null;
+  note: string | null;
+  detail: Record<string, unknown>;
+}
+
+export interface Position {
+  supervisee: string;
+  device: string | null;
+  ts: string;
+  lat: number;
+  lon: number;
+  acc: number | null;
+  batt: number | null;
+  state: string;
+}
+
+export interface Window {
+  days: number[];
+  from: string;
+  to: string;
+}
+
+export interface ZoneFeature {
+  type: "Feature";
+  geometry: Geometry;
+  properties: {
+    id: string;
+    kind: "jurisdiction" | "exclusion" | "home";
+    name: string;
+    crs: string;
+    schedule: Window[];
+    radius: number | null;
+  };
+}
+
+export interface Supervisee {
+  id: string;
+  name: string;
+  office: string | null;
+  officer: string | null;
+  level: string;
+  jurisdiction: string[];
+  exclusion: string[];
+  home: string | null;
+  term_start: string | null;
+  term_end: string | null;
+  status: string;
+  devices: string[];
+}
+
+export interface Device {
+  id: string;
+  kind: string;
+  model: string | null;
+  supervisee: string | null;
+  since: string | null;
+}
+
+/** A rule check's finding, in both languages. */
+export interface Problem {
+  code: string;
+  message: string;
+  message_zh: string;
+}
+
+export interface Leave {
+  id: string;
+  kind: string;
+  from: string;
+  to: string;
+  destinations: string[];
+  reason: string;
+  status: string;
+  days: number;
+  level: string | null;
+  warnings: Problem[];
+  approved_by: string | null;
+  refusal_reason: string | null;
+  returned_at: string | null;
+  overdue: boolean;
+}
+
+export interface MonitoringOrder {
+  id: number;
+  ground_zh: string;
+  ground: string;
+  starts_on: string;
+  current_end: string;
+  active: boolean;
+  days_left: number | null;
+  end_reason: string | null;
+}
+
+export interface TrackFix {
+  type: "Feature";
+  geometry: { type: "Point"; coordinates: [number, number] };
+  properties: {
+    ts: string;
+    device: string;
+    seq: number;
+    acc: number | null;
+    batt: number | null;
+    quality: string[];
+    zone_state: string | null;
+  };
+}
+
+/** What the live feed (/api/v1/feed) sends. */
+export type FeedMessage =
+  | { kind: "hello"; subject: string; role: string }
+  | { kind: "positions"; items: Position[] }
+  | { kind: "alert"; event: string; alert: Alert };

@@ -1,0 +1,341 @@
+"""Issue 7's end-to-end checks: the operator console in headless Chromium against the whole
+service on the real PostgreSQL, Redis and Mosquitto. An operator logs in, watches a tag
+move and walk out of 莲都区, works the alert from the keyboard (acknowledge, resolve with
+a disposition), and plays back the person's track; an auditor sees the same queue with
+no way to change it. Every request the page makes must go to the service itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.async_api import BrowserContext, Page, async_playwright, expect
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from api.console import BUILD_HINT, STATIC
+from api.tokens import create_token
+from tests.kit import DATA, LIANDU, LIANDU_SEAT, lishui_collection, offset
+from tests.live import Live, running
+from tests.test_live_ingest import walk_out
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Screenshots are always taken; they are kept (for the README) only when this names a
+# directory, so a test run leaves the work tree alone:
+#   FENCEWATCH_SCREENSHOTS=docs/screenshots python -m pytest tests/test_console.py
+SCREENSHOTS_ENV = "FENCEWATCH_SCREENSHOTS"
+DATAV_FILE = "lishui-331100-districts.geojson"
+# The switches of a browser on an isolated network: nothing of its own goes out either.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--lang=zh-CN",  # the browser's own widgets (date pickers) in Chinese too
+]
+WAIT_MS = 30_000  # an upper bound for "eventually", not a speed requirement
+expect.set_options(timeout=WAIT_MS)
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)",
+)
+
+SCHOOL = offset(LIANDU_SEAT, 0, 2500)  # 2.5 km north of the walk
+
+
+def zones() -> dict[str, Any]:
+    doc = lishui_collection()
+    exclusion = {
+        "type": "Feature",
+        "properties": {"id": "X1", "kind": "exclusion", "name": "某小学", "radius": 300},
+        "geometry": {"type": "Point", "coordinates": [SCHOOL[1], SCHOOL[0]]},
+    }
+    return {**doc, "features": [*doc["features"], exclusion]}
+
+
+ROSTER = {
+    "timezone": "Asia/Shanghai",
+    "supervisees": [
+        {
+            "id": "S1",
+            "name": "张某",
+            "level": "strict",
+            "jurisdiction": [LIANDU],
+            "exclusion": ["X1"],
+            "devices": ["T1"],
+        },
+        {"id": "S2", "name": "李某", "jurisdiction": [LIANDU], "devices": ["T2"]},
+    ],
+}
+
+
+class OutsideRequests:
+    """Every URL the page asked for that is not the service's own: the test fails on any."""
+
+    def __init__(self, base: str) -> None:
+        self.origin = urlsplit(base).netloc
+        self.seen: list[str] = []
+
+    def check(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme in ("data", "blob", "about"):
+            return
+        if parts.netloc != self.origin:
+            self.seen.append(url)
+
+    async def watch(self, context: BrowserContext) -> None:
+        async def guard(route: Any) -> None:
+            self.check(route.request.url)
+            if urlsplit(route.request.url).netloc == self.origin:
+                await route.continue_()
+            else:
+                await route.abort()
+
+        await context.route("**/*", guard)
+        context.on("request", lambda request: self.check(request.url))
+        context.on("page", lambda page: page.on("websocket", lambda ws: self.check(ws.url)))
+
+
+@asynccontextmanager
+async def browser(
+    live: Live, tmp_path: Path
+) -> AsyncIterator[tuple[BrowserContext, OutsideRequests, list[str]]]:
+    """A fresh Chromium profile; yields the context, its outside-request log and the page
+    errors seen (both must stay empty)."""
+    async with async_playwright() as pw:
+        context = await pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1440, "height": 900},
+            locale="zh-CN",
+            timezone_id="Asia/Shanghai",
+        )
+        outside = OutsideRequests(str(live.http.base_url))
+        await outside.watch(context)
+        # Counts the tones the page makes (WebAudio oscillators), to check the alarm sounds.
+        await context.add_init_script(
+            "window.tones = 0; const make = AudioContext.prototype.createOscillator;"
+            " AudioContext.prototype.createOscillator = function () {"
+            " window.tones += 1; return make.call(this); };"
+        )
+        errors: list[str] = []
+        context.on("weberror", lambda e: errors.append(str(e.error)))
+        context.set_default_timeout(WAIT_MS)
+        try:
+            yield context, outside, errors
+        finally:
+            await context.close()
+
+
+async def log_in(page: Page, base: str, token: str) -> None:
+    await page.goto(base + "/")
+    await page.fill("input[name=token]", token)
+    await page.click("button[type=submit]")
+    await expect(page.locator("header.top")).to_contain_text("监控中心")
+    await expect(page.locator(".feed.up")).to_be_visible()
+
+
+def marker(page: Page, supervisee: str) -> Any:
+    return page.locator(f".pos[data-supervisee={supervisee}]")
+
+
+def require_build() -> None:
+    if not (STATIC / "index.html").is_file():
+        pytest.fail(f"the console is not built: run `{BUILD_HINT}`")
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    directory = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path / "screenshots")
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+async def test_operator_watches_a_breach_works_the_alert_and_plays_back_the_track(
+    pg_dsn, redis_url, mqtt_url, tmp_path, shots
+) -> None:
+    require_build()
+    fixes = walk_out()
+    async with running(pg_dsn, redis_url, mqtt_url, zones(), ROSTER) as live:
+        base = str(live.http.base_url)
+        token = live.http.headers["Authorization"].removeprefix("Bearer ")
+        auditor = await create_token(live.service.pool, "auditor", subject="检察院")
+        async with browser(live, tmp_path) as (context, outside, errors):
+            page = await context.new_page()
+            await log_in(page, base, token)
+
+            # A second person at home, whose tag reports a low battery and an opened strap.
+            home = offset(LIANDU_SEAT, -1500, -800)
+            now = int(time.time() * 1000)
+            live.device.publish(
+                "em/T2/loc",
+                {
+                    "v": 1,
+                    "seq": 1,
+                    "ts": now,
+                    "lat": home[0],
+                    "lon": home[1],
+                    "acc": 12,
+                    "batt": 9,
+                    "strap": "open",
+                },
+            )
+
+            # The tag appears and moves.
+            live.device.publish("em/T1/loc", fixes[0])
+            await expect(marker(page, "S1")).to_have_attribute("data-state", "ok")
+            before = await marker(page, "S1").get_attribute("d")
+            live.device.publish("em/T1/loc", fixes[8])
+            await expect(marker(page, "S1")).not_to_have_attribute("d", before or "")
+
+            # It walks out of 莲都区: the alert arrives, loud and red.
+            for f in fixes[1:8] + fixes[9:]:
+                live.device.publish("em/T1/loc", f)
+            exit_row = page.locator(".alert", has_text="越界（离开执行地）")
+            await expect(exit_row).to_contain_text("张某")
+            await expect(page.locator(".alert[data-status=open]")).to_have_count(3)
+            await expect(page.locator(".banner")).to_contain_text("3 条告警待签收")
+            await expect(marker(page, "S1")).to_have_attribute("data-state", "breach")
+            await expect(marker(page, "S2")).to_have_attribute("data-state", "ok")
+            await page.wait_for_function("window.tones > 0")
+            await page.screenshot(path=shots / "live-map.png")
+
+            # The procuratorate's auditor sees the queue but cannot change anything.
+            watcher = await context.new_page()
+            await log_in(watcher, base, auditor)  # sessionStorage is per tab
+            await expect(watcher.locator(".alert[data-status=open]")).to_have_count(3)
+            await expect(watcher.locator(".alert button.ack, .alert button.resolve")).to_have_count(
+                0
+            )
+            await watcher.close()
+
+            # Keyboard: most severe first (the opened strap), then the exit; acknowledge it,
+            # then resolve it as a true violation with a note.
+            for key in ("k", "k", "j"):
+                await page.keyboard.press(key)
+            await expect(page.locator(".alert.selected")).to_contain_text("越界（离开执行地）")
+            await expect(page.locator(".alert").first).to_contain_text("防拆告警")
+            await page.keyboard.press("a")
+            await expect(exit_row).to_have_attribute("data-status", "acknowledged")
+            await page.locator(".queue").screenshot(path=shots / "alert-queue.png")
+            await page.keyboard.press("r")
+            await page.keyboard.press("1")
+            await page.keyboard.press("Tab")
+            await page.keyboard.type("电话核实，本人承认未经批准前往青田，已责令立即返回")
+            await page.screenshot(path=shots / "resolve-dialog.png")
+            await page.keyboard.press("Control+Enter")
+            await expect(exit_row).to_have_count(0)
+            await expect(page.locator(".banner")).to_contain_text("2 条告警待签收")
+            [alert] = await live.alerts(supervisee="S1")
+            assert alert["status"] == "resolved"
+            assert alert["disposition"] == "true_violation"
+            assert "青田" in alert["note"]
+
+            # From the map to the person file, and the track played back.
+            await marker(page, "S1").click()
+            await page.locator(".leaflet-popup button").click()
+            await expect(page.locator(".person-info h2")).to_have_text("张某")
+            await expect(page.locator(".person-info")).to_contain_text("严管")
+            await expect(page.locator(".history")).to_contain_text("属实违规")
+            summary = page.locator(".track-summary")
+            await expect(summary).to_contain_text(f"共 {len(fixes)} 个定位点")
+            await expect(summary).to_contain_text("越界段")
+            slider = page.locator(".track-slider")
+            await slider.fill("0")
+            await expect(page.locator(".track-current-info")).to_contain_text("区域内")
+            await expect(page.locator(".track-current-info")).to_contain_text("#1")
+            play = page.locator("button.play")
+            await play.click()
+            await expect(slider).not_to_have_value("0")
+            await play.click()
+            await slider.fill(str(len(fixes) - 1))
+            await expect(page.locator(".track-current-info")).to_contain_text("区域外")
+            await page.screenshot(path=shots / "person-file.png")
+
+            # Zones: a DataV boundary file imported in GCJ-02, and a prohibition-order
+            # circle drawn on the map with a night-time schedule.
+            await page.locator("nav a[data-view=zones]").click()
+            await page.set_input_files(".import input[type=file]", DATA / DATAV_FILE)
+            await page.locator(".import button[type=submit]").click()
+            await expect(page.locator(".toast", has_text="已导入 9 个区域")).to_be_visible()
+            await page.locator(".draw button", has_text="画圆").click()
+            await page.locator(".zones-map").click(position={"x": 400, "y": 300})
+            await page.fill(".draw input[name=id]", "X2")
+            await page.fill(".draw input[name=name]", "某网吧")
+            await page.fill(".draw input[name=radius]", "500")
+            await page.locator(".draw button", has_text="添加时段").click()
+            await page.locator(".draw button[type=submit]").click()
+            new_zone = page.locator(".zone-list li[data-zone-id=X2]")
+            await expect(new_zone).to_contain_text("禁入区域")
+            await expect(new_zone).to_contain_text("22:00–06:00")
+            await page.screenshot(path=shots / "zones.png")
+            zone = (await live.http.get("/api/v1/zones/X2")).json()["properties"]
+            assert (zone["kind"], zone["radius"], zone["crs"]) == ("exclusion", 500, "wgs84")
+            assert zone["schedule"] == [
+                {"days": [1, 2, 3, 4, 5, 6, 7], "from": "22:00", "to": "06:00"}
+            ]
+
+            # English on request.
+            await page.locator("button.lang").click()
+            await expect(page.locator("header.top")).to_contain_text("Monitoring center")
+            await expect(page.locator(".playback")).to_contain_text("Track playback")
+
+            assert outside.seen == [], f"the page asked for outside URLs: {outside.seen}"
+            assert errors == [], f"errors in the page: {errors}"
+
+
+async def test_the_page_is_locked_to_the_service_and_the_feed_to_the_token(
+    pg_dsn, redis_url, mqtt_url
+) -> None:
+    """The Content Security Policy stops the browser itself from loading anything from
+    elsewhere; the feed wants a valid token and relays only the token's own people."""
+    require_build()
+    async with running(pg_dsn, redis_url, mqtt_url, zones(), ROSTER) as live:
+        page = await live.http.get("/")
+        assert page.status_code == 200
+        csp = page.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "connect-src 'self'" in csp
+        feed_url = str(live.http.base_url).replace("http://", "ws://") + "/api/v1/feed"
+
+        async with connect(feed_url) as ws:
+            await ws.send(json.dumps({"token": "fw_not-a-token"}))
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), WAIT_MS / 1000)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+        # 李某 (S2) moves to a justice station; its officer sees only 李某.
+        r = await live.http.put(
+            "/api/v1/offices/ST1", json={"name": "紫金司法所", "kind": "station"}
+        )
+        r.raise_for_status()
+        r = await live.http.put(
+            "/api/v1/supervisees/S2",
+            json={"name": "李某", "office": "ST1", "jurisdiction": [LIANDU]},
+        )
+        r.raise_for_status()
+        officer = await create_token(live.service.pool, "officer", office="ST1")
+        async with connect(feed_url) as ws:
+            await ws.send(json.dumps({"token": officer}))
+            assert json.loads(await ws.recv())["kind"] == "hello"
+            now = int(time.time() * 1000)
+            for device in ("T1", "T2"):
+                fix = {"v": 1, "seq": 1, "ts": now, "lat": LIANDU_SEAT[0], "lon": LIANDU_SEAT[1]}
+                live.device.publish(f"em/{device}/loc", fix)
+            message = json.loads(await asyncio.wait_for(ws.recv(), WAIT_MS / 1000))
+        assert message["kind"] == "positions"
+        assert [p["supervisee"] for p in message["items"]] == ["S2"]
