@@ -5,6 +5,11 @@ zones, devices and supervisees; an officer (司法所) and a supervisor (county 
 their office's subtree and work its alerts and leave; the procuratorate's auditor reads
 everything and changes nothing. Any token may carry an office, which limits it to that
 office's subtree.
+
+Some decisions belong to a level of the hierarchy, not to a role: leave by its length
+(supervision.leave: ≤7 days the justice station, longer the county, longer still the city)
+and monitoring orders (the county bureau). A token's level is its office's kind; a
+monitoring centre is not a deciding level.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.context import Ctx
 from api.errors import ApiError
 from storage import repo
+from supervision.leave import LEVEL_NAMES, LEVELS
 
 ROLES = ("operator", "officer", "supervisor", "auditor")
 # These roles work one office's people; a token of theirs without an office sees nobody.
@@ -33,6 +39,8 @@ class Permission(StrEnum):
     MANAGE = "manage zones, devices and supervisees"
     MANAGE_OFFICES = "manage offices and officers"
     LEAVE = "record leave"
+    ORDERS = "decide monitoring orders"
+    HEIGHTENED = "manage heightened periods"
 
 
 _GRANTS: dict[Permission, frozenset[str]] = {
@@ -40,7 +48,14 @@ _GRANTS: dict[Permission, frozenset[str]] = {
     Permission.MANAGE: frozenset({"operator"}),
     Permission.MANAGE_OFFICES: frozenset({"operator"}),
     Permission.LEAVE: frozenset({"officer", "supervisor"}),
+    # 社区矫正法 Art. 29: decided by the county bureau's head, so by a supervisor whose
+    # office is at least a county (checked with `require_level`).
+    Permission.ORDERS: frozenset({"supervisor"}),
+    Permission.HEIGHTENED: frozenset({"operator", "supervisor"}),
 }
+
+# Office kind → deciding level (supervision.leave.LEVELS); a centre decides nothing.
+OFFICE_LEVELS = {"station": "station", "county": "county", "city": "city"}
 
 
 def hash_token(token: str) -> str:
@@ -53,6 +68,22 @@ class Principal:
     role: str
     office: str | None
     offices: tuple[str, ...] | None  # the office subtree; None = every office
+    level: str | None = None  # the office's deciding level: station | county | city
+
+    def at_least(self, level: str) -> bool:
+        return self.level is not None and LEVELS.index(self.level) >= LEVELS.index(level)
+
+    def require_level(self, level: str, what: str) -> None:
+        """403 unless the caller's office is at `level` or above, with the reason in both
+        languages (the console shows the Chinese)."""
+        if not self.at_least(level):
+            where = f"office {self.office!r}" if self.office else "a token without an office"
+            raise ApiError(
+                403,
+                f"{what} is decided at the {level} level or above; {where} is not"
+                f" （须由{LEVEL_NAMES[level]}或上级决定）",
+                {"required_level": level, "your_level": self.level},
+            )
 
     def require(self, permission: Permission) -> None:
         if self.role == "auditor":
@@ -94,7 +125,13 @@ async def _authenticate(
             offices: tuple[str, ...] | None = tuple(await repo.office_subtree(conn, office))
         else:
             offices = () if row["role"] in OFFICE_ROLES else None
-    return Principal(subject=row["subject"], role=row["role"], office=office, offices=offices)
+    return Principal(
+        subject=row["subject"],
+        role=row["role"],
+        office=office,
+        offices=offices,
+        level=OFFICE_LEVELS.get(row["office_kind"] or ""),
+    )
 
 
 User = Annotated[Principal, Depends(_authenticate)]
@@ -113,3 +150,5 @@ AlertWorker = Annotated[Principal, Depends(_granted(Permission.WORK_ALERTS))]
 Manager = Annotated[Principal, Depends(_granted(Permission.MANAGE))]
 OfficeManager = Annotated[Principal, Depends(_granted(Permission.MANAGE_OFFICES))]
 LeaveRecorder = Annotated[Principal, Depends(_granted(Permission.LEAVE))]
+OrderDecider = Annotated[Principal, Depends(_granted(Permission.ORDERS))]
+HeightenedManager = Annotated[Principal, Depends(_granted(Permission.HEIGHTENED))]

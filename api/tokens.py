@@ -1,4 +1,5 @@
-"""API tokens: random, shown once, stored only as their sha256 (`fencewatch token create`)."""
+"""API tokens: random, shown once, stored only as their sha256 (`fencewatch token create`,
+`fencewatch token revoke`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from api.auth import OFFICE_ROLES, ROLES, hash_token
-from fencewatch.loader import run_with_pool
+from fencewatch.servers import run_with_pool
 from storage import repo
 
 # Lets secret scanners and people recognise a leaked token.
@@ -70,4 +71,20 @@ def main(role: str, office: str | None, subject: str | None, days: int) -> int:
         print(f"fencewatch token: {exc}", file=sys.stderr)
         return 2
     print(token)
+    return 0
+
+
+def revoke_main(token: str) -> int:
+    """Revoke a token at once (its next request gets 401); `-` reads it from stdin, which
+    keeps it out of the shell history and the process list. Exit 1 if no live token has it."""
+    if token == "-":
+        token = sys.stdin.readline()
+    token = token.strip()
+    if not token:
+        print("fencewatch token revoke: no token given", file=sys.stderr)
+        return 2
+    if not run_with_pool(lambda pool: revoke_token(pool, token)):
+        print("fencewatch token revoke: no such live token", file=sys.stderr)
+        return 1
+    print("revoked")
     return 0

@@ -37,6 +37,12 @@ def _token(args: argparse.Namespace) -> int:
     return main(role=args.role, office=args.office, subject=args.subject, days=args.days)
 
 
+def _token_revoke(args: argparse.Namespace) -> int:
+    from api.tokens import revoke_main
+
+    return revoke_main(args.token)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fencewatch", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--subject", default=None, help="who the token is for (audit log)")
     create.add_argument("--days", type=int, default=365, help="valid for this many days")
     create.set_defaults(func=_token)
+    revoke = token_commands.add_parser("revoke", help="revoke a token at once")
+    revoke.add_argument("token", metavar="TOKEN", help="the token, or - to read it from stdin")
+    revoke.set_defaults(func=_token_revoke)
     return parser
 
 

@@ -3,46 +3,32 @@
 Everything is upserted by id in one transaction, so loading twice leaves the same rows
 and a bad scenario changes nothing. A roster lists each person's current devices: a
 device listed elsewhere moves to this person, and a device no longer listed is unassigned
-(the assignment history keeps both).
+(the assignment history keeps both). Leave in a roster is recorded as approved; one with a
+weekly `schedule` is a recurring permit.
+
+Afterwards a running `fencewatch serve` is told to reload its rules (best effort: a
+service that misses it picks the changes up on its next reload or restart).
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import msgspec
+import redis
 
+from fencewatch import servers
 from fencewatch.config import Settings
 from fencewatch.scenario import ScenarioError, read_roster
+from fencewatch.servers import run_with_pool
 from geofence.model import Roster, ZoneDef
 from geofence.zones import ZoneError, parse_feature_collection
 from storage import repo
-from storage.db import open_pool
-
-T = TypeVar("T")
-
-
-def run_with_pool(work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
-    """Run `work` on the configured database, or the embedded one when none is set."""
-    # Imported here: only the command-line tools start embedded servers.
-    from fencewatch.servers import servers
-
-    with servers(Settings.from_env(), need=("postgres",)) as urls:
-        return asyncio.run(_with_pool(urls.database_url, work))
-
-
-async def _with_pool(dsn: str, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
-    pool = await open_pool(dsn, min_size=1, max_size=2)
-    try:
-        return await work(pool)
-    finally:
-        await pool.close()
+from storage.rules import RULES_CHANNEL
 
 
 def _read_zones(path: Path) -> list[tuple[ZoneDef, dict[str, Any]]]:
@@ -103,6 +89,10 @@ async def load_scenario(pool: asyncpg.Pool, scenario_dir: Path) -> dict[str, int
                 raise ScenarioError(f"roster.json: supervisee {person.id}: {'; '.join(errors)}")
             try:
                 await repo.load_supervisee(conn, person)
+                # Unlike `POST /devices/{id}/assign`, no monitoring order is required for a
+                # tag here: spec 4.2 rosters carry no orders (a scenario's tags would all be
+                # refused), and loading is the operator's bulk import, not a decision to fit
+                # one. Orders for loaded people are recorded through the API.
                 for device in person.devices:
                     await repo.upsert_device(conn, device)
                     await repo.assign_device(conn, device.id, person.id)
@@ -119,9 +109,49 @@ async def load_scenario(pool: asyncpg.Pool, scenario_dir: Path) -> dict[str, int
                     _utc(leave.end),
                     leave.destinations,
                     returned_at=None if leave.returned_at is None else _utc(leave.returned_at),
+                    kind="permit" if leave.schedule else "leave",
+                    schedule=leave.schedule,
                 )
         await repo.audit(conn, "fencewatch load", None, "scenario.load", str(scenario_dir), counts)
     return counts
+
+
+def _service_redis(settings: Settings) -> str | None:
+    """The Redis a running service listens on: the configured one, else the embedded one
+    if it is running (never started here just to be told)."""
+    if settings.redis_url:
+        return settings.redis_url
+    # fencewatch.servers keeps this record for the embedded Redis it shares between
+    # processes (`_shared`); a live process there is the service's Redis.
+    running = servers._read(settings.data_dir / "redis" / "fencewatch-server.json")
+    if running is None or servers._process(running) is None:
+        return None
+    return f"redis://127.0.0.1:{running.port}/0"
+
+
+def notify_service(settings: Settings) -> int | None:
+    """Publish `null` ("reload everyone") on the rules channel; returns how many listeners
+    got it, None when there was no Redis to tell or telling failed. Never raises: the load
+    itself has succeeded either way."""
+    try:
+        url = _service_redis(settings)
+        if url is None:
+            return None
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            listeners = int(client.publish(RULES_CHANNEL, b"null"))
+        finally:
+            client.close()
+    except Exception as exc:  # best effort, whatever went wrong
+        print(
+            f"fencewatch load: could not tell a running service to reload ({exc});"
+            " it will use the loaded rules after its next reload or restart",
+            file=sys.stderr,
+        )
+        return None
+    if listeners:
+        print(f"fencewatch load: told {listeners} running service(s) to reload", file=sys.stderr)
+    return listeners
 
 
 def main(scenario_dir: Path) -> int:
@@ -131,4 +161,5 @@ def main(scenario_dir: Path) -> int:
         print(f"fencewatch load: {exc}", file=sys.stderr)
         return 2
     print("loaded " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+    notify_service(Settings.from_env())
     return 0

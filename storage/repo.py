@@ -9,13 +9,14 @@ for an unscoped (centre-wide) caller; a row outside the subtree is treated as ab
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from geofence.model import DeviceRef, Supervisee, ZoneDef
+from alerts.feed import GEOFENCE_RULES, STATES
+from geofence.model import DeviceRef, Supervisee, Window, ZoneDef
 from geofence.zones import schedule_to_json
 
 Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
@@ -43,8 +44,9 @@ async def insert_token(
 
 async def token_by_hash(conn: Conn, token_hash: str) -> Row | None:
     return await conn.fetchrow(
-        "SELECT subject, role, office_id AS office, expires_at, revoked_at"
-        " FROM api_tokens WHERE hash = $1",
+        "SELECT t.subject, t.role, t.office_id AS office, o.kind AS office_kind, t.expires_at,"
+        " t.revoked_at FROM api_tokens t LEFT JOIN offices o ON o.id = t.office_id"
+        " WHERE t.hash = $1",
         token_hash,
     )
 
@@ -444,10 +446,18 @@ async def device_history(conn: Conn, supervisee: str) -> list[Row]:
 
 # --- leave -------------------------------------------------------------------------------
 
-_LEAVE_COLUMNS = (
-    'l.id, l.supervisee_id AS supervisee, l.starts_at AS "from", l.ends_at AS "to",'
-    " l.destinations, l.reason, l.status, l.approved_by, l.returned_at, l.created_at"
+# A leave is overdue when it was approved, has ended, and the person never reported back
+# (销假). A recurring permit has no return to report.
+_OVERDUE = (
+    "(l.status = 'approved' AND l.kind = 'leave' AND l.returned_at IS NULL AND l.ends_at <= now())"
 )
+_LEAVE_COLUMNS = (
+    'l.id, l.supervisee_id AS supervisee, l.kind, l.starts_at AS "from", l.ends_at AS "to",'
+    " l.destinations, l.schedule, l.reason, l.status, l.level, l.warnings, l.applied_by,"
+    " l.approved_by, l.refused_by, l.refusal_reason, l.decided_at, l.returned_at,"
+    f" l.created_at, {_OVERDUE} AS overdue"
+)
+LEAVE_STATUSES = ("requested", "approved", "refused", "cancelled", "overdue")
 
 
 async def list_leaves(conn: Conn, supervisee: str) -> list[Row]:
@@ -457,13 +467,53 @@ async def list_leaves(conn: Conn, supervisee: str) -> list[Row]:
     )
 
 
-async def get_leave(conn: Conn, offices: Offices, leave: str) -> Row | None:
+async def find_leaves(
+    conn: Conn, offices: Offices, status: str | None, supervisee: str | None, limit: int
+) -> list[Row]:
+    """Leave of active supervisees in the caller's offices. `overdue` is not a stored
+    status: approved, ended, no return reported; the longest overdue come first."""
+    overdue = status == "overdue"
+    only_overdue = f" AND {_OVERDUE}" if overdue else ""
+    order = "l.ends_at" if overdue else "l.starts_at"
+    return await conn.fetch(
+        f"SELECT {_LEAVE_COLUMNS} FROM leaves l JOIN supervisees s ON s.id = l.supervisee_id"
+        f" WHERE {_IN_SCOPE} AND s.status = 'active' AND ($2::text IS NULL OR l.status = $2)"
+        f" AND ($3::text IS NULL OR l.supervisee_id = $3){only_overdue}"
+        f" ORDER BY {order}, l.id LIMIT $4",
+        offices,
+        None if overdue else status,
+        supervisee,
+        limit,
+    )
+
+
+async def get_leave(conn: Conn, offices: Offices, leave: str, *, lock: bool = False) -> Row | None:
     return await conn.fetchrow(
         f"SELECT {_LEAVE_COLUMNS} FROM leaves l JOIN supervisees s ON s.id = l.supervisee_id"
-        f" WHERE {_IN_SCOPE} AND l.id = $2",
+        f" WHERE {_IN_SCOPE} AND l.id = $2" + (" FOR UPDATE OF l" if lock else ""),
         offices,
         leave,
     )
+
+
+async def lock_supervisee(conn: Conn, supervisee: str) -> None:
+    """Serialise decisions about one person until the transaction ends: two approvals at
+    once must not both pass the two-month total."""
+    await conn.execute("SELECT 1 FROM supervisees WHERE id = $1 FOR UPDATE", supervisee)
+
+
+async def approved_leave_windows(
+    conn: Conn, supervisee: str, *, besides: str | None = None
+) -> list[tuple[datetime, datetime]]:
+    """(start, end) of the person's approved leave other than `besides`, for the two-month
+    total; recurring permits are not leave days and are left out."""
+    rows = await conn.fetch(
+        "SELECT starts_at, ends_at FROM leaves WHERE supervisee_id = $1 AND status = 'approved'"
+        " AND kind = 'leave' AND id IS DISTINCT FROM $2 ORDER BY starts_at",
+        supervisee,
+        besides,
+    )
+    return [(r["starts_at"], r["ends_at"]) for r in rows]
 
 
 async def upsert_leave(
@@ -478,16 +528,26 @@ async def upsert_leave(
     status: str = "approved",
     approved_by: str | None = None,
     returned_at: datetime | None = None,
+    kind: str = "leave",
+    schedule: Iterable[Window] = (),
+    level: str | None = None,
+    warnings: Sequence[dict[str, str]] = (),
+    applied_by: str | None = None,
 ) -> Row:
     row = await conn.fetchrow(
         "WITH l AS (INSERT INTO leaves (id, supervisee_id, starts_at, ends_at, destinations,"
-        " reason, status, approved_by, returned_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " reason, status, approved_by, returned_at, kind, schedule, level, warnings, applied_by,"
+        " decided_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
+        "  CASE WHEN $7 = 'approved' THEN now() END)"
         " ON CONFLICT (id) DO UPDATE SET supervisee_id = EXCLUDED.supervisee_id,"
         " starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at,"
         " destinations = EXCLUDED.destinations, reason = EXCLUDED.reason,"
         " status = EXCLUDED.status, approved_by = EXCLUDED.approved_by,"
-        " returned_at = EXCLUDED.returned_at RETURNING *)"
+        " returned_at = EXCLUDED.returned_at, kind = EXCLUDED.kind,"
+        " schedule = EXCLUDED.schedule, level = EXCLUDED.level, warnings = EXCLUDED.warnings,"
+        " applied_by = EXCLUDED.applied_by, decided_at = CASE WHEN leaves.status = EXCLUDED.status"
+        "  THEN leaves.decided_at ELSE EXCLUDED.decided_at END RETURNING *)"
         f" SELECT {_LEAVE_COLUMNS} FROM l",
         leave,
         supervisee,
@@ -498,6 +558,39 @@ async def upsert_leave(
         status,
         approved_by,
         returned_at,
+        kind,
+        schedule_to_json(schedule),
+        level,
+        list(warnings),
+        applied_by,
+    )
+    assert row is not None
+    return row
+
+
+async def decide_leave(
+    conn: Conn,
+    leave: str,
+    *,
+    approved_by: str | None = None,
+    refused_by: str | None = None,
+    reason: str | None = None,
+    level: str,
+    warnings: Sequence[dict[str, str]],
+) -> Row:
+    """Approve (approved_by) or refuse (refused_by, reason) a requested leave, recording
+    the rule check made at the decision."""
+    row = await conn.fetchrow(
+        "WITH l AS (UPDATE leaves SET status = CASE WHEN $2::text IS NULL"
+        "  THEN 'refused' ELSE 'approved' END,"
+        " approved_by = $2, refused_by = $3, refusal_reason = $4, level = $5, warnings = $6,"
+        f" decided_at = now() WHERE id = $1 RETURNING *) SELECT {_LEAVE_COLUMNS} FROM l",
+        leave,
+        approved_by,
+        refused_by,
+        reason,
+        level,
+        list(warnings),
     )
     assert row is not None
     return row
@@ -510,6 +603,183 @@ async def return_leave(conn: Conn, leave: str, at: datetime) -> Row | None:
         f" RETURNING *) SELECT {_LEAVE_COLUMNS} FROM l",
         leave,
         at,
+    )
+
+
+# --- monitoring orders -------------------------------------------------------------------
+
+_ORDER_END = "COALESCE((o.renewals -> -1 ->> 'until')::date, o.ends_on)"
+_ORDER_COLUMNS = (
+    "o.id, o.supervisee_id AS supervisee, o.ground, o.approved_by, o.starts_on, o.ends_on,"
+    f" {_ORDER_END} AS current_end, o.renewals, o.decided_by, o.created_at, o.ended_at,"
+    " o.ended_by, o.end_reason"
+)
+
+
+async def insert_order(
+    conn: Conn,
+    supervisee: str,
+    *,
+    ground: str,
+    approved_by: str,
+    starts_on: date,
+    ends_on: date,
+    decided_by: str,
+) -> Row:
+    row = await conn.fetchrow(
+        "WITH o AS (INSERT INTO monitoring_orders"
+        " (supervisee_id, ground, approved_by, starts_on, ends_on, decided_by)"
+        f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING *) SELECT {_ORDER_COLUMNS} FROM o",
+        supervisee,
+        ground,
+        approved_by,
+        starts_on,
+        ends_on,
+        decided_by,
+    )
+    assert row is not None
+    return row
+
+
+async def get_order(conn: Conn, offices: Offices, order: int, *, lock: bool = False) -> Row | None:
+    return await conn.fetchrow(
+        f"SELECT {_ORDER_COLUMNS} FROM monitoring_orders o"
+        f" JOIN supervisees s ON s.id = o.supervisee_id WHERE {_IN_SCOPE} AND o.id = $2"
+        + (" FOR UPDATE OF o" if lock else ""),
+        offices,
+        order,
+    )
+
+
+async def list_orders(conn: Conn, supervisee: str) -> list[Row]:
+    return await conn.fetch(
+        f"SELECT {_ORDER_COLUMNS} FROM monitoring_orders o WHERE o.supervisee_id = $1"
+        " ORDER BY o.starts_on, o.id",
+        supervisee,
+    )
+
+
+async def open_orders(conn: Conn, offices: Offices) -> list[Row]:
+    """Orders not removed (解除), of active supervisees in the caller's offices, soonest
+    end first; whether each is in force today is the caller's to judge."""
+    return await conn.fetch(
+        f"SELECT {_ORDER_COLUMNS} FROM monitoring_orders o"
+        " JOIN supervisees s ON s.id = o.supervisee_id"
+        f" WHERE {_IN_SCOPE} AND s.status = 'active' AND o.ended_at IS NULL"
+        f" ORDER BY {_ORDER_END}, o.id",
+        offices,
+    )
+
+
+async def overlapping_orders(conn: Conn, supervisee: str, start: date, end: date) -> list[int]:
+    """Orders of the person, not removed, whose period meets [start, end]."""
+    rows = await conn.fetch(
+        "SELECT o.id FROM monitoring_orders o WHERE o.supervisee_id = $1"
+        f" AND o.ended_at IS NULL AND o.starts_on <= $3 AND {_ORDER_END} >= $2 ORDER BY o.id",
+        supervisee,
+        start,
+        end,
+    )
+    return [r["id"] for r in rows]
+
+
+async def has_active_order(conn: Conn, supervisee: str, day: date) -> bool:
+    """Whether an order in force on `day` allows fitting the person with a tag."""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT FROM monitoring_orders o WHERE o.supervisee_id = $1"
+            f" AND o.ended_at IS NULL AND o.starts_on <= $2 AND {_ORDER_END} >= $2)",
+            supervisee,
+            day,
+        )
+    )
+
+
+async def set_order_renewals(conn: Conn, order: int, renewals: list[dict[str, Any]]) -> Row:
+    row = await conn.fetchrow(
+        "WITH o AS (UPDATE monitoring_orders SET renewals = $2 WHERE id = $1 RETURNING *)"
+        f" SELECT {_ORDER_COLUMNS} FROM o",
+        order,
+        renewals,
+    )
+    assert row is not None
+    return row
+
+
+async def end_order(conn: Conn, order: int, ended_by: str, reason: str) -> Row:
+    row = await conn.fetchrow(
+        "WITH o AS (UPDATE monitoring_orders SET ended_at = now(), ended_by = $2,"
+        f" end_reason = $3 WHERE id = $1 RETURNING *) SELECT {_ORDER_COLUMNS} FROM o",
+        order,
+        ended_by,
+        reason,
+    )
+    assert row is not None
+    return row
+
+
+async def unassign_devices_of_kind(conn: Conn, supervisee: str, kind: str) -> list[str]:
+    """Close the person's open assignments of devices of this kind; returns their ids."""
+    rows = await conn.fetch(
+        "UPDATE device_assignments a SET until = now() FROM devices d"
+        " WHERE d.id = a.device_id AND a.supervisee_id = $1 AND a.until IS NULL"
+        " AND d.kind = $2 RETURNING a.device_id",
+        supervisee,
+        kind,
+    )
+    return sorted(r["device_id"] for r in rows)
+
+
+# --- heightened periods ------------------------------------------------------------------
+
+_HEIGHTENED_COLUMNS = (
+    'id, name, starts_at AS "from", ends_at AS "to", policy, updated_by, updated_at'
+)
+
+
+async def list_heightened(conn: Conn) -> list[Row]:
+    return await conn.fetch(
+        f"SELECT {_HEIGHTENED_COLUMNS} FROM heightened_periods ORDER BY starts_at, id"
+    )
+
+
+async def get_heightened(conn: Conn, period: str) -> Row | None:
+    return await conn.fetchrow(
+        f"SELECT {_HEIGHTENED_COLUMNS} FROM heightened_periods WHERE id = $1", period
+    )
+
+
+async def put_heightened(
+    conn: Conn,
+    period: str,
+    *,
+    name: str,
+    starts: datetime,
+    ends: datetime,
+    policy: dict[str, Any],
+    updated_by: str,
+) -> Row:
+    row = await conn.fetchrow(
+        "INSERT INTO heightened_periods (id, name, starts_at, ends_at, policy, updated_by)"
+        " VALUES ($1, $2, $3, $4, $5, $6)"
+        " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, starts_at = EXCLUDED.starts_at,"
+        " ends_at = EXCLUDED.ends_at, policy = EXCLUDED.policy,"
+        " updated_by = EXCLUDED.updated_by, updated_at = now()"
+        f" RETURNING {_HEIGHTENED_COLUMNS}",
+        period,
+        name,
+        starts,
+        ends,
+        policy,
+        updated_by,
+    )
+    assert row is not None
+    return row
+
+
+async def delete_heightened(conn: Conn, period: str) -> bool:
+    return (await conn.execute("DELETE FROM heightened_periods WHERE id = $1", period)) != (
+        "DELETE 0"
     )
 
 
@@ -615,17 +885,17 @@ async def track(
 async def latest_positions(conn: Conn, supervisees: Sequence[str]) -> list[Row]:
     """Each person's newest fix with a position (one index probe per person), with the
     map state the live feed (alerts.feed) would give it: a geofence alert whose condition
-    still holds is a breach, otherwise the fix's zone state."""
+    still holds is a breach, otherwise the fix's zone state in the feed's words."""
     return await conn.fetch(
         "SELECT p.id AS supervisee, f.device_id AS device, f.ts, f.lat, f.lon, f.acc, f.batt,"
         " CASE WHEN EXISTS (SELECT FROM alerts a WHERE a.supervisee_id = p.id AND a.active"
-        "   AND a.type IN ('jurisdiction_exit', 'exclusion_enter', 'curfew_breach'))"
-        "  THEN 'breach' WHEN f.zone_state = 'in' THEN 'ok'"
-        "  WHEN f.zone_state = 'out' THEN 'outside'"
-        "  WHEN f.zone_state = 'uncertain' THEN 'uncertain' ELSE 'unknown' END AS state"
+        "   AND a.type = ANY($2::text[])) THEN 'breach'"
+        "  ELSE COALESCE($3::jsonb ->> f.zone_state, 'unknown') END AS state"
         " FROM unnest($1::text[]) AS p(id) CROSS JOIN LATERAL"
         " (SELECT device_id, ts, lat, lon, acc, batt, zone_state FROM fixes"
         "  WHERE supervisee_id = p.id AND lat IS NOT NULL ORDER BY ts DESC LIMIT 1) f"
         " ORDER BY p.id",
         list(supervisees),
+        list(GEOFENCE_RULES),
+        STATES,
     )

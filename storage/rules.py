@@ -1,14 +1,24 @@
-"""Read the rules in force (zones, supervisees, their current devices and leave) from the
-database into the engine's model."""
+"""Read the rules in force (zones, supervisees, their current devices, approved leave and
+recurring permits, heightened periods) from the database into the engine's model."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 
 from fencewatch.timefmt import epoch_ms
-from geofence.model import DeviceRef, Leave, Roster, Supervisee, ZoneDef
+from geofence.model import DeviceRef, Heightened, Leave, Roster, Supervisee, ZoneDef
 from geofence.zones import parse_schedule
 from storage.db import Conn
+
+# The Redis channel on which a change of these rules is announced (a JSON list of the
+# supervisees concerned, or null for everyone); every `fencewatch serve` reloads on it.
+# fencewatch.service.RULES_CHANNEL names it too (tests check they agree); `fencewatch load`
+# announces here without importing the whole service.
+RULES_CHANNEL = "fencewatch:rules"
+
+# Rules that ended longer ago than this are not loaded: late fixes older than that are not
+# judged against them.
+_HISTORY = "interval '62 days'"
 
 
 async def load_rules(conn: Conn, timezone: str) -> tuple[Roster, list[ZoneDef]]:
@@ -34,8 +44,9 @@ async def load_rules(conn: Conn, timezone: str) -> tuple[Roster, list[ZoneDef]]:
         devices[r["supervisee_id"]].append(DeviceRef(r["id"], r["kind"], r["owntracks"]))
     leaves: dict[str, list[Leave]] = defaultdict(list)
     for r in await conn.fetch(
-        "SELECT id, supervisee_id, starts_at, ends_at, destinations, returned_at FROM leaves"
-        " WHERE status = 'approved' AND ends_at > now() - interval '62 days' ORDER BY starts_at"
+        "SELECT id, supervisee_id, starts_at, ends_at, destinations, returned_at, schedule"
+        f" FROM leaves WHERE status = 'approved' AND ends_at > now() - {_HISTORY}"
+        " ORDER BY starts_at, id"
     ):
         leaves[r["supervisee_id"]].append(
             Leave(
@@ -44,6 +55,7 @@ async def load_rules(conn: Conn, timezone: str) -> tuple[Roster, list[ZoneDef]]:
                 destinations=tuple(r["destinations"]),
                 id=r["id"],
                 returned_at=epoch_ms(r["returned_at"]) if r["returned_at"] else None,
+                schedule=parse_schedule(r["schedule"]),
             )
         )
     people = [
@@ -63,4 +75,16 @@ async def load_rules(conn: Conn, timezone: str) -> tuple[Roster, list[ZoneDef]]:
             " FROM supervisees WHERE status = 'active' ORDER BY id"
         )
     ]
-    return Roster(timezone=timezone, supervisees=people), zones
+    heightened = [
+        Heightened(
+            start=epoch_ms(r["starts_at"]),
+            end=epoch_ms(r["ends_at"]),
+            name=r["name"],
+            policy=r["policy"],
+        )
+        for r in await conn.fetch(
+            "SELECT name, starts_at, ends_at, policy FROM heightened_periods"
+            f" WHERE ends_at > now() - {_HISTORY} ORDER BY starts_at, id"
+        )
+    ]
+    return Roster(timezone=timezone, supervisees=people, heightened=heightened), zones

@@ -4,8 +4,11 @@ docs, and bad input."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +24,7 @@ from shapely.geometry import shape
 
 from api.app import create_app
 from api.context import ApiContext
-from api.tokens import TokenError, create_token, revoke_token
+from api.tokens import TokenError, create_token, revoke_main, revoke_token
 from geofence.model import DeviceRef
 from geofence.zones import parse_feature_collection
 from storage import repo
@@ -129,6 +132,23 @@ async def _seed(pool: asyncpg.Pool) -> dict[str, int]:
     return alerts
 
 
+async def _give_order(pool: asyncpg.Pool, person: str) -> int:
+    """A monitoring order in force for the next month (the API's own is tested in
+    test_api_rules.py)."""
+    today = datetime.now(UTC).date()
+    async with pool.acquire() as conn:
+        row = await repo.insert_order(
+            conn,
+            person,
+            ground="left_without_approval",
+            approved_by="县司法局局长",
+            starts_on=today - timedelta(days=1),
+            ends_on=today + timedelta(days=30),
+            decided_by="test",
+        )
+    return int(row["id"])
+
+
 async def _add_alert(conn: Any, person: str, type: str = "jurisdiction_exit") -> int:
     """Alerts are the engine's to raise (alerts.store); here they are written directly."""
     return int(
@@ -147,12 +167,28 @@ async def _add_alert(conn: Any, person: str, type: str = "jurisdiction_exit") ->
 
 @pytest.fixture
 async def world(pg_dsn: str, redis_url: str) -> AsyncIterator[World]:
+    async with open_world(pg_dsn, redis_url) as opened:
+        yield opened
+
+
+@asynccontextmanager
+async def open_world(
+    pg_dsn: str,
+    redis_url: str,
+    tokens_for: dict[str, tuple[str, str | None]] = TOKENS,
+    offices: tuple[tuple[str, str, str, str | None], ...] = (),
+) -> AsyncIterator[World]:
+    """The seeded database behind the real app; `offices` are added or changed after the
+    seed's, and a token made for each of `tokens_for`."""
     pool = await open_pool(pg_dsn)
     redis = Redis.from_url(redis_url)
     alerts = await _seed(pool)
+    async with pool.acquire() as conn:
+        for office in offices:
+            await repo.upsert_office(conn, *office)
     tokens = {
         name: await create_token(pool, role, office, subject=name)
-        for name, (role, office) in TOKENS.items()
+        for name, (role, office) in tokens_for.items()
     }
     changed: list[list[str] | None] = []
     components = {"ingest": True, "database": True, "redis": True, "broker": True}
@@ -165,10 +201,12 @@ async def world(pg_dsn: str, redis_url: str) -> AsyncIterator[World]:
 
     app = create_app(ApiContext(pool, redis, health, rules_changed))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://fencewatch") as client:
-        yield World(client, pool, redis, tokens, alerts, changed, components)
-    await redis.aclose()
-    await pool.close()
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://fencewatch") as client:
+            yield World(client, pool, redis, tokens, alerts, changed, components)
+    finally:
+        await redis.aclose()
+        await pool.close()
 
 
 def _error(response: httpx.Response, status: int) -> str:
@@ -196,6 +234,30 @@ async def test_requests_without_a_valid_token_get_401(world: World) -> None:
     )
     assert _error(await world.get("auditor", "/api/v1/alerts"), 401) == "token expired"
     assert (await world.get("operator", "/api/v1/alerts")).status_code == 200
+
+
+async def test_the_revoke_command_revokes_at_once(
+    world: World,
+    pg_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("FENCEWATCH_DATABASE_URL", pg_dsn)
+    # In a thread: the command runs its own event loop, as it does from the shell.
+    assert await asyncio.to_thread(revoke_main, world.tokens["officer"]) == 0
+    assert capsys.readouterr().out == "revoked\n"
+    assert _error(await world.get("officer", "/api/v1/alerts"), 401) == "token revoked"
+    assert await asyncio.to_thread(revoke_main, world.tokens["officer"]) == 1
+    assert "no such live token" in capsys.readouterr().err
+    # From stdin, so the token stays out of the shell history and the process list.
+    monkeypatch.setattr("sys.stdin", io.StringIO(world.tokens["auditor"] + "\n"))
+    assert await asyncio.to_thread(revoke_main, "-") == 0
+    assert _error(await world.get("auditor", "/api/v1/alerts"), 401) == "token revoked"
+    assert (await world.get("operator", "/api/v1/alerts")).status_code == 200
+    revoked = await world.pool.fetch(
+        "SELECT detail FROM audit_log WHERE action = 'token.revoke' ORDER BY id"
+    )
+    assert len(revoked) == 2
 
 
 async def test_tokens_are_stored_only_as_hashes(world: World) -> None:
@@ -489,6 +551,7 @@ async def test_devices_assign_unassign_and_history(world: World) -> None:
     )
     _error(await world.call("operator", "PUT", "/api/v1/devices/T9", json={"kind": "watch"}), 422)
 
+    await _give_order(world.pool, "P2")  # a tag is fitted only under a monitoring order
     moved = await world.call(
         "operator", "POST", "/api/v1/devices/T-P1/assign", json={"supervisee": "P2"}
     )
@@ -579,7 +642,10 @@ async def test_leave_is_recorded_checked_and_returned(world: World) -> None:
     ).status_code == 404
 
     created = await world.call(
-        "officer", "POST", url, json={**leave, "destinations": ["J2"], "reason": "探亲"}
+        "officer",
+        "POST",
+        url,
+        json={**leave, "destinations": ["J2"], "reason": "探亲", "approve": True},
     )
     assert created.status_code == 201, created.text
     body = created.json()

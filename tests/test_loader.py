@@ -1,4 +1,5 @@
-"""`fencewatch load`: a scenario directory (spec 4.2) into a real PostgreSQL, idempotently."""
+"""`fencewatch load`: a scenario directory (spec 4.2) into a real PostgreSQL, idempotently,
+then a word to the running service on Redis."""
 
 from __future__ import annotations
 
@@ -7,15 +8,22 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import msgspec
+import psutil
 import pytest
+from redis.asyncio import Redis
 
-from fencewatch.loader import load_scenario, main
+from fencewatch import servers
+from fencewatch.config import Settings
+from fencewatch.loader import load_scenario, main, notify_service
 from fencewatch.scenario import ScenarioError, read_roster, read_zones
+from fencewatch.service import RULES_CHANNEL as SERVICE_RULES_CHANNEL
+from geofence.zones import parse_schedule
 from storage.db import open_pool
-from storage.rules import load_rules
+from storage.rules import RULES_CHANNEL, load_rules
 
 # Leave next year, so that it is current whenever the test runs.
 YEAR = datetime.now(UTC).year + 1
@@ -208,3 +216,95 @@ async def test_the_command_loads_or_exits_2_with_the_reason(
     assert await asyncio.to_thread(main, bad) == 2
     assert "cannot be used as home" in capsys.readouterr().err
     assert await pool.fetchval("SELECT count(*) FROM supervisees") == 2
+
+
+async def test_a_leave_with_weekly_hours_loads_as_a_recurring_permit(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    a = dict(ROSTER["supervisees"][0])
+    schedule = [{"days": [6, 7], "from": "09:00", "to": "21:00"}]
+    a["leaves"] = [{**a["leaves"][0], "id": "A-permit", "schedule": schedule}]
+    scenario = _write(tmp_path, roster={"supervisees": [a]})
+    await load_scenario(pool, scenario)
+    row = await pool.fetchrow("SELECT kind, schedule, status FROM leaves WHERE id = 'A-permit'")
+    assert (row["kind"], row["schedule"], row["status"]) == ("permit", schedule, "approved")
+    async with pool.acquire() as conn:
+        roster, _ = await load_rules(conn, "Asia/Shanghai")
+    [expected] = read_roster(scenario / "roster.json").supervisees
+    assert roster.supervisees[0].leaves == expected.leaves
+    assert roster.supervisees[0].leaves[0].schedule == parse_schedule(schedule)
+
+
+async def _subscribed(url: str) -> Any:
+    client = Redis.from_url(url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(RULES_CHANNEL)
+    return client, pubsub
+
+
+async def _next_message(pubsub: Any) -> Any:
+    for _ in range(100):  # waits up to 10 s; returns as soon as it comes
+        message = await pubsub.get_message(timeout=0.1)
+        if message is not None:
+            return message["data"]
+    return None
+
+
+async def test_the_load_tells_a_running_service_to_reload(
+    pg_dsn: str,
+    pool: asyncpg.Pool,
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert RULES_CHANNEL == SERVICE_RULES_CHANNEL
+    monkeypatch.setenv("FENCEWATCH_DATABASE_URL", pg_dsn)
+    monkeypatch.setenv("FENCEWATCH_REDIS_URL", redis_url)
+    client, pubsub = await _subscribed(redis_url)
+    try:
+        assert await asyncio.to_thread(main, _write(tmp_path)) == 0
+        assert await _next_message(pubsub) == b"null"  # reload everyone
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+    assert "running service(s) to reload" in capsys.readouterr().err
+
+
+async def test_the_load_succeeds_when_the_service_cannot_be_told(
+    pg_dsn: str,
+    pool: asyncpg.Pool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("FENCEWATCH_DATABASE_URL", pg_dsn)
+    monkeypatch.setenv("FENCEWATCH_REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens
+    assert await asyncio.to_thread(main, _write(tmp_path)) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("loaded 4 zones")
+    assert "could not tell a running service to reload" in err
+    assert await pool.fetchval("SELECT count(*) FROM supervisees") == 2
+
+
+async def test_an_embedded_redis_is_told_only_while_it_runs(redis_url: str, tmp_path: Path) -> None:
+    """With no FENCEWATCH_REDIS_URL the service runs an embedded Redis, found through the
+    record fencewatch.servers keeps; the test's Redis plays it."""
+    settings = Settings(data_dir=tmp_path)
+    assert await asyncio.to_thread(notify_service, settings) is None  # none was started
+    record = tmp_path / "redis" / "fencewatch-server.json"
+    record.parent.mkdir()
+    me = psutil.Process()
+    port = urlsplit(redis_url).port or 6379
+    running = servers._Running(me.pid, me.create_time(), port, [me.pid])
+    record.write_bytes(msgspec.json.encode(running))
+    client, pubsub = await _subscribed(redis_url)
+    try:
+        assert (await asyncio.to_thread(notify_service, settings) or 0) >= 1
+        assert await _next_message(pubsub) == b"null"
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+    # A record left by a server that is gone is not a running one.
+    record.write_bytes(msgspec.json.encode(msgspec.structs.replace(running, started=1.0)))
+    assert await asyncio.to_thread(notify_service, settings) is None

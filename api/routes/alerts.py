@@ -1,4 +1,7 @@
-"""The alert queue: list, timeline, acknowledge (签收) and resolve (处置)."""
+"""The alert queue: list, timeline, acknowledge (签收) and resolve (处置).
+
+An alert's detail holds the position that confirmed it, so reading alerts is audited like
+reading a track (社区矫正法 Art. 29: location data for community corrections only)."""
 
 from __future__ import annotations
 
@@ -95,6 +98,19 @@ async def list_alerts(
             before=before,
             limit=limit,
         )
+        if rows:
+            filters = {"supervisee": supervisee, "type": type, "status": status, "before": before}
+            await audit.record(
+                conn,
+                user,
+                "location.alerts",
+                "alerts",
+                {
+                    "count": len(rows),
+                    "ids": [r["id"] for r in rows],
+                    **{k: v for k, v in filters.items() if v is not None},
+                },
+            )
     items = [Alert.model_validate(alert_object(r)) for r in rows]
     return AlertList(items=items, next_before=items[-1].id if len(items) == limit else None)
 
@@ -105,6 +121,7 @@ async def get_alert(ctx: Ctx, user: User, alert_id: int) -> AlertWithTimeline:
         row = await repo.get_alert(conn, user.offices, alert_id)
         if row is None:
             raise not_found(f"alert {alert_id}")
+        await audit.record(conn, user, "location.alert", f"alert:{alert_id}")
         return await _with_timeline(conn, row)
 
 

@@ -1,4 +1,7 @@
-"""Devices (tags and phones) and who wears them; the assignment history is never rewritten."""
+"""Devices (tags and phones) and who wears them; the assignment history is never rewritten.
+
+A tag (电子定位装置) is fitted only while the person has a monitoring order in force
+(社区矫正法 Art. 29, api.routes.orders); a phone used for 信息化核查 needs none."""
 
 from __future__ import annotations
 
@@ -12,9 +15,11 @@ from api.auth import Manager, User
 from api.context import Ctx
 from api.errors import ApiError, not_found
 from api.fields import UtcTime
+from api.routes.orders import today
 from api.routes.supervisees import require_supervisee
 from geofence.model import DeviceRef
 from storage import repo
+from storage.repo import Conn
 
 router = APIRouter(tags=["devices"])
 
@@ -65,6 +70,21 @@ class AssignmentHistory(BaseModel):
     items: list[Assignment]
 
 
+async def require_order(conn: Conn, supervisee: str) -> None:
+    """422 unless an order in force allows fitting `supervisee` with a tag. Holds the
+    person until the transaction ends, so an order removed meanwhile cannot be missed."""
+    await repo.lock_supervisee(conn, supervisee)
+    if not await repo.has_active_order(conn, supervisee, today()):
+        message = (
+            f"supervisee {supervisee!r} has no monitoring order in force: a tag may be fitted"
+            " only under one (社区矫正法 Art. 29); a phone (信息化核查) needs none"
+        )
+        message_zh = "该社区矫正对象没有有效的使用电子定位装置决定，不得使用电子定位装置"
+        raise ApiError(
+            422, f"{message} — {message_zh}", {"message": message, "message_zh": message_zh}
+        )
+
+
 @router.get("/devices", response_model=DeviceList)
 async def list_devices(ctx: Ctx, user: User) -> DeviceList:
     async with ctx.pool.acquire() as conn:
@@ -87,6 +107,11 @@ async def put_device(ctx: Ctx, user: Manager, device_id: str, body: DeviceIn) ->
         before = await repo.get_device(conn, None, device_id)
         if before is not None and not user.covers(before["office"]):
             raise not_found(f"device {device_id!r}")
+        wearer = before["supervisee"] if before is not None else None
+        was_phone = before is not None and before["kind"] == "phone"
+        if wearer and was_phone and body.kind == "tag":
+            # A worn phone re-registered as a tag needs an order like any tag.
+            await require_order(conn, wearer)
         await repo.upsert_device(conn, DeviceRef(device_id, body.kind, body.owntracks), body.model)
         await audit.record(conn, user, "device.put", f"device:{device_id}", body.model_dump())
         row = await repo.get_device(conn, None, device_id)
@@ -105,6 +130,8 @@ async def assign(ctx: Ctx, user: Manager, device_id: str, body: Assign) -> Devic
         # A scoped caller may fit a device from stock but not take one off another office's person.
         if device is None or (device["supervisee"] and not user.covers(device["office"])):
             raise not_found(f"device {device_id!r}")
+        if device["kind"] == "tag" and device["supervisee"] != body.supervisee:
+            await require_order(conn, body.supervisee)
         previous, changed = await repo.assign_device(conn, device_id, body.supervisee)
         if changed:
             await audit.record(

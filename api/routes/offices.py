@@ -1,4 +1,5 @@
-"""Offices (centre → county bureau → justice station) and the officers who work in them."""
+"""Offices (centre → city → county bureau → justice station) and the officers who work in
+them. An office's kind is also the level its tokens decide at (api.auth.OFFICE_LEVELS)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ class OfficeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
-    kind: Literal["center", "county", "station"] = Field(
-        description="monitoring centre, county bureau (县级司法局) or justice station (司法所)"
+    kind: Literal["center", "city", "county", "station"] = Field(
+        description="monitoring centre (监控中心, decides nothing), city (市级社区矫正机构),"
+        " county bureau (县级司法局) or justice station (司法所)"
     )
     parent: str | None = None
 
