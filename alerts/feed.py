@@ -28,6 +28,20 @@ GEOFENCE_RULES = ("jurisdiction_exit", "exclusion_enter", "curfew_breach")
 STATES = {"in": "ok", "uncertain": "uncertain", "out": "outside"}
 
 
+def alert_message(change: dict[str, Any]) -> bytes:
+    """A feed message for an alert change: {"kind": "alert", "event": ..., "alert": {...}}."""
+    return msgspec.json.encode({"kind": "alert", **change})
+
+
+async def announce(redis: Redis, change: dict[str, Any]) -> None:
+    """Tell live clients of an alert change made outside ingest (acknowledged, resolved,
+    escalated), after its commit; best effort, like all fan-out."""
+    try:
+        await redis.publish(CHANNEL, alert_message(change))
+    except (RedisError, OSError) as exc:
+        log.warning("Redis fan-out failed (%s); consoles catch up on their next reload", exc)
+
+
 def person_state(engine: Engine, supervisee: str, zone_state: str | None) -> str:
     """ok / uncertain / outside / breach, for colouring the map."""
     person = engine.state.people.get(supervisee)
@@ -78,7 +92,7 @@ class Feed:
                     CHANNEL, msgspec.json.encode({"kind": "positions", "items": positions})
                 )
             for change in alerts:
-                pipe.publish(CHANNEL, msgspec.json.encode({"kind": "alert", **change}))
+                pipe.publish(CHANNEL, alert_message(change))
             await pipe.execute()
         except (RedisError, OSError) as exc:
             if time.monotonic() - self._warned_at > 60:

@@ -107,7 +107,7 @@ _bearer = HTTPBearer(
 )
 
 
-async def _authenticate(
+async def authenticate(
     ctx: Ctx, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
     if credentials is None:
@@ -134,7 +134,7 @@ async def _authenticate(
     )
 
 
-User = Annotated[Principal, Depends(_authenticate)]
+User = Annotated[Principal, Depends(authenticate)]
 
 
 def _granted(permission: Permission) -> Callable[..., Awaitable[Principal]]:

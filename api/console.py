@@ -27,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 
 from alerts.feed import CHANNEL
 from api import audit
-from api.auth import Permission, Principal, User, _authenticate
+from api.auth import Permission, Principal, User, authenticate
 from api.context import ApiContext
 from api.errors import ApiError
 from storage import repo
@@ -203,7 +203,7 @@ async def _hello(ctx: ApiContext, ws: WebSocket) -> Principal | None:
         if not isinstance(token, str):
             raise ApiError(401, 'the first message must be {"token": "<bearer token>"}')
         credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
-        return await _authenticate(ctx, credentials)
+        return await authenticate(ctx, credentials)
     except WebSocketDisconnect:
         return None
     except (ApiError, TimeoutError, ValueError) as exc:

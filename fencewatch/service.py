@@ -37,14 +37,13 @@ from ingest.loop import IngestLoop, Pipeline
 from ingest.mqtt import MqttSource
 from storage import partitions, snapshots
 from storage.db import open_pool
-from storage.rules import load_rules
+from storage.rules import RULES_CHANNEL, load_rules
 
 if TYPE_CHECKING:
     from simulators.fleet import FleetPlan
 
 log = logging.getLogger("fencewatch")
 
-RULES_CHANNEL = "fencewatch:rules"
 SNAPSHOT_EVERY_S = 30.0
 CLOCK_EVERY_S = 1.0
 

@@ -12,8 +12,6 @@ from storage.db import Conn
 
 # The Redis channel on which a change of these rules is announced (a JSON list of the
 # supervisees concerned, or null for everyone); every `fencewatch serve` reloads on it.
-# fencewatch.service.RULES_CHANNEL names it too (tests check they agree); `fencewatch load`
-# announces here without importing the whole service.
 RULES_CHANNEL = "fencewatch:rules"
 
 # Rules that ended longer ago than this are not loaded: late fixes older than that are not

@@ -20,7 +20,6 @@ from fencewatch import servers
 from fencewatch.config import Settings
 from fencewatch.loader import load_scenario, main, notify_service
 from fencewatch.scenario import ScenarioError, read_roster, read_zones
-from fencewatch.service import RULES_CHANNEL as SERVICE_RULES_CHANNEL
 from geofence.zones import parse_schedule
 from storage.db import open_pool
 from storage.rules import RULES_CHANNEL, load_rules
@@ -258,7 +257,6 @@ async def test_the_load_tells_a_running_service_to_reload(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert RULES_CHANNEL == SERVICE_RULES_CHANNEL
     monkeypatch.setenv("FENCEWATCH_DATABASE_URL", pg_dsn)
     monkeypatch.setenv("FENCEWATCH_REDIS_URL", redis_url)
     client, pubsub = await _subscribed(redis_url)

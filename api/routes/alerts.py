@@ -5,12 +5,12 @@ reading a track (社区矫正法 Art. 29: location data for community correction
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
-import asyncpg
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from alerts.feed import announce
 from alerts.outbox import enqueue
 from alerts.store import alert_object
 from alerts.webhook import CHANNEL as WEBHOOK
@@ -160,11 +160,11 @@ async def _transition(
         detail = {k: v for k, v in detail.items() if v is not None}
         await repo.add_alert_event(conn, alert_id, user.subject, to, detail)
         await audit.record(conn, user, f"alert.{to}", f"alert:{alert_id}", detail)
-        # asyncpg's pool hands out proxies of asyncpg.Connection, which enqueue is typed for.
-        await enqueue(
-            cast(asyncpg.Connection, conn), WEBHOOK, {"event": to, "alert": alert_object(row)}
-        )
-        return await _with_timeline(conn, row)
+        change = {"event": to, "alert": alert_object(row)}
+        await enqueue(conn, WEBHOOK, change, recipient=row["supervisee_id"])
+        result = await _with_timeline(conn, row)
+    await announce(ctx.redis, change)
+    return result
 
 
 async def _with_timeline(conn: Conn, row: Row) -> AlertWithTimeline:
