@@ -1,5 +1,8 @@
 """Engine verdicts into the case record: one alert per breach episode (its key is unique),
-every step in the alert's timeline, and a webhook event queued in the same transaction."""
+every step in the alert's timeline, and a webhook event queued in the same transaction.
+
+A new alert is stored unrouted (`alerts.routed` false); alerts.escalation tells the
+officer, in its own transaction, as soon as this one commits."""
 
 from __future__ import annotations
 
@@ -12,6 +15,9 @@ from fencewatch.metrics import ALERTS_RAISED
 from fencewatch.timefmt import iso, iso_time, utc
 from geofence.model import Verdict
 from storage.db import Conn
+
+# New alerts are announced here, at commit, so alerts.escalation routes them at once.
+NOTIFY_CHANNEL = "fencewatch_alerting"
 
 SEVERITY = {
     "sos": "critical",
@@ -43,12 +49,15 @@ def alert_object(r: asyncpg.Record) -> dict[str, Any]:
         "disposition": r["disposition"],
         "note": r["note"],
         "detail": r["detail"],
+        # When the next escalation step is due while the alert stays open (alerts.escalation).
+        "escalate_at": iso_time(at) if (at := r.get("escalate_at")) else None,
     }
 
 
 async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
     """Record verdicts inside the caller's transaction; returns the alerts that changed."""
     changed = []
+    raised = False
     for v in verdicts:
         if v.action == "raise":
             row = await conn.fetchrow(
@@ -66,6 +75,13 @@ async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
                 v.detail,
             )
             event = "raised"
+        elif v.action == "reopen":
+            row = await conn.fetchrow(
+                "UPDATE alerts SET active = true, cleared_at = NULL WHERE key = $1 AND NOT active"
+                " RETURNING *",
+                v.key,
+            )
+            event = "reopened"
         else:
             row = await conn.fetchrow(
                 "UPDATE alerts SET active = false, cleared_at = $2 WHERE key = $1 AND active"
@@ -89,5 +105,10 @@ async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
         await enqueue(conn, "webhook", {"event": event, "alert": alert}, recipient=v.supervisee)
         if event == "raised":
             ALERTS_RAISED.labels(v.type).inc()
+            raised = True
         changed.append({"event": event, "alert": alert})
+    if raised:
+        # Wakes the escalator (alerts.escalation) when this transaction commits: the new
+        # alerts are on their way to the officers within moments.
+        await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
     return changed

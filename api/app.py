@@ -7,7 +7,22 @@ from fastapi import FastAPI
 
 from api import console, docs, errors
 from api.context import ApiContext
-from api.routes import alerts, devices, health, leaves, offices, supervisees, track, zones
+from api.routes import (
+    alerts,
+    assessment,
+    audit,
+    commands,
+    devices,
+    health,
+    heightened,
+    leaves,
+    offices,
+    orders,
+    reports,
+    supervisees,
+    track,
+    zones,
+)
 
 API_PREFIX = "/api/v1"
 
@@ -22,7 +37,20 @@ def create_app(ctx: ApiContext) -> FastAPI:
     )
     app.state.ctx = ctx
     errors.install(app)
-    for module in (alerts, supervisees, devices, zones, track, leaves, offices):
+    for module in (
+        alerts,
+        supervisees,
+        devices,
+        zones,
+        track,
+        leaves,
+        orders,
+        heightened,
+        offices,
+        audit,
+    ):
+        app.include_router(module.router, prefix=API_PREFIX, responses=errors.RESPONSES)
+    for module in (commands, reports, assessment):  # alerting and duties (issue 6)
         app.include_router(module.router, prefix=API_PREFIX, responses=errors.RESPONSES)
     app.include_router(health.router)
     docs.mount(app)

@@ -81,6 +81,11 @@ async def _integrity_error(_: Request, exc: Exception) -> JSONResponse:
     return _json(422, f"refers to something that does not exist or is not allowed: {reason}")
 
 
+async def _unstorable(_: Request, exc: Exception) -> JSONResponse:
+    # A number beyond bigint or a NUL character got past validation: the request's fault.
+    return _json(422, f"a value in the request cannot be stored or compared: {exc}")
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error in the API", exc_info=exc)
     return _json(500, "internal error")
@@ -91,4 +96,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(asyncpg.IntegrityConstraintViolationError, _integrity_error)
+    app.add_exception_handler(asyncpg.DataError, _unstorable)
+    app.add_exception_handler(OverflowError, _unstorable)
     app.add_exception_handler(Exception, _unexpected)

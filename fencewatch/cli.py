@@ -43,6 +43,26 @@ def _token_revoke(args: argparse.Namespace) -> int:
     return revoke_main(args.token)
 
 
+def _devices_provision(args: argparse.Namespace) -> int:
+    from fencewatch.provision import main
+
+    return main(
+        args.password_file,
+        args.acl_file,
+        roster=args.roster,
+        out=args.out,
+        rotate=args.rotate,
+        prune=args.prune,
+        service_users=args.service_user,
+    )
+
+
+def _retention_purge(args: argparse.Namespace) -> int:
+    from fencewatch.retention import main
+
+    return main(days=args.days, dry_run=args.dry_run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fencewatch", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +108,52 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = token_commands.add_parser("revoke", help="revoke a token at once")
     revoke.add_argument("token", metavar="TOKEN", help="the token, or - to read it from stdin")
     revoke.set_defaults(func=_token_revoke)
+
+    devices = commands.add_parser("devices", help="device identity on the MQTT broker")
+    device_commands = devices.add_subparsers(dest="devices_command", required=True)
+    provision = device_commands.add_parser(
+        "provision",
+        help="per-device MQTT passwords and a topic ACL for Mosquitto (new passwords shown once)",
+    )
+    provision.add_argument(
+        "--password-file", type=Path, required=True, help="the Mosquitto password_file to write"
+    )
+    provision.add_argument(
+        "--acl-file", type=Path, required=True, help="the Mosquitto acl_file to write"
+    )
+    provision.add_argument(
+        "--roster", type=Path, default=None, help="devices from this roster.json, not the database"
+    )
+    provision.add_argument(
+        "--out", type=Path, default=None, help="new passwords to this new file (600), not stdout"
+    )
+    provision.add_argument(
+        "--rotate", action="append", default=[], metavar="ID", help="new password for this device"
+    )
+    provision.add_argument(
+        "--prune", action="store_true", help="remove users that are no longer devices"
+    )
+    provision.add_argument(
+        "--service-user",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="service account (repeatable); default FENCEWATCH_MQTT_URL's user, else fencewatch",
+    )
+    provision.set_defaults(func=_devices_provision)
+
+    retention = commands.add_parser("retention", help="location data retention")
+    retention_commands = retention.add_subparsers(dest="retention_command", required=True)
+    purge = retention_commands.add_parser(
+        "purge", help="delete location data past retention now; prints what it did as JSON"
+    )
+    purge.add_argument(
+        "--days", type=int, default=None, help="default FENCEWATCH_RETENTION_DAYS, else 1826"
+    )
+    purge.add_argument(
+        "--dry-run", action="store_true", help="count what would be deleted; delete nothing"
+    )
+    purge.set_defaults(func=_retention_purge)
     return parser
 
 

@@ -13,6 +13,46 @@ class ConfigError(ValueError):
     pass
 
 
+# Unacknowledged seconds before escalation, by alert severity (alerts.store.SEVERITY).
+DEFAULT_ESCALATE_AFTER_S = {"critical": 300, "high": 600, "normal": 1800, "low": 0}
+
+
+def _severities(name: str, text: str) -> dict[str, int]:
+    """'critical=300,high=600' → a full severity table (the defaults fill the rest)."""
+    table = dict(DEFAULT_ESCALATE_AFTER_S)
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key, _, value = item.partition("=")
+        if key.strip() not in table or not value.strip().isdigit():
+            raise ConfigError(
+                f"{name} must look like critical=300,high=600,normal=1800,low=0, got {text!r}"
+            )
+        table[key.strip()] = int(value)
+    return table
+
+
+def _days(name: str, text: str) -> tuple[int, ...]:
+    try:
+        days = tuple(sorted({int(p) for p in text.split(",") if p.strip()}, reverse=True))
+    except ValueError:
+        raise ConfigError(f"{name} must be a comma-separated list of days, got {text!r}") from None
+    if any(d < 0 for d in days):
+        raise ConfigError(f"{name} must not be negative, got {text!r}")
+    return days
+
+
+def _number(env: dict[str, str], name: str, default: float, low: float, high: float) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {text!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {text!r}")
+    return value
+
+
 class MqttAddress(msgspec.Struct, frozen=True):
     host: str
     port: int = 1883
@@ -40,6 +80,28 @@ class Settings(msgspec.Struct, frozen=True):
     webhook_secret: str = ""
     client_id: str = "fencewatch-ingest"
     timezone: str = "Asia/Shanghai"  # schedules (curfews, time-windowed zones) are local
+    # Alert channels (alerts.channels): an HTTP SMS gateway, signed like the webhook, and
+    # e-mail. Unset = that channel is off. The device downlink uses the MQTT broker.
+    sms_url: str | None = None
+    sms_secret: str = ""
+    smtp_url: str | None = None  # smtp://[user:pass@]host[:port][?starttls=1] or smtps://
+    smtp_from: str = "fencewatch@localhost"
+    # Escalation (alerts.escalation): seconds an open alert may stay unacknowledged before
+    # the next level is told, by severity (0 = never escalates); in a heightened period
+    # these are multiplied by `escalate_heightened_factor`.
+    escalate_after_s: dict[str, int] = msgspec.field(
+        default_factory=lambda: dict(DEFAULT_ESCALATE_AFTER_S)
+    )
+    escalate_heightened_factor: float = 0.5
+    # Storm control (alerts.ratelimit): at most `notify_limit` messages per recipient about
+    # one person within `notify_window_s`, and the same alert type about the same person
+    # once per window; the rest are folded into one summary message.
+    notify_limit: int = 3
+    notify_window_s: int = 600
+    # Scheduled duties (duties): reminder lead times in days, and the reports' day of month.
+    remind_order_days: tuple[int, ...] = (7, 1)
+    remind_term_days: tuple[int, ...] = (30, 7, 1)
+    report_day: int = 25
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -62,4 +124,23 @@ class Settings(msgspec.Struct, frozen=True):
             webhook_secret=env.get("FENCEWATCH_WEBHOOK_SECRET", ""),
             client_id=env.get("FENCEWATCH_MQTT_CLIENT_ID", "fencewatch-ingest"),
             timezone=env.get("FENCEWATCH_TIMEZONE", "Asia/Shanghai"),
+            sms_url=env.get("FENCEWATCH_SMS_URL") or None,
+            sms_secret=env.get("FENCEWATCH_SMS_SECRET", ""),
+            smtp_url=env.get("FENCEWATCH_SMTP_URL") or None,
+            smtp_from=env.get("FENCEWATCH_SMTP_FROM") or "fencewatch@localhost",
+            escalate_after_s=_severities(
+                "FENCEWATCH_ESCALATE_AFTER", env.get("FENCEWATCH_ESCALATE_AFTER", "")
+            ),
+            escalate_heightened_factor=_number(
+                env, "FENCEWATCH_ESCALATE_HEIGHTENED_FACTOR", 0.5, 0.01, 1.0
+            ),
+            notify_limit=int(_number(env, "FENCEWATCH_NOTIFY_LIMIT", 3, 1, 1000)),
+            notify_window_s=int(_number(env, "FENCEWATCH_NOTIFY_WINDOW_S", 600, 1, 86_400)),
+            remind_order_days=_days(
+                "FENCEWATCH_REMIND_ORDER_DAYS", env.get("FENCEWATCH_REMIND_ORDER_DAYS", "7,1")
+            ),
+            remind_term_days=_days(
+                "FENCEWATCH_REMIND_TERM_DAYS", env.get("FENCEWATCH_REMIND_TERM_DAYS", "30,7,1")
+            ),
+            report_day=int(_number(env, "FENCEWATCH_REPORT_DAY", 25, 1, 28)),
         )

@@ -23,13 +23,13 @@ import uvicorn
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from alerts.alerting import Alerting
 from alerts.feed import Feed
-from alerts.outbox import OutboxWorker, Sender
-from alerts.webhook import CHANNEL as WEBHOOK
-from alerts.webhook import WebhookSender
 from api.app import create_app
 from api.context import ApiContext
 from api.tokens import create_token
+from duties.scheduler import Duties
+from fencewatch import retention
 from fencewatch.config import Settings
 from fencewatch.servers import ServerUrls, servers
 from geofence.ruleset import RuleSet
@@ -65,6 +65,7 @@ class Service:
 
     async def run(self, demo_fleet: int = 0) -> None:
         s = self.settings
+        retention_days = retention.days_from_env()  # a bad setting stops the start
         self.pool = await open_pool(self.urls.database_url, min_size=2, max_size=8)
         self.redis = Redis.from_url(self.urls.redis_url)
         async with self.pool.acquire() as conn:
@@ -92,9 +93,10 @@ class Service:
             "rules": self._listen_rules(),
             "http": server.serve(),
         }
-        senders = self._senders()
-        if senders:
-            jobs["outbox"] = OutboxWorker(self.pool, senders).run(self.stop)
+        self.alerting = Alerting(self.pool, self.redis, s, self.urls.mqtt_url)
+        jobs["alerting"] = self.alerting.run(self.stop)
+        jobs["duties"] = Duties(self.pool, s).run(self.stop)
+        jobs["retention"] = retention.job(self.pool, retention_days)
         if demo_fleet:
             from simulators.fleet import run_fleet
 
@@ -118,7 +120,7 @@ class Service:
         self.source.stop()
         # Whatever the broker delivered but we did not acknowledge is redelivered next time.
         for task in tasks:
-            if task.get_name() not in ("http", "outbox", "fleet"):
+            if task.get_name() not in ("http", "alerting", "duties", "fleet"):
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         async with self.pipeline.lock:
@@ -177,12 +179,6 @@ class Service:
         p = self.pipeline
         async with self.pool.acquire() as conn:
             await snapshots.save(conn, p.engine, p.last_rid, p.last_event_rid)
-
-    def _senders(self) -> dict[str, Sender]:
-        s = self.settings
-        if s.webhook_url:
-            return {WEBHOOK: WebhookSender(s.webhook_url, s.webhook_secret)}
-        return {}
 
     async def health(self) -> dict[str, bool]:
         async def db() -> bool:

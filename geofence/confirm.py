@@ -8,8 +8,9 @@ One `Confirm` per rule per device lane. Each judged fix arrives as a violation s
     -1  leaning compliant
     -2  certainly compliant
 
-A breach is confirmed by `confirm_fixes` certain violations spanning `confirm_s`, with no
-trustworthy compliant fix between them; it then stays a breach until `clear_fixes`
+A breach is confirmed by `confirm_fixes` certain violations spanning `confirm_s` (or, for a
+device that reports rarely, two spanning `confirm_dwell_s`), with no trustworthy compliant
+fix between them; it then stays a breach until `clear_fixes`
 trustworthy compliant fixes in a row. Leaning fixes neither count nor reset, except that a
 leaning-compliant fix with a small radius is trustworthy: it is what a person standing
 just inside the border produces, and it must break a streak built from drift.
@@ -18,6 +19,8 @@ just inside the border produces, and it must break a streak built from drift.
 from __future__ import annotations
 
 import msgspec
+
+from geofence.policy import Policy
 
 CLEAR, PENDING, BREACH = 0, 1, 2
 
@@ -29,16 +32,7 @@ class Confirm(msgspec.Struct):
     good: int = 0  # trustworthy compliant fixes in a row while in breach
 
 
-def step(
-    c: Confirm,
-    score: int,
-    ts: int,
-    radius: float,
-    confirm_fixes: int,
-    confirm_s: int,
-    clear_fixes: int,
-    trust_acc_m: float,
-) -> str | None:
+def step(c: Confirm, score: int, ts: int, radius: float, policy: Policy) -> str | None:
     """Advance `c` by one fix; returns "raise", "clear" or None."""
     if score == 2:
         c.good = 0
@@ -46,18 +40,22 @@ def step(
             c.phase, c.start, c.count = PENDING, ts, 1
         elif c.phase == PENDING:
             c.count += 1
-        if c.phase == PENDING and c.count >= confirm_fixes and ts - c.start >= confirm_s * 1000:
+        span = ts - c.start
+        if c.phase == PENDING and (
+            (c.count >= policy.confirm_fixes and span >= policy.confirm_s * 1000)
+            or (c.count >= 2 and span >= policy.confirm_dwell_s * 1000)
+        ):
             c.phase = BREACH
             return "raise"
         return None
-    trustworthy = score == -2 or (score == -1 and radius <= trust_acc_m)
+    trustworthy = score == -2 or (score == -1 and radius <= policy.trust_acc_m)
     if not trustworthy:
         return None
     if c.phase == PENDING:
         c.phase, c.count = CLEAR, 0
     elif c.phase == BREACH:
         c.good += 1
-        if c.good >= clear_fixes:
+        if c.good >= policy.clear_fixes:
             c.phase, c.count, c.good = CLEAR, 0, 0
             return "clear"
     return None

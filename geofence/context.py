@@ -33,13 +33,20 @@ class StepContext:
         ts: int,
         late: bool,
         detail: dict | None = None,
+        reopen_ms: int = 0,
     ) -> None:
         """A confirmed breach of `rule` that began at `start`, confirmed at `ts`. Raises an
         alert unless this person already has an episode of the rule overlapping it (another
-        device saw it, or a redelivered or late batch is showing it again)."""
+        device saw it, or a redelivered or late batch is showing it again), or one that ended
+        less than `reopen_ms` before it began (then that episode is reopened)."""
         episodes = self._person(supervisee).episodes.setdefault(rule, [])
         for e in episodes:
-            if e.start <= ts and (e.end is None or e.end >= start):
+            if e.start <= ts and (e.end is None or e.end + reopen_ms >= start):
+                if e.end is not None and e.device == device:
+                    e.end = None
+                    self.verdicts.append(
+                        Verdict("reopen", alert_type, supervisee, device, ts, e.key)
+                    )
                 return
         key = f"{rule}:{supervisee}:{start}"
         episodes.append(Episode(key, start, None, device))

@@ -25,6 +25,7 @@ class Quality(IntFlag):
     OUT_OF_ORDER = 32  # older than a fix already judged for this device
     GCJ02 = 64  # arrived in GCJ-02 and was converted
     DUPLICATE = 128  # same device, seq and time as a fix already judged
+    DRIFT = 256  # far from where a device that says it is still has been resting
 
 
 class Fix(msgspec.Struct, frozen=True, gc=False):
@@ -128,10 +129,11 @@ class Roster(msgspec.Struct):
 
 
 class Verdict(msgspec.Struct, frozen=True):
-    """What the engine concluded. `action` is raise (a new alert) or clear (the condition
-    that raised `key` ended; the alert stays open until a person resolves it)."""
+    """What the engine concluded. `action` is raise (a new alert), clear (the condition
+    that raised `key` ended; the alert stays open until a person resolves it) or reopen
+    (the condition came back soon after: the same breach, not a new alert)."""
 
-    action: str  # raise | clear
+    action: str  # raise | clear | reopen
     type: str  # jurisdiction_exit | exclusion_enter | curfew_breach | device_offline | ...
     supervisee: str
     device: str

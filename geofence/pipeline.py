@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from geofence.context import StepContext
 from geofence.judge import Judged
-from geofence.stages import curfew, dedup, exclusion, health, jump, jurisdiction
+from geofence.stages import curfew, dedup, drift, exclusion, health, jump, jurisdiction
 from geofence.state import Track
 
 Stage = Callable[[StepContext, Track, Judged], bool]
@@ -20,6 +20,7 @@ STAGES: tuple[Stage, ...] = (
     health.battery,
     health.strap,
     jump.run,  # multipath and cell jumps are flagged, not believed
+    drift.run,  # so is a still device's fix far from where it rests
     jurisdiction.run,  # left the allowed area (jurisdiction + leave)
     exclusion.run,  # entered a prohibition-order zone
     curfew.run,  # away from home during curfew

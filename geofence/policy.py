@@ -13,6 +13,11 @@ class Policy(msgspec.Struct, frozen=True):
     # side, with no trustworthy fix on the right side between them, spanning this long.
     confirm_fixes: int = 3
     confirm_s: int = 60
+    # …or, for devices that report rarely (phones), two such fixes this far apart.
+    confirm_dwell_s: int = 300
+    # A breach of the same rule starting again this soon after one ended is the same breach
+    # (a road that clips the border in and out): reopened, not raised again.
+    reopen_s: int = 600
     # Hysteresis: this many trustworthy fixes on the right side end a breach.
     clear_fixes: int = 2
     # A fix on the right side only counts (to reset or clear) when its radius is this small
@@ -24,12 +29,22 @@ class Policy(msgspec.Struct, frozen=True):
     acc_unknown_m: float = 300.0
     acc_factor_default: float = 2.0
     acc_floor_m: dict[str, float] = msgspec.field(
-        default_factory=lambda: {"cell": 1000.0, "wifi": 30.0}
+        default_factory=lambda: {"cell": 1500.0, "wifi": 30.0}
     )
     acc_factor: dict[str, float] = msgspec.field(default_factory=lambda: {"cell": 2.0, "wifi": 2.0})
     acc_max_m: float = 5000.0  # beyond this a fix says nothing about position
     # Jump filter: faster than this from the last trusted fix is a multipath/cell jump.
     max_speed_mps: float = 100.0
+    # Drift: a device whose Doppler speed says it is still, yet whose fix lies far from
+    # where it has been resting, is showing indoor drift or multipath, not a walk. Speeds
+    # below `still_mps` mean still; `drift_m` is how far from the resting point counts;
+    # the resting point follows still fixes with time constant `rest_tau_s`, and is reset
+    # by motion, by a gap of `rest_gap_s` or after `drift_max_s` of seeming drift.
+    still_mps: float = 0.4
+    drift_m: float = 100.0
+    rest_tau_s: int = 1200
+    rest_gap_s: int = 600
+    drift_max_s: int = 1200
     # A fix that reached us this long after it was taken was buffered: a breach it reveals
     # is reported as late.
     late_after_s: int = 300

@@ -20,6 +20,9 @@ class Track(msgspec.Struct):
     seen: int = 0  # bit i set: seq max_seq - i already judged (QoS 1 redelivery guard)
     anchor: tuple[float, float, float, int] | None = None  # last trusted (lat, lon, r, ts)
     suspect: tuple[float, float, float, int] | None = None  # last fix rejected as a jump
+    rest: tuple[float, float, int] | None = None  # where a still device rests (lat, lon, ts)
+    speed_seen: bool = False  # the device has reported motion: its zero speed means still
+    drift_since: int | None = None
     jurisdiction: Confirm = msgspec.field(default_factory=Confirm)
     travel_since: int | None = None  # leave: outside every allowed place since
     exclusion: dict[str, Confirm] = msgspec.field(default_factory=dict)

@@ -21,7 +21,10 @@ from ingest.messages import EvtMessage, FixEntry, LocMessage, OwnTracksMessage
 MAX_PAYLOAD = 256 * 1024
 MAX_BATCH = 2000
 MAX_FUTURE_MS = 10 * 60_000  # device clocks drift; beyond this the clock is wrong
-MAX_AGE_MS = 31 * 86_400_000  # buffered uploads older than a month are not positions to act on
+MAX_AGE_MS = 31 * 86_400_000
+MAX_SEQ = (
+    2**63
+)  # stored as bigint  # buffered uploads older than a month are not positions to act on
 EVENT_TYPES = frozenset(
     {"strap_open", "strap_cut", "power_off", "low_battery", "charging", "sos", "boot"}
 )
@@ -89,6 +92,9 @@ def decode(
             raise _Bad("topic", f"not a device topic: {topic[:120]!r}")
     except _Bad as bad:
         out.rejections.append(Rejection(topic, payload, bad.reason, bad.detail))
+    except Exception as exc:  # whatever a device sends must not stop ingest
+        reason = f"undecodable: {exc!r}"
+        out = Decoded(rejections=[Rejection(topic, payload, "malformed", reason)])
     return out
 
 
@@ -99,6 +105,10 @@ def _decode(decoder: msgspec.json.Decoder, raw: bytes | msgspec.Raw, what: str) 
         raise _Bad("schema", f"{what}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise _Bad("malformed", f"{what}: not valid JSON ({exc})") from None
+    except UnicodeDecodeError:
+        raise _Bad("malformed", f"{what}: not valid UTF-8") from None
+    except RecursionError:
+        raise _Bad("malformed", f"{what}: nested too deeply") from None
 
 
 def _loc_message(topic: str, payload: bytes, at: int, device: str, out: Decoded) -> None:
@@ -119,9 +129,7 @@ def _loc_message(topic: str, payload: bytes, at: int, device: str, out: Decoded)
             out.fixes.append(_fix(_decode(_entry, raw, f"batch[{index}]"), at, device))
         except _Bad as bad:
             # Keep the good entries of a batch; record each bad one with its position.
-            out.rejections.append(
-                Rejection(topic, bytes(raw), bad.reason, f"batch[{index}]: {bad.detail}")
-            )
+            out.rejections.append(Rejection(topic, bytes(raw), bad.reason, bad.detail))
 
 
 def _check_time(ts: int, at: int) -> None:
@@ -140,9 +148,13 @@ def _finite(name: str, value: float | None, low: float, high: float) -> None:
         raise _Bad("out_of_range", f"{name} {value} is outside {low}..{high}")
 
 
+def _seq(seq: int) -> None:
+    if not 0 <= seq < MAX_SEQ:
+        raise _Bad("out_of_range", f"seq must be an integer from 0 to {MAX_SEQ - 1}")
+
+
 def _fix(e: FixEntry, at: int, device: str) -> Fix:
-    if e.seq < 0:
-        raise _Bad("schema", "seq must be a non-negative integer")
+    _seq(e.seq)
     _check_time(e.ts, at)
     _finite("acc", e.acc, 0.0, 100_000.0)
     _finite("spd", e.spd, 0.0, 1000.0)
@@ -151,8 +163,8 @@ def _fix(e: FixEntry, at: int, device: str) -> Fix:
         raise _Bad("out_of_range", f"batt {e.batt} is outside 0..100")
     if e.strap is not None and e.strap not in STRAP:
         raise _Bad("schema", f"strap must be ok, open or cut, got {e.strap[:40]!r}")
-    if e.src is not None and len(e.src) > 16:
-        raise _Bad("schema", "src is too long")
+    if e.src is not None and (len(e.src) > 16 or not e.src.isprintable()):
+        raise _Bad("schema", "src must be a short printable name (gps, bds, wifi, cell, mixed)")
     lat, lon, gcj02 = e.lat, e.lon, False
     if not e.fix:
         lat = lon = None
@@ -193,8 +205,7 @@ def _event(payload: bytes, at: int, device: str) -> DeviceEvent:
         raise _Bad("topic", f"payload says device {msg.dev[:80]!r} but the topic says {device}")
     if msg.type not in EVENT_TYPES:
         raise _Bad("schema", f"unknown event type {msg.type[:40]!r}")
-    if msg.seq < 0:
-        raise _Bad("schema", "seq must be a non-negative integer")
+    _seq(msg.seq)
     _check_time(msg.ts, at)
     return DeviceEvent(device=device, seq=msg.seq, ts=msg.ts, at=at, type=msg.type)
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from alerts.downlink import CommandAckError, record_command_ack
 from alerts.feed import Feed
 from fencewatch.metrics import (
     FIXES_RECEIVED,
@@ -30,6 +31,7 @@ from ingest.writer import Committed, commit
 
 log = logging.getLogger("fencewatch.ingest")
 
+ACK_SUFFIX = "/cmd/ack"
 MAX_BATCH = 5000
 MAX_WAIT_S = 0.02
 RETRY_S = (0.5, 1, 2, 5, 10)
@@ -100,7 +102,12 @@ class IngestLoop:
         async with p.lock:
             rules = p.engine.rules
             decoded = Decoded()
+            acks = [i for i in items if i.topic.endswith(ACK_SUFFIX)]
+            if acks:
+                decoded.rejections += await self._command_acks(acks)
             for item in items:
+                if item.topic.endswith(ACK_SUFFIX):
+                    continue
                 d = decode(item.topic, item.payload, item.at, rules.device_owner, rules.owntracks)
                 decoded.fixes += d.fixes
                 decoded.events += d.events
@@ -115,3 +122,15 @@ class IngestLoop:
         self.source.ack(items)
         FIXES_STORED.inc(done.stored)
         await p.feed.publish(outcome.judged, done.alerts, p.engine)
+
+    async def _command_acks(self, acks: list[Inbound]) -> list[Rejection]:
+        """Devices acknowledging commands (em/<device>/cmd/ack), recorded before the batch's
+        broker acks; a malformed one is kept as a rejected message."""
+        rejected = []
+        async with self.pipeline.pool.acquire() as conn, conn.transaction():
+            for item in acks:
+                try:
+                    await record_command_ack(conn, item.topic.split("/")[1], item.payload)
+                except CommandAckError as exc:
+                    rejected.append(Rejection(item.topic, item.payload, "schema", str(exc)))
+        return rejected

@@ -18,11 +18,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from alerts.downlink import ACK_TOPIC
 from fencewatch.config import MqttAddress
 
 log = logging.getLogger("fencewatch.ingest")
 
-TOPICS = ("em/+/loc", "em/+/evt", "owntracks/+/+")
+TOPICS = ("em/+/loc", "em/+/evt", ACK_TOPIC, "owntracks/+/+")
 SESSION_EXPIRY_S = 7 * 86_400
 
 

@@ -21,7 +21,6 @@ from api.auth import LeaveRecorder, Principal, User
 from api.context import Ctx
 from api.errors import ApiError, not_found
 from api.fields import UtcTime
-from api.routes import heightened, orders
 from api.routes.supervisees import require_supervisee
 from api.routes.zones import Window
 from fencewatch.timefmt import epoch_ms
@@ -367,11 +366,3 @@ async def report_back(ctx: Ctx, user: LeaveRecorder, leave_id: str) -> Leave:
         await audit.record(conn, user, "leave.return", f"leave:{leave_id}")
     await ctx.rules_changed([row["supervisee"]])
     return _leave(row)
-
-
-# The other supervision rules' routes ride on this module's router until api/app.py
-# includes `orders` and `heightened` itself; then these lines go.
-_leave_routes = router
-router = APIRouter()
-for _routes in (_leave_routes, orders.router, heightened.router):
-    router.include_router(_routes)

@@ -10,7 +10,7 @@ from geofence.model import Quality
 from geofence.state import Track
 
 RULE = TYPE = "curfew_breach"
-SKIP = Quality.NO_FIX | Quality.ACC_POOR | Quality.JUMP
+SKIP = Quality.NO_FIX | Quality.ACC_POOR | Quality.JUMP | Quality.DRIFT
 
 
 def run(ctx: StepContext, track: Track, j: Judged) -> bool:
@@ -20,19 +20,11 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
     score = -j.home if j.home != NO_POSITION else -2
     if score == -2 and track.curfew.phase == confirm.CLEAR:
         return True
-    event = confirm.step(
-        track.curfew,
-        score,
-        fix.ts,
-        j.radius,
-        policy.confirm_fixes,
-        policy.confirm_s,
-        policy.clear_fixes,
-        policy.trust_acc_m,
-    )
+    event = confirm.step(track.curfew, score, fix.ts, j.radius, policy)
     if event == "raise":
         detail = {"lat": fix.lat, "lon": fix.lon, "acc": fix.acc}
-        ctx.open(RULE, TYPE, j.supervisee, fix.device, track.curfew.start, fix.ts, j.late, detail)
+        start, reopen = track.curfew.start, policy.reopen_s * 1000
+        ctx.open(RULE, TYPE, j.supervisee, fix.device, start, fix.ts, j.late, detail, reopen)
     elif event == "clear":
         ctx.close(RULE, TYPE, j.supervisee, fix.device, fix.ts)
     return True

@@ -11,7 +11,7 @@ from geofence.model import Quality
 from geofence.state import Track
 
 TYPE = "exclusion_enter"
-SKIP = Quality.NO_FIX | Quality.ACC_POOR | Quality.JUMP
+SKIP = Quality.NO_FIX | Quality.ACC_POOR | Quality.JUMP | Quality.DRIFT
 
 
 def run(ctx: StepContext, track: Track, j: Judged) -> bool:
@@ -27,20 +27,21 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
             if score != 2:
                 continue
             c = track.exclusion[zone_id] = Confirm()
-        event = confirm.step(
-            c,
-            score,
-            fix.ts,
-            j.radius,
-            policy.confirm_fixes,
-            policy.confirm_s,
-            policy.clear_fixes,
-            policy.trust_acc_m,
-        )
+        event = confirm.step(c, score, fix.ts, j.radius, policy)
         rule = f"{TYPE}:{zone_id}"
         if event == "raise":
             detail = {"zone": zone_id, "lat": fix.lat, "lon": fix.lon, "acc": fix.acc}
-            ctx.open(rule, TYPE, j.supervisee, fix.device, c.start, fix.ts, j.late, detail)
+            ctx.open(
+                rule,
+                TYPE,
+                j.supervisee,
+                fix.device,
+                c.start,
+                fix.ts,
+                j.late,
+                detail,
+                reopen_ms=policy.reopen_s * 1000,
+            )
         elif event == "clear":
             ctx.close(rule, TYPE, j.supervisee, fix.device, fix.ts)
         if c.phase == confirm.CLEAR:

@@ -11,7 +11,7 @@ from geofence.model import Quality
 from geofence.state import Track
 
 RULE = TYPE = "jurisdiction_exit"
-SKIP = Quality.NO_FIX | Quality.ACC_POOR | Quality.JUMP
+SKIP = Quality.NO_FIX | Quality.ACC_POOR | Quality.JUMP | Quality.DRIFT
 
 
 def run(ctx: StepContext, track: Track, j: Judged) -> bool:
@@ -26,25 +26,16 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
             score = 0
     elif score < 0:
         track.travel_since = None
-    event = confirm.step(
-        track.jurisdiction,
-        score,
-        fix.ts,
-        j.radius,
-        policy.confirm_fixes,
-        policy.confirm_s,
-        policy.clear_fixes,
-        policy.trust_acc_m,
-    )
+    event = confirm.step(track.jurisdiction, score, fix.ts, j.radius, policy)
     if event == "raise":
         detail: dict = {"lat": fix.lat, "lon": fix.lon, "acc": fix.acc}
         if j.leave is not None:
             detail["leave"] = j.leave
         elif j.after_leave is not None:
             detail["after_leave"] = j.after_leave
-        ctx.open(
-            RULE, TYPE, j.supervisee, fix.device, track.jurisdiction.start, fix.ts, j.late, detail
-        )
+        start = track.jurisdiction.start
+        reopen = policy.reopen_s * 1000
+        ctx.open(RULE, TYPE, j.supervisee, fix.device, start, fix.ts, j.late, detail, reopen)
     elif event == "clear":
         ctx.close(RULE, TYPE, j.supervisee, fix.device, fix.ts)
     return True

@@ -1,0 +1,318 @@
+"""Routing and escalation of alerts, as persisted timers (restart-safe).
+
+The state lives on the alert row: `routed` (has the first notification been queued?),
+`escalation` (the level told so far) and `escalate_at` (when the next level is due while
+the alert stays open). `Escalator` claims one due alert at a time with `FOR UPDATE SKIP
+LOCKED` and takes its step in one transaction — the alert row, the timeline entry and
+every notification (outbox rows) commit together or not at all. So a crash or a kill at
+any point neither loses a step (it was not committed: the next pass takes it) nor repeats
+one (it was: the row no longer qualifies), and several escalators may run side by side.
+
+Steps:
+- a new alert (`routed` false, status open) goes at once to the responsible officer (level
+  0; the first level that has someone if the officer cannot be reached), and a
+  jurisdiction exit or exclusion-zone entry that is live (not late, still active) orders
+  the device to return (`return_now`, 责令立即返回);
+- an open alert past `escalate_at` goes one level up: station head (1), county bureau (2);
+  each step is an 'escalated' timeline entry, `alerts.escalation` and a webhook event.
+An alert that is acknowledged or resolved is no longer 'open' and is never escalated: the
+acknowledge endpoint needs to know nothing about this.
+
+The time an alert may wait depends on its severity and is shorter in a heightened period
+(重大节假日、重要会议期间: any row of `heightened_periods` in force).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+import asyncpg
+import msgspec
+
+from alerts import downlink, routing, templates
+from alerts.clock import Clock, system_clock
+from alerts.outbox import enqueue
+from alerts.ratelimit import release_due
+from alerts.store import NOTIFY_CHANNEL, alert_object
+from alerts.webhook import CHANNEL as WEBHOOK
+from fencewatch.config import DEFAULT_ESCALATE_AFTER_S
+from storage.db import Conn
+
+log = logging.getLogger(__name__)
+
+RETURN_NOW_TYPES = ("jurisdiction_exit", "exclusion_enter")
+ACTOR = "scheduler"
+
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
+
+
+class EscalationPolicy(msgspec.Struct, frozen=True):
+    # Seconds an open alert may wait at each level, by severity; 0 = it never escalates.
+    after_s: dict[str, int] = msgspec.field(default_factory=lambda: dict(DEFAULT_ESCALATE_AFTER_S))
+    heightened_factor: float = 0.5
+    max_level: int = routing.MAX_LEVEL
+
+    def delay(self, severity: str, heightened: bool) -> timedelta | None:
+        seconds = self.after_s.get(severity, self.after_s.get("normal", 0))
+        if seconds <= 0:
+            return None
+        return timedelta(seconds=seconds * (self.heightened_factor if heightened else 1.0))
+
+
+_NEW = """
+SELECT * FROM alerts WHERE NOT routed AND id <> ALL($1::bigint[])
+ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+"""
+
+_DUE = """
+SELECT * FROM alerts
+WHERE status = 'open' AND routed AND escalate_at <= $1 AND id <> ALL($2::bigint[])
+ORDER BY escalate_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
+"""
+
+_NEXT_DUE = """
+SELECT least(
+    (SELECT min(escalate_at) FROM alerts WHERE status = 'open' AND escalate_at IS NOT NULL),
+    (SELECT min(release_at) FROM notification_holds WHERE released_at IS NULL))
+"""
+
+
+class Escalator:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        policy: EscalationPolicy | None = None,
+        channels: routing.Channels | None = None,
+        timezone: str = "Asia/Shanghai",
+        clock: Clock = system_clock,
+        poll_interval: float = 5.0,
+    ) -> None:
+        self.pool = pool
+        self.policy = policy or EscalationPolicy()
+        self.channels = channels or routing.Channels()
+        self.timezone = timezone
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self._failed_last_pass = False
+
+    # -- one pass ------------------------------------------------------------------------
+
+    async def step(self) -> int:
+        """Route every new alert, take every due escalation step and release due storm
+        summaries; returns how many things were done."""
+        self._failed_last_pass = False
+        done = await self.route_new()
+        done += await self.escalate_due()
+        done += await release_due(self.pool, now=self.clock(), timezone=self.timezone)
+        return done
+
+    async def route_new(self) -> int:
+        return await self._each(_NEW, self._route, with_now=False)
+
+    async def escalate_due(self) -> int:
+        return await self._each(_DUE, self._escalate, with_now=True)
+
+    async def _each(self, query: str, work: Any, *, with_now: bool) -> int:
+        """Claim and handle due alerts one per transaction. An alert whose step fails for
+        a reason of its own is left for the next pass and does not hold up the others; a
+        lost connection ends the pass (the claim is rolled back with it)."""
+        done: int = 0
+        failed: list[int] = []
+        while True:
+            now = self.clock()
+            async with self.pool.acquire() as conn, conn.transaction():
+                args = (now, failed) if with_now else (failed,)
+                row = await conn.fetchrow(query, *args)
+                if row is None:
+                    return done
+                try:
+                    async with conn.transaction():  # a savepoint: the claim stays
+                        await work(conn, row, now)
+                except _CONNECTION_ERRORS:
+                    raise
+                except Exception:
+                    log.exception("alert %s: routing step failed; retried later", row["id"])
+                    failed.append(row["id"])
+                    self._failed_last_pass = True
+                    continue
+            done += 1
+
+    async def _heightened(self, conn: Conn, now: datetime) -> bool:
+        return bool(
+            await conn.fetchval(
+                "SELECT EXISTS (SELECT FROM heightened_periods"
+                " WHERE starts_at <= $1 AND ends_at > $1)",
+                now,
+            )
+        )
+
+    async def _route(self, conn: Conn, alert: asyncpg.Record, now: datetime) -> None:
+        """The first step: tell the officer, order the device back, start the timer."""
+        detail: dict[str, Any] = {"level": 0}
+        escalate_at = None
+        if alert["status"] == "open":
+            heightened = await self._heightened(conn, now)
+            delay = self.policy.delay(alert["severity"], heightened)
+            if delay is not None and self.policy.max_level > 0:
+                escalate_at = now + delay
+            level, people = await routing.first_contacts(conn, alert["supervisee_id"])
+            detail["level"] = level
+            detail["to"] = [c.who for c in people]
+            detail["to_zh"] = templates.recipients_zh([c.name for c in people])
+            detail["queued"] = await routing.notify(
+                conn,
+                alert,
+                people,
+                event="raised",
+                level=level,
+                channels=self.channels,
+                timezone=self.timezone,
+            )
+            if heightened:
+                detail["heightened"] = True
+            command = await self._auto_return(conn, alert)
+            if command is not None:
+                detail["command"] = command
+        else:
+            detail["skipped"] = f"already {alert['status']}"
+        if escalate_at is not None:
+            detail["escalate_at"] = escalate_at.isoformat()
+        await conn.execute(
+            "UPDATE alerts SET routed = true, escalate_at = $2 WHERE id = $1",
+            alert["id"],
+            escalate_at,
+        )
+        await self._event(conn, alert["id"], "routed", detail)
+
+    async def _auto_return(self, conn: Conn, alert: asyncpg.Record) -> dict[str, Any] | None:
+        """责令立即返回 to the device of a live breach of the area rules."""
+        if (
+            not self.channels.downlink
+            or alert["type"] not in RETURN_NOW_TYPES
+            or alert["late"]
+            or not alert["active"]
+        ):
+            return None
+        # OwnTracks phones do not listen on em/<device>/cmd.
+        listens = await conn.fetchval(
+            "SELECT owntracks IS NULL FROM devices WHERE id = $1", alert["device_id"]
+        )
+        if not listens:
+            return None
+        return await downlink.queue_command(
+            conn,
+            alert["device_id"],
+            "return_now",
+            issued_by=ACTOR,
+            text=templates.command_default_text("return_now", alert["type"]),
+            alert_id=alert["id"],
+            supervisee=alert["supervisee_id"],
+        )
+
+    async def _escalate(self, conn: Conn, alert: asyncpg.Record, now: datetime) -> None:
+        level = alert["escalation"] + 1
+        if level > self.policy.max_level:
+            await conn.execute("UPDATE alerts SET escalate_at = NULL WHERE id = $1", alert["id"])
+            return
+        heightened = await self._heightened(conn, now)
+        delay = self.policy.delay(alert["severity"], heightened)
+        next_at = now + delay if delay is not None and level < self.policy.max_level else None
+        row = await conn.fetchrow(
+            "UPDATE alerts SET escalation = $2, escalate_at = $3 WHERE id = $1 RETURNING *",
+            alert["id"],
+            level,
+            next_at,
+        )
+        assert row is not None
+        overdue_s = max(0, int((now - alert["raised_at"]).total_seconds()))
+        people = await routing.contacts(conn, alert["supervisee_id"], level)
+        detail: dict[str, Any] = {
+            "level": level,
+            "level_name": routing.LEVELS[level],
+            "level_zh": templates.LEVEL_ZH[level],
+            "unacknowledged_s": overdue_s,
+            "to": [c.who for c in people],
+            "to_zh": templates.recipients_zh([c.name for c in people]),
+        }
+        detail["queued"] = await routing.notify(
+            conn,
+            row,
+            people,
+            event="escalated",
+            level=level,
+            channels=self.channels,
+            timezone=self.timezone,
+            overdue_s=overdue_s,
+        )
+        if heightened:
+            detail["heightened"] = True
+        if next_at is not None:
+            detail["escalate_at"] = next_at.isoformat()
+        await self._event(conn, alert["id"], "escalated", detail)
+        await enqueue(
+            cast(asyncpg.Connection, conn),
+            WEBHOOK,
+            {"event": "escalated", "alert": alert_object(row), "level": level},
+            recipient=row["supervisee_id"],
+        )
+
+    async def _event(
+        self, conn: Conn, alert_id: int, action: str, detail: Mapping[str, Any]
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO alert_events (alert_id, at, actor, action, detail)"
+            " VALUES ($1, $2, $3, $4, $5::text::jsonb)",
+            alert_id,
+            self.clock(),
+            ACTOR,
+            action,
+            msgspec.json.encode(detail).decode(),
+        )
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Route and escalate until `stop` is set; rides out database outages."""
+        while not stop.is_set():
+            try:
+                async with self.pool.acquire() as listener:
+                    await listener.add_listener(NOTIFY_CHANNEL, self._notified)
+                    try:
+                        while not stop.is_set() and not listener.is_closed():
+                            self._wake.clear()
+                            await self.step()
+                            await self._pause(stop, await self._seconds_to_next())
+                    finally:
+                        await listener.remove_listener(NOTIFY_CHANNEL, self._notified)
+            except _DB_ERRORS as exc:
+                log.warning("escalation: database unavailable (%s); retrying", exc)
+                await self._pause(stop, self.poll_interval)
+
+    async def _seconds_to_next(self) -> float:
+        if self._failed_last_pass:
+            return self.poll_interval  # what failed is still due: do not spin on it
+        due = await self.pool.fetchval(_NEXT_DUE)
+        if due is None:
+            return self.poll_interval
+        return min(self.poll_interval, max(0.0, (due - self.clock()).total_seconds()))
+
+    def _notified(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:
+        self._wake.set()
+
+    async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()

@@ -1,0 +1,165 @@
+"""Phase 3: `fencewatch serve` fed by the generator at the asked rate; after the warm-up,
+the measured window — fixes committed and judged per second (counted in the database),
+fix→alert and fix→stored latency (the live feed), CPU per process, peak RSS, backlog."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from benchmarks import fleet as fleets
+from benchmarks import procs, report
+from benchmarks.feed import FeedWatch
+from benchmarks.load import FINISH_S, Bound, bounded, finish, start_generators
+from benchmarks.procs import Child, CpuMeter
+from benchmarks.profile import Profiler
+from benchmarks.stack import ServiceProcess, Stack
+
+STORED = "fencewatch_fixes_stored_total"
+SAMPLE_S = 1.0
+TIMELINE_POINTS = 60
+
+
+async def _count(pg: asyncpg.Connection) -> tuple[float, int]:
+    """(wall time, committed fixes); the count sees the database as of the time taken."""
+    t = time.time()
+    return t, int(await pg.fetchval("SELECT count(*) FROM fixes"))
+
+
+def _acked_fixes(gens: list[Child], t: float, batch: int) -> float:
+    return sum(g.at("acked", t) for g in gens) * batch
+
+
+async def _sample(
+    services: list[ServiceProcess], gens: list[Child], t0: float, until: float, batch: int
+) -> list[dict[str, Any]]:
+    """Once a second: what the service says it stored and holds, what was offered."""
+    timeline = []
+    while (now := time.time()) < until:
+        metrics = [await s.metrics() for s in services]
+        timeline.append(
+            {
+                "t": round(now - t0, 1),
+                "stored": sum(m.get(STORED, 0) for m in metrics),
+                "service_queue_msgs": sum(m.get("fencewatch_ingest_backlog", 0) for m in metrics),
+                "acked": round(_acked_fixes(gens, now, batch)),
+                "rss_mb": sum(procs.rss_mb(s.pid) or 0 for s in services),
+            }
+        )
+        await asyncio.sleep(max(0.0, min(SAMPLE_S, until - time.time())))
+    step = max(1, len(timeline) // TIMELINE_POINTS)
+    return timeline[::step]
+
+
+async def _drain(pg: asyncpg.Connection, total: float, seconds: float) -> bool:
+    """Wait (bounded) until everything the broker acknowledged is committed, so alerts due
+    to fixes of the window are seen even when the service ran behind."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if (await _count(pg))[1] >= total:
+            return True
+        await asyncio.sleep(1)
+    return False
+
+
+async def measure_service(
+    stack: Stack, opts: argparse.Namespace, fleet: fleets.Fleet
+) -> dict[str, Any]:
+    services = [ServiceProcess(stack, i, opts.workers) for i in range(opts.workers)]
+    gens: list[Child] = []
+    crossers = {fleets.device_id(int(i)) for i in np.flatnonzero(fleet.crosser)}
+    feed = FeedWatch(stack.redis_url, crossers)
+    pg = await asyncpg.connect(stack.database_url)
+    try:
+        await asyncio.gather(*(s.ready() for s in services))
+        rss_ready = sum(procs.rss_mb(s.pid) or 0 for s in services)
+        await feed.start()
+        # They outlive the window (stopped after it), so their CPU can be read at its end.
+        lifetime = opts.warmup + opts.duration + FINISH_S
+        flat_out = opts.interval == 0
+        gens = await start_generators(
+            stack, opts, opts.interval, lifetime, "pipeline", credit=flat_out
+        )
+
+        async def stored() -> float:
+            return sum([(await s.metrics()).get(STORED, 0.0) for s in services])
+
+        bound = Bound(gens, stored, opts.batch, opts.max_backlog, 0.25) if flat_out else None
+        async with bounded(bound):
+            await asyncio.sleep(opts.warmup)
+            backends = await pg.fetch(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            cpu = CpuMeter(
+                {
+                    "service": [s.pid for s in services],
+                    "generator": [g.proc.pid for g in gens],
+                    "mosquitto": [stack.mosquitto_pid],
+                    "redis": [stack.redis_pid] if stack.redis_pid else [],
+                    "postgres_backends": [r["pid"] for r in backends],
+                    "orchestrator": [os.getpid()],
+                }
+            )
+            # Every PostgreSQL process, shared with whatever else uses the server: the WAL
+            # writer and checkpointer work for us too. Not summed into "other".
+            pg_all = CpuMeter({"postgres_all": procs.postgres_pids()})
+            profiler = None
+            if opts.profile:
+                profiler = Profiler(services[0].pid, opts.duration, Path(opts.profile))
+                await profiler.start()
+            t0, stored0 = await _count(pg)
+            acked0 = _acked_fixes(gens, t0, opts.batch)
+            cpu.start()
+            pg_all.start()
+            timeline = await _sample(services, gens, t0, t0 + opts.duration, opts.batch)
+            t1, stored1 = await _count(pg)
+            acked1 = _acked_fixes(gens, t1, opts.batch)
+            cpu_s = cpu.stop()
+            cpu_s["postgres_all"] = pg_all.stop()["postgres_all"]
+        peak = [procs.peak_rss_mb(s.pid) for s in services]
+        metrics = [await s.metrics() for s in services]
+        finals = await finish(gens)
+        total = sum(f["acked"] for f in finals) * opts.batch
+        drained = await _drain(pg, total, opts.drain)
+        alerts_api = await services[0].alerts("jurisdiction_exit")
+        profile = await profiler.finish() if profiler else None
+    finally:
+        await feed.stop()
+        await pg.close()
+        for s in services:
+            await s.stop()
+        for g in gens:  # already gone, unless something above failed
+            g.stop()
+            await g.proc.wait()
+    sent = report.sent_times(stack.run_dir.glob("sent-pipeline-*.npy"))
+    window = (t0, t1)
+    seconds = t1 - t0
+    return {
+        "window_s": round(seconds, 1),
+        "fixes_per_s": round((stored1 - stored0) / seconds, 1),
+        "offered_fixes_per_s": round((acked1 - acked0) / seconds, 1),
+        "backlog_start": round(acked0 - stored0),
+        "backlog_end": round(acked1 - stored1),
+        "drained": drained,
+        "generator_behind_max_s": None if flat_out else max(f["behind_max_s"] for f in finals),
+        "generator_held_s": sum(f["held_s"] for f in finals) if flat_out else None,
+        "alert": report.latency(feed.raised, sent, window),
+        "stored": report.latency(feed.stored, sent, window),
+        "alerts_raised": feed.raised_types,
+        "alerts_api": alerts_api,
+        "rejected": sum(m.get("fencewatch_fixes_rejected_total", 0) for m in metrics),
+        "rss_ready_mb": rss_ready,
+        "rss_peak_mb": peak,
+        "cpu_s": cpu_s,
+        "cpu_pct": {role: round(100 * s / seconds, 1) for role, s in cpu_s.items()},
+        "timeline": timeline,
+        "profile": profile,
+    }

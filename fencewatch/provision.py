@@ -1,0 +1,458 @@
+"""`fencewatch devices provision`: per-device MQTT credentials and a topic ACL for Mosquitto.
+
+Each device logs in to the broker with its device id as user name and a random password of
+its own; the ACL lets it publish only its own uplink (`em/<id>/loc`, `em/<id>/evt`,
+`em/<id>/cmd/ack`) and read only its own downlink (`em/<id>/cmd`), so a tag cannot report
+positions as another tag or read another tag's commands. The service account (default
+`fencewatch`) reads every uplink and publishes commands.
+
+Two files are written for Mosquitto (`password_file` and `acl_file` in its config; a
+SIGHUP makes a running broker reload both):
+- the password file, in Mosquitto 2's own PBKDF2-SHA512 format (`$7$` lines, what
+  `mosquitto_passwd` writes). It is written here rather than through `mosquitto_passwd`,
+  whose `-b` puts the password on a command line any local user can read, and whose `-U`
+  needs the clear passwords in a file first. The passwords are 192 random bits, so key
+  stretching adds nothing against guessing and the broker's default 101 rounds are kept:
+  more would only cost the broker CPU when a whole fleet reconnects at once.
+- the ACL file, generated whole: `pattern` lines with `%u` for the tags, a `user` block for
+  the service account and for each OwnTracks phone (whose topic names its OwnTracks user
+  and device, not its device id).
+
+A new device's password is printed (or written with `--out` to a file only its owner can
+read) once, and stored nowhere in clear: the password file keeps only its hash and the
+database none at all. Devices already in the password file keep their password unless
+rotated (`--rotate ID`); devices no longer known are removed only with `--prune`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+
+from storage import repo
+
+ITERATIONS = 101  # Mosquitto's own default; see the module docstring
+SALT_BYTES = 12
+SERVICE_USER = "fencewatch"
+ACTOR = "fencewatch devices provision"  # the audit log's actor
+# The decoder's device ids (ingest.decode) less ':', which separates the user name from the
+# hash in the password file. No '+', '#' or '/': a user name is substituted into topics.
+DEVICE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# OwnTracks "<user>/<device>": topic levels, so no wildcards and no further '/'.
+_OWNTRACKS_PART = re.compile(r"^[^/+#\x00\s]{1,64}$")
+
+# What a tag may do with its own topics; `%u` is the user name, i.e. the device id.
+DEVICE_PATTERNS = (
+    ("write", "em/%u/loc"),
+    ("write", "em/%u/evt"),
+    ("write", "em/%u/cmd/ack"),
+    ("read", "em/%u/cmd"),
+)
+# The service reads all uplink (ingest.mqtt.TOPICS, and command acks) and sends commands.
+SERVICE_TOPICS = (
+    ("read", "em/+/loc"),
+    ("read", "em/+/evt"),
+    ("read", "em/+/cmd/ack"),
+    ("read", "owntracks/+/+"),
+    ("write", "em/+/cmd"),
+)
+
+
+class ProvisionError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class DeviceEntry:
+    id: str
+    owntracks: str | None = None  # "<user>/<device>" of an OwnTracks phone
+
+
+# --- Mosquitto's password hashes -----------------------------------------------------------
+
+
+def hash_password(password: str, *, salt: bytes | None = None, iterations: int = ITERATIONS) -> str:
+    """`$7$<iterations>$<base64 salt>$<base64 PBKDF2-SHA512>`, as Mosquitto 2 reads it."""
+    salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations, 64)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """Check a password against a `$7$` (PBKDF2-SHA512) or `$6$` (salted SHA-512) hash."""
+    parts = encoded.split("$")
+    try:
+        if len(parts) == 5 and parts[1] == "7":
+            iterations, salt, digest = int(parts[2]), parts[3], parts[4]
+            got = hashlib.pbkdf2_hmac(
+                "sha512", password.encode(), base64.b64decode(salt), iterations, 64
+            )
+        elif len(parts) == 4 and parts[1] == "6":
+            salt, digest = parts[2], parts[3]
+            got = hashlib.sha512(password.encode() + base64.b64decode(salt)).digest()
+        else:
+            return False
+        return hmac.compare_digest(got, base64.b64decode(digest))
+    except ValueError:  # bad base64 or iteration count: not a hash we can check
+        return False
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def read_password_file(path: Path) -> dict[str, str]:
+    """user → hash, in file order; {} when the file does not exist yet."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    entries: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, encoded = line.partition(":")
+        if not sep or not user:
+            raise ProvisionError(f"{path}:{number}: not a 'user:hash' line")
+        entries[user] = encoded
+    return entries
+
+
+def render_password_file(entries: dict[str, str]) -> str:
+    return "".join(f"{user}:{encoded}\n" for user, encoded in entries.items())
+
+
+# --- the ACL -------------------------------------------------------------------------------
+
+
+def render_acl(devices: Sequence[DeviceEntry], service_users: Sequence[str]) -> str:
+    lines = [
+        "# Generated by `fencewatch devices provision`; edits are overwritten.",
+        "# A device logs in with its device id as user name (%u below): it may publish only",
+        "# its own uplink and read only its own commands.",
+    ]
+    lines += [f"pattern {access} {topic}" for access, topic in DEVICE_PATTERNS]
+    for user in service_users:
+        lines += [
+            "",
+            "# the fencewatch service: all uplink, and commands to any device",
+            f"user {user}",
+        ]
+        lines += [f"topic {access} {topic}" for access, topic in SERVICE_TOPICS]
+    for device in sorted((d for d in devices if d.owntracks), key=lambda d: d.id):
+        base = f"owntracks/{device.owntracks}"
+        lines += [
+            "",
+            f"# OwnTracks phone {device.id}",
+            f"user {device.id}",
+            f"topic write {base}",
+            f"topic read {base}/cmd",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def mosquitto_auth_config(password_file: Path, acl_file: Path) -> str:
+    """The lines that make Mosquitto use the two files and refuse anonymous clients.
+
+    `use_username_as_clientid` makes every client's id its user name. Without it a device
+    could connect with the service's client id (public: FENCEWATCH_MQTT_CLIENT_ID, default
+    fencewatch-ingest): Mosquitto would close the service's connection and give the device
+    the service's persistent session, with the fixes queued in it. So each service process
+    needs an account of its own (`--service-user` may be repeated)."""
+    return (
+        "allow_anonymous false\n"
+        "use_username_as_clientid true\n"
+        f"password_file {password_file.resolve()}\n"
+        f"acl_file {acl_file.resolve()}\n"
+    )
+
+
+# --- provisioning --------------------------------------------------------------------------
+
+
+def check_devices(
+    devices: Iterable[DeviceEntry], service_users: Sequence[str]
+) -> list[DeviceEntry]:
+    """The devices sorted by id, after checking every id can be a Mosquitto user name."""
+    found: dict[str, DeviceEntry] = {}
+    problems = []
+    for d in devices:
+        if not DEVICE_ID.match(d.id):
+            problems.append(
+                f"device id {d.id[:80]!r} cannot be an MQTT user name (letters, digits, _ . -)"
+            )
+        elif d.id in service_users:
+            problems.append(f"device id {d.id!r} is the service account's user name")
+        elif d.owntracks is not None and not (
+            len(parts := d.owntracks.split("/")) == 2
+            and all(_OWNTRACKS_PART.match(p) for p in parts)
+        ):
+            problems.append(
+                f"device {d.id}: OwnTracks topic {d.owntracks[:80]!r} is not user/device"
+            )
+        else:
+            found[d.id] = d
+    if problems:
+        raise ProvisionError("; ".join(problems))
+    return [found[k] for k in sorted(found)]
+
+
+@dataclass
+class Provisioned:
+    passwords: dict[str, str] = field(default_factory=dict)  # new or rotated: user → password
+    kept: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)  # in the file, unknown, kept (no --prune)
+
+
+def provision(
+    devices: Iterable[DeviceEntry],
+    password_file: Path,
+    acl_file: Path,
+    *,
+    service_users: Sequence[str] = (SERVICE_USER,),
+    service_password: str | None = None,
+    rotate: Iterable[str] = (),
+    prune: bool = False,
+) -> Provisioned:
+    """Give every device without credentials (and each rotated one) a new password, and
+    write both files. A service account gets `service_password` when given (its hash is
+    rewritten only if it does not match), else a new password when it has none."""
+    if not service_users:
+        raise ProvisionError("at least one service account is needed")
+    checked = check_devices(devices, service_users)
+    known = {d.id for d in checked}
+    rotate = set(rotate)
+    if unknown := rotate - known - set(service_users):
+        raise ProvisionError(f"cannot rotate unknown devices: {', '.join(sorted(unknown))}")
+    entries = read_password_file(password_file)
+    out = Provisioned()
+    result: dict[str, str] = {}
+    for user in service_users:
+        current = entries.get(user)
+        if service_password is not None:
+            if current is None or not verify_password(service_password, current):
+                current = hash_password(service_password)
+        elif current is None or user in rotate:
+            password = new_password()
+            out.passwords[user] = password
+            current = hash_password(password)
+        result[user] = current
+    for d in checked:
+        current = entries.get(d.id)
+        if current is None or d.id in rotate:
+            password = new_password()
+            out.passwords[d.id] = password
+            current = hash_password(password)
+        else:
+            out.kept.append(d.id)
+        result[d.id] = current
+    for user, encoded in entries.items():
+        if user in result:
+            continue
+        if prune:
+            out.removed.append(user)
+        else:
+            out.stale.append(user)
+            result[user] = encoded
+    # The ACL before the passwords: a device able to log in always finds its rules there
+    # (one without rules would merely be refused everything).
+    write_private(acl_file, render_acl(checked, service_users))
+    write_private(password_file, render_password_file(result))
+    return out
+
+
+def write_private(path: Path, text: str, mode: int = 0o640) -> None:
+    """Replace `path` atomically, readable by owner and group only, keeping the owner and
+    group of the file it replaces (Mosquitto may run as its own user)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        old = path.stat()
+    except FileNotFoundError:
+        old = None
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), mode)
+            if old is not None and os.geteuid() == 0:
+                os.fchown(f.fileno(), old.st_uid, old.st_gid)
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_credentials(path: Path, passwords: dict[str, str]) -> None:
+    """The new passwords as `user,password` lines, in a new file only its owner can read."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write("user,password\n")
+        f.writelines(f"{user},{password}\n" for user, password in passwords.items())
+
+
+# --- where the devices come from -----------------------------------------------------------
+
+
+async def devices_from_db(pool: asyncpg.Pool) -> list[DeviceEntry]:
+    rows = await pool.fetch("SELECT id, owntracks FROM devices ORDER BY id")
+    return [DeviceEntry(r["id"], r["owntracks"]) for r in rows]
+
+
+def devices_from_roster(path: Path) -> list[DeviceEntry]:
+    """The devices of a spec 4.2 roster.json: ids, or objects with `id` and `owntracks`."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        out = []
+        for person in doc["supervisees"]:
+            for d in person.get("devices", []):
+                if isinstance(d, str):
+                    out.append(DeviceEntry(d))
+                else:
+                    out.append(DeviceEntry(str(d["id"]), d.get("owntracks")))
+        return out
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ProvisionError(f"cannot read devices from {path}: {exc}") from exc
+
+
+async def _audit(pool: asyncpg.Pool, result: Provisioned, service_users: Sequence[str]) -> None:
+    """One audit row per device given credentials (never the password), in one transaction."""
+    async with pool.acquire() as conn, conn.transaction():
+        for user in result.passwords:
+            if user in service_users:
+                continue
+            await repo.audit(conn, ACTOR, None, "device.provision", f"device:{user}", {})
+        for user in result.removed:
+            await repo.audit(conn, ACTOR, None, "device.deprovision", f"device:{user}", {})
+
+
+def _service_account() -> tuple[str | None, str | None]:
+    """The user and password of FENCEWATCH_MQTT_URL, if it has them."""
+    from fencewatch.config import MqttAddress
+
+    url = os.environ.get("FENCEWATCH_MQTT_URL")
+    if not url:
+        return None, None
+    address = MqttAddress.parse(url)
+    return address.username, address.password
+
+
+def main(
+    password_file: Path,
+    acl_file: Path,
+    *,
+    roster: Path | None = None,
+    out: Path | None = None,
+    rotate: Sequence[str] = (),
+    prune: bool = False,
+    service_users: Sequence[str] = (),
+) -> int:
+    """The command. Devices come from `roster` when given, else from the database."""
+    env_user, env_password = _service_account()
+    users = list(service_users) or [env_user or SERVICE_USER]
+    # The service's own password is kept in FENCEWATCH_MQTT_URL; use it when it names one
+    # of the accounts being written.
+    password = env_password if env_user in users and len(users) == 1 else None
+    if out is not None and out.exists():
+        print(f"fencewatch devices provision: {out} exists; not overwriting", file=sys.stderr)
+        return 2
+    try:
+        if roster is not None:
+            devices = devices_from_roster(roster)
+            result = provision(
+                devices,
+                password_file,
+                acl_file,
+                service_users=users,
+                service_password=password,
+                rotate=rotate,
+                prune=prune,
+            )
+        else:
+            result = _provision_from_db(
+                password_file, acl_file, users, password, list(rotate), prune
+            )
+    except ProvisionError as exc:
+        print(f"fencewatch devices provision: {exc}", file=sys.stderr)
+        return 2
+    _report(result, password_file, acl_file, out)
+    return 0
+
+
+def _provision_from_db(
+    password_file: Path,
+    acl_file: Path,
+    users: list[str],
+    password: str | None,
+    rotate: list[str],
+    prune: bool,
+) -> Provisioned:
+    from fencewatch.config import Settings
+    from fencewatch.servers import servers
+    from storage.db import open_pool
+
+    async def run(dsn: str) -> Provisioned:
+        pool = await open_pool(dsn, min_size=1, max_size=2)
+        try:
+            devices = await devices_from_db(pool)
+            result = provision(
+                devices,
+                password_file,
+                acl_file,
+                service_users=users,
+                service_password=password,
+                rotate=rotate,
+                prune=prune,
+            )
+            await _audit(pool, result, users)
+            return result
+        finally:
+            await pool.close()
+
+    with servers(Settings.from_env(), need=("postgres",)) as urls:
+        return asyncio.run(run(urls.database_url))
+
+
+def _report(result: Provisioned, password_file: Path, acl_file: Path, out: Path | None) -> None:
+    err = sys.stderr
+    if result.passwords and out is not None:
+        write_credentials(out, result.passwords)
+        print(f"{len(result.passwords)} new passwords written to {out} (mode 600)", file=err)
+    elif result.passwords:
+        # stdout carries the secrets and nothing else, so a script can capture them.
+        for user, password in result.passwords.items():
+            print(f"{user}\t{password}")
+    print(
+        f"{len(result.passwords)} new, {len(result.kept)} kept, {len(result.removed)} removed;"
+        f" wrote {password_file} and {acl_file}. The passwords are shown only this once.",
+        file=err,
+    )
+    if result.stale:
+        print(
+            f"{len(result.stale)} user(s) in the password file are no longer devices:"
+            f" {', '.join(result.stale[:20])}; --prune removes them",
+            file=err,
+        )
+    print(
+        "Mosquitto needs: allow_anonymous false, use_username_as_clientid true, password_file"
+        " and acl_file (docs/security.md); SIGHUP (systemctl reload mosquitto) loads changes.",
+        file=err,
+    )

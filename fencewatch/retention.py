@@ -1,0 +1,223 @@
+"""Retention: location data of people whose supervision ended long ago is deleted.
+
+A person's fixes and device events are purged once their supervision has ended (status
+`released`, `term_end` set) more than FENCEWATCH_RETENTION_DAYS ago (default 1826, five
+years; docs/security.md says why), and only those older than that period. The case
+record — alerts, their handling and dispositions, leave, monitoring orders — is the
+person's file (一人一档) and stays. Rejected device messages, which may hold positions
+too, are deleted by age alone after the same period.
+
+Every run is recorded in the audit log: one `retention.purge` row per person purged,
+with counts, in the same transaction as the delete, and one `retention.run` row with the
+totals. `purge` is safe to run from several processes at once: an advisory lock lets one
+do the work and the others skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from fencewatch.config import ConfigError
+from storage import repo
+
+log = logging.getLogger("fencewatch.retention")
+
+DEFAULT_DAYS = 1826  # five years, leap days included
+MIN_DAYS = 1
+ACTOR = "fencewatch retention"
+EVERY_S = 86_400.0
+FIRST_AFTER_S = 300.0  # after start, once the service has settled
+RETRY_S = 900.0  # after a failed run (database away)
+_LOCK_ID = 0x6677_7274  # "fwrt"
+
+
+def days_from_env(env: dict[str, str] | None = None) -> int:
+    """FENCEWATCH_RETENTION_DAYS, checked."""
+    env = dict(os.environ if env is None else env)
+    raw = env.get("FENCEWATCH_RETENTION_DAYS", "").strip()
+    if not raw:
+        return DEFAULT_DAYS
+    try:
+        days = int(raw)
+    except ValueError:
+        raise ConfigError(
+            f"FENCEWATCH_RETENTION_DAYS must be a number of days, got {raw!r}"
+        ) from None
+    if days < MIN_DAYS:
+        raise ConfigError(f"FENCEWATCH_RETENTION_DAYS must be at least {MIN_DAYS}, got {days}")
+    return days
+
+
+async def purge(
+    pool: asyncpg.Pool, now: datetime, days: int, *, dry_run: bool = False
+) -> dict[str, Any]:
+    """Delete what is past retention at `now`; returns what was (or, with `dry_run`,
+    would be) deleted: totals, per person, and the released people without a term end
+    (kept: when their supervision ended is unknown)."""
+    if days < MIN_DAYS:
+        raise ValueError(f"days must be at least {MIN_DAYS}")
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    cutoff = now - timedelta(days=days)
+    # A term ends at the end of its last day, local time; a person is due only when that
+    # whole day lies before the cutoff's day, which errs by at most a day on keeping.
+    ended_before = cutoff.astimezone(UTC).date()
+    result: dict[str, Any] = {
+        "cutoff": cutoff.astimezone(UTC).isoformat(),
+        "days": days,
+        "dry_run": dry_run,
+        "supervisees": 0,
+        "fixes": 0,
+        "device_events": 0,
+        "rejected_messages": 0,
+        "purged": {},
+        "released_without_term_end": [],
+    }
+    async with pool.acquire() as lock_conn:
+        if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_ID):
+            result["skipped"] = "another purge is running"
+            return result
+        try:
+            await _purge(pool, result, cutoff, ended_before, dry_run)
+        finally:
+            await lock_conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
+    return result
+
+
+async def _purge(
+    pool: asyncpg.Pool,
+    result: dict[str, Any],
+    cutoff: datetime,
+    ended_before: date,
+    dry_run: bool,
+) -> None:
+    due = await pool.fetch(
+        "SELECT id, term_end FROM supervisees"
+        " WHERE status = 'released' AND term_end IS NOT NULL AND term_end < $1 ORDER BY id",
+        ended_before,
+    )
+    result["released_without_term_end"] = [
+        r["id"]
+        for r in await pool.fetch(
+            "SELECT id FROM supervisees WHERE status = 'released' AND term_end IS NULL ORDER BY id"
+        )
+    ]
+    for person in due:
+        sid = person["id"]
+        async with pool.acquire() as conn, conn.transaction():
+            counts = await _purge_person(conn, sid, cutoff, dry_run)
+            if any(counts.values()):
+                if not dry_run:
+                    detail = {
+                        **counts,
+                        "term_end": person["term_end"].isoformat(),
+                        "cutoff": result["cutoff"],
+                        "days": result["days"],
+                    }
+                    await repo.audit(
+                        conn, ACTOR, None, "retention.purge", f"supervisee:{sid}", detail
+                    )
+                result["purged"][sid] = counts
+                result["supervisees"] += 1
+                result["fixes"] += counts["fixes"]
+                result["device_events"] += counts["device_events"]
+    async with pool.acquire() as conn, conn.transaction():
+        if dry_run:
+            result["rejected_messages"] = await conn.fetchval(
+                "SELECT count(*) FROM rejected_messages WHERE received_at < $1", cutoff
+            )
+            return
+        result["rejected_messages"] = _count(
+            await conn.execute("DELETE FROM rejected_messages WHERE received_at < $1", cutoff)
+        )
+        summary = {k: v for k, v in result.items() if k not in ("purged", "dry_run")}
+        summary["released_without_term_end"] = summary["released_without_term_end"][:100]
+        await repo.audit(conn, ACTOR, None, "retention.run", "retention", summary)
+
+
+async def _purge_person(
+    conn: Any, supervisee: str, cutoff: datetime, dry_run: bool
+) -> dict[str, int]:
+    counts = {}
+    for table in ("fixes", "device_events"):
+        where = f"FROM {table} WHERE supervisee_id = $1 AND ts < $2"
+        if dry_run:
+            counts[table] = int(await conn.fetchval(f"SELECT count(*) {where}", supervisee, cutoff))
+        else:
+            counts[table] = _count(await conn.execute(f"DELETE {where}", supervisee, cutoff))
+    return counts
+
+
+def _count(status: str) -> int:
+    """The row count of a command status such as 'DELETE 42'."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def job(
+    pool: asyncpg.Pool,
+    days: int,
+    *,
+    every_s: float = EVERY_S,
+    first_after_s: float = FIRST_AFTER_S,
+    retry_s: float = RETRY_S,
+) -> None:
+    """The service's daily purge. A failed run (database away) is logged and retried
+    later; it never stops the service."""
+    log.info("retention: location data is kept %d days after supervision ends", days)
+    delay = first_after_s
+    while True:
+        await asyncio.sleep(delay)
+        try:
+            done = await purge(pool, datetime.now(UTC), days)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.error("retention purge failed (%s); retrying in %.0f s", exc, retry_s)
+            delay = retry_s
+            continue
+        delay = every_s
+        if "skipped" in done:
+            log.info("retention purge skipped: %s", done["skipped"])
+        elif done["supervisees"] or done["rejected_messages"]:
+            log.info(
+                "retention purge: %d fixes and %d device events of %d people,"
+                " %d rejected messages (before %s)",
+                done["fixes"],
+                done["device_events"],
+                done["supervisees"],
+                done["rejected_messages"],
+                done["cutoff"],
+            )
+        if done["released_without_term_end"]:
+            log.warning(
+                "retention: %d released people have no term_end, so their data is kept: %s",
+                len(done["released_without_term_end"]),
+                ", ".join(done["released_without_term_end"][:20]),
+            )
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+def main(days: int | None = None, dry_run: bool = False) -> int:
+    """`fencewatch retention purge`: run the purge now; prints what it did as JSON."""
+    import msgspec
+
+    from fencewatch.servers import run_with_pool
+
+    try:
+        days = days_from_env() if days is None else days
+        if days < MIN_DAYS:
+            raise ConfigError(f"--days must be at least {MIN_DAYS}")
+    except ConfigError as exc:
+        print(f"fencewatch retention: {exc}", file=sys.stderr)
+        return 2
+    checked = days
+    result = run_with_pool(lambda pool: purge(pool, datetime.now(UTC), checked, dry_run=dry_run))
+    print(msgspec.json.encode(result).decode())
+    return 1 if "skipped" in result else 0

@@ -1,0 +1,57 @@
+"""Indoor drift and multipath on a still device: a fix far from where the device has been
+resting, while its own Doppler speed says it is not moving, is not a person walking.
+
+A person cannot reach a place hundreds of metres away without moving, and satellite
+receivers measure speed from the Doppler shift independently of the position fix, so a
+still reading far from the resting point is the position that is wrong. Such fixes are
+flagged DRIFT and the geofence rules skip them. The resting point is where the first still
+fix after motion (or after a gap in reporting) put it, pulled slowly along by the still
+fixes near it; a long-lasting offset moves it to wherever the device is. A device that never
+reports a non-zero speed says nothing about stillness, so for it this stage does nothing.
+"""
+
+from __future__ import annotations
+
+import math
+
+from geofence.context import StepContext
+from geofence.judge import Judged
+from geofence.model import Quality
+from geofence.state import Track
+
+SKIP = Quality.NO_FIX | Quality.ACC_POOR | Quality.JUMP
+_M_PER_DEG = 111_195.0
+
+
+def run(ctx: StepContext, track: Track, j: Judged) -> bool:
+    if j.flags & SKIP:
+        return True
+    fix, policy = j.fix, j.policy
+    lat, lon, ts = float(fix.lat or 0.0), float(fix.lon or 0.0), fix.ts
+    if fix.spd is not None and fix.spd > 0.05:
+        track.speed_seen = True
+    rest = track.rest
+    still = fix.spd is not None and fix.spd < policy.still_mps and track.speed_seen
+    if not still:
+        # Moving, or we cannot tell: no resting point until the device is still again.
+        track.rest, track.drift_since = None, None
+        return True
+    if rest is None or ts - rest[2] > policy.rest_gap_s * 1000:
+        track.rest, track.drift_since = (lat, lon, ts), None
+        return True
+    dy = (lat - rest[0]) * _M_PER_DEG
+    dx = (lon - rest[1]) * _M_PER_DEG * math.cos(math.radians(lat))
+    if math.hypot(dx, dy) > max(policy.drift_m, fix.acc or 0.0):
+        if track.drift_since is None:
+            track.drift_since = ts
+        if ts - track.drift_since < policy.drift_max_s * 1000:
+            j.flags |= Quality.DRIFT
+            track.rest = (rest[0], rest[1], ts)
+            return True
+        # Far for that long and still: this is where the device now is.
+        track.rest, track.drift_since = (lat, lon, ts), None
+        return True
+    track.drift_since = None
+    pull = min(1.0, (ts - rest[2]) / (policy.rest_tau_s * 1000))
+    track.rest = (rest[0] + pull * (lat - rest[0]), rest[1] + pull * (lon - rest[1]), ts)
+    return True

@@ -1,0 +1,144 @@
+"""A scenario being built: zones, people with their true paths and devices, and what each
+person is expected to do; rendered into a spec 4.2 directory plus `truth.json`.
+
+Rendering runs every device through the GPS model, the encoder and the network, merges
+what the broker received in arrival order, and derives the truth from the people's real
+paths and the devices' real output (simulators.truth). A recipe states what it meant to
+happen (`expect`); `render` checks the truth against it, so a random draw that went
+somewhere unintended (a shortcut across a county corner) is caught, not scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from fencewatch.scenario import parse_supervisee
+from geofence.model import Roster, ZoneDef
+from geofence.zones import parse_feature_collection
+from simulators import lishui
+from simulators.device import DevicePlan, DeviceSim
+from simulators.life import TIMEZONE, local_iso
+from simulators.route import Track
+from simulators.truth import Truth, ground_truth
+from simulators.uplink import Ping, deliver
+
+BREACHES = ("jurisdiction_exit", "exclusion_enter", "curfew_breach")
+
+
+@dataclass
+class Person:
+    id: str
+    track: Track
+    devices: list[DevicePlan]
+    jurisdiction: tuple[str, ...] = (lishui.LIANDU,)
+    exclusion: tuple[str, ...] = ()
+    home: str | None = None
+    leaves: list[tuple[int, int, tuple[str, ...]]] = field(default_factory=list)
+    # Breach types that must each occur (for real) at least once, and no others. None: any.
+    expect: frozenset[str] | None = frozenset()
+
+    def roster_entry(self) -> dict[str, Any]:
+        devices: list[Any] = [
+            d.id if d.kind == "tag" else {"id": d.id, "kind": "phone", "owntracks": d.owntracks}
+            for d in self.devices
+        ]
+        return {
+            "id": self.id,
+            "jurisdiction": list(self.jurisdiction),
+            "exclusion": list(self.exclusion),
+            "home": self.home,
+            "devices": devices,
+            "leaves": [
+                {"from": local_iso(a), "to": local_iso(b), "destinations": list(dest)}
+                for a, b, dest in self.leaves
+            ],
+        }
+
+
+class UnintendedError(Exception):
+    """The random draw did not do what the recipe meant; try another."""
+
+
+@dataclass
+class Rendered:
+    zones: dict[str, Any]
+    roster: dict[str, Any]
+    pings: list[Ping]
+    truth: list[Truth]
+
+
+class Scenario:
+    def __init__(self, start: int, end: int) -> None:
+        self.start, self.end = start, end
+        self.places: list[dict[str, Any]] = []  # zones besides the counties
+        self.people: list[Person] = []
+
+    def zone(self, feature: dict[str, Any]) -> str:
+        self.places.append(feature)
+        return str(feature["properties"]["id"])
+
+    def add(self, person: Person) -> Person:
+        self.people.append(person)
+        return person
+
+    def zones_doc(self) -> dict[str, Any]:
+        return {"type": "FeatureCollection", "features": lishui.zone_features() + self.places}
+
+    def zone_defs(self) -> list[ZoneDef]:
+        places = {"type": "FeatureCollection", "features": self.places}
+        return [*lishui.county_zones(), *parse_feature_collection(places)]
+
+    def roster_doc(self) -> dict[str, Any]:
+        return {"timezone": TIMEZONE, "supervisees": [p.roster_entry() for p in self.people]}
+
+    def render(self, seed: int) -> Rendered:
+        zones, roster = self.zones_doc(), self.roster_doc()
+        pings: list[Ping] = []
+        for k, plan in enumerate(d for p in self.people for d in p.devices):
+            messages = DeviceSim(plan).advance(self.end)
+            pings += deliver(messages, plan.link, np.random.default_rng((seed, k, 11)))
+        pings.sort(key=lambda p: p.at)
+        truth = ground_truth(
+            Roster(TIMEZONE, [parse_supervisee(s) for s in roster["supervisees"]]),
+            self.zone_defs(),
+            {p.id: p.track for p in self.people},
+            pings,
+            self.start,
+            pings[-1].at if pings else self.end,
+        )
+        self._check(truth)
+        return Rendered(zones, roster, pings, truth)
+
+    def _check(self, truth: list[Truth]) -> None:
+        for p in self.people:
+            if p.expect is None:
+                continue
+            seen = {
+                e["type"]
+                for e in truth
+                if e["supervisee"] == p.id and e["type"] in BREACHES and not e.get("optional")
+            }
+            if seen != p.expect:
+                raise UnintendedError(f"{p.id}: expected {sorted(p.expect)}, got {sorted(seen)}")
+
+
+def write_setup(out: Path, zones: dict[str, Any], roster: dict[str, Any]) -> None:
+    """zones.geojson and roster.json: what `fencewatch load` imports."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "zones.geojson").write_bytes(msgspec.json.encode(zones))
+    (out / "roster.json").write_bytes(msgspec.json.format(msgspec.json.encode(roster)))
+
+
+def write(out: Path, rendered: Rendered) -> None:
+    write_setup(out, rendered.zones, rendered.roster)
+    encoder = msgspec.json.Encoder()
+    with (out / "pings.jsonl").open("wb") as f:
+        for p in rendered.pings:
+            f.write(encoder.encode({"at": p.at, "topic": p.topic, "payload": p.payload}))
+            f.write(b"\n")
+    (out / "truth.json").write_bytes(msgspec.json.format(encoder.encode(rendered.truth)))

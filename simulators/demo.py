@@ -1,0 +1,229 @@
+"""The 丽水 demo: people living in 莲都区 wearing tags, with something to see at once.
+
+`build_demo(n_tags)` returns the spec 4.2 zones (the nine counties of 丽水市 as DataV has
+them, in GCJ-02, plus a victim's home and a school drawn on an Amap, and home zones for
+curfews), the roster, and the fleet plan `simulators.fleet.run_fleet` plays live. Plans
+start at the moment of building: within the first minute one tag walks out of 莲都 into
+a neighbouring county and stays out, another drives out; then an exclusion zone is
+entered, a strap is opened, a battery runs low, a tag goes silent and one loses its fix;
+someone on approved leave drives to 青田; the rest go about their day, some near the
+border with their fixes drifting across it.
+
+    python -m simulators.demo OUT_DIR --tags 36 [--minutes 60]
+
+writes the same demo as a scenario directory (its first hour, by default), with truth.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulators import lishui
+from simulators.build import Person, Scenario, write, write_setup
+from simulators.device import Battery
+from simulators.fleet import FleetPlan
+from simulators.gps import GpsProfile
+from simulators.life import TZ, minutes, nearby, routine, tag
+from simulators.places import EVERY_DAY, WEEKDAYS, block, circle, window
+from simulators.route import Env, Mode, RouteBuilder
+
+MIN = 60_000
+H = 3_600_000
+VICTIM = "X-VICTIM-01"
+SCHOOL = "X-SCHOOL-01"
+
+
+class _Demo:
+    def __init__(self, rng: np.random.Generator, sc: Scenario) -> None:
+        self.rng, self.sc = rng, sc
+        self.victim_home = lishui.interior_point(rng, min_depth_m=2000, within_m=3000)
+        self.school_site = lishui.interior_point(rng, min_depth_m=2000, within_m=3000)
+        sc.zone(
+            circle(
+                VICTIM, "exclusion", *self.victim_home, 200, crs="gcj02", name="被害人住所周边200米"
+            )
+        )
+        sc.zone(
+            block(
+                SCHOOL,
+                "exclusion",
+                *self.school_site,
+                220,
+                160,
+                30,
+                crs="gcj02",
+                name="某小学(上学时段禁入)",
+                schedule=[window(WEEKDAYS, "07:00", "17:30")],
+            )
+        )
+
+    def _at(self, lat: float, lon: float) -> RouteBuilder:
+        return RouteBuilder(self.rng, self.sc.start, lat, lon)
+
+    def _home(self) -> tuple[float, float]:
+        if self.rng.uniform() < 0.3:
+            return lishui.crossing(self.rng, float(self.rng.uniform(300, 1500)), 0).inside
+        return lishui.interior_point(self.rng, min_depth_m=1000, within_m=6000)
+
+    def walk_out(self, sid: str, dev: str) -> Person:
+        c = lishui.crossing(self.rng, 25, 900)
+        b = self._at(*c.inside).go(*c.outside, Mode.WALK, speed=1.5, wiggle=0.0)
+        return self._person(sid, dev, b.linger((self.sc.end - b.now) / 1000, 150))
+
+    def drive_out(self, sid: str, dev: str) -> Person:
+        c = lishui.crossing(self.rng, 150, 4000)
+        b = self._at(*c.inside).go(*c.outside, Mode.ROAD, speed=18, wiggle=0.0)
+        return self._person(sid, dev, b.stay_until(self.sc.end, Env.OUTDOOR))
+
+    def leave(self, sid: str, dev: str) -> Person:
+        home = lishui.interior_point(self.rng, min_depth_m=1500, within_m=5000)
+        dest = lishui.interior_point(self.rng, lishui.QINGTIAN, min_depth_m=1500, within_m=4000)
+        b = self._at(*home).stay(120).go(*dest, Mode.ROAD).stay_until(self.sc.end)
+        leave = (self.sc.start - H, self.sc.start + 48 * H, (lishui.QINGTIAN,))
+        return self._person(sid, dev, b, leaves=[leave])
+
+    def drift(self, sid: str, dev: str) -> Person:
+        c = lishui.crossing(self.rng, float(self.rng.uniform(80, 200)), 0)
+        b = self._at(*c.inside).stay_until(self.sc.end)
+        gps = GpsProfile(excursions_per_h=1.0, excursion_m=(150, 350), excursion_bearing=c.outward)
+        return self._person(sid, dev, b, gps=gps)
+
+    def victim(self, sid: str, dev: str) -> Person:
+        start = nearby(self.rng, *self.victim_home, 450, 500)
+        b = self._at(*start).stay(180, Env.OUTDOOR).go(*self.victim_home, Mode.WALK)
+        b.linger(minutes(25, 35, self.rng), 60).go(*start, Mode.WALK)
+        return self._person(sid, dev, routine(b, self.rng, start, self.sc.end), exclusion=(VICTIM,))
+
+    def school(self, sid: str, dev: str) -> Person:
+        start = nearby(self.rng, *self.school_site, 350, 400)
+        past = nearby(self.rng, *self.school_site, 150, 200)
+        b = self._at(*start).go(*past, Mode.WALK).linger(minutes(10, 20, self.rng), 30)
+        b.go(*start, Mode.WALK)
+        return self._person(sid, dev, routine(b, self.rng, start, self.sc.end), exclusion=(SCHOOL,))
+
+    def strap(self, sid: str, dev: str) -> Person:
+        s = self.sc.start
+        return self._routine(sid, dev, strap=((s + 6 * MIN, "open"), (s + 14 * MIN, "ok")))
+
+    def battery(self, sid: str, dev: str) -> Person:
+        s = self.sc.start
+        power = Battery(start_pct=22, drain_pct_h=8, charging=((s + 90 * MIN, s + 5 * H),))
+        return self._routine(sid, dev, battery=power)
+
+    def offline(self, sid: str, dev: str) -> Person:
+        s = self.sc.start
+        return self._routine(sid, dev, silent=((s + 10 * MIN, s + 50 * MIN),))
+
+    def no_fix(self, sid: str, dev: str) -> Person:
+        home = self._home()
+        b = self._at(*home).stay(180).stay(32 * 60, Env.COVER)
+        track = routine(b, self.rng, home, self.sc.end)
+        return self._person(sid, dev, track, gps=GpsProfile(cover_cell=0.0))
+
+    def routine(self, sid: str, dev: str) -> Person:
+        return self._routine(sid, dev, curfew=int(sid[1:]) % 3 == 0)
+
+    def _routine(self, sid: str, dev: str, curfew: bool = False, **kw: Any) -> Person:
+        home = self._home()
+        b = routine(self._at(*home), self.rng, home, self.sc.end)
+        zone = None
+        if curfew:
+            schedule = [window(EVERY_DAY, "22:00", "06:00")]
+            zone = self.sc.zone(
+                circle(f"H-{sid}", "home", *home, 150, name="居住地(居家时段)", schedule=schedule)
+            )
+        return self._person(sid, dev, b, home=zone, **kw)
+
+    def _person(
+        self,
+        sid: str,
+        dev: str,
+        b: RouteBuilder,
+        gps: GpsProfile | None = None,
+        exclusion: tuple[str, ...] = (),
+        home: str | None = None,
+        leaves: list[tuple[int, int, tuple[str, ...]]] | None = None,
+        **kw: Any,
+    ) -> Person:
+        track = b.track()
+        plan = tag(self.rng, dev, track, gps, **kw)
+        return self.sc.add(
+            Person(
+                sid, track, [plan], exclusion=exclusion, home=home, leaves=leaves or [], expect=None
+            )
+        )
+
+
+ROLES: tuple[Callable[[_Demo, str, str], Person], ...] = (
+    _Demo.walk_out,
+    _Demo.drive_out,
+    _Demo.victim,
+    _Demo.leave,
+    _Demo.drift,
+    _Demo.strap,
+    _Demo.battery,
+    _Demo.offline,
+    _Demo.no_fix,
+    _Demo.school,
+)
+
+
+def demo_scenario(
+    n_tags: int, seed: int = 1, start_ms: int | None = None, hours: float = 12
+) -> Scenario:
+    start = start_ms if start_ms is not None else time.time_ns() // 1_000_000
+    sc = Scenario(start, start + int(hours * H))
+    demo = _Demo(np.random.default_rng(seed), sc)
+    for k in range(n_tags):
+        role = ROLES[k] if k < len(ROLES) else _Demo.routine
+        role(demo, f"S{k + 1:03d}", f"T{k + 1:03d}")
+    return sc
+
+
+def build_demo(
+    n_tags: int, seed: int = 1, start_ms: int | None = None, hours: float = 12
+) -> tuple[dict[str, Any], dict[str, Any], FleetPlan]:
+    """(zones.geojson, roster.json, fleet plan) for `n_tags` tags, starting now (or at
+    `start_ms`) and planned for `hours`; after that each tag stays where it ended up."""
+    sc = demo_scenario(n_tags, seed, start_ms, hours)
+    devices = tuple(d for p in sc.people for d in p.devices)
+    return sc.zones_doc(), sc.roster_doc(), FleetPlan(sc.start, devices)
+
+
+def write_demo(out: Path, zones: dict[str, Any], roster: dict[str, Any]) -> None:
+    """zones.geojson and roster.json into `out`, for `fencewatch load`."""
+    write_setup(out, zones, roster)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m simulators.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("out", type=Path, metavar="OUT_DIR")
+    parser.add_argument("--tags", type=int, default=36)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--minutes", type=float, default=60, help="pings to record (60)")
+    parser.add_argument("--start", default=None, help="ISO time the demo starts (default now)")
+    args = parser.parse_args(argv)
+    start = None
+    if args.start:
+        parsed = datetime.fromisoformat(args.start)
+        start = int((parsed if parsed.tzinfo else parsed.replace(tzinfo=TZ)).timestamp() * 1000)
+    sc = demo_scenario(args.tags, args.seed, start, args.minutes / 60)
+    write(args.out, sc.render(args.seed))
+    print(f"demo with {args.tags} tags written to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

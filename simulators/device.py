@@ -1,0 +1,276 @@
+"""A simulated device: when it reports, what it says, and the events it raises.
+
+A tag reports on a fixed interval (with a little clock jitter) and raises spec 4.1 events
+when its strap is opened or cut, its battery runs low, it starts charging, or it powers off
+and on. A phone runs OwnTracks in significant-move mode: it publishes when its wearer has
+moved a couple of hundred metres, or after a ping interval, so its reports are irregular;
+it has no events and never reports without a fix.
+
+`DeviceSim.advance` is incremental (a live tag asks a chunk at a time) and deterministic
+for a plan's seed; a recorded scenario asks for everything at once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from geofence.crs import wgs84_to_gcj02
+from simulators.geo import displacement
+from simulators.gps import SOURCES, GpsModel, GpsProfile
+from simulators.messages import (
+    Message,
+    evt,
+    evt_topic,
+    fix_entry,
+    loc,
+    loc_topic,
+    owntracks_location,
+    owntracks_topic,
+)
+from simulators.route import Track
+from simulators.uplink import LinkPlan
+
+Window = tuple[int, int | None]  # (from, to) epoch ms; to None = for good
+
+
+@dataclass(frozen=True)
+class Battery:
+    start_pct: float = 85.0
+    drain_pct_h: float = 1.2  # a tag lasts ~3 days on a charge
+    charging: tuple[tuple[int, int], ...] = ()  # plugged in
+    charge_pct_h: float = 45.0
+    low_pct: int = 20  # firmware raises low_battery here
+    off_pct: float = 1.0  # and shuts down cleanly (power_off) here
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    id: str
+    track: Track
+    kind: str = "tag"  # tag | phone
+    owntracks: str | None = None  # "<user>/<device>" for a phone
+    interval_s: float = 30.0  # tags; phones report on movement
+    gps: GpsProfile = field(default_factory=GpsProfile)
+    battery: Battery = field(default_factory=Battery)
+    strap: tuple[tuple[int, str], ...] = ()  # (ts, ok|open|cut): the strap's state from ts
+    off: tuple[Window, ...] = ()  # switched off: power_off, silence, boot
+    silent: tuple[Window, ...] = ()  # says nothing, no event: destroyed, shielded, SIM pulled
+    link: LinkPlan = field(default_factory=LinkPlan)
+    crs: str = "wgs84"  # gcj02: the firmware reports Amap coordinates, and says so
+    seed: int = 0
+
+
+def _inside(t: int, windows: tuple[Window, ...]) -> bool:
+    return any(a <= t and (b is None or t < b) for a, b in windows)
+
+
+def _within(times: npt.NDArray[np.int64], windows: tuple[Window, ...]) -> list[bool]:
+    mask = np.zeros(len(times), dtype=bool)
+    for a, b in windows:
+        mask |= (times >= a) & (times < (b if b is not None else 2**62))
+    return mask.tolist()
+
+
+def _strap_at(times: npt.NDArray[np.int64], changes: tuple[tuple[int, str], ...]) -> list[str]:
+    ordered = sorted(changes)
+    states = ["ok"] + [state for _, state in ordered]
+    idx = np.searchsorted(np.array([ts for ts, _ in ordered], dtype=np.int64), times, "right")
+    return [states[i] for i in idx.tolist()]
+
+
+_STRAP_EVENT = {"open": "strap_open", "cut": "strap_cut"}
+_PHONE_GRID_MS = 15_000
+_PHONE_MOVE_M = (150.0, 300.0)
+_PHONE_PING_S = (300.0, 900.0)
+
+
+class DeviceSim:
+    def __init__(self, plan: DevicePlan, interval_s: float | None = None) -> None:
+        self.plan = plan
+        self.interval_ms = int((interval_s or plan.interval_s) * 1000)
+        self.gps = GpsModel(plan.gps, plan.seed)
+        self.rng = np.random.default_rng((plan.seed, 7))
+        self.seq = 0
+        self.clock = plan.track.start  # everything before this has been emitted
+        self.next_report = plan.track.start
+        self.batt = plan.battery.start_pct
+        self.batt_t = plan.track.start
+        self.dead = False
+        self.was_charging = False
+        self.low_sent = False
+        self.last_pub: tuple[int, float, float] | None = None  # phone: t, x, y
+        self.next_move_m = 0.0
+        self.next_ping_ms = 0
+
+    @property
+    def topic(self) -> str:
+        if self.plan.kind == "phone":
+            return owntracks_topic(self.plan.owntracks or f"u{self.plan.id}/{self.plan.id}")
+        return loc_topic(self.plan.id)
+
+    def _candidates(self, until: int) -> np.ndarray:
+        if self.plan.kind == "phone":
+            first = self.next_report
+            times = np.arange(first, until, _PHONE_GRID_MS, dtype=np.int64)
+            self.next_report = int(times[-1]) + _PHONE_GRID_MS if len(times) else first
+            return times
+        n = max(0, -(-(until - self.next_report) // self.interval_ms))
+        times = self.next_report + self.interval_ms * np.arange(n, dtype=np.int64)
+        self.next_report += n * self.interval_ms
+        # A tag's clock jitters a little; never enough to swap two reports.
+        jitter = self.rng.normal(0, min(300, self.interval_ms / 20), n).astype(np.int64)
+        return times + jitter
+
+    def _events_between(self, a: int, b: int) -> list[tuple[int, str]]:
+        """Strap and power events with a ≤ ts < b, from the plan."""
+        out = []
+        for ts, state in self.plan.strap:
+            if a <= ts < b and state in _STRAP_EVENT:
+                out.append((ts, _STRAP_EVENT[state]))
+        for start, end in self.plan.off:
+            if a <= start < b:
+                out.append((start, "power_off"))
+            if end is not None and a <= end < b:
+                out.append((end, "boot"))
+        return out
+
+    def _battery(self, t: int, charging: bool) -> list[tuple[int, str]]:
+        """Advance the battery to `t`; the events that crossing raised."""
+        b = self.plan.battery
+        hours = (t - self.batt_t) / 3_600_000
+        self.batt_t = t
+        self.batt = (
+            min(100.0, self.batt + hours * b.charge_pct_h)
+            if charging
+            else max(0.0, self.batt - hours * b.drain_pct_h)
+        )
+        events = []
+        if charging and not self.was_charging:
+            events.append((t, "charging"))
+            self.low_sent = False
+        self.was_charging = charging
+        if self.dead and charging and self.batt >= 3:
+            self.dead = False
+            events.append((t, "boot"))
+        if not self.dead and not charging:
+            if self.batt <= b.low_pct and not self.low_sent:
+                self.low_sent = True
+                events.append((t, "low_battery"))
+            if self.batt <= b.off_pct:
+                self.dead = True
+                events.append((t, "power_off"))
+        return events
+
+    def _phone_publishes(self, t: int, x: float, y: float) -> str | None:
+        """OwnTracks' decision for one candidate instant (`x`, `y` metres in any fixed
+        frame): None, or the trigger."""
+        if self.last_pub is None:
+            return "u"
+        t0, x0, y0 = self.last_pub
+        if t - t0 >= self.next_ping_ms:
+            return "p"
+        if t - t0 >= 30_000 and math.hypot(x - x0, y - y0) >= self.next_move_m:
+            return ""
+        return None
+
+    def advance(self, until: int) -> list[Message]:
+        """Every message the device emits with ts in [previous `until`, `until`)."""
+        plan = self.plan
+        start = self.clock
+        self.clock = max(until, start)
+        times = self._candidates(until)
+        events = self._events_between(start, until)
+        truth = plan.track.at(times)
+        keep: list[int] = []
+        triggers: list[str] = []
+        batt: list[int] = []
+        chg: list[bool] = []
+        blocked = _within(times, plan.off + plan.silent)
+        strap_now = _strap_at(times, plan.strap)
+        # Phones decide on distance moved: metres from the track's start, in one go.
+        east, north = displacement(plan.track.lat[0], plan.track.lon[0], truth.lat, truth.lon)
+        xs, ys = east.tolist(), north.tolist()
+        plugged = _within(times, self.plan.battery.charging)
+        for i, t in enumerate(times.tolist()):
+            events += self._battery(t, plugged[i])
+            if self.dead or blocked[i]:
+                continue
+            if plan.kind == "phone":
+                trigger = self._phone_publishes(t, xs[i], ys[i])
+                if trigger is None:
+                    continue
+                self.last_pub = (t, xs[i], ys[i])
+                self.next_move_m = float(self.rng.uniform(*_PHONE_MOVE_M))
+                self.next_ping_ms = int(self.rng.uniform(*_PHONE_PING_S) * 1000)
+                triggers.append(trigger)
+            keep.append(i)
+            batt.append(round(self.batt))
+            chg.append(self.was_charging)
+        idx = np.array(keep, dtype=np.int64)
+        kept = times[idx]
+        sample = plan.track.at(kept)
+        readings = self.gps.observe(kept, sample)
+        lat, lon = readings.lat, readings.lon
+        if plan.crs == "gcj02":
+            lat, lon = wgs84_to_gcj02(lat, lon)
+        # Python values, rounded as devices send them, before the per-message loop.
+        fix = readings.fix.tolist()
+        ts_l = kept.tolist()
+        lat_l = np.round(lat, 7 if plan.kind == "phone" else 6).tolist()
+        lon_l = np.round(lon, 7 if plan.kind == "phone" else 6).tolist()
+        acc_l = np.round(readings.acc, 1).tolist()
+        spd_l = np.round(readings.spd, 1).tolist()
+        hdg_l = np.round(readings.hdg).tolist()
+        src_l = [SOURCES[k] if k >= 0 else None for k in readings.src.tolist()]
+        out: list[Message] = []
+        for k, ts in enumerate(ts_l):
+            if plan.kind == "phone":
+                if not fix[k]:
+                    continue  # OwnTracks publishes nothing without a location
+                payload = owntracks_location(
+                    ts,
+                    lat_l[k],
+                    lon_l[k],
+                    acc_l[k],
+                    tid=plan.id[-2:],
+                    batt=batt[k],
+                    charging=chg[k],
+                    spd=spd_l[k],
+                    hdg=hdg_l[k],
+                    trigger=triggers[k] or None,
+                    wifi=src_l[k] == "wifi",
+                )
+                out.append(Message(ts, self.topic, payload))
+                continue
+            entry = fix_entry(
+                0,
+                ts,
+                lat_l[k] if fix[k] else None,
+                lon_l[k] if fix[k] else None,
+                acc=acc_l[k],
+                src=src_l[k],
+                spd=spd_l[k],
+                hdg=hdg_l[k],
+                batt=batt[k],
+                chg=chg[k],
+                strap=strap_now[keep[k]],
+                crs=plan.crs,
+            )
+            out.append(Message(ts, self.topic, loc(entry), entry=True))
+        if plan.kind == "tag":
+            topic = evt_topic(plan.id)
+            out += [
+                Message(ts, topic, evt(0, ts, kind))
+                for ts, kind in events
+                if not _inside(ts, plan.silent)
+            ]
+        out.sort(key=lambda m: m.ts)
+        for m in out:
+            if "seq" in m.payload:
+                self.seq += 1
+                m.payload["seq"] = self.seq
+        return out

@@ -1,0 +1,130 @@
+"""Device messages on the wire: spec 4.1 for tags, OwnTracks for phones.
+
+Payloads are plain dicts, ready for JSON. Callers round coordinates as devices do (six
+decimals of a degree is 0.1 m; OwnTracks sends seven, and whole metres and km/h).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+Payload = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message a device publishes, before the network has had its way with it.
+    `entry` marks a tag's single fix, which a tag may fold into a `batch` when buffered."""
+
+    ts: int
+    topic: str
+    payload: Payload
+    entry: bool = False
+
+
+def loc_topic(device: str) -> str:
+    return f"em/{device}/loc"
+
+
+def evt_topic(device: str) -> str:
+    return f"em/{device}/evt"
+
+
+def owntracks_topic(user_device: str) -> str:
+    return f"owntracks/{user_device}"
+
+
+def fix_entry(
+    seq: int,
+    ts: int,
+    lat: float | None,
+    lon: float | None,
+    acc: float | None = None,
+    src: str | None = None,
+    spd: float | None = None,
+    hdg: float | None = None,
+    batt: int | None = None,
+    chg: bool | None = None,
+    strap: str | None = None,
+    crs: str = "wgs84",
+) -> Payload:
+    """One fix as a `batch` entry (a single-fix message adds `v`); `lat`, `lon` are in
+    `crs`, which the entry names unless it is WGS-84, and rounded as the device rounds
+    them (six decimals: 0.1 m). Without a position the entry says
+    `fix: false` and carries no lat/lon, as spec 4.1 requires."""
+    entry: Payload = {"seq": seq, "ts": ts}
+    if lat is None or lon is None:
+        entry["fix"] = False
+    else:
+        if crs != "wgs84":
+            entry["crs"] = crs
+        entry["lat"] = lat
+        entry["lon"] = lon
+        if acc is not None:
+            entry["acc"] = acc
+        if src is not None:
+            entry["src"] = src
+        if spd is not None and math.isfinite(spd):
+            entry["spd"] = spd
+        if hdg is not None and math.isfinite(hdg):
+            entry["hdg"] = int(hdg) % 360
+    if batt is not None:
+        entry["batt"] = batt
+    if chg is not None:
+        entry["chg"] = chg
+    if strap is not None:
+        entry["strap"] = strap
+    return entry
+
+
+def loc(entry: Payload) -> Payload:
+    return {"v": 1, **entry}
+
+
+def batch(entries: list[Payload]) -> Payload:
+    return {"v": 1, "batch": [{k: v for k, v in e.items() if k != "v"} for e in entries]}
+
+
+def evt(seq: int, ts: int, kind: str) -> Payload:
+    return {"v": 1, "seq": seq, "ts": ts, "type": kind}
+
+
+def owntracks_location(
+    ts: int,
+    lat: float,
+    lon: float,
+    acc: float,
+    tid: str,
+    batt: int | None = None,
+    charging: bool | None = None,
+    spd: float | None = None,
+    hdg: float | None = None,
+    trigger: str | None = None,
+    wifi: bool = False,
+) -> Payload:
+    """An OwnTracks `location` message as the app publishes it (its JSON format: `tst`
+    epoch seconds, `vel` km/h, `cog` degrees, `bs` 1 unplugged / 2 charging, `conn` w/m,
+    `t` trigger: p ping, u manual, t timer, c region, absent for a plain move)."""
+    msg: Payload = {
+        "_type": "location",
+        "tid": tid,
+        "tst": ts // 1000,
+        "lat": lat,
+        "lon": lon,
+        "acc": round(acc),
+        "conn": "w" if wifi else "m",
+        "m": 1,
+        "created_at": ts // 1000,
+    }
+    if batt is not None:
+        msg["batt"] = batt
+        msg["bs"] = 2 if charging else 1
+    if spd is not None and math.isfinite(spd):
+        msg["vel"] = round(spd * 3.6)
+    if hdg is not None and math.isfinite(hdg):
+        msg["cog"] = round(hdg) % 360
+    if trigger is not None:
+        msg["t"] = trigger
+    return msg

@@ -1,0 +1,47 @@
+"""The end-to-end benchmark (benchmarks/pipeline.py) runs at a tiny size and reports its
+figures. No timing is asserted: this only keeps the benchmark working."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NUMBERS = (int, float)
+REQUIRED = {
+    "fixes_per_s": NUMBERS,
+    "ceiling_fixes_per_s": NUMBERS,
+    "generator_max_fixes_per_s": NUMBERS,
+    "rss_mb": NUMBERS,
+    "backlog_end": NUMBERS,
+    # No alert can be confirmed within seconds (default policy: 3 fixes over 60 s).
+    "p50_ms": (*NUMBERS, type(None)),
+    "p99_ms": (*NUMBERS, type(None)),
+}
+
+
+def test_pipeline_benchmark_reports_its_figures() -> None:
+    # Same PostgreSQL as the other tests (conftest.PG_ADMIN).
+    env = dict(os.environ)
+    if "FENCEWATCH_TEST_PG" in env:
+        env.setdefault("FENCEWATCH_BENCH_PG", env["FENCEWATCH_TEST_PG"])
+    args = ["--tags", "50", "--interval", "1", "--duration", "5", "--warmup", "3"]
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.pipeline", *args, "--probe", "2", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout)
+    for key, types in REQUIRED.items():
+        assert isinstance(result[key], types), (key, result[key])
+    assert result["params"]["tags"] == 50
+    assert result["machine"]["nproc"] >= 1
+    # 50 tags at one fix a second: the service stored something.
+    assert result["fixes_per_s"] > 0
