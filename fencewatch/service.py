@@ -46,6 +46,7 @@ log = logging.getLogger("fencewatch")
 
 SNAPSHOT_EVERY_S = 30.0
 CLOCK_EVERY_S = 1.0
+DEMO_INTERVAL_S = 10.0
 
 
 class _Server(uvicorn.Server):
@@ -100,7 +101,11 @@ class Service:
         if demo_fleet:
             from simulators.fleet import run_fleet
 
-            jobs["fleet"] = run_fleet(self.urls.mqtt_url, plan, self.stop)
+            # Reports every 10 s, and the first two minutes of the plan arrive at once, as
+            # from tags that were out of touch: the demo has alerts to show within a minute.
+            jobs["fleet"] = run_fleet(
+                self.urls.mqtt_url, plan, self.stop, interval_s=DEMO_INTERVAL_S, history_s=120
+            )
         tasks = {asyncio.create_task(job, name=name): name for name, job in jobs.items()}
         stopper = asyncio.create_task(self.stop.wait(), name="stop")
         # uvicorn offers no "started" event to wait on, only the flag.

@@ -7,6 +7,9 @@ import msgspec
 
 from geofence.confirm import Confirm
 
+# A fix as the jump filter remembers it: lat, lon, error radius (m), ts, speed (m/s; -1 unknown).
+Point = tuple[float, float, float, int, float]
+
 
 class Track(msgspec.Struct):
     """What one device's fixes have shown so far, in device-time order.
@@ -18,8 +21,8 @@ class Track(msgspec.Struct):
     last_ts: int = -1
     max_seq: int = -1
     seen: int = 0  # bit i set: seq max_seq - i already judged (QoS 1 redelivery guard)
-    anchor: tuple[float, float, float, int] | None = None  # last trusted (lat, lon, r, ts)
-    suspect: tuple[float, float, float, int] | None = None  # last fix rejected as a jump
+    anchor: Point | None = None  # the last trusted fix
+    suspect: Point | None = None  # the last fix rejected as a jump
     rest: tuple[float, float, int] | None = None  # where a still device rests (lat, lon, ts)
     speed_seen: bool = False  # the device has reported motion: its zero speed means still
     drift_since: int | None = None

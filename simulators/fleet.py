@@ -133,12 +133,14 @@ async def run_fleet(
     speedup: float = 1.0,
     client_id: str | None = None,
     stats: FleetStats | None = None,
+    history_s: float = 0.0,
 ) -> None:
     """Publish `roster_plan`'s devices live, every `interval_s` seconds each, until `stop`
-    is set. The plan starts now (see simulators.tag.retime). What was sent is counted
-    into `stats` when given."""
+    is set. The plan starts `history_s` ago (see simulators.tag.retime): like tags that were
+    out of touch, each first uploads what it recorded since, as batches. What was sent is
+    counted into `stats` when given."""
     link = MqttLink(mqtt_url, client_id or f"fencewatch-sim-{uuid.uuid4().hex[:8]}")
-    wall_start = _now_ms()
+    wall_start = _now_ms() - int(history_s * 1000)
     tags = [
         LiveTag(retime(p, roster_plan.start_ms, wall_start, speedup), interval_s)
         for p in roster_plan.devices

@@ -28,8 +28,6 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
         return True
     fix, policy = j.fix, j.policy
     lat, lon, ts = float(fix.lat or 0.0), float(fix.lon or 0.0), fix.ts
-    if fix.spd is not None and fix.spd > 0.05:
-        track.speed_seen = True
     rest = track.rest
     still = fix.spd is not None and fix.spd < policy.still_mps and track.speed_seen
     if not still:

@@ -1,6 +1,12 @@
 """Multipath spikes and cell hops: a fix that would need an impossible speed from the last
 trusted position is flagged and not believed, unless the next fix agrees with it (then the
-person really moved, e.g. the first fix after a long gap)."""
+person really moved, e.g. the first fix after a long gap).
+
+"Impossible" is the policy's top speed — or, when both fixes carry a Doppler speed from a
+device known to report real speeds, what those speeds allow: a receiver measures speed
+from the Doppler shift independently of its position, so a fix hundreds of metres away
+while both readings say "walking pace" is a reflected signal, not a sprint.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +15,20 @@ import math
 from geofence.context import StepContext
 from geofence.judge import Judged
 from geofence.model import Quality
-from geofence.state import Track
+from geofence.state import Point, Track
 
 _M_PER_DEG = 111_195.0
 UNUSABLE = Quality.NO_FIX | Quality.ACC_POOR
+# Room for acceleration between two speed readings: ×1.5 and 2 m/s on top of the faster.
+_DOPPLER_FACTOR, _DOPPLER_SLACK_MPS = 1.5, 2.0
 
 
-def _plausible(
-    a: tuple[float, float, float, int], b: tuple[float, float, float, int], vmax: float
-) -> bool:
+def _plausible(a: Point, b: Point, vmax: float, doppler: bool) -> bool:
     dy = (b[0] - a[0]) * _M_PER_DEG
     dx = (b[1] - a[1]) * _M_PER_DEG * math.cos(math.radians(a[0]))
     gap = math.hypot(dx, dy) - a[2] - b[2]
+    if doppler and a[4] >= 0 and b[4] >= 0:
+        vmax = min(vmax, max(a[4], b[4]) * _DOPPLER_FACTOR + _DOPPLER_SLACK_MPS)
     return gap <= vmax * max(abs(b[3] - a[3]) / 1000.0, 1.0)
 
 
@@ -28,10 +36,13 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
     if j.flags & UNUSABLE:
         return True
     fix = j.fix
-    here = (float(fix.lat or 0.0), float(fix.lon or 0.0), j.radius, fix.ts)
-    vmax = j.policy.max_speed_mps
-    agrees = (track.anchor is None or _plausible(track.anchor, here, vmax)) or (
-        track.suspect is not None and _plausible(track.suspect, here, vmax)
+    if fix.spd is not None and fix.spd > 0.05:
+        track.speed_seen = True
+    speed = fix.spd if fix.spd is not None else -1.0
+    here = (float(fix.lat or 0.0), float(fix.lon or 0.0), j.radius, fix.ts, speed)
+    vmax, doppler = j.policy.max_speed_mps, track.speed_seen
+    agrees = (track.anchor is None or _plausible(track.anchor, here, vmax, doppler)) or (
+        track.suspect is not None and _plausible(track.suspect, here, vmax, doppler)
     )
     if agrees:
         track.anchor, track.suspect = here, None
