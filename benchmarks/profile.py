@@ -1,9 +1,12 @@
 """Where the service spends its CPU: py-spy samples it during the measured window, and the
 collapsed stacks are summed into the functions and packages with the most samples.
 
-Self = the function was running (the leaf of the stack); total = it was on the stack.
-py-spy pauses the process for each sample (its default, so stacks are consistent), at
-`RATE` per second: a small cost to the figures of a profiled run.
+Only the thread holding the GIL is sampled (`--gil`): the service's Python work runs one
+thread at a time, so these samples are where its interpreter time goes (a thread waiting
+in select/epoll, or for the GIL, is not counted; C code that releases the GIL isn't
+either). Self = the function was running (the leaf of the stack); total = it was on the
+stack. py-spy pauses the process for each sample (its default, so stacks are consistent),
+at `RATE` per second: a small cost to the figures of a profiled run.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import re
 import shutil
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +56,7 @@ class Profiler:
             spy,
             "record",
             *("--pid", str(self.pid), "--duration", str(max(1, round(self.seconds)))),
-            *("--rate", str(RATE), "--format", "raw", "--output", str(self.out)),
+            *("--rate", str(RATE), "--format", "raw", "--output", str(self.out), "--gil"),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
@@ -67,6 +71,7 @@ def summarize(collapsed: str, top: int = TOP) -> dict[str, Any]:
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     packages: Counter[str] = Counter()
+    callees: dict[str, set[str]] = {}
     samples = 0
     for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
@@ -83,6 +88,14 @@ def summarize(collapsed: str, top: int = TOP) -> dict[str, Any]:
         packages[package] += n  # the leaf's
         for name in set(names):
             total[name] += n
+        for caller, callee in pairwise(names):
+            callees.setdefault(caller, set()).add(callee)
+    # Entry chains (<module> → main → … → Runner.run, Thread._bootstrap → … → loop_forever)
+    # only pass their one callee's time through: left out of the totals, which would
+    # otherwise open with them.
+    for name, called in callees.items():
+        if len(called) == 1 and not own[name]:
+            del total[name]
 
     def share(counter: Counter[str]) -> list[str]:
         return [f"{100 * n / samples:5.1f}%  {name}" for name, n in counter.most_common(top)]

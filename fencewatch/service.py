@@ -169,9 +169,14 @@ class Service:
                 await asyncio.sleep(2)
 
     async def _every(self, seconds: float, work: Callable[[], Awaitable[None]]) -> None:
+        """Run `work` periodically; a failed round is logged and the next one tried (a
+        snapshot that could not be written is written at the next)."""
         while True:
             await asyncio.sleep(seconds)
-            await work()
+            try:
+                await work()
+            except Exception:
+                log.exception("%s failed; trying again in %ss", work.__name__, seconds)
 
     async def _tick(self) -> None:
         await self.pipeline.tick(int(time.time() * 1000))

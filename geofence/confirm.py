@@ -11,8 +11,9 @@ One `Confirm` per rule per device lane. Each judged fix arrives as a violation s
 A breach is confirmed by `confirm_fixes` certain violations spanning `confirm_s` (or, for a
 device that reports rarely, two spanning `confirm_dwell_s`), with no trustworthy compliant
 fix between them; it then stays a breach until `clear_fixes`
-trustworthy compliant fixes in a row. Leaning fixes neither count nor reset, except that a
-leaning-compliant fix with a small radius is trustworthy: it is what a person standing
+trustworthy compliant fixes in a row. Leaning fixes neither count nor reset, and neither does
+a compliant fix whose circle is kilometres wide; but a leaning-compliant fix with a small
+radius is trustworthy: it is what a person standing
 just inside the border produces, and it must break a streak built from drift.
 """
 
@@ -48,7 +49,9 @@ def step(c: Confirm, score: int, ts: int, radius: float, policy: Policy) -> str 
             c.phase = BREACH
             return "raise"
         return None
-    trustworthy = score == -2 or (score == -1 and radius <= policy.trust_acc_m)
+    trustworthy = (score == -2 and radius <= policy.trust_max_m) or (
+        score == -1 and radius <= policy.trust_acc_m
+    )
     if not trustworthy:
         return None
     if c.phase == PENDING:

@@ -17,12 +17,15 @@ class Policy(msgspec.Struct, frozen=True):
     confirm_dwell_s: int = 300
     # A breach of the same rule starting again this soon after one ended is the same breach
     # (a road that clips the border in and out): reopened, not raised again.
-    reopen_s: int = 600
+    reopen_s: int = 300
     # Hysteresis: this many trustworthy fixes on the right side end a breach.
     clear_fixes: int = 2
     # A fix on the right side only counts (to reset or clear) when its radius is this small
     # or its whole circle is on the right side.
-    trust_acc_m: float = 150.0
+    trust_acc_m: float = 100.0
+    # Even wholly on the right side, a circle wider than this proves nothing: a phone's
+    # network fix can be kilometres off, further than its `acc` admits.
+    trust_max_m: float = 1000.0
     # Error circle radius = max(acc, floor for its source) × factor for its source. Devices
     # report a ~68% radius (one sigma): twice that holds ~99% of honest errors, and costs a
     # person really walking out with a good GPS fix only a few seconds.
@@ -40,7 +43,7 @@ class Policy(msgspec.Struct, frozen=True):
     # below `still_mps` mean still; `drift_m` is how far from the resting point counts;
     # the resting point follows still fixes with time constant `rest_tau_s`, and is reset
     # by motion, by a gap of `rest_gap_s` or after `drift_max_s` of seeming drift.
-    still_mps: float = 0.4
+    still_mps: float = 0.5
     drift_m: float = 100.0
     rest_tau_s: int = 1200
     rest_gap_s: int = 600

@@ -282,3 +282,11 @@ def test_a_rebooted_device_restarting_its_numbers_is_still_judged() -> None:
     for i, f in enumerate(fixes[20:]):
         f["seq"] = i  # rebooted just after crossing: numbering starts again
     assert [a.type for a in raised(run(engine(), fixes))] == ["jurisdiction_exit"]
+
+
+def test_state_survives_a_snapshot_after_long_tracks() -> None:
+    """Write-behind snapshots must hold every device's state, however long it has reported."""
+    e = engine()
+    run(e, line(LIANDU_SEAT, LIANDU_SEAT, 300))
+    restored = Engine.restore(e.rules, e.snapshot())
+    assert restored.state == e.state

@@ -7,7 +7,7 @@ from geofence.judge import Judged
 from geofence.model import Quality
 from geofence.state import Track
 
-WINDOW = 256  # how many recent sequence numbers are remembered per device
+WINDOW = 64  # recent sequence numbers remembered per device: one unsigned 64-bit word
 _MASK = (1 << WINDOW) - 1
 
 
