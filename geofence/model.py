@@ -8,15 +8,14 @@ are WGS-84 once they reach this module (conversion happens at the edges, once).
 
 from __future__ import annotations
 
-from enum import IntFlag
-
 import msgspec
 
 
-class Quality(IntFlag):
-    """Why a stored fix was trusted less or skipped; persisted as a bitmask with the fix."""
+class Quality:
+    """Why a stored fix was trusted less or skipped; persisted as a bitmask with the fix.
+    Plain ints, not an IntFlag: enum arithmetic costs an object per operation, and these
+    are tested and set several times for every fix."""
 
-    NONE = 0
     NO_FIX = 1  # device reported without a position
     ACC_UNKNOWN = 2  # no accuracy radius: treated as poor
     ACC_POOR = 4  # accuracy radius above the policy's limit: judged uncertain
@@ -26,6 +25,10 @@ class Quality(IntFlag):
     GCJ02 = 64  # arrived in GCJ-02 and was converted
     DUPLICATE = 128  # same device, seq and time as a fix already judged
     DRIFT = 256  # far from where a device that says it is still has been resting
+
+    @classmethod
+    def names(cls, mask: int) -> list[str]:
+        return [name for name, bit in vars(cls).items() if isinstance(bit, int) and bit & mask]
 
 
 class Fix(msgspec.Struct, frozen=True, gc=False):

@@ -4,12 +4,15 @@ run, and nothing is started for a configured URL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import uuid
@@ -32,10 +35,28 @@ from fencewatch.servers import ServerUrls, servers
 BOUND = 20.0  # seconds to give up after, so a broken server fails the test instead of hanging
 
 
+@contextlib.contextmanager
+def _shared_dir() -> Iterator[Path]:
+    """A directory the embedded PostgreSQL's own system user can reach: pytest keeps its
+    base temp directory private to root (and makes it so again at every session start)."""
+    path = Path(tempfile.mkdtemp(prefix="fw-embedded-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_home() -> Iterator[Path]:
+    with _shared_dir() as home:
+        yield home
+
+
 @pytest.fixture(scope="module")
-def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerUrls]:
+def embedded() -> Iterator[ServerUrls]:
     """One embedded PostgreSQL, Redis and broker shared by the tests of this module."""
-    with servers(Settings(data_dir=tmp_path_factory.mktemp("embedded"))) as urls:
+    with _shared_dir() as home, servers(Settings(data_dir=home / "embedded")) as urls:
         yield urls
 
 
@@ -207,8 +228,8 @@ def _marker(database_url: str) -> str:
     return asyncio.run(fetch())
 
 
-def test_crashed_run_is_adopted_and_data_is_kept(tmp_path: Path) -> None:
-    data = tmp_path / "var"
+def test_crashed_run_is_adopted_and_data_is_kept(pg_home: Path) -> None:
+    data = pg_home / "var"
     child = subprocess.Popen(
         [sys.executable, "-c", CRASHING_RUN, str(data)], stdout=subprocess.PIPE, text=True
     )

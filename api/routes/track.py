@@ -74,7 +74,7 @@ class Positions(BaseModel):
 
 
 def _quality_names(mask: int) -> list[str]:
-    return [flag.name for flag in Quality if flag & mask and flag.name]
+    return Quality.names(mask)
 
 
 @router.get("/supervisees/{supervisee_id}/track", response_model=Track)
