@@ -619,6 +619,19 @@ async def test_offices_and_officers(world: World) -> None:
     ]
     assert len((await world.get("auditor", "/api/v1/officers")).json()["items"]) == 2
 
+    # Who escalations reach: the station's head and its duty contacts.
+    headed = {**body, "head_officer": "O1", "duty_phone": "0578-2000000", "duty_email": "s4@x.cn"}
+    saved = (await world.call("operator", "PUT", "/api/v1/offices/S4", json=headed)).json()
+    assert {k: saved[k] for k in ("head_officer", "duty_phone", "duty_email")} == {
+        "head_officer": "O1", "duty_phone": "0578-2000000", "duty_email": "s4@x.cn",
+    }  # fmt: skip
+    _error(
+        await world.call(
+            "operator", "PUT", "/api/v1/offices/S4", json={**body, "head_officer": "NO"}
+        ),
+        422,
+    )
+
 
 # --- leave -------------------------------------------------------------------------------
 

@@ -26,6 +26,11 @@ class OfficeIn(BaseModel):
         " county bureau (县级司法局) or justice station (司法所)"
     )
     parent: str | None = None
+    head_officer: str | None = Field(
+        None, description="the station head (所长) or bureau head escalations go to"
+    )
+    duty_phone: str | None = Field(None, description="duty phone for SMS escalations")
+    duty_email: str | None = Field(None, description="duty mailbox for e-mail escalations")
 
 
 class Office(OfficeIn):
@@ -42,7 +47,8 @@ class OfficerIn(BaseModel):
     name: str = Field(min_length=1)
     office: str | None = None
     phone: str | None = Field(None, description="for SMS alerts")
-    role: str = "officer"
+    email: str | None = Field(None, description="for e-mail alerts")
+    role: str = Field("officer", description="officer, or head (所长) of their office")
 
 
 class Officer(OfficerIn):
@@ -68,7 +74,16 @@ async def put_office(ctx: Ctx, user: OfficeManager, office_id: str, body: Office
             raise ApiError(403, "offices outside your own subtree cannot be changed")
         if body.parent is not None and body.parent in await repo.office_subtree(conn, office_id):
             raise ApiError(422, f"office {body.parent!r} is below {office_id!r}: a cycle")
-        row = await repo.upsert_office(conn, office_id, body.name, body.kind, body.parent)
+        row = await repo.upsert_office(
+            conn,
+            office_id,
+            body.name,
+            body.kind,
+            body.parent,
+            body.head_officer,
+            body.duty_phone,
+            body.duty_email,
+        )
         await audit.record(conn, user, "office.put", f"office:{office_id}", body.model_dump())
     return Office.model_validate(dict(row))
 
@@ -89,7 +104,7 @@ async def put_officer(ctx: Ctx, user: OfficeManager, officer_id: str, body: Offi
         if not user.covers(body.office):
             raise ApiError(403, f"office {body.office!r} is outside your offices")
         row = await repo.upsert_officer(
-            conn, officer_id, body.name, body.office, body.phone, body.role
+            conn, officer_id, body.name, body.office, body.phone, body.role, body.email
         )
         await audit.record(conn, user, "officer.put", f"officer:{officer_id}", body.model_dump())
     return Officer.model_validate(dict(row))
