@@ -102,50 +102,38 @@ async def send_due(
     today = now.astimezone(ZoneInfo(timezone)).date()
     sent = {"order_end": 0, "term_end": 0, "leave_return": 0, "leave_overdue": 0}
 
-    horizon = today + timedelta(days=max(order_days, default=0))
-    for r in await conn.fetch(
-        f"SELECT o.id::text AS ref, o.supervisee_id, s.name, {_ORDER_END} AS ends"
-        " FROM monitoring_orders o JOIN supervisees s ON s.id = o.supervisee_id"
-        f" WHERE o.ended_at IS NULL AND s.status = 'active' AND {_ORDER_END} BETWEEN $1 AND $2",
-        today,
-        horizon,
-    ):
-        days = (r["ends"] - today).days
-        stage = _stage(days, order_days)
-        if stage is not None and await _remind(
-            conn,
-            kind="order_end",
-            ref=r["ref"],
-            stage=f"{stage}d:{r['ends']}",
-            supervisee=r["supervisee_id"],
-            name=r["name"],
-            due_on=r["ends"],
-            days=days,
-            channels=channels,
-        ):
-            sent["order_end"] += 1
-
-    horizon = today + timedelta(days=max(term_days, default=0))
-    for r in await conn.fetch(
-        "SELECT id, name, term_end FROM supervisees"
-        " WHERE status = 'active' AND term_end BETWEEN $1 AND $2",
-        today,
-        horizon,
-    ):
-        days = (r["term_end"] - today).days
-        stage = _stage(days, term_days)
-        if stage is not None and await _remind(
-            conn,
-            kind="term_end",
-            ref=r["id"],
-            stage=f"{stage}d:{r['term_end']}",
-            supervisee=r["id"],
-            name=r["name"],
-            due_on=r["term_end"],
-            days=days,
-            channels=channels,
-        ):
-            sent["term_end"] += 1
+    ends = (
+        (
+            "order_end",
+            order_days,
+            f"SELECT o.id::text AS ref, o.supervisee_id, s.name, {_ORDER_END} AS ends"
+            " FROM monitoring_orders o JOIN supervisees s ON s.id = o.supervisee_id"
+            f" WHERE o.ended_at IS NULL AND s.status = 'active' AND {_ORDER_END} BETWEEN $1 AND $2",
+        ),
+        (
+            "term_end",
+            term_days,
+            "SELECT id AS ref, id AS supervisee_id, name, term_end AS ends FROM supervisees"
+            " WHERE status = 'active' AND term_end BETWEEN $1 AND $2",
+        ),
+    )
+    for kind, stages, query in ends:
+        horizon = today + timedelta(days=max(stages, default=0))
+        for r in await conn.fetch(query, today, horizon):
+            days = (r["ends"] - today).days
+            stage = _stage(days, stages)
+            if stage is not None and await _remind(
+                conn,
+                kind=kind,
+                ref=r["ref"],
+                stage=f"{stage}d:{r['ends']}",
+                supervisee=r["supervisee_id"],
+                name=r["name"],
+                due_on=r["ends"],
+                days=days,
+                channels=channels,
+            ):
+                sent[kind] += 1
 
     tz = ZoneInfo(timezone)
     for r in await conn.fetch(
