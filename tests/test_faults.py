@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -59,7 +59,8 @@ async def settle(stack: Stack, fleet: Fleet, label: str) -> None:
     assert alerts == CROSSING and per_device == 1
 
 
-async def test_kill_9_while_the_fleet_publishes(stack: Stack) -> None:
+async def _fault_mid_stream(stack: Stack, fault: Callable[[], None]) -> Fleet:
+    """Publish the fleet at full rate and apply `fault` a third of the way through."""
     fleet = Fleet(DEVICES, FIXES, CROSSING)
     await fleet.load(stack)
     stack.start_service()
@@ -68,25 +69,20 @@ async def test_kill_9_while_the_fleet_publishes(stack: Stack) -> None:
     async def some_stored() -> bool:
         return await stack.count("SELECT count(*) FROM fixes") >= len(fleet.messages) // 3
 
-    await until(some_stored, "nothing stored before the kill")
-    stack.kill_service()
+    await until(some_stored, "nothing stored before the fault")
+    fault()
     publisher.join()
+    return fleet
+
+
+async def test_kill_9_while_the_fleet_publishes(stack: Stack) -> None:
+    fleet = await _fault_mid_stream(stack, stack.kill_service)
     stack.start_service()
     await settle(stack, fleet, "kill -9 of the service")
 
 
 async def test_postgresql_restarted_mid_stream(stack: Stack) -> None:
-    fleet = Fleet(DEVICES, FIXES, CROSSING)
-    await fleet.load(stack)
-    stack.start_service()
-    publisher = fleet.publish(stack)
-
-    async def some_stored() -> bool:
-        return await stack.count("SELECT count(*) FROM fixes") >= len(fleet.messages) // 3
-
-    await until(some_stored, "nothing stored before the restart")
-    stack.pg.restart()
-    publisher.join()
+    fleet = await _fault_mid_stream(stack, stack.pg.restart)
     await settle(stack, fleet, "PostgreSQL restarted")
 
 
