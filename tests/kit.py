@@ -111,3 +111,34 @@ def roster(**person: Any) -> Roster:
 
     raw = {"id": "S1", "jurisdiction": [LIANDU], "devices": ["T1"], **person}
     return Roster(timezone="Asia/Shanghai", supervisees=[parse_supervisee(raw)])
+
+
+def square(zone_id: str, kind: str, lon: float, lat: float, half: float) -> dict[str, Any]:
+    """A square zone feature (WGS-84), `half` degrees either side of its centre."""
+    ring = [
+        [lon - half, lat - half],
+        [lon + half, lat - half],
+        [lon + half, lat + half],
+        [lon - half, lat + half],
+        [lon - half, lat - half],
+    ]
+    return {
+        "type": "Feature",
+        "properties": {"id": zone_id, "kind": kind, "name": zone_id},
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+    }
+
+
+# The office tree the API tests share, and who is supervised where:
+# centre C ─┬─ county K1 ─┬─ station S1 (P1)
+#           │             └─ station S2 (P2)
+#           └─ county K2 ─── station S3 (P3)
+OFFICES = [
+    ("C", "监控中心", "center", None),
+    ("K1", "莲都区司法局", "county", "C"),
+    ("S1", "紫金司法所", "station", "K1"),
+    ("S2", "岩泉司法所", "station", "K1"),
+    ("K2", "青田县司法局", "county", "C"),
+    ("S3", "鹤城司法所", "station", "K2"),
+]
+PEOPLE = {"P1": "S1", "P2": "S2", "P3": "S3"}

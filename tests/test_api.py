@@ -29,32 +29,18 @@ from geofence.model import DeviceRef
 from geofence.zones import parse_feature_collection
 from storage import repo
 from storage.db import open_pool
+from tests.kit import OFFICES, PEOPLE, square
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 T0 = datetime(2025, 11, 27, 2, 0, tzinfo=UTC)
 
 
-def _square(zone_id: str, kind: str, lon: float, lat: float, half: float) -> dict[str, Any]:
-    ring = [
-        [lon - half, lat - half],
-        [lon + half, lat - half],
-        [lon + half, lat + half],
-        [lon - half, lat + half],
-        [lon - half, lat - half],
-    ]
-    return {
-        "type": "Feature",
-        "properties": {"id": zone_id, "kind": kind, "name": zone_id},
-        "geometry": {"type": "Polygon", "coordinates": [ring]},
-    }
-
-
 ZONES = {
     "type": "FeatureCollection",
     "features": [
-        _square("J1", "jurisdiction", 119.9, 28.45, 0.1),
-        _square("J2", "jurisdiction", 120.15, 28.15, 0.05),
-        _square("H1", "home", 119.92, 28.46, 0.001),
+        square("J1", "jurisdiction", 119.9, 28.45, 0.1),
+        square("J2", "jurisdiction", 120.15, 28.15, 0.05),
+        square("H1", "home", 119.92, 28.46, 0.001),
         {
             "type": "Feature",
             "properties": {"id": "X1", "kind": "exclusion", "radius": 200},
@@ -63,18 +49,6 @@ ZONES = {
     ],
 }
 
-# centre C ─┬─ county K1 ─┬─ station S1 (P1)
-#           │             └─ station S2 (P2)
-#           └─ county K2 ─── station S3 (P3)
-OFFICES = [
-    ("C", "监控中心", "center", None),
-    ("K1", "莲都区司法局", "county", "C"),
-    ("S1", "紫金司法所", "station", "K1"),
-    ("S2", "岩泉司法所", "station", "K1"),
-    ("K2", "青田县司法局", "county", "C"),
-    ("S3", "鹤城司法所", "station", "K2"),
-]
-PEOPLE = {"P1": "S1", "P2": "S2", "P3": "S3"}
 TOKENS = {
     "operator": ("operator", None),
     "auditor": ("auditor", None),
@@ -738,7 +712,7 @@ async def test_import_the_datav_lishui_file_as_gcj02(world: World) -> None:
 
 async def test_zone_import_and_put_reject_bad_features(world: World) -> None:
     imp = "/api/v1/zones/import"
-    no_kind = {"type": "FeatureCollection", "features": [_square("Z", "x", 120, 28, 0.1)]}
+    no_kind = {"type": "FeatureCollection", "features": [square("Z", "x", 120, 28, 0.1)]}
     no_kind["features"][0]["properties"].pop("kind")
     assert "kind must be one of" in _error(
         await world.call("operator", "POST", imp, json=no_kind), 422
@@ -754,7 +728,7 @@ async def test_zone_import_and_put_reject_bad_features(world: World) -> None:
     assert "positive radius" in _error(
         await world.call("operator", "PUT", "/api/v1/zones/Z1", json=point), 422
     )
-    swapped = _square("Z2", "exclusion", 28.4, 119.9, 0.01)
+    swapped = square("Z2", "exclusion", 28.4, 119.9, 0.01)
     assert "out of range" in _error(
         await world.call("operator", "PUT", "/api/v1/zones/Z2", json=swapped), 422
     )
@@ -769,7 +743,7 @@ async def test_zone_import_and_put_reject_bad_features(world: World) -> None:
 
 
 async def test_zone_put_delete_and_references(world: World) -> None:
-    curfew = _square("H1", "home", 119.92, 28.46, 0.002)
+    curfew = square("H1", "home", 119.92, 28.46, 0.002)
     curfew["properties"]["schedule"] = [{"days": [1, 2, 3, 4, 5], "from": "22:00", "to": "06:00"}]
     response = await world.call("operator", "PUT", "/api/v1/zones/H1", json=curfew)
     assert response.status_code == 200, response.text

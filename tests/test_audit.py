@@ -25,21 +25,10 @@ from api.tokens import create_token
 from fencewatch.loader import load_scenario
 from storage import repo
 from storage.db import open_pool
+from tests.kit import OFFICES, PEOPLE
 
 T0 = datetime(2025, 11, 27, 2, 0, tzinfo=UTC)
 
-# centre C ─┬─ county K1 ─┬─ station S1 (P1)
-#           │             └─ station S2 (P2)
-#           └─ county K2 ─── station S3 (P3)
-OFFICES = [
-    ("C", "监控中心", "center", None),
-    ("K1", "莲都区司法局", "county", "C"),
-    ("S1", "紫金司法所", "station", "K1"),
-    ("S2", "岩泉司法所", "station", "K1"),
-    ("K2", "青田县司法局", "county", "C"),
-    ("S3", "鹤城司法所", "station", "K2"),
-]
-PEOPLE = {"P1": "S1", "P2": "S2", "P3": "S3"}
 TOKENS = {
     "auditor": ("auditor", None),
     "auditor_k2": ("auditor", "K2"),

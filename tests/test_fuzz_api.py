@@ -35,6 +35,7 @@ from fencewatch.loader import load_scenario
 from storage import repo
 from storage.db import open_pool
 from tests.conftest import PG_ADMIN, REDIS_BASE, _dsn_for
+from tests.kit import square
 
 T = TypeVar("T")
 EXAMPLES = int(os.environ.get("FENCEWATCH_FUZZ_EXAMPLES", "0")) or 4
@@ -54,22 +55,7 @@ schema = schemathesis.openapi.from_dict(
 )
 
 
-def _square(zone_id: str, lon: float, lat: float, half: float) -> dict[str, Any]:
-    ring = [
-        [lon - half, lat - half],
-        [lon + half, lat - half],
-        [lon + half, lat + half],
-        [lon - half, lat + half],
-        [lon - half, lat - half],
-    ]
-    return {
-        "type": "Feature",
-        "properties": {"id": zone_id, "kind": "jurisdiction"},
-        "geometry": {"type": "Polygon", "coordinates": [ring]},
-    }
-
-
-ZONES = {"type": "FeatureCollection", "features": [_square("J1", 119.9, 28.45, 0.1)]}
+ZONES = {"type": "FeatureCollection", "features": [square("J1", "jurisdiction", 119.9, 28.45, 0.1)]}
 ROSTER = {
     "timezone": "Asia/Shanghai",
     "supervisees": [
