@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -33,6 +34,7 @@ WHO = {
 SCHEDULE = [{"days": [1, 2, 3, 4, 5], "from": "08:00", "to": "18:30"}]
 # Heightened periods next year, so that they are still loaded whenever the test runs.
 YEAR = datetime.now(UTC).year + 1
+LOCAL = ZoneInfo("Asia/Shanghai")
 
 
 @pytest.fixture
@@ -316,7 +318,7 @@ def _order(starts: date, ends: date, **extra: Any) -> dict[str, Any]:
 
 
 async def test_only_a_county_supervisor_decides_an_order(world: World) -> None:
-    today = datetime.now(UTC).date()
+    today = datetime.now(LOCAL).date()  # orders run in local calendar days
     url = "/api/v1/supervisees/P1/orders"
     body = _order(today, today + timedelta(days=60))
     for who, reason in (
@@ -332,7 +334,7 @@ async def test_only_a_county_supervisor_decides_an_order(world: World) -> None:
 
 
 async def test_orders_are_validated_renewed_listed_and_ended(world: World) -> None:
-    today = datetime.now(UTC).date()
+    today = datetime.now(LOCAL).date()  # orders run in local calendar days
     url = "/api/v1/supervisees/P1/orders"
     for body, reason in (
         (_order(today, today, ground="bad_attitude"), "五种情形之一"),
@@ -439,7 +441,7 @@ async def test_a_tag_needs_an_order_and_a_phone_does_not(world: World) -> None:
         await world.call("operator", "PUT", "/api/v1/devices/PH-NEW", json={"kind": "tag"}), 422
     )
 
-    today = datetime.now(UTC).date()
+    today = datetime.now(LOCAL).date()  # orders run in local calendar days
     # An order that starts tomorrow does not allow a tag today.
     later = _order(today + timedelta(1), today + timedelta(30))
     future = await world.call("county", "POST", "/api/v1/supervisees/P2/orders", json=later)
