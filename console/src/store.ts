@@ -18,6 +18,11 @@ export const store = {
 
 const listeners = new Map<Topic, Set<Listener>>();
 let loaded = false;
+// Counts changes from the feed and this console's own actions: what changed while a reload
+// was on its way is newer than the reload's answer, which must not wipe it out.
+let changes = 0;
+const changedPositions = new Map<string, number>();
+const changedAlerts = new Map<number, number>();
 
 export function on(topic: Topic, listener: Listener): () => void {
   const set = listeners.get(topic) ?? new Set();
@@ -48,6 +53,7 @@ export async function loadZones(): Promise<void> {
 /** Positions and alerts: at start, on every feed (re)connect, and now and then, because
  * another operator's acknowledgements do not come through the feed. */
 export async function loadLive(): Promise<void> {
+  const asked = changes;
   const [positions, open, acknowledged] = await Promise.all([
     api<{ items: Position[] }>("/positions"),
     api<{ items: Alert[] }>("/alerts", { query: { status: "open", limit: "1000" } }),
@@ -56,12 +62,41 @@ export async function loadLive(): Promise<void> {
   const known = new Set(store.alerts.keys());
   const first = !loaded;
   loaded = true;
-  store.positions = new Map(positions.items.map((p) => [p.supervisee, p]));
-  store.alerts = new Map([...open.items, ...acknowledged.items].map((a) => [a.id, a]));
+  store.positions = keepFresh(
+    store.positions,
+    new Map(positions.items.map((p) => [p.supervisee, p])),
+    changedPositions,
+    asked,
+  );
+  store.alerts = keepFresh(
+    store.alerts,
+    new Map([...open.items, ...acknowledged.items].map((a) => [a.id, a])),
+    changedAlerts,
+    asked,
+  );
   emit("positions");
   emit("alerts");
   // Alerts raised while the feed was down get the same alarm as live ones.
   for (const a of open.items) if (!first && !known.has(a.id)) emit("raised", a);
+}
+
+/** The reloaded entries, except those the feed changed since the reload was asked for. */
+function keepFresh<K, V>(
+  current: Map<K, V>,
+  reloaded: Map<K, V>,
+  changed: Map<K, number>,
+  asked: number,
+): Map<K, V> {
+  for (const [key, at] of changed) {
+    if (at <= asked) {
+      changed.delete(key);
+      continue;
+    }
+    const value = current.get(key);
+    if (value === undefined) reloaded.delete(key);
+    else reloaded.set(key, value);
+  }
+  return reloaded;
 }
 
 export function applyFeed(message: FeedMessage): void {
@@ -69,6 +104,7 @@ export function applyFeed(message: FeedMessage): void {
     for (const p of message.items) {
       const seen = store.positions.get(p.supervisee);
       if (!seen || seen.ts <= p.ts) store.positions.set(p.supervisee, p);
+      changedPositions.set(p.supervisee, ++changes);
     }
     emit("positions");
   } else if (message.kind === "alert") {
@@ -79,6 +115,7 @@ export function applyFeed(message: FeedMessage): void {
 
 /** Record an alert's new state (from the feed or from this console's own action). */
 export function putAlert(alert: Alert): void {
+  changedAlerts.set(alert.id, ++changes);
   if (alert.status === "resolved") store.alerts.delete(alert.id);
   else store.alerts.set(alert.id, alert);
   emit("alerts");
