@@ -23,10 +23,9 @@ from alerts.outbox import OutboxMessage
 from alerts.ratelimit import Throttle
 from alerts.webhook import CHANNEL as WEBHOOK
 from alerts.webhook import WebhookSender
+from storage.db import FAILED as DB_FAILED
 
 log = logging.getLogger(__name__)
-
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class Channel(Protocol):
@@ -125,7 +124,7 @@ class Recorded:
                         alert,
                         msgspec.json.encode(detail).decode(),
                     )
-        except _DB_ERRORS as exc:
+        except DB_FAILED as exc:
             log.warning(
                 "could not record %s #%d to %r (%s): %s",
                 message.channel,

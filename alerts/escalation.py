@@ -40,15 +40,13 @@ from alerts.ratelimit import release_due
 from alerts.store import NOTIFY_CHANNEL, alert_object
 from alerts.webhook import CHANNEL as WEBHOOK
 from fencewatch.config import DEFAULT_ESCALATE_AFTER_S
-from storage.db import Conn
+from storage.db import FAILED as DB_FAILED
+from storage.db import UNAVAILABLE, Conn
 
 log = logging.getLogger(__name__)
 
 RETURN_NOW_TYPES = ("jurisdiction_exit", "exclusion_enter")
 ACTOR = "scheduler"
-
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
-_CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
 
 
 class EscalationPolicy(msgspec.Struct, frozen=True):
@@ -135,7 +133,7 @@ class Escalator:
                 try:
                     async with conn.transaction():  # a savepoint: the claim stays
                         await work(conn, row, now)
-                except _CONNECTION_ERRORS:
+                except UNAVAILABLE:
                     raise
                 except Exception:
                     log.exception("alert %s: routing step failed; retried later", row["id"])
@@ -294,7 +292,7 @@ class Escalator:
                             await self._pause(stop, await self._seconds_to_next())
                     finally:
                         await listener.remove_listener(NOTIFY_CHANNEL, self._notified)
-            except _DB_ERRORS as exc:
+            except DB_FAILED as exc:
                 log.warning("escalation: database unavailable (%s); retrying", exc)
                 await self._pause(stop, self.poll_interval)
 

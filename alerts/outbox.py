@@ -25,12 +25,11 @@ import msgspec
 from asyncpg.pool import PoolConnectionProxy
 
 from fencewatch.metrics import NOTIFICATIONS
+from storage.db import FAILED as DB_FAILED
 
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "fencewatch_outbox"
-
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class OutboxMessage(msgspec.Struct, frozen=True):
@@ -143,7 +142,7 @@ class OutboxWorker:
                         await self._deliver_until(stop, listener)
                     finally:
                         await listener.remove_listener(NOTIFY_CHANNEL, self._notified)
-            except _DB_ERRORS as exc:
+            except DB_FAILED as exc:
                 log.warning("outbox: database unavailable (%s); retrying", exc)
                 await self._pause(stop, self._poll_interval)
 
@@ -195,7 +194,7 @@ class OutboxWorker:
     async def _record(self, query: str, *args: object) -> None:
         try:
             await self._pool.execute(query, *args)
-        except _DB_ERRORS as exc:
+        except DB_FAILED as exc:
             log.warning(
                 "outbox: could not record an outcome (%s); resent when the lease lapses", exc
             )

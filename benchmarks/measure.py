@@ -72,13 +72,13 @@ async def _drain(pg: asyncpg.Connection, total: float, seconds: float) -> bool:
 async def measure_service(
     stack: Stack, opts: argparse.Namespace, fleet: fleets.Fleet
 ) -> dict[str, Any]:
-    services = [ServiceProcess(stack, i, opts.workers) for i in range(opts.workers)]
+    services = [ServiceProcess(stack, i, opts.shards) for i in range(opts.workers)]
     gens: list[Child] = []
     crossers = {fleets.device_id(int(i)) for i in np.flatnonzero(fleet.crosser)}
     feed = FeedWatch(stack.redis_url, crossers)
     pg = await asyncpg.connect(stack.database_url)
     try:
-        await asyncio.gather(*(s.ready() for s in services))
+        await asyncio.gather(*(s.ready(opts.shards // opts.workers) for s in services))
         rss_ready = sum(procs.rss_mb(s.pid) or 0 for s in services)
         await feed.start()
         # They outlive the window (stopped after it), so their CPU can be read at its end.

@@ -24,7 +24,7 @@ from benchmarks import fleet as fleets
 from benchmarks import procs, report
 from benchmarks.measure import measure_service
 from benchmarks.probes import probe_ceiling, probe_generator
-from benchmarks.stack import running, shared_subscriptions_supported
+from benchmarks.stack import running
 
 PG_ADMIN = os.environ.get(
     "FENCEWATCH_BENCH_PG",
@@ -73,6 +73,7 @@ async def bench(opts: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
             "interval": opts.interval,
             "batch": opts.batch,
             "workers": opts.workers,
+            "shards": opts.shards,
             "duration": opts.duration,
             "warmup": opts.warmup,
             "probe": opts.probe,
@@ -102,6 +103,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--batch", type=int, default=1, help="fixes per message (spec 4.1 batch)")
     p.add_argument("--workers", type=int, default=1, help="fencewatch serve processes")
+    p.add_argument(
+        "--shards", type=int, help="engine shards (FENCEWATCH_SHARDS; default: one per worker)"
+    )
     p.add_argument("--duration", type=float, default=60.0, help="measured seconds")
     p.add_argument(
         "--warmup", type=float, default=None, help="s before measuring (default: 10 or 1 period)"
@@ -135,11 +139,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--tags and --batch must be >= 1, --duration > 0, --interval >= 0")
     if opts.workers < 1 or opts.generators < 1:
         p.error("--workers and --generators must be >= 1")
-    if opts.workers > 1 and not shared_subscriptions_supported():
-        p.error(
-            "fencewatch serve cannot share ingest across processes yet (issue 4, step 3:"
-            " Settings.mqtt_share_group from FENCEWATCH_MQTT_SHARE_GROUP); use --workers 1"
-        )
+    if opts.shards is None:
+        opts.shards = opts.workers
+    if opts.shards % opts.workers:
+        p.error("--shards must be a multiple of --workers, so each worker judges as many")
     if opts.warmup is None:
         # At least one reporting period, so every tag has reported before measuring.
         opts.warmup = max(10.0, opts.batch * opts.interval)

@@ -31,7 +31,6 @@ from api.tokens import create_token
 from benchmarks import fleet as fleets
 from benchmarks.procs import ROOT
 from fencewatch import embedded
-from fencewatch.config import Settings
 from fencewatch.loader import load_scenario
 from storage.db import open_pool
 
@@ -153,15 +152,10 @@ async def _database(
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def shared_subscriptions_supported() -> bool:
-    """Whether `fencewatch serve` can split ingest across processes (issue 4, step 3)."""
-    return "mqtt_share_group" in Settings.__struct_fields__
-
-
 class ServiceProcess:
     """One `fencewatch serve`, configured through the environment like any deployment."""
 
-    def __init__(self, stack: Stack, index: int, workers: int) -> None:
+    def __init__(self, stack: Stack, index: int, shards: int) -> None:
         self.port = embedded.free_port()
         env = {
             **os.environ,
@@ -169,13 +163,16 @@ class ServiceProcess:
             "FENCEWATCH_REDIS_URL": stack.redis_url,
             "FENCEWATCH_MQTT_URL": f"mqtt://{stack.mqtt}",
             "FENCEWATCH_HTTP": f"127.0.0.1:{self.port}",
-            "FENCEWATCH_MQTT_CLIENT_ID": f"fencewatch-bench-{stack.database}-{index}",
+            # One deployment: the same client id base and shard count in every process.
+            "FENCEWATCH_MQTT_CLIENT_ID": f"fencewatch-bench-{stack.database}",
+            "FENCEWATCH_SHARDS": str(shards),
+            "FENCEWATCH_WORKER_ID": f"bench-{index}",
+            # One process delivers alerts and runs the duties; every one serves the API.
+            "FENCEWATCH_ROLES": "ingest,api,scheduler" if index == 0 else "ingest,api",
             "FENCEWATCH_DATA_DIR": str(stack.run_dir / "service"),
             # This checkout's code, even where its editable install predates a package.
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
-        if workers > 1:
-            env["FENCEWATCH_MQTT_SHARE_GROUP"] = "fencewatch"
         self.log = stack.run_dir / f"service-{index}.log"
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
@@ -206,13 +203,16 @@ class ServiceProcess:
                 + "\n".join(tail)
             )
 
-    async def ready(self) -> None:
-        """Return once /healthz says ingest, database, Redis and broker are all up."""
+    async def ready(self, shards: int) -> None:
+        """Return once /healthz says ingest, database, Redis and broker are all up and the
+        process judges `shards` shards (the workers have shared them out)."""
         deadline = time.monotonic() + READY_S
         while time.monotonic() < deadline:
             self.check()
             with contextlib.suppress(httpx.HTTPError):
-                if (await self.http.get("/healthz")).status_code == 200:
+                if (await self.http.get("/healthz")).status_code == 200 and (
+                    await self.metrics()
+                ).get("fencewatch_shards_held") == shards:
                     return
             await asyncio.sleep(0.25)
         raise TimeoutError("fencewatch serve did not become healthy")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -12,6 +13,10 @@ import msgspec
 class ConfigError(ValueError):
     pass
 
+
+# What one process may run: ingest (shards, the engine's clock, snapshots), api (HTTP API,
+# console, live feed) and scheduler (alert delivery and escalation, duties, retention).
+ROLES = frozenset({"ingest", "api", "scheduler"})
 
 # Unacknowledged seconds before escalation, by alert severity (alerts.store.SEVERITY).
 DEFAULT_ESCALATE_AFTER_S = {"critical": 300, "high": 600, "normal": 1800, "low": 0}
@@ -53,6 +58,15 @@ def _number(env: dict[str, str], name: str, default: float, low: float, high: fl
     return value
 
 
+def _roles(text: str) -> frozenset[str]:
+    roles = frozenset(r.strip() for r in text.split(",") if r.strip())
+    if not roles or roles - ROLES:
+        raise ConfigError(
+            f"FENCEWATCH_ROLES must be a comma list of {', '.join(sorted(ROLES))}, got {text!r}"
+        )
+    return roles
+
+
 class MqttAddress(msgspec.Struct, frozen=True):
     host: str
     port: int = 1883
@@ -79,6 +93,11 @@ class Settings(msgspec.Struct, frozen=True):
     webhook_url: str | None = None
     webhook_secret: str = ""
     client_id: str = "fencewatch-ingest"
+    # Horizontal workers (docs/scaling.md): every process of a deployment uses the same
+    # shard count and client id base; each runs some of `roles`.
+    shards: int = 1
+    roles: frozenset[str] = ROLES
+    worker_id: str = msgspec.field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     timezone: str = "Asia/Shanghai"  # schedules (curfews, time-windowed zones) are local
     # Alert channels (alerts.channels): an HTTP SMS gateway, signed like the webhook, and
     # e-mail. Unset = that channel is off. The device downlink uses the MQTT broker.
@@ -123,6 +142,9 @@ class Settings(msgspec.Struct, frozen=True):
             webhook_url=env.get("FENCEWATCH_WEBHOOK_URL") or None,
             webhook_secret=env.get("FENCEWATCH_WEBHOOK_SECRET", ""),
             client_id=env.get("FENCEWATCH_MQTT_CLIENT_ID", "fencewatch-ingest"),
+            shards=int(_number(env, "FENCEWATCH_SHARDS", 1, 1, 1024)),
+            roles=_roles(env.get("FENCEWATCH_ROLES") or ",".join(sorted(ROLES))),
+            worker_id=env.get("FENCEWATCH_WORKER_ID") or f"{socket.gethostname()}:{os.getpid()}",
             timezone=env.get("FENCEWATCH_TIMEZONE", "Asia/Shanghai"),
             sms_url=env.get("FENCEWATCH_SMS_URL") or None,
             sms_secret=env.get("FENCEWATCH_SMS_SECRET", ""),

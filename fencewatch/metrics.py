@@ -15,6 +15,7 @@ ALERTS_RAISED = Counter("fencewatch_alerts_raised", "Alerts raised, by type", ["
 INGEST_BATCH_SECONDS = Histogram(
     "fencewatch_ingest_batch_seconds", "Time to judge and commit one ingest batch"
 )
+SHARDS_HELD = Gauge("fencewatch_shards_held", "Engine shards this process judges (leased)")
 INGEST_BACKLOG = Gauge("fencewatch_ingest_backlog", "Messages received but not yet committed")
 NOTIFICATIONS = Counter(
     "fencewatch_notifications",

@@ -62,7 +62,7 @@ DEVICE_PATTERNS = (
     ("write", "em/%u/cmd/ack"),
     ("read", "em/%u/cmd"),
 )
-# The service reads all uplink (ingest.mqtt.TOPICS, and command acks) and sends commands.
+# The service reads all uplink (ingest.shards.WILDCARDS, and command acks) and sends commands.
 SERVICE_TOPICS = (
     ("read", "em/+/loc"),
     ("read", "em/+/evt"),

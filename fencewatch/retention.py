@@ -26,6 +26,7 @@ import asyncpg
 
 from fencewatch.config import ConfigError
 from storage import repo
+from storage.db import FAILED as DB_FAILED
 
 log = logging.getLogger("fencewatch.retention")
 
@@ -176,7 +177,7 @@ async def job(
         await asyncio.sleep(delay)
         try:
             done = await purge(pool, datetime.now(UTC), days)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DB_FAILED as exc:
             log.error("retention purge failed (%s); retrying in %.0f s", exc, retry_s)
             delay = retry_s
             continue

@@ -1,5 +1,6 @@
 """`fencewatch serve`: the whole service in one process — MQTT ingest, the engine and its
-clock, write-behind snapshots, rule reloads, webhook delivery, the API and the console.
+clock, write-behind snapshots, rule reloads, webhook delivery, the API and the console —
+or, with FENCEWATCH_ROLES, some of it, as one of several processes (docs/scaling.md).
 
 Each part is a task; the first to fail stops the service (a supervisor restarts it, and
 nothing is lost: unacknowledged messages wait in the broker, the engine restores from its
@@ -33,9 +34,11 @@ from fencewatch import retention
 from fencewatch.config import Settings
 from fencewatch.servers import ServerUrls, servers
 from geofence.ruleset import RuleSet
-from ingest.loop import IngestLoop, Pipeline
-from ingest.mqtt import MqttSource
-from storage import partitions, snapshots
+from ingest.balancer import Balancer
+from ingest.leases import Leases
+from ingest.shard import ShardRunner
+from ingest.shards import Shard
+from storage import partitions
 from storage.db import open_pool
 from storage.rules import RULES_CHANNEL, load_rules
 
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fencewatch")
 
 SNAPSHOT_EVERY_S = 30.0
+PARTITIONS_EVERY_S = 6 * 3600.0
 CLOCK_EVERY_S = 1.0
 DEMO_INTERVAL_S = 10.0
 
@@ -73,31 +77,29 @@ class Service:
             await partitions.ensure(conn)
         if demo_fleet:
             plan = await self._load_demo(demo_fleet)
-        rules = await self._rules()
-        async with self.pool.acquire() as conn:
-            engine, last_rid, last_event_rid, rejudged = await snapshots.restore(conn, rules)
-        if rejudged:
-            log.info("re-judged %d fixes and events committed after the last snapshot", rejudged)
-        self.pipeline = Pipeline(engine, self.pool, Feed(self.redis))
-        self.pipeline.last_rid, self.pipeline.last_event_rid = last_rid, last_event_rid
-        self.source = MqttSource(self.urls.mqtt_url, s.client_id)
-        self.source.start()
-        self.ingest = IngestLoop(self.pipeline, self.source)
-        app = create_app(ApiContext(self.pool, self.redis, self.health, self.rules_changed))
-        server = _Server(
-            uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning")
-        )
-        jobs: dict[str, Coroutine[Any, Any, None]] = {
-            "ingest": self.ingest.run(),
-            "clock": self._every(CLOCK_EVERY_S, self._tick),
-            "snapshots": self._every(SNAPSHOT_EVERY_S, self._snapshot),
-            "rules": self._listen_rules(),
-            "http": server.serve(),
-        }
-        self.alerting = Alerting(self.pool, self.redis, s, self.urls.mqtt_url)
-        jobs["alerting"] = self.alerting.run(self.stop)
-        jobs["duties"] = Duties(self.pool, s).run(self.stop)
-        jobs["retention"] = retention.job(self.pool, retention_days)
+        self.rules = await self._rules()
+        self.feed = Feed(self.redis)
+        leases = Leases(self.redis, s.client_id, s.worker_id)
+        self.shards = Balancer(leases, s.shards, s.client_id, self._open_shard)
+        jobs: dict[str, Coroutine[Any, Any, None]] = {}
+        if "ingest" in s.roles:
+            jobs["ingest"] = self.shards.run()
+            jobs["clock"] = self._every(CLOCK_EVERY_S, self._tick)
+            jobs["snapshots"] = self._every(SNAPSHOT_EVERY_S, self._snapshot)
+            jobs["partitions"] = self._every(PARTITIONS_EVERY_S, self._partitions)
+            jobs["rules"] = self._listen_rules()
+        server = None
+        if "api" in s.roles:
+            app = create_app(ApiContext(self.pool, self.redis, self.health, self.rules_changed))
+            server = _Server(
+                uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning")
+            )
+            jobs["http"] = server.serve()
+        if "scheduler" in s.roles:
+            self.alerting = Alerting(self.pool, self.redis, s, self.urls.mqtt_url)
+            jobs["alerting"] = self.alerting.run(self.stop)
+            jobs["duties"] = Duties(self.pool, s).run(self.stop)
+            jobs["retention"] = retention.job(self.pool, retention_days)
         if demo_fleet:
             from simulators.fleet import run_fleet
 
@@ -109,7 +111,7 @@ class Service:
         tasks = {asyncio.create_task(job, name=name): name for name, job in jobs.items()}
         stopper = asyncio.create_task(self.stop.wait(), name="stop")
         # uvicorn offers no "started" event to wait on, only the flag.
-        while not server.started and not stopper.done():  # noqa: ASYNC110
+        while server and not server.started and not stopper.done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         self._banner(demo_fleet)
         self.ready.set()
@@ -119,19 +121,37 @@ class Service:
                 log.error("%s failed", task.get_name(), exc_info=task.exception())
         await self._shutdown(server, list(tasks))
 
-    async def _shutdown(self, server: uvicorn.Server, tasks: list[asyncio.Task[None]]) -> None:
+    async def _shutdown(
+        self, server: uvicorn.Server | None, tasks: list[asyncio.Task[None]]
+    ) -> None:
         self.stop.set()
-        server.should_exit = True
-        self.source.stop()
-        # Whatever the broker delivered but we did not acknowledge is redelivered next time.
+        if server is not None:
+            server.should_exit = True
         for task in tasks:
             if task.get_name() not in ("http", "alerting", "duties", "fleet"):
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        async with self.pipeline.lock:
-            await self._save_snapshot()
+        # Whatever the broker delivered but we did not acknowledge is redelivered next time.
+        await self.shards.close()
         await self.redis.aclose()
         await self.pool.close()
+
+    @property
+    def connected(self) -> bool:
+        return self.shards.connected
+
+    @property
+    def backlog(self) -> int:
+        return sum(r.source.backlog for r in self.shards.held.values())
+
+    @property
+    def busy(self) -> bool:
+        return any(r.pipeline.lock.locked() for r in self.shards.held.values())
+
+    async def _open_shard(self, shard: Shard, name: str) -> ShardRunner:
+        return await ShardRunner.open(
+            shard, name, self.rules, self.pool, self.feed, self.urls.mqtt_url
+        )
 
     # -- parts -----------------------------------------------------------------------------
 
@@ -144,16 +164,17 @@ class Service:
         return rules
 
     async def reload_rules(self) -> None:
-        rules = await self._rules()
-        async with self.pipeline.lock:
-            self.pipeline.engine.rules = rules
+        rules = self.rules = await self._rules()
+        for runner in list(self.shards.held.values()):
+            await runner.rules_changed(rules)
         log.info(
             "rules reloaded: %d supervisees, %d zones", len(rules.supervisees), len(rules.zones)
         )
 
     async def rules_changed(self, supervisees: list[str] | None) -> None:
         """Tell every fencewatch process (through Redis) to reload; this one at once."""
-        await self.reload_rules()
+        if "ingest" in self.settings.roles:
+            await self.reload_rules()
         with contextlib.suppress(RedisError, OSError):
             await self.redis.publish(RULES_CHANNEL, msgspec.json.encode(supervisees))
 
@@ -179,16 +200,17 @@ class Service:
                 log.exception("%s failed; trying again in %ss", work.__name__, seconds)
 
     async def _tick(self) -> None:
-        await self.pipeline.tick(int(time.time() * 1000))
+        now = int(time.time() * 1000)
+        for runner in list(self.shards.held.values()):
+            await runner.tick(now)
+
+    async def _partitions(self) -> None:
+        async with self.pool.acquire() as conn:
+            await partitions.ensure(conn)
 
     async def _snapshot(self) -> None:
-        async with self.pipeline.lock:
-            await self._save_snapshot()
-
-    async def _save_snapshot(self) -> None:
-        p = self.pipeline
-        async with self.pool.acquire() as conn:
-            await snapshots.save(conn, p.engine, p.last_rid, p.last_event_rid)
+        for runner in list(self.shards.held.values()):
+            await runner.snapshot()
 
     async def health(self) -> dict[str, bool]:
         async def db() -> bool:
@@ -203,13 +225,11 @@ class Service:
             except Exception:
                 return False
 
-        ingest = self.source.connected and not self._failed("ingest")
-        return {
-            "ingest": ingest,
-            "database": await db(),
-            "redis": await cache(),
-            "broker": self.source.connected,
-        }
+        health = {"database": await db(), "redis": await cache()}
+        if "ingest" in self.settings.roles:
+            health["ingest"] = self.shards.connected and not self._failed("ingest")
+            health["broker"] = all(r.connected for r in self.shards.held.values())
+        return health
 
     def _failed(self, name: str) -> bool:
         return any(t.get_name() == name and t.done() for t in asyncio.all_tasks())
@@ -229,11 +249,16 @@ class Service:
         return plan
 
     def _banner(self, demo_fleet: int) -> None:
-        base = f"http://{self.settings.http_host}:{self.settings.http_port}"
-        lines = [
-            f"fencewatch is up: console {base}/  API {base}/api/v1  docs {base}/docs",
-            f"  health {base}/healthz  metrics {base}/metrics  OpenAPI {base}/openapi.json",
-        ]
+        s = self.settings
+        base = f"http://{s.http_host}:{s.http_port}"
+        lines = ["fencewatch is up: " + ", ".join(sorted(s.roles))]
+        if "api" in s.roles:
+            lines[0] = f"fencewatch is up: console {base}/  API {base}/api/v1  docs {base}/docs"
+            lines.append(
+                f"  health {base}/healthz  metrics {base}/metrics  OpenAPI {base}/openapi.json"
+            )
+        if "ingest" in s.roles and s.shards > 1:
+            lines.append(f"  worker {s.worker_id}: ingest shards of {s.shards}, as leased")
         if self.urls.embedded:
             embedded = ", ".join(self.urls.embedded)
             lines.append(f"  embedded servers: {embedded} (data in {self.settings.data_dir})")

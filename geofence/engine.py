@@ -70,9 +70,9 @@ class Engine:
         ctx = StepContext(self.state, verdicts)
         while self._deadlines and self._deadlines[0][0] <= now:
             _, device = heapq.heappop(self._deadlines)
-            dev = self.state.devices[device]
+            dev = self.state.devices.get(device)
             owner = self.rules.device_owner.get(device)
-            if owner is None:
+            if dev is None or owner is None:
                 self._armed.discard(device)
                 continue
             due, cause = self._due(device, dev)
@@ -93,6 +93,12 @@ class Engine:
                 detail,
             )
         return verdicts
+
+    def forget(self, devices: Sequence[str]) -> None:
+        """Drop devices that another engine now judges (worn by a person of another shard)."""
+        for device in devices:
+            self.state.devices.pop(device, None)
+            self._armed.discard(device)
 
     def snapshot(self) -> bytes:
         return msgspec.msgpack.encode(self.state)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Sequence
 
@@ -27,7 +28,9 @@ from geofence.judge import Judged
 from geofence.model import DeviceEvent, Verdict
 from ingest.decode import Decoded, Rejection, decode
 from ingest.mqtt import Inbound, MqttSource
+from ingest.shards import Shard
 from ingest.writer import Committed, commit
+from storage.db import UNAVAILABLE
 
 log = logging.getLogger("fencewatch.ingest")
 
@@ -35,6 +38,10 @@ ACK_SUFFIX = "/cmd/ack"
 MAX_BATCH = 5000
 MAX_WAIT_S = 0.02
 RETRY_S = (0.5, 1, 2, 5, 10)
+
+
+class ShardLost(Exception):
+    """Another worker holds the shard now: commit nothing more, acknowledge nothing."""
 
 
 class Pipeline:
@@ -47,6 +54,10 @@ class Pipeline:
         self.lock = asyncio.Lock()
         self.last_rid = 0
         self.last_event_rid = 0
+        # The shard's lease: `held` is cleared when another worker has taken it; until
+        # `valid_until` (monotonic) no other worker can have, renewed or not.
+        self.held = True
+        self.valid_until = math.inf
 
     async def commit(
         self,
@@ -57,6 +68,7 @@ class Pipeline:
     ) -> Committed:
         """Commit, retrying until the database takes it: the engine has already moved on,
         and the broker keeps the messages unacknowledged meanwhile."""
+        await self._lease_holds()
         attempt = 0
         while True:
             try:
@@ -65,7 +77,7 @@ class Pipeline:
                         conn, judged, events, self.engine.rules.device_owner, rejections, verdicts
                     )
                 break
-            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            except UNAVAILABLE as exc:
                 delay = RETRY_S[min(attempt, len(RETRY_S) - 1)]
                 log.error("commit failed (%s); retrying in %ss", exc, delay)
                 attempt += 1
@@ -73,6 +85,17 @@ class Pipeline:
         self.last_rid = max(self.last_rid, done.last_rid)
         self.last_event_rid = max(self.last_event_rid, done.last_event_rid)
         return done
+
+    async def _lease_holds(self) -> None:
+        """Commit only while the lease surely holds: a worker cut off from Redis waits for a
+        renewal rather than judge alongside the worker that may have taken its shard."""
+        if time.monotonic() > self.valid_until:
+            log.warning("shard lease not renewed in time; waiting for Redis before committing")
+        # Polled: a renewal moves the deadline, a loss clears `held`.
+        while self.held and time.monotonic() > self.valid_until:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+        if not self.held:
+            raise ShardLost
 
     async def tick(self, now_ms: int) -> None:
         async with self.lock:
@@ -83,9 +106,10 @@ class Pipeline:
 
 
 class IngestLoop:
-    def __init__(self, pipeline: Pipeline, source: MqttSource) -> None:
+    def __init__(self, pipeline: Pipeline, source: MqttSource, shard: Shard) -> None:
         self.pipeline = pipeline
         self.source = source
+        self.shard = shard
         self.batches = 0
 
     async def run(self) -> None:
@@ -101,11 +125,16 @@ class IngestLoop:
         p = self.pipeline
         async with p.lock:
             rules = p.engine.rules
+            foreign = {i.topic for i in items if self.shard.foreign(i.topic, rules)}
+            if foreign:
+                # Its own shard's session has the message too: ours is a stale subscription.
+                self.source.drop(foreign)
+            mine = [i for i in items if i.topic not in foreign]
             decoded = Decoded()
-            acks = [i for i in items if i.topic.endswith(ACK_SUFFIX)]
+            acks = [i for i in mine if i.topic.endswith(ACK_SUFFIX)]
             if acks:
                 decoded.rejections += await self._command_acks(acks)
-            for item in items:
+            for item in mine:
                 if item.topic.endswith(ACK_SUFFIX):
                     continue
                 d = decode(item.topic, item.payload, item.at, rules.device_owner, rules.owntracks)

@@ -18,12 +18,12 @@ import time
 import msgspec
 import paho.mqtt.client as mqtt
 
-from alerts.downlink import ACK_TOPIC
 from fencewatch.config import MqttAddress
 
 log = logging.getLogger("fencewatch.ingest")
 
-TOPICS = ("em/+/loc", "em/+/evt", ACK_TOPIC, "owntracks/+/+")
+# Filters per SUBSCRIBE packet: a shard of a large roster subscribes tens of thousands.
+_CHUNK = 1000
 
 
 class Inbound(msgspec.Struct, frozen=True, gc=False):
@@ -35,9 +35,10 @@ class Inbound(msgspec.Struct, frozen=True, gc=False):
 
 
 class MqttSource:
-    def __init__(self, url: str, client_id: str, share_group: str | None = None) -> None:
+    def __init__(self, url: str, client_id: str, topics: set[str]) -> None:
         self.address = MqttAddress.parse(url)
-        self.topics = [f"$share/{share_group}/{t}" if share_group else t for t in TOPICS]
+        self.client_id = client_id
+        self.topics = set(topics)
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -53,6 +54,7 @@ class MqttSource:
         self.client.on_subscribe = self._on_subscribe
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
         self.connected = False
+        self._pending: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[Inbound] = asyncio.Queue()
 
@@ -64,16 +66,19 @@ class MqttSource:
         if getattr(rc, "is_failure", False):
             log.error("MQTT broker refused the connection: %s", rc)
             return
-        client.subscribe([(t, 1) for t in self.topics])
+        self._pending = set(self._subscribe(self.topics))
+        self.connected = not self._pending
         log.info("MQTT connected to %s:%s", self.address.host, self.address.port)
 
     def _on_subscribe(
         self, client: mqtt.Client, userdata: object, mid: int, codes: list, props: object = None
     ) -> None:
-        # Only once the broker has the subscription does a published fix reach us.
-        self.connected = all(not getattr(c, "is_failure", False) for c in codes)
-        if not self.connected:
+        # Only once the broker has the subscriptions does a published fix reach us.
+        if any(getattr(c, "is_failure", False) for c in codes):
             log.error("MQTT broker refused a subscription: %s", codes)
+            return
+        self._pending.discard(mid)
+        self.connected = not self._pending
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object = None
@@ -92,6 +97,29 @@ class MqttSource:
         self._loop = asyncio.get_running_loop()
         self.client.connect_async(self.address.host, self.address.port, keepalive=30)
         self.client.loop_start()
+
+    def _subscribe(self, topics: set[str]) -> list[int]:
+        ordered = sorted(topics)
+        mids = []
+        for i in range(0, len(ordered), _CHUNK):
+            _, mid = self.client.subscribe([(t, 1) for t in ordered[i : i + _CHUNK]])
+            if mid is not None:
+                mids.append(mid)
+        return mids
+
+    def retopic(self, topics: set[str]) -> None:
+        """Follow a changed roster: subscribe what is new, drop what is gone."""
+        added, gone = topics - self.topics, self.topics - topics
+        self.topics = set(topics)
+        if added:
+            self._subscribe(added)
+        self.drop(gone)
+
+    def drop(self, topics: set[str]) -> None:
+        ordered = sorted(topics)
+        self.topics -= topics
+        for i in range(0, len(ordered), _CHUNK):
+            self.client.unsubscribe(ordered[i : i + _CHUNK])
 
     def stop(self) -> None:
         self.client.disconnect()

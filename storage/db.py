@@ -13,6 +13,17 @@ from storage.migrate import migrate
 # A connection, whether opened directly or borrowed from the pool.
 Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 
+# The database cannot be reached right now (down, restarting, shutting down): wait and retry.
+UNAVAILABLE = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+
+# Anything the database may answer a background job with: logged, and the job tries again.
+FAILED = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 

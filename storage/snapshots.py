@@ -1,46 +1,107 @@
-"""Engine state, written behind and restored at start.
+"""Engine state, written behind and restored at start, per shard (ingest/shards.py).
 
-A snapshot records the state with the last fix and event it had judged. On start the
-newest snapshot is restored and every fix and event committed after it is judged again, in
-commit order; alerts they raise are already recorded (same keys), so nothing is raised
-twice and nothing that was committed is forgotten."""
+A snapshot records a shard's state with the last fix and event it had judged. On start the
+shard's newest snapshot is restored and every fix and event of its people committed after
+it is judged again, in commit order; alerts they raise are already recorded (same keys), so
+nothing is raised twice and nothing that was committed is forgotten. A shard's commits are
+serialised (one holder, one batch at a time), so "committed after" is "rid greater than".
+
+When the number of shards changes, a shard without a snapshot of its own starts from the
+newest snapshots of the previous layout, keeping its own people, and judges again from the
+oldest of them."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import asyncpg
+import msgspec
 
 from alerts.store import apply
 from fencewatch.timefmt import epoch_ms
 from geofence.engine import Engine
 from geofence.model import DeviceEvent, Fix, Quality
 from geofence.ruleset import RuleSet
+from geofence.state import EngineState
 from storage.db import Conn
+
+if TYPE_CHECKING:
+    from ingest.shards import Shard
 
 KEEP = 3
 CHUNK = 5000
 
 
-async def save(conn: Conn, engine: Engine, last_rid: int, last_event_rid: int) -> None:
+async def save(
+    conn: Conn, shard: Shard, engine: Engine, last_rid: int, last_event_rid: int
+) -> None:
     async with conn.transaction():
         await conn.execute(
-            "INSERT INTO engine_snapshots (last_rid, last_event_rid, state) VALUES ($1, $2, $3)",
+            "INSERT INTO engine_snapshots (shard, shards, last_rid, last_event_rid, state)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            shard.index,
+            shard.count,
             last_rid,
             last_event_rid,
             engine.snapshot(),
         )
         await conn.execute(
-            "DELETE FROM engine_snapshots WHERE id NOT IN"
-            " (SELECT id FROM engine_snapshots ORDER BY id DESC LIMIT $1)",
+            "DELETE FROM engine_snapshots WHERE shard = $1 AND shards = $2 AND id NOT IN"
+            " (SELECT id FROM engine_snapshots WHERE shard = $1 AND shards = $2"
+            "  ORDER BY id DESC LIMIT $3)",
+            shard.index,
+            shard.count,
             KEEP,
+        )
+        # An earlier layout is needed until every shard of this one has a snapshot.
+        await conn.execute(
+            "DELETE FROM engine_snapshots WHERE shards <> $1 AND $1 ="
+            " (SELECT count(DISTINCT shard) FROM engine_snapshots WHERE shards = $1)",
+            shard.count,
         )
 
 
-async def restore(conn: Conn, rules: RuleSet) -> tuple[Engine, int, int, int]:
-    """(engine, last fix rid, last event rid, how many fixes and events were re-judged)."""
-    row = await conn.fetchrow(
-        "SELECT last_rid, last_event_rid, state FROM engine_snapshots ORDER BY id DESC LIMIT 1"
+async def _latest(conn: Conn, shard: Shard) -> list[asyncpg.Record]:
+    own = await conn.fetch(
+        "SELECT last_rid, last_event_rid, state FROM engine_snapshots"
+        " WHERE shard = $1 AND shards = $2 ORDER BY id DESC LIMIT 1",
+        shard.index,
+        shard.count,
     )
-    engine = Engine.restore(rules, row["state"]) if row else Engine(rules)
-    last_rid = row["last_rid"] if row else 0
-    last_event_rid = row["last_event_rid"] if row else 0
+    if own:
+        return own
+    return await conn.fetch(
+        "SELECT DISTINCT ON (shard) last_rid, last_event_rid, state FROM engine_snapshots"
+        " WHERE shards = (SELECT shards FROM engine_snapshots WHERE shards <> $1"
+        "  ORDER BY id DESC LIMIT 1)"
+        " ORDER BY shard, id DESC",
+        shard.count,
+    )
+
+
+def _ours(rules: RuleSet, shard: Shard, device: str) -> bool:
+    owner = rules.device_owner.get(device)
+    return owner is not None and shard.owns(owner)
+
+
+def _merge(blobs: list[bytes], rules: RuleSet, shard: Shard) -> EngineState:
+    """The shard's own people and their devices, out of one or more snapshots."""
+    merged = EngineState()
+    for blob in blobs:
+        state = msgspec.msgpack.decode(blob, type=EngineState)
+        merged.devices.update(
+            (device, dev) for device, dev in state.devices.items() if _ours(rules, shard, device)
+        )
+        merged.people.update((p, s) for p, s in state.people.items() if shard.owns(p))
+    return merged
+
+
+async def restore(conn: Conn, rules: RuleSet, shard: Shard) -> tuple[Engine, int, int, int]:
+    """(engine, last fix rid, last event rid, how many fixes and events were re-judged)."""
+    rows = await _latest(conn, shard)
+    engine = Engine(rules, _merge([r["state"] for r in rows], rules, shard))
+    last_rid = min((r["last_rid"] for r in rows), default=0)
+    last_event_rid = min((r["last_event_rid"] for r in rows), default=0)
     rejudged = 0
     while True:
         rows = await conn.fetch(
@@ -70,9 +131,9 @@ async def restore(conn: Conn, rules: RuleSet) -> tuple[Engine, int, int, int]:
                 gcj02=bool(r["quality"] & Quality.GCJ02),
             )
             for r in rows
-            if r["device_id"] in rules.device_owner
+            if _ours(rules, shard, r["device_id"])
         ]
-        rejudged += len(rows)
+        rejudged += len(fixes)
         outcome = engine.process(fixes)
         async with conn.transaction():
             await apply(conn, outcome.verdicts)
@@ -88,9 +149,9 @@ async def restore(conn: Conn, rules: RuleSet) -> tuple[Engine, int, int, int]:
                 r["device_id"], r["seq"], epoch_ms(r["ts"]), epoch_ms(r["received_at"]), r["type"]
             )
             for r in rows
-            if r["device_id"] in rules.device_owner
+            if _ours(rules, shard, r["device_id"])
         ]
-        rejudged += len(rows)
+        rejudged += len(events)
         async with conn.transaction():
             await apply(conn, engine.process((), events).verdicts)
     return engine, last_rid, last_event_rid, rejudged

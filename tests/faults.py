@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import httpx
 import paho.mqtt.client as mqtt
+import pytest
 
 from fencewatch.embedded import free_port, start_mosquitto, start_redis, wait_for_port
 from fencewatch.loader import load_scenario
@@ -34,6 +35,11 @@ from tests.kit import (
 )
 
 BOUND_S = 120.0  # upper bound for "eventually"
+
+needs_private_stack = pytest.mark.skipif(
+    shutil.which("runuser") is None and shutil.which("initdb") is None,
+    reason="needs PostgreSQL's initdb to run a private cluster",
+)
 
 
 def _pg_bin(name: str) -> str:
@@ -109,7 +115,9 @@ class Stack:
         self.broker, self.mqtt_port = start_mosquitto(root / "mqtt")
         self.http_port = free_port()
         self.client_id = "fencewatch-faults"
-        self.service: subprocess.Popen[bytes] | None = None
+        # `fencewatch serve` processes by worker number; worker 0 answers on http_port.
+        self.services: dict[int, subprocess.Popen[bytes]] = {}
+        self.ports = {0: self.http_port}
 
     @property
     def redis_url(self) -> str:
@@ -119,40 +127,57 @@ class Stack:
     def mqtt_url(self) -> str:
         return f"mqtt://127.0.0.1:{self.mqtt_port}"
 
-    def start_service(self) -> None:
+    def start_service(self, worker: int = 0, shards: int = 1, roles: str = "") -> None:
+        port = self.ports.setdefault(worker, free_port())
         env = {
             **os.environ,
             "FENCEWATCH_DATABASE_URL": self.pg.url,
             "FENCEWATCH_REDIS_URL": self.redis_url,
             "FENCEWATCH_MQTT_URL": self.mqtt_url,
-            "FENCEWATCH_HTTP": f"127.0.0.1:{self.http_port}",
+            "FENCEWATCH_HTTP": f"127.0.0.1:{port}",
             "FENCEWATCH_MQTT_CLIENT_ID": self.client_id,
             "FENCEWATCH_DATA_DIR": str(self.root / "var"),
+            "FENCEWATCH_SHARDS": str(shards),
+            "FENCEWATCH_WORKER_ID": f"worker-{worker}",
+            "FENCEWATCH_ROLES": roles or "ingest,api,scheduler",
         }
-        log = (self.root / "service.log").open("ab")
-        self.service = subprocess.Popen(
-            [sys.executable, "-m", "fencewatch.cli", "serve"], env=env, stdout=log, stderr=log
-        )
+        log_path = self.root / f"service-{worker}.log"
+        with log_path.open("ab") as log:
+            service = self.services[worker] = subprocess.Popen(
+                [sys.executable, "-m", "fencewatch.cli", "serve"], env=env, stdout=log, stderr=log
+            )
         deadline = time.monotonic() + BOUND_S
         while True:
             try:
-                if httpx.get(f"http://127.0.0.1:{self.http_port}/healthz").status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
-            if self.service.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError((self.root / "service.log").read_text()[-3000:])
+            if service.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(log_path.read_text()[-3000:])
             time.sleep(0.2)
 
-    def kill_service(self) -> None:
-        assert self.service is not None
-        self.service.send_signal(signal.SIGKILL)
-        self.service.wait()
+    def kill_service(self, worker: int = 0) -> None:
+        service = self.services.pop(worker)
+        service.send_signal(signal.SIGKILL)
+        service.wait()
 
     def stop_service(self) -> None:
-        if self.service is not None and self.service.poll() is None:
-            self.service.terminate()
-            self.service.wait(timeout=60)
+        for service in self.services.values():
+            if service.poll() is None:
+                service.terminate()
+        for service in self.services.values():
+            service.wait(timeout=60)
+        self.services.clear()
+
+    def metric(self, worker: int, name: str) -> float:
+        """A Prometheus sample of one worker (labelled series summed)."""
+        text = httpx.get(f"http://127.0.0.1:{self.ports[worker]}/metrics").text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith((name + " ", name + "{"))
+        )
 
     def restart_broker(self) -> None:
         self.broker.terminate()  # a clean stop: mosquitto saves queued messages

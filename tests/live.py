@@ -116,4 +116,4 @@ async def running(
 
 
 async def _connected(service: Service) -> bool:
-    return service.source.connected
+    return service.connected

@@ -90,7 +90,7 @@ async def running_with_sms(
     own: asyncio.Task[None] | None = None
     try:
         async with asyncio.timeout(WAIT_S):
-            while not (service.ready.is_set() and service.source.connected):
+            while not (service.ready.is_set() and service.connected):
                 if task.done():
                     task.result()
                 await asyncio.sleep(0.05)

@@ -6,18 +6,14 @@ Each test prints what was sent, stored and alerted (docs/reliability.md)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-from tests.faults import Fleet, Stack, until
+from tests.faults import Fleet, Stack, needs_private_stack, until
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("runuser") is None and shutil.which("initdb") is None,
-    reason="needs PostgreSQL's initdb to run a private cluster",
-)
+pytestmark = needs_private_stack
 
 DEVICES, FIXES, CROSSING = 20, 120, 5
 

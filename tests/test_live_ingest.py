@@ -58,7 +58,7 @@ async def test_a_tag_leaving_raises_one_alert_through_the_api(pg_dsn, redis_url,
             received = await live.service.pool.fetchval(
                 "SELECT count(*) FROM fixes WHERE device_id = 'T1'"
             )
-            return live.service.source.backlog == 0 and received == len(fixes)
+            return live.service.backlog == 0 and received == len(fixes)
 
         await eventually(all_handled, "fixes not stored")
         track = await live.track("S1", start, end)

@@ -180,7 +180,7 @@ async def wait_until_handled(live: Live, base: float, fixes: int) -> int:
     still = 0
     async with asyncio.timeout(WAIT_S):
         while True:
-            idle = service.source.backlog == 0 and not service.pipeline.lock.locked()
+            idle = service.backlog == 0 and not service.busy
             progress = (_received() - base, len(await _rejected(live)))
             if idle and progress[0] >= fixes:
                 return int(progress[0])

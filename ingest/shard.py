@@ -1,0 +1,78 @@
+"""One shard held by this process: its engine restored from PostgreSQL, its MQTT session,
+its ingest loop, and a clean hand-over when it is given up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+
+from alerts.feed import Feed
+from geofence.ruleset import RuleSet
+from ingest.loop import IngestLoop, Pipeline
+from ingest.mqtt import MqttSource
+from ingest.shards import Shard
+from storage import snapshots
+
+log = logging.getLogger("fencewatch.ingest")
+
+
+class ShardRunner:
+    def __init__(self, shard: Shard, pipeline: Pipeline, source: MqttSource) -> None:
+        self.shard = shard
+        self.pipeline = pipeline
+        self.source = source
+        self.loop = IngestLoop(pipeline, source, shard)
+        self.task = asyncio.create_task(self.loop.run(), name=f"ingest {source.client_id}")
+
+    @classmethod
+    async def open(
+        cls, shard: Shard, name: str, rules: RuleSet, pool: asyncpg.Pool, feed: Feed, mqtt_url: str
+    ) -> ShardRunner:
+        async with pool.acquire() as conn:
+            engine, last_rid, last_event_rid, rejudged = await snapshots.restore(conn, rules, shard)
+        log.info("shard %s: restored, %d fixes and events judged again", name, rejudged)
+        pipeline = Pipeline(engine, pool, feed)
+        pipeline.last_rid, pipeline.last_event_rid = last_rid, last_event_rid
+        source = MqttSource(mqtt_url, name, shard.topics(rules))
+        source.start()
+        return cls(shard, pipeline, source)
+
+    @property
+    def connected(self) -> bool:
+        return self.source.connected
+
+    async def tick(self, now_ms: int) -> None:
+        await self.pipeline.tick(now_ms)
+
+    async def snapshot(self) -> None:
+        async with self.pipeline.lock:
+            await self._save()
+
+    async def rules_changed(self, rules: RuleSet) -> None:
+        async with self.pipeline.lock:
+            engine = self.pipeline.engine
+            engine.rules = rules
+            # A device now worn by someone another shard judges is that shard's to watch.
+            owner = rules.device_owner.get
+            engine.forget(
+                [d for d in engine.state.devices if (o := owner(d)) and not self.shard.owns(o)]
+            )
+            self.source.retopic(self.shard.topics(rules))
+
+    async def close(self, snapshot: bool) -> None:
+        """Stop between batches (never mid-commit: the lock covers engine step + commit), so
+        the snapshot never runs ahead of what is committed; what was not acknowledged is
+        redelivered to the shard's next holder."""
+        async with self.pipeline.lock:
+            self.task.cancel()
+            self.source.stop()
+            if snapshot:
+                await self._save()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+    async def _save(self) -> None:
+        p = self.pipeline
+        async with p.pool.acquire() as conn:
+            await snapshots.save(conn, self.shard, p.engine, p.last_rid, p.last_event_rid)

@@ -1,0 +1,64 @@
+"""Which engine judges whom: supervisees split into shards, each shard one MQTT session.
+
+A person, not a device, is the unit, so a person's tag and phone are judged by one engine
+and one breach is one alert. With one shard the session subscribes the wildcard topics;
+with several, each session subscribes the exact topics of its people's devices, so the
+broker itself hands each device's messages to one process, in order, and keeps them in the
+shard's persistent session while no process holds it (docs/scaling.md)."""
+
+from __future__ import annotations
+
+import zlib
+
+import msgspec
+
+from alerts.downlink import ACK_TOPIC
+from geofence.ruleset import RuleSet
+
+WILDCARDS = ("em/+/loc", "em/+/evt", ACK_TOPIC, "owntracks/+/+")
+
+
+def shard_of(supervisee: str, count: int) -> int:
+    # crc32, not hash(): every process must agree, and str hashes differ per process.
+    return zlib.crc32(supervisee.encode()) % count
+
+
+class Shard(msgspec.Struct, frozen=True):
+    index: int
+    count: int
+
+    def name(self, base: str) -> str:
+        """The shard's MQTT client id (its persistent session) and lease name."""
+        return base if self.count == 1 else f"{base}-{self.index}of{self.count}"
+
+    def owns(self, supervisee: str) -> bool:
+        return self.count == 1 or shard_of(supervisee, self.count) == self.index
+
+    def topics(self, rules: RuleSet) -> set[str]:
+        if self.count == 1:
+            return set(WILDCARDS)
+        topics = {
+            f"em/{device}/{kind}"
+            for device, owner in rules.device_owner.items()
+            if self.owns(owner)
+            for kind in ("loc", "evt", "cmd/ack")
+        }
+        topics.update(
+            f"owntracks/{user_device}"
+            for user_device, device in rules.owntracks.items()
+            if self.owns(rules.device_owner.get(device, ""))
+        )
+        return topics
+
+    def foreign(self, topic: str, rules: RuleSet) -> bool:
+        """A message this shard is subscribed to but another shard judges: a subscription
+        left in the persistent session from before the device changed hands."""
+        if self.count == 1:
+            return False
+        parts = topic.split("/")
+        if parts[0] == "owntracks":
+            device = rules.owntracks.get("/".join(parts[1:3]), "")
+        else:
+            device = parts[1] if len(parts) > 1 else ""
+        owner = rules.device_owner.get(device)
+        return owner is not None and not self.owns(owner)

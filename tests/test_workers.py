@@ -1,0 +1,64 @@
+"""Horizontal workers (issue 4): two `fencewatch serve` processes share the engine's shards
+through Redis leases; each person is judged by one of them, in device-time order, and when
+one dies (kill -9) the other takes its shards over — nothing lost, nothing raised twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.faults import Fleet, Stack, needs_private_stack, until
+from tests.test_faults import CROSSING, DEVICES, FIXES, settle
+
+pytestmark = needs_private_stack
+
+SHARDS = 4
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    s = Stack(tmp_path)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def held(stack: Stack, worker: int) -> int:
+    return int(stack.metric(worker, "fencewatch_shards_held"))
+
+
+async def shared_out(stack: Stack, shares: dict[int, int]) -> None:
+    async def balanced() -> bool:
+        return await asyncio.to_thread(lambda: {w: held(stack, w) for w in shares} == shares)
+
+    await until(balanced, f"the shards were not shared out as {shares}")
+
+
+async def test_two_workers_share_the_fleet_and_one_takes_over_when_the_other_dies(
+    stack: Stack,
+) -> None:
+    fleet = Fleet(DEVICES, FIXES, CROSSING)
+    await fleet.load(stack)
+    stack.start_service(0, SHARDS)
+    stack.start_service(1, SHARDS, roles="ingest,api")
+    await shared_out(stack, {0: 2, 1: 2})
+
+    publisher = fleet.publish(stack)
+
+    async def both_working() -> bool:
+        stored = [stack.metric(w, "fencewatch_fixes_stored_total") for w in (0, 1)]
+        return min(stored) > 0 and sum(stored) >= len(fleet.messages) // 3
+
+    await until(both_working, "the two workers did not both store fixes")
+    stack.kill_service(1)
+    publisher.join()
+    await shared_out(stack, {0: SHARDS})
+    await settle(stack, fleet, "two workers, one killed mid-stream")
+
+    # The worker comes back and gets its share again.
+    stack.start_service(1, SHARDS, roles="ingest,api")
+    await shared_out(stack, {0: 2, 1: 2})
