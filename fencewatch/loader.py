@@ -13,7 +13,6 @@ service that misses it picks the changes up on its next reload or restart).
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from fencewatch import servers
 from fencewatch.config import Settings
 from fencewatch.scenario import ScenarioError, read_roster
 from fencewatch.servers import run_with_pool
-from geofence.model import Roster, ZoneDef
+from geofence.model import Roster, Supervisee, ZoneDef
 from geofence.zones import ZoneError, parse_feature_collection
 from storage import repo
 from storage.rules import RULES_CHANNEL
@@ -50,8 +49,12 @@ def _read(scenario_dir: Path) -> tuple[list[tuple[ZoneDef, dict[str, Any]]], Ros
         roster = read_roster(scenario_dir / "roster.json")
     except (ScenarioError, msgspec.DecodeError) as exc:
         raise ScenarioError(f"roster.json: {exc}") from None
+    seen: set[str] = set()
     worn_by: dict[str, str] = {}
     for person in roster.supervisees:
+        if person.id in seen:
+            raise ScenarioError(f"roster.json: supervisee {person.id} is listed twice")
+        seen.add(person.id)
         for device in person.devices:
             other = worn_by.setdefault(device.id, person.id)
             if other != person.id:
@@ -61,57 +64,54 @@ def _read(scenario_dir: Path) -> tuple[list[tuple[ZoneDef, dict[str, Any]]], Ros
     return zones, roster
 
 
-def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
+async def _check_references(conn: repo.Conn, people: list[Supervisee]) -> None:
+    """Fail on the first person naming a zone or an office that cannot be used."""
+    kinds = await repo.zone_kinds(conn)
+    offices = await repo.office_ids(conn)
+    for person in people:
+        errors = repo.check_zone_references(
+            kinds,
+            jurisdiction=person.jurisdiction,
+            exclusion=person.exclusion,
+            home=person.home,
+            destinations=[d for leave in person.leaves for d in leave.destinations],
+        )
+        if person.office is not None and person.office not in offices:
+            errors.append(f"office {person.office!r} does not exist")
+        if errors:
+            raise ScenarioError(f"roster.json: supervisee {person.id}: {'; '.join(errors)}")
 
 
 async def load_scenario(pool: asyncpg.Pool, scenario_dir: Path) -> dict[str, int]:
     """Import the scenario; returns how many of each thing it holds."""
     zones, roster = _read(scenario_dir)
+    people = roster.supervisees
     counts = {
         "zones": len(zones),
-        "supervisees": len(roster.supervisees),
-        "devices": sum(len(s.devices) for s in roster.supervisees),
-        "leaves": sum(len(s.leaves) for s in roster.supervisees),
+        "supervisees": len(people),
+        "devices": sum(len(s.devices) for s in people),
+        "leaves": sum(len(s.leaves) for s in people),
     }
+    # One statement cannot upsert an id twice: an id listed twice is stored once, as listed
+    # last, which is what upserting the listings one by one came to.
+    unique_zones = {zone.id: (zone, source) for zone, source in zones}
+    devices = {device.id: device for person in people for device in person.devices}
+    wearers = {device.id: person.id for person in people for device in person.devices}
+    leaves = {leave.id: (person.id, leave) for person in people for leave in person.leaves}
     async with pool.acquire() as conn, conn.transaction():
-        for zone, source in zones:
-            await repo.upsert_zone(conn, zone, source)
-        for person in roster.supervisees:
-            errors = await repo.zone_reference_errors(
-                conn,
-                jurisdiction=person.jurisdiction,
-                exclusion=person.exclusion,
-                home=person.home,
-                destinations=[d for leave in person.leaves for d in leave.destinations],
-            )
-            if errors:
-                raise ScenarioError(f"roster.json: supervisee {person.id}: {'; '.join(errors)}")
-            try:
-                await repo.load_supervisee(conn, person)
-                # Unlike `POST /devices/{id}/assign`, no monitoring order is required for a
-                # tag here: spec 4.2 rosters carry no orders (a scenario's tags would all be
-                # refused), and loading is the operator's bulk import, not a decision to fit
-                # one. Orders for loaded people are recorded through the API.
-                for device in person.devices:
-                    await repo.upsert_device(conn, device)
-                    await repo.assign_device(conn, device.id, person.id)
-            except asyncpg.IntegrityConstraintViolationError as exc:
-                reason = getattr(exc, "detail", None) or exc
-                raise ScenarioError(f"roster.json: supervisee {person.id}: {reason}") from None
-            await repo.unassign_other_devices(conn, person.id, [d.id for d in person.devices])
-            for leave in person.leaves:
-                await repo.upsert_leave(
-                    conn,
-                    leave.id,
-                    person.id,
-                    _utc(leave.start),
-                    _utc(leave.end),
-                    leave.destinations,
-                    returned_at=None if leave.returned_at is None else _utc(leave.returned_at),
-                    kind="permit" if leave.schedule else "leave",
-                    schedule=leave.schedule,
-                )
+        await repo.upsert_zones(conn, unique_zones.values())
+        await _check_references(conn, people)
+        try:
+            await repo.load_supervisees(conn, people)
+            # Unlike `POST /devices/{id}/assign`, no monitoring order is required for a
+            # tag here: spec 4.2 rosters carry no orders (a scenario's tags would all be
+            # refused), and loading is the operator's bulk import, not a decision to fit
+            # one. Orders for loaded people are recorded through the API.
+            await repo.upsert_devices(conn, list(devices.values()))
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise ScenarioError(f"roster.json: {getattr(exc, 'detail', None) or exc}") from None
+        await repo.reassign_devices(conn, wearers, [person.id for person in people])
+        await repo.load_leaves(conn, leaves.values())
         await repo.audit(conn, "fencewatch load", None, "scenario.load", str(scenario_dir), counts)
     return counts
 

@@ -85,10 +85,10 @@ class Balancer:
     async def _balance(self) -> None:
         while True:
             for index, runner in list(self.held.items()):
-                if runner.task.done():
-                    if index in self.leased:
-                        runner.task.result()  # a crash: the service stops, nothing is lost
-                    await self._give_back(index, snapshot=False)
+                if index not in self.leased:
+                    await self._give_back(index, snapshot=False)  # taken by another worker
+                else:
+                    runner.check()  # a crash stops the service; nothing is lost
             try:
                 await self._rebalance()
             except (RedisError, OSError) as exc:

@@ -1,7 +1,9 @@
 """The live pipeline, batch by batch: broker → decode → engine → commit → ack → fan-out.
 
-One lock covers "engine step + commit" (here and for the clock's watchdogs), so the engine's
-in-memory state never runs ahead of what is committed when a snapshot is taken.
+Batch N+1 is gathered and judged while batch N commits; commits run one at a time, in
+order, each followed by its batch's broker acks. The lock covers the engine's steps and
+the hand-off to the commit, so whoever holds it and has drained the commit in flight (a
+snapshot) sees the engine exactly as far as the database.
 """
 
 from __future__ import annotations
@@ -58,6 +60,17 @@ class Pipeline:
         # `valid_until` (monotonic) no other worker can have, renewed or not.
         self.held = True
         self.valid_until = math.inf
+        self.inflight: asyncio.Future[None] | None = None
+
+    async def drain(self) -> None:
+        """Wait for the commit in flight; its failure is raised here (then nothing may be
+        committed or snapshotted after it)."""
+        if self.inflight is not None:
+            await asyncio.shield(self.inflight)
+
+    @property
+    def busy(self) -> bool:
+        return self.lock.locked() or (self.inflight is not None and not self.inflight.done())
 
     async def commit(
         self,
@@ -101,6 +114,7 @@ class Pipeline:
         async with self.lock:
             verdicts = self.engine.tick(now_ms)
             if verdicts:
+                await self.drain()
                 done = await self.commit((), (), (), verdicts)
                 await self.feed.publish((), done.alerts, self.engine)
 
@@ -116,13 +130,12 @@ class IngestLoop:
         while True:
             items = await self.source.batch(MAX_BATCH, MAX_WAIT_S)
             INGEST_BACKLOG.set(self.source.backlog)
-            started = time.perf_counter()
             await self.handle(items)
-            INGEST_BATCH_SECONDS.observe(time.perf_counter() - started)
-            self.batches += 1
 
     async def handle(self, items: list[Inbound]) -> None:
+        """Judge a batch and hand it to the committer once the batch before is committed."""
         p = self.pipeline
+        started = time.perf_counter()
         async with p.lock:
             rules = p.engine.rules
             foreign = {i.topic for i in items if self.shard.foreign(i.topic, rules)}
@@ -145,12 +158,26 @@ class IngestLoop:
             for r in decoded.rejections:
                 FIXES_REJECTED.labels(r.reason).inc()
             outcome = p.engine.process(decoded.fixes, decoded.events)
-            done = await p.commit(
-                outcome.judged, decoded.events, decoded.rejections, outcome.verdicts
+            await p.drain()
+            p.inflight = asyncio.ensure_future(
+                self._finish(items, outcome.judged, decoded, outcome.verdicts, started)
             )
+
+    async def _finish(
+        self,
+        items: list[Inbound],
+        judged: list[Judged],
+        decoded: Decoded,
+        verdicts: list[Verdict],
+        started: float,
+    ) -> None:
+        p = self.pipeline
+        done = await p.commit(judged, decoded.events, decoded.rejections, verdicts)
         self.source.ack(items)
         FIXES_STORED.inc(done.stored)
-        await p.feed.publish(outcome.judged, done.alerts, p.engine)
+        INGEST_BATCH_SECONDS.observe(time.perf_counter() - started)
+        self.batches += 1
+        await p.feed.publish(judged, done.alerts, p.engine)
 
     async def _command_acks(self, acks: list[Inbound]) -> list[Rejection]:
         """Devices acknowledging commands (em/<device>/cmd/ack), recorded before the batch's

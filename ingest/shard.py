@@ -43,12 +43,25 @@ class ShardRunner:
     def connected(self) -> bool:
         return self.source.connected
 
+    def check(self) -> None:
+        """Raise what stopped the shard's loop or its last commit, if anything did."""
+        if self.task.done():
+            self.task.result()
+        inflight = self.pipeline.inflight
+        if inflight is not None and inflight.done():
+            inflight.result()
+
     async def tick(self, now_ms: int) -> None:
         await self.pipeline.tick(now_ms)
 
     async def snapshot(self) -> None:
-        async with self.pipeline.lock:
-            await self._save()
+        # Taken under the lock, consistent with what is committed; written outside it, so
+        # judging goes on meanwhile.
+        p = self.pipeline
+        async with p.lock:
+            await p.drain()
+            taken = p.engine.snapshot(), p.last_rid, p.last_event_rid
+        await self._save(*taken)
 
     async def rules_changed(self, rules: RuleSet) -> None:
         async with self.pipeline.lock:
@@ -62,17 +75,22 @@ class ShardRunner:
             self.source.retopic(self.shard.topics(rules))
 
     async def close(self, snapshot: bool) -> None:
-        """Stop between batches (never mid-commit: the lock covers engine step + commit), so
-        the snapshot never runs ahead of what is committed; what was not acknowledged is
-        redelivered to the shard's next holder."""
-        async with self.pipeline.lock:
+        """Stop between batches, once the commit in flight is done, so the snapshot never
+        runs ahead of what is committed; what was not acknowledged is redelivered to the
+        shard's next holder. After a failed commit there is no snapshot: the next holder
+        judges again from the last good one."""
+        p = self.pipeline
+        async with p.lock:
             self.task.cancel()
+            try:
+                await p.drain()
+            except Exception:
+                snapshot = False
             self.source.stop()
             if snapshot:
-                await self._save()
+                await self._save(p.engine.snapshot(), p.last_rid, p.last_event_rid)
         await asyncio.gather(self.task, return_exceptions=True)
 
-    async def _save(self) -> None:
-        p = self.pipeline
-        async with p.pool.acquire() as conn:
-            await snapshots.save(conn, self.shard, p.engine, p.last_rid, p.last_event_rid)
+    async def _save(self, state: bytes, last_rid: int, last_event_rid: int) -> None:
+        async with self.pipeline.pool.acquire() as conn:
+            await snapshots.save(conn, self.shard, state, last_rid, last_event_rid)

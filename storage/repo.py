@@ -8,15 +8,15 @@ for an unscoped (centre-wide) caller; a row outside the subtree is treated as ab
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime
 from typing import Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from alerts.feed import GEOFENCE_RULES, STATES
-from geofence.model import DeviceRef, Supervisee, Window, ZoneDef
+from geofence.model import DeviceRef, Leave, Supervisee, Window, ZoneDef
 from geofence.zones import schedule_to_json
 
 Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
@@ -97,6 +97,10 @@ _OFFICE = (
 
 async def list_offices(conn: Conn) -> list[Row]:
     return await conn.fetch(f"SELECT {_OFFICE} FROM offices ORDER BY id")
+
+
+async def office_ids(conn: Conn) -> set[str]:
+    return {r["id"] for r in await conn.fetch("SELECT id FROM offices")}
 
 
 async def get_office(conn: Conn, office: str) -> Row | None:
@@ -204,23 +208,35 @@ async def zone_exists(conn: Conn, zone: str) -> bool:
 
 async def upsert_zone(conn: Conn, zone: ZoneDef, source: dict[str, Any] | None) -> None:
     """Store a parsed zone; `source` is the feature as it came (before CRS conversion)."""
-    properties = (source or {}).get("properties") or {}
+    await upsert_zones(conn, [(zone, source)])
+
+
+async def upsert_zones(conn: Conn, zones: Iterable[tuple[ZoneDef, dict[str, Any] | None]]) -> None:
+    """`upsert_zone` for many in one statement; a zone id must not come twice."""
+    rows = [
+        {
+            "id": zone.id,
+            "kind": zone.kind,
+            "name": zone.name,
+            "geometry": zone.geometry,
+            "source_crs": zone.source_crs,
+            "source": source,
+            "schedule": schedule_to_json(zone.schedule),
+            "radius_m": zone.radius_m,
+            "properties": (source or {}).get("properties") or {},
+        }
+        for zone, source in zones
+    ]
     await conn.execute(
         "INSERT INTO zones (id, kind, name, geometry, source_crs, source, schedule, radius_m,"
-        " properties) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " properties) SELECT * FROM jsonb_to_recordset($1::jsonb) AS z(id text, kind text,"
+        " name text, geometry jsonb, source_crs text, source jsonb, schedule jsonb,"
+        " radius_m float8, properties jsonb)"
         " ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, name = EXCLUDED.name,"
         " geometry = EXCLUDED.geometry, source_crs = EXCLUDED.source_crs,"
         " source = EXCLUDED.source, schedule = EXCLUDED.schedule,"
         " radius_m = EXCLUDED.radius_m, properties = EXCLUDED.properties, updated_at = now()",
-        zone.id,
-        zone.kind,
-        zone.name,
-        zone.geometry,
-        zone.source_crs,
-        source,
-        schedule_to_json(zone.schedule),
-        zone.radius_m,
-        properties,
+        rows,
     )
 
 
@@ -244,9 +260,11 @@ async def zone_references(conn: Conn, zone: str) -> list[tuple[str, str]]:
     return [(r["who"], r["role"]) for r in rows]
 
 
-async def _zone_kinds(conn: Conn, zones: Iterable[str]) -> dict[str, str]:
+async def zone_kinds(conn: Conn, zones: Iterable[str] | None = None) -> dict[str, str]:
+    """Each zone's kind by id: of those of `zones` that exist, or of every zone."""
     rows = await conn.fetch(
-        "SELECT id, kind FROM zones WHERE id = ANY($1::text[])", list(set(zones))
+        "SELECT id, kind FROM zones WHERE $1::text[] IS NULL OR id = ANY($1::text[])",
+        None if zones is None else list(set(zones)),
     )
     return {r["id"]: r["kind"] for r in rows}
 
@@ -259,13 +277,29 @@ async def zone_reference_errors(
     home: str | None = None,
     destinations: Sequence[str] = (),
 ) -> list[str]:
-    """Why these zone references cannot be stored: unknown ids, or a zone used in a role
-    other than its kind (an exclusion zone listed as jurisdiction would invert the rule).
-    Leave destinations may be of any kind."""
+    """`check_zone_references` against the stored zones."""
+    kinds = await zone_kinds(
+        conn, [*jurisdiction, *exclusion, *([] if home is None else [home]), *destinations]
+    )
+    return check_zone_references(
+        kinds, jurisdiction=jurisdiction, exclusion=exclusion, home=home, destinations=destinations
+    )
+
+
+def check_zone_references(
+    kinds: Mapping[str, str],
+    *,
+    jurisdiction: Sequence[str] = (),
+    exclusion: Sequence[str] = (),
+    home: str | None = None,
+    destinations: Sequence[str] = (),
+) -> list[str]:
+    """Why these zone references cannot be stored, given the kinds of the zones there are:
+    unknown ids, or a zone used in a role other than its kind (an exclusion zone listed as
+    jurisdiction would invert the rule). Leave destinations may be of any kind."""
     wanted = [*((z, "jurisdiction") for z in jurisdiction), *((z, "exclusion") for z in exclusion)]
     if home is not None:
         wanted.append((home, "home"))
-    kinds = await _zone_kinds(conn, [z for z, _ in wanted] + list(destinations))
     errors = []
     for zone, role in wanted:
         if zone not in kinds:
@@ -361,24 +395,22 @@ async def put_supervisee(
     )
 
 
-async def load_supervisee(conn: Conn, s: Supervisee) -> None:
+async def load_supervisees(conn: Conn, people: Sequence[Supervisee]) -> None:
     """Upsert the fields a roster (spec 4.2) carries; officer, term and status, which a
-    roster does not know, are kept, and so are a name or office it leaves out."""
+    roster does not know, are kept, and so are a name or office it leaves out. An id must
+    not come twice."""
     await conn.execute(
         "INSERT INTO supervisees (id, name, office_id, level, jurisdiction, exclusion, home_zone)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        # The record's columns are named after the Supervisee fields, as encoded.
+        " SELECT id, name, office, level, jurisdiction, exclusion, home"
+        " FROM jsonb_to_recordset($1::jsonb) AS s(id text, name text, office text, level text,"
+        "  jurisdiction text[], exclusion text[], home text)"
         " ON CONFLICT (id) DO UPDATE SET"
         " name = COALESCE(NULLIF(EXCLUDED.name, ''), supervisees.name),"
         " office_id = COALESCE(EXCLUDED.office_id, supervisees.office_id),"
         " level = EXCLUDED.level, jurisdiction = EXCLUDED.jurisdiction,"
         " exclusion = EXCLUDED.exclusion, home_zone = EXCLUDED.home_zone, updated_at = now()",
-        s.id,
-        s.name,
-        s.office,
-        s.level,
-        list(s.jurisdiction),
-        list(s.exclusion),
-        s.home,
+        people,
     )
 
 
@@ -411,16 +443,30 @@ async def get_device(conn: Conn, offices: Offices, device: str) -> Row | None:
     return await conn.fetchrow(f"{_DEVICE_QUERY} AND d.id = $2", offices, device)
 
 
+_DEVICE_UPSERT = (
+    " ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, owntracks = EXCLUDED.owntracks,"
+    " model = COALESCE(EXCLUDED.model, devices.model)"
+)
+
+
 async def upsert_device(conn: Conn, device: DeviceRef, model: str | None = None) -> None:
     """A model left out keeps the stored one (rosters do not carry models)."""
     await conn.execute(
-        "INSERT INTO devices (id, kind, owntracks, model) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, owntracks = EXCLUDED.owntracks,"
-        " model = COALESCE(EXCLUDED.model, devices.model)",
+        "INSERT INTO devices (id, kind, owntracks, model) VALUES ($1, $2, $3, $4)" + _DEVICE_UPSERT,
         device.id,
         device.kind,
         device.owntracks,
         model,
+    )
+
+
+async def upsert_devices(conn: Conn, devices: Sequence[DeviceRef]) -> None:
+    """`upsert_device` without a model for many in one statement; an id must not come twice."""
+    await conn.execute(
+        # The record's columns are named after the DeviceRef fields, as encoded.
+        "INSERT INTO devices (id, kind, owntracks) SELECT * FROM jsonb_to_recordset($1::jsonb)"
+        " AS d(id text, kind text, owntracks text)" + _DEVICE_UPSERT,
+        devices,
     )
 
 
@@ -452,14 +498,39 @@ async def unassign_device(conn: Conn, device: str) -> str | None:
     return wearer
 
 
-async def unassign_other_devices(conn: Conn, supervisee: str, keep: Sequence[str]) -> list[str]:
-    rows = await conn.fetch(
-        "UPDATE device_assignments SET until = now() WHERE supervisee_id = $1"
-        " AND until IS NULL AND NOT (device_id = ANY($2::text[])) RETURNING device_id",
-        supervisee,
-        list(keep),
+async def reassign_devices(
+    conn: Conn, wearers: Mapping[str, str], supervisees: Sequence[str]
+) -> None:
+    """Make each device of `wearers` (device -> supervisee) worn by its supervisee, and
+    unassign the devices `supervisees` wear that are not in it. Closed assignments stay
+    as history."""
+    devices, people = list(wearers), list(wearers.values())
+    # Joins rather than `= ANY(array)`, which tests each row against the whole array.
+    await conn.execute(
+        "UPDATE device_assignments a SET until = now()"
+        " FROM unnest($1::text[], $2::text[]) AS w(device_id, supervisee_id)"
+        " WHERE a.device_id = w.device_id AND a.until IS NULL"
+        " AND a.supervisee_id <> w.supervisee_id",
+        devices,
+        people,
     )
-    return [r["device_id"] for r in rows]
+    await conn.execute(
+        "UPDATE device_assignments a SET until = now() FROM unnest($1::text[]) AS s(id)"
+        " WHERE a.supervisee_id = s.id AND a.until IS NULL"
+        " AND NOT EXISTS (SELECT FROM unnest($2::text[]) AS w(device_id)"
+        "  WHERE w.device_id = a.device_id)",
+        list(supervisees),
+        devices,
+    )
+    # Opened last: a device has one open assignment, and an insert that meets one does
+    # nothing, so the moved devices' had to be closed first.
+    await conn.execute(
+        "INSERT INTO device_assignments (device_id, supervisee_id)"
+        " SELECT * FROM unnest($1::text[], $2::text[])"
+        " ON CONFLICT (device_id) WHERE until IS NULL DO NOTHING",
+        devices,
+        people,
+    )
 
 
 async def device_history(conn: Conn, supervisee: str) -> list[Row]:
@@ -543,6 +614,18 @@ async def approved_leave_windows(
     return [(r["starts_at"], r["ends_at"]) for r in rows]
 
 
+_LEAVE_UPSERT = (
+    " ON CONFLICT (id) DO UPDATE SET supervisee_id = EXCLUDED.supervisee_id,"
+    " starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at,"
+    " destinations = EXCLUDED.destinations, reason = EXCLUDED.reason,"
+    " status = EXCLUDED.status, approved_by = EXCLUDED.approved_by,"
+    " returned_at = EXCLUDED.returned_at, kind = EXCLUDED.kind,"
+    " schedule = EXCLUDED.schedule, level = EXCLUDED.level, warnings = EXCLUDED.warnings,"
+    " applied_by = EXCLUDED.applied_by, decided_at = CASE WHEN leaves.status = EXCLUDED.status"
+    "  THEN leaves.decided_at ELSE EXCLUDED.decided_at END"
+)
+
+
 async def upsert_leave(
     conn: Conn,
     leave: str,
@@ -567,15 +650,7 @@ async def upsert_leave(
         " decided_at)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
         "  CASE WHEN $7 = 'approved' THEN now() END)"
-        " ON CONFLICT (id) DO UPDATE SET supervisee_id = EXCLUDED.supervisee_id,"
-        " starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at,"
-        " destinations = EXCLUDED.destinations, reason = EXCLUDED.reason,"
-        " status = EXCLUDED.status, approved_by = EXCLUDED.approved_by,"
-        " returned_at = EXCLUDED.returned_at, kind = EXCLUDED.kind,"
-        " schedule = EXCLUDED.schedule, level = EXCLUDED.level, warnings = EXCLUDED.warnings,"
-        " applied_by = EXCLUDED.applied_by, decided_at = CASE WHEN leaves.status = EXCLUDED.status"
-        "  THEN leaves.decided_at ELSE EXCLUDED.decided_at END RETURNING *)"
-        f" SELECT {_LEAVE_COLUMNS} FROM l",
+        f"{_LEAVE_UPSERT} RETURNING *) SELECT {_LEAVE_COLUMNS} FROM l",
         leave,
         supervisee,
         starts,
@@ -593,6 +668,39 @@ async def upsert_leave(
     )
     assert row is not None
     return row
+
+
+async def load_leaves(conn: Conn, leaves: Iterable[tuple[str, Leave]]) -> None:
+    """Record a roster's (supervisee, leave) pairs as approved, as `upsert_leave` does when
+    given no reason, approver or rule check; a leave with weekly hours is a recurring
+    permit. A leave id must not come twice."""
+    rows = [
+        {
+            "id": leave.id,
+            "supervisee_id": supervisee,
+            "starts_at": _utc(leave.start),
+            "ends_at": _utc(leave.end),
+            "destinations": leave.destinations,
+            "returned_at": None if leave.returned_at is None else _utc(leave.returned_at),
+            "kind": "permit" if leave.schedule else "leave",
+            "schedule": schedule_to_json(leave.schedule),
+        }
+        for supervisee, leave in leaves
+    ]
+    # The columns left out (reason, approved_by, level, warnings, applied_by) take their
+    # defaults, which are what upsert_leave stores for an approval without them.
+    await conn.execute(
+        "INSERT INTO leaves (id, supervisee_id, starts_at, ends_at, destinations, returned_at,"
+        " kind, schedule, status, decided_at)"
+        " SELECT *, 'approved', now() FROM jsonb_to_recordset($1::jsonb) AS l(id text,"
+        "  supervisee_id text, starts_at timestamptz, ends_at timestamptz, destinations text[],"
+        "  returned_at timestamptz, kind text, schedule jsonb)" + _LEAVE_UPSERT,
+        rows,
+    )
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 async def decide_leave(

@@ -32,9 +32,9 @@ KEEP = 3
 CHUNK = 5000
 
 
-async def save(
-    conn: Conn, shard: Shard, engine: Engine, last_rid: int, last_event_rid: int
-) -> None:
+async def save(conn: Conn, shard: Shard, state: bytes, last_rid: int, last_event_rid: int) -> None:
+    """`state` (Engine.snapshot) as it was when fixes up to `last_rid` and events up to
+    `last_event_rid` were committed."""
     async with conn.transaction():
         await conn.execute(
             "INSERT INTO engine_snapshots (shard, shards, last_rid, last_event_rid, state)"
@@ -43,7 +43,7 @@ async def save(
             shard.count,
             last_rid,
             last_event_rid,
-            engine.snapshot(),
+            state,
         )
         await conn.execute(
             "DELETE FROM engine_snapshots WHERE shard = $1 AND shards = $2 AND id NOT IN"

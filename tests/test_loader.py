@@ -4,6 +4,7 @@ then a word to the running service on Redis."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,7 +84,8 @@ TABLES = {
     "supervisees": "id, name, office_id, level, jurisdiction, exclusion, home_zone, status",
     "devices": "id, kind, owntracks, model, created_at",
     "device_assignments": "id, device_id, supervisee_id, since, until",
-    "leaves": "id, supervisee_id, starts_at, ends_at, destinations, status, returned_at",
+    "leaves": "id, supervisee_id, kind, starts_at, ends_at, destinations, schedule, status,"
+    " decided_at, returned_at",
 }
 
 
@@ -162,6 +164,72 @@ async def test_a_reload_moves_devices_and_keeps_the_history(
     ]
 
 
+async def _assignments(pool: asyncpg.Pool) -> list[tuple[str, str, bool]]:
+    rows = await pool.fetch(
+        "SELECT device_id, supervisee_id, until IS NULL AS current FROM device_assignments"
+        " ORDER BY device_id, id"
+    )
+    return [tuple(r) for r in rows]
+
+
+async def test_people_left_out_of_a_reload_keep_their_devices(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    await load_scenario(pool, _write(tmp_path / "v1"))
+    b = {**ROSTER["supervisees"][1], "devices": ["TAG2", "PHONE7"]}
+    await load_scenario(pool, _write(tmp_path / "v2", roster={"supervisees": [b]}))
+    assert await _assignments(pool) == [
+        ("PHONE7", "A", False),
+        ("PHONE7", "B", True),
+        ("TAG1", "A", True),
+        ("TAG2", "B", True),
+    ]
+
+
+async def test_devices_passed_round_all_at_once_each_keep_their_history(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Everyone hands their tag to the next person, in one reload."""
+    people = [f"P{i:02d}" for i in range(50)]
+
+    def roster(shift: int) -> dict[str, Any]:
+        return {
+            "supervisees": [
+                {"id": p, "jurisdiction": ["J1"], "devices": [f"T{(i + shift) % 50:02d}"]}
+                for i, p in enumerate(people)
+            ]
+        }
+
+    await load_scenario(pool, _write(tmp_path / "v1", roster=roster(0)))
+    await load_scenario(pool, _write(tmp_path / "v2", roster=roster(1)))
+    assert await _assignments(pool) == [
+        row
+        for i in range(50)
+        for row in [(f"T{i:02d}", people[i], False), (f"T{i:02d}", people[i - 1], True)]
+    ]
+
+
+async def test_an_id_listed_twice_is_stored_as_listed_last(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    j1 = ZONES["features"][0]
+    renamed = {**j1, "properties": {**j1["properties"], "name": "莲都"}}
+    zones = {**ZONES, "features": [*ZONES["features"], renamed]}
+    a, b = (dict(p) for p in ROSTER["supervisees"])
+    leave = {**a["leaves"][0], "id": "L1"}
+    a.update(devices=["TAG1", "TAG1"], leaves=[leave, {**leave, "destinations": []}])
+    b["leaves"] = [{**leave, "to": f"{YEAR}-12-02T20:00:00+08:00"}]
+    scenario = _write(tmp_path, zones=zones, roster={"supervisees": [a, b]})
+    await load_scenario(pool, scenario)
+    first = await _rows(pool)
+    assert await pool.fetchval("SELECT name FROM zones WHERE id = 'J1'") == "莲都"
+    assert await _assignments(pool) == [("TAG1", "A", True), ("TAG2", "B", True)]
+    [stored] = first["leaves"]
+    assert stored[:2] == ("L1", "B") and stored[4] == datetime(YEAR, 12, 2, 12, tzinfo=UTC)
+    await load_scenario(pool, scenario)
+    assert await _rows(pool) == first
+
+
 def _without(key: str, value: Any) -> dict[str, Any]:
     people = [dict(p) for p in ROSTER["supervisees"]]
     people[1][key] = value
@@ -172,7 +240,12 @@ BAD = [
     ({"roster": _without("jurisdiction", ["J1", "NOPE"])}, "jurisdiction zone 'NOPE' does not"),
     ({"roster": _without("exclusion", ["J2"])}, "cannot be used as exclusion"),
     ({"roster": _without("devices", ["TAG1"])}, "TAG1 is listed for both A and B"),
-    ({"roster": _without("office", "NOWHERE")}, "supervisee B: Key (office_id)=(NOWHERE)"),
+    ({"roster": _without("office", "NOWHERE")}, "supervisee B: office 'NOWHERE' does not exist"),
+    ({"roster": {"supervisees": [*ROSTER["supervisees"], {"id": "A"}]}}, "A is listed twice"),
+    (
+        {"roster": _without("devices", [{"id": "PHONE8", "owntracks": "zhang/iphone"}])},
+        "Key (owntracks)=(zhang/iphone) already exists",
+    ),
     ({"roster": _without("level", "severe")}, "level must be one of"),
     ({"roster": {"people": []}}, "supervisees list"),
     ({"zones": {"type": "FeatureCollection", "features": [{"type": "Feature"}]}}, "zones.geojson"),
@@ -188,6 +261,24 @@ async def test_a_bad_scenario_changes_nothing(
         await load_scenario(pool, scenario)
     assert reason in str(raised.value)
     assert all(not rows for rows in (await _rows(pool)).values())
+
+
+@pytest.mark.parametrize(("files", "reason"), BAD)
+async def test_a_bad_reload_changes_nothing(
+    pool: asyncpg.Pool, tmp_path: Path, files: dict[str, Any], reason: str
+) -> None:
+    """The bad scenario would also change what the good one stored: rename a zone, move a
+    device, add leave."""
+    a, b = (dict(p) for p in ROSTER["supervisees"])
+    a.update(name="", devices=[], leaves=[])
+    b["devices"] = ["TAG1", "TAG2"]
+    zones = {**ZONES, "features": [_square("J1", "jurisdiction", 119.9, 28.45, name="旧")]}
+    zones["features"] += ZONES["features"][1:]
+    await load_scenario(pool, _write(tmp_path / "good", zones, {"supervisees": [a, b]}))
+    before = await _rows(pool)
+    with pytest.raises(ScenarioError, match=re.escape(reason)):
+        await load_scenario(pool, _write(tmp_path / "bad", **files))
+    assert await _rows(pool) == before
 
 
 async def test_unreadable_files_are_scenario_errors(pool: asyncpg.Pool, tmp_path: Path) -> None:
