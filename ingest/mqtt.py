@@ -12,6 +12,7 @@ requires), so a crash at any point loses nothing: the broker simply redelivers.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 
@@ -56,7 +57,11 @@ class MqttSource:
         self.connected = False
         self._pending: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: asyncio.Queue[Inbound] = asyncio.Queue()
+        # Filled by paho's thread; the event loop is woken only when it may be waiting,
+        # not once per message (a wake-up is a system call and a loop iteration).
+        self._inbox: collections.deque[Inbound] = collections.deque()
+        self._arrived = asyncio.Event()
+        self._signalled = False
 
     # paho's network thread ------------------------------------------------------------------
 
@@ -88,8 +93,11 @@ class MqttSource:
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         item = Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, int(time.time() * 1000))
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        self._inbox.append(item)
+        if not self._signalled:
+            self._signalled = True
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._arrived.set)
 
     # asyncio side ----------------------------------------------------------------------------
 
@@ -128,26 +136,34 @@ class MqttSource:
 
     @property
     def backlog(self) -> int:
-        return self._queue.qsize()
+        return len(self._inbox)
+
+    async def _wait(self) -> None:
+        while not self._inbox:
+            self._arrived.clear()
+            self._signalled = False
+            # paho may have appended before it saw the flag down: look again before sleeping.
+            if self._inbox:
+                return
+            await self._arrived.wait()
 
     async def batch(self, max_items: int, max_wait_s: float) -> list[Inbound]:
         """Wait for a message, then gather more for up to `max_wait_s` (or `max_items`)."""
-        items = [await self._queue.get()]
-        deadline = asyncio.get_running_loop().time() + max_wait_s
-        while len(items) < max_items:
+        await self._wait()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait_s
+        items: list[Inbound] = []
+        inbox = self._inbox
+        while True:
+            while inbox and len(items) < max_items:
+                items.append(inbox.popleft())
+            remaining = deadline - loop.time()
+            if len(items) >= max_items or remaining <= 0:
+                return items
             try:
-                items.append(self._queue.get_nowait())
-                continue
-            except asyncio.QueueEmpty:
-                pass
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                break
-            try:
-                items.append(await asyncio.wait_for(self._queue.get(), remaining))
+                await asyncio.wait_for(self._wait(), remaining)
             except TimeoutError:
-                break
-        return items
+                return items
 
     def ack(self, items: list[Inbound]) -> None:
         for item in items:

@@ -1,12 +1,16 @@
-"""Commit one judged batch in one transaction: fixes (COPY, then insert-if-new, so a QoS 1
-redelivery is stored once), device events, rejected messages and the alerts the batch
-raised. The broker is acknowledged only after this returns."""
+"""Commit one judged batch in one transaction: fixes, device events, rejected messages and
+the alerts the batch raised. The broker is acknowledged only after this returns.
+
+Fixes are COPYed straight into `fixes`; only when that meets a fix already stored (a QoS 1
+redelivery) is the batch staged and inserted-if-new instead, so each fix is stored once
+and the common case costs the database a third less."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 import msgspec
 
 from alerts.store import apply
@@ -53,6 +57,20 @@ class Committed(msgspec.Struct):
     alerts: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
+async def _store_fixes(conn: Conn, rows: list[tuple]) -> tuple[int, int]:
+    """(fixes stored, highest rid)."""
+    try:
+        async with conn.transaction():  # a savepoint
+            status = await conn.copy_records_to_table("fixes", records=rows, columns=_COLUMNS)
+    except asyncpg.UniqueViolationError:
+        await conn.execute(_STAGE)
+        await conn.copy_records_to_table("fixes_stage", records=rows, columns=_COLUMNS)
+        rids = await conn.fetch(_MOVE)
+        return len(rids), max((r["rid"] for r in rids), default=0)
+    # One batch's rids come from this session's calls of the sequence, in order.
+    return int(status.split()[-1]), await conn.fetchval("SELECT currval('fixes_rid_seq')")
+
+
 def _row(j: Judged) -> tuple:
     f = j.fix
     return (
@@ -86,13 +104,7 @@ async def commit(
     out = Committed()
     async with conn.transaction():
         if judged:
-            await conn.execute(_STAGE)
-            await conn.copy_records_to_table(
-                "fixes_stage", records=[_row(j) for j in judged], columns=_COLUMNS
-            )
-            rids = await conn.fetch(_MOVE)
-            out.stored = len(rids)
-            out.last_rid = max((r["rid"] for r in rids), default=0)
+            out.stored, out.last_rid = await _store_fixes(conn, [_row(j) for j in judged])
         if events:
             out.last_event_rid = (
                 await conn.fetchval(

@@ -13,10 +13,14 @@ from storage.migrate import migrate
 # A connection, whether opened directly or borrowed from the pool.
 Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 
-# The database cannot be reached right now (down, restarting, shutting down): wait and retry.
+# The database cannot be reached right now (down, restarting, shutting down), or the
+# connection broke mid-operation (asyncpg then reports the state it was left in as an
+# internal client error): wait and retry on another connection (a repeated commit stores
+# no fix, event or alert twice).
 UNAVAILABLE = (
     OSError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
 )
