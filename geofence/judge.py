@@ -56,9 +56,12 @@ def judge(rules: RuleSet, fixes: list[Fix]) -> list[Judged]:
     allowed_groups: dict[tuple[str, ...], list[int]] = defaultdict(list)
     exclusion_groups: dict[str, list[int]] = defaultdict(list)
     home_groups: dict[str, list[int]] = defaultdict(list)
+    # Hoisted: this loop runs once per fix on the hot path.
+    supervisees, owner, zones_by_id = rules.supervisees, rules.device_owner, rules.zones
+    policy_of, zone_active = rules.policy, rules.zone_active
     for fix in fixes:
-        person = rules.supervisees[rules.device_owner[fix.device]]
-        policy = rules.policy(fix.device, fix.ts)
+        person = supervisees[owner[fix.device]]
+        policy = policy_of(fix.device, fix.ts)
         late = fix.at - fix.ts > policy.late_after_s * 1000
         flags = Quality.LATE if late else 0
         if fix.gcj02:
@@ -73,19 +76,20 @@ def judge(rules: RuleSet, fixes: list[Fix]) -> list[Judged]:
         if acc_flags & Quality.ACC_POOR:
             continue
         if person.jurisdiction:
-            leave = rules.active_leave(person, fix.ts)
             zones = person.jurisdiction
-            if leave is not None:
-                j.leave = leave.id
-                zones = tuple(dict.fromkeys((*zones, *leave.destinations)))
-            else:
-                ended = rules.last_leave_end(person, fix.ts)
-                j.after_leave = ended.id if ended is not None else None
+            if person.leaves:
+                leave = rules.active_leave(person, fix.ts)
+                if leave is not None:
+                    j.leave = leave.id
+                    zones = tuple(dict.fromkeys((*zones, *leave.destinations)))
+                else:
+                    ended = rules.last_leave_end(person, fix.ts)
+                    j.after_leave = ended.id if ended is not None else None
             allowed_groups[zones].append(index)
         for zone_id in person.exclusion:
-            if rules.zone_active(rules.zones[zone_id], fix.ts):
+            if zone_active(zones_by_id[zone_id], fix.ts):
                 exclusion_groups[zone_id].append(index)
-        if person.home is not None and rules.zone_active(rules.zones[person.home], fix.ts):
+        if person.home is not None and zone_active(zones_by_id[person.home], fix.ts):
             home_groups[person.home].append(index)
 
     if not (allowed_groups or exclusion_groups or home_groups):

@@ -8,6 +8,7 @@ and the common case costs the database a third less."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -71,14 +72,23 @@ async def _store_fixes(conn: Conn, rows: list[tuple]) -> tuple[int, int]:
     return int(status.split()[-1]), await conn.fetchval("SELECT currval('fixes_rid_seq')")
 
 
-def _row(j: Judged) -> tuple:
+def _rows(judged: Sequence[Judged]) -> list[tuple]:
+    # The fixes of one message share their arrival time: convert each once.
+    arrived: dict[int, datetime] = {}
+    return [
+        _row(j, arrived.get(j.fix.at) or arrived.setdefault(j.fix.at, utc(j.fix.at)))
+        for j in judged
+    ]
+
+
+def _row(j: Judged, received_at: datetime) -> tuple:
     f = j.fix
     return (
         f.device,
         j.supervisee,
         f.seq,
         utc(f.ts),
-        utc(f.at),
+        received_at,
         f.lat,
         f.lon,
         f.acc,
@@ -104,7 +114,7 @@ async def commit(
     out = Committed()
     async with conn.transaction():
         if judged:
-            out.stored, out.last_rid = await _store_fixes(conn, [_row(j) for j in judged])
+            out.stored, out.last_rid = await _store_fixes(conn, _rows(judged))
         if events:
             out.last_event_rid = (
                 await conn.fetchval(

@@ -15,8 +15,8 @@ SKIP = Quality.NO_FIX | Quality.ACC_POOR | Quality.JUMP | Quality.DRIFT
 
 
 def run(ctx: StepContext, track: Track, j: Judged) -> bool:
-    if j.flags & SKIP:
-        return True
+    if j.flags & SKIP or not (track.exclusion or any(cls == 2 for _, cls in j.exclusion)):
+        return True  # nothing to confirm and nothing to clear: the usual case, kept cheap
     fix, policy = j.fix, j.policy
     scores = dict(j.exclusion)
     # A zone out of force now counts as a compliant fix: it ends a breach it had.
