@@ -62,6 +62,9 @@ async def bench(opts: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         "ceiling_bound_by_generator": ceiling["bound_by_generator"],
         "generator_max_msgs_per_s": gen["msgs_per_s"],
         "rss_ready_mb": pipe["rss_ready_mb"],
+        # The largest ingest worker: where the engine state lives (the last process is
+        # the scheduler).
+        "rss_worker_mb": max((p for p in pipe["rss_peak_mb"][:-1] if p is not None), default=None),
         "drained": pipe["drained"],
         "rejected": pipe["rejected"],
         "broker_dropped": dropped,

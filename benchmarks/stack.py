@@ -155,7 +155,7 @@ async def _database(
 class ServiceProcess:
     """One `fencewatch serve`, configured through the environment like any deployment."""
 
-    def __init__(self, stack: Stack, index: int, shards: int) -> None:
+    def __init__(self, stack: Stack, index: int, shards: int, roles: str) -> None:
         self.port = embedded.free_port()
         env = {
             **os.environ,
@@ -167,8 +167,7 @@ class ServiceProcess:
             "FENCEWATCH_MQTT_CLIENT_ID": f"fencewatch-bench-{stack.database}",
             "FENCEWATCH_SHARDS": str(shards),
             "FENCEWATCH_WORKER_ID": f"bench-{index}",
-            # One process delivers alerts and runs the duties; every one serves the API.
-            "FENCEWATCH_ROLES": "ingest,api,scheduler" if index == 0 else "ingest,api",
+            "FENCEWATCH_ROLES": roles,
             "FENCEWATCH_DATA_DIR": str(stack.run_dir / "service"),
             # This checkout's code, even where its editable install predates a package.
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -212,7 +211,7 @@ class ServiceProcess:
             with contextlib.suppress(httpx.HTTPError):
                 if (await self.http.get("/healthz")).status_code == 200 and (
                     await self.metrics()
-                ).get("fencewatch_shards_held") == shards:
+                ).get("fencewatch_shards_held", 0) == shards:
                     return
             await asyncio.sleep(0.25)
         raise TimeoutError("fencewatch serve did not become healthy")
