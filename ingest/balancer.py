@@ -85,8 +85,11 @@ class Balancer:
     async def _balance(self) -> None:
         while True:
             for index, runner in list(self.held.items()):
-                if index not in self.leased:
-                    await self._give_back(index, snapshot=False)  # taken by another worker
+                # Taken by another worker, or no renewal for so long that it may have been:
+                # let the shard go (and its MQTT session, so two holders do not keep taking
+                # it from each other), to be taken afresh once Redis answers again.
+                if index not in self.leased or time.monotonic() > runner.pipeline.valid_until:
+                    await self._give_back(index, snapshot=False)
                 else:
                     runner.check()  # a crash stops the service; nothing is lost
             try:
