@@ -84,13 +84,13 @@ class Feed:
         try:
             pipe = self.redis.pipeline(transaction=False)
             if positions:
-                pipe.hset(
-                    LATEST,
-                    mapping={str(p["supervisee"]): msgspec.json.encode(p) for p in positions},
-                )
-                pipe.publish(
-                    CHANNEL, msgspec.json.encode({"kind": "positions", "items": positions})
-                )
+                # Each position encoded once, for the hash and for the message alike.
+                encoded: dict[Any, bytes] = {
+                    str(p["supervisee"]): msgspec.json.encode(p) for p in positions
+                }
+                pipe.hset(LATEST, mapping=encoded)
+                items = b",".join(encoded.values())
+                pipe.publish(CHANNEL, b'{"kind":"positions","items":[' + items + b"]}")
             for change in alerts:
                 pipe.publish(CHANNEL, alert_message(change))
             await pipe.execute()

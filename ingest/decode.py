@@ -16,7 +16,7 @@ import msgspec
 
 from geofence.crs import gcj02_to_wgs84
 from geofence.model import DeviceEvent, Fix
-from ingest.messages import EvtMessage, FixEntry, LocMessage, OwnTracksMessage
+from ingest.messages import EvtMessage, FixEntry, LocBatch, LocMessage, OwnTracksMessage
 
 MAX_PAYLOAD = 256 * 1024
 MAX_BATCH = 2000
@@ -32,6 +32,7 @@ STRAP = frozenset({"ok", "open", "cut"})
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 _loc = msgspec.json.Decoder(LocMessage)
+_loc_batch = msgspec.json.Decoder(LocBatch)
 _entry = msgspec.json.Decoder(FixEntry)
 _evt = msgspec.json.Decoder(EvtMessage)
 _owntracks = msgspec.json.Decoder(OwnTracksMessage)
@@ -112,7 +113,13 @@ def _decode(decoder: msgspec.json.Decoder, raw: bytes | msgspec.Raw, what: str) 
 
 
 def _loc_message(topic: str, payload: bytes, at: int, device: str, out: Decoded) -> None:
-    msg: LocMessage = _decode(_loc, payload, "message")
+    # First with the batch typed: one decoder call for a single fix's envelope or for a
+    # whole well-formed batch (the common cases). Anything else goes entry by entry, so each
+    # bad entry is kept with its own bytes and reason.
+    try:
+        msg: LocBatch | LocMessage = _loc_batch.decode(payload)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        msg = _decode(_loc, payload, "message")
     if msg.v != 1:
         raise _Bad("version", f"format version {msg.v} is not supported (expected 1)")
     if msg.dev is not None and msg.dev != device:
@@ -124,7 +131,14 @@ def _loc_message(topic: str, payload: bytes, at: int, device: str, out: Decoded)
         raise _Bad("schema", "batch is empty")
     if len(msg.batch) > MAX_BATCH:
         raise _Bad("too_large", f"batch of {len(msg.batch)} fixes, limit {MAX_BATCH}")
-    for index, raw in enumerate(msg.batch):
+    if isinstance(msg, LocBatch):
+        try:
+            out.fixes += [_fix(entry, at, device) for entry in msg.batch]
+            return
+        except _Bad:
+            pass
+    entries: LocMessage = msg if isinstance(msg, LocMessage) else _decode(_loc, payload, "message")
+    for index, raw in enumerate(entries.batch or ()):
         try:
             out.fixes.append(_fix(_decode(_entry, raw, f"batch[{index}]"), at, device))
         except _Bad as bad:

@@ -36,6 +36,15 @@ class LocMessage(msgspec.Struct, frozen=True):
     batch: list[msgspec.Raw] | None = None
 
 
+class LocBatch(msgspec.Struct, frozen=True):
+    """The same message with its batch typed: one decoder call for a well-formed batch.
+    When it fails, LocMessage's entry-by-entry path says which entries were bad."""
+
+    v: int = 1
+    dev: str | None = None
+    batch: list[FixEntry] | None = None
+
+
 class EvtMessage(msgspec.Struct, frozen=True):
     """`em/<device>/evt`."""
 
