@@ -17,6 +17,7 @@ from geofence.policy import Policy
 from geofence.ruleset import RuleSet
 
 NO_POSITION = 0  # class when there is nothing to judge (no fix, or no such rule)
+SURELY_OUT = -2  # geofence.area's class for a fix whose whole error circle is outside
 
 
 class Judged(msgspec.Struct, gc=False):
@@ -28,7 +29,8 @@ class Judged(msgspec.Struct, gc=False):
     allowed: int = NO_POSITION  # class against jurisdiction ∪ active leave destinations
     leave: str | None = None  # id of the leave whose window the fix falls in
     after_leave: str | None = None  # id of the leave that ended before this fix
-    exclusion: tuple[tuple[str, int], ...] = ()  # (zone id, class) for zones in force
+    # (zone id, class) for zones in force, but for those the fix is surely outside of
+    exclusion: tuple[tuple[str, int], ...] = ()
     home: int = NO_POSITION  # class against the home zone while the curfew is in force
     late: bool = False  # reached us long after it was taken
 
@@ -107,7 +109,8 @@ def judge(rules: RuleSet, fixes: list[Fix]) -> list[Judged]:
             out[i].allowed = cls
     for zone_id, idx in exclusion_groups.items():
         for i, cls in zip(idx, classify((zone_id,), idx), strict=True):
-            out[i].exclusion += ((zone_id, cls),)
+            if cls != SURELY_OUT:  # the usual case, and what a zone left out means
+                out[i].exclusion += ((zone_id, cls),)
     for zone_id, idx in home_groups.items():
         for i, cls in zip(idx, classify((zone_id,), idx), strict=True):
             out[i].home = cls

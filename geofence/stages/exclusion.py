@@ -6,7 +6,7 @@ from __future__ import annotations
 from geofence import confirm
 from geofence.confirm import Confirm
 from geofence.context import StepContext
-from geofence.judge import Judged
+from geofence.judge import SURELY_OUT, Judged
 from geofence.model import Quality
 from geofence.state import Track
 
@@ -19,9 +19,10 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
         return True  # nothing to confirm and nothing to clear: the usual case, kept cheap
     fix, policy = j.fix, j.policy
     scores = dict(j.exclusion)
-    # A zone out of force now counts as a compliant fix: it ends a breach it had.
+    # A zone left out (out of force now, or surely outside) counts as a compliant fix: it
+    # ends a breach it had.
     for zone_id in set(scores) | set(track.exclusion):
-        score = scores.get(zone_id, -2)
+        score = scores.get(zone_id, SURELY_OUT)
         c = track.exclusion.get(zone_id)
         if c is None:
             if score != 2:
