@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from fencewatch.embedded import start_mosquitto
+from tests.faults import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -61,3 +62,14 @@ def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
 def mqtt_url(mqtt_broker: tuple[str, int]) -> str:
     host, port = mqtt_broker
     return f"mqtt://{host}:{port}"
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """A private PostgreSQL, Redis and Mosquitto, with `fencewatch serve` processes to kill
+    (tests/faults.py)."""
+    s = Stack(tmp_path)
+    try:
+        yield s
+    finally:
+        s.close()

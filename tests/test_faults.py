@@ -6,25 +6,13 @@ Each test prints what was sent, stored and alerted (docs/reliability.md)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-
-import pytest
+from collections.abc import Callable
 
 from tests.faults import Fleet, Stack, needs_private_stack, until
 
 pytestmark = needs_private_stack
 
 DEVICES, FIXES, CROSSING = 20, 120, 5
-
-
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    s = Stack(tmp_path)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 async def settle(stack: Stack, fleet: Fleet, label: str) -> None:

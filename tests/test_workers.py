@@ -5,10 +5,6 @@ one dies (kill -9) the other takes its shards over — nothing lost, nothing rai
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from tests.faults import Fleet, Stack, needs_private_stack, until
 from tests.test_faults import CROSSING, DEVICES, FIXES, settle
@@ -16,15 +12,6 @@ from tests.test_faults import CROSSING, DEVICES, FIXES, settle
 pytestmark = needs_private_stack
 
 SHARDS = 4
-
-
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    s = Stack(tmp_path)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def held(stack: Stack, worker: int) -> int:
