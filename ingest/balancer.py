@@ -89,6 +89,7 @@ class Balancer:
                 # let the shard go (and its MQTT session, so two holders do not keep taking
                 # it from each other), to be taken afresh once Redis answers again.
                 if index not in self.leased or time.monotonic() > runner.pipeline.valid_until:
+                    runner.pipeline.held = False  # a commit waiting on the lease gives up
                     await self._give_back(index, snapshot=False)
                 else:
                     runner.check()  # a crash stops the service; nothing is lost

@@ -56,8 +56,9 @@ class Pipeline:
         self.lock = asyncio.Lock()
         self.last_rid = 0
         self.last_event_rid = 0
-        # The shard's lease: `held` is cleared when another worker has taken it; until
-        # `valid_until` (monotonic) no other worker can have, renewed or not.
+        # The shard's lease: `held` is cleared once this worker lets the shard go (taken by
+        # another, or not renewed in time); until `valid_until` (monotonic) no other worker
+        # can have taken it, renewed or not.
         self.held = True
         self.valid_until = math.inf
         self.inflight: asyncio.Future[None] | None = None
@@ -81,9 +82,9 @@ class Pipeline:
     ) -> Committed:
         """Commit, retrying until the database takes it: the engine has already moved on,
         and the broker keeps the messages unacknowledged meanwhile."""
-        await self._lease_holds()
         attempt = 0
         while True:
+            await self._lease_holds()  # before every attempt: a retry may outlast the lease
             try:
                 async with self.pool.acquire() as conn:
                     done = await commit(

@@ -184,9 +184,10 @@ class Stack:
         self.broker.wait(timeout=30)
         self.broker, _ = start_mosquitto(self.root / "mqtt", self.mqtt_port)
 
-    def restart_redis(self) -> None:
+    def restart_redis(self, down_s: float = 0.0) -> None:
         self.redis.kill()
         self.redis.wait(timeout=30)
+        time.sleep(down_s)
         self.redis, _ = start_redis(self.root / "redis", self.redis_port)
         wait_for_port(self.redis_port)
 

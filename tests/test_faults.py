@@ -81,6 +81,12 @@ async def test_redis_flushed_and_restarted(stack: Stack) -> None:
     await settle(stack, fleet, "Redis flushed and restarted")
 
 
+async def test_redis_down_longer_than_a_lease_mid_stream(stack: Stack) -> None:
+    # Ingest lets its shard go while it cannot renew the lease and takes it again after.
+    fleet = await _fault_mid_stream(stack, lambda: stack.restart_redis(down_s=15))
+    await settle(stack, fleet, "Redis down for 15 s")
+
+
 async def test_broker_restarted_with_a_backlog(stack: Stack) -> None:
     fleet = Fleet(DEVICES, FIXES, CROSSING)
     await fleet.load(stack)
