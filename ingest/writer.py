@@ -8,14 +8,12 @@ and the common case costs the database a third less."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 import msgspec
 
 from alerts.store import apply
-from fencewatch.timefmt import utc
 from geofence.engine import zone_state
 from geofence.judge import Judged
 from geofence.model import DeviceEvent, Verdict
@@ -72,23 +70,14 @@ async def _store_fixes(conn: Conn, rows: list[tuple]) -> tuple[int, int]:
     return int(status.split()[-1]), await conn.fetchval("SELECT currval('fixes_rid_seq')")
 
 
-def _rows(judged: Sequence[Judged]) -> list[tuple]:
-    # The fixes of one message share their arrival time: convert each once.
-    arrived: dict[int, datetime] = {}
-    return [
-        _row(j, arrived.get(j.fix.at) or arrived.setdefault(j.fix.at, utc(j.fix.at)))
-        for j in judged
-    ]
-
-
-def _row(j: Judged, received_at: datetime) -> tuple:
+def _row(j: Judged) -> tuple:
     f = j.fix
     return (
         f.device,
         j.supervisee,
         f.seq,
-        utc(f.ts),
-        received_at,
+        f.ts,  # epoch ms: the pool's timestamptz codec takes them as they are
+        f.at,
         f.lat,
         f.lon,
         f.acc,
@@ -114,7 +103,7 @@ async def commit(
     out = Committed()
     async with conn.transaction():
         if judged:
-            out.stored, out.last_rid = await _store_fixes(conn, _rows(judged))
+            out.stored, out.last_rid = await _store_fixes(conn, [_row(j) for j in judged])
         if events:
             out.last_event_rid = (
                 await conn.fetchval(
@@ -125,8 +114,8 @@ async def commit(
                     " ON CONFLICT DO NOTHING RETURNING rid) SELECT max(rid) FROM new",
                     [e.device for e in events],
                     [e.seq for e in events],
-                    [utc(e.ts) for e in events],
-                    [utc(e.at) for e in events],
+                    [e.ts for e in events],
+                    [e.at for e in events],
                     [e.type for e in events],
                     [owners.get(e.device) for e in events],
                 )

