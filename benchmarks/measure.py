@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +38,27 @@ def _acked_fixes(gens: list[Child], t: float, batch: int) -> float:
     return sum(g.at("acked", t) for g in gens) * batch
 
 
+async def _backends(pg: asyncpg.Connection) -> list[int]:
+    """The service's connections to its database (not the benchmark's own)."""
+    rows = await pg.fetch(
+        "SELECT pid FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    return [r["pid"] for r in rows]
+
+
 async def _sample(
-    services: list[ServiceProcess], gens: list[Child], t0: float, until: float, batch: int
+    services: list[ServiceProcess],
+    gens: list[Child],
+    t0: float,
+    until: float,
+    batch: int,
+    every_second: Callable[[], Awaitable[None]],
 ) -> list[dict[str, Any]]:
     """Once a second: what the service says it stored and holds, what was offered."""
     timeline = []
     while (now := time.time()) < until:
+        await every_second()
         metrics = [await s.metrics() for s in services]
         timeline.append(
             {
@@ -98,17 +114,13 @@ async def measure_service(
         bound = Bound(gens, stored, opts.batch, opts.max_backlog, 0.25) if flat_out else None
         async with bounded(bound):
             await asyncio.sleep(opts.warmup)
-            backends = await pg.fetch(
-                "SELECT pid FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
             cpu = CpuMeter(
                 {
                     "service": [s.pid for s in services],
                     "generator": [g.proc.pid for g in gens],
                     "mosquitto": [stack.mosquitto_pid],
                     "redis": [stack.redis_pid] if stack.redis_pid else [],
-                    "postgres_backends": [r["pid"] for r in backends],
+                    "postgres_backends": await _backends(pg),
                     "orchestrator": [os.getpid()],
                 }
             )
@@ -123,7 +135,14 @@ async def measure_service(
             acked0 = _acked_fixes(gens, t0, opts.batch)
             cpu.start()
             pg_all.start()
-            timeline = await _sample(services, gens, t0, t0 + opts.duration, opts.batch)
+
+            async def follow_backends() -> None:
+                cpu.watch("postgres_backends", await _backends(pg))
+                cpu.poll()
+
+            timeline = await _sample(
+                services, gens, t0, t0 + opts.duration, opts.batch, follow_backends
+            )
             t1, stored1 = await _count(pg)
             acked1 = _acked_fixes(gens, t1, opts.batch)
             cpu_s = cpu.stop()

@@ -119,9 +119,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--max-backlog",
         type=int,
-        default=20_000,
+        default=60_000,
         help="flat out (--interval 0): hold the generator while its consumer is this many"
-        " fixes behind",
+        " fixes behind (enough to keep each worker's batches full: docs/benchmarks.md)",
     )
     p.add_argument("--crossers", type=float, default=0.01, help="share of tags crossing")
     p.add_argument("--drain", type=float, default=30.0, help="s to wait for the backlog after")

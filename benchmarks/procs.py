@@ -99,19 +99,41 @@ class Child:
 
 
 class CpuMeter:
-    """CPU seconds (user + system) per role between `start` and `stop`."""
+    """CPU seconds (user + system) per role between `start` and `stop`.
+
+    Processes come and go during a long window (a connection pool replaces its database
+    connections): `watch` adds the ones that appeared, and `poll` remembers each one's last
+    reading, so one that exits still counts up to its last poll (at most a poll short)."""
 
     def __init__(self, roles: dict[str, Iterable[int]]) -> None:
         self.roles = {role: _processes(pids) for role, pids in roles.items()}
-        self._before: dict[str, float] = {}
+        self._before: dict[int, float] = {}
+        self._last: dict[int, float] = {}
         self._machine = 0.0
 
     def start(self) -> None:
-        self._before = {role: _cpu(procs) for role, procs in self.roles.items()}
+        self.poll()
+        self._before = dict(self._last)
         self._machine = _machine_busy()
 
+    def watch(self, role: str, pids: Iterable[int]) -> None:
+        """Count these processes too; one new since `start` with all of its CPU."""
+        known = {p.pid for p in self.roles[role]}
+        self.roles[role] += _processes(pid for pid in pids if pid not in known)
+
+    def poll(self) -> None:
+        for procs in self.roles.values():
+            for p in procs:
+                with contextlib.suppress(psutil.Error):
+                    t = p.cpu_times()
+                    self._last[p.pid] = t.user + t.system
+
     def stop(self) -> dict[str, float]:
-        used = {role: _cpu(procs) - self._before[role] for role, procs in self.roles.items()}
+        self.poll()
+        used = {
+            role: sum(self._last.get(p.pid, 0.0) - self._before.get(p.pid, 0.0) for p in procs)
+            for role, procs in self.roles.items()
+        }
         used["machine"] = _machine_busy() - self._machine
         # What the rest of the machine took meanwhile: other programs, the kernel.
         used["other"] = used["machine"] - sum(v for k, v in used.items() if k != "machine")
@@ -124,15 +146,6 @@ def _processes(pids: Iterable[int]) -> list[psutil.Process]:
         with contextlib.suppress(psutil.Error):
             found.append(psutil.Process(pid))
     return found
-
-
-def _cpu(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            t = p.cpu_times()
-            total += t.user + t.system
-    return total
 
 
 def _machine_busy() -> float:

@@ -219,7 +219,13 @@ class ServiceProcess:
     async def metrics(self) -> dict[str, float]:
         """fencewatch's Prometheus samples, labelled series summed per name."""
         self.check()
-        text = (await self.http.get("/metrics")).text
+        try:
+            text = (await self.http.get("/metrics")).text
+        except httpx.RemoteProtocolError:
+            # The server closed the kept-alive connection just as the request went out on
+            # it (seen once in a saturation run): asked again, on a new connection.
+            self.check()
+            text = (await self.http.get("/metrics")).text
         out: dict[str, float] = {}
         for m in re.finditer(r"^(fencewatch_\w+)(?:\{[^}]*\})? (\S+)$", text, re.M):
             out[m[1]] = out.get(m[1], 0.0) + float(m[2])

@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from alerts.alerting import Alerting
 from alerts.feed import Feed
-from api.app import create_app
+from api.app import create_app, create_probe_app
 from api.context import ApiContext
 from api.tokens import create_token
 from duties.scheduler import Duties
@@ -88,13 +88,12 @@ class Service:
             jobs["snapshots"] = self._every(SNAPSHOT_EVERY_S, self._snapshot)
             jobs["partitions"] = self._every(PARTITIONS_EVERY_S, self._partitions)
             jobs["rules"] = self._listen_rules()
-        server = None
-        if "api" in s.roles:
-            app = create_app(ApiContext(self.pool, self.redis, self.health, self.rules_changed))
-            server = _Server(
-                uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning")
-            )
-            jobs["http"] = server.serve()
+        ctx = ApiContext(self.pool, self.redis, self.health, self.rules_changed)
+        app = create_app(ctx) if "api" in s.roles else create_probe_app(ctx)
+        server = _Server(
+            uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning")
+        )
+        jobs["http"] = server.serve()
         if "scheduler" in s.roles:
             self.alerting = Alerting(self.pool, self.redis, s, self.urls.mqtt_url)
             jobs["alerting"] = self.alerting.run(self.stop)
@@ -111,7 +110,7 @@ class Service:
         tasks = {asyncio.create_task(job, name=name): name for name, job in jobs.items()}
         stopper = asyncio.create_task(self.stop.wait(), name="stop")
         # uvicorn offers no "started" event to wait on, only the flag.
-        while server and not server.started and not stopper.done():  # noqa: ASYNC110
+        while not server.started and not stopper.done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         self._banner(demo_fleet)
         self.ready.set()
@@ -121,12 +120,9 @@ class Service:
                 log.error("%s failed", task.get_name(), exc_info=task.exception())
         await self._shutdown(server, list(tasks))
 
-    async def _shutdown(
-        self, server: uvicorn.Server | None, tasks: list[asyncio.Task[None]]
-    ) -> None:
+    async def _shutdown(self, server: uvicorn.Server, tasks: list[asyncio.Task[None]]) -> None:
         self.stop.set()
-        if server is not None:
-            server.should_exit = True
+        server.should_exit = True
         for task in tasks:
             if task.get_name() not in ("http", "alerting", "duties", "fleet"):
                 task.cancel()
@@ -257,6 +253,8 @@ class Service:
             lines.append(
                 f"  health {base}/healthz  metrics {base}/metrics  OpenAPI {base}/openapi.json"
             )
+        else:
+            lines.append(f"  health {base}/healthz  metrics {base}/metrics")
         if "ingest" in s.roles and s.shards > 1:
             lines.append(f"  worker {s.worker_id}: ingest shards of {s.shards}, as leased")
         if self.urls.embedded:

@@ -1,10 +1,14 @@
 """Horizontal workers (issue 4): two `fencewatch serve` processes share the engine's shards
 through Redis leases; each person is judged by one of them, in device-time order, and when
-one dies (kill -9) the other takes its shards over — nothing lost, nothing raised twice."""
+one dies (kill -9) the other takes its shards over — nothing lost, nothing raised twice.
+The second is an ingest-only worker, as in the compose `scale` profile: it answers only
+/healthz and /metrics."""
 
 from __future__ import annotations
 
 import asyncio
+
+import httpx
 
 from tests.faults import Fleet, Stack, needs_private_stack, until
 from tests.test_faults import CROSSING, DEVICES, FIXES, settle
@@ -31,8 +35,10 @@ async def test_two_workers_share_the_fleet_and_one_takes_over_when_the_other_die
     fleet = Fleet(DEVICES, FIXES, CROSSING)
     await fleet.load(stack)
     stack.start_service(0, SHARDS)
-    stack.start_service(1, SHARDS, roles="ingest,api")
+    stack.start_service(1, SHARDS, roles="ingest")  # waits for its /healthz
     await shared_out(stack, {0: 2, 1: 2})
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.ports[1]}") as worker:
+        assert (await worker.get("/api/v1/alerts")).status_code == 404
 
     publisher = fleet.publish(stack)
 
@@ -47,5 +53,5 @@ async def test_two_workers_share_the_fleet_and_one_takes_over_when_the_other_die
     await settle(stack, fleet, "two workers, one killed mid-stream")
 
     # The worker comes back and gets its share again.
-    stack.start_service(1, SHARDS, roles="ingest,api")
+    stack.start_service(1, SHARDS, roles="ingest")
     await shared_out(stack, {0: 2, 1: 2})
