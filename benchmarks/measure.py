@@ -138,7 +138,9 @@ async def measure_service(
 
             async def follow_backends() -> None:
                 cpu.watch("postgres_backends", await _backends(pg))
+                pg_all.watch("postgres_all", procs.postgres_pids())
                 cpu.poll()
+                pg_all.poll()
 
             timeline = await _sample(
                 services, gens, t0, t0 + opts.duration, opts.batch, follow_backends
