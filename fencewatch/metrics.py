@@ -17,6 +17,10 @@ INGEST_BATCH_SECONDS = Histogram(
 )
 SHARDS_HELD = Gauge("fencewatch_shards_held", "Engine shards this process judges (leased)")
 INGEST_BACKLOG = Gauge("fencewatch_ingest_backlog", "Messages received but not yet committed")
+BROKER_DROPPED = Gauge(
+    "fencewatch_broker_dropped_messages",
+    "Messages the MQTT broker says it dropped since it started (full queues: lost)",
+)
 NOTIFICATIONS = Counter(
     "fencewatch_notifications",
     "Notification delivery attempts, by channel and outcome",

@@ -69,6 +69,7 @@ SERVICE_TOPICS = (
     ("read", "em/+/cmd/ack"),
     ("read", "owntracks/+/+"),
     ("write", "em/+/cmd"),
+    ("read", "$SYS/broker/publish/messages/dropped"),  # ingest.broker_watch
 )
 
 

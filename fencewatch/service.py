@@ -35,6 +35,7 @@ from fencewatch.config import Settings
 from fencewatch.servers import ServerUrls, servers
 from geofence.ruleset import RuleSet
 from ingest.balancer import Balancer
+from ingest.broker_watch import BrokerWatch
 from ingest.leases import Leases
 from ingest.shard import ShardRunner
 from ingest.shards import Shard
@@ -67,6 +68,7 @@ class Service:
         self.urls = urls
         self.stop = asyncio.Event()
         self.ready = asyncio.Event()
+        self.broker_watch: BrokerWatch | None = None
 
     async def run(self, demo_fleet: int = 0) -> None:
         s = self.settings
@@ -83,6 +85,10 @@ class Service:
         self.shards = Balancer(leases, s.shards, s.client_id, self._open_shard)
         jobs: dict[str, Coroutine[Any, Any, None]] = {}
         if "ingest" in s.roles:
+            self.broker_watch = BrokerWatch(
+                self.urls.mqtt_url, f"{s.client_id}-watch-{s.worker_id}"
+            )
+            self.broker_watch.start()
             jobs["ingest"] = self.shards.run()
             jobs["clock"] = self._every(CLOCK_EVERY_S, self._tick)
             jobs["snapshots"] = self._every(SNAPSHOT_EVERY_S, self._snapshot)
@@ -129,6 +135,8 @@ class Service:
         await asyncio.gather(*tasks, return_exceptions=True)
         # Whatever the broker delivered but we did not acknowledge is redelivered next time.
         await self.shards.close()
+        if self.broker_watch is not None:
+            self.broker_watch.stop()
         await self.redis.aclose()
         await self.pool.close()
 
