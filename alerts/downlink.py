@@ -151,14 +151,9 @@ class DownlinkSender:
     def __init__(self, url: str, client_id: str, *, timeout: float = 10.0) -> None:
         self.address = MqttAddress.parse(url)
         self.timeout = timeout
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
-        )
-        if self.address.username:
-            self.client.username_pw_set(self.address.username, self.address.password)
+        self.client = self.address.client(client_id, protocol=mqtt.MQTTv5)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
-        self.client.reconnect_delay_set(min_delay=1, max_delay=10)
         self.connected = False
         self._started = False
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
+import paho.mqtt.client as mqtt
 
 
 class ConfigError(ValueError):
@@ -81,6 +83,14 @@ class MqttAddress(msgspec.Struct, frozen=True):
                 f"FENCEWATCH_MQTT_URL must look like mqtt://[user:pass@]host:port, got {url!r}"
             )
         return cls(parts.hostname, parts.port or 1883, parts.username, parts.password)
+
+    def client(self, client_id: str, max_delay: int = 10, **options: Any) -> mqtt.Client:
+        """A paho client for this broker: its credentials set, reconnecting with backoff."""
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, **options)
+        if self.username:
+            client.username_pw_set(self.username, self.password)
+        client.reconnect_delay_set(min_delay=1, max_delay=max_delay)
+        return client
 
 
 class Settings(msgspec.Struct, frozen=True):

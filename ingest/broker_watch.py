@@ -26,15 +26,10 @@ class BrokerWatch:
     def __init__(self, url: str, client_id: str) -> None:
         self.address = MqttAddress.parse(url)
         self.dropped: int | None = None  # the broker's count when last told
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
-        )
-        if self.address.username:
-            self.client.username_pw_set(self.address.username, self.address.password)
+        self.client = self.address.client(client_id, max_delay=30, protocol=mqtt.MQTTv311)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
 
     def start(self) -> None:
         self.client.connect_async(self.address.host, self.address.port, keepalive=60)

@@ -40,20 +40,13 @@ class MqttSource:
         self.address = MqttAddress.parse(url)
         self.client_id = client_id
         self.topics = set(topics)
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv311,
-            clean_session=False,
-            manual_ack=True,
+        self.client = self.address.client(
+            client_id, protocol=mqtt.MQTTv311, clean_session=False, manual_ack=True
         )
-        if self.address.username:
-            self.client.username_pw_set(self.address.username, self.address.password)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
-        self.client.reconnect_delay_set(min_delay=1, max_delay=10)
         self.connected = False
         self._pending: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -63,15 +63,10 @@ class MqttLink:
         self._lock = threading.Lock()
         self.connected = threading.Event()
         self.acked = 0
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True
-        )
-        if address.username:
-            self.client.username_pw_set(address.username, address.password)
+        self.client = address.client(client_id, max_delay=30, clean_session=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
-        self.client.reconnect_delay_set(1, 30)
         self.client.connect_async(address.host, address.port, keepalive=30)
         self.client.loop_start()
 
