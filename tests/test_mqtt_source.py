@@ -35,15 +35,21 @@ def _publish(mqtt_broker: tuple[str, int], count: int) -> None:
     tag.loop_stop()
 
 
+async def _full_source(mqtt_broker: tuple[str, int], mqtt_url: str, sent: int) -> MqttSource:
+    """A source whose inbox filled up from `sent` messages (it takes none itself)."""
+    source = MqttSource(mqtt_url, f"test-source-{sent}", FILTERS, max_inbox=BOUND)
+    source.start()
+    await _until(lambda: source.connected, "not subscribed")
+    await asyncio.to_thread(_publish, mqtt_broker, sent)
+    await _until(lambda: source.backlog == BOUND, "the inbox did not fill")
+    return source
+
+
 async def test_a_backlog_waits_in_the_broker_and_arrives_whole_and_in_order(
     mqtt_broker: tuple[str, int], mqtt_url: str
 ) -> None:
-    source = MqttSource(mqtt_url, "test-source", FILTERS, max_inbox=BOUND)
-    source.start()
+    source = await _full_source(mqtt_broker, mqtt_url, SENT)
     try:
-        await _until(lambda: source.connected, "not subscribed")
-        await asyncio.to_thread(_publish, mqtt_broker, SENT)
-        await _until(lambda: source.backlog == BOUND, "the inbox did not fill")
         await asyncio.sleep(0.5)
         assert source.backlog == BOUND  # and no further
 
@@ -61,9 +67,5 @@ async def test_a_backlog_waits_in_the_broker_and_arrives_whole_and_in_order(
 async def test_a_full_inbox_does_not_hold_up_stopping(
     mqtt_broker: tuple[str, int], mqtt_url: str
 ) -> None:
-    source = MqttSource(mqtt_url, "test-source-stop", FILTERS, max_inbox=BOUND)
-    source.start()
-    await _until(lambda: source.connected, "not subscribed")
-    await asyncio.to_thread(_publish, mqtt_broker, 2 * BOUND)
-    await _until(lambda: source.backlog == BOUND, "the inbox did not fill")
+    source = await _full_source(mqtt_broker, mqtt_url, 2 * BOUND)
     await asyncio.wait_for(asyncio.to_thread(source.stop), 10)
