@@ -26,5 +26,6 @@ def iso_time(value: datetime) -> str:
 
 def utc(ms: int) -> datetime:
     # Exact to the millisecond for any epoch-ms time a float carries (< 2**53), and twice
-    # as fast as adding a timedelta: it runs twice per stored fix.
+    # as fast as adding a timedelta. (Query parameters need none: the pool's timestamptz
+    # codec takes epoch milliseconds, storage/db.py.)
     return datetime.fromtimestamp(ms / 1000, UTC)

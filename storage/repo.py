@@ -9,13 +9,14 @@ for an unscoped (centre-wide) caller; a row outside the subtree is treated as ab
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from alerts.feed import GEOFENCE_RULES, STATES
+from fencewatch.timefmt import utc
 from geofence.model import DeviceRef, Leave, Supervisee, Window, ZoneDef
 from geofence.zones import schedule_to_json
 
@@ -678,10 +679,10 @@ async def load_leaves(conn: Conn, leaves: Iterable[tuple[str, Leave]]) -> None:
         {
             "id": leave.id,
             "supervisee_id": supervisee,
-            "starts_at": _utc(leave.start),
-            "ends_at": _utc(leave.end),
+            "starts_at": utc(leave.start),
+            "ends_at": utc(leave.end),
             "destinations": leave.destinations,
-            "returned_at": None if leave.returned_at is None else _utc(leave.returned_at),
+            "returned_at": None if leave.returned_at is None else utc(leave.returned_at),
             "kind": "permit" if leave.schedule else "leave",
             "schedule": schedule_to_json(leave.schedule),
         }
@@ -697,10 +698,6 @@ async def load_leaves(conn: Conn, leaves: Iterable[tuple[str, Leave]]) -> None:
         "  returned_at timestamptz, kind text, schedule jsonb)" + _LEAVE_UPSERT,
         rows,
     )
-
-
-def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 async def decide_leave(
