@@ -82,7 +82,17 @@ async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
                 v.key,
             )
             event = "reopened"
-        else:
+        elif v.action == "extend":
+            # Late fixes show the breach began earlier: the same alert, its start moved back.
+            row = await conn.fetchrow(
+                "UPDATE alerts SET detail = detail || jsonb_build_object('start', $2::bigint)"
+                " WHERE key = $1 AND coalesce((detail->>'start')::bigint, $2 + 1) > $2"
+                " RETURNING *",
+                v.key,
+                v.detail["start"],
+            )
+            event = "extended"
+        elif v.action == "clear":
             row = await conn.fetchrow(
                 "UPDATE alerts SET active = false, cleared_at = $2 WHERE key = $1 AND active"
                 " RETURNING *",
@@ -90,6 +100,8 @@ async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
                 utc(v.ts),
             )
             event = "cleared"
+        else:
+            continue  # not about an alert: pursuit (alerts.pursuit)
         if row is None:
             continue  # already recorded: a restart re-judging committed fixes
         await conn.execute(

@@ -42,7 +42,7 @@ class Area:
         self.lon0 = float(centre.x)
         self.kx = _M_PER_DEG * math.cos(math.radians(self.lat0))
         self.ky = _M_PER_DEG
-        self.metric = shapely.transform(geometry, self._to_metric)
+        self.metric = self.to_metric(geometry)
         shapely.prepare(self.metric)
         self._inner: dict[int, shapely.Geometry] = {}
         self._outer: dict[int, shapely.Geometry] = {}
@@ -60,6 +60,10 @@ class Area:
         out[:, 0] = (coords[:, 0] - self.lon0) * self.kx
         out[:, 1] = (coords[:, 1] - self.lat0) * self.ky
         return out
+
+    def to_metric(self, geometry: shapely.Geometry) -> shapely.Geometry:
+        """Another WGS-84 geometry in this area's metric frame (to measure between them)."""
+        return shapely.transform(geometry, self._to_metric)
 
     def xy(self, lat: FloatArray, lon: FloatArray) -> tuple[FloatArray, FloatArray]:
         return (lon - self.lon0) * self.kx, (lat - self.lat0) * self.ky
@@ -102,6 +106,13 @@ class Area:
             clear = distance >= radius[todo]
             out[todo[clear]] *= 2
         return out
+
+    def depth(self, lat: FloatArray, lon: FloatArray, radius: FloatArray) -> FloatArray:
+        """How far each point lies from the border, in units of its radius: the weight of a
+        fix's evidence (geofence.confirm). Asked only of the few fixes that violate."""
+        x, y = self.xy(lat, lon)
+        distance = shapely.distance(self.boundary, shapely.points(x, y))
+        return np.asarray(distance / np.maximum(radius, 1.0), dtype=np.float64)
 
     def signed_distance(self, lat: float, lon: float) -> float:
         """Metres from the border, positive inside: for an alert's detail."""

@@ -1,5 +1,6 @@
 """What a rule stage sees while judging one fix: the person's breach episodes and the
-list its verdicts go to. Opening an episode is where "one breach, one alert" is kept."""
+list its verdicts go to. Opening an episode is where "one breach, one alert" is kept, in
+whatever order the evidence arrives."""
 
 from __future__ import annotations
 
@@ -29,49 +30,67 @@ class StepContext:
         alert_type: str,
         supervisee: str,
         device: str,
+        *,
         start: int,
         ts: int,
         late: bool,
         detail: dict | None = None,
         reopen_ms: int = 0,
+        inside_before: int = -1,
     ) -> None:
-        """A confirmed breach of `rule` that began at `start`, confirmed at `ts`. Raises an
-        alert unless this person already has an episode of the rule overlapping it (another
-        device saw it, or a redelivered or late batch is showing it again), or one that ended
-        less than `reopen_ms` before it began (then that episode is reopened)."""
+        """A confirmed breach of `rule` that began at `start`, confirmed at `ts`, the device
+        last seen on the right side at `inside_before`. Raises an alert unless it is an
+        episode this person already has (another device saw it, a redelivered or late
+        batch is showing it again, or late fixes show where an open episode began), or
+        one that ended less than `reopen_ms` before it began (then that one reopens)."""
         episodes = self._person(supervisee).episodes.setdefault(rule, [])
+        late = late or self.late_track
         for e in episodes:
             if e.start <= ts and (e.end is None or e.end + reopen_ms >= start):
-                if e.end is not None and e.device == device:
+                if e.end is not None and e.end < start and e.device == device:
                     e.end = None
                     self.verdicts.append(
                         Verdict("reopen", alert_type, supervisee, device, ts, e.key)
                     )
+                elif start < e.start:
+                    self._extend(e, alert_type, supervisee, device, start, ts)
+                return
+            if late and ts < e.start and start > e.inside_before:
+                # Late fixes from before an episode, with no sign of the person back on the
+                # right side in between: where that episode really began.
+                self._extend(e, alert_type, supervisee, device, start, ts)
                 return
         key = f"{rule}:{supervisee}:{start}"
-        episodes.append(Episode(key, start, None, device))
+        episodes.append(Episode(key, start, None, device, inside_before, late))
         episodes.sort(key=lambda e: e.start)
         del episodes[:-_KEEP_EPISODES]
+        detail = {**(detail or {}), "start": start}
         self.verdicts.append(
-            Verdict(
-                "raise",
-                alert_type,
-                supervisee,
-                device,
-                ts,
-                key,
-                late=late or self.late_track,
-                detail=detail or {},
-            )
+            Verdict("raise", alert_type, supervisee, device, ts, key, late=late, detail=detail)
+        )
+
+    def _extend(
+        self, e: Episode, alert_type: str, supervisee: str, device: str, start: int, ts: int
+    ) -> None:
+        e.start = start
+        self.verdicts.append(
+            Verdict("extend", alert_type, supervisee, device, ts, e.key, True, {"start": start})
         )
 
     def close(self, rule: str, alert_type: str, supervisee: str, device: str, ts: int) -> None:
-        """The device that opened the rule's current episode shows it has ended."""
+        """The device that opened the rule's current episode shows it has ended. A late
+        track, whose fixes are older than what the live one has seen, ends only episodes it
+        opened itself: the live track speaks for the present."""
         person = self.people.get(supervisee)
         if person is None:
             return
         for e in person.episodes.get(rule, ()):
-            if e.end is None and e.device == device and e.start <= ts:
+            if (
+                e.end is None
+                and e.device == device
+                and e.start <= ts
+                and (e.late or not self.late_track)
+            ):
                 e.end = ts
                 self.verdicts.append(Verdict("clear", alert_type, supervisee, device, ts, e.key))
                 return

@@ -7,6 +7,7 @@ replay) — so they run the very same code.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Sequence
 
@@ -23,7 +24,13 @@ from geofence.state import DeviceState, EngineState, Track
 
 # A late track is dropped once the live track is this far past it.
 _LATE_TRACK_TTL_MS = 3_600_000
+# At most this many of its fixes are kept to judge it again when an older one comes.
+_LATE_FIXES_KEPT = 512
 _ZONE_STATE = {2: "in", 1: "uncertain", -1: "uncertain", -2: "out"}
+
+
+def _order(fix: Fix) -> tuple[int, int]:
+    return fix.ts, fix.seq
 
 
 class Outcome(msgspec.Struct):
@@ -87,10 +94,10 @@ class Engine:
                 "device_offline",
                 owner,
                 device,
-                dev.last_at,
-                due,
-                False,
-                detail,
+                start=dev.last_at,
+                ts=due,
+                late=False,
+                detail=detail,
             )
         return verdicts
 
@@ -143,24 +150,45 @@ class Engine:
         fix = j.fix
         dev = self._device(fix.device)
         live = dev.live
+        ctx.late_track = False
         if seen_before(live, fix.seq, fix.ts):
             j.flags |= Quality.DUPLICATE
-            track = live
         elif fix.ts > live.last_ts:
-            track = live
+            live.last_ts = fix.ts
             if dev.late is not None and fix.ts - dev.late.last_ts > _LATE_TRACK_TTL_MS:
-                dev.late = None
+                dev.late, dev.late_fixes = None, []
         else:
-            # Older than what this device's live track has judged: a buffered batch that came
-            # after live fixes resumed. Judge it in order on a track of its own.
+            # Older than what this device's live track has judged: a buffered batch that
+            # came after live fixes resumed, or a shuffled redelivery. Judged in device-time
+            # order on a late track of its own.
             j.flags |= Quality.OUT_OF_ORDER
-            if dev.late is None or fix.ts <= dev.late.last_ts:
-                dev.late = Track()
-            track = dev.late
-        ctx.late_track = track is not live
-        if not j.flags & Quality.DUPLICATE:
-            track.last_ts = fix.ts
-        pipeline.run(ctx, track, j)
+            self._judge_late(ctx, dev, j)
+            return
+        pipeline.run(ctx, live, j)
+
+    def _judge_late(self, ctx: StepContext, dev: DeviceState, j: Judged) -> None:
+        ctx.late_track = True
+        fix, fixes = j.fix, dev.late_fixes
+        if dev.late is not None and fix.ts > dev.late.last_ts:
+            fixes.append(fix)
+            dev.late.last_ts = fix.ts
+            pipeline.run(ctx, dev.late, j)
+        else:
+            # Older still than the late track's newest: judge its fixes again, in order, with
+            # this one in its place (episodes already raised are found again, not re-raised).
+            at = bisect.bisect_left(fixes, (fix.ts, fix.seq), key=_order)
+            if at < len(fixes) and _order(fixes[at]) == (fix.ts, fix.seq):
+                j.flags |= Quality.DUPLICATE
+                return
+            fixes.insert(at, fix)
+            dev.late = Track()
+            rejudged = judge(self.rules, fixes)
+            rejudged[at] = j
+            for r in rejudged:
+                r.flags |= Quality.OUT_OF_ORDER
+                dev.late.last_ts = r.fix.ts
+                pipeline.run(ctx, dev.late, r)
+        del fixes[:-_LATE_FIXES_KEPT]
 
     def _event(self, ctx: StepContext, e: DeviceEvent) -> None:
         owner = self.rules.device_owner[e.device]
@@ -202,5 +230,5 @@ class Engine:
         elif e.type == "sos":
             # Every SOS is its own alert: open and end the episode at once.
             rule = f"sos:{e.device}"
-            ctx.open(rule, "sos", owner, e.device, e.ts, e.ts, late)
+            ctx.open(rule, "sos", owner, e.device, start=e.ts, ts=e.ts, late=late)
             ctx.close(rule, "sos", owner, e.device, e.ts)

@@ -8,6 +8,7 @@ state, so the stateful rules that follow can run in any lane without redoing geo
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 
 import msgspec
 import numpy as np
@@ -18,6 +19,8 @@ from geofence.ruleset import RuleSet
 
 NO_POSITION = 0  # class when there is nothing to judge (no fix, or no such rule)
 SURELY_OUT = -2  # geofence.area's class for a fix whose whole error circle is outside
+SURELY_IN = 2
+Classified = Iterable[tuple[int, int, float]]  # (index into the batch, class, depth)
 
 
 class Judged(msgspec.Struct, gc=False):
@@ -27,11 +30,15 @@ class Judged(msgspec.Struct, gc=False):
     flags: int  # Quality bitmask
     radius: float  # effective error radius, metres
     allowed: int = NO_POSITION  # class against jurisdiction ∪ active leave destinations
+    depth: float = 1.0  # when surely outside the allowed area: radii beyond its border
     leave: str | None = None  # id of the leave whose window the fix falls in
+    trip_s: int = 0  # during a leave: how long the trip between its places plausibly takes
     after_leave: str | None = None  # id of the leave that ended before this fix
-    # (zone id, class) for zones in force, but for those the fix is surely outside of
-    exclusion: tuple[tuple[str, int], ...] = ()
+    # (zone id, class, depth) for zones in force, but for those the fix is surely outside
+    # of; depth in radii inside the zone's border when surely inside
+    exclusion: tuple[tuple[str, int, float], ...] = ()
     home: int = NO_POSITION  # class against the home zone while the curfew is in force
+    home_depth: float = 1.0  # when surely outside the home zone: radii beyond its border
     late: bool = False  # reached us long after it was taken
 
 
@@ -83,6 +90,7 @@ def judge(rules: RuleSet, fixes: list[Fix]) -> list[Judged]:
                 leave = rules.active_leave(person, fix.ts)
                 if leave is not None:
                     j.leave = leave.id
+                    j.trip_s = rules.trip_s(person, leave, policy)
                     zones = tuple(dict.fromkeys((*zones, *leave.destinations)))
                 else:
                     ended = rules.last_leave_end(person, fix.ts)
@@ -100,18 +108,27 @@ def judge(rules: RuleSet, fixes: list[Fix]) -> list[Judged]:
     lons = np.array([j.fix.lon or 0.0 for j in out])
     radii = np.array([j.radius for j in out])
 
-    def classify(zone_ids: tuple[str, ...], idx: list[int]) -> list[int]:
+    def classify(zone_ids: tuple[str, ...], idx: list[int], violating: int) -> Classified:
+        """Classes of the fixes at `idx`, and the depth of those surely on the violating
+        side (+2 inside an exclusion zone, -2 outside an allowed area or home)."""
         sel = np.asarray(idx)
-        return rules.area(zone_ids).classify(lats[sel], lons[sel], radii[sel]).tolist()
+        area = rules.area(zone_ids)
+        classes = area.classify(lats[sel], lons[sel], radii[sel])
+        depths = np.ones(len(idx))
+        sure = np.flatnonzero(classes == violating)
+        if sure.size:
+            at = sel[sure]
+            depths[sure] = area.depth(lats[at], lons[at], radii[at])
+        return zip(idx, classes.tolist(), depths.tolist(), strict=True)
 
     for zones, idx in allowed_groups.items():
-        for i, cls in zip(idx, classify(zones, idx), strict=True):
-            out[i].allowed = cls
+        for i, cls, depth in classify(zones, idx, SURELY_OUT):
+            out[i].allowed, out[i].depth = cls, depth
     for zone_id, idx in exclusion_groups.items():
-        for i, cls in zip(idx, classify((zone_id,), idx), strict=True):
+        for i, cls, depth in classify((zone_id,), idx, SURELY_IN):
             if cls != SURELY_OUT:  # the usual case, and what a zone left out means
-                out[i].exclusion += ((zone_id, cls),)
+                out[i].exclusion += ((zone_id, cls, depth),)
     for zone_id, idx in home_groups.items():
-        for i, cls in zip(idx, classify((zone_id,), idx), strict=True):
-            out[i].home = cls
+        for i, cls, depth in classify((zone_id,), idx, SURELY_OUT):
+            out[i].home, out[i].home_depth = cls, depth
     return out

@@ -9,7 +9,16 @@ from collections.abc import Callable
 
 from geofence.context import StepContext
 from geofence.judge import Judged
-from geofence.stages import curfew, dedup, drift, exclusion, health, jump, jurisdiction
+from geofence.stages import (
+    curfew,
+    dedup,
+    drift,
+    exclusion,
+    health,
+    jump,
+    jurisdiction,
+    pursuit,
+)
 from geofence.state import Track
 
 Stage = Callable[[StepContext, Track, Judged], bool]
@@ -24,6 +33,7 @@ STAGES: tuple[Stage, ...] = (
     jurisdiction.run,  # left the allowed area (jurisdiction + leave)
     exclusion.run,  # entered a prohibition-order zone
     curfew.run,  # away from home during curfew
+    pursuit.run,  # a breach pending or open: the device is asked to report faster
 )
 
 

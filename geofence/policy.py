@@ -13,6 +13,13 @@ class Policy(msgspec.Struct, frozen=True):
     # side, with no trustworthy fix on the right side between them, spanning this long.
     confirm_fixes: int = 3
     confirm_s: int = 60
+    # …or evidence weighed by depth (how many error radii beyond the border each fix's
+    # centre lies, at most `evidence_cap` a fix) reaching `confirm_evidence` over two or
+    # more fixes spanning `confirm_fast_s`: a clear exit confirms in two fixes, while
+    # drift, which hugs the border, still needs the three.
+    confirm_evidence: float = 4.0
+    evidence_cap: float = 3.0
+    confirm_fast_s: int = 20
     # …or, for devices that report rarely (phones), two such fixes this far apart.
     confirm_dwell_s: int = 300
     # A breach of the same rule starting again this soon after one ended is the same breach
@@ -57,9 +64,18 @@ class Policy(msgspec.Struct, frozen=True):
     no_fix_s: int = 600
     low_battery_pct: int = 20
     battery_clear_pct: int = 30
-    # Leave: how long the person may be outside both jurisdiction and destinations (on the
-    # road) within the leave window.
+    # Leave: outside both jurisdiction and destinations is tolerated only while travelling:
+    # for at most the plausible trip between them (straight-line distance × `trip_detour`
+    # at `trip_speed_mps`, plus `trip_margin_s`, never more than `leave_travel_s`), and
+    # never stopped for more than `leave_dwell_s` within `stop_radius_m` of one place.
     leave_travel_s: int = 3 * 3600
+    trip_speed_mps: float = 12.0
+    trip_detour: float = 1.5
+    trip_margin_s: int = 1800
+    leave_dwell_s: int = 900
+    stop_radius_m: float = 200.0
+    # Pursuit: while a breach is pending or open the device is asked to report this often.
+    pursuit_interval_s: int = 15
 
 
 class PolicyBook(msgspec.Struct, frozen=True):

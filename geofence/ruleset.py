@@ -32,6 +32,7 @@ class RuleSet:
         self.owntracks: dict[str, str] = {}
         self.problems: list[str] = []
         self._areas: dict[tuple[str, ...], Area] = {}
+        self._gaps: dict[tuple[tuple[str, ...], tuple[str, ...]], float] = {}
         self._policies: dict[tuple[str, int | None], Policy] = {}
         self.heightened = sorted(roster.heightened, key=lambda h: h.start)
         for person in roster.supervisees:
@@ -109,6 +110,22 @@ class RuleSet:
                 found = Area(shapely.union_all([self._polygon(z) for z in zone_ids]))
             self._areas[zone_ids] = found
         return found
+
+    def trip_s(self, person: Supervisee, leave: Leave, policy: Policy) -> int:
+        """How long the road between the person's jurisdiction and the leave's destinations
+        plausibly takes (geofence.stages.jurisdiction): the straight gap between them, made
+        a road by `trip_detour`, at `trip_speed_mps`, plus `trip_margin_s`."""
+        key = (person.jurisdiction, leave.destinations)
+        gap = self._gaps.get(key)
+        if gap is None:
+            gap = 0.0
+            if person.jurisdiction and leave.destinations:
+                home = self.area(person.jurisdiction)
+                away = shapely.union_all([self._polygon(z) for z in leave.destinations])
+                gap = float(home.metric.distance(home.to_metric(away)))
+            self._gaps[key] = gap
+        trip = gap * policy.trip_detour / policy.trip_speed_mps + policy.trip_margin_s
+        return int(min(trip, policy.leave_travel_s))
 
     def _polygon(self, zone_id: str) -> shapely.Geometry:
         zone = self.zones[zone_id]

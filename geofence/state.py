@@ -6,6 +6,7 @@ from __future__ import annotations
 import msgspec
 
 from geofence.confirm import Confirm
+from geofence.model import Fix
 
 # A fix as the jump filter remembers it: lat, lon, error radius (m), ts, speed (m/s; -1 unknown).
 Point = tuple[float, float, float, int, float]
@@ -28,17 +29,22 @@ class Track(msgspec.Struct):
     drift_since: int | None = None
     jurisdiction: Confirm = msgspec.field(default_factory=Confirm)
     travel_since: int | None = None  # leave: outside every allowed place since
+    stop: tuple[float, float, float, int] | None = None  # leave: stopped at (lat, lon, r, since)
     exclusion: dict[str, Confirm] = msgspec.field(default_factory=dict)
     curfew: Confirm = msgspec.field(default_factory=Confirm)
     no_fix_since: int | None = None
     no_fix_alerted: bool = False
     battery_low: bool = False
     strap_open: bool = False
+    pursuing: bool = False  # the device has been asked to report faster
 
 
 class DeviceState(msgspec.Struct):
     live: Track = msgspec.field(default_factory=Track)
     late: Track | None = None
+    # The fixes judged on the late track, in device-time order: a fix older than the late
+    # track's newest rebuilds it from these, so any arrival order is judged in time order.
+    late_fixes: list[Fix] = msgspec.field(default_factory=list)
     last_at: int = 0  # arrival time of the newest message: the offline clock
     offline: bool = False
     power_off_at: int | None = None
@@ -51,6 +57,8 @@ class Episode(msgspec.Struct, array_like=True):
     start: int
     end: int | None
     device: str
+    inside_before: int = -1  # the opening track's last trusted fix on the right side
+    late: bool = False  # opened by a late track (out-of-order fixes)
 
 
 class PersonState(msgspec.Struct):

@@ -20,11 +20,21 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
     score = -j.home if j.home != NO_POSITION else -2
     if score == -2 and track.curfew.phase == confirm.CLEAR:
         return True
-    event = confirm.step(track.curfew, score, fix.ts, j.radius, policy)
+    c = track.curfew
+    event = confirm.step(c, score, fix.ts, j.radius, policy, j.home_depth)
     if event == "raise":
-        detail = {"lat": fix.lat, "lon": fix.lon, "acc": fix.acc}
-        start, reopen = track.curfew.start, policy.reopen_s * 1000
-        ctx.open(RULE, TYPE, j.supervisee, fix.device, start, fix.ts, j.late, detail, reopen)
+        ctx.open(
+            RULE,
+            TYPE,
+            j.supervisee,
+            fix.device,
+            start=c.start,
+            ts=fix.ts,
+            late=j.late,
+            detail={"lat": fix.lat, "lon": fix.lon, "acc": fix.acc},
+            reopen_ms=policy.reopen_s * 1000,
+            inside_before=c.good_ts,
+        )
     elif event == "clear":
         ctx.close(RULE, TYPE, j.supervisee, fix.device, fix.ts)
     return True

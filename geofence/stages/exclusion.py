@@ -15,20 +15,20 @@ SKIP = Quality.NO_FIX | Quality.ACC_POOR | Quality.JUMP | Quality.DRIFT
 
 
 def run(ctx: StepContext, track: Track, j: Judged) -> bool:
-    if j.flags & SKIP or not (track.exclusion or any(cls == 2 for _, cls in j.exclusion)):
+    if j.flags & SKIP or not (track.exclusion or any(cls == 2 for _, cls, _ in j.exclusion)):
         return True  # nothing to confirm and nothing to clear: the usual case, kept cheap
     fix, policy = j.fix, j.policy
-    scores = dict(j.exclusion)
+    scores = {zone_id: (cls, depth) for zone_id, cls, depth in j.exclusion}
     # A zone left out (out of force now, or surely outside) counts as a compliant fix: it
     # ends a breach it had.
     for zone_id in set(scores) | set(track.exclusion):
-        score = scores.get(zone_id, SURELY_OUT)
+        score, depth = scores.get(zone_id, (SURELY_OUT, 1.0))
         c = track.exclusion.get(zone_id)
         if c is None:
             if score != 2:
                 continue
             c = track.exclusion[zone_id] = Confirm()
-        event = confirm.step(c, score, fix.ts, j.radius, policy)
+        event = confirm.step(c, score, fix.ts, j.radius, policy, depth)
         rule = f"{TYPE}:{zone_id}"
         if event == "raise":
             detail = {"zone": zone_id, "lat": fix.lat, "lon": fix.lon, "acc": fix.acc}
@@ -37,11 +37,12 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
                 TYPE,
                 j.supervisee,
                 fix.device,
-                c.start,
-                fix.ts,
-                j.late,
-                detail,
+                start=c.start,
+                ts=fix.ts,
+                late=j.late,
+                detail=detail,
                 reopen_ms=policy.reopen_s * 1000,
+                inside_before=c.good_ts,
             )
         elif event == "clear":
             ctx.close(rule, TYPE, j.supervisee, fix.device, fix.ts)

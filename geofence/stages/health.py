@@ -22,7 +22,15 @@ def no_fix(ctx: StepContext, track: Track, j: Judged) -> bool:
         track.no_fix_since = fix.ts
     elif not track.no_fix_alerted and fix.ts - track.no_fix_since >= j.policy.no_fix_s * 1000:
         track.no_fix_alerted = True
-        ctx.open(rule, "no_fix", j.supervisee, fix.device, track.no_fix_since, fix.ts, j.late)
+        ctx.open(
+            rule,
+            "no_fix",
+            j.supervisee,
+            fix.device,
+            start=track.no_fix_since,
+            ts=fix.ts,
+            late=j.late,
+        )
     return True
 
 
@@ -61,7 +69,16 @@ def set_battery(
     rule = f"low_battery:{device}"
     if not track.battery_low and level is not None and level <= low_pct and not charging:
         track.battery_low = True
-        ctx.open(rule, "low_battery", supervisee, device, ts, ts, late, {"batt": level})
+        ctx.open(
+            rule,
+            "low_battery",
+            supervisee,
+            device,
+            start=ts,
+            ts=ts,
+            late=late,
+            detail={"batt": level},
+        )
     elif track.battery_low and (charging or (level is not None and level >= clear_pct)):
         track.battery_low = False
         ctx.close(rule, "low_battery", supervisee, device, ts)
@@ -82,7 +99,16 @@ def set_strap(
     rule = f"strap_tamper:{device}"
     if strap in TAMPERED and not track.strap_open:
         track.strap_open = True
-        ctx.open(rule, "strap_tamper", supervisee, device, ts, ts, late, {"strap": strap})
+        ctx.open(
+            rule,
+            "strap_tamper",
+            supervisee,
+            device,
+            start=ts,
+            ts=ts,
+            late=late,
+            detail={"strap": strap},
+        )
     elif strap == "ok" and track.strap_open:
         track.strap_open = False
         ctx.close(rule, "strap_tamper", supervisee, device, ts)

@@ -1,8 +1,14 @@
 """Jurisdiction (执行地, 社区矫正法 Art. 27): outside the allowed area — the person's
-jurisdiction plus, during an approved leave, its destinations — is a breach. On the road
-during a leave, being outside both is tolerated for a while, never past the leave's end."""
+jurisdiction plus, during an approved leave, its destinations — is a breach.
+
+During a leave, being outside both is tolerated only while the person is travelling
+between them: for no longer than the trip plausibly takes, and never stopped in one place
+for more than `leave_dwell_s`. Someone who has stopped in a third county is not on the
+road; they are somewhere they were not allowed to go. Never past the leave's end."""
 
 from __future__ import annotations
+
+import math
 
 from geofence import confirm
 from geofence.context import StepContext
@@ -12,6 +18,7 @@ from geofence.state import Track
 
 RULE = TYPE = "jurisdiction_exit"
 SKIP = Quality.NO_FIX | Quality.ACC_POOR | Quality.JUMP | Quality.DRIFT
+_M_PER_DEG = 111_195.0
 
 
 def run(ctx: StepContext, track: Track, j: Judged) -> bool:
@@ -19,23 +26,66 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
         return True
     fix, policy = j.fix, j.policy
     score = -j.allowed
-    if j.leave is not None and score == 2:
-        if track.travel_since is None:
-            track.travel_since = fix.ts
-        if fix.ts - track.travel_since < policy.leave_travel_s * 1000:
+    c = track.jurisdiction
+    cause = None
+    if score < 0:
+        track.travel_since = track.stop = None
+    elif j.leave is not None and score == 2 and c.phase != confirm.BREACH:
+        cause, since = _off_route(track, j)
+        if cause is None:
             score = 0
-    elif score < 0:
-        track.travel_since = None
-    event = confirm.step(track.jurisdiction, score, fix.ts, j.radius, policy)
+    if cause is not None:
+        # Many fixes over many minutes outside every allowed place: confirmed as it is.
+        event: str | None = confirm.settle(c, since)
+    else:
+        event = confirm.step(c, score, fix.ts, j.radius, policy, j.depth)
     if event == "raise":
         detail: dict = {"lat": fix.lat, "lon": fix.lon, "acc": fix.acc}
         if j.leave is not None:
             detail["leave"] = j.leave
         elif j.after_leave is not None:
             detail["after_leave"] = j.after_leave
-        start = track.jurisdiction.start
-        reopen = policy.reopen_s * 1000
-        ctx.open(RULE, TYPE, j.supervisee, fix.device, start, fix.ts, j.late, detail, reopen)
+        if cause is not None:
+            detail["cause"] = cause
+        ctx.open(
+            RULE,
+            TYPE,
+            j.supervisee,
+            fix.device,
+            start=c.start,
+            ts=fix.ts,
+            late=j.late,
+            detail=detail,
+            reopen_ms=policy.reopen_s * 1000,
+            inside_before=c.good_ts,
+        )
     elif event == "clear":
         ctx.close(RULE, TYPE, j.supervisee, fix.device, fix.ts)
     return True
+
+
+def _off_route(track: Track, j: Judged) -> tuple[str | None, int]:
+    """On leave and surely outside every allowed place: (None, 0) while this still looks
+    like the trip, else (cause, since when the person has been off their route)."""
+    fix, policy = j.fix, j.policy
+    lat, lon, ts = float(fix.lat or 0.0), float(fix.lon or 0.0), fix.ts
+    if track.travel_since is None:
+        track.travel_since = ts
+    stop = track.stop
+    if stop is None or _moved(stop, lat, lon, j.radius, policy.stop_radius_m):
+        stop = track.stop = (lat, lon, j.radius, ts)
+    if ts - stop[3] > policy.leave_dwell_s * 1000:
+        return "stopped_outside_destinations", stop[3]
+    if ts - track.travel_since > j.trip_s * 1000:
+        return "trip_overlong", track.travel_since + j.trip_s * 1000
+    return None, 0
+
+
+def _moved(
+    stop: tuple[float, float, float, int], lat: float, lon: float, radius: float, near_m: float
+) -> bool:
+    """Surely left the stop: further than `near_m` plus the wider of the two error circles,
+    so neither drift nor a coarse fix makes a stop look like travel."""
+    dy = (lat - stop[0]) * _M_PER_DEG
+    dx = (lon - stop[1]) * _M_PER_DEG * math.cos(math.radians(lat))
+    return math.hypot(dx, dy) > near_m + max(radius, stop[2])
