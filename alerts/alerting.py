@@ -82,6 +82,7 @@ class Alerting:
             timezone=s.timezone,
             clock=clock,
             poll_interval=poll_interval,
+            pursuit_hold_s=s.pursuit_hold_s,
         )
         self.worker = (
             OutboxWorker(pool, self.senders, **(outbox_options or {})) if self.senders else None

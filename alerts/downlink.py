@@ -15,6 +15,12 @@ on `em/<device>/cmd/ack`, and ingest hands that to `record_command_ack`
 
 A publish whose PUBACK does not come is retried by the outbox with the same command id, so
 a device may see a command twice and must deduplicate by `id`.
+
+OwnTracks phones do not speak spec 4.1 downlink: they take the app's own `cmd` messages on
+`owntracks/<user>/<device>/cmd` (owntracks.org/booklet/tech/json, `_type=cmd`), of which
+fencewatch sends two, recorded as `report_location` and `set_monitoring`
+(`queue_owntracks_command`). They carry no id and the app sends no acknowledgement; both
+are harmless to repeat.
 """
 
 from __future__ import annotations
@@ -37,15 +43,62 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "downlink"
 COMMANDS = ("vibrate", "message", "return_now", "set_interval")
+OWNTRACKS_COMMANDS = ("report_location", "set_monitoring")
+# The OwnTracks `monitoring` modes (booklet tech/json, `_type=configuration`).
+SIGNIFICANT, MOVE = 1, 2
 ACK_TOPIC = "em/+/cmd/ack"  # for ingest to subscribe to
+CONNECTION = "cmd"  # the sender's login among the service's connections (MqttAddress.login)
 
 
 def command_topic(device: str) -> str:
     return f"em/{device}/cmd"
 
 
+def owntracks_command_topic(user_device: str) -> str:
+    return f"owntracks/{user_device}/cmd"
+
+
 class CommandAckError(ValueError):
     """An acknowledgement that is not spec-shaped (ingest may record it as rejected)."""
+
+
+async def _record(
+    conn: Conn,
+    device: str,
+    command: str,
+    *,
+    issued_by: str,
+    text: str | None = None,
+    interval_s: int | None = None,
+    monitoring: int | None = None,
+    alert_id: int | None = None,
+    supervisee: str | None = None,
+) -> str:
+    command_id = str(uuid.uuid4())
+    await conn.execute(
+        "INSERT INTO device_commands (id, device_id, supervisee_id, alert_id, type, text,"
+        " interval_s, monitoring, issued_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        uuid.UUID(command_id),
+        device,
+        supervisee,
+        alert_id,
+        command,
+        text,
+        interval_s,
+        monitoring,
+        issued_by,
+    )
+    return command_id
+
+
+async def _enqueue(conn: Conn, device: str, payload: dict[str, Any]) -> None:
+    # One stream per device: its commands go out in the order they were given.
+    await enqueue(
+        cast(asyncpg.Connection, conn),
+        CHANNEL,
+        {"kind": "command", "device": device, **payload},
+        recipient=device,
+    )
 
 
 async def queue_command(
@@ -63,33 +116,75 @@ async def queue_command(
     Returns the command as sent on the wire."""
     if command not in COMMANDS:
         raise ValueError(f"command type must be one of {', '.join(COMMANDS)}, got {command!r}")
-    command_id = str(uuid.uuid4())
-    await conn.execute(
-        "INSERT INTO device_commands (id, device_id, supervisee_id, alert_id, type, text,"
-        " interval_s, issued_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        uuid.UUID(command_id),
+    command_id = await _record(
+        conn,
         device,
-        supervisee,
-        alert_id,
         command,
-        text,
-        interval_s,
-        issued_by,
+        issued_by=issued_by,
+        text=text,
+        interval_s=interval_s,
+        alert_id=alert_id,
+        supervisee=supervisee,
     )
     wire: dict[str, Any] = {"v": 1, "id": command_id, "type": command}
     if text is not None:
         wire["text"] = text
     if interval_s is not None:
         wire["interval_s"] = interval_s
-    payload = {
-        "kind": "command",
-        "command": wire,
-        "alert_id": alert_id,
-        "supervisee": supervisee,
-        "device": device,
-    }
-    # One stream per device: its commands go out in the order they were given.
-    await enqueue(cast(asyncpg.Connection, conn), CHANNEL, payload, recipient=device)
+    await _enqueue(conn, device, {"command": wire, "alert_id": alert_id, "supervisee": supervisee})
+    return wire
+
+
+async def queue_owntracks_command(
+    conn: Conn,
+    device: str,
+    user_device: str,
+    command: str,
+    *,
+    issued_by: str,
+    monitoring: int | None = None,
+    interval_s: int | None = None,
+    supervisee: str | None = None,
+) -> dict[str, Any]:
+    """Record an OwnTracks command to the phone `device` ("<user>/<device>" = `user_device`)
+    and queue it, in the caller's transaction: `report_location`, or `set_monitoring` to
+    `monitoring` (with `interval_s` as move mode's seconds between fixes). Returns the
+    OwnTracks message as sent."""
+    if command not in OWNTRACKS_COMMANDS:
+        raise ValueError(
+            f"OwnTracks command must be one of {', '.join(OWNTRACKS_COMMANDS)}, got {command!r}"
+        )
+    if command == "set_monitoring" and monitoring not in (SIGNIFICANT, MOVE):
+        raise ValueError(f"set_monitoring needs monitoring {SIGNIFICANT} or {MOVE}")
+    command_id = await _record(
+        conn,
+        device,
+        command,
+        issued_by=issued_by,
+        interval_s=interval_s,
+        monitoring=monitoring,
+        supervisee=supervisee,
+    )
+    wire: dict[str, Any]
+    if command == "report_location":
+        wire = {"_type": "cmd", "action": "reportLocation"}
+    else:
+        configuration: dict[str, Any] = {"_type": "configuration", "monitoring": monitoring}
+        if interval_s is not None:
+            configuration["moveModeLocatorInterval"] = interval_s
+        wire = {"_type": "cmd", "action": "setConfiguration", "configuration": configuration}
+    await _enqueue(
+        conn,
+        device,
+        {
+            # `command` is the record (what deliveries are filed under); `wire` is sent.
+            "command": {"v": 1, "id": command_id, "type": command},
+            "wire": wire,
+            "topic": owntracks_command_topic(user_device),
+            "alert_id": None,
+            "supervisee": supervisee,
+        },
+    )
     return wire
 
 
@@ -151,7 +246,7 @@ class DownlinkSender:
     def __init__(self, url: str, client_id: str, *, timeout: float = 10.0) -> None:
         self.address = MqttAddress.parse(url)
         self.timeout = timeout
-        self.client = self.address.client(client_id, protocol=mqtt.MQTTv5)
+        self.client = self.address.client(client_id, connection=CONNECTION, protocol=mqtt.MQTTv5)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.connected = False
@@ -188,8 +283,9 @@ class DownlinkSender:
             # Not handed to paho: it would keep it for a later reconnect, and the outbox
             # retries anyway.
             raise ConnectionError("downlink: not connected to the broker")
-        body = msgspec.json.encode(message.payload["command"])
-        info = self.client.publish(command_topic(message.recipient), body, qos=1)
+        p = message.payload
+        body = msgspec.json.encode(p.get("wire", p["command"]))
+        info = self.client.publish(p.get("topic") or command_topic(message.recipient), body, qos=1)
         await asyncio.to_thread(info.wait_for_publish, self.timeout)
         if not info.is_published():
             raise TimeoutError(f"downlink: no PUBACK within {self.timeout:g}s")

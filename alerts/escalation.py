@@ -15,6 +15,8 @@ Steps:
   the device to return (`return_now`, 责令立即返回);
 - an open alert past `escalate_at` goes one level up: station head (1), county bureau (2);
   each step is an 'escalated' timeline entry, `alerts.escalation` and a webhook event.
+The same loop releases storm summaries when due (alerts.ratelimit) and puts pursued devices
+back to normal reporting (alerts.pursuit.restore_due).
 An alert that is acknowledged or resolved is no longer 'open' and is never escalated: the
 acknowledge endpoint needs to know nothing about this.
 
@@ -33,13 +35,13 @@ from typing import Any, cast
 import asyncpg
 import msgspec
 
-from alerts import downlink, routing, templates
+from alerts import downlink, pursuit, routing, templates
 from alerts.clock import Clock, system_clock
 from alerts.outbox import enqueue
 from alerts.ratelimit import release_due
 from alerts.store import NOTIFY_CHANNEL, alert_object
 from alerts.webhook import CHANNEL as WEBHOOK
-from fencewatch.config import DEFAULT_ESCALATE_AFTER_S
+from fencewatch.config import DEFAULT_ESCALATE_AFTER_S, DEFAULT_PURSUIT_HOLD_S
 from storage.db import FAILED as DB_FAILED
 from storage.db import UNAVAILABLE, Conn
 
@@ -76,7 +78,8 @@ ORDER BY escalate_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
 _NEXT_DUE = """
 SELECT least(
     (SELECT min(escalate_at) FROM alerts WHERE status = 'open' AND escalate_at IS NOT NULL),
-    (SELECT min(release_at) FROM notification_holds WHERE released_at IS NULL))
+    (SELECT min(release_at) FROM notification_holds WHERE released_at IS NULL),
+    (SELECT min(relaxed_at) + $1::interval FROM device_pursuits))
 """
 
 
@@ -90,8 +93,10 @@ class Escalator:
         timezone: str = "Asia/Shanghai",
         clock: Clock = system_clock,
         poll_interval: float = 5.0,
+        pursuit_hold_s: float = DEFAULT_PURSUIT_HOLD_S,
     ) -> None:
         self.pool = pool
+        self.pursuit_hold = timedelta(seconds=pursuit_hold_s)
         self.policy = policy or EscalationPolicy()
         self.channels = channels or routing.Channels()
         self.timezone = timezone
@@ -103,12 +108,13 @@ class Escalator:
     # -- one pass ------------------------------------------------------------------------
 
     async def step(self) -> int:
-        """Route every new alert, take every due escalation step and release due storm
-        summaries; returns how many things were done."""
+        """Route every new alert, take every due escalation step, release due storm
+        summaries and restore relaxed pursuits; returns how many things were done."""
         self._failed_last_pass = False
         done = await self.route_new()
         done += await self.escalate_due()
         done += await release_due(self.pool, now=self.clock(), timezone=self.timezone)
+        done += await pursuit.restore_due(self.pool, now=self.clock(), hold=self.pursuit_hold)
         return done
 
     async def route_new(self) -> int:
@@ -299,7 +305,7 @@ class Escalator:
     async def _seconds_to_next(self) -> float:
         if self._failed_last_pass:
             return self.poll_interval  # what failed is still due: do not spin on it
-        due = await self.pool.fetchval(_NEXT_DUE)
+        due = await self.pool.fetchval(_NEXT_DUE, self.pursuit_hold)
         if due is None:
             return self.poll_interval
         return min(self.poll_interval, max(0.0, (due - self.clock()).total_seconds()))

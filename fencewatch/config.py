@@ -23,6 +23,11 @@ ROLES = frozenset({"ingest", "api", "scheduler"})
 # Unacknowledged seconds before escalation, by alert severity (alerts.store.SEVERITY).
 DEFAULT_ESCALATE_AFTER_S = {"critical": 300, "high": 600, "normal": 1800, "low": 0}
 
+# Pursuit (alerts.pursuit): seconds a device must stay clear of any breach before its normal
+# reporting is restored — as long as the engine treats a return as the same breach
+# (Policy.reopen_s), so a device that may be about to breach again keeps reporting fast.
+DEFAULT_PURSUIT_HOLD_S = 300
+
 
 def _severities(name: str, text: str) -> dict[str, int]:
     """'critical=300,high=600' → a full severity table (the defaults fill the rest)."""
@@ -127,6 +132,7 @@ class Settings(msgspec.Struct, frozen=True):
     # once per window; the rest are folded into one summary message.
     notify_limit: int = 3
     notify_window_s: int = 600
+    pursuit_hold_s: int = DEFAULT_PURSUIT_HOLD_S
     # Scheduled duties (duties): reminder lead times in days, and the reports' day of month.
     remind_order_days: tuple[int, ...] = (7, 1)
     remind_term_days: tuple[int, ...] = (30, 7, 1)
@@ -168,6 +174,9 @@ class Settings(msgspec.Struct, frozen=True):
             ),
             notify_limit=int(_number(env, "FENCEWATCH_NOTIFY_LIMIT", 3, 1, 1000)),
             notify_window_s=int(_number(env, "FENCEWATCH_NOTIFY_WINDOW_S", 600, 1, 86_400)),
+            pursuit_hold_s=int(
+                _number(env, "FENCEWATCH_PURSUIT_HOLD_S", DEFAULT_PURSUIT_HOLD_S, 0, 86_400)
+            ),
             remind_order_days=_days(
                 "FENCEWATCH_REMIND_ORDER_DAYS", env.get("FENCEWATCH_REMIND_ORDER_DAYS", "7,1")
             ),

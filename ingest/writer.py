@@ -1,5 +1,6 @@
-"""Commit one judged batch in one transaction: fixes, device events, rejected messages and
-the alerts the batch raised. The broker is acknowledged only after this returns.
+"""Commit one judged batch in one transaction: fixes, device events, rejected messages, the
+alerts the batch raised and the pursuit commands it calls for (alerts.pursuit). The broker
+is acknowledged only after this returns.
 
 Fixes are COPYed straight into `fixes`; only when that meets a fix already stored (a QoS 1
 redelivery) is the batch staged and inserted-if-new instead, so each fix is stored once
@@ -13,6 +14,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from alerts import pursuit
 from alerts.store import apply
 from geofence.engine import zone_state
 from geofence.judge import Judged
@@ -131,4 +133,5 @@ async def commit(
             )
         if verdicts:
             out.alerts = await apply(conn, verdicts)
+            await pursuit.apply(conn, verdicts)
     return out

@@ -128,6 +128,11 @@ async def send_command(ctx: Ctx, user: AlertWorker, alert_id: AlertId, body: Com
             alert_id=alert_id,
             supervisee=alert["supervisee_id"],
         )
+        if body.type == "set_interval":
+            # The device's normal interval from now on: what pursuit restores (alerts.pursuit).
+            await conn.execute(
+                "UPDATE devices SET report_interval_s = $2 WHERE id = $1", device, body.interval_s
+            )
         detail: dict[str, Any] = {"command": wire["id"], "type": body.type, "device": device}
         if text:
             detail["text"] = text

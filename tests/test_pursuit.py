@@ -1,0 +1,189 @@
+"""Pursuit at the edge (alerts.pursuit), on the real PostgreSQL and Mosquitto: the engine's
+"pursue" and "relax" verdicts become downlink commands in the batch's own commit — set_interval
+for a tag, OwnTracks commands for a phone — never alerts, and a flapping device gets no
+command storm. The restore runs on a controlled clock; no timing assertions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+
+from alerts.downlink import DownlinkSender
+from alerts.outbox import OutboxMessage
+from alerts.pursuit import restore_due
+from geofence.model import Verdict
+from ingest.writer import commit
+from storage.db import open_pool
+from tests.test_alerting import seed
+from tests.test_alerting_live import Subscriber
+
+HOLD = timedelta(seconds=300)
+
+
+@pytest.fixture
+async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await open_pool(pg_dsn, max_size=4)
+    try:
+        await seed(pool)  # P1 wears tag T1
+        yield pool
+    finally:
+        await pool.close()
+
+
+def verdict(action: str, device: str = "T1", interval_s: int = 15) -> Verdict:
+    return Verdict(
+        action,
+        "pursuit",
+        "P1",
+        device,
+        int(time.time() * 1000),
+        f"pursuit:{device}",
+        detail={"interval_s": interval_s} if action == "pursue" else {},
+    )
+
+
+async def judged(pool: asyncpg.Pool, *verdicts: Verdict) -> list[dict[str, Any]]:
+    """Commit a batch carrying `verdicts`, as ingest does; the alerts it changed."""
+    async with pool.acquire() as conn:
+        done = await commit(conn, [], [], {}, [], list(verdicts))
+    return done.alerts
+
+
+async def commands(pool: asyncpg.Pool) -> list[tuple[Any, ...]]:
+    rows = await pool.fetch(
+        "SELECT c.device_id, c.type, c.interval_s, c.monitoring, c.issued_by, o.payload"
+        " FROM device_commands c JOIN outbox o ON o.payload->'command'->>'id' = c.id::text"
+        " ORDER BY o.id"
+    )
+    return [tuple(r) for r in rows]
+
+
+async def restore(pool: asyncpg.Pool, after: timedelta = HOLD) -> int:
+    return await restore_due(pool, now=datetime.now(UTC) + after, hold=HOLD)
+
+
+async def test_a_pursued_tag_reports_every_15_s_until_it_has_been_clear_for_the_hold(
+    pool: asyncpg.Pool,
+) -> None:
+    assert await judged(pool, verdict("pursue")) == []
+    [(device, kind, interval, monitoring, by, payload)] = await commands(pool)
+    assert (device, kind, interval, monitoring, by) == ("T1", "set_interval", 15, None, "pursuit")
+    wire = payload["command"]
+    assert wire == {"v": 1, "id": wire["id"], "type": "set_interval", "interval_s": 15}
+    assert payload.get("topic") is None and payload["supervisee"] == "P1"
+    assert await pool.fetchval("SELECT count(*) FROM alerts") == 0
+
+    await judged(pool, verdict("pursue"))  # another rule, or a restart re-judging
+    assert len(await commands(pool)) == 1
+
+    await judged(pool, verdict("relax"))
+    assert await restore(pool, timedelta(0)) == 0  # not clear for long enough yet
+    assert await restore(pool) == 1
+    assert [c[1:3] for c in await commands(pool)] == [("set_interval", 15), ("set_interval", 30)]
+    assert await pool.fetchval("SELECT count(*) FROM device_pursuits") == 0
+    assert await pool.fetchval("SELECT count(*) FROM alerts") == 0
+
+
+async def test_a_flapping_tag_stays_fast_and_gets_no_command_storm(pool: asyncpg.Pool) -> None:
+    for _ in range(5):
+        await judged(pool, verdict("pursue"))
+        await judged(pool, verdict("relax"))
+        assert await restore(pool, timedelta(seconds=60)) == 0
+    assert [c[1:3] for c in await commands(pool)] == [("set_interval", 15)]
+    assert await restore(pool) == 1
+    # A new spell after the restore is pursued afresh.
+    await judged(pool, verdict("pursue"))
+    assert [c[2] for c in await commands(pool)] == [15, 30, 15]
+
+
+async def test_the_normal_interval_restored_is_the_devices_own(pool: asyncpg.Pool) -> None:
+    await pool.execute("UPDATE devices SET report_interval_s = 60 WHERE id = 'T1'")
+    await judged(pool, verdict("pursue"), verdict("relax"))
+    await restore(pool)
+    assert [c[2] for c in await commands(pool)] == [15, 60]
+
+
+async def test_a_tag_already_reporting_fast_is_left_alone(pool: asyncpg.Pool) -> None:
+    await pool.execute("UPDATE devices SET report_interval_s = 10 WHERE id = 'T1'")
+    await judged(pool, verdict("pursue"))
+    await judged(pool, verdict("relax"))
+    assert await restore(pool) == 0
+    assert await commands(pool) == []
+
+
+async def test_an_unregistered_device_is_not_commanded_and_the_commit_goes_through(
+    pool: asyncpg.Pool,
+) -> None:
+    await judged(pool, verdict("pursue", device="GHOST"), verdict("relax", device="GHOST"))
+    assert await commands(pool) == []
+
+
+async def test_an_owntracks_phone_is_asked_for_a_fix_and_move_mode_then_significant(
+    pool: asyncpg.Pool,
+) -> None:
+    await pool.execute(
+        "INSERT INTO devices (id, kind, owntracks) VALUES ('PH1', 'phone', 'zhang/iphone')"
+    )
+    await judged(pool, verdict("pursue", device="PH1"))
+    await judged(pool, verdict("relax", device="PH1"))
+    await restore(pool)
+    sent = await commands(pool)
+    assert [(c[1], c[2], c[3]) for c in sent] == [
+        ("report_location", None, None),
+        ("set_monitoring", 15, 2),
+        ("set_monitoring", None, 1),
+    ]
+    assert {c[5]["topic"] for c in sent} == {"owntracks/zhang/iphone/cmd"}
+    # The app's own command format (owntracks.org/booklet/tech/json, `_type=cmd`).
+    assert [c[5]["wire"] for c in sent] == [
+        {"_type": "cmd", "action": "reportLocation"},
+        {
+            "_type": "cmd",
+            "action": "setConfiguration",
+            "configuration": {
+                "_type": "configuration",
+                "monitoring": 2,
+                "moveModeLocatorInterval": 15,
+            },
+        },
+        {
+            "_type": "cmd",
+            "action": "setConfiguration",
+            "configuration": {"_type": "configuration", "monitoring": 1},
+        },
+    ]
+
+
+async def test_the_downlink_publishes_owntracks_commands_on_the_phones_topic(
+    pool: asyncpg.Pool, mqtt_url: str
+) -> None:
+    phone = Subscriber(mqtt_url, "owntracks/zhang/iphone/cmd")
+    sender = DownlinkSender(mqtt_url, f"test-downlink-{uuid.uuid4().hex[:8]}")
+    try:
+        await asyncio.wait_for(phone.subscribed.wait(), 30)
+        await pool.execute(
+            "INSERT INTO devices (id, kind, owntracks) VALUES ('PH1', 'phone', 'zhang/iphone')"
+        )
+        await judged(pool, verdict("pursue", device="PH1"))
+        sent = await commands(pool)
+        sender.start()
+        async with asyncio.timeout(30):
+            while not sender.connected:
+                await asyncio.sleep(0.05)
+        for n, c in enumerate(sent):
+            message = OutboxMessage(n + 1, "downlink", "PH1", c[5], 1)
+            assert await sender.deliver(message) == "broker_acked"
+        received = [await phone.next() for _ in sent]
+        assert received == [("owntracks/zhang/iphone/cmd", c[5]["wire"]) for c in sent]
+        assert msgspec.json.encode(received[0][1]) == b'{"_type":"cmd","action":"reportLocation"}'
+    finally:
+        sender.stop()
+        phone.close()
