@@ -39,7 +39,7 @@ class Confirm(msgspec.Struct):
     phase: int = CLEAR
     start: int = 0  # device time of the first violating fix of the streak
     count: int = 0  # certain violations in the streak
-    good: int = 0  # trustworthy compliant fixes in a row while in breach
+    good: int = 0  # trustworthy compliant fixes in a row
     evidence: float = 0.0  # depth-weighted certain violations in the streak
     good_ts: int = -1  # device time of the last trustworthy compliant fix
 
@@ -47,7 +47,8 @@ class Confirm(msgspec.Struct):
 def step(
     c: Confirm, score: int, ts: int, radius: float, policy: Policy, depth: float = 1.0
 ) -> str | None:
-    """Advance `c` by one fix; returns "raise", "clear" or None."""
+    """Advance `c` by one fix; returns "raise", "clear" (this device is surely back on the
+    right side: whatever episode it has open ends) or None."""
     if score == 2:
         c.good = 0
         weight = min(max(depth, 1.0), policy.evidence_cap)
@@ -75,13 +76,16 @@ def step(
     if not trustworthy:
         return None
     c.good_ts = max(c.good_ts, ts)
+    c.good += 1
     if c.phase == PENDING:
         c.phase, c.count, c.evidence = CLEAR, 0, 0.0
-    elif c.phase == BREACH:
-        c.good += 1
-        if c.good >= policy.clear_fixes:
-            c.phase, c.count, c.good, c.evidence = CLEAR, 0, 0, 0.0
-            return "clear"
+    elif c.phase == BREACH and c.good >= policy.clear_fixes:
+        c.phase, c.count, c.good, c.evidence = CLEAR, 0, 0, 0.0
+        return "clear"
+    elif c.phase == CLEAR and c.good == policy.clear_fixes:
+        # Surely on the right side, though this lane never confirmed a breach: an episode
+        # another lane of the device opened (fixes that came out of order) has ended too.
+        return "clear"
     return None
 
 

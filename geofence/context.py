@@ -4,6 +4,7 @@ whatever order the evidence arrives."""
 
 from __future__ import annotations
 
+from geofence.confirm import PENDING, Confirm
 from geofence.model import Verdict
 from geofence.state import EngineState, Episode, PersonState
 
@@ -43,8 +44,12 @@ class StepContext:
         episode this person already has (another device saw it, a redelivered or late
         batch is showing it again, or late fixes show where an open episode began), or
         one that ended less than `reopen_ms` before it began (then that one reopens)."""
-        episodes = self._person(supervisee).episodes.setdefault(rule, [])
+        person = self._person(supervisee)
+        episodes = person.episodes.setdefault(rule, [])
         late = late or self.late_track
+        hint = person.late_streaks.pop(rule, None)
+        if hint is not None and inside_before < hint < start:
+            start = hint  # late fixes already showed this breach beginning earlier
         for e in episodes:
             if e.start <= ts and (e.end is None or e.end + reopen_ms >= start):
                 if e.end is not None and e.end < start and e.device == device:
@@ -68,6 +73,27 @@ class StepContext:
         self.verdicts.append(
             Verdict("raise", alert_type, supervisee, device, ts, key, late=late, detail=detail)
         )
+
+    def streak(
+        self, rule: str, alert_type: str, supervisee: str, device: str, c: Confirm, ts: int
+    ) -> None:
+        """After a late track's step of `rule`: an unconfirmed streak of violating fixes
+        that lies just before an episode (no sign of the person on the right side between)
+        is where that episode began; with no such episode yet, it is kept as a hint for the
+        live track's coming confirmation. Shuffled delivery splits one walk out between
+        the tracks, so neither may see enough of it alone."""
+        if not self.late_track:
+            return
+        person = self._person(supervisee)
+        if c.phase != PENDING:
+            person.late_streaks.pop(rule, None)
+            return
+        for e in person.episodes.get(rule, ()):
+            if e.inside_before < c.start < e.start:
+                person.late_streaks.pop(rule, None)
+                self._extend(e, alert_type, supervisee, device, c.start, ts)
+                return
+        person.late_streaks[rule] = c.start
 
     def _extend(
         self, e: Episode, alert_type: str, supervisee: str, device: str, start: int, ts: int

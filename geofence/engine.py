@@ -223,7 +223,7 @@ class Engine:
                 policy.low_battery_pct,
                 policy.battery_clear_pct,
             )
-        elif e.type == "power_off":
+        elif e.type in ("power_off", "lwt"):  # lwt: an OwnTracks phone's connection died
             dev.power_off_at = e.at
             self._armed.discard(e.device)
             self._arm(e.device, dev)

@@ -102,6 +102,7 @@ class DeviceRef(msgspec.Struct, frozen=True):
     id: str
     kind: str = "tag"  # tag | phone
     owntracks: str | None = None  # "<user>/<device>" for an OwnTracks phone
+    osmand: str | None = None  # the id an OsmAnd (Traccar Client) phone sends
 
 
 class Supervisee(msgspec.Struct, frozen=True):

@@ -30,6 +30,7 @@ class RuleSet:
         self.device_owner: dict[str, str] = {}
         self.device_kind: dict[str, str] = {}
         self.owntracks: dict[str, str] = {}
+        self.osmand: dict[str, str] = {}  # OsmAnd id → device
         self.problems: list[str] = []
         self._areas: dict[tuple[str, ...], Area] = {}
         self._gaps: dict[tuple[tuple[str, ...], tuple[str, ...]], float] = {}
@@ -79,6 +80,8 @@ class RuleSet:
             self.device_kind[device.id] = device.kind
             if device.owntracks:
                 self.owntracks[device.owntracks] = device.id
+            if device.osmand:
+                self.osmand[device.osmand] = device.id
 
     def policy(self, device: str, ts: int | None = None) -> Policy:
         """The device's policy, made stricter during a heightened period covering `ts`."""

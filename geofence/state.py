@@ -64,6 +64,8 @@ class Episode(msgspec.Struct, array_like=True):
 class PersonState(msgspec.Struct):
     # rule ("jurisdiction_exit", "exclusion_enter:<zone>", ...) → recent episodes, newest last
     episodes: dict[str, list[Episode]] = msgspec.field(default_factory=dict)
+    # rule → start of a late track's unconfirmed violating streak (StepContext.streak)
+    late_streaks: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class EngineState(msgspec.Struct):

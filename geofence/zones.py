@@ -16,6 +16,7 @@ import shapely
 from shapely.geometry import mapping, shape
 
 from geofence.crs import gcj02_to_wgs84
+from geofence.limits import MAX_SCHEDULE_WINDOWS, geometry_problem, radius_problem
 from geofence.model import Window, ZoneDef
 
 KINDS = ("jurisdiction", "exclusion", "home")
@@ -33,6 +34,8 @@ def parse_schedule(raw: Any) -> tuple[Window, ...]:
         return ()
     if not isinstance(raw, list):
         raise ZoneError("schedule must be a list of {days, from, to}")
+    if len(raw) > MAX_SCHEDULE_WINDOWS:
+        raise ZoneError(f"schedule has {len(raw)} windows, limit {MAX_SCHEDULE_WINDOWS}")
     windows = []
     for item in raw:
         if not isinstance(item, dict):
@@ -116,14 +119,15 @@ def parse_feature(
         raise ZoneError(f"zone {zone_id}: unreadable geometry ({exc})") from None
     if not shapely.is_valid_input(geom) or geom.is_empty:
         raise ZoneError(f"zone {zone_id}: empty geometry")
-    bounds = shapely.bounds(geom)
-    if not (-180 <= bounds[0] <= bounds[2] <= 180 and -90 <= bounds[1] <= bounds[3] <= 90):
-        raise ZoneError(f"zone {zone_id}: coordinates out of range (are they lon, lat?)")
+    problem = geometry_problem(geom)
+    if problem is not None:
+        raise ZoneError(f"zone {zone_id}: {problem}")
     geom = to_wgs84(geom, crs)
     radius = props.get("radius", props.get("radius_m"))
     if geom.geom_type == "Point":
-        if not isinstance(radius, int | float) or isinstance(radius, bool) or not radius > 0:
-            raise ZoneError(f"zone {zone_id}: a Point zone needs a positive radius in metres")
+        problem = radius_problem(radius)
+        if problem is not None:
+            raise ZoneError(f"zone {zone_id}: {problem}")
         radius = float(radius)
     else:
         radius = None

@@ -517,6 +517,30 @@ def leave_transit(rng: np.random.Generator) -> Scenario:
     return sc
 
 
+@recipe
+def leave_elsewhere(rng: np.random.Generator) -> Scenario:
+    """Leave to one neighbouring county; the person drives to another instead and stays
+    there (a breach once the stop outlasts any errand on the road), or goes where the leave
+    says, perhaps after a short stop for fuel in a third county (no breach)."""
+    day = _day(rng)
+    sc = Scenario(local_ms(day, 7), local_ms(day, 20))
+    county, other = (str(c) for c in rng.choice(lishui.LIANDU_NEIGHBOURS, 2, replace=False))
+    elsewhere = rng.uniform() < 0.6
+    refuel = not elsewhere and rng.uniform() < 0.5
+    b, home = _away(rng, sc, day, other if elsewhere or refuel else county)
+    if refuel:
+        b.stay(minutes(4, 10, rng), Env.OUTDOOR)
+        b.go(*lishui.interior_point(rng, county, min_depth_m=1500, within_m=4000), Mode.ROAD)
+    b.linger(minutes(20, 60, rng), 150).stay(minutes(60, 180, rng), Env.INDOOR)
+    b.go(*home, Mode.ROAD)
+    leave = (local_ms(day, 8), b.now + int(_u(rng, 0.5, 2) * H), (county,))
+    track = b.stay_until(sc.end).track()
+    expect = EXIT if elsewhere else QUIET
+    sc.add(Person("S01", track, [_device(rng, 1, track)], leaves=[leave], expect=expect))
+    _background(sc, rng)
+    return sc
+
+
 # -- late and repeated data ------------------------------------------------------------------
 
 
@@ -598,6 +622,33 @@ def qos_redelivery(rng: np.random.Generator) -> Scenario:
         gaps=((gap_at, gap_at + int(_u(rng, 3, 6) * MIN)),),
         redeliver=_u(rng, 0.05, 0.15),
         resend_on_reconnect=5,
+    )
+    sc.add(Person("S01", track, [_device(rng, 1, track, phones=0.2, link=link)], expect=EXIT))
+    _background(sc, rng)
+    return sc
+
+
+@recipe
+def shuffled_uplink(rng: np.random.Generator) -> Scenario:
+    """One walk out of 莲都 (and perhaps back), over a link that delivers each message about
+    1.6 times in scrambled order, with a buffered upload in the middle: one breach, one
+    alert, whatever order the evidence comes in."""
+    day = _day(rng)
+    sc = Scenario(local_ms(day, 8), local_ms(day, 16))
+    c = lishui.crossing(rng, _u(rng, 300, 1200), _u(rng, 700, 1500))
+    b = RouteBuilder(rng, sc.start, *c.inside).stay(minutes(20, 60, rng))
+    t_leave = b.now
+    b.go(*c.outside, Mode.WALK).linger(minutes(20, 60, rng), 150)
+    if rng.uniform() < 0.6:
+        b.go(*c.inside, Mode.WALK)
+    track = b.stay_until(sc.end).track()
+    gap_at = t_leave + int(_u(rng, -5, 10) * MIN)
+    link = LinkPlan(
+        gaps=((gap_at, gap_at + int(_u(rng, 3, 12) * MIN)),),
+        batch_max=int(rng.choice([5, 10, 30])),
+        redeliver=_u(rng, 0.5, 0.7),
+        resend_on_reconnect=int(rng.integers(0, 6)),
+        shuffle_ms=_u(rng, 60_000, 300_000),
     )
     sc.add(Person("S01", track, [_device(rng, 1, track, phones=0.2, link=link)], expect=EXIT))
     _background(sc, rng)

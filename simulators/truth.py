@@ -8,8 +8,10 @@ devices actually sent, as the broker received it.
 Some episodes are real but no engine can be blamed either way for them; they are marked
 `optional` and the scorer neither rewards nor punishes an alert on them:
 - a breach shorter than `MIN_BREACH_MS` (cutting a corner of a county on a road);
-- being outside both jurisdiction and destinations *during* an approved leave (on the road
-  through a third county: the spec's rule counts it, practice and policy mostly do not);
+- being outside both jurisdiction and destinations *during* an approved leave while on
+  the road (through a third county: the spec's rule counts it, practice mostly does not);
+  having stopped there for 15 minutes, or being there longer than the trip between the
+  person's places plausibly takes, is a real breach from then on;
 - silences, no-fix streaks and battery dips in the grey band between "normal" and
   "certainly a fault" (thresholds below; every engine policy must pick one).
 docs/scenarios.md states these rules for people writing engines.
@@ -33,6 +35,10 @@ from simulators.uplink import Ping
 STEP_MS = 5_000
 MIN_BREACH_MS = 5 * 60_000
 MERGE_MS = 5 * 60_000  # an episode interrupted for less than this is one episode
+# On leave, outside every allowed place, stopped within STOP_M for STOP_MS: a breach.
+STOP_M = 200.0
+STOP_MS = 15 * 60_000
+M_PER_DEG = 111_195.0
 LATE_MS = 5 * 60_000  # a fix that arrives this long after it was taken was buffered
 # (none below, optional from, real from) in ms, per device kind
 OFFLINE_MS = {"tag": (5 * 60_000, 30 * 60_000), "phone": (20 * 60_000, 120 * 60_000)}
@@ -142,6 +148,30 @@ class TruthBuilder:
         active = np.array([self.rules.zone_active(zone, int(m) * 60_000) for m in minutes])
         return np.asarray(active[index], dtype=bool)
 
+    def _stopped(self, lat: Any, lon: Any, where: BoolArray) -> BoolArray:
+        """At each sample (of those in `where`): has the person stayed within `STOP_M` of
+        here for the last `STOP_MS`? Stopped outside every allowed place during a leave is
+        not being on the road: a breach (docs/rules.md, leave)."""
+        out = np.zeros(len(lat), dtype=bool)
+        window = STOP_MS // STEP_MS
+        y = np.asarray(lat) * M_PER_DEG
+        x = np.asarray(lon) * M_PER_DEG * np.cos(np.radians(np.asarray(lat)))
+        for i in np.flatnonzero(where):
+            if i < window:
+                continue
+            d2 = (x[i - window : i + 1] - x[i]) ** 2 + (y[i - window : i + 1] - y[i]) ** 2
+            out[i] = bool(d2.max() <= STOP_M**2)
+        return out
+
+    def _overlong(self, away: BoolArray, trip_ms: int) -> BoolArray:
+        """Samples of each run of `away` that come after the trip between the person's
+        places should have been over."""
+        out = np.zeros(len(away), dtype=bool)
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], away.astype(np.int8), [0]))))
+        for a, b in zip(edges[::2], edges[1::2], strict=True):
+            out[a + trip_ms // STEP_MS : b] = True
+        return out
+
     def breaches(self, person: Supervisee, track: Track, records: list[Record]) -> list[Truth]:
         where = track.at(self.times)
         lat, lon = where.lat, where.lon
@@ -161,14 +191,21 @@ class TruthBuilder:
         if person.jurisdiction:
             in_j = self._inside(person.jurisdiction, lat, lon)
             on_leave = np.zeros(len(lat), dtype=bool)
-            at_destination = np.zeros(len(lat), dtype=bool)
+            off_route = np.zeros(len(lat), dtype=bool)
+            policy = self.rules.policy(device)
             for leave in person.leaves:
                 window = (self.times >= leave.start) & (self.times < leave.end)
                 on_leave |= window
-                if leave.destinations and window.any():
-                    at_destination |= window & self._inside(leave.destinations, lat, lon)
-            add("jurisdiction_exit", ~in_j & ~on_leave)
-            add("jurisdiction_exit", ~in_j & on_leave & ~at_destination, optional=True)
+                if not window.any():
+                    continue
+                away = window & ~in_j
+                if leave.destinations:
+                    away &= ~self._inside(leave.destinations, lat, lon)
+                trip_ms = self.rules.trip_s(person, leave, policy) * 1000
+                off_route |= self._overlong(away, trip_ms) | self._stopped(lat, lon, away)
+            away = ~in_j & on_leave & ~off_route
+            add("jurisdiction_exit", (~in_j & ~on_leave) | off_route)
+            add("jurisdiction_exit", away, optional=True)
         for zone_id in person.exclusion:
             add("exclusion_enter", self._inside((zone_id,), lat, lon) & self._active(zone_id))
         if person.home:

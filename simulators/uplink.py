@@ -27,6 +27,7 @@ class LinkPlan:
     backlog_first: bool = True
     redeliver: float = 0.0  # chance that any message is delivered twice
     resend_on_reconnect: int = 0  # messages before a gap that are published again after it
+    shuffle_ms: float = 0.0  # every delivery held up to this long more: arrival order scrambled
     latency_median_ms: float = 800.0
 
 
@@ -91,5 +92,7 @@ def deliver(messages: list[Message], link: LinkPlan, rng: np.random.Generator) -
         if link.redeliver and rng.uniform() < link.redeliver:
             delay = rng.uniform(5_000, 60_000) if rng.uniform() < 0.5 else rng.uniform(1.2e5, 9e5)
             out.append(Ping(p.at + int(delay), p.topic, p.payload))
+    if link.shuffle_ms:
+        out = [Ping(p.at + int(rng.uniform(0, link.shuffle_ms)), p.topic, p.payload) for p in out]
     out.sort(key=lambda p: p.at)
     return out

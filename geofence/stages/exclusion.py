@@ -46,6 +46,7 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
             )
         elif event == "clear":
             ctx.close(rule, TYPE, j.supervisee, fix.device, fix.ts)
+        ctx.streak(rule, TYPE, j.supervisee, fix.device, c, fix.ts)
         if c.phase == confirm.CLEAR:
             del track.exclusion[zone_id]
     return True

@@ -61,6 +61,7 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
         )
     elif event == "clear":
         ctx.close(RULE, TYPE, j.supervisee, fix.device, fix.ts)
+    ctx.streak(RULE, TYPE, j.supervisee, fix.device, c, fix.ts)
     return True
 
 
