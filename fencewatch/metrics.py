@@ -11,6 +11,11 @@ FIXES_STORED = Counter("fencewatch_fixes_stored", "Fixes committed to the databa
 FIXES_REJECTED = Counter(
     "fencewatch_fixes_rejected", "Device messages rejected, by reason", ["reason"]
 )
+MESSAGES_IGNORED = Counter(
+    "fencewatch_messages_ignored",
+    "Valid device messages with nothing to judge or keep (OwnTracks waypoints, cards…), by reason",
+    ["reason"],
+)
 ALERTS_RAISED = Counter("fencewatch_alerts_raised", "Alerts raised, by type", ["type"])
 INGEST_BATCH_SECONDS = Histogram(
     "fencewatch_ingest_batch_seconds", "Time to judge and commit one ingest batch"

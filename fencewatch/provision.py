@@ -68,6 +68,8 @@ SERVICE_TOPICS = (
     ("read", "em/+/evt"),
     ("read", "em/+/cmd/ack"),
     ("read", "owntracks/+/+"),
+    ("read", "owntracks/+/+/event"),
+    ("read", "owntracks/+/+/status"),
     ("write", "em/+/cmd"),
     ("read", "$SYS/broker/publish/messages/dropped"),  # ingest.broker_watch
 )
@@ -162,6 +164,8 @@ def render_acl(devices: Sequence[DeviceEntry], service_users: Sequence[str]) -> 
             f"# OwnTracks phone {device.id}",
             f"user {device.id}",
             f"topic write {base}",
+            f"topic write {base}/event",
+            f"topic write {base}/status",
             f"topic read {base}/cmd",
         ]
     return "\n".join(lines) + "\n"

@@ -9,14 +9,26 @@ from __future__ import annotations
 
 import math
 import re
+import zlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
+from fencewatch.metrics import MESSAGES_IGNORED
 from geofence.crs import gcj02_to_wgs84
 from geofence.model import DeviceEvent, Fix
-from ingest.messages import EvtMessage, FixEntry, LocBatch, LocMessage, OwnTracksMessage
+from ingest.messages import (
+    EvtMessage,
+    FixEntry,
+    LocBatch,
+    LocMessage,
+    OwnTracksEnvelope,
+    OwnTracksLocation,
+    OwnTracksLwt,
+    OwnTracksTransition,
+    Seconds,
+)
 
 MAX_PAYLOAD = 256 * 1024
 MAX_BATCH = 2000
@@ -35,7 +47,6 @@ _loc = msgspec.json.Decoder(LocMessage)
 _loc_batch = msgspec.json.Decoder(LocBatch)
 _entry = msgspec.json.Decoder(FixEntry)
 _evt = msgspec.json.Decoder(EvtMessage)
-_owntracks = msgspec.json.Decoder(OwnTracksMessage)
 
 
 class Rejection(msgspec.Struct, frozen=True):
@@ -45,10 +56,26 @@ class Rejection(msgspec.Struct, frozen=True):
     detail: str
 
 
+class Ignored(msgspec.Struct, frozen=True):
+    """A valid message that carries nothing to judge or keep (an OwnTracks waypoint, card…):
+    counted by `reason` in fencewatch_messages_ignored_total, not rejected."""
+
+    topic: str
+    reason: str
+
+
+class DetailedEvent(DeviceEvent, frozen=True):
+    """A device event and what the device said about it (an OwnTracks transition's region,
+    a status report), kept with the event in the device's history."""
+
+    detail: dict[str, Any] | None = None
+
+
 class Decoded(msgspec.Struct):
     fixes: list[Fix] = msgspec.field(default_factory=list)
     events: list[DeviceEvent] = msgspec.field(default_factory=list)
     rejections: list[Rejection] = msgspec.field(default_factory=list)
+    ignored: list[Ignored] = msgspec.field(default_factory=list)
 
 
 class _Bad(Exception):
@@ -82,13 +109,13 @@ def decode(
                 _loc_message(topic, payload, at, device, out)
             else:
                 out.events.append(_event(payload, at, device))
-        elif len(parts) == 3 and parts[0] == "owntracks":
+        elif parts[0] == "owntracks" and (
+            len(parts) == 3 or (len(parts) == 4 and parts[3] in OWNTRACKS_SUBTOPICS)
+        ):
             phone = owntracks.get(f"{parts[1]}/{parts[2]}")
             if phone is None or phone not in devices:
                 raise _Bad("unknown_device", f"no phone registered as {parts[1]}/{parts[2]}")
-            fix = _owntracks_fix(payload, at, phone)
-            if fix is not None:
-                out.fixes.append(fix)
+            _owntracks(topic, payload, at, phone, out)
         else:
             raise _Bad("topic", f"not a device topic: {topic[:120]!r}")
     except _Bad as bad:
@@ -96,6 +123,8 @@ def decode(
     except Exception as exc:  # whatever a device sends must not stop ingest
         reason = f"undecodable: {exc!r}"
         out = Decoded(rejections=[Rejection(topic, payload, "malformed", reason)])
+    for ignored in out.ignored:
+        MESSAGES_IGNORED.labels(ignored.reason).inc()
     return out
 
 
@@ -224,22 +253,154 @@ def _event(payload: bytes, at: int, device: str) -> DeviceEvent:
     return DeviceEvent(device=device, seq=msg.seq, ts=msg.ts, at=at, type=msg.type)
 
 
-def _owntracks_fix(payload: bytes, at: int, device: str) -> Fix | None:
-    msg: OwnTracksMessage = _decode(_owntracks, payload, "OwnTracks message")
-    if msg.type_ != "location":
-        return None  # waypoints, transitions, cards…: valid OwnTracks, not positions
-    if msg.lat is None or msg.lon is None or msg.tst is None:
-        raise _Bad("schema", "an OwnTracks location needs lat, lon and tst")
-    ts = msg.tst * 1000
+# --- OwnTracks ------------------------------------------------------------------------------
+
+# Sub-topics the apps publish on besides `owntracks/<user>/<device>` that carry something
+# kept: transitions (`…/event`) and status reports (`…/status`).
+OWNTRACKS_SUBTOPICS = ("event", "status")
+# Valid OwnTracks types with nothing to judge or keep; any other `_type` is ignored too, as
+# `owntracks_other` (a label per unknown type would let a device grow the metrics at will).
+OWNTRACKS_IGNORED = frozenset(
+    {
+        "beacon",
+        "card",
+        "cmd",
+        "configuration",
+        "encrypted",
+        "msg",
+        "request",
+        "steps",
+        "waypoint",
+        "waypoints",
+    }
+)
+_SECONDS = re.compile(r"[0-9]{1,16}")
+_CHARGING = {0: None, 1: False, 2: True, 3: True}  # bs: unknown, unplugged, charging, full
+_TRANSITIONS = ("enter", "leave")
+N = TypeVar("N", int, float)
+
+_ot_envelope = msgspec.json.Decoder(OwnTracksEnvelope)
+_ot_location = msgspec.json.Decoder(OwnTracksLocation)
+_ot_lwt = msgspec.json.Decoder(OwnTracksLwt)
+_ot_transition = msgspec.json.Decoder(OwnTracksTransition)
+_ot_object = msgspec.json.Decoder(dict[str, Any])
+_ot_array = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def _owntracks(topic: str, payload: bytes, at: int, device: str, out: Decoded) -> None:
+    """One OwnTracks message, or a JSON array of them: each element is taken on its own, so
+    a bad one is rejected (its index in the detail) and the others are kept."""
+    if payload.lstrip()[:1] != b"[":
+        _owntracks_message(topic, payload, at, device, out)
+        return
+    elements: list[msgspec.Raw] = _decode(_ot_array, payload, "OwnTracks array")
+    if len(elements) > MAX_BATCH:
+        raise _Bad("too_large", f"array of {len(elements)} messages, limit {MAX_BATCH}")
+    if not elements:
+        out.ignored.append(Ignored(topic, "owntracks_empty_array"))
+    for index, element in enumerate(elements):
+        raw = bytes(element)
+        try:
+            _owntracks_message(topic, raw, at, device, out)
+        except _Bad as bad:
+            detail = f"element {index}: {bad.detail}"
+            out.rejections.append(Rejection(topic, raw, bad.reason, detail))
+
+
+def _owntracks_message(topic: str, raw: bytes, at: int, device: str, out: Decoded) -> None:
+    kind = _decode(_ot_envelope, raw, "OwnTracks message").type_
+    if kind == "location":
+        out.fixes.append(_ot_fix(_decode(_ot_location, raw, "OwnTracks location"), at, device))
+    elif kind == "lwt":
+        out.events.append(_ot_lwt_event(_decode(_ot_lwt, raw, "OwnTracks lwt"), at, device))
+    elif kind == "transition":
+        msg = _decode(_ot_transition, raw, "OwnTracks transition")
+        out.events.append(_ot_transition_event(msg, at, device))
+    elif kind == "status":
+        out.events.append(
+            _ot_status_event(_decode(_ot_object, raw, "OwnTracks status"), at, device)
+        )
+    else:
+        reason = f"owntracks_{kind}" if kind in OWNTRACKS_IGNORED else "owntracks_other"
+        out.ignored.append(Ignored(topic, reason))
+
+
+def _ot_ms(value: Seconds, name: str) -> int:
+    """An OwnTracks time (epoch seconds, as a number or a numeric string) in epoch ms."""
+    if isinstance(value, str):
+        if not _SECONDS.fullmatch(value):
+            raise _Bad("schema", f"{name} must be epoch seconds, got {value[:40]!r}")
+        value = int(value)
+    if not 0 < value < MAX_SEQ // 1000:
+        raise _Bad("out_of_range", f"{name} {value} is not a time in epoch seconds")
+    return value * 1000
+
+
+def _available(value: N | None) -> N | None:
+    """The apps' -1 for "not available" as None."""
+    return None if value == -1 else value
+
+
+def _ot_fix(msg: OwnTracksLocation, at: int, device: str) -> Fix:
+    tst_ms = _ot_ms(msg.tst, "tst")
+    if msg.lat == 0 and msg.lon == 0:
+        raise _Bad("out_of_range", "lat 0, lon 0 (null island) stands for no position")
+    if msg.bs is not None and msg.bs not in _CHARGING:
+        raise _Bad("schema", f"bs must be 0, 1, 2 or 3, got {msg.bs}")
+    acc, vel, batt = _available(msg.acc), _available(msg.vel), _available(msg.batt)
+    # OwnTracks numbers nothing and times fixes in whole seconds. seq is that second, so
+    # the engine's window of recent sequence numbers catches a redelivery from the last
+    # minute as it does a tag's; the milliseconds the app cut off are filled with a digest
+    # of the position, so a redelivered fix is the very same (device, ts, seq) and is stored
+    # once, while two different fixes within one second are two rows (when the later one
+    # has the lower digest the engine takes it for a redelivery: judged once, both kept).
+    digest = zlib.crc32(f"{msg.lat!r},{msg.lon!r}".encode()) % 1000
     entry = FixEntry(
-        seq=msg.tst,  # OwnTracks has no sequence number; one fix per second at most
-        ts=ts,
+        seq=tst_ms // 1000,
+        ts=tst_ms + digest,
         lat=msg.lat,
         lon=msg.lon,
-        acc=msg.acc,
-        spd=msg.vel / 3.6 if msg.vel is not None and msg.vel >= 0 else None,
-        hdg=msg.cog,
-        batt=msg.batt,
-        chg=msg.bs in (2, 3) if msg.bs is not None else None,
+        # 0 m is no accuracy either: Android reports 0 for a fix that has none.
+        acc=acc or None,
+        spd=None if vel is None else vel / 3.6,  # km/h
+        hdg=_available(msg.cog),
+        batt=batt,
+        chg=_CHARGING.get(msg.bs),
     )
     return _fix(entry, at, device)
+
+
+def _ot_event(device: str, seq: int, ts: int, at: int, kind: str, detail: Any) -> DetailedEvent:
+    # PostgreSQL's jsonb takes no NUL character: a detail holding one would fail the commit.
+    if detail is not None and b"\\u0000" in msgspec.json.encode(detail):
+        raise _Bad("schema", f"OwnTracks {kind}: a string holds a NUL character")
+    return DetailedEvent(device=device, seq=seq, ts=ts, at=at, type=kind, detail=detail)
+
+
+def _ot_lwt_event(msg: OwnTracksLwt, at: int, device: str) -> DetailedEvent:
+    # The broker publishes the will when the connection has died: that is now, the arrival.
+    # Its `tst` (Android sends none) says which connection it was; a will redelivered after
+    # a crash between commit and broker ack arrives at another time and is a second row.
+    connected = None if msg.tst is None else _ot_ms(msg.tst, "tst")
+    detail = None if connected is None else {"connected_at": connected}
+    return _ot_event(device, (connected or 0) // 1000, at, at, "lwt", detail)
+
+
+def _ot_transition_event(msg: OwnTracksTransition, at: int, device: str) -> DetailedEvent:
+    ts = _ot_ms(msg.tst, "tst")
+    _check_time(ts, at)
+    if msg.event not in _TRANSITIONS:
+        raise _Bad("schema", f"transition event must be enter or leave, got {msg.event[:40]!r}")
+    _finite("lat", msg.lat, -90.0, 90.0)
+    _finite("lon", msg.lon, -180.0, 180.0)
+    _finite("acc", msg.acc, 0.0, 100_000.0)
+    detail = {k: v for k, v in msgspec.structs.asdict(msg).items() if v is not None and k != "tst"}
+    # Two regions entered in the same second are two events; a redelivery is the same one.
+    seq = zlib.crc32(msgspec.json.encode(detail))
+    return _ot_event(device, seq, ts, at, "transition", detail)
+
+
+def _ot_status_event(msg: dict[str, Any], at: int, device: str) -> DetailedEvent:
+    # A status report is untimed: it is the phone's state when it arrives.
+    detail = {k: v for k, v in msg.items() if k != "_type"}
+    return _ot_event(device, zlib.crc32(msgspec.json.encode(detail)), at, at, "status", detail)

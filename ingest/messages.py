@@ -1,7 +1,8 @@
 """Wire formats devices send (spec 4.1, and OwnTracks for phones), as msgspec schemas.
 
 Types are strict: a string where a number belongs is rejected, not coerced, because a
-device that sends it is broken and an operator should see that.
+device that sends it is broken and an operator should see that. OwnTracks times are the
+one exception (`Seconds`): the apps themselves have sent them as strings.
 """
 
 from __future__ import annotations
@@ -55,16 +56,52 @@ class EvtMessage(msgspec.Struct, frozen=True):
     dev: str | None = None
 
 
-class OwnTracksMessage(msgspec.Struct, frozen=True, rename={"type_": "_type"}):
-    """What the OwnTracks app publishes on `owntracks/<user>/<device>` (its own format):
-    we use `location` messages; `tst` is epoch seconds, `vel` km/h, `bs` battery status."""
+class OwnTracksEnvelope(msgspec.Struct, frozen=True, rename={"type_": "_type"}):
+    """Any OwnTracks message (its own JSON format, on `owntracks/<user>/<device>[/…]`): the
+    `_type` says how to read the rest."""
 
     type_: str
-    lat: float | None = None
-    lon: float | None = None
-    tst: int | None = None
+
+
+# OwnTracks times are epoch seconds; the apps send numbers, but old iOS versions sent some
+# (an `lwt`'s, a location's) as numeric strings, and the recorder stores them so.
+Seconds = int | str
+
+
+class OwnTracksLocation(msgspec.Struct, frozen=True):
+    """`_type: location`: `tst` when the fix was taken, `vel` km/h, `cog` degrees, `bs`
+    battery status (0 unknown, 1 unplugged, 2 charging, 3 full). The apps send -1 for a
+    value they do not have (iOS: `cog`, `vel`; others: `acc`, `batt`). Everything else the
+    apps add (alt, vac, t, m, conn, tid, created_at, inregions, SSID, BSSID, p, topic…) is
+    read past: nothing here needs it."""
+
+    lat: float
+    lon: float
+    tst: Seconds
     acc: float | None = None
     batt: int | None = None
-    bs: int | None = None  # 0 unknown, 1 unplugged, 2 charging, 3 full
+    bs: int | None = None
     vel: float | None = None
     cog: float | None = None
+
+
+class OwnTracksLwt(msgspec.Struct, frozen=True):
+    """`_type: lwt`, the will the broker publishes when the app's connection dies; `tst` is
+    when that connection was made (the will is set on connecting)."""
+
+    tst: Seconds | None = None
+
+
+class OwnTracksTransition(msgspec.Struct, frozen=True):
+    """`_type: transition` (on `…/event`): the app entered or left one of its own regions
+    (`desc`, `rid`) at `tst`; `wtst` is when the region was made."""
+
+    tst: Seconds
+    event: str
+    lat: float | None = None
+    lon: float | None = None
+    acc: float | None = None
+    desc: str | None = None
+    rid: str | None = None
+    t: str | None = None
+    wtst: int | None = None

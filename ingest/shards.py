@@ -14,8 +14,15 @@ import msgspec
 
 from alerts.downlink import ACK_TOPIC
 from geofence.ruleset import RuleSet
+from ingest.decode import OWNTRACKS_SUBTOPICS
 
-WILDCARDS = ("em/+/loc", "em/+/evt", ACK_TOPIC, "owntracks/+/+")
+WILDCARDS = (
+    "em/+/loc",
+    "em/+/evt",
+    ACK_TOPIC,
+    "owntracks/+/+",
+    *(f"owntracks/+/+/{sub}" for sub in OWNTRACKS_SUBTOPICS),
+)
 
 
 def shard_of(supervisee: str, count: int) -> int:
@@ -44,9 +51,10 @@ class Shard(msgspec.Struct, frozen=True):
             for kind in ("loc", "evt", "cmd/ack")
         }
         topics.update(
-            f"owntracks/{user_device}"
+            f"owntracks/{user_device}{sub}"
             for user_device, device in rules.owntracks.items()
             if self.owns(rules.device_owner.get(device, ""))
+            for sub in ("", *(f"/{suffix}" for suffix in OWNTRACKS_SUBTOPICS))
         )
         return topics
 

@@ -19,7 +19,7 @@ from alerts.store import apply
 from geofence.engine import zone_state
 from geofence.judge import Judged
 from geofence.model import DeviceEvent, Verdict
-from ingest.decode import Rejection
+from ingest.decode import DetailedEvent, Rejection
 from storage.db import Conn
 
 _COLUMNS = (
@@ -110,9 +110,9 @@ async def commit(
             out.last_event_rid = (
                 await conn.fetchval(
                     "WITH new AS (INSERT INTO device_events"
-                    " (device_id, seq, ts, received_at, type, supervisee_id)"
+                    " (device_id, seq, ts, received_at, type, supervisee_id, detail)"
                     " SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[],"
-                    " $4::timestamptz[], $5::text[], $6::text[])"
+                    " $4::timestamptz[], $5::text[], $6::text[], $7::jsonb[])"
                     " ON CONFLICT DO NOTHING RETURNING rid) SELECT max(rid) FROM new",
                     [e.device for e in events],
                     [e.seq for e in events],
@@ -120,6 +120,7 @@ async def commit(
                     [e.at for e in events],
                     [e.type for e in events],
                     [owners.get(e.device) for e in events],
+                    [e.detail if isinstance(e, DetailedEvent) else None for e in events],
                 )
                 or 0
             )

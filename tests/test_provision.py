@@ -129,6 +129,8 @@ def test_the_acl(tmp_path: Path) -> None:
     assert not any(x.startswith("topic write em/+/loc") for x in service)
     assert lines[lines.index("user P") + 1 :] == [
         "topic write owntracks/alice/phone",
+        "topic write owntracks/alice/phone/event",
+        "topic write owntracks/alice/phone/status",
         "topic read owntracks/alice/phone/cmd",
     ]
 
