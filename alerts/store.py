@@ -28,6 +28,9 @@ SEVERITY = {
     "device_offline": "normal",
     "no_fix": "normal",
     "low_battery": "low",
+    # The service could not judge this person's data (ingest/quarantine.py): they are not
+    # monitored until the rules are corrected.
+    "engine_fault": "high",
 }
 
 

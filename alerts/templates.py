@@ -23,6 +23,7 @@ TYPE_ZH = {
     "low_battery": "设备电量低",
     "strap_tamper": "防拆告警（腕带被打开或剪断）",
     "sos": "紧急求助（SOS）",
+    "engine_fault": "系统无法判定定位数据（需核查规则）",
 }
 SEVERITY_ZH = {"critical": "紧急", "high": "重要", "normal": "一般", "low": "提示"}
 LEVEL_ZH = {0: "责任矫正工作人员", 1: "司法所负责人", 2: "县级社区矫正机构"}

@@ -84,13 +84,15 @@ POLICY_BOUNDS: dict[str, Bound] = {
 # -- zones ----------------------------------------------------------------------------------
 
 
-def radius_problem(radius: Any) -> str | None:
-    """Why `radius` (metres) cannot be a circle zone's radius, or None."""
-    if not isinstance(radius, int | float) or isinstance(radius, bool):
-        return "a Point zone needs a positive radius in metres"
-    if not (math.isfinite(radius) and MIN_RADIUS_M <= radius <= MAX_RADIUS_M):
-        return f"radius must be {MIN_RADIUS_M:g} to {MAX_RADIUS_M:g} metres, got {radius!r}"
-    return None
+def circle_radius(value: Any) -> float:
+    """A circle zone's radius in metres, or ValueError with the reason."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError("a Point zone needs a positive radius in metres")
+    if not (math.isfinite(value) and MIN_RADIUS_M <= value <= MAX_RADIUS_M):
+        raise ValueError(
+            f"radius must be {MIN_RADIUS_M:g} to {MAX_RADIUS_M:g} metres, got {value!r}"
+        )
+    return float(value)
 
 
 def geometry_problem(geom: shapely.Geometry) -> str | None:

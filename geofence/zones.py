@@ -16,7 +16,7 @@ import shapely
 from shapely.geometry import mapping, shape
 
 from geofence.crs import gcj02_to_wgs84
-from geofence.limits import MAX_SCHEDULE_WINDOWS, geometry_problem, radius_problem
+from geofence.limits import MAX_SCHEDULE_WINDOWS, circle_radius, geometry_problem
 from geofence.model import Window, ZoneDef
 
 KINDS = ("jurisdiction", "exclusion", "home")
@@ -123,14 +123,13 @@ def parse_feature(
     if problem is not None:
         raise ZoneError(f"zone {zone_id}: {problem}")
     geom = to_wgs84(geom, crs)
-    radius = props.get("radius", props.get("radius_m"))
+    radius: float | None = None
     if geom.geom_type == "Point":
-        problem = radius_problem(radius)
-        if problem is not None:
-            raise ZoneError(f"zone {zone_id}: {problem}")
-        radius = float(radius)
+        try:
+            radius = circle_radius(props.get("radius", props.get("radius_m")))
+        except ValueError as exc:
+            raise ZoneError(f"zone {zone_id}: {exc}") from None
     else:
-        radius = None
         try:
             geom = clean_polygonal(geom)
         except ZoneError as exc:

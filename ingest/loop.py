@@ -25,11 +25,14 @@ from fencewatch.metrics import (
     INGEST_BACKLOG,
     INGEST_BATCH_SECONDS,
 )
+from geofence import guard
 from geofence.engine import Engine
+from geofence.guard import Message
 from geofence.judge import Judged
 from geofence.model import DeviceEvent, Verdict
 from ingest.decode import Decoded, Rejection, decode
 from ingest.mqtt import Inbound, MqttSource
+from ingest.quarantine import Quarantine
 from ingest.shards import Shard
 from ingest.writer import Committed, commit
 from storage.db import UNAVAILABLE
@@ -62,6 +65,7 @@ class Pipeline:
         self.held = True
         self.valid_until = math.inf
         self.inflight: asyncio.Future[None] | None = None
+        self.quarantine = Quarantine()
 
     async def drain(self) -> None:
         """Wait for the commit in flight; its failure is raised here (then nothing may be
@@ -111,9 +115,24 @@ class Pipeline:
         if not self.held:
             raise ShardLost
 
+    def quarantined(
+        self, outcome: guard.Guarded, sources: Sequence[Inbound]
+    ) -> tuple[list[Rejection], set[int]]:
+        """The guard's faults as rejected messages (returned, with the faulty messages'
+        indices) and engine_fault alerts (added to the outcome's verdicts)."""
+        if not (outcome.faults or self.quarantine.open):
+            return [], set()
+        judged = {j.supervisee for j in outcome.judged} if self.quarantine.open else set()
+        now = int(time.time() * 1000)
+        rejections, verdicts = self.quarantine.record(outcome.faults, sources, now, judged)
+        outcome.verdicts += verdicts
+        return rejections, {f.index for f in outcome.faults if f.index is not None}
+
     async def tick(self, now_ms: int) -> None:
         async with self.lock:
-            verdicts = self.engine.tick(now_ms)
+            verdicts, faults = guard.tick(self.engine, now_ms)
+            if faults:
+                verdicts += self.quarantine.record(faults, (), now_ms)[1]
             if verdicts:
                 await self.drain()
                 done = await self.commit((), (), (), verdicts)
@@ -148,17 +167,31 @@ class IngestLoop:
             acks = [i for i in mine if i.topic.endswith(ACK_SUFFIX)]
             if acks:
                 decoded.rejections += await self._command_acks(acks)
+            # Each message's fixes and events, and the message, for the guard to name a
+            # message the engine cannot judge.
+            messages: list[Message] = []
+            sources: list[Inbound] = []
             for item in mine:
                 if item.topic.endswith(ACK_SUFFIX):
                     continue
                 d = decode(item.topic, item.payload, item.at, rules.device_owner, rules.owntracks)
-                decoded.fixes += d.fixes
-                decoded.events += d.events
                 decoded.rejections += d.rejections
+                if d.fixes or d.events:
+                    messages.append((d.fixes, d.events))
+                    sources.append(item)
+                    decoded.fixes += d.fixes
+                    decoded.events += d.events
+            outcome = guard.process(p.engine, messages)
+            quarantined, faults = p.quarantined(outcome, sources)
+            if quarantined:
+                decoded.rejections += quarantined
+                # Kept as the quarantined message, not as an event judged.
+                decoded.events = [
+                    e for i, m in enumerate(messages) if i not in faults for e in m[1]
+                ]
             FIXES_RECEIVED.inc(len(decoded.fixes))
             for r in decoded.rejections:
                 FIXES_REJECTED.labels(r.reason).inc()
-            outcome = p.engine.process(decoded.fixes, decoded.events)
             await p.drain()
             p.inflight = asyncio.ensure_future(
                 self._finish(items, outcome.judged, decoded, outcome.verdicts, started)

@@ -12,6 +12,7 @@ from alerts.feed import Feed
 from geofence.ruleset import RuleSet
 from ingest.loop import IngestLoop, Pipeline
 from ingest.mqtt import MqttSource
+from ingest.quarantine import Quarantine, open_faults
 from ingest.shards import Shard
 from storage import snapshots
 
@@ -32,8 +33,10 @@ class ShardRunner:
     ) -> ShardRunner:
         async with pool.acquire() as conn:
             engine, last_rid, last_event_rid, rejudged = await snapshots.restore(conn, rules, shard)
+            faults = await open_faults(conn)
         log.info("shard %s: restored, %d fixes and events judged again", name, rejudged)
         pipeline = Pipeline(engine, pool, feed)
+        pipeline.quarantine = Quarantine({p: k for p, k in faults.items() if shard.owns(p)})
         pipeline.last_rid, pipeline.last_event_rid = last_rid, last_event_rid
         source = MqttSource(mqtt_url, name, shard.topics(rules))
         source.start()

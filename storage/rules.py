@@ -3,12 +3,16 @@ recurring permits, heightened periods) from the database into the engine's model
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 
 from fencewatch.timefmt import epoch_ms
+from geofence.limits import heightened_problems
 from geofence.model import DeviceRef, Heightened, Leave, Roster, Supervisee, ZoneDef
 from geofence.zones import parse_schedule
 from storage.db import Conn
+
+log = logging.getLogger("fencewatch.rules")
 
 # The Redis channel on which a change of these rules is announced (a JSON list of the
 # supervisees concerned, or null for everyone); every `fencewatch serve` reloads on it.
@@ -73,16 +77,24 @@ async def load_rules(conn: Conn, timezone: str) -> tuple[Roster, list[ZoneDef]]:
             " FROM supervisees WHERE status = 'active' ORDER BY id"
         )
     ]
-    heightened = [
-        Heightened(
-            start=epoch_ms(r["starts_at"]),
-            end=epoch_ms(r["ends_at"]),
-            name=r["name"],
-            policy=r["policy"],
+    heightened = []
+    for r in await conn.fetch(
+        "SELECT id, name, starts_at, ends_at, policy FROM heightened_periods"
+        f" WHERE ends_at > now() - {_HISTORY} ORDER BY starts_at, id"
+    ):
+        # The API refuses such a period; one written around it would apply to everyone, so
+        # it is left out (the base policies apply) rather than put where it could fail or
+        # relax the rules for all.
+        problems = heightened_problems(r["policy"])
+        if problems:
+            log.error("heightened period %s left out: %s", r["id"], "; ".join(problems))
+            continue
+        heightened.append(
+            Heightened(
+                start=epoch_ms(r["starts_at"]),
+                end=epoch_ms(r["ends_at"]),
+                name=r["name"],
+                policy=r["policy"],
+            )
         )
-        for r in await conn.fetch(
-            "SELECT name, starts_at, ends_at, policy FROM heightened_periods"
-            f" WHERE ends_at > now() - {_HISTORY} ORDER BY starts_at, id"
-        )
-    ]
     return Roster(timezone=timezone, supervisees=people, heightened=heightened), zones

@@ -12,6 +12,7 @@ oldest of them."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -19,6 +20,7 @@ import msgspec
 
 from alerts.store import apply
 from fencewatch.timefmt import epoch_ms
+from geofence import guard
 from geofence.engine import Engine
 from geofence.model import DeviceEvent, Fix, Quality
 from geofence.ruleset import RuleSet
@@ -27,6 +29,8 @@ from storage.db import Conn
 
 if TYPE_CHECKING:
     from ingest.shards import Shard
+
+log = logging.getLogger("fencewatch.snapshots")
 
 KEEP = 3
 CHUNK = 5000
@@ -134,7 +138,7 @@ async def restore(conn: Conn, rules: RuleSet, shard: Shard) -> tuple[Engine, int
             if _ours(rules, shard, r["device_id"])
         ]
         rejudged += len(fixes)
-        outcome = engine.process(fixes)
+        outcome = _judge(engine, [([f], ()) for f in fixes])
         async with conn.transaction():
             await apply(conn, outcome.verdicts)
     rows = await conn.fetch(
@@ -152,6 +156,17 @@ async def restore(conn: Conn, rules: RuleSet, shard: Shard) -> tuple[Engine, int
             if _ours(rules, shard, r["device_id"])
         ]
         rejudged += len(events)
+        outcome = _judge(engine, [((), [e]) for e in events])
         async with conn.transaction():
-            await apply(conn, engine.process((), events).verdicts)
+            await apply(conn, outcome.verdicts)
     return engine, last_rid, last_event_rid, rejudged
+
+
+def _judge(engine: Engine, messages: list[guard.Message]) -> guard.Guarded:
+    """Judged again as ingest judges (geofence.guard): what the engine now raises on — the
+    rules changed since it was stored — is left out rather than stop the start; ingest
+    raises the alert when the person's next message meets the same fault."""
+    outcome = guard.process(engine, messages)
+    for fault in outcome.faults:
+        log.error("re-judging %s: engine raised (%s); left out", fault.device, fault.error)
+    return outcome

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 import paho.mqtt.client as mqtt
 
@@ -84,12 +85,21 @@ class Live:
 
 @asynccontextmanager
 async def running(
-    pg_dsn: str, redis_url: str, mqtt_url: str, zones: dict[str, Any], roster: dict[str, Any]
+    pg_dsn: str,
+    redis_url: str,
+    mqtt_url: str,
+    zones: dict[str, Any],
+    roster: dict[str, Any],
+    tamper: Callable[[asyncpg.Pool], Awaitable[None]] | None = None,
 ) -> AsyncIterator[Live]:
+    """The service on the loaded scenario; `tamper` changes the database behind the API's
+    back before the service starts."""
     pool = await open_pool(pg_dsn, min_size=1, max_size=2)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             await load_scenario(pool, write_scenario(Path(tmp), zones, roster))
+        if tamper is not None:
+            await tamper(pool)
         token = await create_token(pool, "operator", subject="test operator")
     finally:
         await pool.close()
