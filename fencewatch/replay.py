@@ -49,7 +49,12 @@ def replay(scenario: Path, out: TextIO, err: TextIO) -> int:
     for ping in read_pings(scenario / "pings.jsonl"):
         emit(engine.tick(ping.at))
         decoded = decode(
-            ping.topic, bytes(ping.payload), ping.at, rules.device_owner, rules.owntracks
+            ping.topic,
+            bytes(ping.payload),
+            ping.at,
+            rules.device_owner,
+            rules.owntracks,
+            rules.osmand,
         )
         for r in decoded.rejections:
             print(f"rejected {r.topic} at {iso(ping.at)}: {r.reason}: {r.detail}", file=err)

@@ -6,6 +6,7 @@ three through the engine with no servers.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -16,8 +17,10 @@ import msgspec
 from geofence.limits import heightened_problems
 from geofence.model import DeviceRef, Heightened, Leave, Roster, Supervisee, Window, ZoneDef
 from geofence.zones import ZoneError, parse_feature_collection, parse_schedule
+from ingest.osmand import ID_PATTERN as OSMAND_ID
 
 LEVELS = ("strict", "normal", "lenient")
+_OSMAND_ID = re.compile(OSMAND_ID)
 
 
 class ScenarioError(ValueError):
@@ -56,7 +59,15 @@ def _device(raw: Any) -> DeviceRef:
         owntracks = raw.get("owntracks")
         if owntracks is not None and (not isinstance(owntracks, str) or owntracks.count("/") != 1):
             raise ScenarioError(f"device {raw['id']}: owntracks must be '<user>/<device>'")
-        return DeviceRef(id=raw["id"], kind=kind, owntracks=owntracks)
+        osmand = raw.get("osmand")
+        if osmand is not None and (not isinstance(osmand, str) or not _OSMAND_ID.match(osmand)):
+            raise ScenarioError(
+                f"device {raw['id']}: osmand must be the id the phone sends (1–64 printable"
+                " characters, no spaces)"
+            )
+        if osmand is not None and kind != "phone":
+            raise ScenarioError(f"device {raw['id']}: only a phone has an OsmAnd id")
+        return DeviceRef(id=raw["id"], kind=kind, owntracks=owntracks, osmand=osmand)
     raise ScenarioError(f"a device must be an id or an object with an id, got {raw!r}")
 
 

@@ -91,9 +91,11 @@ def decode(
     at: int,
     devices: Mapping[str, str],
     owntracks: Mapping[str, str],
+    osmand: Mapping[str, str] | None = None,
 ) -> Decoded:
     """`devices` maps known device ids to their owner, `owntracks` maps "<user>/<device>"
-    of registered phones to device ids; `at` is when the message arrived (epoch ms)."""
+    of registered phones to device ids, `osmand` the OsmAnd ids phones send to device ids;
+    `at` is when the message arrived (epoch ms)."""
     out = Decoded()
     try:
         if len(payload) > MAX_PAYLOAD:
@@ -116,6 +118,10 @@ def decode(
             if phone is None or phone not in devices:
                 raise _Bad("unknown_device", f"no phone registered as {parts[1]}/{parts[2]}")
             _owntracks(topic, payload, at, phone, out)
+        elif parts[0] == "osmand" and len(parts) <= 2:
+            from ingest import osmand as protocol  # here: it builds on this module's checks
+
+            protocol.decode_into(topic, payload, at, devices, osmand or {}, out)
         else:
             raise _Bad("topic", f"not a device topic: {topic[:120]!r}")
     except _Bad as bad:

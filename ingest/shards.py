@@ -14,6 +14,7 @@ import msgspec
 
 from alerts.downlink import ACK_TOPIC
 from geofence.ruleset import RuleSet
+from ingest import osmand
 from ingest.decode import OWNTRACKS_SUBTOPICS
 
 WILDCARDS = (
@@ -22,6 +23,9 @@ WILDCARDS = (
     ACK_TOPIC,
     "owntracks/+/+",
     *(f"owntracks/+/+/{sub}" for sub in OWNTRACKS_SUBTOPICS),
+    # OsmAnd requests, published by the HTTP listener for the shard that judges the
+    # phone's wearer (ingest.osmand_http)
+    osmand.topic("+"),
 )
 
 
@@ -61,6 +65,11 @@ class Shard(msgspec.Struct, frozen=True):
     def foreign(self, topic: str, rules: RuleSet) -> bool:
         """A message this shard is subscribed to but another shard judges: a subscription
         left in the persistent session from before the device changed hands."""
+        topics.update(
+            osmand.topic(device)
+            for device in rules.osmand.values()
+            if self.owns(rules.device_owner.get(device, ""))
+        )
         if self.count == 1:
             return False
         parts = topic.split("/")

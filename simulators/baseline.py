@@ -95,7 +95,12 @@ def run(scenario: Path) -> list[dict[str, object]]:
     for ping in read_pings(scenario / "pings.jsonl"):
         naive.clock(ping.at)
         decoded = decode(
-            ping.topic, bytes(ping.payload), ping.at, rules.device_owner, rules.owntracks
+            ping.topic,
+            bytes(ping.payload),
+            ping.at,
+            rules.device_owner,
+            rules.owntracks,
+            rules.osmand,
         )
         for fix in decoded.fixes:
             naive.arrived(fix.device, ping.at)

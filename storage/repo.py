@@ -426,8 +426,8 @@ async def active_supervisee_ids(conn: Conn, offices: Offices) -> list[str]:
 # --- devices and assignments -------------------------------------------------------------
 
 _DEVICE_QUERY = (
-    "SELECT d.id, d.kind, d.owntracks, d.model, a.supervisee_id AS supervisee, a.since,"
-    " s.office_id AS office"
+    "SELECT d.id, d.kind, d.owntracks, d.osmand, d.model, a.supervisee_id AS supervisee,"
+    " a.since, s.office_id AS office"
     " FROM devices d"
     " LEFT JOIN device_assignments a ON a.device_id = d.id AND a.until IS NULL"
     " LEFT JOIN supervisees s ON s.id = a.supervisee_id"
@@ -453,7 +453,8 @@ _DEVICE_UPSERT = (
 async def upsert_device(conn: Conn, device: DeviceRef, model: str | None = None) -> None:
     """A model left out keeps the stored one (rosters do not carry models)."""
     await conn.execute(
-        "INSERT INTO devices (id, kind, owntracks, model) VALUES ($1, $2, $3, $4)" + _DEVICE_UPSERT,
+        "INSERT INTO devices (id, kind, owntracks, osmand, model) VALUES ($1, $2, $3, $4, $5)"
+        + _DEVICE_UPSERT,
         device.id,
         device.kind,
         device.owntracks,
@@ -465,8 +466,10 @@ async def upsert_devices(conn: Conn, devices: Sequence[DeviceRef]) -> None:
     """`upsert_device` without a model for many in one statement; an id must not come twice."""
     await conn.execute(
         # The record's columns are named after the DeviceRef fields, as encoded.
-        "INSERT INTO devices (id, kind, owntracks) SELECT * FROM jsonb_to_recordset($1::jsonb)"
-        " AS d(id text, kind text, owntracks text)" + _DEVICE_UPSERT,
+    " osmand = EXCLUDED.osmand,"
+        "INSERT INTO devices (id, kind, owntracks, osmand)"
+        " SELECT * FROM jsonb_to_recordset($1::jsonb)"
+        " AS d(id text, kind text, owntracks text, osmand text)" + _DEVICE_UPSERT,
         devices,
     )
 
@@ -476,6 +479,7 @@ async def assign_device(conn: Conn, device: str, supervisee: str) -> tuple[str |
     opens one unless it is already open. Returns (previous wearer, whether anything changed)."""
     previous = await conn.fetchval(
         "UPDATE device_assignments SET until = now()"
+        device.osmand,
         " WHERE device_id = $1 AND until IS NULL AND supervisee_id <> $2 RETURNING supervisee_id",
         device,
         supervisee,

@@ -18,6 +18,7 @@ from api.fields import UtcTime
 from api.routes.orders import today
 from api.routes.supervisees import require_supervisee
 from geofence.model import DeviceRef
+from ingest.osmand import ID_PATTERN as OSMAND_ID
 from storage import repo
 from storage.repo import Conn
 
@@ -33,12 +34,19 @@ class DeviceIn(BaseModel):
         pattern=r"^[^/]+/[^/]+$",
         description="'<user>/<device>' of a phone's OwnTracks topic owntracks/<user>/<device>",
     )
+    osmand: str | None = Field(
+        None,
+        pattern=OSMAND_ID,
+        description="the id a phone running Traccar Client (OsmAnd protocol over HTTP) sends",
+    )
     model: str | None = Field(None, description="left out: keeps the stored model")
 
     @model_validator(mode="after")
     def _owntracks_only_on_phones(self) -> Self:
         if self.owntracks is not None and self.kind != "phone":
             raise ValueError("only a phone can have an OwnTracks mapping")
+        if self.osmand is not None and self.kind != "phone":
+            raise ValueError("only a phone can have an OsmAnd id")
         return self
 
 
@@ -112,7 +120,8 @@ async def put_device(ctx: Ctx, user: Manager, device_id: str, body: DeviceIn) ->
         if wearer and was_phone and body.kind == "tag":
             # A worn phone re-registered as a tag needs an order like any tag.
             await require_order(conn, wearer)
-        await repo.upsert_device(conn, DeviceRef(device_id, body.kind, body.owntracks), body.model)
+        device = DeviceRef(device_id, body.kind, body.owntracks, body.osmand)
+        await repo.upsert_device(conn, device, body.model)
         await audit.record(conn, user, "device.put", f"device:{device_id}", body.model_dump())
         row = await repo.get_device(conn, None, device_id)
     assert row is not None
