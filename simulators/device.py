@@ -6,6 +6,9 @@ and on. A phone runs OwnTracks in significant-move mode: it publishes when its w
 moved a couple of hundred metres, or after a ping interval, so its reports are irregular;
 it has no events and never reports without a fix.
 
+Both obey the service's commands (alerts.pursuit): a tag `set_interval`, a phone
+`reportLocation` and a switch to move mode (a fix every few seconds) and back.
+
 `DeviceSim.advance` is incremental (a live tag asks a chunk at a time) and deterministic
 for a plan's seed; a recorded scenario asks for everything at once.
 """
@@ -86,6 +89,10 @@ _STRAP_EVENT = {"open": "strap_open", "cut": "strap_cut"}
 _PHONE_GRID_MS = 15_000
 _PHONE_MOVE_M = (150.0, 300.0)
 _PHONE_PING_S = (300.0, 900.0)
+# OwnTracks `monitoring` modes, and move mode's default seconds between fixes (Android's
+# moveModeLocatorInterval).
+SIGNIFICANT, MOVE = 1, 2
+_MOVE_INTERVAL_MS = 10_000
 
 
 class DeviceSim:
@@ -105,6 +112,9 @@ class DeviceSim:
         self.last_pub: tuple[int, float, float] | None = None  # phone: t, x, y
         self.next_move_m = 0.0
         self.next_ping_ms = 0
+        self.monitoring = SIGNIFICANT  # phone
+        self.move_interval_ms = _MOVE_INTERVAL_MS
+        self.report_requested = False
 
     @property
     def topic(self) -> str:
@@ -112,11 +122,33 @@ class DeviceSim:
             return owntracks_topic(self.plan.owntracks or f"u{self.plan.id}/{self.plan.id}")
         return loc_topic(self.plan.id)
 
+    def set_interval(self, interval_s: float) -> None:
+        """A tag told to report every `interval_s`: the next report comes that long after
+        the last one, or at once if that time has passed."""
+        interval_ms = int(interval_s * 1000)
+        self.next_report = max(self.clock, self.next_report - self.interval_ms + interval_ms)
+        self.interval_ms = interval_ms
+
+    def set_monitoring(self, mode: int, interval_s: float | None = None) -> None:
+        """A phone's OwnTracks monitoring mode: MOVE publishes every `interval_s` (or the
+        last one given) wherever its wearer is, SIGNIFICANT only on movement or a ping."""
+        if interval_s is not None:
+            self.move_interval_ms = int(interval_s * 1000)
+        if mode == MOVE and self.monitoring != MOVE:
+            self.next_report = self.clock
+        self.monitoring = mode
+
+    def report_location(self) -> None:
+        """A phone asked for its location (OwnTracks reportLocation): it publishes at once."""
+        self.report_requested = True
+        self.next_report = self.clock
+
     def _candidates(self, until: int) -> np.ndarray:
         if self.plan.kind == "phone":
             first = self.next_report
-            times = np.arange(first, until, _PHONE_GRID_MS, dtype=np.int64)
-            self.next_report = int(times[-1]) + _PHONE_GRID_MS if len(times) else first
+            grid = self.move_interval_ms if self.monitoring == MOVE else _PHONE_GRID_MS
+            times = np.arange(first, until, grid, dtype=np.int64)
+            self.next_report = int(times[-1]) + grid if len(times) else first
             return times
         n = max(0, -(-(until - self.next_report) // self.interval_ms))
         times = self.next_report + self.interval_ms * np.arange(n, dtype=np.int64)
@@ -168,8 +200,13 @@ class DeviceSim:
     def _phone_publishes(self, t: int, x: float, y: float) -> str | None:
         """OwnTracks' decision for one candidate instant (`x`, `y` metres in any fixed
         frame): None, or the trigger."""
+        if self.report_requested:
+            self.report_requested = False
+            return "r"
         if self.last_pub is None:
             return "u"
+        if self.monitoring == MOVE:
+            return "t"
         t0, x0, y0 = self.last_pub
         if t - t0 >= self.next_ping_ms:
             return "p"
@@ -243,6 +280,7 @@ class DeviceSim:
                     hdg=hdg_l[k],
                     trigger=triggers[k] or None,
                     wifi=src_l[k] == "wifi",
+                    monitoring=self.monitoring,
                 )
                 out.append(Message(ts, self.topic, payload))
                 continue

@@ -12,6 +12,12 @@ Backpressure: paho keeps every unacknowledged QoS 1 message and runs out of mess
 65,535. The fleet caps its unacknowledged messages well below that; past the cap, or
 while disconnected, each device holds its fixes and uploads them as batches later —
 exactly what a tag does when its link is down.
+
+The same client takes the service's commands to the fleet's devices (`em/+/cmd`,
+`owntracks/+/+/cmd`) and hands each to its device between steps (simulators.tag).
+
+Devices keep the wall clock, or a `DeviceClock` running faster: minutes of reporting, and
+of obeying commands, in seconds — for tests over the live broker.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +41,7 @@ from simulators.device import DevicePlan
 from simulators.tag import LiveTag, retime
 
 MAX_UNACKED = 10_000
+COMMAND_TOPICS = ("em/+/cmd", "owntracks/+/+/cmd")
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,26 @@ class FleetStats:
     dropped: int = 0  # fell off a full device buffer
 
 
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class DeviceClock:
+    """The time a live fleet's devices keep and stamp their fixes with: the wall clock, or
+    one running `rate` times faster from `start_ms`. Ingest judges a fix live only while it
+    arrives less than Policy.late_after_s (5 min) after its time, and refuses one more than
+    10 min ahead of arrival: a fast clock should start a few minutes behind the wall and
+    stop before it is 10 minutes ahead."""
+
+    def __init__(self, rate: float = 1.0, start_ms: int | None = None) -> None:
+        self.rate = rate
+        self._wall_start = _now_ms()
+        self._start = self._wall_start if start_ms is None else start_ms
+
+    def now(self) -> int:
+        return self._start + int((_now_ms() - self._wall_start) * self.rate)
+
+
 class MqttLink:
     """One paho client shared by the fleet, with a cap on unacknowledged messages."""
 
@@ -63,15 +91,20 @@ class MqttLink:
         self._lock = threading.Lock()
         self.connected = threading.Event()
         self.acked = 0
+        # (topic, payload) of commands received; appended by paho's thread, taken by the fleet.
+        self.commands: deque[tuple[str, bytes]] = deque()
         self.client = address.client(client_id, max_delay=30, clean_session=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
         self.client.connect_async(address.host, address.port, keepalive=30)
         self.client.loop_start()
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if not reason.is_failure:
+            # A clean session: subscribed afresh on every connect.
+            client.subscribe([(topic, 1) for topic in COMMAND_TOPICS])
             self.connected.set()
 
     def _on_disconnect(
@@ -86,6 +119,9 @@ class MqttLink:
                 self._unacked.discard(mid)
             else:
                 self._early.add(mid)
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        self.commands.append((message.topic, bytes(message.payload)))
 
     @property
     def unacked(self) -> int:
@@ -116,10 +152,6 @@ class MqttLink:
         self.client.loop_stop()
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 async def run_fleet(
     mqtt_url: str,
     roster_plan: FleetPlan,
@@ -129,22 +161,29 @@ async def run_fleet(
     client_id: str | None = None,
     stats: FleetStats | None = None,
     history_s: float = 0.0,
+    clock: DeviceClock | None = None,
 ) -> None:
-    """Publish `roster_plan`'s devices live, every `interval_s` seconds each, until `stop`
-    is set. The plan starts `history_s` ago (see simulators.tag.retime): like tags that were
-    out of touch, each first uploads what it recorded since, as batches. What was sent is
-    counted into `stats` when given."""
+    """Publish `roster_plan`'s devices live, every `interval_s` seconds each (of `clock`'s
+    time: the wall clock unless given), until `stop` is set. The plan starts `history_s`
+    ago (see simulators.tag.retime): like tags that were out of touch, each first uploads
+    what it recorded since, as batches. What was sent is counted into `stats` when given."""
     link = MqttLink(mqtt_url, client_id or f"fencewatch-sim-{uuid.uuid4().hex[:8]}")
-    wall_start = _now_ms() - int(history_s * 1000)
+    clock = clock or DeviceClock()
+    device_start = clock.now() - int(history_s * 1000)
     tags = [
-        LiveTag(retime(p, roster_plan.start_ms, wall_start, speedup), interval_s)
+        LiveTag(retime(p, roster_plan.start_ms, device_start, speedup), interval_s)
         for p in roster_plan.devices
     ]
-    tick = min(1.0, interval_s / 5)
+    by_topic = {t.command_topic: t for t in tags}
+    tick = min(1.0, interval_s / 5) / clock.rate
     stats = stats if stats is not None else FleetStats()
     try:
         while not stop.is_set():
-            now = _now_ms()
+            now = clock.now()
+            while link.commands:
+                topic, payload = link.commands.popleft()
+                if (tag := by_topic.get(topic)) is not None:
+                    tag.command(payload, link)
             for t in tags:
                 t.step(now, link)
             with contextlib.suppress(TimeoutError):

@@ -103,10 +103,12 @@ def owntracks_location(
     hdg: float | None = None,
     trigger: str | None = None,
     wifi: bool = False,
+    monitoring: int = 1,
 ) -> Payload:
     """An OwnTracks `location` message as the app publishes it (its JSON format: `tst`
     epoch seconds, `vel` km/h, `cog` degrees, `bs` 1 unplugged / 2 charging, `conn` w/m,
-    `t` trigger: p ping, u manual, t timer, c region, absent for a plain move)."""
+    `t` trigger: p ping, u manual, t timer, r reportLocation, c region, absent for a plain
+    move; `m` monitoring mode: 1 significant, 2 move)."""
     msg: Payload = {
         "_type": "location",
         "tid": tid,
@@ -115,7 +117,7 @@ def owntracks_location(
         "lon": lon,
         "acc": round(acc),
         "conn": "w" if wifi else "m",
-        "m": 1,
+        "m": monitoring,
         "created_at": ts // 1000,
     }
     if batt is not None:

@@ -9,6 +9,10 @@ implausible speeds.)
 The tag holds its messages while it cannot publish — in a coverage gap of its plan, while
 the broker is unreachable, or while too many of its QoS 1 messages are unacknowledged —
 and then uploads them as `batch` messages, as real tags do.
+
+It obeys the service's commands (`command`): a tag those of spec 4.1 on `em/<id>/cmd`,
+acknowledged on `em/<id>/cmd/ack` (alerts.downlink); a phone the OwnTracks app's on
+`owntracks/<user>/<device>/cmd`.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Protocol
 import msgspec
 import numpy as np
 
-from simulators.device import Battery, DevicePlan, DeviceSim, Window
+from simulators.device import MOVE, SIGNIFICANT, Battery, DevicePlan, DeviceSim, Window
 from simulators.messages import Message
 from simulators.route import Track
 from simulators.uplink import LinkPlan, fold, wire
@@ -76,6 +80,45 @@ class LiveTag:
         self.encoder = msgspec.json.Encoder()
         self.sent = 0
         self.dropped = 0
+        self.obeyed: set[str] = set()  # command ids: a redelivered command is not obeyed twice
+
+    @property
+    def command_topic(self) -> str:
+        if self.plan.kind == "phone":
+            return f"{self.sim.topic}/cmd"
+        return f"em/{self.plan.id}/cmd"
+
+    def command(self, payload: bytes, link: Link) -> None:
+        """Obey a command from the service; firmware ignores what it cannot parse."""
+        try:
+            body = msgspec.json.decode(payload)
+        except msgspec.DecodeError:
+            return
+        if not isinstance(body, dict):
+            return
+        if self.plan.kind == "phone":
+            self._owntracks_command(body)
+            return
+        command_id = str(body.get("id"))
+        interval = body.get("interval_s")
+        if command_id not in self.obeyed:
+            self.obeyed.add(command_id)
+            if body.get("type") == "set_interval" and isinstance(interval, int) and interval > 0:
+                self.sim.set_interval(interval)
+        # Acknowledged every time: the ack of the first delivery may be what was lost.
+        ack = {"v": 1, "id": command_id, "type": "ack"}
+        link.publish(f"{self.command_topic}/ack", self.encoder.encode(ack))
+
+    def _owntracks_command(self, body: dict) -> None:
+        if body.get("_type") != "cmd":
+            return
+        if body.get("action") == "reportLocation":
+            self.sim.report_location()
+        config = body.get("configuration")
+        if body.get("action") == "setConfiguration" and isinstance(config, dict):
+            mode, interval = config.get("monitoring"), config.get("moveModeLocatorInterval")
+            if mode in (SIGNIFICANT, MOVE):
+                self.sim.set_monitoring(mode, interval if isinstance(interval, int) else None)
 
     def _in_gap(self, now: int) -> bool:
         return any(a <= now < b for a, b in self.plan.link.gaps)

@@ -162,8 +162,11 @@ async def test_a_breach_over_mqtt_reaches_the_officer_and_orders_the_device_back
                     assert "张三（P1）越界（擅自离开执行地）" in message["text"]
                     assert "执行地：" in message["text"]
 
-                    # 责令立即返回 on the device's command topic (spec 4.1).
+                    # 责令立即返回 on the device's command topic (spec 4.1), after pursuit's
+                    # set_interval (alerts.pursuit) from the breach's first fix.
                     topic, command = await device.next()
+                    while command["type"] == "set_interval":
+                        topic, command = await device.next()
                     assert topic == "em/T1/cmd"
                     assert command["v"] == 1 and command["type"] == "return_now"
                     assert "立即返回" in command["text"]

@@ -1,11 +1,13 @@
 """Pursuit at the edge (alerts.pursuit), on the real PostgreSQL and Mosquitto: the engine's
 "pursue" and "relax" verdicts become downlink commands in the batch's own commit — set_interval
 for a tag, OwnTracks commands for a phone — never alerts, and a flapping device gets no
-command storm. The restore runs on a controlled clock; no timing assertions."""
+command storm; and the simulated devices obey those commands. The restore runs on a
+controlled clock; no timing assertions. (Over the live broker: tests/test_pursuit_live.py.)"""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -14,6 +16,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
+import numpy as np
 import pytest
 
 from alerts.downlink import DownlinkSender
@@ -21,7 +24,12 @@ from alerts.outbox import OutboxMessage
 from alerts.pursuit import restore_due
 from geofence.model import Verdict
 from ingest.writer import commit
+from simulators.device import DevicePlan
+from simulators.route import Env, RouteBuilder
+from simulators.tag import LiveTag
 from storage.db import open_pool
+from tests.kit import LIANDU_SEAT
+from tests.live import eventually
 from tests.test_alerting import seed
 from tests.test_alerting_live import Subscriber
 
@@ -175,9 +183,11 @@ async def test_the_downlink_publishes_owntracks_commands_on_the_phones_topic(
         await judged(pool, verdict("pursue", device="PH1"))
         sent = await commands(pool)
         sender.start()
-        async with asyncio.timeout(30):
-            while not sender.connected:
-                await asyncio.sleep(0.05)
+
+        async def connected() -> bool:
+            return sender.connected
+
+        await eventually(connected, "the downlink never connected")
         for n, c in enumerate(sent):
             message = OutboxMessage(n + 1, "downlink", "PH1", c[5], 1)
             assert await sender.deliver(message) == "broker_acked"
@@ -187,3 +197,91 @@ async def test_the_downlink_publishes_owntracks_commands_on_the_phones_topic(
     finally:
         sender.stop()
         phone.close()
+
+
+# -- the simulated devices obey -----------------------------------------------------------------
+
+T0 = 1_764_000_000_000
+
+
+class Link:
+    """Records what a simulated device publishes."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def ready(self) -> bool:
+        return True
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        self.sent.append((topic, msgspec.json.decode(payload)))
+        return True
+
+    def times(self, topic: str) -> list[int]:
+        return [p["ts"] if "ts" in p else p["tst"] * 1000 for t, p in self.sent if t == topic]
+
+
+def still(kind: str = "tag", hours: float = 2) -> LiveTag:
+    track = RouteBuilder(np.random.default_rng(1), T0, *LIANDU_SEAT).stay(hours * 3600, Env.OUTDOOR)
+    owntracks = "zhang/iphone" if kind == "phone" else None
+    return LiveTag(DevicePlan("D1", track.track(), kind, owntracks, seed=1), interval_s=30)
+
+
+def run(device: LiveTag, link: Link, start: int, end: int) -> None:
+    for now in range(start, end, 1_000):
+        device.step(now, link)
+
+
+def gaps(times: list[int]) -> list[int]:
+    """Seconds between reports, to the nearest 5 (a tag's clock jitters a little)."""
+    return [5 * round((b - a) / 5000) for a, b in itertools.pairwise(times)]
+
+
+def phases(steps: list[int]) -> list[tuple[int, int]]:
+    """(interval, how many reports) of each stretch of 15 s or 30 s reporting, in order; the
+    one gap where a tag switched may be anything between the two."""
+    return [(k, len(list(g))) for k, g in itertools.groupby(s for s in steps if s in (15, 30))]
+
+
+def test_a_simulated_tag_obeys_set_interval_once_per_command_and_acknowledges_it() -> None:
+    tag, link = still(), Link()
+    run(tag, link, T0, T0 + 300_000)
+    fast = msgspec.json.encode({"v": 1, "id": "c1", "type": "set_interval", "interval_s": 15})
+    tag.command(fast, link)
+    run(tag, link, T0 + 300_000, T0 + 600_000)
+    tag.command(fast, link)  # a QoS 1 redelivery
+    run(tag, link, T0 + 600_000, T0 + 660_000)
+    back = {"v": 1, "id": "c2", "type": "set_interval", "interval_s": 30}
+    tag.command(msgspec.json.encode(back), link)
+    tag.command(b"{not json", link)
+    run(tag, link, T0 + 660_000, T0 + 960_000)
+    # 30 s, then from the first command to the second (6 minutes) 15 s, then 30 s again.
+    assert phases(gaps(link.times("em/D1/loc"))) == [(30, 10), (15, 23), (30, 10)]
+    acks = [(t, p) for t, p in link.sent if t == "em/D1/cmd/ack"]
+    assert acks == [
+        ("em/D1/cmd/ack", {"v": 1, "id": c, "type": "ack"}) for c in ("c1",) * 2 + ("c2",)
+    ]
+
+
+def test_a_simulated_owntracks_phone_reports_on_request_and_in_move_mode() -> None:
+    phone, link = still("phone"), Link()
+    topic = "owntracks/zhang/iphone"
+    run(phone, link, T0, T0 + 60_000)
+    assert [p.get("t") for _, p in link.sent] == ["u"]  # then nothing: it is not moving
+    phone.command(b'{"_type":"cmd","action":"reportLocation"}', link)
+    move = {
+        "_type": "cmd",
+        "action": "setConfiguration",
+        "configuration": {"_type": "configuration", "monitoring": 2, "moveModeLocatorInterval": 15},
+    }
+    phone.command(msgspec.json.encode(move), link)
+    run(phone, link, T0 + 60_000, T0 + 240_000)
+    significant = {**move, "configuration": {"_type": "configuration", "monitoring": 1}}
+    phone.command(msgspec.json.encode(significant), link)
+    run(phone, link, T0 + 240_000, T0 + 480_000)
+    fixes = [p for t, p in link.sent if t == topic]
+    assert [p.get("t") for p in fixes[1:3]] == ["r", "t"]
+    moving = [p for p in fixes if p["m"] == 2]
+    assert len(moving) == 12 and set(gaps(link.times(topic)[1:13])) == {15}
+    assert len(fixes) == 13 and fixes[-1]["m"] == 2  # significant mode again: silent while still
+    assert phone.command_topic == f"{topic}/cmd"
