@@ -371,7 +371,7 @@ def _ot_fix(msg: OwnTracksLocation, at: int, device: str) -> Fix:
         spd=None if vel is None else vel / 3.6,  # km/h
         hdg=_available(msg.cog),
         batt=batt,
-        chg=_CHARGING.get(msg.bs),
+        chg=None if msg.bs is None else _CHARGING[msg.bs],
     )
     return _fix(entry, at, device)
 

@@ -4,7 +4,9 @@ A tag reports on a fixed interval (with a little clock jitter) and raises spec 4
 when its strap is opened or cut, its battery runs low, it starts charging, or it powers off
 and on. A phone runs OwnTracks in significant-move mode: it publishes when its wearer has
 moved a couple of hundred metres, or after a ping interval, so its reports are irregular;
-it has no events and never reports without a fix.
+it never reports without a fix. What it sends is what its app sends: an iPhone -1 for a
+speed or course it has not got; a phone's connection dies with it, so the broker
+publishes its will (`lwt`) when it is switched off or its battery dies.
 
 Both obey the service's commands (alerts.pursuit): a tag `set_interval`, a phone
 `reportLocation` and a switch to move mode (a fix every few seconds) and back.
@@ -26,12 +28,14 @@ from simulators.geo import displacement
 from simulators.gps import SOURCES, GpsModel, GpsProfile
 from simulators.messages import (
     Message,
+    Payload,
     evt,
     evt_topic,
     fix_entry,
     loc,
     loc_topic,
     owntracks_location,
+    owntracks_lwt,
     owntracks_topic,
 )
 from simulators.route import Track
@@ -56,6 +60,7 @@ class DevicePlan:
     track: Track
     kind: str = "tag"  # tag | phone
     owntracks: str | None = None  # "<user>/<device>" for a phone
+    platform: str = "android"  # a phone's: ios | android, whose OwnTracks app it runs
     interval_s: float = 30.0  # tags; phones report on movement
     gps: GpsProfile = field(default_factory=GpsProfile)
     battery: Battery = field(default_factory=Battery)
@@ -86,6 +91,8 @@ def _strap_at(times: npt.NDArray[np.int64], changes: tuple[tuple[int, str], ...]
 
 
 _STRAP_EVENT = {"open": "strap_open", "cut": "strap_cut"}
+# The broker takes a client for dead after 1.5 keep-alives without a word (OwnTracks: 60 s).
+_WILL_DELAY_MS = 90_000
 _PHONE_GRID_MS = 15_000
 _PHONE_MOVE_M = (150.0, 300.0)
 _PHONE_PING_S = (300.0, 900.0)
@@ -109,6 +116,7 @@ class DeviceSim:
         self.dead = False
         self.was_charging = False
         self.low_sent = False
+        self.connected_at = plan.track.start  # phone: its MQTT connection, for its will
         self.last_pub: tuple[int, float, float] | None = None  # phone: t, x, y
         self.next_move_m = 0.0
         self.next_ping_ms = 0
@@ -214,6 +222,26 @@ class DeviceSim:
             return ""
         return None
 
+    def _as_sent(self, payload: Payload) -> Payload:
+        """An iPhone's app sends -1 for what CoreLocation has not got: speed and course on a
+        wifi or cell fix, course when at rest (the OwnTracks recorder's demo recording);
+        Android's leaves them out."""
+        if self.plan.platform == "ios":
+            payload.setdefault("vel", -1)
+            payload.setdefault("cog", -1)
+        return payload
+
+    def _wills(self, events: list[tuple[int, str]]) -> list[Message]:
+        """The broker's `lwt` for each time the phone went off; a boot connects afresh."""
+        out = []
+        for ts, kind in sorted(events):
+            if kind == "boot":
+                self.connected_at = ts
+            elif kind == "power_off":
+                tst = str(self.connected_at // 1000) if self.plan.platform == "ios" else None
+                out.append(Message(ts + _WILL_DELAY_MS, self.topic, owntracks_lwt(tst)))
+        return out
+
     def advance(self, until: int) -> list[Message]:
         """Every message the device emits with ts in [previous `until`, `until`)."""
         plan = self.plan
@@ -282,7 +310,7 @@ class DeviceSim:
                     wifi=src_l[k] == "wifi",
                     monitoring=self.monitoring,
                 )
-                out.append(Message(ts, self.topic, payload))
+                out.append(Message(ts, self.topic, self._as_sent(payload), entry=True))
                 continue
             entry = fix_entry(
                 0,
@@ -306,6 +334,8 @@ class DeviceSim:
                 for ts, kind in events
                 if not _inside(ts, plan.silent)
             ]
+        else:
+            out += self._wills(events)
         out.sort(key=lambda m: m.ts)
         for m in out:
             if "seq" in m.payload:

@@ -113,6 +113,7 @@ def tag(
     return replace(plan, **kw)
 
 
+IOS_SHARE = 0.3  # of phones: iPhones, the rest Android
 PHONE_GPS = GpsProfile(
     gnss="gps", indoor_mix=(0.2, 0.7, 0.1), excursions_per_h=0.15, multipath_per_fix=0.002
 )
@@ -121,10 +122,14 @@ PHONE_GPS = GpsProfile(
 def phone(
     rng: np.random.Generator, device: str, track: Track, gps: GpsProfile = PHONE_GPS, **kw: Any
 ) -> DevicePlan:
-    """A phone running OwnTracks (信息化核查 by phone instead of a tag)."""
+    """A phone running OwnTracks (信息化核查 by phone instead of a tag), an iPhone or an
+    Android phone."""
     battery = Battery(
         start_pct=float(rng.uniform(80, 100)), drain_pct_h=float(rng.uniform(1.5, 3.0))
     )
+    seed = seed_of(rng)
+    # Drawn apart from `rng`, so that the scenarios' other draws stay what they were.
+    ios = np.random.default_rng((seed, 23)).uniform() < IOS_SHARE
     plan = DevicePlan(
         id=device,
         track=track,
@@ -133,6 +138,7 @@ def phone(
         gps=gps,
         battery=battery,
         link=LinkPlan(latency_median_ms=1200),
-        seed=seed_of(rng),
+        platform="ios" if ios else "android",
+        seed=seed,
     )
     return replace(plan, **kw)

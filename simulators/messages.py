@@ -16,7 +16,8 @@ Payload = dict[str, Any]
 @dataclass(frozen=True, slots=True)
 class Message:
     """One message a device publishes, before the network has had its way with it.
-    `entry` marks a tag's single fix, which a tag may fold into a `batch` when buffered."""
+    `entry` marks a single fix, which a device with a backlog folds with others into one
+    message: a tag's `batch`, an OwnTracks phone's JSON array."""
 
     ts: int
     topic: str
@@ -130,3 +131,10 @@ def owntracks_location(
     if trigger is not None:
         msg["t"] = trigger
     return msg
+
+
+def owntracks_lwt(tst: int | str | None) -> Payload:
+    """The will an OwnTracks app leaves with the broker when it connects, which the broker
+    publishes once the connection has died: `tst` is when it connected. The iOS app of the
+    OwnTracks recorder's demo recording sent it as a string; Android sends none."""
+    return {"_type": "lwt"} if tst is None else {"_type": "lwt", "tst": tst}

@@ -764,6 +764,34 @@ def routine_day(rng: np.random.Generator) -> Scenario:
     return sc
 
 
+@recipe
+def owntracks_real(rng: np.random.Generator) -> Scenario:
+    """A phone's OwnTracks app as it really sends: an iPhone (-1 for a speed or course it
+    has not got, its will's `tst` a string) or an Android phone (a will without `tst`). A
+    15–40 min coverage gap, after which the queued locations come as one JSON array; in
+    the evening the phone is switched off and the broker publishes its will. Half drive
+    3–8 km over the border and stay there for hours."""
+    day = _day(rng)
+    sc = Scenario(local_ms(day, 8), local_ms(day, 22))
+    exits = rng.uniform() < 0.5
+    c = lishui.crossing(rng, _u(rng, 800, 2500), _u(rng, 3000, 8000) if exits else 0)
+    b = RouteBuilder(rng, sc.start, *c.inside).stay(minutes(60, 180, rng), Env.INDOOR)
+    if exits:
+        b.go(*c.outside, Mode.ROAD).stay(minutes(120, 300, rng), Env.INDOOR)
+    else:
+        errand(b, rng, c.inside, within_m=3000)
+    track = b.stay_until(sc.end).track()
+    gap_at = sc.start + int(_u(rng, 0.5, 6) * H)
+    gap = (gap_at, gap_at + int(_u(rng, 15, 40) * MIN))
+    off = ((sc.end - int(_u(rng, 2.5, 4) * H), None),)
+    platform = "ios" if rng.uniform() < 0.5 else "android"
+    link = LinkPlan(gaps=(gap,), latency_median_ms=1200)
+    device = phone(rng, "P01", track, platform=platform, link=link, off=off)
+    sc.add(Person("S01", track, [device], expect=EXIT if exits else QUIET))
+    _background(sc, rng)
+    return sc
+
+
 # -- writing the suite -----------------------------------------------------------------------
 
 ATTEMPTS = 12

@@ -30,7 +30,7 @@ import numpy.typing as npt
 from geofence.model import Roster, Supervisee, ZoneDef
 from geofence.ruleset import RuleSet
 from simulators.route import Track
-from simulators.uplink import Ping
+from simulators.uplink import Body, Ping
 
 STEP_MS = 5_000
 MIN_BREACH_MS = 5 * 60_000
@@ -100,16 +100,25 @@ def _duration(start: int, end: int | None, clock_end: int) -> int:
     return (clock_end if end is None else end) - start
 
 
-def _records(topic: str, payload: dict[str, Any], at: int) -> list[Record]:
+def _records(topic: str, payload: Body, at: int) -> list[Record]:
+    if isinstance(payload, list):  # an OwnTracks phone's array
+        return [r for msg in payload for r in _records(topic, msg, at)]
     if topic.startswith("owntracks/"):
-        bs = payload.get("bs")
-        return [Record(at, payload["tst"] * 1000, True, payload.get("batt"), bs in (2, 3))]
+        return [_owntracks_record(payload, at)]
     if topic.endswith("/evt"):
         return [Record(at, payload["ts"], event=payload["type"])]
     return [
         Record(at, e["ts"], e.get("fix", True), e.get("batt"), e.get("chg"), e.get("strap"))
         for e in payload.get("batch", [payload])
     ]
+
+
+def _owntracks_record(msg: dict[str, Any], at: int) -> Record:
+    if msg["_type"] != "location":
+        return Record(at, at, event=msg["_type"])  # an lwt: the broker's, on arrival
+    batt = msg.get("batt")
+    available = None if batt == -1 else batt
+    return Record(at, msg["tst"] * 1000, True, available, msg.get("bs") in (2, 3))
 
 
 def device_records(pings: Iterable[Ping], owntracks: Mapping[str, str]) -> dict[str, list[Record]]:

@@ -5,7 +5,8 @@ reaches the broker (`at`), and in what shape.
 - Coverage gaps: a tag keeps its fixes and, when it can reach the broker again, uploads
   them as `batch` messages (`at` ≫ `ts`). Some firmware sends the backlog first; some
   sends the live fix first and trickles the backlog after it, so old fixes arrive after
-  newer ones. OwnTracks queues each message and sends them one by one.
+  newer ones. An OwnTracks phone queues its messages and, back in coverage, publishes
+  them as JSON arrays.
 - QoS 1: a message whose PUBACK was lost is published again, arriving a second time,
   often after newer messages; the messages in flight when the link dropped are sent
   again after the gap.
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulators.messages import Message, Payload, batch
+
+Body = Payload | list[Payload]  # one publish: a message, or an OwnTracks phone's array
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class LinkPlan:
 class Ping:
     at: int
     topic: str
-    payload: Payload
+    payload: Body
 
 
 def _latencies(rng: np.random.Generator, link: LinkPlan, n: int) -> list[int]:
@@ -44,8 +47,8 @@ def _latencies(rng: np.random.Generator, link: LinkPlan, n: int) -> list[int]:
 
 
 def fold(messages: list[Message], batch_max: int) -> list[list[Message]]:
-    """How a tag sends what it held: runs of fixes become batches of up to `batch_max`;
-    events go on their own."""
+    """How a device sends what it held: runs of fixes become batches (a tag) or arrays (an
+    OwnTracks phone) of up to `batch_max`; events go on their own."""
     groups: list[list[Message]] = []
     for m in messages:
         last = groups[-1] if groups else None
@@ -56,10 +59,12 @@ def fold(messages: list[Message], batch_max: int) -> list[list[Message]]:
     return groups
 
 
-def wire(group: list[Message]) -> tuple[str, Payload]:
+def wire(group: list[Message]) -> tuple[str, Body]:
     """The (topic, payload) that carries a group from `fold`."""
     if len(group) == 1:
         return group[0].topic, group[0].payload
+    if group[0].topic.startswith("owntracks/"):
+        return group[0].topic, [m.payload for m in group]
     return group[0].topic, batch([m.payload for m in group])
 
 

@@ -157,8 +157,48 @@ def test_messages_are_valid_spec_4_1_and_owntracks() -> None:
             assert late, "the coverage gap should have produced a late batch"
         else:
             assert fixes and not events
-            assert all(f.ts % 1000 == 0 for f in fixes)
+            assert all(f.ts // 1000 == f.seq for f in fixes)  # OwnTracks: whole seconds
     assert seen_types == {"batch", "no_fix"}
+
+
+@pytest.mark.parametrize("platform", ["ios", "android"])
+def test_owntracks_phones_send_what_their_apps_send(platform: str) -> None:
+    """An iPhone's -1 for speed and course it has not got; after a coverage gap the queued
+    locations in JSON arrays; the broker's will when the phone is switched off. All of it
+    decodes: fixes, and one lwt event per switch-off."""
+    rng = np.random.default_rng(7)
+    home = lishui.interior_point(rng)
+    b = RouteBuilder(rng, T0, *home).stay(1800, Env.INDOOR)
+    track = b.go(*lishui.interior_point(rng), Mode.EBIKE).stay(7200).track()
+    phone = DevicePlan(
+        "P1",
+        track,
+        kind="phone",
+        owntracks="li/phone",
+        platform=platform,
+        off=((T0 + 150 * MIN, T0 + 180 * MIN),),
+        link=LinkPlan(gaps=((T0 + 20 * MIN, T0 + 70 * MIN),)),
+        seed=4,
+    )
+    devices, owntracks = _rules([phone])
+    pings = deliver(DeviceSim(phone).advance(track.end), phone.link, np.random.default_rng(1))
+    arrays = [p.payload for p in pings if isinstance(p.payload, list)]
+    assert arrays and all(m["_type"] == "location" for a in arrays for m in a)
+    wills = [p for p in pings if isinstance(p.payload, dict) and p.payload["_type"] == "lwt"]
+    assert len(wills) == 1 and wills[0].at > T0 + 150 * MIN
+    messages = [
+        m for p in pings for m in (p.payload if isinstance(p.payload, list) else [p.payload])
+    ]
+    locations = [m for m in messages if m["_type"] == "location"]
+    unknown = [m for m in locations if m.get("vel") == -1 and m.get("cog") == -1]
+    assert bool(unknown) == (platform == "ios")
+    fixes, events = [], []
+    for p in pings:
+        decoded = decode(p.topic, msgspec.json.encode(p.payload), p.at, devices, owntracks)
+        assert decoded.rejections == [] and decoded.ignored == []
+        fixes += decoded.fixes
+        events += decoded.events
+    assert len(fixes) == len(locations) and [e.type for e in events] == ["lwt"]
 
 
 def test_gcj02_output_converts_back_to_the_truth() -> None:
