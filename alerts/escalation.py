@@ -21,7 +21,7 @@ An alert that is acknowledged or resolved is no longer 'open' and is never escal
 acknowledge endpoint needs to know nothing about this.
 
 The time an alert may wait depends on its severity and is shorter in a heightened period
-(重大节假日、重要会议期间: any row of `heightened_periods` in force).
+(重大节假日、重要会议期间: a row of `heightened_periods` in force for the person's office).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from alerts.ratelimit import release_due
 from alerts.store import NOTIFY_CHANNEL, alert_object
 from alerts.webhook import CHANNEL as WEBHOOK
 from fencewatch.config import DEFAULT_ESCALATE_AFTER_S, DEFAULT_PURSUIT_HOLD_S
+from storage import repo
 from storage.db import FAILED as DB_FAILED
 from storage.db import UNAVAILABLE, Conn
 
@@ -148,21 +149,12 @@ class Escalator:
                     continue
             done += 1
 
-    async def _heightened(self, conn: Conn, now: datetime) -> bool:
-        return bool(
-            await conn.fetchval(
-                "SELECT EXISTS (SELECT FROM heightened_periods"
-                " WHERE starts_at <= $1 AND ends_at > $1)",
-                now,
-            )
-        )
-
     async def _route(self, conn: Conn, alert: asyncpg.Record, now: datetime) -> None:
         """The first step: tell the officer, order the device back, start the timer."""
         detail: dict[str, Any] = {"level": 0}
         escalate_at = None
         if alert["status"] == "open":
-            heightened = await self._heightened(conn, now)
+            heightened = await repo.heightened_in_force(conn, now, alert["supervisee_id"])
             delay = self.policy.delay(alert["severity"], heightened)
             if delay is not None and self.policy.max_level > 0:
                 escalate_at = now + delay
@@ -225,7 +217,7 @@ class Escalator:
         if level > self.policy.max_level:
             await conn.execute("UPDATE alerts SET escalate_at = NULL WHERE id = $1", alert["id"])
             return
-        heightened = await self._heightened(conn, now)
+        heightened = await repo.heightened_in_force(conn, now, alert["supervisee_id"])
         delay = self.policy.delay(alert["severity"], heightened)
         next_at = now + delay if delay is not None and level < self.policy.max_level else None
         row = await conn.fetchrow(

@@ -79,7 +79,8 @@ def _schedule(raw: Any, what: str) -> tuple[Window, ...]:
 
 
 def parse_heightened(raw: Any) -> list[Heightened]:
-    """Optional roster `heightened`: [{"from", "to", "name", "policy": {field: value}}]."""
+    """Optional roster `heightened`: [{"from", "to", "name", "policy": {field: value},
+    "offices": [office ids]}]; with `offices`, only supervisees of those offices."""
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -92,12 +93,16 @@ def parse_heightened(raw: Any) -> list[Heightened]:
         problems = heightened_problems(overrides)
         if problems:
             raise ScenarioError(f"heightened {i}: {'; '.join(problems)}")
+        offices = item.get("offices") or []
+        if not isinstance(offices, list) or not all(isinstance(o, str) and o for o in offices):
+            raise ScenarioError(f"heightened {i}: offices must be a list of office ids")
         periods.append(
             Heightened(
                 start=iso_to_ms(item.get("from"), f"heightened {i} from"),
                 end=iso_to_ms(item.get("to"), f"heightened {i} to"),
                 name=str(item.get("name", "")),
                 policy=overrides,
+                offices=frozenset(offices),
             )
         )
     return periods

@@ -124,6 +124,9 @@ class Heightened(msgspec.Struct, frozen=True):
     end: int
     name: str = ""
     policy: dict = {}  # Policy fields to override, e.g. {"confirm_fixes": 2}
+    # The offices whose people it applies to (from the database, with every office below
+    # the ones named); empty: everyone.
+    offices: frozenset[str] = frozenset()
 
 
 class Roster(msgspec.Struct):

@@ -84,11 +84,14 @@ class RuleSet:
                 self.osmand[device.osmand] = device.id
 
     def policy(self, device: str, ts: int | None = None) -> Policy:
-        """The device's policy, made stricter during a heightened period covering `ts`."""
+        """The device's policy, made stricter during a heightened period covering `ts` and
+        the wearer's office."""
         period = None
         if ts is not None:
             for index, h in enumerate(self.heightened):
-                if h.start <= ts < h.end:
+                if h.start <= ts < h.end and (
+                    not h.offices or self.supervisees[self.device_owner[device]].office in h.offices
+                ):
                     period = index
                     break
         found = self._policies.get((device, period))

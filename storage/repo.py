@@ -183,13 +183,14 @@ async def get_officer(conn: Conn, officer: str) -> Row | None:
 _ZONE_QUERY = (
     "SELECT z.id, z.kind, z.name, z.geometry, z.source_crs AS crs, z.schedule,"
     " z.radius_m AS radius FROM zones z"
-    # A scoped caller sees the administrative boundaries and the zones of their own people:
-    # home and exclusion zones locate a person or a victim.
-    " WHERE ($1::text[] IS NULL OR z.kind = 'jurisdiction'"
+    # A scoped caller sees the administrative boundaries (public geography), the zones its
+    # offices made and those its own people are held to: home and exclusion zones locate a
+    # person or a victim.
+    # Naming a zone (as a leave destination, say) grants nothing: api/routes/leaves.py
+    # takes only zones the caller can already read.
+    " WHERE ($1::text[] IS NULL OR z.kind = 'jurisdiction' OR z.office_id = ANY($1::text[])"
     "  OR EXISTS (SELECT 1 FROM supervisees s WHERE s.office_id = ANY($1::text[])"
-    "   AND (z.id = ANY(s.jurisdiction) OR z.id = ANY(s.exclusion) OR z.id = s.home_zone))"
-    "  OR EXISTS (SELECT 1 FROM leaves l JOIN supervisees s ON s.id = l.supervisee_id"
-    "   WHERE s.office_id = ANY($1::text[]) AND z.id = ANY(l.destinations)))"
+    "   AND (z.id = ANY(s.jurisdiction) OR z.id = ANY(s.exclusion) OR z.id = s.home_zone)))"
 )
 
 
@@ -207,15 +208,23 @@ async def zone_exists(conn: Conn, zone: str) -> bool:
     return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM zones WHERE id = $1)", zone))
 
 
-async def upsert_zone(conn: Conn, zone: ZoneDef, source: dict[str, Any] | None) -> None:
-    """Store a parsed zone; `source` is the feature as it came (before CRS conversion)."""
-    await upsert_zones(conn, [(zone, source)])
+async def upsert_zone(
+    conn: Conn, zone: ZoneDef, source: dict[str, Any] | None, office: str | None = None
+) -> None:
+    """Store a parsed zone; `source` is the feature as it came (before CRS conversion);
+    `office` made it (None: the centre), kept from its first version."""
+    await upsert_zones(conn, [(zone, source)], office)
 
 
-async def upsert_zones(conn: Conn, zones: Iterable[tuple[ZoneDef, dict[str, Any] | None]]) -> None:
+async def upsert_zones(
+    conn: Conn,
+    zones: Iterable[tuple[ZoneDef, dict[str, Any] | None]],
+    office: str | None = None,
+) -> None:
     """`upsert_zone` for many in one statement; a zone id must not come twice."""
     rows = [
         {
+            "office_id": office,
             "id": zone.id,
             "kind": zone.kind,
             "name": zone.name,
@@ -229,10 +238,10 @@ async def upsert_zones(conn: Conn, zones: Iterable[tuple[ZoneDef, dict[str, Any]
         for zone, source in zones
     ]
     await conn.execute(
-        "INSERT INTO zones (id, kind, name, geometry, source_crs, source, schedule, radius_m,"
-        " properties) SELECT * FROM jsonb_to_recordset($1::jsonb) AS z(id text, kind text,"
-        " name text, geometry jsonb, source_crs text, source jsonb, schedule jsonb,"
-        " radius_m float8, properties jsonb)"
+        "INSERT INTO zones (office_id, id, kind, name, geometry, source_crs, source, schedule,"
+        " radius_m, properties) SELECT * FROM jsonb_to_recordset($1::jsonb) AS z("
+        "office_id text, id text, kind text, name text, geometry jsonb, source_crs text,"
+        " source jsonb, schedule jsonb, radius_m float8, properties jsonb)"
         " ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, name = EXCLUDED.name,"
         " geometry = EXCLUDED.geometry, source_crs = EXCLUDED.source_crs,"
         " source = EXCLUDED.source, schedule = EXCLUDED.schedule,"
@@ -261,6 +270,35 @@ async def zone_references(conn: Conn, zone: str) -> list[tuple[str, str]]:
     return [(r["who"], r["role"]) for r in rows]
 
 
+async def zone_owner(conn: Conn, zone: str) -> str | None:
+    """The office that made the zone (None: the centre, or a bulk load)."""
+    owner: str | None = await conn.fetchval("SELECT office_id FROM zones WHERE id = $1", zone)
+    return owner
+
+
+async def zone_offices(conn: Conn, zone: str) -> set[str | None]:
+    """The offices of everyone whose rules use the zone (None: a person of no office)."""
+    rows = await conn.fetch(
+        "SELECT s.office_id FROM supervisees s WHERE $1 = ANY(s.jurisdiction)"
+        " OR $1 = ANY(s.exclusion) OR s.home_zone IS NOT DISTINCT FROM $1"
+        " UNION SELECT s.office_id FROM leaves l JOIN supervisees s ON s.id = l.supervisee_id"
+        " WHERE $1 = ANY(l.destinations) AND l.status IN ('requested', 'approved')"
+        " AND l.returned_at IS NULL AND l.ends_at > now()",
+        zone,
+    )
+    return {r["office_id"] for r in rows}
+
+
+async def readable_zones(conn: Conn, offices: Offices, zones: Sequence[str]) -> set[str]:
+    """Those of `zones` the caller may read."""
+    rows = await conn.fetch(
+        f"SELECT id FROM ({_ZONE_QUERY} AND z.id = ANY($2::text[])) AS readable",
+        offices,
+        list(zones),
+    )
+    return {r["id"] for r in rows}
+
+
 async def zone_kinds(conn: Conn, zones: Iterable[str] | None = None) -> dict[str, str]:
     """Each zone's kind by id: of those of `zones` that exist, or of every zone."""
     rows = await conn.fetch(
@@ -272,16 +310,21 @@ async def zone_kinds(conn: Conn, zones: Iterable[str] | None = None) -> dict[str
 
 async def zone_reference_errors(
     conn: Conn,
+    offices: Offices,
     *,
     jurisdiction: Sequence[str] = (),
     exclusion: Sequence[str] = (),
     home: str | None = None,
     destinations: Sequence[str] = (),
 ) -> list[str]:
-    """`check_zone_references` against the stored zones."""
+    """`check_zone_references` against the stored zones the caller (`offices`) may read:
+    naming a zone one cannot read must neither work nor tell that it exists."""
     kinds = await zone_kinds(
         conn, [*jurisdiction, *exclusion, *([] if home is None else [home]), *destinations]
     )
+    if offices is not None:
+        readable = await readable_zones(conn, offices, list(kinds))
+        kinds = {zone: kind for zone, kind in kinds.items() if zone in readable}
     return check_zone_references(
         kinds, jurisdiction=jurisdiction, exclusion=exclusion, home=home, destinations=destinations
     )
@@ -869,19 +912,48 @@ async def unassign_devices_of_kind(conn: Conn, supervisee: str, kind: str) -> li
 # --- heightened periods ------------------------------------------------------------------
 
 _HEIGHTENED_COLUMNS = (
-    'id, name, starts_at AS "from", ends_at AS "to", policy, updated_by, updated_at'
+    'id, name, starts_at AS "from", ends_at AS "to", policy, offices, updated_by, updated_at'
+)
+# A scoped caller sees the periods that apply to any of its offices: service-wide ones, its
+# own, and those of the offices above it.
+_HEIGHTENED_IN_SCOPE = (
+    "($1::text[] IS NULL OR offices = '{}' OR fencewatch_office_subtrees(offices) && $1::text[])"
 )
 
 
-async def list_heightened(conn: Conn) -> list[Row]:
+async def list_heightened(conn: Conn, offices: Offices) -> list[Row]:
     return await conn.fetch(
-        f"SELECT {_HEIGHTENED_COLUMNS} FROM heightened_periods ORDER BY starts_at, id"
+        f"SELECT {_HEIGHTENED_COLUMNS} FROM heightened_periods WHERE {_HEIGHTENED_IN_SCOPE}"
+        " ORDER BY starts_at, id",
+        offices,
     )
 
 
-async def get_heightened(conn: Conn, period: str) -> Row | None:
+async def get_heightened(conn: Conn, offices: Offices, period: str) -> Row | None:
     return await conn.fetchrow(
-        f"SELECT {_HEIGHTENED_COLUMNS} FROM heightened_periods WHERE id = $1", period
+        f"SELECT {_HEIGHTENED_COLUMNS} FROM heightened_periods"
+        f" WHERE {_HEIGHTENED_IN_SCOPE} AND id = $2",
+        offices,
+        period,
+    )
+
+
+async def heightened_exists(conn: Conn, period: str) -> bool:
+    return bool(
+        await conn.fetchval("SELECT EXISTS (SELECT FROM heightened_periods WHERE id = $1)", period)
+    )
+
+
+async def heightened_in_force(conn: Conn, at: datetime, supervisee: str) -> bool:
+    """Whether a heightened period covering `at` applies to the person's office."""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT FROM heightened_periods h, supervisees s"
+            " WHERE s.id = $2 AND h.starts_at <= $1 AND h.ends_at > $1"
+            " AND (h.offices = '{}' OR s.office_id = ANY(fencewatch_office_subtrees(h.offices))))",
+            at,
+            supervisee,
+        )
     )
 
 
@@ -893,13 +965,14 @@ async def put_heightened(
     starts: datetime,
     ends: datetime,
     policy: dict[str, Any],
+    offices: Sequence[str],
     updated_by: str,
 ) -> Row:
     row = await conn.fetchrow(
-        "INSERT INTO heightened_periods (id, name, starts_at, ends_at, policy, updated_by)"
-        " VALUES ($1, $2, $3, $4, $5, $6)"
+        "INSERT INTO heightened_periods (id, name, starts_at, ends_at, policy, offices,"
+        " updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, starts_at = EXCLUDED.starts_at,"
-        " ends_at = EXCLUDED.ends_at, policy = EXCLUDED.policy,"
+        " ends_at = EXCLUDED.ends_at, policy = EXCLUDED.policy, offices = EXCLUDED.offices,"
         " updated_by = EXCLUDED.updated_by, updated_at = now()"
         f" RETURNING {_HEIGHTENED_COLUMNS}",
         period,
@@ -907,6 +980,7 @@ async def put_heightened(
         starts,
         ends,
         policy,
+        list(offices),
         updated_by,
     )
     assert row is not None

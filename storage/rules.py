@@ -81,7 +81,8 @@ async def load_rules(conn: Conn, timezone: str) -> tuple[Roster, list[ZoneDef]]:
     ]
     heightened = []
     for r in await conn.fetch(
-        "SELECT id, name, starts_at, ends_at, policy FROM heightened_periods"
+        "SELECT id, name, starts_at, ends_at, policy,"
+        " fencewatch_office_subtrees(offices) AS scope FROM heightened_periods"
         f" WHERE ends_at > now() - {_HISTORY} ORDER BY starts_at, id"
     ):
         # The API refuses such a period; one written around it would apply to everyone, so
@@ -97,6 +98,7 @@ async def load_rules(conn: Conn, timezone: str) -> tuple[Roster, list[ZoneDef]]:
                 end=epoch_ms(r["ends_at"]),
                 name=r["name"],
                 policy=r["policy"],
+                offices=frozenset(r["scope"]),
             )
         )
     return Roster(timezone=timezone, supervisees=people, heightened=heightened), zones

@@ -229,7 +229,9 @@ async def apply(ctx: Ctx, user: LeaveRecorder, supervisee_id: str, body: LeaveIn
         raise ApiError(422, f"schedule: {exc}") from None
     async with ctx.pool.acquire() as conn, conn.transaction():
         await require_supervisee(conn, user, supervisee_id)
-        errors = await repo.zone_reference_errors(conn, destinations=body.destinations)
+        errors = await repo.zone_reference_errors(
+            conn, user.offices, destinations=body.destinations
+        )
         if errors:
             raise ApiError(422, "; ".join(errors), errors)
         await repo.lock_supervisee(conn, supervisee_id)

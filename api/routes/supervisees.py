@@ -78,7 +78,8 @@ async def get_supervisee(ctx: Ctx, user: User, supervisee_id: str) -> Supervisee
 async def put_supervisee(
     ctx: Ctx, user: Manager, supervisee_id: str, body: SuperviseeIn
 ) -> Supervisee:
-    """Create or replace. Zone ids must exist and be of the matching kind."""
+    """Create or replace. Zone ids must exist, be of the matching kind and be zones the
+    caller may read."""
     async with ctx.pool.acquire() as conn, conn.transaction():
         exists, office = await repo.supervisee_office(conn, supervisee_id)
         if exists and not user.covers(office):
@@ -86,7 +87,11 @@ async def put_supervisee(
         if not user.covers(body.office):
             raise ApiError(403, f"office {body.office!r} is outside your offices")
         errors = await repo.zone_reference_errors(
-            conn, jurisdiction=body.jurisdiction, exclusion=body.exclusion, home=body.home
+            conn,
+            user.offices,
+            jurisdiction=body.jurisdiction,
+            exclusion=body.exclusion,
+            home=body.home,
         )
         if errors:
             raise ApiError(422, "; ".join(errors), errors)

@@ -1,11 +1,18 @@
 """Zones as GeoJSON: jurisdiction (执行地), exclusion (禁止令) and home (curfew) areas.
 
 Imports take boundary files as they come (DataV/GeoAtlas in GCJ-02 included): each
-feature is converted to WGS-84 once, here, and the feature as received is kept.
+feature is converted to WGS-84 once, here, off the event loop, and the feature as received
+is kept. Limits (vertices, radius, extent) are geofence.limits'.
+
+Scope: jurisdictions are public geography; an exclusion or home zone locates a victim or a
+supervised person, so a scoped caller reads only those of its own people, and every read
+is audited like a read of location data. A scoped caller changes or deletes a zone only
+when everyone whose rules use it is in its offices.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -83,17 +90,20 @@ def _feature(row: Row) -> ZoneFeature:
 
 @router.get("/zones", response_model=ZoneCollection)
 async def list_zones(ctx: Ctx, user: User, kind: Kind | None = None) -> ZoneCollection:
-    async with ctx.pool.acquire() as conn:
+    async with ctx.pool.acquire() as conn, conn.transaction():
         rows = await repo.list_zones(conn, user.offices, kind)
+        detail = {"kind": kind, "count": len(rows), "ids": [r["id"] for r in rows]}
+        await audit.record(conn, user, "location.zones", "zones", detail)
     return ZoneCollection(features=[_feature(r) for r in rows])
 
 
 @router.get("/zones/{zone_id}", response_model=ZoneFeature)
 async def get_zone(ctx: Ctx, user: User, zone_id: str) -> ZoneFeature:
-    async with ctx.pool.acquire() as conn:
+    async with ctx.pool.acquire() as conn, conn.transaction():
         row = await repo.get_zone(conn, user.offices, zone_id)
-    if row is None:
-        raise not_found(f"zone {zone_id!r}")
+        if row is None:
+            raise not_found(f"zone {zone_id!r}")
+        await audit.record(conn, user, "location.zone", f"zone:{zone_id}", {"kind": row["kind"]})
     return _feature(row)
 
 
@@ -110,7 +120,10 @@ async def import_zones(
     """Upsert every feature by id (properties.id, the feature's id, or a DataV adcode)."""
     doc = body.model_dump()
     try:
-        zones = parse_feature_collection(doc, default_kind=kind, default_crs=crs)
+        # Thousands of vertices to repair and convert: not on the loop /healthz answers on.
+        zones = await asyncio.to_thread(
+            parse_feature_collection, doc, default_kind=kind, default_crs=crs
+        )
     except ZoneError as exc:
         raise ApiError(422, str(exc)) from None
     return Imported(ids=await _store(ctx, user, list(zip(zones, doc["features"], strict=True))))
@@ -126,7 +139,7 @@ async def put_zone(ctx: Ctx, user: Manager, zone_id: str, body: FeatureIn) -> Zo
         )
     feature["properties"] = {**properties, "id": zone_id}
     try:
-        zone = parse_feature(feature)
+        zone = await asyncio.to_thread(parse_feature, feature)
     except ZoneError as exc:
         raise ApiError(422, str(exc)) from None
     await _store(ctx, user, [(zone, feature)])
@@ -140,8 +153,7 @@ async def put_zone(ctx: Ctx, user: Manager, zone_id: str, body: FeatureIn) -> Zo
 async def delete_zone(ctx: Ctx, user: Manager, zone_id: str) -> None:
     """Refused while a supervisee or a current leave still names the zone."""
     async with ctx.pool.acquire() as conn, conn.transaction():
-        if await repo.get_zone(conn, user.offices, zone_id) is None:
-            raise not_found(f"zone {zone_id!r}")
+        await _check_ours(conn, user, zone_id)
         users = await repo.zone_references(conn, zone_id)
         if users:
             named = ", ".join(f"{who} ({role})" for who, role in users)
@@ -157,7 +169,7 @@ async def _store(
     async with ctx.pool.acquire() as conn, conn.transaction():
         for zone, source in zones:
             await _check_writable(conn, user, zone)
-            await repo.upsert_zone(conn, zone, source)
+            await repo.upsert_zone(conn, zone, source, user.office)
             await audit.record(
                 conn,
                 user,
@@ -171,11 +183,28 @@ async def _store(
     return ids
 
 
+async def _check_ours(conn: Conn, user: Principal, zone_id: str) -> None:
+    """404 unless the caller may read the zone; 403 unless everyone whose rules use it is
+    in the caller's offices (or, while nobody uses it, its offices made it): reading a zone
+    — a public boundary, say — is no leave to change it under other offices' people."""
+    if await repo.get_zone(conn, user.offices, zone_id) is None:
+        raise not_found(f"zone {zone_id!r}")
+    if user.offices is None:
+        return
+    users = await repo.zone_offices(conn, zone_id) or {await repo.zone_owner(conn, zone_id)}
+    others = sorted(o or "the centre" for o in users if not user.covers(o))
+    if others:
+        raise ApiError(
+            403,
+            f"zone {zone_id!r} belongs to offices outside yours ({', '.join(others)}): only"
+            " a manager covering all of them may change it",
+        )
+
+
 async def _check_writable(conn: Conn, user: Principal, zone: ZoneDef) -> None:
     if not await repo.zone_exists(conn, zone.id):
         return
-    if await repo.get_zone(conn, user.offices, zone.id) is None:
-        raise not_found(f"zone {zone.id!r}")
+    await _check_ours(conn, user, zone.id)
     clashes = [
         f"{who} ({role})"
         for who, role in await repo.zone_references(conn, zone.id)
