@@ -129,6 +129,10 @@ class Engine:
             off = dev.power_off_at + policy.power_off_grace_s * 1000
             if off < due:
                 due, cause = off, "power_off"
+        if dev.lost_at is not None:
+            lost = dev.lost_at + policy.connection_lost_grace_s * 1000
+            if lost < due:
+                due, cause = lost, "connection_lost"
         return due, cause
 
     def _arm(self, device: str, dev: DeviceState) -> None:
@@ -139,7 +143,7 @@ class Engine:
     def _arrived(self, ctx: StepContext, device: str, at: int) -> None:
         dev = self._device(device)
         dev.last_at = max(dev.last_at, at)
-        dev.power_off_at = None
+        dev.power_off_at = dev.lost_at = None
         if dev.offline:
             dev.offline = False
             owner = self.rules.device_owner[device]
@@ -223,8 +227,11 @@ class Engine:
                 policy.low_battery_pct,
                 policy.battery_clear_pct,
             )
-        elif e.type in ("power_off", "lwt"):  # lwt: an OwnTracks phone's connection died
-            dev.power_off_at = e.at
+        elif e.type in ("power_off", "lwt"):
+            if e.type == "power_off":
+                dev.power_off_at = e.at
+            else:
+                dev.lost_at = e.at  # an OwnTracks phone's connection died (its will)
             self._armed.discard(e.device)
             self._arm(e.device, dev)
         elif e.type == "sos":

@@ -61,6 +61,9 @@ class Policy(msgspec.Struct, frozen=True):
     # Device faults.
     offline_s: int = 900
     power_off_grace_s: int = 120
+    # An OwnTracks phone's will (lwt): its connection died. iOS drops the connection after
+    # every background publish, so a will alone is no alarm: only silence this long after.
+    connection_lost_grace_s: int = 1200
     no_fix_s: int = 600
     low_battery_pct: int = 20
     battery_clear_pct: int = 30

@@ -48,6 +48,7 @@ class DeviceState(msgspec.Struct):
     last_at: int = 0  # arrival time of the newest message: the offline clock
     offline: bool = False
     power_off_at: int | None = None
+    lost_at: int | None = None  # the broker published the device's will (lwt)
 
 
 class Episode(msgspec.Struct, array_like=True):
