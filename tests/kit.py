@@ -115,13 +115,22 @@ def roster(**person: Any) -> Roster:
 
 def square(zone_id: str, kind: str, lon: float, lat: float, half: float) -> dict[str, Any]:
     """A square zone feature (WGS-84), `half` degrees either side of its centre."""
-    ring = [
-        [lon - half, lat - half],
-        [lon + half, lat - half],
-        [lon + half, lat + half],
-        [lon - half, lat + half],
-        [lon - half, lat - half],
-    ]
+    return box(zone_id, kind, lon - half, lat - half, lon + half, lat + half)
+
+
+def square_m(zone_id: str, kind: str, centre: tuple[float, float], half_m: float) -> dict[str, Any]:
+    """A square zone feature `half_m` metres either side of `centre` (lat, lon): distances
+    to its border are known in metres, as the engine measures them."""
+    south, west = offset(centre, -half_m, -half_m)
+    north, east = offset(centre, half_m, half_m)
+    return box(zone_id, kind, west, south, east, north)
+
+
+def box(
+    zone_id: str, kind: str, west: float, south: float, east: float, north: float
+) -> dict[str, Any]:
+    """A rectangular zone feature (WGS-84) between these longitudes and latitudes."""
+    ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
     return {
         "type": "Feature",
         "properties": {"id": zone_id, "kind": kind, "name": zone_id},
