@@ -5,6 +5,7 @@ of the circle, against a square, a circle zone and a real county."""
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 import pytest
@@ -60,7 +61,7 @@ def test_circles_against_a_square(east: float, north: float, radius: float, expe
 
 
 def test_a_batch_is_classified_as_each_fix_alone() -> None:
-    rows = [p.values for p in SQUARE_ROWS]
+    rows = [cast(tuple[float, float, float, int], p.values) for p in SQUARE_ROWS]
     where = [point(east, north) for east, north, _, _ in rows]
     assert classify(SQUARE, where, [r for _, _, r, _ in rows]) == [c for *_, c in rows]
 
