@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from api import console, docs, errors
 from api.context import ApiContext
+from api.limits import BodyLimit
 from api.routes import (
     alerts,
     assessment,
@@ -38,6 +39,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     )
     app.state.ctx = ctx
     errors.install(app)
+    app.add_middleware(BodyLimit)
     for module in (
         alerts,
         supervisees,

@@ -32,6 +32,8 @@ from supervision.leave import LEVEL_NAMES, LEVELS
 ROLES = ("operator", "officer", "supervisor", "auditor")
 # These roles work one office's people; a token of theirs without an office sees nobody.
 OFFICE_ROLES = ("officer", "supervisor")
+# A revoked token's hash is published here (api.tokens), so open live feeds drop it at once.
+REVOKED_CHANNEL = "fencewatch:tokens:revoked"
 
 
 class Permission(StrEnum):

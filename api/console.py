@@ -27,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 
 from alerts.feed import CHANNEL
 from api import audit
-from api.auth import Permission, Principal, User, authenticate
+from api.auth import REVOKED_CHANNEL, Permission, Principal, User, authenticate, hash_token
 from api.context import ApiContext
 from api.errors import ApiError
 from storage import repo
@@ -38,6 +38,9 @@ AUTH_WAIT_S = 10.0
 # WebSocket close codes in the 4000–4999 range are the application's own.
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FEED_LOST = 4503
+# How often an open feed checks its token again (expiry, or a revoke it was not told of).
+RECHECK_S = 60.0
+REVOKED = REVOKED_CHANNEL.encode()
 
 
 class MapSettings(BaseModel):
@@ -154,14 +157,17 @@ async def feed(ws: WebSocket) -> None:
     """`fencewatch:feed` (alerts.feed) relayed to one console, limited to its people.
 
     Browsers cannot set headers on a WebSocket, and a token in the URL ends up in logs,
-    so the first message must be `{"token": "..."}`. Close codes: 4401 for a missing or
-    bad token, 4503 when the feed from Redis is lost (the console reconnects and reloads).
+    so the first message must be `{"token": "..."}`. The token is checked again every
+    RECHECK_S and at once when it is revoked (api.auth.REVOKED_CHANNEL), so a revoked or
+    expired token stops receiving. Close codes: 4401 for a missing, bad, revoked or expired
+    token, 4503 when the feed from Redis is lost (the console reconnects and reloads).
     """
     ctx: ApiContext = ws.app.state.ctx
     await ws.accept()
-    user = await _hello(ctx, ws)
-    if user is None:
+    hello = await _hello(ctx, ws)
+    if hello is None:
         return
+    user, credentials = hello
     async with ctx.pool.acquire() as conn:
         # None = every office; otherwise the people this token may see, as of connecting
         # (the console reconnects on reload, which picks up roster changes).
@@ -175,17 +181,26 @@ async def feed(ws: WebSocket) -> None:
     try:
         # Subscribed before "hello": the console reloads its snapshot on hello, so nothing
         # published in between is missed.
-        await pubsub.subscribe(CHANNEL)
+        await pubsub.subscribe(CHANNEL, REVOKED_CHANNEL)
         await ws.send_json({"kind": "hello", "subject": user.subject, "role": user.role})
-        relay = asyncio.create_task(_relay(pubsub, ws, people))
+        revoked = asyncio.Event()
+        relay = asyncio.create_task(
+            _relay(pubsub, ws, people, hash_token(credentials.credentials), revoked)
+        )
         closed = asyncio.create_task(_until_closed(ws))
-        done, pending = await asyncio.wait({relay, closed}, return_when=asyncio.FIRST_COMPLETED)
+        invalid = asyncio.create_task(_until_invalid(ctx, credentials, revoked))
+        done, pending = await asyncio.wait(
+            {relay, closed, invalid}, return_when=asyncio.FIRST_COMPLETED
+        )
         for task in pending:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
                 await task
         if relay in done:
             relay.result()
+        if invalid in done:
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await ws.close(CLOSE_UNAUTHORIZED, invalid.result())
     except (RedisError, OSError):
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await ws.close(CLOSE_FEED_LOST, "live feed lost; reconnect")
@@ -194,8 +209,11 @@ async def feed(ws: WebSocket) -> None:
             await pubsub.aclose()
 
 
-async def _hello(ctx: ApiContext, ws: WebSocket) -> Principal | None:
-    """The caller of the token in the first message, or None (and the socket closed)."""
+async def _hello(
+    ctx: ApiContext, ws: WebSocket
+) -> tuple[Principal, HTTPAuthorizationCredentials] | None:
+    """The caller of the token in the first message, and the token; or None (and the
+    socket closed)."""
     try:
         async with asyncio.timeout(AUTH_WAIT_S):
             hello = await ws.receive_json()
@@ -203,7 +221,7 @@ async def _hello(ctx: ApiContext, ws: WebSocket) -> Principal | None:
         if not isinstance(token, str):
             raise ApiError(401, 'the first message must be {"token": "<bearer token>"}')
         credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
-        return await authenticate(ctx, credentials)
+        return await authenticate(ctx, credentials), credentials
     except WebSocketDisconnect:
         return None
     except (ApiError, TimeoutError, ValueError) as exc:
@@ -212,8 +230,35 @@ async def _hello(ctx: ApiContext, ws: WebSocket) -> Principal | None:
         return None
 
 
-async def _relay(pubsub: PubSub, ws: WebSocket, people: frozenset[str] | None) -> None:
+async def _until_invalid(
+    ctx: ApiContext, credentials: HTTPAuthorizationCredentials, revoked: asyncio.Event
+) -> str:
+    """Returns why the token no longer holds: checked every RECHECK_S (expiry, a revoke
+    whose announcement was missed) and as soon as a revoke of it is announced."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(RECHECK_S):
+                await revoked.wait()
+        revoked.clear()
+        try:
+            await authenticate(ctx, credentials)
+        except ApiError as exc:
+            return exc.error
+
+
+async def _relay(
+    pubsub: PubSub,
+    ws: WebSocket,
+    people: frozenset[str] | None,
+    token_hash: str,
+    revoked: asyncio.Event,
+) -> None:
+    mine = token_hash.encode()
     async for message in pubsub.listen():
+        if message["channel"] == REVOKED:
+            if message["data"] == mine:
+                revoked.set()
+            continue
         text = _scoped(message["data"], people)
         if text is not None:
             await ws.send_text(text)

@@ -44,6 +44,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         (403, "the token's role may not do this"),
         (404, "no such object in the caller's offices"),
         (409, "conflicts with the current state"),
+        (413, "the request body is larger than this request allows (api.limits)"),
         (422, "malformed request, with the reason"),
     )
 }
@@ -73,17 +74,24 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return _json(422, f"invalid request: {first['where']}: {first['reason']}", problems)
 
 
+# The database's own words (table, constraint and column names, the values compared) stay
+# in the log: a caller is told what kind of problem the request has, never the driver text.
+
+
 async def _integrity_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, asyncpg.IntegrityConstraintViolationError)
-    reason = getattr(exc, "detail", None) or str(exc)
+    log.info("request refused by the database: %s", getattr(exc, "detail", None) or exc)
     if isinstance(exc, asyncpg.UniqueViolationError):
-        return _json(409, f"already in use: {reason}")
-    return _json(422, f"refers to something that does not exist or is not allowed: {reason}")
+        return _json(409, "already in use: a value in the request must be unique and is taken")
+    return _json(422, "refers to something that does not exist or is not allowed")
 
 
 async def _unstorable(_: Request, exc: Exception) -> JSONResponse:
     # A number beyond bigint or a NUL character got past validation: the request's fault.
-    return _json(422, f"a value in the request cannot be stored or compared: {exc}")
+    log.info("request value refused by the database: %s", exc)
+    return _json(
+        422, "a value in the request cannot be stored or compared (out of range, or a NUL)"
+    )
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

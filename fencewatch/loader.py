@@ -20,7 +20,7 @@ import asyncpg
 import msgspec
 import redis
 
-from fencewatch import servers
+from fencewatch import embedded, servers
 from fencewatch.config import Settings
 from fencewatch.scenario import ScenarioError, read_roster
 from fencewatch.servers import run_with_pool
@@ -126,32 +126,39 @@ def _service_redis(settings: Settings) -> str | None:
         return settings.redis_url
     # fencewatch.servers keeps this record for the embedded Redis it shares between
     # processes (`_shared`); a live process there is the service's Redis.
-    running = servers._read(settings.data_dir / "redis" / "fencewatch-server.json")
+    datadir = settings.data_dir / "redis"
+    running = servers._read(datadir / "fencewatch-server.json")
     if running is None or servers._process(running) is None:
         return None
-    return f"redis://127.0.0.1:{running.port}/0"
+    return embedded.redis_url(datadir, running.port)
 
 
-def notify_service(settings: Settings) -> int | None:
-    """Publish `null` ("reload everyone") on the rules channel; returns how many listeners
-    got it, None when there was no Redis to tell or telling failed. Never raises: the load
-    itself has succeeded either way."""
+def tell_service(settings: Settings, channel: str, message: bytes, what: str) -> int | None:
+    """Publish `message` on `channel` of the running service's Redis; returns how many
+    listeners got it, None when there was no Redis to tell or telling failed. Never raises:
+    the command's own work has succeeded either way."""
     try:
         url = _service_redis(settings)
         if url is None:
             return None
         client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
         try:
-            listeners = int(client.publish(RULES_CHANNEL, b"null"))
+            return int(client.publish(channel, message))
         finally:
             client.close()
     except Exception as exc:  # best effort, whatever went wrong
-        print(
-            f"fencewatch load: could not tell a running service to reload ({exc});"
-            " it will use the loaded rules after its next reload or restart",
-            file=sys.stderr,
-        )
+        print(f"could not tell a running service {what} ({exc})", file=sys.stderr)
         return None
+
+
+def notify_service(settings: Settings) -> int | None:
+    """Publish `null` ("reload everyone") on the rules channel (`tell_service`)."""
+    listeners = tell_service(
+        settings,
+        RULES_CHANNEL,
+        b"null",
+        "to reload; it will use the loaded rules after its next reload or restart",
+    )
     if listeners:
         print(f"fencewatch load: told {listeners} running service(s) to reload", file=sys.stderr)
     return listeners

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import subprocess
@@ -99,8 +100,9 @@ def _postgres(datadir: Path) -> Iterator[str]:
 
 @contextlib.contextmanager
 def _redis(datadir: Path) -> Iterator[str]:
-    with _shared(datadir, embedded.start_redis) as port:
-        yield f"redis://127.0.0.1:{port}/0"
+    password = embedded.stored_secret(datadir / embedded.REDIS_SECRET)
+    with _shared(datadir, functools.partial(embedded.start_redis, password=password)) as port:
+        yield embedded.redis_url(datadir, port)
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -31,7 +32,7 @@ from api.context import ApiContext
 from api.tokens import create_token
 from duties.scheduler import Duties
 from fencewatch import retention
-from fencewatch.config import Settings
+from fencewatch.config import ConfigError, Settings
 from fencewatch.servers import ServerUrls, servers
 from geofence.ruleset import RuleSet
 from ingest.balancer import Balancer
@@ -62,16 +63,34 @@ class _Server(uvicorn.Server):
         yield
 
 
+def bind_http(settings: Settings) -> socket.socket:
+    """The API's listening socket, bound before anything else starts: with the port taken
+    the start stops here with the reason, instead of running on without HTTP."""
+    host, port = settings.http_host, settings.http_port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise ConfigError(
+            f"FENCEWATCH_HTTP: cannot listen on {host}:{port} ({exc.strerror or exc});"
+            " another process has it? Set FENCEWATCH_HTTP to a free host:port"
+        ) from None
+
+
 class Service:
-    def __init__(self, settings: Settings, urls: ServerUrls) -> None:
+    def __init__(
+        self, settings: Settings, urls: ServerUrls, http_socket: socket.socket | None = None
+    ) -> None:
         self.settings = settings
         self.urls = urls
+        self.http_socket = http_socket
         self.stop = asyncio.Event()
         self.ready = asyncio.Event()
         self.broker_watch: BrokerWatch | None = None
 
     async def run(self, demo_fleet: int = 0) -> None:
         s = self.settings
+        http_socket = self.http_socket or bind_http(s)  # a port taken stops the start here
         retention_days = retention.days_from_env()  # a bad setting stops the start
         self.pool = await open_pool(self.urls.database_url, min_size=2, max_size=8)
         self.redis = Redis.from_url(self.urls.redis_url)
@@ -99,7 +118,7 @@ class Service:
         server = _Server(
             uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning")
         )
-        jobs["http"] = server.serve()
+        jobs["http"] = server.serve(sockets=[http_socket])
         if "scheduler" in s.roles:
             self.alerting = Alerting(self.pool, self.redis, s, self.urls.mqtt_url)
             jobs["alerting"] = self.alerting.run(self.stop)
@@ -283,12 +302,19 @@ def run(demo_fleet: int = 0) -> int:
         import uvloop
 
         uvloop.install()
+    try:
+        http_socket = bind_http(settings)  # before any embedded server is started
+    except ConfigError as exc:
+        print(f"fencewatch serve: {exc}", file=sys.stderr)
+        return 1
     with servers(settings) as urls:
-        return asyncio.run(_main(settings, urls, demo_fleet))
+        return asyncio.run(_main(settings, urls, demo_fleet, http_socket))
 
 
-async def _main(settings: Settings, urls: ServerUrls, demo_fleet: int) -> int:
-    service = Service(settings, urls)
+async def _main(
+    settings: Settings, urls: ServerUrls, demo_fleet: int, http_socket: socket.socket
+) -> int:
+    service = Service(settings, urls, http_socket)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, service.stop.set)

@@ -179,3 +179,72 @@ def _square(lon: float, lat: float, half: float) -> dict[str, Any]:
         [lon - half, lat - half],
     ]
     return {"type": "Polygon", "coordinates": [ring]}
+
+
+# --- item 6: request size limits -----------------------------------------------------------
+
+
+async def test_oversized_requests_are_refused_before_anything_is_kept(world: World) -> None:
+    url = "/api/v1/supervisees/P1/leaves"
+    leave = {
+        "from": (NOW + timedelta(days=5)).isoformat(),
+        "to": (NOW + timedelta(days=6)).isoformat(),
+        "destinations": ["J2"],
+    }
+    huge = {**leave, "reason": "x" * 50_000_000}
+    reason = _error(await world.call("officer", "POST", url, json=huge), 413)
+    assert "request body over 1048576 bytes" in reason
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it comes
+        yield b'{"reason": "'
+        for _ in range(20):
+            yield b"x" * 100_000
+        yield b'"}'
+
+    streamed = await world.call(
+        "officer", "POST", url, content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert "request body over" in _error(streamed, 413)
+    long = {**leave, "reason": "探亲" * 1001}
+    assert "at most 2000 characters" in _error(
+        await world.call("officer", "POST", url, json=long), 422
+    )
+    assert await world.pool.fetchval("SELECT count(*) FROM leaves") == 0
+    logged = await world.pool.fetchval("SELECT max(length(detail::text)) FROM audit_log")
+    assert (logged or 0) < 10_000
+    # Zone files may be larger, to a limit of their own.
+    big = {"type": "FeatureCollection", "features": [], "pad": "x" * (17 << 20)}
+    assert "over 16777216 bytes" in _error(
+        await world.call("operator", "POST", "/api/v1/zones/import", json=big), 413
+    )
+
+
+# --- item 7: the small leaks ----------------------------------------------------------------
+
+
+async def test_only_the_centre_changes_the_score_table(world: World) -> None:
+    url = "/api/v1/assessment/rules/sos"
+    for who in ("operator_k2", "supervisor"):
+        _error(await world.call(who, "PUT", url, json={"points": 9}), 403)
+    assert (await world.call("operator", "PUT", url, json={"points": 1})).status_code == 200
+
+
+async def test_duty_contacts_are_shown_only_within_ones_offices(world: World) -> None:
+    await world.pool.execute(
+        "UPDATE offices SET duty_phone = '1390000' || id, duty_email = id || '@sfj.example'"
+    )
+    offices = {
+        o["id"]: o for o in (await world.get("supervisor", "/api/v1/offices")).json()["items"]
+    }
+    assert set(offices) == {"C", "K1", "S1", "S2", "K2", "S3"}  # the hierarchy is no secret
+    assert offices["S1"]["duty_phone"] == "1390000S1"
+    assert offices["K2"]["duty_phone"] is None and offices["S3"]["duty_email"] is None
+    everyone = (await world.get("operator", "/api/v1/offices")).json()["items"]
+    assert all(o["duty_phone"] for o in everyone)
+
+
+async def test_errors_never_echo_the_database(world: World) -> None:
+    body = {"office": "NOWHERE", "jurisdiction": ["J1"]}
+    reason = _error(await world.call("operator", "PUT", "/api/v1/supervisees/P9", json=body), 422)
+    for driver_words in ("Key (", "table", "constraint", "violates", "NOWHERE"):
+        assert driver_words not in reason, reason

@@ -129,13 +129,24 @@ async def test_embedded_postgres_answers_sql(embedded: ServerUrls) -> None:
 
 
 async def test_embedded_redis_sets_and_gets(embedded: ServerUrls) -> None:
-    assert embedded.redis_url.startswith("redis://127.0.0.1:")
     client = aioredis.from_url(embedded.redis_url)
     try:
         await client.set("fencewatch:test", "丽水")
         assert await client.get("fencewatch:test") == "丽水".encode()
     finally:
         await client.aclose()
+
+
+async def test_embedded_redis_wants_its_password(embedded: ServerUrls) -> None:
+    """Issue 13: without one, any local user could push fake positions to every console."""
+    url = urlsplit(embedded.redis_url)
+    assert url.hostname == "127.0.0.1" and url.password
+    anyone = aioredis.from_url(f"redis://127.0.0.1:{url.port}/0")
+    try:
+        with pytest.raises(redis.AuthenticationError):
+            await anyone.publish("fencewatch:feed", b"{}")
+    finally:
+        await anyone.aclose()
 
 
 def test_embedded_broker_round_trips_qos1(embedded: ServerUrls) -> None:

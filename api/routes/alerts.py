@@ -18,7 +18,7 @@ from api import audit
 from api.auth import AlertWorker, Principal, User
 from api.context import Ctx
 from api.errors import ApiError, not_found
-from api.fields import UtcTime
+from api.fields import Text, UtcTime
 from storage import repo
 from storage.repo import Conn, Row
 
@@ -68,13 +68,13 @@ class AlertWithTimeline(Alert):
 
 class Acknowledge(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    note: str | None = None
+    note: Text | None = None
 
 
 class Resolve(BaseModel):
     model_config = ConfigDict(extra="forbid")
     disposition: Disposition
-    note: str = Field(min_length=1, description="what was found and done; kept in the case record")
+    note: Text = Field(min_length=1, description="what was found and done; kept in the case record")
 
 
 @router.get("/alerts", response_model=AlertList)

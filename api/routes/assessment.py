@@ -14,7 +14,7 @@ from api import audit
 from api.auth import User
 from api.context import Ctx
 from api.errors import ApiError, not_found
-from api.fields import UtcTime
+from api.fields import Name, UtcTime
 from duties import assessment
 from storage import repo
 
@@ -29,7 +29,8 @@ Month = Annotated[
 # Ids are text; a NUL cannot be stored in PostgreSQL text, so it is refused up front.
 Id = Annotated[str, Path(pattern=r"^[^\x00]+$")]
 AlertType = Annotated[str, Path(pattern=r"^(\*|[a-z][a-z0-9_]{0,63})$")]
-# The deduction table applies to everyone: the monitoring centre keeps it.
+# The deduction table applies to everyone: the monitoring centre keeps it (an operator
+# token of no office, not one scoped to some offices).
 RULE_EDITORS = ("operator",)
 
 
@@ -106,7 +107,7 @@ class ScoreRuleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     points: int = Field(ge=0, le=100)
-    name_zh: str = ""
+    name_zh: Name = ""
 
 
 @router.get("/supervisees/{supervisee_id}/assessment", response_model=PersonAssessment)
@@ -158,11 +159,12 @@ async def list_rules(ctx: Ctx, user: User) -> ScoreRuleList:
 async def put_rule(ctx: Ctx, user: User, alert_type: AlertType, body: ScoreRuleIn) -> ScoreRule:
     """Set the deduction for violations of this alert type from now on; violations already
     recorded keep theirs."""
-    if user.role not in RULE_EDITORS:
+    if user.role not in RULE_EDITORS or user.offices is not None:
         raise ApiError(
             403,
-            f"{user.role} tokens may not change the assessment rules",
-            {"allowed_roles": list(RULE_EDITORS)},
+            "only the monitoring centre (an operator token of no office) may change the"
+            " assessment rules: they apply to everyone",
+            {"allowed_roles": list(RULE_EDITORS), "office": None},
         )
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(

@@ -21,7 +21,7 @@ from api import audit
 from api.auth import HeightenedManager, Principal, User
 from api.context import Ctx
 from api.errors import ApiError, not_found
-from api.fields import UtcTime
+from api.fields import LIST_MAX, Name, UtcTime
 from geofence.limits import heightened_problems
 from storage import repo
 from storage.repo import Conn, Row
@@ -37,12 +37,13 @@ _POLICY_HELP = (
 class HeightenedIn(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    name: str = Field("", description="e.g. 春节, 全国两会")
+    name: Name = Field("", description="e.g. 春节, 全国两会")
     start: AwareDatetime = Field(alias="from", description="ISO-8601 with offset")
     end: AwareDatetime = Field(alias="to", description="ISO-8601 with offset")
     policy: dict[str, Any] = Field({}, description=_POLICY_HELP)
-    offices: list[str] | None = Field(
+    offices: list[Name] | None = Field(
         None,
+        max_length=LIST_MAX,
         description="the offices (with every office below them) whose people it applies"
         " to; omitted: the caller's own office, or everyone for a token of no office",
     )

@@ -20,7 +20,7 @@ from api import audit
 from api.auth import LeaveRecorder, Principal, User
 from api.context import Ctx
 from api.errors import ApiError, not_found
-from api.fields import UtcTime
+from api.fields import LIST_MAX, Name, Text, UtcTime
 from api.routes.supervisees import require_supervisee
 from api.routes.zones import Window
 from fencewatch.timefmt import epoch_ms
@@ -40,8 +40,10 @@ class LeaveIn(BaseModel):
 
     start: AwareDatetime = Field(alias="from", description="ISO-8601 with offset")
     end: AwareDatetime = Field(alias="to", description="ISO-8601 with offset")
-    destinations: list[str] = Field([], description="zone ids added to the allowed area")
-    reason: str = ""
+    destinations: list[Name] = Field(
+        [], max_length=LIST_MAX, description="zone ids added to the allowed area"
+    )
+    reason: Text = ""
     kind: Kind = Field(
         "leave", description="leave (外出), or permit: a recurring cross-county permit"
     )
@@ -106,12 +108,12 @@ class LeaveList(BaseModel):
 
 class Approve(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    note: str | None = Field(None, description="kept in the audit log")
+    note: Text | None = Field(None, description="kept in the audit log")
 
 
 class Refuse(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, description="why (不予批准的理由), shown to the applicant")
+    reason: Text = Field(min_length=1, description="why (不予批准的理由), shown to the applicant")
 
 
 def _leave(row: Row) -> Leave:

@@ -12,6 +12,7 @@ from api import audit
 from api.auth import OfficeManager, User
 from api.context import Ctx
 from api.errors import ApiError, not_found
+from api.fields import Name
 from storage import repo
 
 router = APIRouter(tags=["offices"])
@@ -20,7 +21,7 @@ router = APIRouter(tags=["offices"])
 class OfficeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1)
+    name: Name = Field(min_length=1)
     kind: Literal["center", "city", "county", "station"] = Field(
         description="monitoring centre (监控中心, decides nothing), city (市级社区矫正机构),"
         " county bureau (县级司法局) or justice station (司法所)"
@@ -29,8 +30,8 @@ class OfficeIn(BaseModel):
     head_officer: str | None = Field(
         None, description="the station head (所长) or bureau head escalations go to"
     )
-    duty_phone: str | None = Field(None, description="duty phone for SMS escalations")
-    duty_email: str | None = Field(None, description="duty mailbox for e-mail escalations")
+    duty_phone: Name | None = Field(None, description="duty phone for SMS escalations")
+    duty_email: Name | None = Field(None, description="duty mailbox for e-mail escalations")
 
 
 class Office(OfficeIn):
@@ -44,11 +45,11 @@ class OfficeList(BaseModel):
 class OfficerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1)
+    name: Name = Field(min_length=1)
     office: str | None = None
-    phone: str | None = Field(None, description="for SMS alerts")
-    email: str | None = Field(None, description="for e-mail alerts")
-    role: str = Field("officer", description="officer, or head (所长) of their office")
+    phone: Name | None = Field(None, description="for SMS alerts")
+    email: Name | None = Field(None, description="for e-mail alerts")
+    role: Name = Field("officer", description="officer, or head (所长) of their office")
 
 
 class Officer(OfficerIn):
@@ -61,9 +62,17 @@ class OfficerList(BaseModel):
 
 @router.get("/offices", response_model=OfficeList)
 async def list_offices(ctx: Ctx, user: User) -> OfficeList:
+    """Every office, so the hierarchy can be shown; the head and duty contacts only of the
+    caller's own offices."""
     async with ctx.pool.acquire() as conn:
         rows = await repo.list_offices(conn)
-    return OfficeList(items=[Office.model_validate(dict(r)) for r in rows])
+    hidden = {"head_officer": None, "duty_phone": None, "duty_email": None}
+    return OfficeList(
+        items=[
+            Office.model_validate(dict(r) if user.covers(r["id"]) else {**dict(r), **hidden})
+            for r in rows
+        ]
+    )
 
 
 @router.put("/offices/{office_id}", response_model=Office)

@@ -25,7 +25,7 @@ from api import audit
 from api.auth import OrderDecider, Principal, User
 from api.context import Ctx
 from api.errors import ApiError, not_found
-from api.fields import UtcTime
+from api.fields import Name, Text, UtcTime
 from api.routes.supervisees import require_supervisee
 from fencewatch.config import Settings
 from fencewatch.timefmt import iso_time
@@ -51,23 +51,23 @@ class OrderIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ground: str = Field(description=f"one of the five legal grounds: {', '.join(GROUNDS)}")
-    approved_by: str = Field(description="the county bureau head who approved it (负责人)")
+    approved_by: Name = Field(description="the county bureau head who approved it (负责人)")
     starts_on: date
     ends_on: date = Field(description="at most 3 months after starts_on; included")
-    note: str | None = Field(None, description="kept in the audit log")
+    note: Text | None = Field(None, description="kept in the audit log")
 
 
 class RenewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     until: date = Field(description="new last day; at most 3 months after the current one")
-    reassessment: str = Field(description="the reassessment behind the renewal (评估意见)")
-    approved_by: str = Field(min_length=1, description="the county bureau head who approved it")
+    reassessment: Text = Field(description="the reassessment behind the renewal (评估意见)")
+    approved_by: Name = Field(min_length=1, description="the county bureau head who approved it")
 
 
 class EndIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, description="why it is no longer needed (解除理由)")
+    reason: Text = Field(min_length=1, description="why it is no longer needed (解除理由)")
 
 
 class RenewalOut(BaseModel):

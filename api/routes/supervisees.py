@@ -12,7 +12,7 @@ from api import audit
 from api.auth import Manager, Principal, User
 from api.context import Ctx
 from api.errors import ApiError, not_found
-from api.fields import UtcTime
+from api.fields import LIST_MAX, Name, UtcTime
 from storage import repo
 from storage.repo import Conn, Row
 
@@ -22,12 +22,16 @@ router = APIRouter(tags=["supervisees"])
 class SuperviseeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = ""
+    name: Name = ""
     office: str | None = Field(None, description="the justice station (司法所) in charge")
     officer: str | None = None
     level: Literal["strict", "normal", "lenient"] = Field("normal", description="严管/普管/宽管")
-    jurisdiction: list[str] = Field([], description="jurisdiction zone ids: the 执行地")
-    exclusion: list[str] = Field([], description="exclusion zone ids (禁止令)")
+    jurisdiction: list[Name] = Field(
+        [], max_length=LIST_MAX, description="jurisdiction zone ids: the 执行地"
+    )
+    exclusion: list[Name] = Field(
+        [], max_length=LIST_MAX, description="exclusion zone ids (禁止令)"
+    )
     home: str | None = Field(None, description="home zone id (curfew)")
     term_start: date | None = None
     term_end: date | None = None
