@@ -47,8 +47,7 @@ class Confirm(msgspec.Struct):
 def step(
     c: Confirm, score: int, ts: int, radius: float, policy: Policy, depth: float = 1.0
 ) -> str | None:
-    """Advance `c` by one fix; returns "raise", "clear" (this device is surely back on the
-    right side: whatever episode it has open ends) or None."""
+    """Advance `c` by one fix; returns "raise", "clear" or None."""
     if score == 2:
         c.good = 0
         weight = min(max(depth, 1.0), policy.evidence_cap)
@@ -82,10 +81,6 @@ def step(
     elif c.phase == BREACH and c.good >= policy.clear_fixes:
         c.phase, c.count, c.good, c.evidence = CLEAR, 0, 0, 0.0
         return "clear"
-    elif c.phase == CLEAR and c.good == policy.clear_fixes:
-        # Surely on the right side, though this lane never confirmed a breach: an episode
-        # another lane of the device opened (fixes that came out of order) has ended too.
-        return "clear"
     return None
 
 
@@ -96,3 +91,11 @@ def settle(c: Confirm, start: int) -> str | None:
         return None
     c.phase, c.start, c.good = BREACH, start, 0
     return "raise"
+
+
+def end(c: Confirm) -> str | None:
+    """The rule has stopped applying (a curfew window is over): whatever the fixes'
+    accuracy, a breach ends and a streak is dropped."""
+    was = c.phase
+    c.phase, c.count, c.good, c.evidence = CLEAR, 0, 0, 0.0
+    return "clear" if was == BREACH else None

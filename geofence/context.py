@@ -52,8 +52,10 @@ class StepContext:
             start = hint  # late fixes already showed this breach beginning earlier
         for e in episodes:
             if e.start <= ts and (e.end is None or e.end + reopen_ms >= start):
-                if e.end is not None and e.end < start and e.device == device:
-                    e.end = None
+                if e.end is not None and e.end < start:
+                    # Out again soon after: the same breach, whichever device shows it now
+                    # (that device's return then ends it).
+                    e.end, e.device, e.late = None, device, late
                     self.verdicts.append(
                         Verdict("reopen", alert_type, supervisee, device, ts, e.key)
                     )

@@ -167,8 +167,31 @@ class Engine:
             # order on a late track of its own.
             j.flags |= Quality.OUT_OF_ORDER
             self._judge_late(ctx, dev, j)
+            self._reconcile(ctx, dev, fix.device)
             return
         pipeline.run(ctx, live, j)
+        if dev.late_open:
+            self._reconcile(ctx, dev, fix.device)
+
+    def _reconcile(self, ctx: StepContext, dev: DeviceState, device: str) -> None:
+        """End the episodes a late track opened once the live track shows the person back
+        after everything the late track has seen: the live track speaks for the present."""
+        ctx.late_track = False
+        owner = self.rules.device_owner[device]
+        person = self.state.people.get(owner)
+        dev.late_open = False
+        if person is None:
+            return
+        newest_late = dev.late.last_ts if dev.late is not None else -1
+        for rule, episodes in person.episodes.items():
+            for e in episodes:
+                if e.end is not None or not e.late or e.device != device:
+                    continue
+                since = pipeline.back_since(dev.live, rule)
+                if since is not None and since > max(e.start, newest_late):
+                    ctx.close(rule, rule.partition(":")[0], owner, device, since)
+                else:
+                    dev.late_open = True
 
     def _judge_late(self, ctx: StepContext, dev: DeviceState, j: Judged) -> None:
         ctx.late_track = True

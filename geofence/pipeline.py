@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from geofence import confirm
 from geofence.context import StepContext
 from geofence.judge import Judged
 from geofence.stages import (
@@ -41,3 +42,21 @@ def run(ctx: StepContext, track: Track, j: Judged) -> None:
     for stage in STAGES:
         if not stage(ctx, track, j):
             return
+
+
+def back_since(track: Track, rule: str) -> int | None:
+    """Device time from which `track` (a device's live track) shows the person surely not
+    breaching `rule` any more, or None while it may still be: what ends an episode that
+    out-of-order fixes opened (geofence.engine)."""
+    kind, _, zone = rule.partition(":")
+    if kind == exclusion.TYPE:
+        if zone in track.exclusion or track.anchor is None:
+            return None  # a streak there, or no trusted position yet
+        return track.anchor[3]
+    if kind == jurisdiction.RULE:
+        c = track.jurisdiction
+    elif kind == curfew.RULE:
+        c = track.curfew
+    else:
+        return None
+    return c.good_ts if c.phase == confirm.CLEAR and c.good_ts >= 0 else None

@@ -45,6 +45,7 @@ class DeviceState(msgspec.Struct):
     # The fixes judged on the late track, in device-time order: a fix older than the late
     # track's newest rebuilds it from these, so any arrival order is judged in time order.
     late_fixes: list[Fix] = msgspec.field(default_factory=list)
+    late_open: bool = False  # an episode a late track opened is still open
     last_at: int = 0  # arrival time of the newest message: the offline clock
     offline: bool = False
     power_off_at: int | None = None

@@ -21,8 +21,10 @@ from tests.kit import (
     fix,
     line,
     lishui_collection,
+    offset,
     qingtian_point,
     roster,
+    square_m,
 )
 
 ZONES = parse_feature_collection(lishui_collection())
@@ -108,3 +110,49 @@ def test_any_order_with_duplicates_gives_the_same_alert(
     messages: list[list[dict[str, Any]]],
 ) -> None:
     assert deliver(messages) == IN_ORDER
+
+
+def _late_batch_after_live(
+    zones: list[dict[str, Any]], person: dict[str, Any], late: list[tuple[float, float]]
+) -> list[Verdict]:
+    """Live fixes at the seat (inside everything but the test zone), then a buffered batch
+    from before them at the places `late`, 30 s apart: what the officer is told."""
+    rules = RuleSet(roster(**person), [*ZONES, *parse_feature_collection(_collection(zones))])
+    engine = Engine(rules)
+    t0 = STREAM[0]["ts"]
+    live = line(LIANDU_SEAT, LIANDU_SEAT, 4, t0=t0 + 600_000, seq0=100)
+    verdicts = [v for f in live for v in engine.process([fix(f)]).verdicts]
+    batch = [
+        fix({"seq": i, "ts": t0 + i * 30_000, "lat": lat, "lon": lon, "acc": 8.0}, at=t0 + 800_000)
+        for i, (lat, lon) in enumerate(late)
+    ]
+    return verdicts + engine.process(batch).verdicts
+
+
+def _collection(features: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "FeatureCollection", "features": features}
+
+
+def test_a_breach_found_late_ends_where_the_live_track_already_shows_the_person_back() -> None:
+    """Exit, exclusion zone and curfew alike: the batch raises its breach (late), and the
+    live fixes that came before it already show the person back, so it is not left open."""
+    outside = [(f["lat"], f["lon"]) for f in STREAM[14:18]]
+    school = offset(LIANDU_SEAT, 0, 2000)
+    cases = [
+        ([], {}, outside, "jurisdiction_exit"),
+        (
+            [square_m("school", "exclusion", school, 150)],
+            {"exclusion": ["school"]},
+            [school] * 4,
+            "exclusion_enter",
+        ),
+        (
+            [square_m("home", "home", LIANDU_SEAT, 150)],
+            {"home": "home"},
+            [school] * 4,
+            "curfew_breach",
+        ),
+    ]
+    for zones, person, late, kind in cases:
+        verdicts = [v for v in _late_batch_after_live(zones, person, late) if v.type == kind]
+        assert [(v.action, v.late) for v in verdicts] == [("raise", True), ("clear", False)], kind

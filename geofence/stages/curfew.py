@@ -17,11 +17,18 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
     if j.flags & SKIP:
         return True
     fix, policy = j.fix, j.policy
-    score = -j.home if j.home != NO_POSITION else -2
-    if score == -2 and track.curfew.phase == confirm.CLEAR:
-        return True
     c = track.curfew
-    event = confirm.step(c, score, fix.ts, j.radius, policy, j.home_depth)
+    if j.home == NO_POSITION:  # no curfew in force now: whatever breach there was is over
+        c.good_ts = fix.ts
+        if c.phase == confirm.CLEAR:
+            return True
+        event = confirm.end(c)
+    elif j.home == 2 and c.phase == confirm.CLEAR:  # at home, nothing pending: the usual
+        if j.radius <= policy.trust_max_m:
+            c.good_ts = fix.ts
+        return True
+    else:
+        event = confirm.step(c, -j.home, fix.ts, j.radius, policy, j.home_depth)
     if event == "raise":
         ctx.open(
             RULE,

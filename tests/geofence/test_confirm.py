@@ -226,35 +226,20 @@ def test_a_breach_holds_until_enough_trusted_fixes_in_a_row(
 
 
 @pytest.mark.parametrize(
-    ("steps", "expected"),
+    ("before", "expected"),
     [
-        pytest.param([S(-2, 0), S(-2, 30)], ["", "clear"], id="two trusted fixes: surely back"),
-        pytest.param(
-            [S(-2, 0), S(-2, 30), S(-2, 60), S(-2, 90)],
-            ["", "clear", "", ""],
-            id="once per row",
-        ),
-        pytest.param(
-            [S(2, 0), S(-2, 30), S(-2, 60)], ["", "", "clear"], id="after a streak broken off"
-        ),
-        pytest.param(
-            [S(-2, 0), S(2, 15), S(-2, 30), S(-2, 60)],
-            ["", "", "", "clear"],
-            id="a violation between them starts the row again",
-        ),
-        pytest.param(
-            [S(-2, 0, radius=3000), S(-2, 30, radius=3000)],
-            ["", ""],
-            id="km-wide circles never",
-        ),
-        pytest.param([S(-1, 0, radius=500), S(-1, 30, radius=500)], ["", ""], id="wide leaners"),
+        pytest.param([], None, id="nothing to end"),
+        pytest.param([S(2, 0)], None, id="a streak is dropped"),
+        pytest.param([S(2, 0), S(2, 30), S(2, 60)], "clear", id="a breach ends"),
     ],
 )
-def test_a_lane_that_never_confirmed_still_says_when_surely_back(
-    steps: list[S], expected: list[str]
+def test_a_rule_that_stops_applying_ends_whatever_it_had(
+    before: list[S], expected: str | None
 ) -> None:
-    # Another lane of the device (fixes that came out of order) may have the episode open.
-    assert play(steps) == expected
+    c = Confirm()
+    play(before, c)
+    assert confirm.end(c) == expected
+    assert c.phase == confirm.CLEAR
 
 
 def test_the_last_trusted_fix_on_the_right_side_is_remembered() -> None:

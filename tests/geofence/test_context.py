@@ -172,12 +172,6 @@ CASES = [
         [Open(0, 60), Close(120), Open(300, 360, device=PHONE)],
         [RAISED, ("clear", 0, None), ("reopen", 0, None)],
         id="out again within reopen_s on the second device: reopened",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="StepContext.open: a breach another device of the person confirms "
-            "within reopen_s of the episode's end is neither reopened nor raised "
-            "(only the opening device may reopen), so the officer is told nothing",
-        ),
     ),
 ]
 

@@ -29,12 +29,6 @@ def no_curfew(t: float, **kw: Any) -> Judged:
 
 
 AWAY = [away(0), away(30), away(60)]  # raised at 60 s
-_COARSE_AFTER_CURFEW = pytest.mark.xfail(
-    strict=True,
-    reason="curfew.run scores 'curfew not in force' as a compliant fix at the fix's own "
-    "radius, so a fix over trust_max_m (1 km: any cell fix) is untrusted and the episode "
-    "outlives its window (docs/rules.md: the end of the window ends the episode)",
-)
 
 CASES = [
     pytest.param(AWAY, ["", "", "raise"], id="away during curfew: three fixes, a minute"),
@@ -53,14 +47,13 @@ CASES = [
     ),
     pytest.param(
         [*AWAY, no_curfew(90), no_curfew(120)],
-        ["", "", "raise", "", "clear"],
+        ["", "", "raise", "clear", ""],
         id="the curfew ends: the breach ends",
     ),
     pytest.param(
         [*AWAY, no_curfew(90, radius=3000), no_curfew(120, radius=3000)],
-        ["", "", "raise", "", "clear"],
+        ["", "", "raise", "clear", ""],
         id="the curfew ends, coarse fixes after it: the breach ends",
-        marks=_COARSE_AFTER_CURFEW,
     ),
     pytest.param(
         [*AWAY, home(90), home(120), away(150), away(180), away(210)],
@@ -80,17 +73,3 @@ def test_the_alert_says_where_and_since_when() -> None:
     assert raised.type == "curfew_breach"
     assert raised.detail["start"] == ms(0)
     assert set(raised.detail) >= {"lat", "lon", "acc"}
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="curfew.run returns early on a compliant fix while its Confirm is CLEAR, so the "
-    "live track at home never reaches confirm's clear-phase 'clear': an episode a late "
-    "track opened stays open (docs/rules.md: any track surely back on the right side ends "
-    "the episode the device has open; jurisdiction does)",
-)
-def test_the_live_track_at_home_ends_what_a_late_track_opened() -> None:
-    late = Lane(curfew.run, late=True)
-    live = Lane(curfew.run, state=late.state)
-    assert late.actions(AWAY) == ["", "", "raise"]
-    assert live.actions([home(600), home(630)]) == ["", "clear"]

