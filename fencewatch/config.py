@@ -65,6 +65,27 @@ def _number(env: dict[str, str], name: str, default: float, low: float, high: fl
     return value
 
 
+def _address(name: str, text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{name} must be host:port, got {text!r}")
+    return host, int(port)
+
+
+def listen_socket(name: str, host: str, port: int) -> socket.socket:
+    """A listening socket for the server at setting `name`, bound before anything else
+    starts: with the port taken the start stops here with the reason, instead of running
+    on without that server."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise ConfigError(
+            f"{name}: cannot listen on {host}:{port} ({exc.strerror or exc});"
+            f" another process has it? Set {name} to a free host:port"
+        ) from None
+
+
 def _roles(text: str) -> frozenset[str]:
     roles = frozenset(r.strip() for r in text.split(",") if r.strip())
     if not roles or roles - ROLES:
@@ -104,6 +125,11 @@ class Settings(msgspec.Struct, frozen=True):
     mqtt_url: str | None = None
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    # Where phones post the OsmAnd protocol (Traccar Client, spec 4.1b; ingest.osmand_http),
+    # in processes with the api role; None: no listener. FENCEWATCH_OSMAND defaults to
+    # 127.0.0.1:5055; Settings made in code (the tests') have none unless they ask.
+    osmand_host: str | None = None
+    osmand_port: int = 5055
     data_dir: Path = Path("var")
     webhook_url: str | None = None
     webhook_secret: str = ""
@@ -141,10 +167,11 @@ class Settings(msgspec.Struct, frozen=True):
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
-        http = env.get("FENCEWATCH_HTTP", "127.0.0.1:8080")
-        host, _, port = http.rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigError(f"FENCEWATCH_HTTP must be host:port, got {http!r}")
+        host, port = _address("FENCEWATCH_HTTP", env.get("FENCEWATCH_HTTP", "127.0.0.1:8080"))
+        osmand = env.get("FENCEWATCH_OSMAND") or "127.0.0.1:5055"
+        osmand_host, osmand_port = (
+            (None, 5055) if osmand == "off" else _address("FENCEWATCH_OSMAND", osmand)
+        )
         mqtt = env.get("FENCEWATCH_MQTT_URL") or None
         if mqtt:
             MqttAddress.parse(mqtt)
@@ -153,7 +180,9 @@ class Settings(msgspec.Struct, frozen=True):
             redis_url=env.get("FENCEWATCH_REDIS_URL") or None,
             mqtt_url=mqtt,
             http_host=host,
-            http_port=int(port),
+            http_port=port,
+            osmand_host=osmand_host,
+            osmand_port=osmand_port,
             data_dir=Path(env.get("FENCEWATCH_DATA_DIR", "var")),
             webhook_url=env.get("FENCEWATCH_WEBHOOK_URL") or None,
             webhook_secret=env.get("FENCEWATCH_WEBHOOK_SECRET", ""),

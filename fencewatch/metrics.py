@@ -16,6 +16,11 @@ MESSAGES_IGNORED = Counter(
     "Valid device messages with nothing to judge or keep (OwnTracks waypoints, cards…), by reason",
     ["reason"],
 )
+OSMAND_REQUESTS = Counter(
+    "fencewatch_osmand_requests",
+    "OsmAnd (Traccar Client) requests over HTTP, by the status they were answered with",
+    ["status"],
+)
 ALERTS_RAISED = Counter("fencewatch_alerts_raised", "Alerts raised, by type", ["type"])
 INGEST_BATCH_SECONDS = Histogram(
     "fencewatch_ingest_batch_seconds", "Time to judge and commit one ingest batch"

@@ -16,7 +16,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,12 +32,13 @@ from api.context import ApiContext
 from api.tokens import create_token
 from duties.scheduler import Duties
 from fencewatch import retention
-from fencewatch.config import ConfigError, Settings
+from fencewatch.config import ConfigError, Settings, listen_socket
 from fencewatch.servers import ServerUrls, servers
 from geofence.ruleset import RuleSet
 from ingest.balancer import Balancer
 from ingest.broker_watch import BrokerWatch
 from ingest.leases import Leases
+from ingest.osmand_http import OsmandListener
 from ingest.shard import ShardRunner
 from ingest.shards import Shard
 from storage import partitions
@@ -64,34 +65,38 @@ class _Server(uvicorn.Server):
 
 
 def bind_http(settings: Settings) -> socket.socket:
-    """The API's listening socket, bound before anything else starts: with the port taken
-    the start stops here with the reason, instead of running on without HTTP."""
-    host, port = settings.http_host, settings.http_port
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        return socket.create_server((host, port), family=family)
-    except OSError as exc:
-        raise ConfigError(
-            f"FENCEWATCH_HTTP: cannot listen on {host}:{port} ({exc.strerror or exc});"
-            " another process has it? Set FENCEWATCH_HTTP to a free host:port"
-        ) from None
+    return listen_socket("FENCEWATCH_HTTP", settings.http_host, settings.http_port)
+
+
+def bind_osmand(settings: Settings) -> socket.socket | None:
+    """The OsmAnd listener's socket, in a process with the api role, unless it is off."""
+    if "api" not in settings.roles or settings.osmand_host is None:
+        return None
+    return listen_socket("FENCEWATCH_OSMAND", settings.osmand_host, settings.osmand_port)
 
 
 class Service:
     def __init__(
-        self, settings: Settings, urls: ServerUrls, http_socket: socket.socket | None = None
+        self,
+        settings: Settings,
+        urls: ServerUrls,
+        http_socket: socket.socket | None = None,
+        osmand_socket: socket.socket | None = None,
     ) -> None:
         self.settings = settings
         self.urls = urls
         self.http_socket = http_socket
+        self.osmand_socket = osmand_socket
         self.stop = asyncio.Event()
         self.ready = asyncio.Event()
+        self.osmand: OsmandListener | None = None
         self.broker_watch: BrokerWatch | None = None
 
     async def run(self, demo_fleet: int = 0) -> None:
         s = self.settings
         http_socket = self.http_socket or bind_http(s)  # a port taken stops the start here
         retention_days = retention.days_from_env()  # a bad setting stops the start
+        osmand_socket = self.osmand_socket or bind_osmand(s)
         self.pool = await open_pool(self.urls.database_url, min_size=2, max_size=8)
         self.redis = Redis.from_url(self.urls.redis_url)
         async with self.pool.acquire() as conn:
@@ -112,6 +117,7 @@ class Service:
             jobs["clock"] = self._every(CLOCK_EVERY_S, self._tick)
             jobs["snapshots"] = self._every(SNAPSHOT_EVERY_S, self._snapshot)
             jobs["partitions"] = self._every(PARTITIONS_EVERY_S, self._partitions)
+        if "ingest" in s.roles or osmand_socket is not None:
             jobs["rules"] = self._listen_rules()
         ctx = ApiContext(self.pool, self.redis, self.health, self.rules_changed)
         app = create_app(ctx) if "api" in s.roles else create_probe_app(ctx)
@@ -119,6 +125,19 @@ class Service:
             uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning")
         )
         jobs["http"] = server.serve(sockets=[http_socket])
+        servers = [server]
+        if osmand_socket is not None:
+            self.osmand = OsmandListener(
+                self.pool,
+                lambda: self.rules,
+                self.urls.mqtt_url,
+                f"{s.client_id}-osmand-{s.worker_id}",
+            )
+            servers.append(
+                _Server(uvicorn.Config(self.osmand.app, log_level="warning", lifespan="off"))
+            )
+            jobs["osmand"] = servers[-1].serve(sockets=[osmand_socket])
+            jobs["osmand receipts"] = self.osmand.run()
         if "scheduler" in s.roles:
             self.alerting = Alerting(self.pool, self.redis, s, self.urls.mqtt_url)
             jobs["alerting"] = self.alerting.run(self.stop)
@@ -130,12 +149,17 @@ class Service:
             # Reports every 10 s, and the first two minutes of the plan arrive at once, as
             # from tags that were out of touch: the demo has alerts to show within a minute.
             jobs["fleet"] = run_fleet(
-                self.urls.mqtt_url, plan, self.stop, interval_s=DEMO_INTERVAL_S, history_s=120
+                self.urls.mqtt_url,
+                plan,
+                self.stop,
+                interval_s=DEMO_INTERVAL_S,
+                history_s=120,
+                osmand_url=self._osmand_url(),
             )
         tasks = {asyncio.create_task(job, name=name): name for name, job in jobs.items()}
         stopper = asyncio.create_task(self.stop.wait(), name="stop")
         # uvicorn offers no "started" event to wait on, only the flag.
-        while not server.started and not stopper.done():  # noqa: ASYNC110
+        while not all(srv.started for srv in servers) and not stopper.done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         self._banner(demo_fleet)
         self.ready.set()
@@ -143,13 +167,16 @@ class Service:
         for task in done:
             if task is not stopper and task.exception() is not None:
                 log.error("%s failed", task.get_name(), exc_info=task.exception())
-        await self._shutdown(server, list(tasks))
+        await self._shutdown(servers, list(tasks))
 
-    async def _shutdown(self, server: uvicorn.Server, tasks: list[asyncio.Task[None]]) -> None:
+    async def _shutdown(
+        self, servers: Sequence[uvicorn.Server], tasks: list[asyncio.Task[None]]
+    ) -> None:
         self.stop.set()
-        server.should_exit = True
+        for server in servers:
+            server.should_exit = True
         for task in tasks:
-            if task.get_name() not in ("http", "alerting", "duties", "fleet"):
+            if task.get_name() not in ("http", "osmand", "alerting", "duties", "fleet"):
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         # Whatever the broker delivered but we did not acknowledge is redelivered next time.
@@ -252,7 +279,17 @@ class Service:
         if "ingest" in self.settings.roles:
             health["ingest"] = self.shards.connected and not self._failed("ingest")
             health["broker"] = all(r.connected for r in self.shards.held.values())
+        if self.osmand is not None:
+            health["osmand"] = self.osmand.ready
         return health
+
+    def _osmand_url(self) -> str | None:
+        """Where a local client reaches the OsmAnd listener, if there is one."""
+        s = self.settings
+        if self.osmand is None or s.osmand_host is None:
+            return None
+        host = "127.0.0.1" if s.osmand_host in ("0.0.0.0", "::") else s.osmand_host
+        return f"http://{f'[{host}]' if ':' in host else host}:{s.osmand_port}/"
 
     def _failed(self, name: str) -> bool:
         return any(t.get_name() == name and t.done() for t in asyncio.all_tasks())
@@ -284,11 +321,15 @@ class Service:
             lines.append(f"  health {base}/healthz  metrics {base}/metrics")
         if "ingest" in s.roles and s.shards > 1:
             lines.append(f"  worker {s.worker_id}: ingest shards of {s.shards}, as leased")
+        if self.osmand is not None:
+            lines.append(f"  phones (OsmAnd protocol, Traccar Client) {self._osmand_url()}")
         if self.urls.embedded:
             embedded = ", ".join(self.urls.embedded)
             lines.append(f"  embedded servers: {embedded} (data in {self.settings.data_dir})")
         if demo_fleet:
-            lines.append(f"  simulating {demo_fleet} ankle tags around 丽水市莲都区")
+            # simulators.demo: the eleventh device is a phone running the Traccar Client.
+            devices = "ankle tags" if demo_fleet <= 10 else "ankle tags and a Traccar Client phone"
+            lines.append(f"  simulating {demo_fleet} devices around 丽水市莲都区: {devices}")
             lines.append(f"  operator token (log in to the console with it): {self.demo_token}")
         print("\n".join(lines), flush=True)
 
@@ -303,18 +344,23 @@ def run(demo_fleet: int = 0) -> int:
 
         uvloop.install()
     try:
-        http_socket = bind_http(settings)  # before any embedded server is started
+        # Before any embedded server is started.
+        sockets = bind_http(settings), bind_osmand(settings)
     except ConfigError as exc:
         print(f"fencewatch serve: {exc}", file=sys.stderr)
         return 1
     with servers(settings) as urls:
-        return asyncio.run(_main(settings, urls, demo_fleet, http_socket))
+        return asyncio.run(_main(settings, urls, demo_fleet, *sockets))
 
 
 async def _main(
-    settings: Settings, urls: ServerUrls, demo_fleet: int, http_socket: socket.socket
+    settings: Settings,
+    urls: ServerUrls,
+    demo_fleet: int,
+    http_socket: socket.socket,
+    osmand_socket: socket.socket | None,
 ) -> int:
-    service = Service(settings, urls, http_socket)
+    service = Service(settings, urls, http_socket, osmand_socket)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, service.stop.set)

@@ -30,6 +30,7 @@ from geofence.engine import Engine
 from geofence.guard import Message
 from geofence.judge import Judged
 from geofence.model import DeviceEvent, Verdict
+from ingest import receipts
 from ingest.decode import Decoded, Rejection, decode
 from ingest.mqtt import Inbound, MqttSource
 from ingest.quarantine import Quarantine
@@ -164,6 +165,7 @@ class IngestLoop:
                 self.source.drop(foreign)
             mine = [i for i in items if i.topic not in foreign]
             decoded = Decoded()
+            waiting: list[receipts.Receipt] = []  # senders waiting for the commit
             acks = [i for i in mine if i.topic.endswith(ACK_SUFFIX)]
             if acks:
                 decoded.rejections += await self._command_acks(acks)
@@ -174,7 +176,16 @@ class IngestLoop:
             for item in mine:
                 if item.topic.endswith(ACK_SUFFIX):
                     continue
-                d = decode(item.topic, item.payload, item.at, rules.device_owner, rules.owntracks)
+                d = decode(
+                    item.topic,
+                    item.payload,
+                    item.at,
+                    rules.device_owner,
+                    rules.owntracks,
+                    rules.osmand,
+                )
+                if receipts.awaited(item.topic):
+                    waiting.append(receipts.receipt(item.topic, item.payload, d.rejections))
                 decoded.rejections += d.rejections
                 if d.fixes or d.events:
                     messages.append((d.fixes, d.events))
@@ -194,7 +205,7 @@ class IngestLoop:
                 FIXES_REJECTED.labels(r.reason).inc()
             await p.drain()
             p.inflight = asyncio.ensure_future(
-                self._finish(items, outcome.judged, decoded, outcome.verdicts, started)
+                self._finish(items, outcome.judged, decoded, outcome.verdicts, started, waiting)
             )
 
     async def _finish(
@@ -204,10 +215,13 @@ class IngestLoop:
         decoded: Decoded,
         verdicts: list[Verdict],
         started: float,
+        waiting: list[receipts.Receipt],
     ) -> None:
         p = self.pipeline
         done = await p.commit(judged, decoded.events, decoded.rejections, verdicts)
         self.source.ack(items)
+        if waiting:
+            await receipts.send(p.pool, waiting)
         FIXES_STORED.inc(done.stored)
         INGEST_BATCH_SECONDS.observe(time.perf_counter() - started)
         self.batches += 1

@@ -60,16 +60,16 @@ class Shard(msgspec.Struct, frozen=True):
             if self.owns(rules.device_owner.get(device, ""))
             for sub in ("", *(f"/{suffix}" for suffix in OWNTRACKS_SUBTOPICS))
         )
-        return topics
-
-    def foreign(self, topic: str, rules: RuleSet) -> bool:
-        """A message this shard is subscribed to but another shard judges: a subscription
-        left in the persistent session from before the device changed hands."""
         topics.update(
             osmand.topic(device)
             for device in rules.osmand.values()
             if self.owns(rules.device_owner.get(device, ""))
         )
+        return topics
+
+    def foreign(self, topic: str, rules: RuleSet) -> bool:
+        """A message this shard is subscribed to but another shard judges: a subscription
+        left in the persistent session from before the device changed hands."""
         if self.count == 1:
             return False
         parts = topic.split("/")

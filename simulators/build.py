@@ -44,7 +44,11 @@ class Person:
 
     def roster_entry(self) -> dict[str, Any]:
         devices: list[Any] = [
-            d.id if d.kind == "tag" else {"id": d.id, "kind": "phone", "owntracks": d.owntracks}
+            d.id
+            if d.kind == "tag"
+            else {"id": d.id, "kind": "phone", "osmand": d.osmand}
+            if d.osmand is not None
+            else {"id": d.id, "kind": "phone", "owntracks": d.owntracks}
             for d in self.devices
         ]
         return {

@@ -6,8 +6,9 @@ curfews), the roster, and the fleet plan `simulators.fleet.run_fleet` plays live
 start at the moment of building: within the first minute one tag walks out of 莲都 into
 a neighbouring county and stays out, another drives out; then an exclusion zone is
 entered, a strap is opened, a battery runs low, a tag goes silent and one loses its fix;
-someone on approved leave drives to 青田; the rest go about their day, some near the
-border with their fixes drifting across it.
+someone on approved leave drives to 青田; one person carries a phone running the Traccar
+Client, which posts over HTTP (the OsmAnd protocol), instead of a tag; the rest go about
+their day, some near the border with their fixes drifting across it.
 
     python -m simulators.demo OUT_DIR --tags 36 [--minutes 60]
 
@@ -31,7 +32,7 @@ from simulators.build import Person, Scenario, write, write_setup
 from simulators.device import Battery
 from simulators.fleet import FleetPlan
 from simulators.gps import GpsProfile
-from simulators.life import TZ, minutes, nearby, routine, tag
+from simulators.life import TZ, minutes, nearby, routine, tag, traccar_phone
 from simulators.places import EVERY_DAY, WEEKDAYS, block, circle, window
 from simulators.route import Env, Mode, RouteBuilder
 
@@ -128,6 +129,12 @@ class _Demo:
         track = routine(b, self.rng, home, self.sc.end)
         return self._person(sid, dev, track, gps=GpsProfile(cover_cell=0.0))
 
+    def traccar_phone(self, sid: str, dev: str) -> Person:
+        home = self._home()
+        track = routine(self._at(*home), self.rng, home, self.sc.end).track()
+        plan = traccar_phone(self.rng, f"P{dev[1:]}", track)
+        return self.sc.add(Person(sid, track, [plan], expect=None))
+
     def routine(self, sid: str, dev: str) -> Person:
         return self._routine(sid, dev, curfew=int(sid[1:]) % 3 == 0)
 
@@ -173,6 +180,7 @@ ROLES: tuple[Callable[[_Demo, str, str], Person], ...] = (
     _Demo.offline,
     _Demo.no_fix,
     _Demo.school,
+    _Demo.traccar_phone,
 )
 
 

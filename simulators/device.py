@@ -6,7 +6,9 @@ and on. A phone runs OwnTracks in significant-move mode: it publishes when its w
 moved a couple of hundred metres, or after a ping interval, so its reports are irregular;
 it never reports without a fix. What it sends is what its app sends: an iPhone -1 for a
 speed or course it has not got; a phone's connection dies with it, so the broker
-publishes its will (`lwt`) when it is switched off or its battery dies.
+publishes its will (`lwt`) when it is switched off or its battery dies. A phone may run the
+Traccar Client instead, deciding alike and posting each location over HTTP (the OsmAnd
+protocol, spec 4.1b), with no broker connection and so no will.
 
 Both obey the service's commands (alerts.pursuit): a tag `set_interval`, a phone
 `reportLocation` and a switch to move mode (a fix every few seconds) and back.
@@ -27,6 +29,7 @@ from geofence.crs import wgs84_to_gcj02
 from simulators.geo import displacement
 from simulators.gps import SOURCES, GpsModel, GpsProfile
 from simulators.messages import (
+    OSMAND_TOPIC,
     Message,
     Payload,
     evt,
@@ -34,6 +37,7 @@ from simulators.messages import (
     fix_entry,
     loc,
     loc_topic,
+    osmand_location,
     owntracks_location,
     owntracks_lwt,
     owntracks_topic,
@@ -60,6 +64,7 @@ class DevicePlan:
     track: Track
     kind: str = "tag"  # tag | phone
     owntracks: str | None = None  # "<user>/<device>" for a phone
+    osmand: str | None = None  # instead: the id a Traccar Client phone sends, over HTTP
     platform: str = "android"  # a phone's: ios | android, whose OwnTracks app it runs
     interval_s: float = 30.0  # tags; phones report on movement
     gps: GpsProfile = field(default_factory=GpsProfile)
@@ -96,6 +101,8 @@ _WILL_DELAY_MS = 90_000
 _PHONE_GRID_MS = 15_000
 _PHONE_MOVE_M = (150.0, 300.0)
 _PHONE_PING_S = (300.0, 900.0)
+# The Traccar Client's `event` for a report: its first on starting, its heartbeat.
+_OSMAND_EVENT = {"u": "motionchange", "p": "heartbeat"}
 # OwnTracks `monitoring` modes, and move mode's default seconds between fixes (Android's
 # moveModeLocatorInterval).
 SIGNIFICANT, MOVE = 1, 2
@@ -126,6 +133,8 @@ class DeviceSim:
 
     @property
     def topic(self) -> str:
+        if self.plan.osmand is not None:
+            return OSMAND_TOPIC
         if self.plan.kind == "phone":
             return owntracks_topic(self.plan.owntracks or f"u{self.plan.id}/{self.plan.id}")
         return loc_topic(self.plan.id)
@@ -293,6 +302,22 @@ class DeviceSim:
         src_l = [SOURCES[k] if k >= 0 else None for k in readings.src.tolist()]
         out: list[Message] = []
         for k, ts in enumerate(ts_l):
+            if plan.osmand is not None:
+                if fix[k]:  # nor does the Traccar Client send anything without one
+                    payload = osmand_location(
+                        plan.osmand,
+                        ts,
+                        lat_l[k],
+                        lon_l[k],
+                        acc_l[k],
+                        batt=batt[k],
+                        charging=chg[k],
+                        spd=spd_l[k],
+                        hdg=hdg_l[k],
+                        event=_OSMAND_EVENT.get(triggers[k], ""),
+                    )
+                    out.append(Message(ts, self.topic, payload))
+                continue
             if plan.kind == "phone":
                 if not fix[k]:
                     continue  # OwnTracks publishes nothing without a location
@@ -334,7 +359,7 @@ class DeviceSim:
                 for ts, kind in events
                 if not _inside(ts, plan.silent)
             ]
-        else:
+        elif plan.osmand is None:  # no broker connection, no will: the Traccar Client posts
             out += self._wills(events)
         out.sort(key=lambda m: m.ts)
         for m in out:

@@ -6,7 +6,8 @@ runs the 丽水 demo fleet (simulators.demo) until interrupted. In-process, `run
 coroutine: the service's `demo` mode starts it as a task and sets the `stop` event to end
 it. MQTT goes through one shared paho client (thread-based network loop, per-device topics
 `em/<device>/loc|evt` and `owntracks/<user>/<device>`, QoS 1); the asyncio side only paces
-the devices and calls `publish`, which paho makes thread-safe.
+the devices and calls `publish`, which paho makes thread-safe. Traccar Client phones post
+over HTTP to the OsmAnd listener instead (simulators.http_link).
 
 Backpressure: paho keeps every unacknowledged QoS 1 message and runs out of message ids at
 65,535. The fleet caps its unacknowledged messages well below that; past the cap, or
@@ -38,6 +39,7 @@ import paho.mqtt.client as mqtt
 
 from fencewatch.config import MqttAddress
 from simulators.device import DevicePlan
+from simulators.http_link import TraccarPhones
 from simulators.tag import LiveTag, retime
 
 MAX_UNACKED = 10_000
@@ -162,18 +164,23 @@ async def run_fleet(
     stats: FleetStats | None = None,
     history_s: float = 0.0,
     clock: DeviceClock | None = None,
+    osmand_url: str | None = None,
 ) -> None:
     """Publish `roster_plan`'s devices live, every `interval_s` seconds each (of `clock`'s
     time: the wall clock unless given), until `stop` is set. The plan starts `history_s`
     ago (see simulators.tag.retime): like tags that were out of touch, each first uploads
-    what it recorded since, as batches. What was sent is counted into `stats` when given."""
+    what it recorded since, as batches. What was sent is counted into `stats` when given.
+    Traccar Client phones post to the OsmAnd listener at `osmand_url`
+    (simulators.http_link); without one they are left out."""
     link = MqttLink(mqtt_url, client_id or f"fencewatch-sim-{uuid.uuid4().hex[:8]}")
     clock = clock or DeviceClock()
     device_start = clock.now() - int(history_s * 1000)
     tags = [
         LiveTag(retime(p, roster_plan.start_ms, device_start, speedup), interval_s)
         for p in roster_plan.devices
+        if p.osmand is None or osmand_url is not None
     ]
+    phones = TraccarPhones(osmand_url, tags) if osmand_url is not None else None
     by_topic = {t.command_topic: t for t in tags}
     tick = min(1.0, interval_s / 5) / clock.rate
     stats = stats if stats is not None else FleetStats()
@@ -185,13 +192,15 @@ async def run_fleet(
                 if (tag := by_topic.get(topic)) is not None:
                     tag.command(payload, link)
             for t in tags:
-                t.step(now, link)
+                t.step(now, phones.links.get(t.plan.id, link) if phones is not None else link)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=tick)
     finally:
         await asyncio.to_thread(link.close)
+        if phones is not None:
+            await phones.close()
         stats.published = sum(t.sent for t in tags)
-        stats.acked = link.acked
+        stats.acked = link.acked + (phones.acked if phones is not None else 0)
         stats.held = sum(len(t.backlog) for t in tags)
         stats.dropped = sum(t.dropped for t in tags)
 
@@ -205,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--mqtt", default="mqtt://127.0.0.1:1883", help="broker URL")
+    parser.add_argument(
+        "--osmand",
+        default="http://127.0.0.1:5055/",
+        help="where Traccar Client phones post (FENCEWATCH_OSMAND); '' leaves them out",
+    )
     parser.add_argument("--tags", type=int, default=36, help="devices (default 36)")
     parser.add_argument("--interval", type=float, default=30.0, help="report interval, s (30)")
     parser.add_argument("--speedup", type=float, default=1.0, help="plan time per wall time (1)")
@@ -222,7 +236,15 @@ def main(argv: list[str] | None = None) -> int:
             loop.add_signal_handler(sig, stop.set)
         if args.duration:
             loop.call_later(args.duration, stop.set)
-        await run_fleet(args.mqtt, plan, stop, args.interval, args.speedup, stats=stats)
+        await run_fleet(
+            args.mqtt,
+            plan,
+            stop,
+            args.interval,
+            args.speedup,
+            stats=stats,
+            osmand_url=args.osmand or None,
+        )
 
     asyncio.run(go())
     print(

@@ -142,3 +142,14 @@ def phone(
         seed=seed,
     )
     return replace(plan, **kw)
+
+
+def traccar_phone(
+    rng: np.random.Generator, device: str, track: Track, gps: GpsProfile = PHONE_GPS, **kw: Any
+) -> DevicePlan:
+    """A phone running the Traccar Client instead of OwnTracks: it posts its locations over
+    HTTP in the OsmAnd protocol, known by the id it sends (eight digits, as the client
+    makes one up)."""
+    plan = phone(rng, device, track, gps, **kw)
+    osmand_id = np.random.default_rng((plan.seed, 29)).integers(10**7, 10**8)
+    return replace(plan, owntracks=None, osmand=str(osmand_id))

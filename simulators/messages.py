@@ -1,4 +1,5 @@
-"""Device messages on the wire: spec 4.1 for tags, OwnTracks for phones.
+"""Device messages on the wire: spec 4.1 for tags, OwnTracks or OsmAnd (Traccar Client)
+for phones.
 
 Payloads are plain dicts, ready for JSON. Callers round coordinates as devices do (six
 decimals of a degree is 0.1 m; OwnTracks sends seven, and whole metres and km/h).
@@ -9,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any
+
+from fencewatch.timefmt import iso
 
 Payload = dict[str, Any]
 
@@ -138,3 +141,52 @@ def owntracks_lwt(tst: int | str | None) -> Payload:
     publishes once the connection has died: `tst` is when it connected. The iOS app of the
     OwnTracks recorder's demo recording sent it as a string; Android sends none."""
     return {"_type": "lwt"} if tst is None else {"_type": "lwt", "tst": tst}
+
+
+OSMAND_TOPIC = "osmand"  # an OsmAnd request as pings.jsonl records it (spec 4.2)
+
+
+def osmand_location(
+    device_id: str,
+    ts: int,
+    lat: float,
+    lon: float,
+    acc: float,
+    batt: int | None = None,
+    charging: bool | None = None,
+    spd: float | None = None,
+    hdg: float | None = None,
+    event: str = "",
+) -> Payload:
+    """The Traccar Client's JSON body for one location (its location template): ISO time
+    with milliseconds, speed m/s and heading −1 when unknown, battery level 0..1 (−1
+    unknown), the activity its motion detection names, and `_` repeating the essentials as
+    a query string."""
+    speed = spd if spd is not None and math.isfinite(spd) else -1.0
+    moving = speed > 0.5
+    activity = "still"
+    if moving:
+        activity = "on_foot" if speed < 2.5 else "on_bicycle" if speed < 7 else "in_vehicle"
+    time = iso(ts)
+    location: Payload = {
+        "timestamp": time,
+        "coords": {
+            "latitude": lat,
+            "longitude": lon,
+            "accuracy": acc,
+            "speed": speed,
+            "heading": hdg if moving and hdg is not None and math.isfinite(hdg) else -1,
+            "altitude": 0,
+        },
+        "is_moving": moving,
+        "odometer": 0,
+        "event": event,
+        "battery": {
+            "level": -1 if batt is None else batt / 100,
+            "is_charging": bool(charging),
+        },
+        "activity": {"type": activity},
+        "extras": {},
+        "_": f"&id={device_id}&lat={lat}&lon={lon}&timestamp={time}&",
+    }
+    return {"location": location, "device_id": device_id}

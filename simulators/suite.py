@@ -28,7 +28,17 @@ from simulators.build import Person, Scenario, UnintendedError, write
 from simulators.device import Battery, DevicePlan
 from simulators.geo import distance_m
 from simulators.gps import GpsProfile
-from simulators.life import PHONE_GPS, errand, local_ms, minutes, nearby, phone, routine, tag
+from simulators.life import (
+    PHONE_GPS,
+    errand,
+    local_ms,
+    minutes,
+    nearby,
+    phone,
+    routine,
+    tag,
+    traccar_phone,
+)
 from simulators.places import EVERY_DAY, WEEKDAYS, block, circle, window
 from simulators.route import Env, Mode, RouteBuilder, Track
 from simulators.uplink import LinkPlan
@@ -789,6 +799,28 @@ def owntracks_real(rng: np.random.Generator) -> Scenario:
     device = phone(rng, "P01", track, platform=platform, link=link, off=off)
     sc.add(Person("S01", track, [device], expect=EXIT if exits else QUIET))
     _background(sc, rng)
+    return sc
+
+
+@recipe
+def osmand_phone(rng: np.random.Generator) -> Scenario:
+    """Two phones running the Traccar Client, which posts over HTTP in the OsmAnd protocol
+    (spec 4.1b): one is carried 1–3 km over the border on foot or by e-bike and stays out
+    for one to three hours; the other's wearer lives 0.4–1.5 km inside the border and
+    goes about the day."""
+    day = _day(rng)
+    start = local_ms(day, _u(rng, 8, 13))
+    sc = Scenario(start, start + 6 * H)
+    c = lishui.crossing(rng, _u(rng, 500, 2000), _u(rng, 1000, 3000))
+    mode = Mode.WALK if rng.uniform() < 0.5 else Mode.EBIKE
+    b = RouteBuilder(rng, sc.start, *c.inside).stay(minutes(20, 90, rng), Env.INDOOR)
+    b.go(*c.outside, mode).stay(minutes(60, 180, rng), Env.INDOOR)
+    track = b.stay_until(sc.end).track()
+    sc.add(Person("S01", track, [traccar_phone(rng, "P01", track)], expect=EXIT))
+    home = lishui.crossing(rng, _u(rng, 400, 1500), 0).inside
+    track = routine(RouteBuilder(rng, sc.start, *home), rng, home, sc.end, 0.4).track()
+    sc.add(Person("S02", track, [traccar_phone(rng, "P02", track)], expect=QUIET))
+    _background(sc, rng, first=3)
     return sc
 
 

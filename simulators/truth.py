@@ -27,8 +27,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from fencewatch.scenario import iso_to_ms
 from geofence.model import Roster, Supervisee, ZoneDef
 from geofence.ruleset import RuleSet
+from simulators.messages import OSMAND_TOPIC
 from simulators.route import Track
 from simulators.uplink import Body, Ping
 
@@ -105,12 +107,22 @@ def _records(topic: str, payload: Body, at: int) -> list[Record]:
         return [r for msg in payload for r in _records(topic, msg, at)]
     if topic.startswith("owntracks/"):
         return [_owntracks_record(payload, at)]
+    if topic == OSMAND_TOPIC:
+        return [_osmand_record(payload, at)]
     if topic.endswith("/evt"):
         return [Record(at, payload["ts"], event=payload["type"])]
     return [
         Record(at, e["ts"], e.get("fix", True), e.get("batt"), e.get("chg"), e.get("strap"))
         for e in payload.get("batch", [payload])
     ]
+
+
+def _osmand_record(body: dict[str, Any], at: int) -> Record:
+    """The Traccar Client's JSON body (simulators.messages.osmand_location)."""
+    location, battery = body["location"], body["location"]["battery"]
+    batt = None if battery["level"] < 0 else round(battery["level"] * 100)
+    ts = iso_to_ms(location["timestamp"], "timestamp")
+    return Record(at, ts, True, batt, battery["is_charging"])
 
 
 def _owntracks_record(msg: dict[str, Any], at: int) -> Record:
@@ -121,14 +133,21 @@ def _owntracks_record(msg: dict[str, Any], at: int) -> Record:
     return Record(at, msg["tst"] * 1000, True, available, msg.get("bs") in (2, 3))
 
 
-def device_records(pings: Iterable[Ping], owntracks: Mapping[str, str]) -> dict[str, list[Record]]:
+def device_records(
+    pings: Iterable[Ping], owntracks: Mapping[str, str], osmand: Mapping[str, str]
+) -> dict[str, list[Record]]:
     """Per device, what it sent, once, in device-time order (our own payloads: the scenario
     writer's output, read back without the engine's decoder)."""
     seen: set[tuple[str, str, int]] = set()
     out: dict[str, list[Record]] = defaultdict(list)
     for p in pings:
         parts = p.topic.split("/")
-        device = owntracks[f"{parts[1]}/{parts[2]}"] if parts[0] == "owntracks" else parts[1]
+        if parts[0] == "owntracks":
+            device = owntracks[f"{parts[1]}/{parts[2]}"]
+        elif p.topic == OSMAND_TOPIC and isinstance(p.payload, dict):
+            device = osmand[p.payload["device_id"]]
+        else:
+            device = parts[1]
         for r in _records(p.topic, p.payload, p.at):
             key = (device, r.event or "", r.ts)
             if key not in seen:
@@ -342,7 +361,7 @@ def ground_truth(
 ) -> list[Truth]:
     """Every real (and optional) breach and fault of every supervisee, by start time."""
     builder = TruthBuilder(roster, zones, start, end)
-    records = device_records(pings, builder.rules.owntracks)
+    records = device_records(pings, builder.rules.owntracks, builder.rules.osmand)
     out: list[Truth] = []
     for person in roster.supervisees:
         primary = records.get(person.devices[0].id, []) if person.devices else []

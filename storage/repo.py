@@ -489,6 +489,7 @@ async def get_device(conn: Conn, offices: Offices, device: str) -> Row | None:
 
 _DEVICE_UPSERT = (
     " ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, owntracks = EXCLUDED.owntracks,"
+    " osmand = EXCLUDED.osmand,"
     " model = COALESCE(EXCLUDED.model, devices.model)"
 )
 
@@ -501,6 +502,7 @@ async def upsert_device(conn: Conn, device: DeviceRef, model: str | None = None)
         device.id,
         device.kind,
         device.owntracks,
+        device.osmand,
         model,
     )
 
@@ -509,7 +511,6 @@ async def upsert_devices(conn: Conn, devices: Sequence[DeviceRef]) -> None:
     """`upsert_device` without a model for many in one statement; an id must not come twice."""
     await conn.execute(
         # The record's columns are named after the DeviceRef fields, as encoded.
-    " osmand = EXCLUDED.osmand,"
         "INSERT INTO devices (id, kind, owntracks, osmand)"
         " SELECT * FROM jsonb_to_recordset($1::jsonb)"
         " AS d(id text, kind text, owntracks text, osmand text)" + _DEVICE_UPSERT,
@@ -522,7 +523,6 @@ async def assign_device(conn: Conn, device: str, supervisee: str) -> tuple[str |
     opens one unless it is already open. Returns (previous wearer, whether anything changed)."""
     previous = await conn.fetchval(
         "UPDATE device_assignments SET until = now()"
-        device.osmand,
         " WHERE device_id = $1 AND until IS NULL AND supervisee_id <> $2 RETURNING supervisee_id",
         device,
         supervisee,

@@ -118,6 +118,7 @@ class Stack:
         # `fencewatch serve` processes by worker number; worker 0 answers on http_port.
         self.services: dict[int, subprocess.Popen[bytes]] = {}
         self.ports = {0: self.http_port}
+        self.osmand_ports: dict[int, int] = {}  # where each worker takes OsmAnd requests
 
     @property
     def redis_url(self) -> str:
@@ -129,12 +130,14 @@ class Stack:
 
     def start_service(self, worker: int = 0, shards: int = 1, roles: str = "") -> None:
         port = self.ports.setdefault(worker, free_port())
+        osmand_port = self.osmand_ports.setdefault(worker, free_port())
         env = {
             **os.environ,
             "FENCEWATCH_DATABASE_URL": self.pg.url,
             "FENCEWATCH_REDIS_URL": self.redis_url,
             "FENCEWATCH_MQTT_URL": self.mqtt_url,
             "FENCEWATCH_HTTP": f"127.0.0.1:{port}",
+            "FENCEWATCH_OSMAND": f"127.0.0.1:{osmand_port}",
             "FENCEWATCH_MQTT_CLIENT_ID": self.client_id,
             "FENCEWATCH_DATA_DIR": str(self.root / "var"),
             "FENCEWATCH_SHARDS": str(shards),

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import httpx
+import msgspec
 import paho.mqtt.client as mqtt
 
 from api.tokens import create_token
@@ -91,9 +92,10 @@ async def running(
     zones: dict[str, Any],
     roster: dict[str, Any],
     tamper: Callable[[asyncpg.Pool], Awaitable[None]] | None = None,
+    osmand_port: int | None = None,
 ) -> AsyncIterator[Live]:
     """The service on the loaded scenario; `tamper` changes the database behind the API's
-    back before the service starts."""
+    back before the service starts; with `osmand_port` phones may post OsmAnd there."""
     pool = await open_pool(pg_dsn, min_size=1, max_size=2)
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -107,6 +109,10 @@ async def running(
     settings = Settings(
         http_port=port, client_id=f"fencewatch-test-{uuid.uuid4().hex[:8]}", data_dir=Path("var")
     )
+    if osmand_port is not None:
+        settings = msgspec.structs.replace(
+            settings, osmand_host="127.0.0.1", osmand_port=osmand_port
+        )
     service = Service(settings, ServerUrls(pg_dsn, redis_url, mqtt_url, ()))
     task = asyncio.create_task(service.run())
     async with asyncio.timeout(WAIT_S):
