@@ -196,9 +196,10 @@ class Escalator:
             or not alert["active"]
         ):
             return None
-        # OwnTracks phones do not listen on em/<device>/cmd.
+        # Phones on OwnTracks or on HTTP (OsmAnd) do not listen on em/<device>/cmd.
         listens = await conn.fetchval(
-            "SELECT owntracks IS NULL FROM devices WHERE id = $1", alert["device_id"]
+            "SELECT owntracks IS NULL AND osmand IS NULL FROM devices WHERE id = $1",
+            alert["device_id"],
         )
         if not listens:
             return None

@@ -1,6 +1,7 @@
 """OsmAnd over real HTTP (spec 4.1b) into a running service on the real PostgreSQL, Redis
 and Mosquitto: every well-formed corpus request is answered 200 once stored, each
-malformed one 400 with its reason; a retry is stored once; the service stays healthy. A
+malformed one 400 with its reason; a retry is stored once; a phone's live exit is alerted
+and, the phone having no downlink, sent no command; the service stays healthy. A
 listener without an ingest to commit answers 503; a taken port stops the start at once;
 and with the engine in shards, a listener in a process that judges no one gets its
 requests committed by the worker that does."""
@@ -123,6 +124,30 @@ async def test_every_corpus_request_over_http(pg_dsn, redis_url, mqtt_url) -> No
         again = await asyncio.gather(*(send(phone, c) for c in timed + timed))
         assert {r.status_code for r in again} == {200}
         assert await pool.fetchval("SELECT count(*) FROM fixes") == len(accepted)
+
+        # A phone far outside 莲都 reporting now: a live exit. A phone on HTTP has no
+        # downlink, so no 责令立即返回 is queued for it, and an operator is told why.
+        osmand_id = "123456789012345"
+        now = time.time_ns() // 1_000_000
+        for k in range(3):
+            ts = (now - (2 - k) * 10_000) // 1000
+            r = await phone.get(f"/?id={osmand_id}&timestamp={ts}&lat=40.7233&lon=-74.0061")
+            assert r.status_code == 200
+
+        async def live_exit() -> list[dict[str, Any]]:
+            found = await live.alerts(
+                type="jurisdiction_exit", supervisee=f"S{phones()[osmand_id]}"
+            )
+            return [a for a in found if not a["late"]]
+
+        [alert] = await eventually(live_exit, "the phone's live exit was not alerted")
+        await eventually(
+            lambda: pool.fetchval("SELECT routed FROM alerts WHERE id = $1", alert["id"]),
+            "the alert was not routed",
+        )
+        assert await pool.fetchval("SELECT count(*) FROM device_commands") == 0
+        command = await live.http.post(f"/api/v1/alerts/{alert['id']}/command", json={})
+        assert command.status_code == 409 and "OsmAnd" in command.text
 
         health = await live.http.get("/healthz")
         assert health.status_code == 200 and health.json()["components"]["osmand"] is True

@@ -105,7 +105,8 @@ async def send_command(ctx: Ctx, user: AlertWorker, alert_id: AlertId, body: Com
         alert = await _alert(conn, user, alert_id, lock=True)
         device = alert["device_id"]
         wearer = await conn.fetchrow(
-            "SELECT a.supervisee_id, d.owntracks FROM devices d LEFT JOIN device_assignments a"
+            "SELECT a.supervisee_id, d.owntracks, d.osmand FROM devices d"
+            " LEFT JOIN device_assignments a"
             " ON a.device_id = d.id AND a.until IS NULL WHERE d.id = $1",
             device,
         )
@@ -117,6 +118,8 @@ async def send_command(ctx: Ctx, user: AlertWorker, alert_id: AlertId, body: Com
             )
         if wearer["owntracks"] is not None:
             raise ApiError(409, f"device {device!r} is an OwnTracks phone and takes no commands")
+        if wearer["osmand"] is not None:
+            raise ApiError(409, f"device {device!r} is a phone on HTTP (OsmAnd): no commands")
         text = body.text or templates.command_default_text(body.type, alert["type"])
         wire = await queue_command(
             conn,
