@@ -36,6 +36,7 @@ from ingest.decode import MAX_PAYLOAD, Rejection, decode
 log = logging.getLogger("fencewatch.osmand")
 
 COMMIT_WAIT_S = 10.0  # the Android Traccar Client gives up after 15 s
+CONNECTION = "osmand"  # the publisher's login among the service's connections (MqttAddress.login)
 MAX_INFLIGHT = 200  # requests published and not yet acknowledged by the broker
 
 
@@ -44,7 +45,9 @@ class Publisher:
 
     def __init__(self, url: str, client_id: str) -> None:
         address = MqttAddress.parse(url)
-        self.client = address.client(client_id, protocol=mqtt.MQTTv311, clean_session=True)
+        self.client = address.client(
+            client_id, connection=CONNECTION, protocol=mqtt.MQTTv311, clean_session=True
+        )
         self.client.max_inflight_messages_set(MAX_INFLIGHT)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
