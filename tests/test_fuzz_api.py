@@ -1,8 +1,10 @@
 """schemathesis against the app's own OpenAPI document: every operation, a few generated
 requests each (valid and invalid), sent in-process to the ASGI app on a real PostgreSQL
 and Redis with real tokens of two roles (all offices, and one county's). Checks: no 5xx,
-and every response conforms to the schema the document gives for it. Sized for CI
-(seconds); FENCEWATCH_FUZZ_EXAMPLES=N runs N examples per operation and the coverage phase.
+and every response conforms to the schema the document gives for it. Then the stateful
+phase: call sequences chained through the links schemathesis infers from the document.
+Sized for CI (seconds); FENCEWATCH_FUZZ_EXAMPLES=N runs N examples per operation (and N
+sequences) and the coverage phase.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
 from redis.asyncio import Redis
+from schemathesis import Response
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
@@ -216,6 +219,46 @@ def test_api_conforms_to_its_openapi_document(case: schemathesis.Case, backend: 
     for role in TOKENS:
         response = backend.call(_request(case, backend.tokens[role]))
         case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
+
+
+# Stateful phase: sequences of calls chained by the links schemathesis infers from the
+# document (a list's ids into the get, approve, refuse… of one of them), so requests reach
+# objects that exist and change them in turn. Sized for CI: well under a minute.
+STATEFUL_EXAMPLES = int(os.environ.get("FENCEWATCH_FUZZ_EXAMPLES", "0")) or 30
+STATEFUL_STEPS = 10
+CHECKS = [not_a_server_error, response_schema_conformance]
+
+
+class _Workflow(schema.as_state_machine()):  # type: ignore[misc]
+    """Each step as the unscoped operator, whose answers drive the links, and again as the
+    county supervisor: neither may ever meet a 5xx or a response off the document."""
+
+    backend: Backend
+
+    def call(self, case: schemathesis.Case, **kwargs: Any) -> Response:
+        scoped = self.backend.call(_request(case, self.backend.tokens["supervisor"]))
+        case.validate_response(scoped, checks=CHECKS)
+        return Response.from_any(self.backend.call(_request(case, self.backend.tokens["operator"])))
+
+    def validate_response(
+        self, response: Response, case: schemathesis.Case, *args: Any, **kwargs: Any
+    ) -> None:
+        case.validate_response(response, checks=CHECKS)
+
+
+def test_api_workflows_conform_to_its_openapi_document(backend: Backend) -> None:
+    _Workflow.backend = backend
+    _Workflow.run(
+        settings=settings(
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=STATEFUL_STEPS,
+            phases=[Phase.generate],
+            deadline=None,
+            database=None,
+            derandomize=bool(os.environ.get("CI")),
+            suppress_health_check=list(HealthCheck),
+        )
+    )
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,10 @@ def seen_before(track: Track, seq: int, ts: int) -> bool:
         # Newer than anything judged, so new. A lower number means the device restarted
         # its numbering (a reboot): start remembering afresh.
         if seq > track.max_seq:
-            track.seen = ((track.seen << (seq - track.max_seq)) | 1) & _MASK
+            # Shifted only within the window: a jump of 2**40 would otherwise build a
+            # 2**40-bit integer and exhaust memory (issue 13: a poison seq).
+            gap = seq - track.max_seq
+            track.seen = ((track.seen << gap) | 1) & _MASK if gap < WINDOW else 1
             track.max_seq = seq
         elif seq < track.max_seq:
             track.seen, track.max_seq = 1, seq
