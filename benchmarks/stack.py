@@ -74,7 +74,9 @@ async def running(
     cache_roster: bool,
 ) -> AsyncIterator[Stack]:
     with contextlib.ExitStack() as procs:
-        broker, port = embedded.start_mosquitto(run_dir / "mosquitto")
+        broker, port = embedded.start_mosquitto(
+            run_dir / "mosquitto", access=embedded.ANONYMOUS_FOR_TESTS
+        )
         procs.callback(_stop, broker)
         redis_pid = None
         if redis_url is None:

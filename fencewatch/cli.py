@@ -54,6 +54,7 @@ def _devices_provision(args: argparse.Namespace) -> int:
         rotate=args.rotate,
         prune=args.prune,
         service_users=args.service_user,
+        shards=args.shards,
     )
 
 
@@ -113,13 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     device_commands = devices.add_subparsers(dest="devices_command", required=True)
     provision = device_commands.add_parser(
         "provision",
-        help="per-device MQTT passwords and a topic ACL for Mosquitto (new passwords shown once)",
+        help="per-device MQTT passwords and a topic ACL for Mosquitto (new passwords shown once);"
+        " without files, for the embedded broker",
     )
     provision.add_argument(
-        "--password-file", type=Path, required=True, help="the Mosquitto password_file to write"
+        "--password-file",
+        type=Path,
+        default=None,
+        help="the Mosquitto password_file to write (default: the embedded broker's, reloaded)",
     )
     provision.add_argument(
-        "--acl-file", type=Path, required=True, help="the Mosquitto acl_file to write"
+        "--acl-file", type=Path, default=None, help="the Mosquitto acl_file to write"
     )
     provision.add_argument(
         "--roster", type=Path, default=None, help="devices from this roster.json, not the database"
@@ -139,6 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME",
         help="service account (repeatable); default FENCEWATCH_MQTT_URL's user, else fencewatch",
+    )
+    provision.add_argument(
+        "--shards",
+        type=int,
+        action="append",
+        default=[],
+        metavar="N",
+        help="logins for N shards' sessions (repeatable, e.g. while changing N);"
+        " default FENCEWATCH_SHARDS, else 1",
     )
     provision.set_defaults(func=_devices_provision)
 

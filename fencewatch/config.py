@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import msgspec
 import paho.mqtt.client as mqtt
@@ -96,27 +97,108 @@ def _roles(text: str) -> frozenset[str]:
 
 
 class MqttAddress(msgspec.Struct, frozen=True):
+    """Where the broker is: one host, or the nodes of a cluster (`mqtt://h1:1883,h2:1883`),
+    which a client tries in turn whenever its connection fails or is lost."""
+
     host: str
     port: int = 1883
     username: str | None = None
     password: str | None = None
+    others: tuple[tuple[str, int], ...] = ()  # further nodes of the same cluster
 
     @classmethod
     def parse(cls, url: str) -> MqttAddress:
         parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        try:
+            nodes = [_node(h) for h in hosts.split(",")]
+        except ValueError:
+            nodes = []
+        if parts.scheme not in ("mqtt", "tcp") or not nodes or parts.path not in ("", "/"):
             raise ConfigError(
-                f"FENCEWATCH_MQTT_URL must look like mqtt://[user:pass@]host:port, got {url!r}"
+                "FENCEWATCH_MQTT_URL must look like mqtt://[user:pass@]host:port"
+                f"[,host:port…], got {redact(url)!r}"
             )
-        return cls(parts.hostname, parts.port or 1883, parts.username, parts.password)
+        user, colon, password = userinfo.partition(":")
+        (host, port), *others = nodes
+        return cls(
+            host,
+            port,
+            unquote(user) if userinfo else None,
+            unquote(password) if colon else None,
+            tuple(others),
+        )
 
-    def client(self, client_id: str, max_delay: int = 10, **options: Any) -> mqtt.Client:
-        """A paho client for this broker: its credentials set, reconnecting with backoff."""
+    @property
+    def nodes(self) -> tuple[tuple[str, int], ...]:
+        return ((self.host, self.port), *self.others)
+
+    def url(self, username: str | None = None, password: str | None = None) -> str:
+        """A URL of the same broker that logs in as `username` (anonymously without)."""
+        login = ""
+        if username is not None:
+            login = quote(username, safe="")
+            login += f":{quote(password, safe='')}@" if password is not None else "@"
+        hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.nodes)
+        return f"mqtt://{login}{hosts}"
+
+    def login(self, connection: str) -> str | None:
+        """The user name one of the service's own connections logs in with.
+
+        Mosquitto as docs/security.md sets it up names every client after its user
+        (`use_username_as_clientid`): two connections under one user replace each other,
+        and a clean-session one deletes the persistent session of the other, queued fixes
+        and all. So each connection has a login of its own, `<account>@<connection>` for
+        the account in the URL (`@` never occurs in a device id, so no device can hold
+        one): `fw@0of1` for a single shard's session, `fw@3of8`, `fw@cmd`.
+        `fencewatch devices provision` creates them all, with the account's password, and
+        no login for the bare account: a connection that names none is refused at once
+        instead of throwing another off."""
+        return login_name(self.username, connection) if self.username else None
+
+    def client(
+        self, client_id: str, max_delay: int = 10, *, connection: str | None = None, **options: Any
+    ) -> mqtt.Client:
+        """A paho client for this broker: its credentials set, reconnecting with backoff,
+        to the next node of a cluster each time. `connection` names one of the service's
+        own connections (see `login`); without it the URL's user logs in as it is."""
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, **options)
-        if self.username:
-            client.username_pw_set(self.username, self.password)
+        user = self.username if connection is None else self.login(connection)
+        if user:
+            client.username_pw_set(user, self.password)
         client.reconnect_delay_set(min_delay=1, max_delay=max_delay)
+        if self.others:
+            attempts = itertools.count()
+            nodes = self.nodes
+
+            def next_node(client: mqtt.Client, userdata: object) -> None:
+                # paho connects to one host; every attempt after the first goes to the next
+                # node. Its `host` setter refuses while connecting, hence the attributes.
+                client._host, client._port = nodes[next(attempts) % len(nodes)]
+
+            client.on_pre_connect = next_node
         return client
+
+
+def login_name(account: str, connection: str) -> str:
+    """One connection's login under a service account (MqttAddress.login)."""
+    return f"{account}@{connection}"
+
+
+def _node(text: str) -> tuple[str, int]:
+    parts = urlsplit(f"//{text}")
+    if not parts.hostname:
+        raise ValueError(text)
+    return parts.hostname, parts.port or 1883
+
+
+def redact(url: str) -> str:
+    """`url` with its password replaced by `***`, for logs and error messages."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hosts = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.partition(':')[0]}:***@{hosts}"
 
 
 class Settings(msgspec.Struct, frozen=True):

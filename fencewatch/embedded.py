@@ -84,8 +84,16 @@ def mosquitto_binary() -> str | None:
     return found
 
 
-def mosquitto_config(datadir: Path, port: int) -> Path:
-    """Write fencewatch's Mosquitto settings plus a loopback listener into `datadir`."""
+# Any client, no password: for tests and benchmarks of the broker path that are about
+# something else, on loopback only. fencewatch itself never runs a broker like this
+# (fencewatch.servers gives the embedded one provisioned accounts).
+ANONYMOUS_FOR_TESTS = "allow_anonymous true\n"
+
+
+def mosquitto_config(datadir: Path, port: int, access: str = "") -> Path:
+    """Write fencewatch's Mosquitto settings, a loopback listener and the `access` lines
+    (who may connect: see fencewatch.provision.mosquitto_auth_config; none, and nobody may)
+    into `datadir`."""
     datadir.mkdir(parents=True, exist_ok=True)
     base = resources.files("fencewatch").joinpath("mosquitto.conf").read_text()
     # Started as root, Mosquitto switches to the `mosquitto` user, which cannot write a
@@ -94,19 +102,22 @@ def mosquitto_config(datadir: Path, port: int) -> Path:
     user = "user root\n" if os.geteuid() == 0 else ""
     conf = datadir / "mosquitto.conf"
     conf.write_text(
-        f"{base}\n{user}listener {port} 127.0.0.1\npersistence_location {datadir}/\n"
+        f"{base}\n{user}listener {port} 127.0.0.1\n{access}persistence_location {datadir}/\n"
         f"log_dest file {datadir}/mosquitto.log\n"
     )
     return conf
 
 
-def start_mosquitto(datadir: Path, port: int | None = None) -> tuple[subprocess.Popen, int]:
-    """Run the local `mosquitto` binary with fencewatch's config; returns (process, port)."""
+def start_mosquitto(
+    datadir: Path, port: int | None = None, access: str = ""
+) -> tuple[subprocess.Popen, int]:
+    """Run the local `mosquitto` binary with fencewatch's config and the `access` lines
+    (mosquitto_config); returns (process, port)."""
     binary = mosquitto_binary()
     if binary is None:
         raise FileNotFoundError("no mosquitto binary on PATH or in /usr/sbin")
     port = port or free_port()
-    conf = mosquitto_config(datadir, port)
+    conf = mosquitto_config(datadir, port, access)
     return _spawn([binary, "-c", str(conf)], datadir, port, "mosquitto.out"), port
 
 

@@ -31,6 +31,15 @@ BROKER_DROPPED = Gauge(
     "fencewatch_broker_dropped_messages",
     "Messages the MQTT broker says it dropped since it started (full queues: lost)",
 )
+BROKER_DISCONNECTS = Counter(
+    "fencewatch_broker_disconnects",
+    "Ingest sessions' connections lost without being closed by fencewatch",
+)
+BROKER_SESSIONS_LOST = Counter(
+    "fencewatch_broker_sessions_lost",
+    "Reconnections on which the broker no longer had the shard's persistent session"
+    " (what was queued in it is gone)",
+)
 NOTIFICATIONS = Counter(
     "fencewatch_notifications",
     "Notification delivery attempts, by channel and outcome",

@@ -4,7 +4,12 @@ Each device logs in to the broker with its device id as user name and a random p
 its own; the ACL lets it publish only its own uplink (`em/<id>/loc`, `em/<id>/evt`,
 `em/<id>/cmd/ack`) and read only its own downlink (`em/<id>/cmd`), so a tag cannot report
 positions as another tag or read another tag's commands. The service account (default
-`fencewatch`) reads every uplink and publishes commands.
+`fencewatch`) reads every uplink and publishes commands, through one login per connection:
+the broker names each client after its user, so two connections sharing a login would
+replace each other (`fencewatch.config.MqttAddress.login`): `<account>@<k>of<N>` logs in
+the session of shard k of N (`@0of1` when there is one), `<account>@cmd` the command
+sender. All of an account's logins share its password, and each may do only what its
+connection needs; the bare account has none.
 
 Two files are written for Mosquitto (`password_file` and `acl_file` in its config; a
 SIGHUP makes a running broker reload both):
@@ -15,8 +20,8 @@ SIGHUP makes a running broker reload both):
   stretching adds nothing against guessing and the broker's default 101 rounds are kept:
   more would only cost the broker CPU when a whole fleet reconnects at once.
 - the ACL file, generated whole: `pattern` lines with `%u` for the tags, a `user` block for
-  the service account and for each OwnTracks phone (whose topic names its OwnTracks user
-  and device, not its device id).
+  each of the service's logins and for each OwnTracks phone (whose topic names its
+  OwnTracks user and device, not its device id).
 
 A new device's password is printed (or written with `--out` to a file only its owner can
 read) once, and stored nowhere in clear: the password file keeps only its hash and the
@@ -29,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -37,17 +43,21 @@ import re
 import secrets
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 
+from alerts import downlink
+from fencewatch.config import ConfigError, MqttAddress, Settings, login_name
+from ingest.shards import Shard
 from storage import repo
 
 ITERATIONS = 101  # Mosquitto's own default; see the module docstring
 SALT_BYTES = 12
 SERVICE_USER = "fencewatch"
+MAX_SHARDS = 1024  # as FENCEWATCH_SHARDS allows
 ACTOR = "fencewatch devices provision"  # the audit log's actor
 # The decoder's device ids (ingest.decode) less ':', which separates the user name from the
 # hash in the password file. No '+', '#' or '/': a user name is substituted into topics.
@@ -62,17 +72,31 @@ DEVICE_PATTERNS = (
     ("write", "em/%u/cmd/ack"),
     ("read", "em/%u/cmd"),
 )
-# The service reads all uplink (ingest.shards.WILDCARDS, and command acks) and sends commands.
-SERVICE_TOPICS = (
-    ("read", "em/+/loc"),
-    ("read", "em/+/evt"),
-    ("read", "em/+/cmd/ack"),
-    ("read", "owntracks/+/+"),
-    ("read", "owntracks/+/+/event"),
-    ("read", "owntracks/+/+/status"),
-    ("write", "em/+/cmd"),
-    ("read", "$SYS/broker/publish/messages/dropped"),  # ingest.broker_watch
-)
+# What each of the service's connections may do, by connection name (the `connection` it
+# gives MqttAddress.client); INGEST stands for every shard's session. A new kind of
+# connection adds its entry here and so gets a login of its own — never one shared with
+# another connection (the broker would let each throw the other off), and one per
+# deployment, not per process, or the processes' connections would do the same.
+INGEST = "ingest"
+SERVICE_CONNECTIONS: dict[str, tuple[tuple[str, str], ...]] = {
+    # All uplink (ingest.shards.WILDCARDS, and command acks), and the broker's count of
+    # dropped messages (ingest.broker_watch).
+    INGEST: (
+        ("read", "em/+/loc"),
+        ("read", "em/+/evt"),
+        ("read", "em/+/cmd/ack"),
+        ("read", "owntracks/+/+"),
+        ("read", "owntracks/+/+/event"),
+        ("read", "owntracks/+/+/status"),
+        # OsmAnd requests: the HTTP listener publishes them for the shard that judges the phone
+        ("read", "osmand/+"),
+        ("read", "$SYS/broker/publish/messages/dropped"),
+    ),
+    # Commands to tags, and to OwnTracks phones (alerts.downlink).
+    downlink.CONNECTION: (("write", "em/+/cmd"), ("write", "owntracks/+/+/cmd")),
+    # The OsmAnd HTTP listener's publisher (ingest.osmand_http), as `connection="osmand"`.
+    "osmand": (("write", "osmand/+"),),
+}
 
 
 class ProvisionError(ValueError):
@@ -140,23 +164,39 @@ def render_password_file(entries: dict[str, str]) -> str:
     return "".join(f"{user}:{encoded}\n" for user, encoded in entries.items())
 
 
+# --- the service's logins ------------------------------------------------------------------
+
+Topics = tuple[tuple[str, str], ...]
+
+
+def service_logins(account: str, shards: Iterable[int]) -> dict[str, Topics]:
+    """Every login of one service account, with what it may do: a session per shard for
+    each shard count in `shards`, and one login per other connection."""
+    logins: dict[str, Topics] = {}
+    ingest = SERVICE_CONNECTIONS[INGEST]
+    for count in sorted(set(shards)):
+        for index in range(count):
+            logins[login_name(account, Shard(index, count).connection)] = ingest
+    for connection, topics in SERVICE_CONNECTIONS.items():
+        if connection != INGEST:
+            logins[login_name(account, connection)] = topics
+    return logins
+
+
 # --- the ACL -------------------------------------------------------------------------------
 
 
-def render_acl(devices: Sequence[DeviceEntry], service_users: Sequence[str]) -> str:
+def render_acl(devices: Sequence[DeviceEntry], logins: dict[str, Topics]) -> str:
     lines = [
         "# Generated by `fencewatch devices provision`; edits are overwritten.",
         "# A device logs in with its device id as user name (%u below): it may publish only",
         "# its own uplink and read only its own commands.",
     ]
     lines += [f"pattern {access} {topic}" for access, topic in DEVICE_PATTERNS]
-    for user in service_users:
-        lines += [
-            "",
-            "# the fencewatch service: all uplink, and commands to any device",
-            f"user {user}",
-        ]
-        lines += [f"topic {access} {topic}" for access, topic in SERVICE_TOPICS]
+    lines += ["", "# the fencewatch service: one login per connection, each with what it needs"]
+    for login, topics in logins.items():
+        lines += ["", f"user {login}"]
+        lines += [f"topic {access} {topic}" for access, topic in topics]
     for device in sorted((d for d in devices if d.owntracks), key=lambda d: d.id):
         base = f"owntracks/{device.owntracks}"
         lines += [
@@ -177,8 +217,10 @@ def mosquitto_auth_config(password_file: Path, acl_file: Path) -> str:
     `use_username_as_clientid` makes every client's id its user name. Without it a device
     could connect with the service's client id (public: FENCEWATCH_MQTT_CLIENT_ID, default
     fencewatch-ingest): Mosquitto would close the service's connection and give the device
-    the service's persistent session, with the fixes queued in it. So each service process
-    needs an account of its own (`--service-user` may be repeated)."""
+    the service's persistent session, with the fixes queued in it. So each of the service's
+    connections has a login of its own (`service_logins`). It is an option of the listener
+    it follows: these lines go after the `listener` line (before any, Mosquitto 2.0 opens
+    a second listener on port 1883 for it)."""
     return (
         "allow_anonymous false\n"
         "use_username_as_clientid true\n"
@@ -193,9 +235,14 @@ def mosquitto_auth_config(password_file: Path, acl_file: Path) -> str:
 def check_devices(
     devices: Iterable[DeviceEntry], service_users: Sequence[str]
 ) -> list[DeviceEntry]:
-    """The devices sorted by id, after checking every id can be a Mosquitto user name."""
+    """The devices sorted by id, after checking every id, and every service account's name,
+    can be a Mosquitto user name."""
     found: dict[str, DeviceEntry] = {}
-    problems = []
+    problems = [
+        f"service account {u[:80]!r} cannot be an MQTT user name (letters, digits, _ . -)"
+        for u in service_users
+        if not DEVICE_ID.match(u)
+    ]
     for d in devices:
         if not DEVICE_ID.match(d.id):
             problems.append(
@@ -223,6 +270,7 @@ class Provisioned:
     kept: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)  # in the file, unknown, kept (no --prune)
+    logins: list[str] = field(default_factory=list)  # the service accounts' logins
 
 
 def provision(
@@ -232,14 +280,20 @@ def provision(
     *,
     service_users: Sequence[str] = (SERVICE_USER,),
     service_password: str | None = None,
+    shards: Iterable[int] = (1,),
     rotate: Iterable[str] = (),
     prune: bool = False,
 ) -> Provisioned:
     """Give every device without credentials (and each rotated one) a new password, and
-    write both files. A service account gets `service_password` when given (its hash is
-    rewritten only if it does not match), else a new password when it has none."""
+    write both files. Each service account has a login per connection for each shard
+    count in `shards` (`service_logins`), all with one password: `service_password` when
+    given (a hash is rewritten only if it does not match), else a new one for an account
+    that has none or is rotated."""
     if not service_users:
         raise ProvisionError("at least one service account is needed")
+    shards = list(shards)
+    if not shards or not all(1 <= n <= MAX_SHARDS for n in shards):
+        raise ProvisionError(f"shard counts must be 1 to {MAX_SHARDS}, got {shards}")
     checked = check_devices(devices, service_users)
     known = {d.id for d in checked}
     rotate = set(rotate)
@@ -248,16 +302,12 @@ def provision(
     entries = read_password_file(password_file)
     out = Provisioned()
     result: dict[str, str] = {}
-    for user in service_users:
-        current = entries.get(user)
-        if service_password is not None:
-            if current is None or not verify_password(service_password, current):
-                current = hash_password(service_password)
-        elif current is None or user in rotate:
-            password = new_password()
-            out.passwords[user] = password
-            current = hash_password(password)
-        result[user] = current
+    logins: dict[str, Topics] = {}
+    for account in service_users:
+        mine = service_logins(account, shards)
+        logins.update(mine)
+        result.update(_service_hashes(account, mine, entries, service_password, rotate, out))
+    out.logins = list(logins)
     for d in checked:
         current = entries.get(d.id)
         if current is None or d.id in rotate:
@@ -277,9 +327,38 @@ def provision(
             result[user] = encoded
     # The ACL before the passwords: a device able to log in always finds its rules there
     # (one without rules would merely be refused everything).
-    write_private(acl_file, render_acl(checked, service_users))
+    write_private(acl_file, render_acl(checked, logins))
     write_private(password_file, render_password_file(result))
     return out
+
+
+def _service_hashes(
+    account: str,
+    logins: dict[str, Topics],
+    entries: dict[str, str],
+    password: str | None,
+    rotate: set[str],
+    out: Provisioned,
+) -> dict[str, str]:
+    """The password file's entries for one account's logins."""
+    current = {login: entries.get(login) for login in logins}
+    if password is None and (account in rotate or not any(current.values())):
+        password = out.passwords[account] = new_password()
+    elif password is None and not all(current.values()):
+        # Only hashes are kept: a login added to an account (more shards, a new kind of
+        # connection) cannot be given the password the others have without being told it.
+        missing = ", ".join(login for login, h in current.items() if not h)
+        raise ProvisionError(
+            f"service account {account} exists without logins {missing}: give its password"
+            f" in FENCEWATCH_MQTT_URL, or --rotate {account} for a new one"
+        )
+    hashes = {}
+    for login, encoded in current.items():
+        if password is not None and (encoded is None or not verify_password(password, encoded)):
+            encoded = hash_password(password)
+        assert encoded is not None
+        hashes[login] = encoded
+    return hashes
 
 
 def write_private(path: Path, text: str, mode: int = 0o640) -> None:
@@ -338,6 +417,30 @@ def devices_from_roster(path: Path) -> list[DeviceEntry]:
         raise ProvisionError(f"cannot read devices from {path}: {exc}") from exc
 
 
+def devices_from_files(
+    password_file: Path, acl_file: Path, service_users: Sequence[str]
+) -> list[DeviceEntry]:
+    """The devices the two files already provide for: every user of the password file but
+    the service's logins, with the OwnTracks topics of the phones' ACL blocks, so the
+    files can be written again without the database."""
+    owntracks: dict[str, str] = {}
+    user = None
+    with contextlib.suppress(FileNotFoundError):
+        for line in acl_file.read_text(encoding="utf-8").splitlines():
+            kind, _, rest = line.partition(" ")
+            if kind == "user":
+                user = rest
+            elif kind == "topic" and user and rest.startswith("write owntracks/"):
+                topic = rest.removeprefix("write owntracks/")
+                if topic.count("/") == 1:  # the phone's own "<user>/<device>"
+                    owntracks[user] = topic
+    return [
+        DeviceEntry(user, owntracks.get(user))
+        for user in read_password_file(password_file)
+        if user not in service_users and "@" not in user
+    ]
+
+
 async def _audit(pool: asyncpg.Pool, result: Provisioned, service_users: Sequence[str]) -> None:
     """One audit row per device given credentials (never the password), in one transaction."""
     async with pool.acquire() as conn, conn.transaction():
@@ -349,90 +452,92 @@ async def _audit(pool: asyncpg.Pool, result: Provisioned, service_users: Sequenc
             await repo.audit(conn, ACTOR, None, "device.deprovision", f"device:{user}", {})
 
 
-def _service_account() -> tuple[str | None, str | None]:
-    """The user and password of FENCEWATCH_MQTT_URL, if it has them."""
-    from fencewatch.config import MqttAddress
-
-    url = os.environ.get("FENCEWATCH_MQTT_URL")
-    if not url:
-        return None, None
-    address = MqttAddress.parse(url)
-    return address.username, address.password
-
-
 def main(
-    password_file: Path,
-    acl_file: Path,
+    password_file: Path | None,
+    acl_file: Path | None,
     *,
     roster: Path | None = None,
     out: Path | None = None,
     rotate: Sequence[str] = (),
     prune: bool = False,
     service_users: Sequence[str] = (),
+    shards: Sequence[int] = (),
 ) -> int:
-    """The command. Devices come from `roster` when given, else from the database."""
-    env_user, env_password = _service_account()
-    users = list(service_users) or [env_user or SERVICE_USER]
-    # The service's own password is kept in FENCEWATCH_MQTT_URL; use it when it names one
-    # of the accounts being written.
-    password = env_password if env_user in users and len(users) == 1 else None
-    if out is not None and out.exists():
-        print(f"fencewatch devices provision: {out} exists; not overwriting", file=sys.stderr)
+    """The command. Devices come from `roster` when given, else from the database. Without
+    files, it provisions the embedded broker (FENCEWATCH_DATA_DIR/mqtt) and reloads it."""
+    # Both import this module.
+    from fencewatch import embedded_mqtt
+    from fencewatch.servers import reload_mqtt
+
+    def fail(problem: str) -> int:
+        print(f"fencewatch devices provision: {problem}", file=sys.stderr)
         return 2
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        return fail(str(exc))
+    embedded = None
+    if password_file is None and acl_file is None:
+        if settings.mqtt_url:
+            return fail(
+                "FENCEWATCH_MQTT_URL names a broker of your own: give its --password-file"
+                " and --acl-file"
+            )
+        embedded = settings.data_dir / "mqtt"
+        password_file, acl_file = embedded_mqtt.files(embedded)
+        users = [SERVICE_USER]
+        password: str | None = embedded_mqtt.service_password(embedded)
+    elif password_file is None or acl_file is None:
+        return fail("give both --password-file and --acl-file, or neither (the embedded broker)")
+    else:
+        address = MqttAddress.parse(settings.mqtt_url) if settings.mqtt_url else None
+        env_user = address.username if address else None
+        users = list(service_users) or [env_user or SERVICE_USER]
+        # The service's own password is kept in FENCEWATCH_MQTT_URL; use it when it names
+        # one of the accounts being written.
+        password = address.password if address and env_user in users and len(users) == 1 else None
+    if out is not None and out.exists():
+        return fail(f"{out} exists; not overwriting")
+    write = functools.partial(
+        provision,
+        password_file=password_file,
+        acl_file=acl_file,
+        service_users=users,
+        service_password=password,
+        shards=list(shards) or [settings.shards],
+        rotate=rotate,
+        prune=prune,
+    )
     try:
         if roster is not None:
-            devices = devices_from_roster(roster)
-            result = provision(
-                devices,
-                password_file,
-                acl_file,
-                service_users=users,
-                service_password=password,
-                rotate=rotate,
-                prune=prune,
-            )
+            result = write(devices_from_roster(roster))
         else:
-            result = _provision_from_db(
-                password_file, acl_file, users, password, list(rotate), prune
-            )
+            result = _provision_from_db(settings, write, users)
     except ProvisionError as exc:
-        print(f"fencewatch devices provision: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
     _report(result, password_file, acl_file, out)
+    if embedded is not None and reload_mqtt(embedded):
+        print("the embedded broker has reloaded them", file=sys.stderr)
     return 0
 
 
 def _provision_from_db(
-    password_file: Path,
-    acl_file: Path,
-    users: list[str],
-    password: str | None,
-    rotate: list[str],
-    prune: bool,
+    settings: Settings, write: Callable[[list[DeviceEntry]], Provisioned], users: list[str]
 ) -> Provisioned:
-    from fencewatch.config import Settings
     from fencewatch.servers import servers
     from storage.db import open_pool
 
     async def run(dsn: str) -> Provisioned:
         pool = await open_pool(dsn, min_size=1, max_size=2)
         try:
-            devices = await devices_from_db(pool)
-            result = provision(
-                devices,
-                password_file,
-                acl_file,
-                service_users=users,
-                service_password=password,
-                rotate=rotate,
-                prune=prune,
-            )
+            result = write(await devices_from_db(pool))
             await _audit(pool, result, users)
             return result
         finally:
             await pool.close()
 
-    with servers(Settings.from_env(), need=("postgres",)) as urls:
+    with servers(settings, need=("postgres",)) as urls:
         return asyncio.run(run(urls.database_url))
 
 
@@ -450,9 +555,16 @@ def _report(result: Provisioned, password_file: Path, acl_file: Path, out: Path 
         f" wrote {password_file} and {acl_file}. The passwords are shown only this once.",
         file=err,
     )
+    more = " …" if len(result.logins) > 12 else ""
+    print(
+        f"service logins, one per connection, each with its account's password:"
+        f" {', '.join(result.logins[:12])}{more}",
+        file=err,
+    )
     if result.stale:
         print(
-            f"{len(result.stale)} user(s) in the password file are no longer devices:"
+            f"{len(result.stale)} user(s) in the password file are no longer provisioned"
+            f" (devices, or the service's logins for other shard counts):"
             f" {', '.join(result.stale[:20])}; --prune removes them",
             file=err,
         )

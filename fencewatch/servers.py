@@ -15,6 +15,7 @@ import fcntl
 import functools
 import logging
 import os
+import signal
 import subprocess
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
@@ -24,8 +25,8 @@ import asyncpg
 import msgspec
 import psutil
 
-from fencewatch import embedded
-from fencewatch.config import Settings
+from fencewatch import embedded, embedded_mqtt, provision
+from fencewatch.config import Settings, redact
 from storage.db import open_pool
 
 log = logging.getLogger(__name__)
@@ -62,13 +63,16 @@ def servers(
         for name in NAMES:
             if name in needed and not urls[name]:
                 datadir = settings.data_dir / name
-                urls[name] = stack.enter_context(_EMBEDDED[name](datadir))
+                start = _EMBEDDED[name]
+                if name == "mqtt":
+                    start = functools.partial(_mqtt, shards=settings.shards)
+                urls[name] = stack.enter_context(start(datadir))
                 started.append(name)
                 log.warning(
                     "%s is not set: using an embedded %s at %s (data in %s)",
                     _ENV[name],
                     _LABEL[name],
-                    urls[name],
+                    redact(urls[name]),
                     datadir,
                 )
         yield ServerUrls(urls["postgres"], urls["redis"], urls["mqtt"], tuple(started))
@@ -106,10 +110,38 @@ def _redis(datadir: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def _mqtt(datadir: Path) -> Iterator[str]:
-    start = embedded.start_mosquitto if embedded.mosquitto_binary() else embedded.start_amqtt
-    with _shared(datadir, start) as port:
-        yield f"mqtt://127.0.0.1:{port}"
+def _mqtt(datadir: Path, shards: int = 1) -> Iterator[str]:
+    """Mosquitto with provisioned accounts (fencewatch.embedded_mqtt), or amqtt."""
+    if embedded.mosquitto_binary() is None:
+        log.warning(AMQTT_WARNING)
+        with _shared(datadir, embedded.start_amqtt) as port:
+            yield f"mqtt://127.0.0.1:{port}"
+        return
+    if embedded_mqtt.ensure(datadir, shards):
+        reload_mqtt(datadir)  # one already running here, started by another process
+    access = provision.mosquitto_auth_config(*embedded_mqtt.files(datadir))
+    with _shared(datadir, functools.partial(embedded.start_mosquitto, access=access)) as port:
+        yield embedded_mqtt.service_url(datadir, port)
+
+
+AMQTT_WARNING = (
+    "Mosquitto is not installed: the embedded MQTT broker is amqtt, which accepts any client"
+    " without a password (it cannot check Mosquitto's password hashes, apply per-device"
+    " ACLs or name a client after its user). It listens on 127.0.0.1 only, but every local"
+    " user can read all positions and publish fixes as any device: fine for a demo on your"
+    " own machine, never for monitoring people. Install Mosquitto."
+)
+
+
+def reload_mqtt(datadir: Path) -> bool:
+    """Have the embedded broker of `datadir`, if one runs, read its password file and ACL
+    again (Mosquitto does on SIGHUP); whether there was one."""
+    running = _read(datadir / _RECORD)
+    proc = _process(running) if running is not None else None
+    if proc is None:
+        return False
+    proc.send_signal(signal.SIGHUP)
+    return True
 
 
 _EMBEDDED = {"postgres": _postgres, "redis": _redis, "mqtt": _mqtt}
@@ -131,13 +163,14 @@ class _Running(msgspec.Struct):
 
 
 _Starter = Callable[[Path, int | None], tuple[subprocess.Popen, int]]
+_RECORD = "fencewatch-server.json"
 
 
 @contextlib.contextmanager
 def _shared(datadir: Path, start: _Starter) -> Iterator[int]:
     """Run, join or adopt the server of `datadir`; yield its port."""
     datadir.mkdir(parents=True, exist_ok=True)
-    record = datadir / "fencewatch-server.json"
+    record = datadir / _RECORD
     child = None  # held so that Popen sees the exit status once _leave has reaped it
     with _locked(datadir):
         running = _read(record)

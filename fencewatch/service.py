@@ -31,9 +31,10 @@ from api.app import create_app, create_probe_app
 from api.context import ApiContext
 from api.tokens import create_token
 from duties.scheduler import Duties
-from fencewatch import retention
-from fencewatch.config import ConfigError, Settings, listen_socket
-from fencewatch.servers import ServerUrls, servers
+from fencewatch import embedded_mqtt, retention
+from fencewatch.config import ConfigError, MqttAddress, Settings, listen_socket
+from fencewatch.provision import DeviceEntry
+from fencewatch.servers import ServerUrls, reload_mqtt, servers
 from geofence.ruleset import RuleSet
 from ingest.balancer import Balancer
 from ingest.broker_watch import BrokerWatch
@@ -90,7 +91,7 @@ class Service:
         self.stop = asyncio.Event()
         self.ready = asyncio.Event()
         self.osmand: OsmandListener | None = None
-        self.broker_watch: BrokerWatch | None = None
+        self.broker_watch = BrokerWatch()
 
     async def run(self, demo_fleet: int = 0) -> None:
         s = self.settings
@@ -109,10 +110,6 @@ class Service:
         self.shards = Balancer(leases, s.shards, s.client_id, self._open_shard)
         jobs: dict[str, Coroutine[Any, Any, None]] = {}
         if "ingest" in s.roles:
-            self.broker_watch = BrokerWatch(
-                self.urls.mqtt_url, f"{s.client_id}-watch-{s.worker_id}"
-            )
-            self.broker_watch.start()
             jobs["ingest"] = self.shards.run()
             jobs["clock"] = self._every(CLOCK_EVERY_S, self._tick)
             jobs["snapshots"] = self._every(SNAPSHOT_EVERY_S, self._snapshot)
@@ -148,12 +145,14 @@ class Service:
 
             # Reports every 10 s, and the first two minutes of the plan arrive at once, as
             # from tags that were out of touch: the demo has alerts to show within a minute.
+            fleet_url, passwords = await self._fleet_login(plan)
             jobs["fleet"] = run_fleet(
-                self.urls.mqtt_url,
+                fleet_url,
                 plan,
                 self.stop,
                 interval_s=DEMO_INTERVAL_S,
                 history_s=120,
+                passwords=passwords,
                 osmand_url=self._osmand_url(),
             )
         tasks = {asyncio.create_task(job, name=name): name for name, job in jobs.items()}
@@ -181,8 +180,6 @@ class Service:
         await asyncio.gather(*tasks, return_exceptions=True)
         # Whatever the broker delivered but we did not acknowledge is redelivered next time.
         await self.shards.close()
-        if self.broker_watch is not None:
-            self.broker_watch.stop()
         await self.redis.aclose()
         await self.pool.close()
 
@@ -200,7 +197,7 @@ class Service:
 
     async def _open_shard(self, shard: Shard, name: str) -> ShardRunner:
         return await ShardRunner.open(
-            shard, name, self.rules, self.pool, self.feed, self.urls.mqtt_url
+            shard, name, self.rules, self.pool, self.feed, self.urls.mqtt_url, self.broker_watch
         )
 
     # -- parts -----------------------------------------------------------------------------
@@ -307,6 +304,27 @@ class Service:
             self.pool, "operator", subject="demo operator", days=30
         )
         return plan
+
+    async def _fleet_login(self, plan: FleetPlan) -> tuple[str, dict[str, str] | None]:
+        """How the simulated devices reach the broker: on the embedded one, each logs in as
+        itself with a password given afresh at every start; on a broker of the user's own,
+        whose accounts fencewatch cannot make, anonymously — never with the service's
+        account, whose logins are the service's own connections."""
+        if "mqtt" in self.urls.embedded:
+            datadir = self.settings.data_dir / "mqtt"
+            devices = [DeviceEntry(d.id, d.owntracks) for d in plan.devices]
+            passwords = await asyncio.to_thread(
+                embedded_mqtt.provision_fleet, datadir, devices, self.settings.shards
+            )
+            reload_mqtt(datadir)
+            return self.urls.mqtt_url, passwords
+        address = MqttAddress.parse(self.urls.mqtt_url)
+        if address.username:
+            log.warning(
+                "the simulated tags connect anonymously: a broker with per-device accounts"
+                " refuses them (provision them, or run the demo on the embedded broker)"
+            )
+        return address.url(), None
 
     def _banner(self, demo_fleet: int) -> None:
         s = self.settings

@@ -7,6 +7,12 @@ properties object for every MQTT 5 message, which costs a third of the receive r
 3.1.1's persistent session is all we need. We acknowledge
 only after the message's batch is committed, in the order the messages arrived (as MQTT
 requires), so a crash at any point loses nothing: the broker simply redelivers.
+
+That holds only while the session is ours. Another client with the session's identity
+takes it over (the broker closes our connection), and one connecting with a clean session
+deletes it, queue and all; a broker that lost its state on a crash has none either. So a
+connection lost over and over makes the source unsteady (`steady`, which /healthz reports),
+and a reconnection on which the broker no longer has the session is logged as an error.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import msgspec
 import paho.mqtt.client as mqtt
 
 from fencewatch.config import MqttAddress
+from fencewatch.metrics import BROKER_DISCONNECTS, BROKER_SESSIONS_LOST
+from ingest.broker_watch import BrokerWatch
 
 log = logging.getLogger("fencewatch.ingest")
 
@@ -28,6 +36,9 @@ _CHUNK = 1000
 # Messages received and not yet taken into a batch, at the most: four full batches.
 MAX_INBOX = 20_000
 _FULL_WAIT_S = 0.005
+# This many connections lost within the window, and the session counts as not steady.
+UNSTEADY_DROPS = 3
+UNSTEADY_WINDOW_S = 60.0
 
 
 class Inbound(msgspec.Struct, frozen=True, gc=False):
@@ -40,15 +51,34 @@ class Inbound(msgspec.Struct, frozen=True, gc=False):
 
 class MqttSource:
     def __init__(
-        self, url: str, client_id: str, topics: set[str], max_inbox: int = MAX_INBOX
+        self,
+        url: str,
+        client_id: str,
+        topics: set[str],
+        max_inbox: int = MAX_INBOX,
+        *,
+        connection: str | None = None,
+        watch: BrokerWatch | None = None,
     ) -> None:
+        """`connection` names this session among the service's connections, for its login
+        (MqttAddress.login; without, the URL's user as it is); `watch` is given the
+        broker's count of dropped messages."""
         self.address = MqttAddress.parse(url)
         self.max_inbox = max_inbox
         self._stopping = False
         self.client_id = client_id
         self.topics = set(topics)
+        self.watch = watch
+        self._watch_mid: int | None = None
+        self._had_session = False
+        self._established = False  # since the last CONNACK that accepted us
+        self._drops: collections.deque[float] = collections.deque(maxlen=UNSTEADY_DROPS)
         self.client = self.address.client(
-            client_id, protocol=mqtt.MQTTv311, clean_session=False, manual_ack=True
+            client_id,
+            connection=connection,
+            protocol=mqtt.MQTTv311,
+            clean_session=False,
+            manual_ack=True,
         )
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -69,17 +99,33 @@ class MqttSource:
         self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object = None
     ) -> None:
         if getattr(rc, "is_failure", False):
-            log.error("MQTT broker refused the connection: %s", rc)
+            log.error("MQTT broker refused the connection of %s: %s", self.client_id, rc)
             return
+        if self._had_session and not getattr(flags, "session_present", True):
+            BROKER_SESSIONS_LOST.inc()
+            log.error(
+                "MQTT session %s: the broker no longer had it on reconnecting; what it had"
+                " queued for it is lost (a clean-session client with the same identity, or"
+                " a broker that lost its state)",
+                self.client_id,
+            )
+        self._had_session = self._established = True
         self._pending = set(self._subscribe(self.topics))
         self.connected = not self._pending
-        log.info("MQTT connected to %s:%s", self.address.host, self.address.port)
+        if self.watch is not None:
+            _, self._watch_mid = client.subscribe(self.watch.topic, qos=0)
+        log.info("MQTT %s connected to %s:%s", self.client_id, client.host, client.port)
 
     def _on_subscribe(
         self, client: mqtt.Client, userdata: object, mid: int, codes: list, props: object = None
     ) -> None:
+        refused = any(getattr(c, "is_failure", False) for c in codes)
+        if mid == self._watch_mid:
+            if refused and self.watch is not None:
+                self.watch.refused()
+            return
         # Only once the broker has the subscriptions does a published fix reach us.
-        if any(getattr(c, "is_failure", False) for c in codes):
+        if refused:
             log.error("MQTT broker refused a subscription: %s", codes)
             return
         self._pending.discard(mid)
@@ -89,9 +135,28 @@ class MqttSource:
         self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object = None
     ) -> None:
         self.connected = False
-        log.warning("MQTT disconnected (%s); paho reconnects", rc)
+        # A connection refused or cut before its CONNACK (a node down, a cluster electing)
+        # is not one thrown off.
+        established, self._established = self._established, False
+        if self._stopping or not established:
+            return
+        BROKER_DISCONNECTS.inc()
+        self._drops.append(time.monotonic())
+        if self._thrown_off():
+            log.error(
+                "MQTT session %s lost its connection %d times within %ds: is another client"
+                " using its identity (the same user name or client id)?",
+                self.client_id,
+                UNSTEADY_DROPS,
+                UNSTEADY_WINDOW_S,
+            )
+        else:
+            log.warning("MQTT %s disconnected (%s); paho reconnects", self.client_id, rc)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if self.watch is not None and msg.topic == self.watch.topic:
+            self.watch.observe(bytes(msg.payload))  # QoS 0: nothing to acknowledge
+            return
         # Flow control. Once acknowledgements flow, Mosquitto (2.0.11) sends a session's
         # whole backlog as fast as we read it, max_inflight_messages or not (85,000
         # messages, +140 MB, in a benchmark run). Holding paho's thread here stops it
@@ -140,6 +205,15 @@ class MqttSource:
         self.client.disconnect()
         self.client.loop_stop()
         self.connected = False
+
+    @property
+    def steady(self) -> bool:
+        """Connected and subscribed, and not thrown off again and again."""
+        return self.connected and not self._thrown_off()
+
+    def _thrown_off(self) -> bool:
+        drops = self._drops
+        return len(drops) == UNSTEADY_DROPS and time.monotonic() - drops[0] < UNSTEADY_WINDOW_S
 
     @property
     def backlog(self) -> int:

@@ -10,6 +10,7 @@ import asyncpg
 
 from alerts.feed import Feed
 from geofence.ruleset import RuleSet
+from ingest.broker_watch import BrokerWatch
 from ingest.loop import IngestLoop, Pipeline
 from ingest.mqtt import MqttSource
 from ingest.quarantine import Quarantine, open_faults
@@ -29,7 +30,14 @@ class ShardRunner:
 
     @classmethod
     async def open(
-        cls, shard: Shard, name: str, rules: RuleSet, pool: asyncpg.Pool, feed: Feed, mqtt_url: str
+        cls,
+        shard: Shard,
+        name: str,
+        rules: RuleSet,
+        pool: asyncpg.Pool,
+        feed: Feed,
+        mqtt_url: str,
+        watch: BrokerWatch | None = None,
     ) -> ShardRunner:
         async with pool.acquire() as conn:
             engine, last_rid, last_event_rid, rejudged = await snapshots.restore(conn, rules, shard)
@@ -38,13 +46,15 @@ class ShardRunner:
         pipeline = Pipeline(engine, pool, feed)
         pipeline.quarantine = Quarantine({p: k for p, k in faults.items() if shard.owns(p)})
         pipeline.last_rid, pipeline.last_event_rid = last_rid, last_event_rid
-        source = MqttSource(mqtt_url, name, shard.topics(rules))
+        source = MqttSource(
+            mqtt_url, name, shard.topics(rules), connection=shard.connection, watch=watch
+        )
         source.start()
         return cls(shard, pipeline, source)
 
     @property
     def connected(self) -> bool:
-        return self.source.connected
+        return self.source.steady
 
     def check(self) -> None:
         """Raise what stopped the shard's loop or its last commit, if anything did."""

@@ -38,9 +38,14 @@ class Shard(msgspec.Struct, frozen=True):
     index: int
     count: int
 
+    @property
+    def connection(self) -> str:
+        """The shard among the service's MQTT connections: its login (MqttAddress.login)."""
+        return f"{self.index}of{self.count}"
+
     def name(self, base: str) -> str:
         """The shard's MQTT client id (its persistent session) and lease name."""
-        return base if self.count == 1 else f"{base}-{self.index}of{self.count}"
+        return base if self.count == 1 else f"{base}-{self.connection}"
 
     def owns(self, supervisee: str) -> bool:
         return self.count == 1 or shard_of(supervisee, self.count) == self.index

@@ -33,7 +33,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 
@@ -41,6 +41,9 @@ from fencewatch.config import MqttAddress
 from simulators.device import DevicePlan
 from simulators.http_link import TraccarPhones
 from simulators.tag import LiveTag, retime
+
+if TYPE_CHECKING:
+    from simulators.device_links import DeviceLinks
 
 MAX_UNACKED = 10_000
 COMMAND_TOPICS = ("em/+/cmd", "owntracks/+/+/cmd")
@@ -164,15 +167,17 @@ async def run_fleet(
     stats: FleetStats | None = None,
     history_s: float = 0.0,
     clock: DeviceClock | None = None,
+    passwords: dict[str, str] | None = None,
     osmand_url: str | None = None,
 ) -> None:
     """Publish `roster_plan`'s devices live, every `interval_s` seconds each (of `clock`'s
     time: the wall clock unless given), until `stop` is set. The plan starts `history_s`
     ago (see simulators.tag.retime): like tags that were out of touch, each first uploads
     what it recorded since, as batches. What was sent is counted into `stats` when given.
-    Traccar Client phones post to the OsmAnd listener at `osmand_url`
-    (simulators.http_link); without one they are left out."""
-    link = MqttLink(mqtt_url, client_id or f"fencewatch-sim-{uuid.uuid4().hex[:8]}")
+    With `passwords` (device id → password) each device logs in as itself, as on a broker
+    with per-device accounts (simulators.device_links); without, one connection with the
+    URL's credentials speaks for the whole fleet. Traccar Client phones post to the OsmAnd
+    listener at `osmand_url` (simulators.http_link); without one they are left out."""
     clock = clock or DeviceClock()
     device_start = clock.now() - int(history_s * 1000)
     tags = [
@@ -181,6 +186,13 @@ async def run_fleet(
         if p.osmand is None or osmand_url is not None
     ]
     phones = TraccarPhones(osmand_url, tags) if osmand_url is not None else None
+    link: MqttLink | DeviceLinks
+    if passwords is not None:
+        from simulators.device_links import DeviceLinks  # which builds on MqttLink
+
+        link = DeviceLinks(mqtt_url, tags, passwords)
+    else:
+        link = MqttLink(mqtt_url, client_id or f"fencewatch-sim-{uuid.uuid4().hex[:8]}")
     by_topic = {t.command_topic: t for t in tags}
     tick = min(1.0, interval_s / 5) / clock.rate
     stats = stats if stats is not None else FleetStats()

@@ -1,5 +1,7 @@
 """Real services for the tests: a fresh PostgreSQL database, a Redis database and a private
-Mosquitto broker running fencewatch's own config. Nothing here is mocked."""
+Mosquitto broker running fencewatch's own config — open to anonymous clients, unlike the
+shipped one, for the many tests about something else than broker accounts
+(tests/test_provision.py runs the provisioned one). Nothing here is mocked."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from fencewatch.embedded import start_mosquitto
+from fencewatch.embedded import ANONYMOUS_FOR_TESTS, start_mosquitto
 from tests.faults import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +52,7 @@ def redis_url() -> str:
 @pytest.fixture(scope="session")
 def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     """A private Mosquitto with fencewatch's config (so tests see the shipped queue limits)."""
-    proc, port = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    proc, port = start_mosquitto(tmp_path_factory.mktemp("mosquitto"), access=ANONYMOUS_FOR_TESTS)
     try:
         yield ("127.0.0.1", port)
     finally:

@@ -21,7 +21,13 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
-from fencewatch.embedded import free_port, start_mosquitto, start_redis, wait_for_port
+from fencewatch.embedded import (
+    ANONYMOUS_FOR_TESTS,
+    free_port,
+    start_mosquitto,
+    start_redis,
+    wait_for_port,
+)
 from fencewatch.loader import load_scenario
 from storage.db import open_pool
 from tests.kit import (
@@ -112,7 +118,7 @@ class Stack:
         self.pg = PrivatePostgres()
         self.pg.start()
         self.redis, self.redis_port = start_redis(root / "redis")
-        self.broker, self.mqtt_port = start_mosquitto(root / "mqtt")
+        self.broker, self.mqtt_port = start_mosquitto(root / "mqtt", access=ANONYMOUS_FOR_TESTS)
         self.http_port = free_port()
         self.client_id = "fencewatch-faults"
         # `fencewatch serve` processes by worker number; worker 0 answers on http_port.
@@ -185,7 +191,7 @@ class Stack:
     def restart_broker(self) -> None:
         self.broker.terminate()  # a clean stop: mosquitto saves queued messages
         self.broker.wait(timeout=30)
-        self.broker, _ = start_mosquitto(self.root / "mqtt", self.mqtt_port)
+        self.broker, _ = start_mosquitto(self.root / "mqtt", self.mqtt_port, ANONYMOUS_FOR_TESTS)
 
     def restart_redis(self, down_s: float = 0.0) -> None:
         self.redis.kill()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import queue
 import shutil
@@ -15,9 +16,11 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -28,8 +31,11 @@ import redis
 import redis.asyncio as aioredis
 from paho.mqtt.enums import CallbackAPIVersion
 
+from fencewatch import embedded as embedded_servers
+from fencewatch import embedded_mqtt
 from fencewatch.config import MqttAddress, Settings
 from fencewatch.embedded import start_amqtt
+from fencewatch.provision import DeviceEntry
 from fencewatch.servers import ServerUrls, servers
 
 BOUND = 20.0  # seconds to give up after, so a broken server fails the test instead of hanging
@@ -54,9 +60,16 @@ def pg_home() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def embedded() -> Iterator[ServerUrls]:
+def embedded_home() -> Iterator[Path]:
+    """The data directory of the servers of `embedded`."""
+    with _shared_dir() as home:
+        yield home / "embedded"
+
+
+@pytest.fixture(scope="module")
+def embedded(embedded_home: Path) -> Iterator[ServerUrls]:
     """One embedded PostgreSQL, Redis and broker shared by the tests of this module."""
-    with _shared_dir() as home, servers(Settings(data_dir=home / "embedded")) as urls:
+    with servers(Settings(data_dir=embedded_home)) as urls:
         yield urls
 
 
@@ -80,7 +93,17 @@ class _Mqtt:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session
         )
-        self.client.on_connect = lambda *_: connected.set()
+        if address.username:
+            self.client.username_pw_set(address.username, address.password)
+        self.refused = False
+
+        def on_connect(
+            client: mqtt.Client, userdata: object, flags: object, rc: Any, _: object
+        ) -> None:
+            self.refused = rc.is_failure
+            connected.set()
+
+        self.client.on_connect = on_connect
         self.client.on_subscribe = lambda *_: self._acked.set()
         self.client.on_message = lambda _client, _userdata, message: self.received.put(message)
         self.client.connect(address.host, address.port)
@@ -103,11 +126,13 @@ class _Mqtt:
 PING = msgspec.json.encode({"v": 1, "seq": 1, "ts": 1764240000123, "lat": 28.4, "lon": 119.9})
 
 
-def _mqtt_round_trip(url: str) -> None:
-    """Publish with QoS 1 and check a QoS 1 subscriber receives exactly that message."""
-    topic = f"em/T-{uuid.uuid4().hex[:8]}/loc"
+def _mqtt_round_trip(url: str, device_url: str | None = None, device: str = "") -> None:
+    """Publish with QoS 1 (as `device` from `device_url`, when the broker wants one) and
+    check a QoS 1 subscriber receives exactly that message."""
+    topic = f"em/{device or 'T-' + uuid.uuid4().hex[:8]}/loc"
     subscriber = _Mqtt(url, f"sub-{topic}")
-    publisher = _Mqtt(url, f"pub-{topic}")
+    publisher = _Mqtt(device_url or url, device or f"pub-{topic}")
+    assert not (subscriber.refused or publisher.refused)
     try:
         subscriber.subscribe(topic)
         publisher.publish(topic, PING)
@@ -149,28 +174,88 @@ async def test_embedded_redis_wants_its_password(embedded: ServerUrls) -> None:
         await anyone.aclose()
 
 
-def test_embedded_broker_round_trips_qos1(embedded: ServerUrls) -> None:
+def _ingest(url: str) -> str:
+    """The URL a single shard's ingest session logs in with (MqttAddress.login)."""
+    address = MqttAddress.parse(url)
+    return address.url(address.login("0of1"), address.password)
+
+
+def _device(url: str, device: str, password: str) -> str:
+    return MqttAddress.parse(url).url(device, password)
+
+
+def _logs_in(url: str) -> bool:
+    client = _Mqtt(url, f"probe-{uuid.uuid4().hex[:8]}")
+    client.close()
+    return not client.refused
+
+
+def test_embedded_broker_takes_provisioned_clients_only(
+    embedded: ServerUrls, embedded_home: Path
+) -> None:
+    """Locked as docs/security.md says: the service and each device with its own password;
+    no one anonymous; a device added by `fencewatch devices provision` (no files: the
+    embedded broker's) may log in once the command has reloaded the broker."""
     assert embedded.embedded == ("postgres", "redis", "mqtt")
-    _mqtt_round_trip(embedded.mqtt_url)
+    assert MqttAddress.parse(embedded.mqtt_url).password  # the service's, from its data dir
+    assert not _logs_in(MqttAddress.parse(embedded.mqtt_url).url())  # anonymous
+    roster = embedded_home / "roster.json"
+    roster.write_text(
+        json.dumps({"supervisees": [{"id": "S1", "jurisdiction": [], "devices": ["T7"]}]})
+    )
+    env = {**os.environ, "FENCEWATCH_DATA_DIR": str(embedded_home)}
+    env.pop("FENCEWATCH_MQTT_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "fencewatch.cli", "devices", "provision", "--roster", str(roster)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "reloaded" in done.stderr
+    password = dict(line.split("\t") for line in done.stdout.splitlines())["T7"]
+    device_url = _device(embedded.mqtt_url, "T7", password)
+    _until(lambda: _logs_in(device_url), "the reloaded broker refused the new device")
+    assert not _logs_in(_device(embedded.mqtt_url, "T7", "not its password"))
+    _mqtt_round_trip(_ingest(embedded.mqtt_url), device_url, "T7")
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + BOUND
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
 
 
 def test_embedded_broker_keeps_queued_messages_across_restarts(tmp_path: Path) -> None:
     """What waits for an offline persistent session survives a broker restart."""
     settings = Settings(data_dir=tmp_path)
+    passwords = embedded_mqtt.provision_fleet(tmp_path / "mqtt", [DeviceEntry("T1")], shards=1)
     with servers(settings, need=("mqtt",)) as urls:
-        ingest = _Mqtt(urls.mqtt_url, "ingest", clean_session=False)
+        ingest = _Mqtt(_ingest(urls.mqtt_url), "ingest", clean_session=False)
         ingest.subscribe("em/+/loc")
         ingest.close()
-        device = _Mqtt(urls.mqtt_url, "T1")
+        device = _Mqtt(_device(urls.mqtt_url, "T1", passwords["T1"]), "T1")
         device.publish("em/T1/loc", PING)
         device.close()
     with servers(settings, need=("mqtt",)) as restarted:
-        ingest = _Mqtt(restarted.mqtt_url, "ingest", clean_session=False)
+        ingest = _Mqtt(_ingest(restarted.mqtt_url), "ingest", clean_session=False)
         try:
             message = ingest.received.get(timeout=BOUND)
         finally:
             ingest.close()
     assert (message.topic, message.payload, message.qos) == ("em/T1/loc", PING, 1)
+
+
+def test_without_mosquitto_amqtt_says_it_is_open_and_listens_on_loopback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(embedded_servers, "mosquitto_binary", lambda: None)
+    with servers(Settings(data_dir=tmp_path), need=("mqtt",)) as urls:
+        address = MqttAddress.parse(urls.mqtt_url)
+        assert address.host == "127.0.0.1" and address.username is None
+        _mqtt_round_trip(urls.mqtt_url)
+    assert any("without a password" in r.getMessage() for r in caplog.records)
 
 
 def test_amqtt_fallback_round_trips_qos1(tmp_path: Path) -> None:

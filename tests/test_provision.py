@@ -38,6 +38,7 @@ from tests.live import eventually, running
 WAIT_S = 10.0  # an upper bound for a broker round trip, not a speed requirement
 SERVICE_PASSWORD = "service-secret-for-tests"
 DEVICES = [DeviceEntry("A"), DeviceEntry("B"), DeviceEntry("P", owntracks="alice/phone")]
+INGEST_LOGIN, COMMAND_LOGIN = "fencewatch@0of1", "fencewatch@cmd"  # MqttAddress.login
 
 needs_mosquitto = pytest.mark.skipif(mosquitto_binary() is None, reason="no mosquitto binary")
 
@@ -76,11 +77,13 @@ def test_new_devices_get_passwords_once_and_keep_them(tmp_path: Path) -> None:
     assert sorted(first.passwords) == ["A", "B", "P"]  # the service's was given
     assert len(set(first.passwords.values())) == 3
     entries = read_password_file(passwd)
-    assert list(entries) == ["fencewatch", "A", "B", "P"]
+    logins = list(provision.service_logins("fencewatch", [1]))
+    assert logins[:2] == [INGEST_LOGIN, COMMAND_LOGIN]
+    assert list(entries) == [*logins, "A", "B", "P"]
     for user, password in first.passwords.items():
         assert verify_password(password, entries[user])
         assert password not in passwd.read_text()
-    assert verify_password(SERVICE_PASSWORD, entries["fencewatch"])
+    assert all(verify_password(SERVICE_PASSWORD, entries[login]) for login in logins)
     for path in (passwd, acl):
         assert stat.S_IMODE(path.stat().st_mode) == 0o640
 
@@ -109,9 +112,47 @@ def test_a_service_account_without_a_given_password_gets_one(tmp_path: Path) -> 
     passwd, acl = _files(tmp_path)
     done = provision.provision(DEVICES, passwd, acl, service_users=["fw-1", "fw-2"])
     assert {"fw-1", "fw-2"} <= set(done.passwords)
-    assert verify_password(done.passwords["fw-1"], read_password_file(passwd)["fw-1"])
+    entries = read_password_file(passwd)
+    assert "fw-1" not in entries  # the bare account is no login: each connection has one
+    for login in ("fw-1@0of1", "fw-1@cmd"):
+        assert verify_password(done.passwords["fw-1"], entries[login])
     text = acl.read_text()
-    assert "user fw-1\n" in text and "user fw-2\n" in text
+    assert "user fw-1@0of1\n" in text and "user fw-2@cmd\n" in text
+
+
+def test_each_connection_has_a_login_with_only_what_it_needs(tmp_path: Path) -> None:
+    passwd, acl = _files(tmp_path)
+    done = provision.provision(DEVICES, passwd, acl, service_password=SERVICE_PASSWORD, shards=[4])
+    assert done.logins[:5] == [f"fencewatch@{k}of4" for k in range(4)] + [COMMAND_LOGIN]
+    blocks = {
+        block.split("\n")[0].removeprefix("user "): block.split("\n")[1:]
+        for block in acl.read_text().split("\n\n")
+        if block.startswith("user fencewatch@")
+    }
+    assert "topic read em/+/loc" in blocks["fencewatch@2of4"]
+    assert not any("write em/+/cmd" in line for line in blocks["fencewatch@2of4"])
+    assert blocks[COMMAND_LOGIN] == ["topic write em/+/cmd", "topic write owntracks/+/+/cmd"]
+
+    # More shards later: new logins need the account's password, kept only as hashes.
+    with pytest.raises(ProvisionError, match="FENCEWATCH_MQTT_URL"):
+        provision.provision(DEVICES, passwd, acl, shards=[4, 8])
+    again = provision.provision(
+        DEVICES, passwd, acl, service_password=SERVICE_PASSWORD, shards=[4, 8]
+    )
+    assert "fencewatch@7of8" in again.logins and again.passwords == {}
+    assert verify_password(SERVICE_PASSWORD, read_password_file(passwd)["fencewatch@7of8"])
+    # ... or a new password for all of them.
+    rotated = provision.provision(DEVICES, passwd, acl, rotate=["fencewatch"], shards=[8])
+    new = rotated.passwords["fencewatch"]
+    entries = read_password_file(passwd)
+    assert all(verify_password(new, entries[f"fencewatch@{k}of8"]) for k in range(8))
+    assert rotated.stale == [f"fencewatch@{k}of4" for k in range(4)]  # until --prune
+
+
+def test_the_files_alone_say_which_devices_they_hold(tmp_path: Path) -> None:
+    passwd, acl = _files(tmp_path)
+    provision.provision(DEVICES, passwd, acl, service_password=SERVICE_PASSWORD)
+    assert provision.devices_from_files(passwd, acl, ["fencewatch"]) == DEVICES
 
 
 def test_the_acl(tmp_path: Path) -> None:
@@ -124,7 +165,7 @@ def test_the_acl(tmp_path: Path) -> None:
         "pattern write em/%u/cmd/ack",
         "pattern read em/%u/cmd",
     ]
-    service = lines[lines.index("user fencewatch") + 1 : lines.index("user P")]
+    service = lines[lines.index(f"user {INGEST_LOGIN}") + 1 : lines.index("user P")]
     assert "topic read em/+/loc" in service and "topic write em/+/cmd" in service
     assert not any(x.startswith("topic write em/+/loc") for x in service)
     assert lines[lines.index("user P") + 1 :] == [
@@ -190,7 +231,7 @@ def test_the_command_prints_new_passwords_once(
     assert sorted(printed) == ["A", "B", "P"]  # the service's password is in its URL
     entries = read_password_file(passwd)
     assert all(verify_password(pw, entries[user]) for user, pw in printed.items())
-    assert verify_password(SERVICE_PASSWORD, entries["fencewatch"])
+    assert verify_password(SERVICE_PASSWORD, entries[INGEST_LOGIN])
     assert "shown only this once" in out.err
 
     assert provision.main(passwd, acl, roster=_roster(tmp_path)) == 0
@@ -274,6 +315,7 @@ class Broker:
     acl: Path
 
     def url(self, user: str = "fencewatch", password: str = SERVICE_PASSWORD) -> str:
+        """The service's URL: the account, whose connections log in as its logins."""
         return f"mqtt://{user}:{password}@127.0.0.1:{self.port}"
 
 
@@ -287,9 +329,7 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     passwd, acl = datadir / "passwd", datadir / "acl"
     done = provision.provision(DEVICES, passwd, acl, service_password=SERVICE_PASSWORD)
     port = free_port()
-    conf = mosquitto_config(datadir, port)
-    with conf.open("a") as f:
-        f.write(provision.mosquitto_auth_config(passwd, acl))
+    conf = mosquitto_config(datadir, port, provision.mosquitto_auth_config(passwd, acl))
     with open(datadir / "mosquitto.out", "ab") as log:
         proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log)
     try:
@@ -386,7 +426,8 @@ class Client:
 def clients(broker: Broker) -> Iterator[dict[str, Client]]:
     made: dict[str, Client] = {}
     try:
-        made["service"] = Client(broker.port, "fencewatch", SERVICE_PASSWORD)
+        made["service"] = Client(broker.port, INGEST_LOGIN, SERVICE_PASSWORD)
+        made["commands"] = Client(broker.port, COMMAND_LOGIN, SERVICE_PASSWORD)
         for user in ("A", "B", "P"):
             made[user] = Client(broker.port, user, broker.passwords[user])
         yield made
@@ -413,19 +454,20 @@ def test_a_device_cannot_publish_as_another(clients: dict[str, Client]) -> None:
     # forged before it would have been too.
     got = service.wait_for("em/A/loc")
     assert {t for t, _ in got} == {"em/A/evt", "em/A/loc"}  # and nothing on em/B/...
-    assert service.publish("em/B/cmd", b"real command").value == 0
+    assert service.publish("em/B/cmd", b"forged by ingest").is_failure  # not its job
+    assert clients["commands"].publish("em/B/cmd", b"real command").value == 0
     assert b.wait_for("em/B/cmd") == [("em/B/cmd", b"real command")]
 
 
 @needs_mosquitto
 def test_a_device_cannot_read_another_devices_commands(clients: dict[str, Client]) -> None:
-    service, a, b = clients["service"], clients["A"], clients["B"]
+    commands, a, b = clients["commands"], clients["A"], clients["B"]
     a.subscribe("em/B/cmd", "em/+/cmd", "em/#", "#")  # as greedy as it likes
     b.subscribe("em/B/cmd")
     a.subscribe("em/A/cmd")
-    service.publish("em/B/cmd", b"for B")
-    clients["B"].publish("em/B/loc", b"B's position")
-    service.publish("em/A/cmd", b"for A")
+    commands.publish("em/B/cmd", b"for B")
+    b.publish("em/B/loc", b"B's position")
+    commands.publish("em/A/cmd", b"for A")
     # Messages reach A in the order they were published: the last one arriving means
     # the earlier ones either arrived before it or never will.
     assert set(a.wait_for("em/A/cmd")) == {("em/A/cmd", b"for A")}  # nothing of B's
@@ -448,6 +490,7 @@ def test_wrong_or_missing_credentials_are_refused(broker: Broker) -> None:
         ("A", broker.passwords["B"]),  # another device's password
         ("NOBODY", "anything"),
         ("fencewatch", "guess"),
+        ("fencewatch", SERVICE_PASSWORD),  # the bare account: no connection logs in so
         (None, None),  # anonymous
     ]
     for user, password in tries:
@@ -461,7 +504,7 @@ def test_wrong_or_missing_credentials_are_refused(broker: Broker) -> None:
 
 @needs_mosquitto
 def test_a_device_cannot_take_over_the_services_session(broker: Broker) -> None:
-    service = Client(broker.port, "fencewatch", SERVICE_PASSWORD, client_id="fencewatch-ingest")
+    service = Client(broker.port, INGEST_LOGIN, SERVICE_PASSWORD, client_id="fencewatch-ingest")
     try:
         service.subscribe("em/+/loc")
         # A device connecting with the service's client id: without
