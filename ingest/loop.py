@@ -36,6 +36,7 @@ from ingest.mqtt import Inbound, MqttSource
 from ingest.quarantine import Quarantine
 from ingest.shards import Shard
 from ingest.writer import Committed, commit
+from storage import snapshots
 from storage.db import UNAVAILABLE
 
 log = logging.getLogger("fencewatch.ingest")
@@ -44,6 +45,7 @@ ACK_SUFFIX = "/cmd/ack"
 MAX_BATCH = 5000
 MAX_WAIT_S = 0.02
 RETRY_S = (0.5, 1, 2, 5, 10)
+GUARDED_S = 600.0  # after a fault the engine raised, batches are judged guarded this long
 
 
 class ShardLost(Exception):
@@ -67,6 +69,7 @@ class Pipeline:
         self.valid_until = math.inf
         self.inflight: asyncio.Future[None] | None = None
         self.quarantine = Quarantine()
+        self.guarded_until = 0.0  # monotonic; see IngestLoop._judge
 
     async def drain(self) -> None:
         """Wait for the commit in flight; its failure is raised here (then nothing may be
@@ -192,7 +195,7 @@ class IngestLoop:
                     sources.append(item)
                     decoded.fixes += d.fixes
                     decoded.events += d.events
-            outcome = guard.process(p.engine, messages)
+            outcome = await self._judge(messages, decoded)
             quarantined, faults = p.quarantined(outcome, sources)
             if quarantined:
                 decoded.rejections += quarantined
@@ -207,6 +210,30 @@ class IngestLoop:
             p.inflight = asyncio.ensure_future(
                 self._finish(items, outcome.judged, decoded, outcome.verdicts, started, waiting)
             )
+
+    async def _judge(self, messages: list[Message], decoded: Decoded) -> guard.Guarded:
+        """The engine's outcome for the batch, with what it cannot judge set aside
+        (geofence.guard). Guarding captures the state of everyone in the batch first, a
+        third of the engine's time, so it is done only for GUARDED_S after a fault; the
+        first fault is met by putting the engine back as committed (as a restart would:
+        the shard's snapshot and the fixes committed since) and judging the batch guarded."""
+        p = self.pipeline
+        if time.monotonic() >= p.guarded_until:
+            try:
+                outcome = p.engine.process(decoded.fixes, decoded.events)
+            except Exception as exc:
+                log.error("engine raised (%s); judging again, guarded", guard.describe(exc))
+                await p.drain()
+                async with p.pool.acquire() as conn:
+                    p.engine, p.last_rid, p.last_event_rid, _ = await snapshots.restore(
+                        conn, p.engine.rules, self.shard
+                    )
+            else:
+                return guard.Guarded(outcome.judged, outcome.verdicts)
+        guarded = guard.process(p.engine, messages)
+        if guarded.faults:
+            p.guarded_until = time.monotonic() + GUARDED_S
+        return guarded
 
     async def _finish(
         self,
