@@ -22,7 +22,7 @@ from alerts.store import apply
 from fencewatch.timefmt import epoch_ms
 from geofence import guard
 from geofence.engine import Engine
-from geofence.model import DeviceEvent, Fix, Quality
+from geofence.model import DeviceEvent, Fix, Quality, Verdict
 from geofence.ruleset import RuleSet
 from geofence.state import EngineState
 from storage.db import Conn
@@ -100,8 +100,27 @@ def _merge(blobs: list[bytes], rules: RuleSet, shard: Shard) -> EngineState:
     return merged
 
 
+class _Raised(Exception):
+    """The engine raised while re-judging unguarded: start again, guarded."""
+
+
 async def restore(conn: Conn, rules: RuleSet, shard: Shard) -> tuple[Engine, int, int, int]:
-    """(engine, last fix rid, last event rid, how many fixes and events were re-judged)."""
+    """(engine, last fix rid, last event rid, how many fixes and events were re-judged).
+
+    Re-judged as ingest judges: unguarded, the fast way; should the engine raise — the
+    rules changed since the fixes were stored — all over again through geofence.guard,
+    where what it raises on is left out rather than stop the start (ingest raises the
+    alert when the person's next message meets the same fault)."""
+    try:
+        return await _restore(conn, rules, shard, guarded=False)
+    except _Raised as exc:
+        log.error("re-judging after the snapshot: engine raised (%s); again, guarded", exc)
+        return await _restore(conn, rules, shard, guarded=True)
+
+
+async def _restore(
+    conn: Conn, rules: RuleSet, shard: Shard, guarded: bool
+) -> tuple[Engine, int, int, int]:
     rows = await _latest(conn, shard)
     engine = Engine(rules, _merge([r["state"] for r in rows], rules, shard))
     last_rid = min((r["last_rid"] for r in rows), default=0)
@@ -138,9 +157,9 @@ async def restore(conn: Conn, rules: RuleSet, shard: Shard) -> tuple[Engine, int
             if _ours(rules, shard, r["device_id"])
         ]
         rejudged += len(fixes)
-        outcome = _judge(engine, [([f], ()) for f in fixes])
+        verdicts = _judge(engine, fixes, [], guarded)
         async with conn.transaction():
-            await apply(conn, outcome.verdicts)
+            await apply(conn, verdicts)
     rows = await conn.fetch(
         "SELECT rid, device_id, seq, ts, received_at, type FROM device_events WHERE rid > $1"
         " ORDER BY rid",
@@ -156,17 +175,23 @@ async def restore(conn: Conn, rules: RuleSet, shard: Shard) -> tuple[Engine, int
             if _ours(rules, shard, r["device_id"])
         ]
         rejudged += len(events)
-        outcome = _judge(engine, [((), [e]) for e in events])
+        verdicts = _judge(engine, [], events, guarded)
         async with conn.transaction():
-            await apply(conn, outcome.verdicts)
+            await apply(conn, verdicts)
     return engine, last_rid, last_event_rid, rejudged
 
 
-def _judge(engine: Engine, messages: list[guard.Message]) -> guard.Guarded:
-    """Judged again as ingest judges (geofence.guard): what the engine now raises on — the
-    rules changed since it was stored — is left out rather than stop the start; ingest
-    raises the alert when the person's next message meets the same fault."""
+def _judge(
+    engine: Engine, fixes: list[Fix], events: list[DeviceEvent], guarded: bool
+) -> list[Verdict]:
+    if not guarded:
+        try:
+            return engine.process(fixes, events).verdicts
+        except Exception as exc:
+            raise _Raised(guard.describe(exc)) from exc
+    messages: list[guard.Message] = [([f], ()) for f in fixes]
+    messages += [((), [e]) for e in events]
     outcome = guard.process(engine, messages)
     for fault in outcome.faults:
         log.error("re-judging %s: engine raised (%s); left out", fault.device, fault.error)
-    return outcome
+    return outcome.verdicts

@@ -103,7 +103,7 @@ async def test_a_poisoned_zone_and_policy_stop_nobody_else(pg_dsn, redis_url, mq
         good = {**fixes[-1], "seq": fixes[-1]["seq"] + 1, "ts": fixes[-1]["ts"] + 1000}
         live.device.publish("em/T1/loc", good)
         await eventually(
-            lambda: _count_t1(pool, len(fixes) + 1), "the engine stopped judging after a fault"
+            lambda: _count(pool, "T1", len(fixes) + 1), "the engine stopped judging after a fault"
         )
 
 
@@ -114,5 +114,27 @@ async def _count_quarantined(pool: asyncpg.Pool, n: int) -> bool:
     return bool(found == n)
 
 
-async def _count_t1(pool: asyncpg.Pool, n: int) -> bool:
-    return bool(await pool.fetchval("SELECT count(*) FROM fixes WHERE device_id = 'T1'") == n)
+async def test_a_zone_poisoned_after_its_fixes_were_stored_lets_the_service_start(
+    pg_dsn, redis_url, mqtt_url
+) -> None:
+    """A restart judges the fixes committed since the last snapshot again: those the
+    poisoned rules now make the engine raise on are left out, not the start."""
+    async with running(pg_dsn, redis_url, mqtt_url, ZONES, ROSTER) as live:
+        for seq in range(1, 6):
+            live.device.publish("em/T2/loc", _s2(seq))
+        await eventually(lambda: _count(live.service.pool, "T2", 5), "T2's fixes not stored")
+
+    async def crashed_then_poisoned(pool: asyncpg.Pool) -> None:
+        await pool.execute("DELETE FROM engine_snapshots")  # as if killed before one
+        await _poison(pool)
+
+    async with running(pg_dsn, redis_url, mqtt_url, ZONES, ROSTER, crashed_then_poisoned) as live:
+        fixes = walk_out()
+        for f in fixes:
+            live.device.publish("em/T1/loc", f)
+        await eventually(lambda: _count(live.service.pool, "T1", len(fixes)), "T1 not judged")
+        assert (await live.http.get("/healthz")).status_code == 200
+
+
+async def _count(pool: asyncpg.Pool, device: str, n: int) -> bool:
+    return bool(await pool.fetchval("SELECT count(*) FROM fixes WHERE device_id = $1", device) == n)
