@@ -57,6 +57,7 @@ const WORDS = {
   "type.low_battery": ["电量低", "Low battery"],
   "type.strap_tamper": ["防拆告警", "Strap tamper"],
   "type.sos": ["紧急求助", "SOS"],
+  "type.engine_fault": ["无法判定（系统故障）", "Cannot be judged (engine fault)"],
   "type.power_off": ["关机", "Power off"],
   "severity.critical": ["紧急", "Critical"],
   "severity.high": ["高", "High"],
