@@ -51,19 +51,23 @@ _DUE = """
 
 
 async def _device(conn: Conn, device: str) -> asyncpg.Record | None:
+    """The device, if it takes commands: a tag, or an OwnTracks phone (a phone on HTTP —
+    Traccar Client — has no downlink)."""
     row = await conn.fetchrow(
-        "SELECT owntracks, report_interval_s FROM devices WHERE id = $1", device
+        "SELECT kind, owntracks, report_interval_s FROM devices WHERE id = $1", device
     )
     if row is None:
         log.warning("pursuit: device %r is not registered; no command sent", device)
-    return row
+    elif row["kind"] == "tag" or row["owntracks"] is not None:
+        return row
+    return None
 
 
 async def _pursue(conn: Conn, v: Verdict) -> None:
     device = await _device(conn, v.device)
     interval = int(v.detail["interval_s"])
     if device is None or (device["owntracks"] is None and device["report_interval_s"] <= interval):
-        return  # unknown, or a tag already reporting at least this often
+        return  # takes no commands, or a tag already reporting at least this often
     if not await conn.fetchval(_PURSUE, v.device, v.supervisee, interval, utc(v.ts)):
         return  # already pursued
     if device["owntracks"] is None:

@@ -3,9 +3,11 @@ person is expected to do; rendered into a spec 4.2 directory plus `truth.json`.
 
 Rendering runs every device through the GPS model, the encoder and the network, merges
 what the broker received in arrival order, and derives the truth from the people's real
-paths and the devices' real output (simulators.truth). A recipe states what it meant to
-happen (`expect`); `render` checks the truth against it, so a random draw that went
-somewhere unintended (a shortcut across a county corner) is caught, not scored.
+paths and the devices' real output (simulators.truth). With `pursuit`, devices obey the
+commands the service would send them while a breach is pending or open (simulators.pursuit).
+A recipe states what it meant to happen (`expect`); `render` checks the truth against it,
+so a random draw that went somewhere unintended (a shortcut across a county corner) is
+caught, not scored.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import numpy as np
 
 from fencewatch.scenario import parse_supervisee
 from geofence.model import Roster, ZoneDef
+from geofence.ruleset import RuleSet
 from geofence.zones import parse_feature_collection
 from simulators import lishui
 from simulators.device import DevicePlan, DeviceSim
 from simulators.life import TIMEZONE, local_iso
+from simulators.pursuit import obeying
 from simulators.route import Track
 from simulators.truth import Truth, ground_truth
 from simulators.uplink import Ping, deliver
@@ -100,15 +104,20 @@ class Scenario:
     def roster_doc(self) -> dict[str, Any]:
         return {"timezone": TIMEZONE, "supervisees": [p.roster_entry() for p in self.people]}
 
-    def render(self, seed: int) -> Rendered:
+    def render(self, seed: int, pursuit: bool = False) -> Rendered:
         zones, roster = self.zones_doc(), self.roster_doc()
+        people = Roster(TIMEZONE, [parse_supervisee(s) for s in roster["supervisees"]])
+        rules = RuleSet(people, self.zone_defs()) if pursuit else None
         pings: list[Ping] = []
         for k, plan in enumerate(d for p in self.people for d in p.devices):
-            messages = DeviceSim(plan).advance(self.end)
+            if rules is None:
+                messages = DeviceSim(plan).advance(self.end)
+            else:
+                messages = obeying(plan, rules, self.end)
             pings += deliver(messages, plan.link, np.random.default_rng((seed, k, 11)))
         pings.sort(key=lambda p: p.at)
         truth = ground_truth(
-            Roster(TIMEZONE, [parse_supervisee(s) for s in roster["supervisees"]]),
+            people,
             self.zone_defs(),
             {p.id: p.track for p in self.people},
             pings,

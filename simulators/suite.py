@@ -829,13 +829,16 @@ def osmand_phone(rng: np.random.Generator) -> Scenario:
 ATTEMPTS = 12
 
 
-def build(kind: str, seed: int, index: int, out: Path) -> tuple[int, int, int]:
-    """Write scenario `index` of `kind`; (pings, truth events, attempts)."""
+def build(
+    kind: str, seed: int, index: int, out: Path, pursuit: bool = False
+) -> tuple[int, int, int]:
+    """Write scenario `index` of `kind`, with devices that obey pursuit if asked (Scenario.
+    render); (pings, truth events, attempts)."""
     kind_no = list(RECIPES).index(kind)
     for attempt in range(ATTEMPTS):
         rng = np.random.default_rng((seed, kind_no, index, attempt))
         try:
-            rendered = RECIPES[kind](rng).render(int(rng.integers(2**31)))
+            rendered = RECIPES[kind](rng).render(int(rng.integers(2**31)), pursuit)
         except (UnintendedError, RuntimeError):
             continue
         write(out, rendered)
@@ -843,9 +846,9 @@ def build(kind: str, seed: int, index: int, out: Path) -> tuple[int, int, int]:
     raise RuntimeError(f"{kind} #{index}: no draw did what the recipe meant in {ATTEMPTS} tries")
 
 
-def _job(args: tuple[str, int, int, Path]) -> tuple[str, int, int, int]:
-    kind, seed, index, out = args
-    return (out.name, *build(kind, seed, index, out))
+def _job(args: tuple[str, int, int, Path, bool]) -> tuple[str, int, int, int]:
+    kind, seed, index, out, pursuit = args
+    return (out.name, *build(kind, seed, index, out, pursuit))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -855,13 +858,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-kind", type=int, default=12, help="scenarios per kind (12)")
     parser.add_argument("--kinds", default="", help="comma-separated kinds (default: all)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--pursuit",
+        action="store_true",
+        help="devices obey the service's pursuit commands (15 s reports while in breach)",
+    )
     args = parser.parse_args(argv)
     kinds = [k for k in args.kinds.split(",") if k] or list(RECIPES)
     unknown = set(kinds) - set(RECIPES)
     if unknown:
         parser.error(f"unknown kinds {sorted(unknown)}; known: {', '.join(RECIPES)}")
     jobs = [
-        (k, args.seed, i, args.out / f"{k}-{i:02d}") for k in kinds for i in range(args.per_kind)
+        (k, args.seed, i, args.out / f"{k}-{i:02d}", args.pursuit)
+        for k in kinds
+        for i in range(args.per_kind)
     ]
     began = time.monotonic()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:

@@ -7,11 +7,13 @@ controlled clock; no timing assertions. (Over the live broker: tests/test_pursui
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -22,10 +24,13 @@ import pytest
 from alerts.downlink import DownlinkSender
 from alerts.outbox import OutboxMessage
 from alerts.pursuit import restore_due
+from fencewatch.replay import replay
 from geofence.model import Verdict
 from ingest.writer import commit
+from simulators.build import Rendered, UnintendedError, write
 from simulators.device import DevicePlan
 from simulators.route import Env, RouteBuilder
+from simulators.suite import RECIPES
 from simulators.tag import LiveTag
 from storage.db import open_pool
 from tests.kit import LIANDU_SEAT
@@ -127,10 +132,13 @@ async def test_a_tag_already_reporting_fast_is_left_alone(pool: asyncpg.Pool) ->
     assert await commands(pool) == []
 
 
-async def test_an_unregistered_device_is_not_commanded_and_the_commit_goes_through(
+async def test_an_unregistered_device_or_an_http_phone_is_not_commanded(
     pool: asyncpg.Pool,
 ) -> None:
-    await judged(pool, verdict("pursue", device="GHOST"), verdict("relax", device="GHOST"))
+    await pool.execute("INSERT INTO devices (id, kind) VALUES ('PH2', 'phone')")  # Traccar Client
+    for device in ("GHOST", "PH2"):
+        await judged(pool, verdict("pursue", device=device), verdict("relax", device=device))
+    assert await restore(pool) == 0
     assert await commands(pool) == []
 
 
@@ -237,10 +245,11 @@ def gaps(times: list[int]) -> list[int]:
     return [5 * round((b - a) / 5000) for a, b in itertools.pairwise(times)]
 
 
-def phases(steps: list[int]) -> list[tuple[int, int]]:
-    """(interval, how many reports) of each stretch of 15 s or 30 s reporting, in order; the
-    one gap where a tag switched may be anything between the two."""
-    return [(k, len(list(g))) for k, g in itertools.groupby(s for s in steps if s in (15, 30))]
+def phases(steps: list[int], normal: int = 30) -> list[tuple[int, int]]:
+    """(interval, how many reports) of each stretch of 15 s or `normal` reporting, in order;
+    the one gap where a tag switched may be anything between the two."""
+    kept = (s for s in steps if s in (15, normal))
+    return [(k, len(list(g))) for k, g in itertools.groupby(kept)]
 
 
 def test_a_simulated_tag_obeys_set_interval_once_per_command_and_acknowledges_it() -> None:
@@ -285,3 +294,46 @@ def test_a_simulated_owntracks_phone_reports_on_request_and_in_move_mode() -> No
     assert len(moving) == 12 and set(gaps(link.times(topic)[1:13])) == {15}
     assert len(fixes) == 13 and fixes[-1]["m"] == 2  # significant mode again: silent while still
     assert phone.command_topic == f"{topic}/cmd"
+
+
+# -- generated scenarios: a closed loop -------------------------------------------------------
+
+
+def test_generated_devices_obey_the_service_and_replay_judges_what_they_sent(
+    tmp_path: Path,
+) -> None:
+    for attempt in range(20):  # the suite's own way past a draw that went somewhere unmeant
+        rng = np.random.default_rng((5, attempt))
+        scenario = RECIPES["exit_walk"](rng)
+        seed = int(rng.integers(2**31))
+        try:
+            plain, pursued = scenario.render(seed), scenario.render(seed, pursuit=True)
+        except UnintendedError:
+            continue
+        break
+    assert scenario.render(seed, pursuit=True).pings == pursued.pings  # deterministic
+    [walker] = [e["device"] for e in pursued.truth if e["type"] == "jurisdiction_exit"]
+    [normal] = [d.interval_s for p in scenario.people for d in p.devices if d.id == walker]
+    # The others were never told anything: their pings are as without pursuit.
+    assert [p for p in pursued.pings if walker not in p.topic] == [
+        p for p in plain.pings if walker not in p.topic
+    ]
+    fixes = sorted(
+        e["ts"]
+        for p in pursued.pings
+        if p.topic == f"em/{walker}/loc"
+        for e in p.payload.get("batch", [p.payload])
+    )
+    # The tag's own interval until the walk out, 15 s from the first fix outside (and its
+    # own again if the walker came back and stayed in for the hold).
+    [(slow, before), (fast, during), *after] = phases(gaps(sorted(set(fixes))), int(normal))
+    assert (slow, fast) == (normal, 15) and before > 10 and during > 10
+    assert [k for k, _ in after] in ([], [normal])
+
+    def alerts(rendered: Rendered, name: str) -> list[str]:
+        write(tmp_path / name, rendered)
+        out = io.StringIO()
+        replay(tmp_path / name, out, io.StringIO())
+        return [msgspec.json.decode(line)["type"] for line in out.getvalue().splitlines()]
+
+    assert alerts(plain, "plain") == alerts(pursued, "pursued") == ["jurisdiction_exit"]
