@@ -246,7 +246,8 @@ class DownlinkSender:
     def __init__(self, url: str, client_id: str, *, timeout: float = 10.0) -> None:
         self.address = MqttAddress.parse(url)
         self.timeout = timeout
-        self.client = self.address.client(client_id, connection=CONNECTION, protocol=mqtt.MQTTv5)
+        # MQTT 3.1.1, which every broker fencewatch runs on speaks (NATS has no MQTT 5).
+        self.client = self.address.client(client_id, connection=CONNECTION, protocol=mqtt.MQTTv311)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.connected = False

@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
@@ -30,6 +28,7 @@ from fencewatch.embedded import (
 )
 from fencewatch.loader import load_scenario
 from storage.db import open_pool
+from tests import serve
 from tests.kit import (
     LIANDU,
     LIANDU_SEAT,
@@ -138,11 +137,9 @@ class Stack:
         port = self.ports.setdefault(worker, free_port())
         osmand_port = self.osmand_ports.setdefault(worker, free_port())
         env = {
-            **os.environ,
             "FENCEWATCH_DATABASE_URL": self.pg.url,
             "FENCEWATCH_REDIS_URL": self.redis_url,
             "FENCEWATCH_MQTT_URL": self.mqtt_url,
-            "FENCEWATCH_HTTP": f"127.0.0.1:{port}",
             "FENCEWATCH_OSMAND": f"127.0.0.1:{osmand_port}",
             "FENCEWATCH_MQTT_CLIENT_ID": self.client_id,
             "FENCEWATCH_DATA_DIR": str(self.root / "var"),
@@ -150,21 +147,7 @@ class Stack:
             "FENCEWATCH_WORKER_ID": f"worker-{worker}",
             "FENCEWATCH_ROLES": roles or "ingest,api,scheduler",
         }
-        log_path = self.root / f"service-{worker}.log"
-        with log_path.open("ab") as log:
-            service = self.services[worker] = subprocess.Popen(
-                [sys.executable, "-m", "fencewatch.cli", "serve"], env=env, stdout=log, stderr=log
-            )
-        deadline = time.monotonic() + BOUND_S
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if service.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(log_path.read_text()[-3000:])
-            time.sleep(0.2)
+        self.services[worker] = serve.start(env, port, self.root / f"service-{worker}.log")
 
     def kill_service(self, worker: int = 0) -> None:
         service = self.services.pop(worker)
@@ -172,21 +155,12 @@ class Stack:
         service.wait()
 
     def stop_service(self) -> None:
-        for service in self.services.values():
-            if service.poll() is None:
-                service.terminate()
-        for service in self.services.values():
-            service.wait(timeout=60)
+        serve.stop(list(self.services.values()))
         self.services.clear()
 
     def metric(self, worker: int, name: str) -> float:
         """A Prometheus sample of one worker (labelled series summed)."""
-        text = httpx.get(f"http://127.0.0.1:{self.ports[worker]}/metrics").text
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith((name + " ", name + "{"))
-        )
+        return serve.metric(self.ports[worker], name)
 
     def restart_broker(self) -> None:
         self.broker.terminate()  # a clean stop: mosquitto saves queued messages

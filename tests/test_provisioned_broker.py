@@ -99,7 +99,8 @@ async def test_the_documented_setup_stores_every_acknowledged_fix(
         "FENCEWATCH_MQTT_CLIENT_ID": f"fw-{uuid.uuid4().hex[:8]}",
         "FENCEWATCH_SHARDS": "2",
         "FENCEWATCH_DATA_DIR": str(tmp_path / "var"),
-        "FENCEWATCH_OSMAND": "off",
+        # The API process's OsmAnd listener and its publisher's login too (worker 0).
+        "FENCEWATCH_OSMAND": f"127.0.0.1:{free_port()}",
     }
     broker = tmp_path / "broker"
     broker.mkdir()
