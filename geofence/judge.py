@@ -50,7 +50,7 @@ def error_radius(fix: Fix, policy: Policy) -> tuple[float, int]:
         flags |= Quality.ACC_UNKNOWN
     else:
         acc = fix.acc
-    src = fix.src or ""
+    src = fix.src or ("cell" if acc >= policy.coarse_acc_m else "")
     radius = max(acc, policy.acc_floor_m.get(src, 0.0)) * policy.acc_factor.get(
         src, policy.acc_factor_default
     )

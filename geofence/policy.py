@@ -43,14 +43,21 @@ class Policy(msgspec.Struct, frozen=True):
     )
     acc_factor: dict[str, float] = msgspec.field(default_factory=lambda: {"cell": 2.0, "wifi": 2.0})
     acc_max_m: float = 5000.0  # beyond this a fix says nothing about position
+    # A fix that does not name its source (OwnTracks, OsmAnd) but is this coarse is a
+    # network position from the cell towers, and is judged as one (floor and factor).
+    coarse_acc_m: float = 500.0
     # Jump filter: faster than this from the last trusted fix is a multipath/cell jump.
     max_speed_mps: float = 100.0
+    # …and for a device that reports Doppler speeds, a leap its speeds deny stays a jump,
+    # however often repeated, until its last trusted fix is this old.
+    jump_recover_s: int = 300
     # Drift: a device whose Doppler speed says it is still, yet whose fix lies far from
     # where it has been resting, is showing indoor drift or multipath, not a walk. Speeds
     # below `still_mps` mean still; `drift_m` is how far from the resting point counts;
     # the resting point follows still fixes with time constant `rest_tau_s`, and is reset
     # by motion, by a gap of `rest_gap_s` or after `drift_max_s` of seeming drift.
     still_mps: float = 0.5
+    moving_mps: float = 1.0  # one reading this fast is motion; between the two, two in a row
     drift_m: float = 100.0
     rest_tau_s: int = 1200
     rest_gap_s: int = 600

@@ -27,6 +27,7 @@ class Track(msgspec.Struct):
     rest: tuple[float, float, int] | None = None  # where a still device rests (lat, lon, ts)
     speed_seen: bool = False  # the device has reported motion: its zero speed means still
     drift_since: int | None = None
+    stirring: bool = False  # the last fix's speed was above still, below a clear pace
     jurisdiction: Confirm = msgspec.field(default_factory=Confirm)
     travel_since: int | None = None  # leave: outside every allowed place since
     stop: tuple[float, float, float, int] | None = None  # leave: stopped at (lat, lon, r, since)

@@ -177,18 +177,21 @@ class TruthBuilder:
         return np.asarray(active[index], dtype=bool)
 
     def _stopped(self, lat: Any, lon: Any, where: BoolArray) -> BoolArray:
-        """At each sample (of those in `where`): has the person stayed within `STOP_M` of
-        here for the last `STOP_MS`? Stopped outside every allowed place during a leave is
-        not being on the road: a breach (docs/rules.md, leave)."""
+        """At each sample (of those in `where`): has the person been within `STOP_M` of
+        where they stopped for `STOP_MS`? Stopped outside every allowed place during a
+        leave is not being on the road: a breach (docs/rules.md, leave)."""
         out = np.zeros(len(lat), dtype=bool)
-        window = STOP_MS // STEP_MS
         y = np.asarray(lat) * M_PER_DEG
         x = np.asarray(lon) * M_PER_DEG * np.cos(np.radians(np.asarray(lat)))
+        anchor = -1
         for i in np.flatnonzero(where):
-            if i < window:
-                continue
-            d2 = (x[i - window : i + 1] - x[i]) ** 2 + (y[i - window : i + 1] - y[i]) ** 2
-            out[i] = bool(d2.max() <= STOP_M**2)
+            if (
+                anchor < 0
+                or not where[i - 1]
+                or np.hypot(x[i] - x[anchor], y[i] - y[anchor]) > STOP_M
+            ):
+                anchor = i
+            out[i] = self.times[i] - self.times[anchor] >= STOP_MS
         return out
 
     def _overlong(self, away: BoolArray, trip_ms: int) -> BoolArray:

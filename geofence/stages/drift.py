@@ -29,17 +29,32 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
     fix, policy = j.fix, j.policy
     lat, lon, ts = float(fix.lat or 0.0), float(fix.lon or 0.0), fix.ts
     rest = track.rest
-    still = fix.spd is not None and fix.spd < policy.still_mps and track.speed_seen
-    if not still:
-        # Moving, or we cannot tell: no resting point until the device is still again.
-        track.rest, track.drift_since = None, None
+    if (
+        fix.spd is None
+        and rest is not None
+        and track.speed_seen
+        and _distance(rest, lat, lon) <= j.radius + policy.drift_m
+    ):
+        # A fix with no speed (cell, wifi) cannot tell motion; it shows some only when it
+        # is surely away from the resting point, beyond its own wide circle.
         return True
+    if fix.spd is None or not track.speed_seen:
+        # We cannot tell: no resting point until the device says it is still again.
+        track.rest, track.drift_since, track.stirring = None, None, False
+        return True
+    if fix.spd >= policy.still_mps:
+        # Doppler noise on a still receiver reaches half a metre a second now and then,
+        # just as an excursion sets in: one such reading is not yet a walk. A clear pace,
+        # or a second reading in a row, is.
+        if fix.spd >= policy.moving_mps or track.stirring:
+            track.rest, track.drift_since = None, None
+        track.stirring = True
+        return True
+    track.stirring = False
     if rest is None or ts - rest[2] > policy.rest_gap_s * 1000:
         track.rest, track.drift_since = (lat, lon, ts), None
         return True
-    dy = (lat - rest[0]) * _M_PER_DEG
-    dx = (lon - rest[1]) * _M_PER_DEG * math.cos(math.radians(lat))
-    if math.hypot(dx, dy) > max(policy.drift_m, fix.acc or 0.0):
+    if _distance(rest, lat, lon) > max(policy.drift_m, fix.acc or 0.0):
         if track.drift_since is None:
             track.drift_since = ts
         if ts - track.drift_since < policy.drift_max_s * 1000:
@@ -53,3 +68,9 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
     pull = min(1.0, (ts - rest[2]) / (policy.rest_tau_s * 1000))
     track.rest = (rest[0] + pull * (lat - rest[0]), rest[1] + pull * (lon - rest[1]), ts)
     return True
+
+
+def _distance(rest: tuple[float, float, int], lat: float, lon: float) -> float:
+    dy = (lat - rest[0]) * _M_PER_DEG
+    dx = (lon - rest[1]) * _M_PER_DEG * math.cos(math.radians(lat))
+    return math.hypot(dx, dy)

@@ -2,6 +2,10 @@
 trusted position is flagged and not believed, unless the next fix agrees with it (then the
 person really moved, e.g. the first fix after a long gap).
 
+A device that reports real speeds gets no such benefit of the doubt for `jump_recover_s`
+after its last trusted fix: multipath can put two or three fixes in a row at the same wrong
+place, and its own Doppler readings, which deny the leap, are the better witness.
+
 "Impossible" is the policy's top speed — or, when both fixes carry a Doppler speed from a
 device known to report real speeds, what those speeds allow: a receiver measures speed
 from the Doppler shift independently of its position, so a fix hundreds of metres away
@@ -41,8 +45,13 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
     speed = fix.spd if fix.spd is not None else -1.0
     here = (float(fix.lat or 0.0), float(fix.lon or 0.0), j.radius, fix.ts, speed)
     vmax, doppler = j.policy.max_speed_mps, track.speed_seen
-    agrees = (track.anchor is None or _plausible(track.anchor, here, vmax, doppler)) or (
-        track.suspect is not None and _plausible(track.suspect, here, vmax, doppler)
+    anchor = track.anchor
+    agrees = (anchor is None or _plausible(anchor, here, vmax, doppler)) or (
+        track.suspect is not None
+        and _plausible(track.suspect, here, vmax, doppler)
+        # A reflection can repeat for a fix or two: while the last trusted fix is recent
+        # and the device's Doppler denied the leap, agreeing with the suspect proves nothing.
+        and (not doppler or fix.ts - anchor[3] >= j.policy.jump_recover_s * 1000)
     )
     if agrees:
         track.anchor, track.suspect = here, None
