@@ -121,7 +121,10 @@ def _covers(event: dict[str, Any], alert: Alert, grace_ms: int) -> bool:
     if alert.type in FAULTS and event["device"] != alert.device:
         return False
     end = event["end"]
-    return event["start"] - EARLY_MS <= alert.ts and (end is None or alert.ts <= end + grace_ms)
+    # `earliest`: an episode whose breach sets in part-way (leave: stopped or overstayed
+    # on the road) is matched by an alert anywhere in it; its delay still counts from start.
+    earliest = event.get("earliest", event["start"] - EARLY_MS)
+    return earliest <= alert.ts and (end is None or alert.ts <= end + grace_ms)
 
 
 def match(truth: list[dict[str, Any]], alerts: Iterable[Alert], grace_ms: int = GRACE_MS) -> Tally:

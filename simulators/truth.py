@@ -85,11 +85,16 @@ def _event(
     return out
 
 
+def _edges(mask: BoolArray) -> list[tuple[int, int]]:
+    """(first, one past the last) sample index of each run of True."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
 def _runs(mask: BoolArray, times: npt.NDArray[np.int64]) -> list[tuple[int, int | None]]:
     """(start, end) of each run of True; end None when it runs to the last sample."""
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
     runs: list[tuple[int, int | None]] = []
-    for a, b in zip(edges[::2], edges[1::2], strict=True):
+    for a, b in _edges(mask):
         start = int(times[a])
         end = int(times[b]) if b < len(times) else None
         if runs and runs[-1][1] is not None and start - int(runs[-1][1]) < MERGE_MS:
@@ -194,12 +199,46 @@ class TruthBuilder:
             out[i] = self.times[i] - self.times[anchor] >= STOP_MS
         return out
 
+    def _away_on_leave(
+        self,
+        person: str,
+        device: str,
+        away: BoolArray,
+        off_route: BoolArray,
+        records: list[Record],
+    ) -> list[Truth]:
+        """Each stretch outside every allowed place during a leave is one episode: optional
+        while it is the road, real from the moment the person stopped or overstayed. An
+        engine may see that moment a little sooner or later than the true track does (its
+        own fixes, its own threshold), so an alert anywhere in the stretch is that episode's
+        (`earliest`), and its delay counts from the moment."""
+        out: list[Truth] = []
+        for a, b in _edges(away):
+            start, end = int(self.times[a]), int(self.times[b]) if b < len(self.times) else None
+            real = np.flatnonzero(off_route[a:b])
+            late = _late(records, start, end)
+            if real.size:
+                event = _event(
+                    "jurisdiction_exit",
+                    person,
+                    device,
+                    int(self.times[a + real[0]]),
+                    end,
+                    late=late,
+                )
+                event["earliest"] = start
+            else:
+                event = _event(
+                    "jurisdiction_exit", person, device, start, end, optional=True, late=late
+                )
+            out.append(event)
+        return out
+
     def _overlong(self, away: BoolArray, trip_ms: int) -> BoolArray:
         """Samples of each run of `away` that come after the trip between the person's
         places should have been over."""
         out = np.zeros(len(away), dtype=bool)
-        edges = np.flatnonzero(np.diff(np.concatenate(([0], away.astype(np.int8), [0]))))
-        for a, b in zip(edges[::2], edges[1::2], strict=True):
+        for a, b in _edges(away):
             out[a + trip_ms // STEP_MS : b] = True
         return out
 
@@ -222,7 +261,6 @@ class TruthBuilder:
         if person.jurisdiction:
             in_j = self._inside(person.jurisdiction, lat, lon)
             on_leave = np.zeros(len(lat), dtype=bool)
-            off_route = np.zeros(len(lat), dtype=bool)
             policy = self.rules.policy(device)
             for leave in person.leaves:
                 window = (self.times >= leave.start) & (self.times < leave.end)
@@ -233,10 +271,9 @@ class TruthBuilder:
                 if leave.destinations:
                     away &= ~self._inside(leave.destinations, lat, lon)
                 trip_ms = self.rules.trip_s(person, leave, policy) * 1000
-                off_route |= self._overlong(away, trip_ms) | self._stopped(lat, lon, away)
-            away = ~in_j & on_leave & ~off_route
-            add("jurisdiction_exit", (~in_j & ~on_leave) | off_route)
-            add("jurisdiction_exit", away, optional=True)
+                off_route = self._overlong(away, trip_ms) | self._stopped(lat, lon, away)
+                out += self._away_on_leave(person.id, device, away, off_route, records)
+            add("jurisdiction_exit", ~in_j & ~on_leave)
         for zone_id in person.exclusion:
             add("exclusion_enter", self._inside((zone_id,), lat, lon) & self._active(zone_id))
         if person.home:
