@@ -110,5 +110,7 @@ DEFAULT_BOOK = PolicyBook(
         "lenient": Policy(offline_s=1800, no_fix_s=1200),
     },
     # Phones report irregularly and are switched off more; tags are fitted and must report.
-    by_kind={"phone": {"offline_s": 3600, "no_fix_s": 1800}},
+    # A still phone in significant-move mode pings only every 5–15 minutes, so its resting
+    # point must outlast two such gaps, or drift guard never holds for it.
+    by_kind={"phone": {"offline_s": 3600, "no_fix_s": 1800, "rest_gap_s": 1800}},
 )
