@@ -4,11 +4,24 @@ whatever order the evidence arrives."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from geofence.confirm import PENDING, Confirm
-from geofence.model import Verdict
-from geofence.state import EngineState, Episode, PersonState
+from geofence.model import DeviceEvent, Verdict
+from geofence.policy import Policy
+from geofence.state import DeviceState, EngineState, Episode, PersonState
 
 _KEEP_EPISODES = 4
+
+
+class EventStep(NamedTuple):
+    """A device event (spec 4.1 `evt`, or an OwnTracks will) as its rule stages see it."""
+
+    event: DeviceEvent
+    device: DeviceState
+    owner: str  # the supervisee wearing the device
+    policy: Policy
+    late: bool  # it reached us long after it happened
 
 
 class StepContext:

@@ -14,12 +14,11 @@ from collections.abc import Sequence
 import msgspec
 
 from geofence import pipeline
-from geofence.context import StepContext
+from geofence.context import EventStep, StepContext
 from geofence.judge import Judged, judge
 from geofence.model import DeviceEvent, Fix, Quality, Verdict
 from geofence.ruleset import RuleSet
 from geofence.stages.dedup import seen_before
-from geofence.stages.health import set_battery, set_strap
 from geofence.state import DeviceState, EngineState, Track
 
 # A late track is dropped once the live track is this far past it.
@@ -87,19 +86,32 @@ class Engine:
                 heapq.heappush(self._deadlines, (due, device))
                 continue
             self._armed.discard(device)
-            dev.offline = True
-            detail = {"last_seen": dev.last_at, "cause": cause}
-            ctx.open(
-                f"device_offline:{device}",
-                "device_offline",
-                owner,
-                device,
-                start=dev.last_at,
-                ts=due,
-                late=False,
-                detail=detail,
-            )
+            pipeline.silent(ctx, dev, owner, device, due, cause)
         return verdicts
+
+    def watchdogs_due(self, now: int) -> list[tuple[int, str]]:
+        """The (deadline, device) entries `tick(now)` would take up, found without walking
+        the rest of the heap (geofence.guard redoes a failed tick one watchdog short)."""
+        heap, found, todo = self._deadlines, [], [0]
+        while todo:
+            i = todo.pop()
+            if i < len(heap) and heap[i][0] <= now:
+                found.append(heap[i])
+                todo += (2 * i + 1, 2 * i + 2)
+        return found
+
+    def watchdogs_waiting(self) -> set[str]:
+        return {device for _, device in self._deadlines}
+
+    def rearm(self, entries: Sequence[tuple[int, str]]) -> None:
+        """Put watchdog entries back as they were (after a failed tick was undone)."""
+        for entry in entries:
+            heapq.heappush(self._deadlines, entry)
+            self._armed.add(entry[1])
+
+    def disarm(self, device: str) -> None:
+        """No watchdog for `device` until its next message arms one."""
+        self._armed.discard(device)
 
     def forget(self, devices: Sequence[str]) -> None:
         """Drop devices that another engine now judges (worn by a person of another shard)."""
@@ -123,17 +135,7 @@ class Engine:
         return dev
 
     def _due(self, device: str, dev: DeviceState) -> tuple[int, str]:
-        policy = self.rules.policy(device, dev.last_at)
-        due, cause = dev.last_at + policy.offline_s * 1000, "silent"
-        if dev.power_off_at is not None:
-            off = dev.power_off_at + policy.power_off_grace_s * 1000
-            if off < due:
-                due, cause = off, "power_off"
-        if dev.lost_at is not None:
-            lost = dev.lost_at + policy.connection_lost_grace_s * 1000
-            if lost < due:
-                due, cause = lost, "connection_lost"
-        return due, cause
+        return pipeline.silence_deadline(dev, self.rules.policy(device, dev.last_at))
 
     def _arm(self, device: str, dev: DeviceState) -> None:
         if device not in self._armed:
@@ -142,12 +144,7 @@ class Engine:
 
     def _arrived(self, ctx: StepContext, device: str, at: int) -> None:
         dev = self._device(device)
-        dev.last_at = max(dev.last_at, at)
-        dev.power_off_at = dev.lost_at = None
-        if dev.offline:
-            dev.offline = False
-            owner = self.rules.device_owner[device]
-            ctx.close(f"device_offline:{device}", "device_offline", owner, device, at)
+        pipeline.heard_from(ctx, dev, self.rules.device_owner[device], device, at)
         self._arm(device, dev)
 
     def _judge_one(self, ctx: StepContext, j: Judged) -> None:
@@ -218,47 +215,10 @@ class Engine:
         del fixes[:-_LATE_FIXES_KEPT]
 
     def _event(self, ctx: StepContext, e: DeviceEvent) -> None:
-        owner = self.rules.device_owner[e.device]
         dev = self._device(e.device)
         policy = self.rules.policy(e.device, e.ts)
         late = e.at - e.ts > policy.late_after_s * 1000
-        if e.type in ("strap_open", "strap_cut"):
-            set_strap(ctx, dev.live, owner, e.device, e.ts, late, e.type.removeprefix("strap_"))
-        elif e.type == "low_battery":
-            set_battery(
-                ctx,
-                dev.live,
-                owner,
-                e.device,
-                e.ts,
-                late,
-                policy.low_battery_pct,
-                False,
-                policy.low_battery_pct,
-                policy.battery_clear_pct,
-            )
-        elif e.type == "charging":
-            set_battery(
-                ctx,
-                dev.live,
-                owner,
-                e.device,
-                e.ts,
-                late,
-                None,
-                True,
-                policy.low_battery_pct,
-                policy.battery_clear_pct,
-            )
-        elif e.type in ("power_off", "lwt"):
-            if e.type == "power_off":
-                dev.power_off_at = e.at
-            else:
-                dev.lost_at = e.at  # an OwnTracks phone's connection died (its will)
+        step = EventStep(e, dev, self.rules.device_owner[e.device], policy, late)
+        if pipeline.run_event(ctx, step):
             self._armed.discard(e.device)
             self._arm(e.device, dev)
-        elif e.type == "sos":
-            # Every SOS is its own alert: open and end the episode at once.
-            rule = f"sos:{e.device}"
-            ctx.open(rule, "sos", owner, e.device, start=e.ts, ts=e.ts, late=late)
-            ctx.close(rule, "sos", owner, e.device, e.ts)

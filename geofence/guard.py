@@ -11,7 +11,6 @@ and put back after a failure. Pure like the engine: the caller records the fault
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Sequence
 
 import msgspec
@@ -131,19 +130,6 @@ def _heard_from(engine: Engine, message: Message, out: Guarded) -> None:
 
 
 # -- the clock ------------------------------------------------------------------------------
-# Engine.tick pops each due watchdog from its deadline heap and fires or re-arms it; these
-# helpers read that heap (`_deadlines`, `_armed`) to redo a failed tick one watchdog short.
-
-
-def _due(engine: Engine, now: int) -> list[tuple[int, str]]:
-    """The heap's entries due by `now`, found without walking the rest of the heap."""
-    heap, found, todo = engine._deadlines, [], [0]
-    while todo:
-        i = todo.pop()
-        if i < len(heap) and heap[i][0] <= now:
-            found.append(heap[i])
-            todo += (2 * i + 1, 2 * i + 2)
-    return found
 
 
 def tick(engine: Engine, now: int) -> tuple[list[Verdict], list[Fault]]:
@@ -152,7 +138,7 @@ def tick(engine: Engine, now: int) -> tuple[list[Verdict], list[Fault]]:
     verdicts: list[Verdict] = []
     faults: list[Fault] = []
     while True:
-        due = _due(engine, now)
+        due = engine.watchdogs_due(now)
         if not due:
             return verdicts, faults
         saved = _Saved(engine, (device for _, device in due))
@@ -164,12 +150,10 @@ def tick(engine: Engine, now: int) -> tuple[list[Verdict], list[Fault]]:
             error = describe(exc)
         # Ticking pops in deadline order and stopped at the failing watchdog: it is the
         # last of the due entries no longer in the heap. The others go back as they were.
-        waiting = {device for _, device in engine._deadlines}
+        waiting = engine.watchdogs_waiting()
         gone = sorted(entry for entry in due if entry[1] not in waiting)
         failed = gone.pop()
-        for entry in gone:
-            heapq.heappush(engine._deadlines, entry)
-            engine._armed.add(entry[1])
-        engine._armed.discard(failed[1])
+        engine.rearm(gone)
+        engine.disarm(failed[1])
         owner = engine.rules.device_owner.get(failed[1], "")
         faults.append(Fault(owner, failed[1], error))

@@ -1,6 +1,12 @@
-"""The whole per-fix pipeline, in order. Each stage is a small function in its own module,
-`(context, track, judged fix) -> go on?`; geometry has already been judged for the batch
-(geofence.judge) and the fix routed to its device's live or late track (geofence.engine).
+"""The whole map of rules, in order: what every fix, every device event and the clock go
+through. Each stage is a small function in its own module under geofence/stages.
+
+- A fix: `(context, track, judged fix) -> go on?`. Geometry has already been judged for the
+  batch (geofence.judge) and the fix routed to its device's live or late track
+  (geofence.engine).
+- A device event: `(context, event step) -> did the device's silence deadline move?`.
+- The clock: one rule, lost contact (geofence.stages.offline), whose deadlines the engine
+  keeps.
 """
 
 from __future__ import annotations
@@ -8,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from geofence import confirm
-from geofence.context import StepContext
+from geofence.context import EventStep, StepContext
 from geofence.judge import Judged
 from geofence.stages import (
     curfew,
@@ -18,11 +24,14 @@ from geofence.stages import (
     health,
     jump,
     jurisdiction,
+    offline,
     pursuit,
+    sos,
 )
 from geofence.state import Track
 
 Stage = Callable[[StepContext, Track, Judged], bool]
+EventStage = Callable[[StepContext, EventStep], bool]
 
 STAGES: tuple[Stage, ...] = (
     dedup.run,  # a QoS 1 redelivery stops here
@@ -37,11 +46,32 @@ STAGES: tuple[Stage, ...] = (
     pursuit.run,  # a breach pending or open: the device is asked to report faster
 )
 
+EVENT_STAGES: tuple[EventStage, ...] = (
+    health.strap_event,  # strap_open / strap_cut
+    health.battery_event,  # low_battery / charging
+    offline.on_event,  # power_off / lwt: going quiet
+    sos.on_event,
+)
+
+# The clock's rule: when a device's silence becomes lost contact, and what hearing from it
+# again does (geofence.engine keeps the deadlines).
+silence_deadline = offline.deadline
+heard_from = offline.heard
+silent = offline.fire
+
 
 def run(ctx: StepContext, track: Track, j: Judged) -> None:
     for stage in STAGES:
         if not stage(ctx, track, j):
             return
+
+
+def run_event(ctx: StepContext, step: EventStep) -> bool:
+    """True when the event moved the device's silence deadline."""
+    moved = False
+    for stage in EVENT_STAGES:
+        moved |= stage(ctx, step)
+    return moved
 
 
 def back_since(track: Track, rule: str) -> int | None:

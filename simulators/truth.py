@@ -189,7 +189,7 @@ class TruthBuilder:
         y = np.asarray(lat) * M_PER_DEG
         x = np.asarray(lon) * M_PER_DEG * np.cos(np.radians(np.asarray(lat)))
         anchor = -1
-        for i in np.flatnonzero(where):
+        for i in np.flatnonzero(where).tolist():
             if (
                 anchor < 0
                 or not where[i - 1]

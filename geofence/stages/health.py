@@ -1,8 +1,9 @@
-"""Device health carried in position reports: no position fix, battery, strap."""
+"""Device health, from position reports and from device events alike: no position fix,
+battery, strap."""
 
 from __future__ import annotations
 
-from geofence.context import StepContext
+from geofence.context import EventStep, StepContext
 from geofence.judge import Judged
 from geofence.state import Track
 
@@ -112,3 +113,31 @@ def set_strap(
     elif strap == "ok" and track.strap_open:
         track.strap_open = False
         ctx.close(rule, "strap_tamper", supervisee, device, ts)
+
+
+def battery_event(ctx: StepContext, step: EventStep) -> bool:
+    """A `low_battery` event is a low reading; `charging` ends a low battery."""
+    e, policy = step.event, step.policy
+    if e.type in ("low_battery", "charging"):
+        charging = e.type == "charging"
+        set_battery(
+            ctx,
+            step.device.live,
+            step.owner,
+            e.device,
+            e.ts,
+            step.late,
+            None if charging else policy.low_battery_pct,
+            charging,
+            policy.low_battery_pct,
+            policy.battery_clear_pct,
+        )
+    return False
+
+
+def strap_event(ctx: StepContext, step: EventStep) -> bool:
+    e = step.event
+    if e.type in ("strap_open", "strap_cut"):
+        strap = e.type.removeprefix("strap_")
+        set_strap(ctx, step.device.live, step.owner, e.device, e.ts, step.late, strap)
+    return False
