@@ -18,7 +18,6 @@ from geofence.context import EventStep, StepContext
 from geofence.judge import Judged, judge
 from geofence.model import DeviceEvent, Fix, Quality, Verdict
 from geofence.ruleset import RuleSet
-from geofence.stages.dedup import seen_before
 from geofence.state import DeviceState, EngineState, Track
 
 # A late track is dropped once the live track is this far past it.
@@ -152,7 +151,7 @@ class Engine:
         dev = self._device(fix.device)
         live = dev.live
         ctx.late_track = False
-        if seen_before(live, fix.seq, fix.ts):
+        if pipeline.redelivered(live, fix.seq, fix.ts):
             j.flags |= Quality.DUPLICATE
         elif fix.ts > live.last_ts:
             live.last_ts = fix.ts
