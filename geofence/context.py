@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from geofence.confirm import PENDING, Confirm
+from geofence.judge import Judged
 from geofence.model import DeviceEvent, Verdict
 from geofence.policy import Policy
 from geofence.state import DeviceState, EngineState, Episode, PersonState
@@ -88,6 +89,30 @@ class StepContext:
         self.verdicts.append(
             Verdict("raise", alert_type, supervisee, device, ts, key, late=late, detail=detail)
         )
+
+    def confirmation(
+        self, rule: str, alert_type: str, j: Judged, c: Confirm, event: str | None, detail: dict
+    ) -> None:
+        """What a position rule's confirmation (`event` from geofence.confirm on fix `j`)
+        means for the person's episodes: a breach raised from where its streak began, one
+        ended, or — on a late track — a streak that shows where one began."""
+        fix = j.fix
+        if event == "raise":
+            self.open(
+                rule,
+                alert_type,
+                j.supervisee,
+                fix.device,
+                start=c.start,
+                ts=fix.ts,
+                late=j.late,
+                detail={"lat": fix.lat, "lon": fix.lon, "acc": fix.acc, **detail},
+                reopen_ms=j.policy.reopen_s * 1000,
+                inside_before=c.good_ts,
+            )
+        elif event == "clear":
+            self.close(rule, alert_type, j.supervisee, fix.device, fix.ts)
+        self.streak(rule, alert_type, j.supervisee, fix.device, c, fix.ts)
 
     def streak(
         self, rule: str, alert_type: str, supervisee: str, device: str, c: Confirm, ts: int

@@ -29,20 +29,5 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
         return True
     else:
         event = confirm.step(c, -j.home, fix.ts, j.radius, policy, j.home_depth)
-    if event == "raise":
-        ctx.open(
-            RULE,
-            TYPE,
-            j.supervisee,
-            fix.device,
-            start=c.start,
-            ts=fix.ts,
-            late=j.late,
-            detail={"lat": fix.lat, "lon": fix.lon, "acc": fix.acc},
-            reopen_ms=policy.reopen_s * 1000,
-            inside_before=c.good_ts,
-        )
-    elif event == "clear":
-        ctx.close(RULE, TYPE, j.supervisee, fix.device, fix.ts)
-    ctx.streak(RULE, TYPE, j.supervisee, fix.device, c, fix.ts)
+    ctx.confirmation(RULE, TYPE, j, c, event, {})
     return True

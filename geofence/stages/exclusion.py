@@ -30,23 +30,7 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
             c = track.exclusion[zone_id] = Confirm()
         event = confirm.step(c, score, fix.ts, j.radius, policy, depth)
         rule = f"{TYPE}:{zone_id}"
-        if event == "raise":
-            detail = {"zone": zone_id, "lat": fix.lat, "lon": fix.lon, "acc": fix.acc}
-            ctx.open(
-                rule,
-                TYPE,
-                j.supervisee,
-                fix.device,
-                start=c.start,
-                ts=fix.ts,
-                late=j.late,
-                detail=detail,
-                reopen_ms=policy.reopen_s * 1000,
-                inside_before=c.good_ts,
-            )
-        elif event == "clear":
-            ctx.close(rule, TYPE, j.supervisee, fix.device, fix.ts)
-        ctx.streak(rule, TYPE, j.supervisee, fix.device, c, fix.ts)
+        ctx.confirmation(rule, TYPE, j, c, event, {"zone": zone_id})
         if c.phase == confirm.CLEAR:
             del track.exclusion[zone_id]
     return True

@@ -39,29 +39,15 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
         event: str | None = confirm.settle(c, since)
     else:
         event = confirm.step(c, score, fix.ts, j.radius, policy, j.depth)
+    detail: dict = {}
     if event == "raise":
-        detail: dict = {"lat": fix.lat, "lon": fix.lon, "acc": fix.acc}
         if j.leave is not None:
             detail["leave"] = j.leave
         elif j.after_leave is not None:
             detail["after_leave"] = j.after_leave
         if cause is not None:
             detail["cause"] = cause
-        ctx.open(
-            RULE,
-            TYPE,
-            j.supervisee,
-            fix.device,
-            start=c.start,
-            ts=fix.ts,
-            late=j.late,
-            detail=detail,
-            reopen_ms=policy.reopen_s * 1000,
-            inside_before=c.good_ts,
-        )
-    elif event == "clear":
-        ctx.close(RULE, TYPE, j.supervisee, fix.device, fix.ts)
-    ctx.streak(RULE, TYPE, j.supervisee, fix.device, c, fix.ts)
+    ctx.confirmation(RULE, TYPE, j, c, event, detail)
     return True
 
 
