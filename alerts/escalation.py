@@ -39,7 +39,7 @@ from alerts import downlink, pursuit, routing, templates
 from alerts.clock import Clock, system_clock
 from alerts.outbox import enqueue
 from alerts.ratelimit import release_due
-from alerts.store import NOTIFY_CHANNEL, alert_object
+from alerts.record import NOTIFY_CHANNEL, alert_object
 from alerts.webhook import CHANNEL as WEBHOOK
 from fencewatch.config import DEFAULT_ESCALATE_AFTER_S, DEFAULT_PURSUIT_HOLD_S
 from storage import repo

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from alerts.downlink import MOVE, SIGNIFICANT, queue_command, queue_owntracks_command
-from alerts.store import NOTIFY_CHANNEL
+from alerts.record import NOTIFY_CHANNEL
 from fencewatch.timefmt import utc
 from geofence.model import Verdict
 from storage.db import Conn

@@ -15,7 +15,7 @@ import asyncpg
 import msgspec
 
 from alerts import pursuit
-from alerts.store import apply
+from alerts.record import apply
 from geofence.engine import zone_state
 from geofence.judge import Judged
 from geofence.model import DeviceEvent, Verdict

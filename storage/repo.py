@@ -2,7 +2,7 @@
 
 Rows come back with the API's field names (`supervisee`, not `supervisee_id`) so callers
 turn them into response models without renaming; alert rows are whole table rows, which
-`alerts.store.alert_object` turns into the alert object of the API and the webhooks.
+`alerts.record.alert_object` turns into the alert object of the API and the webhooks.
 Functions that read personal data take `offices`: the caller's office subtree, or None
 for an unscoped (centre-wide) caller; a row outside the subtree is treated as absent."""
 

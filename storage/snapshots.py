@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 import msgspec
 
-from alerts.store import apply
+from alerts.record import apply
 from fencewatch.timefmt import epoch_ms
 from geofence import guard
 from geofence.engine import Engine

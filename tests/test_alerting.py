@@ -28,8 +28,8 @@ from redis.asyncio import Redis
 from alerts.alerting import Alerting
 from alerts.clock import ManualClock
 from alerts.escalation import EscalationPolicy, Escalator
+from alerts.record import apply
 from alerts.routing import Channels
-from alerts.store import apply
 from fencewatch.config import ConfigError, Settings
 from fencewatch.embedded import free_port
 from geofence.model import Verdict
@@ -89,7 +89,7 @@ async def seed(pool: asyncpg.Pool, people: int = 1) -> None:
 async def raise_alert(
     pool: asyncpg.Pool, supervisee: str = "P1", kind: str = "jurisdiction_exit"
 ) -> int:
-    """What ingest does when the engine confirms a breach (alerts.store.apply)."""
+    """What ingest does when the engine confirms a breach (alerts.record.apply)."""
     device = "T" + supervisee.removeprefix("P")
     ts = int(datetime.now(UTC).timestamp() * 1000)
     key = f"{supervisee}:{kind}:{uuid.uuid4()}"

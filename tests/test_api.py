@@ -124,7 +124,7 @@ async def _give_order(pool: asyncpg.Pool, person: str) -> int:
 
 
 async def _add_alert(conn: Any, person: str, type: str = "jurisdiction_exit") -> int:
-    """Alerts are the engine's to raise (alerts.store); here they are written directly."""
+    """Alerts are the engine's to raise (alerts.record); here they are written directly."""
     return int(
         await conn.fetchval(
             "INSERT INTO alerts (key, type, supervisee_id, device_id, ts, detail)"

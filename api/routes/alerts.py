@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.feed import announce
 from alerts.outbox import enqueue
-from alerts.store import alert_object
+from alerts.record import alert_object
 from alerts.webhook import CHANNEL as WEBHOOK
 from api import audit
 from api.auth import AlertWorker, Principal, User
