@@ -18,14 +18,12 @@ from redis.exceptions import RedisError
 from fencewatch.timefmt import iso
 from geofence.engine import Engine, zone_state
 from geofence.judge import Judged
-from geofence.model import Quality
+from geofence.model import GEOFENCE_RULES, MAP_STATES, Quality
 
 log = logging.getLogger("fencewatch.feed")
 
 LATEST = "fencewatch:latest"
 CHANNEL = "fencewatch:feed"
-GEOFENCE_RULES = ("jurisdiction_exit", "exclusion_enter", "curfew_breach")
-STATES = {"in": "ok", "uncertain": "uncertain", "out": "outside"}
 
 
 def alert_message(change: dict[str, Any]) -> bytes:
@@ -49,7 +47,7 @@ def person_state(engine: Engine, supervisee: str, zone_state: str | None) -> str
         for rule, episodes in person.episodes.items():
             if rule.startswith(GEOFENCE_RULES) and any(e.end is None for e in episodes):
                 return "breach"
-    return STATES.get(zone_state or "", "unknown")
+    return MAP_STATES.get(zone_state or "", "unknown")
 
 
 class Feed:

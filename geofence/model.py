@@ -151,3 +151,11 @@ class Verdict(msgspec.Struct, frozen=True):
     key: str  # stable identity of the breach episode: the alert's dedup key
     late: bool = False
     detail: dict = {}
+
+
+# The alert types of the area rules: while one of a person's is open, the map shows the
+# person in breach (alerts.feed, and the latest positions the API reads).
+GEOFENCE_RULES = ("jurisdiction_exit", "exclusion_enter", "curfew_breach")
+# Otherwise the map shows the zone state of the person's latest fix (geofence.engine
+# zone_state) in these words.
+MAP_STATES = {"in": "ok", "uncertain": "uncertain", "out": "outside"}

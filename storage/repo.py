@@ -15,9 +15,16 @@ from typing import Any, TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from alerts.feed import GEOFENCE_RULES, STATES
 from fencewatch.timefmt import utc
-from geofence.model import DeviceRef, Leave, Supervisee, Window, ZoneDef
+from geofence.model import (
+    GEOFENCE_RULES,
+    MAP_STATES,
+    DeviceRef,
+    Leave,
+    Supervisee,
+    Window,
+    ZoneDef,
+)
 from geofence.zones import schedule_to_json
 
 Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
@@ -1107,5 +1114,5 @@ async def latest_positions(conn: Conn, supervisees: Sequence[str]) -> list[Row]:
         " ORDER BY p.id",
         list(supervisees),
         list(GEOFENCE_RULES),
-        STATES,
+        MAP_STATES,
     )
