@@ -59,9 +59,26 @@ def _devices_provision(args: argparse.Namespace) -> int:
 
 
 def _retention_purge(args: argparse.Namespace) -> int:
-    from fencewatch.retention import main
+    """Run the purge now; print what it did as JSON."""
+    from datetime import UTC, datetime
 
-    return main(days=args.days, dry_run=args.dry_run)
+    import msgspec
+
+    from duties.retention import purge
+    from fencewatch.config import MIN_RETENTION_DAYS, ConfigError, Settings
+    from fencewatch.servers import run_with_pool
+
+    try:
+        days = Settings.from_env().retention_days if args.days is None else args.days
+        if days < MIN_RETENTION_DAYS:
+            raise ConfigError(f"--days must be at least {MIN_RETENTION_DAYS}")
+    except ConfigError as exc:
+        print(f"fencewatch retention: {exc}", file=sys.stderr)
+        return 2
+    dry_run = args.dry_run
+    result = run_with_pool(lambda pool: purge(pool, datetime.now(UTC), days, dry_run=dry_run))
+    print(msgspec.json.encode(result).decode())
+    return 1 if "skipped" in result else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

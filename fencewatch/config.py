@@ -29,6 +29,11 @@ DEFAULT_ESCALATE_AFTER_S = {"critical": 300, "high": 600, "normal": 1800, "low":
 # (Policy.reopen_s), so a device that may be about to breach again keeps reporting fast.
 DEFAULT_PURSUIT_HOLD_S = 300
 
+# Retention (duties.retention): days after supervision ends that location data is kept —
+# five years, leap days included (docs/security.md says why).
+DEFAULT_RETENTION_DAYS = 1826
+MIN_RETENTION_DAYS = 1
+
 
 def _severities(name: str, text: str) -> dict[str, int]:
     """'critical=300,high=600' → a full severity table (the defaults fill the rest)."""
@@ -64,6 +69,19 @@ def _number(env: dict[str, str], name: str, default: float, low: float, high: fl
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {text!r}")
     return value
+
+
+def _whole_days(env: dict[str, str], name: str, default: int, low: int) -> int:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        days = int(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of days, got {text!r}") from None
+    if days < low:
+        raise ConfigError(f"{name} must be at least {low}, got {days}")
+    return days
 
 
 def _address(name: str, text: str) -> tuple[str, int]:
@@ -245,6 +263,7 @@ class Settings(msgspec.Struct, frozen=True):
     remind_order_days: tuple[int, ...] = (7, 1)
     remind_term_days: tuple[int, ...] = (30, 7, 1)
     report_day: int = 25
+    retention_days: int = DEFAULT_RETENTION_DAYS
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -295,4 +314,7 @@ class Settings(msgspec.Struct, frozen=True):
                 "FENCEWATCH_REMIND_TERM_DAYS", env.get("FENCEWATCH_REMIND_TERM_DAYS", "30,7,1")
             ),
             report_day=int(_number(env, "FENCEWATCH_REPORT_DAY", 25, 1, 28)),
+            retention_days=_whole_days(
+                env, "FENCEWATCH_RETENTION_DAYS", DEFAULT_RETENTION_DAYS, MIN_RETENTION_DAYS
+            ),
         )

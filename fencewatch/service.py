@@ -30,8 +30,9 @@ from alerts.feed import Feed
 from api.app import create_app, create_probe_app
 from api.context import ApiContext
 from api.tokens import create_token
+from duties import retention
 from duties.scheduler import Duties
-from fencewatch import embedded_mqtt, retention
+from fencewatch import embedded_mqtt
 from fencewatch.config import ConfigError, MqttAddress, Settings, listen_socket
 from fencewatch.provision import DeviceEntry
 from fencewatch.servers import ServerUrls, reload_mqtt, servers
@@ -96,7 +97,6 @@ class Service:
     async def run(self, demo_fleet: int = 0) -> None:
         s = self.settings
         http_socket = self.http_socket or bind_http(s)  # a port taken stops the start here
-        retention_days = retention.days_from_env()  # a bad setting stops the start
         osmand_socket = self.osmand_socket or bind_osmand(s)
         self.pool = await open_pool(self.urls.database_url, min_size=2, max_size=8)
         self.redis = Redis.from_url(self.urls.redis_url)
@@ -139,7 +139,7 @@ class Service:
             self.alerting = Alerting(self.pool, self.redis, s, self.urls.mqtt_url)
             jobs["alerting"] = self.alerting.run(self.stop)
             jobs["duties"] = Duties(self.pool, s).run(self.stop)
-            jobs["retention"] = retention.job(self.pool, retention_days)
+            jobs["retention"] = retention.job(self.pool, s.retention_days)
         if demo_fleet:
             from simulators.fleet import run_fleet
 
@@ -356,12 +356,12 @@ def run(demo_fleet: int = 0) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = Settings.from_env()
     with contextlib.suppress(ImportError):
         import uvloop
 
         uvloop.install()
     try:
+        settings = Settings.from_env()  # a bad setting stops the start, with the reason
         # Before any embedded server is started.
         sockets = bind_http(settings), bind_osmand(settings)
     except ConfigError as exc:

@@ -12,9 +12,9 @@ from datetime import UTC, date, datetime, timedelta
 import asyncpg
 import pytest
 
-from fencewatch import retention
-from fencewatch.config import ConfigError
-from fencewatch.retention import days_from_env, purge
+from duties import retention
+from duties.retention import purge
+from fencewatch.config import DEFAULT_RETENTION_DAYS, ConfigError, Settings
 from storage import repo
 from storage.db import open_pool
 from tests.live import eventually
@@ -232,11 +232,11 @@ async def test_a_failed_run_is_logged_and_the_job_goes_on(
 
 
 def test_the_period_comes_from_the_environment() -> None:
-    assert days_from_env({}) == retention.DEFAULT_DAYS == 1826
-    assert days_from_env({"FENCEWATCH_RETENTION_DAYS": " 3650 "}) == 3650
+    assert Settings.from_env({}).retention_days == DEFAULT_RETENTION_DAYS == 1826
+    assert Settings.from_env({"FENCEWATCH_RETENTION_DAYS": " 3650 "}).retention_days == 3650
     for bad in ("0", "-5", "five years", "1.5"):
         with pytest.raises(ConfigError, match="FENCEWATCH_RETENTION_DAYS"):
-            days_from_env({"FENCEWATCH_RETENTION_DAYS": bad})
+            Settings.from_env({"FENCEWATCH_RETENTION_DAYS": bad})
 
 
 async def test_purge_refuses_nonsense(pool: asyncpg.Pool) -> None:

@@ -1,11 +1,12 @@
 """Retention: location data of people whose supervision ended long ago is deleted.
 
 A person's fixes and device events are purged once their supervision has ended (status
-`released`, `term_end` set) more than FENCEWATCH_RETENTION_DAYS ago (default 1826, five
-years; docs/security.md says why), and only those older than that period. The case
-record — alerts, their handling and dispositions, leave, monitoring orders — is the
-person's file (一人一档) and stays. Rejected device messages, which may hold positions
-too, are deleted by age alone after the same period.
+`released`, `term_end` set) more than the retention period ago (`Settings.retention_days`,
+FENCEWATCH_RETENTION_DAYS: default 1826 days, five years; docs/security.md says why), and
+only those older than that period. The case record — alerts, their handling and
+dispositions, leave, monitoring orders — is the person's file (一人一档) and stays. Rejected
+device messages, which may hold positions too, are deleted by age alone after the same
+period.
 
 Every run is recorded in the audit log: one `retention.purge` row per person purged,
 with counts, in the same transaction as the delete, and one `retention.run` row with the
@@ -17,43 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import sys
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-from fencewatch.config import ConfigError
+from fencewatch.config import MIN_RETENTION_DAYS
 from storage import repo
 from storage.db import FAILED as DB_FAILED
 
 log = logging.getLogger("fencewatch.retention")
 
-DEFAULT_DAYS = 1826  # five years, leap days included
-MIN_DAYS = 1
 ACTOR = "fencewatch retention"
 EVERY_S = 86_400.0
 FIRST_AFTER_S = 300.0  # after start, once the service has settled
 RETRY_S = 900.0  # after a failed run (database away)
 _LOCK_ID = 0x6677_7274  # "fwrt"
-
-
-def days_from_env(env: dict[str, str] | None = None) -> int:
-    """FENCEWATCH_RETENTION_DAYS, checked."""
-    env = dict(os.environ if env is None else env)
-    raw = env.get("FENCEWATCH_RETENTION_DAYS", "").strip()
-    if not raw:
-        return DEFAULT_DAYS
-    try:
-        days = int(raw)
-    except ValueError:
-        raise ConfigError(
-            f"FENCEWATCH_RETENTION_DAYS must be a number of days, got {raw!r}"
-        ) from None
-    if days < MIN_DAYS:
-        raise ConfigError(f"FENCEWATCH_RETENTION_DAYS must be at least {MIN_DAYS}, got {days}")
-    return days
 
 
 async def purge(
@@ -62,8 +42,8 @@ async def purge(
     """Delete what is past retention at `now`; returns what was (or, with `dry_run`,
     would be) deleted: totals, per person, and the released people without a term end
     (kept: when their supervision ended is unknown)."""
-    if days < MIN_DAYS:
-        raise ValueError(f"days must be at least {MIN_DAYS}")
+    if days < MIN_RETENTION_DAYS:
+        raise ValueError(f"days must be at least {MIN_RETENTION_DAYS}")
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     cutoff = now - timedelta(days=days)
@@ -200,25 +180,3 @@ async def job(
                 len(done["released_without_term_end"]),
                 ", ".join(done["released_without_term_end"][:20]),
             )
-
-
-# --- the command -----------------------------------------------------------------------------
-
-
-def main(days: int | None = None, dry_run: bool = False) -> int:
-    """`fencewatch retention purge`: run the purge now; prints what it did as JSON."""
-    import msgspec
-
-    from fencewatch.servers import run_with_pool
-
-    try:
-        days = days_from_env() if days is None else days
-        if days < MIN_DAYS:
-            raise ConfigError(f"--days must be at least {MIN_DAYS}")
-    except ConfigError as exc:
-        print(f"fencewatch retention: {exc}", file=sys.stderr)
-        return 2
-    checked = days
-    result = run_with_pool(lambda pool: purge(pool, datetime.now(UTC), checked, dry_run=dry_run))
-    print(msgspec.json.encode(result).decode())
-    return 1 if "skipped" in result else 0
