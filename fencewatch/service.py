@@ -48,7 +48,7 @@ from storage.db import open_pool
 from storage.rules import RULES_CHANNEL, load_rules
 
 if TYPE_CHECKING:
-    from simulators.fleet import FleetPlan
+    from simulators.device import FleetPlan
 
 log = logging.getLogger("fencewatch")
 

@@ -29,8 +29,7 @@ import numpy as np
 
 from simulators import lishui
 from simulators.build import Person, Scenario, write, write_setup
-from simulators.device import Battery
-from simulators.fleet import FleetPlan
+from simulators.device import Battery, FleetPlan
 from simulators.gps import GpsProfile
 from simulators.life import TZ, minutes, nearby, routine, tag, traccar_phone
 from simulators.places import EVERY_DAY, WEEKDAYS, block, circle, window

@@ -77,6 +77,15 @@ class DevicePlan:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class FleetPlan:
+    """The devices and their plans, written from `start_ms` in plan time: what a scenario
+    (simulators.demo) hands a live fleet (simulators.fleet) to play."""
+
+    start_ms: int
+    devices: tuple[DevicePlan, ...]
+
+
 def _inside(t: int, windows: tuple[Window, ...]) -> bool:
     return any(a <= t and (b is None or t < b) for a, b in windows)
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from fencewatch.config import MqttAddress
-from simulators.fleet import MAX_UNACKED, MqttLink
+from simulators.mqtt_link import MAX_UNACKED, MqttLink
 from simulators.tag import LiveTag
 
 

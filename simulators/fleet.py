@@ -4,18 +4,11 @@
 
 runs the 丽水 demo fleet (simulators.demo) until interrupted. In-process, `run_fleet` is a
 coroutine: the service's `demo` mode starts it as a task and sets the `stop` event to end
-it. MQTT goes through one shared paho client (thread-based network loop, per-device topics
-`em/<device>/loc|evt` and `owntracks/<user>/<device>`, QoS 1); the asyncio side only paces
-the devices and calls `publish`, which paho makes thread-safe. Traccar Client phones post
-over HTTP to the OsmAnd listener instead (simulators.http_link).
-
-Backpressure: paho keeps every unacknowledged QoS 1 message and runs out of message ids at
-65,535. The fleet caps its unacknowledged messages well below that; past the cap, or
-while disconnected, each device holds its fixes and uploads them as batches later —
-exactly what a tag does when its link is down.
-
-The same client takes the service's commands to the fleet's devices (`em/+/cmd`,
-`owntracks/+/+/cmd`) and hands each to its device between steps (simulators.tag).
+it. Tags and OwnTracks phones publish over MQTT — one shared connection
+(simulators.mqtt_link), or one per device on a broker with per-device accounts
+(simulators.device_links) — and Traccar Client phones post over HTTP to the OsmAnd
+listener (simulators.http_link). Commands the service sends a device reach it between
+steps (simulators.tag).
 
 Devices keep the wall clock, or a `DeviceClock` running faster: minutes of reporting, and
 of obeying commands, in seconds — for tests over the live broker.
@@ -28,33 +21,16 @@ import asyncio
 import contextlib
 import signal
 import sys
-import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-import paho.mqtt.client as mqtt
-
-from fencewatch.config import MqttAddress
-from simulators.device import DevicePlan
+from simulators.demo import build_demo
+from simulators.device import FleetPlan
+from simulators.device_links import DeviceLinks
 from simulators.http_link import TraccarPhones
+from simulators.mqtt_link import MqttLink
 from simulators.tag import LiveTag, retime
-
-if TYPE_CHECKING:
-    from simulators.device_links import DeviceLinks
-
-MAX_UNACKED = 10_000
-COMMAND_TOPICS = ("em/+/cmd", "owntracks/+/+/cmd")
-
-
-@dataclass(frozen=True)
-class FleetPlan:
-    """The devices and their plans, written from `start_ms` in plan time."""
-
-    start_ms: int
-    devices: tuple[DevicePlan, ...]
 
 
 @dataclass
@@ -83,78 +59,6 @@ class DeviceClock:
 
     def now(self) -> int:
         return self._start + int((_now_ms() - self._wall_start) * self.rate)
-
-
-class MqttLink:
-    """One paho client shared by the fleet, with a cap on unacknowledged messages."""
-
-    def __init__(self, url: str, client_id: str, max_unacked: int = MAX_UNACKED) -> None:
-        address = MqttAddress.parse(url)
-        self.max_unacked = max_unacked
-        self._unacked: set[int] = set()
-        self._early: set[int] = set()  # acknowledged before publish() returned its mid
-        self._lock = threading.Lock()
-        self.connected = threading.Event()
-        self.acked = 0
-        # (topic, payload) of commands received; appended by paho's thread, taken by the fleet.
-        self.commands: deque[tuple[str, bytes]] = deque()
-        self.client = address.client(client_id, max_delay=30, clean_session=True)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_publish = self._on_publish
-        self.client.on_message = self._on_message
-        self.client.connect_async(address.host, address.port, keepalive=30)
-        self.client.loop_start()
-
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if not reason.is_failure:
-            # A clean session: subscribed afresh on every connect.
-            client.subscribe([(topic, 1) for topic in COMMAND_TOPICS])
-            self.connected.set()
-
-    def _on_disconnect(
-        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
-    ) -> None:
-        self.connected.clear()
-
-    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        with self._lock:
-            self.acked += 1
-            if mid in self._unacked:
-                self._unacked.discard(mid)
-            else:
-                self._early.add(mid)
-
-    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        self.commands.append((message.topic, bytes(message.payload)))
-
-    @property
-    def unacked(self) -> int:
-        with self._lock:
-            return len(self._unacked)
-
-    def ready(self) -> bool:
-        return self.connected.is_set() and self.unacked < self.max_unacked
-
-    def publish(self, topic: str, payload: bytes) -> bool:
-        # Not under our lock: paho calls on_publish holding its own message lock, which
-        # publish() takes too. A PUBACK may so beat us to recording the mid: `_early`.
-        info = self.client.publish(topic, payload, qos=1)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            return False
-        with self._lock:
-            if info.mid in self._early:
-                self._early.discard(info.mid)
-            else:
-                self._unacked.add(info.mid)
-        return True
-
-    def close(self, drain_s: float = 5.0) -> None:
-        deadline = time.monotonic() + drain_s
-        while self.unacked and self.connected.is_set() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 async def run_fleet(
@@ -188,8 +92,6 @@ async def run_fleet(
     phones = TraccarPhones(osmand_url, tags) if osmand_url is not None else None
     link: MqttLink | DeviceLinks
     if passwords is not None:
-        from simulators.device_links import DeviceLinks  # which builds on MqttLink
-
         link = DeviceLinks(mqtt_url, tags, passwords)
     else:
         link = MqttLink(mqtt_url, client_id or f"fencewatch-sim-{uuid.uuid4().hex[:8]}")
@@ -218,8 +120,6 @@ async def run_fleet(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from simulators.demo import build_demo
-
     parser = argparse.ArgumentParser(
         prog="python -m simulators.fleet",
         description=__doc__,

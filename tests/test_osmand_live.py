@@ -28,7 +28,8 @@ from fencewatch.timefmt import iso
 from geofence.ruleset import RuleSet
 from ingest.osmand_http import OsmandListener
 from simulators.demo import demo_scenario
-from simulators.fleet import FleetPlan, FleetStats, run_fleet
+from simulators.device import FleetPlan
+from simulators.fleet import FleetStats, run_fleet
 from storage.db import open_pool
 from storage.rules import load_rules
 from tests.faults import Stack, needs_private_stack, until

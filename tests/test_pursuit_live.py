@@ -14,8 +14,8 @@ from datetime import timedelta
 
 import numpy as np
 
-from simulators.device import DevicePlan
-from simulators.fleet import DeviceClock, FleetPlan, FleetStats, run_fleet
+from simulators.device import DevicePlan, FleetPlan
+from simulators.fleet import DeviceClock, FleetStats, run_fleet
 from simulators.geo import distance_m
 from simulators.gps import GpsProfile
 from simulators.route import Env, Track

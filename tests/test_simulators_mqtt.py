@@ -14,7 +14,8 @@ from geofence.ruleset import RuleSet
 from geofence.zones import parse_feature_collection
 from ingest.decode import decode
 from simulators.demo import build_demo
-from simulators.fleet import FleetStats, MqttLink, run_fleet
+from simulators.fleet import FleetStats, run_fleet
+from simulators.mqtt_link import MqttLink
 
 WANTED = 24
 
