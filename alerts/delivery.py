@@ -17,10 +17,10 @@ import uuid
 from typing import Any, Protocol
 
 import asyncpg
-import msgspec
 
 from alerts.outbox import OutboxMessage
 from alerts.ratelimit import Throttle
+from alerts.record import append_event
 from alerts.webhook import CHANNEL as WEBHOOK
 from alerts.webhook import WebhookSender
 from storage.db import FAILED as DB_FAILED
@@ -117,13 +117,7 @@ class Recorded:
                     if isinstance(command, dict):
                         detail["command"] = command.get("id")
                         detail["command_type"] = command.get("type")
-                    await conn.execute(
-                        "INSERT INTO alert_events (alert_id, actor, action, detail)"
-                        " SELECT $1, 'notifier', 'notified', $2::text::jsonb"
-                        " WHERE EXISTS (SELECT FROM alerts WHERE id = $1)",
-                        alert,
-                        msgspec.json.encode(detail).decode(),
-                    )
+                    await append_event(conn, alert, "notifier", "notified", detail)
         except DB_FAILED as exc:
             log.warning(
                 "could not record %s #%d to %r (%s): %s",

@@ -36,6 +36,7 @@ import msgspec
 import paho.mqtt.client as mqtt
 
 from alerts.outbox import OutboxMessage, enqueue
+from alerts.record import append_event
 from fencewatch.config import MqttAddress
 from storage.db import Conn
 
@@ -220,20 +221,18 @@ async def record_command_ack(
     if row is None:
         return
     if row["alert_id"] is not None:
-        await conn.execute(
-            "INSERT INTO alert_events (alert_id, actor, action, detail)"
-            " VALUES ($1, $2, 'notified', $3::text::jsonb)",
+        await append_event(
+            conn,
             row["alert_id"],
             f"device:{device}",
-            msgspec.json.encode(
-                {
-                    "channel": CHANNEL,
-                    "recipient": device,
-                    "outcome": "device_acknowledged",
-                    "command": str(command_id),
-                    "command_type": row["type"],
-                }
-            ).decode(),
+            "notified",
+            {
+                "channel": CHANNEL,
+                "recipient": device,
+                "outcome": "device_acknowledged",
+                "command": str(command_id),
+                "command_type": row["type"],
+            },
         )
 
 

@@ -28,19 +28,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 import msgspec
 
 from alerts import downlink, pursuit, routing, templates
 from alerts.clock import Clock, system_clock
-from alerts.outbox import enqueue
 from alerts.ratelimit import release_due
-from alerts.record import NOTIFY_CHANNEL, alert_object
-from alerts.webhook import CHANNEL as WEBHOOK
+from alerts.record import NOTIFY_CHANNEL, append_event, queue_change
 from fencewatch.config import DEFAULT_ESCALATE_AFTER_S, DEFAULT_PURSUIT_HOLD_S
 from storage import repo
 from storage.db import FAILED as DB_FAILED
@@ -185,7 +182,7 @@ class Escalator:
             alert["id"],
             escalate_at,
         )
-        await self._event(conn, alert["id"], "routed", detail)
+        await append_event(conn, alert["id"], ACTOR, "routed", detail, at=self.clock())
 
     async def _auto_return(self, conn: Conn, alert: asyncpg.Record) -> dict[str, Any] | None:
         """责令立即返回 to the device of a live breach of the area rules."""
@@ -252,26 +249,8 @@ class Escalator:
             detail["heightened"] = True
         if next_at is not None:
             detail["escalate_at"] = next_at.isoformat()
-        await self._event(conn, alert["id"], "escalated", detail)
-        await enqueue(
-            cast(asyncpg.Connection, conn),
-            WEBHOOK,
-            {"event": "escalated", "alert": alert_object(row), "level": level},
-            recipient=row["supervisee_id"],
-        )
-
-    async def _event(
-        self, conn: Conn, alert_id: int, action: str, detail: Mapping[str, Any]
-    ) -> None:
-        await conn.execute(
-            "INSERT INTO alert_events (alert_id, at, actor, action, detail)"
-            " VALUES ($1, $2, $3, $4, $5::text::jsonb)",
-            alert_id,
-            self.clock(),
-            ACTOR,
-            action,
-            msgspec.json.encode(detail).decode(),
-        )
+        await append_event(conn, alert["id"], ACTOR, "escalated", detail, at=self.clock())
+        await queue_change(conn, "escalated", row, level=level)
 
     # -- the loop ------------------------------------------------------------------------
 

@@ -1,20 +1,30 @@
-"""Engine verdicts into the case record: one alert per breach episode (its key is unique),
-every step in the alert's timeline, and a webhook event queued in the same transaction.
+"""The alert record: one alert per breach episode (its key is unique), every step of it in
+the alert's timeline (`alert_events`, written only by `append_event`), and a webhook event
+queued with each change in the same transaction.
 
-A new alert is stored unrouted (`alerts.routed` false); alerts.escalation tells the
-officer, in its own transaction, as soon as this one commits."""
+Two parties change an alert. The engine's verdicts (`apply`) raise, clear, reopen and
+extend it: the condition. People (`take_step`) acknowledge (签收) and resolve (处置) it:
+the case. A new alert is stored unrouted (`alerts.routed` false); alerts.escalation tells
+the officer, in its own transaction, as soon as this one commits.
+
+Reads that name a caller's `offices` (storage.repo's convention) see only the alerts of
+people in those offices."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-import asyncpg
+import msgspec
 
 from alerts.outbox import enqueue
+from alerts.webhook import CHANNEL as WEBHOOK
 from fencewatch.metrics import ALERTS_RAISED
 from fencewatch.timefmt import iso, iso_time, utc
 from geofence.model import Verdict
-from storage.db import Conn
+from storage.db import Conn, Row
+from storage.repo import Offices
 
 # New alerts are announced here, at commit, so alerts.escalation routes them at once.
 NOTIFY_CHANNEL = "fencewatch_alerting"
@@ -34,7 +44,7 @@ SEVERITY = {
 }
 
 
-def alert_object(r: asyncpg.Record) -> dict[str, Any]:
+def alert_object(r: Row) -> dict[str, Any]:
     """The alert as the API and webhooks show it (spec 4.3)."""
     return {
         "id": r["id"],
@@ -55,6 +65,9 @@ def alert_object(r: asyncpg.Record) -> dict[str, Any]:
         # When the next escalation step is due while the alert stays open (alerts.escalation).
         "escalate_at": iso_time(at) if (at := r.get("escalate_at")) else None,
     }
+
+
+# --- the engine's verdicts: raise, clear, reopen, extend -------------------------------
 
 
 async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
@@ -107,23 +120,147 @@ async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
             continue  # not about an alert: pursuit (alerts.pursuit)
         if row is None:
             continue  # already recorded: a restart re-judging committed fixes
-        await conn.execute(
-            "INSERT INTO alert_events (alert_id, actor, action, detail)"
-            " VALUES ($1, 'engine', $2, $3)",
-            row["id"],
-            event,
-            {"ts": iso(v.ts), "late": v.late},
-        )
-        alert = alert_object(row)
-        # One stream per person: a receiver stuck on one message holds back only that
-        # person's later changes, which must stay in order.
-        await enqueue(conn, "webhook", {"event": event, "alert": alert}, recipient=v.supervisee)
+        await append_event(conn, row["id"], "engine", event, {"ts": iso(v.ts), "late": v.late})
         if event == "raised":
             ALERTS_RAISED.labels(v.type).inc()
             raised = True
-        changed.append({"event": event, "alert": alert})
+        changed.append(await queue_change(conn, event, row))
     if raised:
         # Wakes the escalator (alerts.escalation) when this transaction commits: the new
         # alerts are on their way to the officers within moments.
         await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
     return changed
+
+
+async def queue_change(conn: Conn, event: str, row: Row, **extra: Any) -> dict[str, Any]:
+    """Queue the webhook event of a change to the alert `row`, in the caller's transaction,
+    and return the change ({"event", "alert", **extra}) for live clients (alerts.feed)."""
+    change = {"event": event, "alert": alert_object(row), **extra}
+    # One stream per person: a receiver stuck on one message holds back only that
+    # person's later changes, which must stay in order.
+    await enqueue(conn, WEBHOOK, change, recipient=row["supervisee_id"])
+    return change
+
+
+async def append_event(
+    conn: Conn,
+    alert_id: int,
+    actor: str,
+    action: str,
+    detail: Mapping[str, Any],
+    *,
+    at: datetime | None = None,
+) -> None:
+    """A step in the alert's timeline, in the caller's transaction: `actor` is 'engine',
+    'scheduler', 'notifier', `device:<id>` or a token's subject; `at` defaults to the
+    transaction's time. A delivery about an alert that is not (or no longer) in the record
+    leaves no entry."""
+    # The detail is sent as text and cast by the server, so this works whether or not the
+    # connection has a jsonb codec (storage.db's pool has one).
+    await conn.execute(
+        "INSERT INTO alert_events (alert_id, at, actor, action, detail)"
+        " SELECT $1, COALESCE($2, now()), $3, $4, $5::text::jsonb"
+        " WHERE EXISTS (SELECT FROM alerts WHERE id = $1)",
+        alert_id,
+        at,
+        actor,
+        action,
+        msgspec.json.encode(detail).decode(),
+    )
+
+
+# --- people's steps: acknowledge (签收) and resolve (处置) ---------------------------------
+
+# Where each step may start from; anything else is a conflict with the alert's state.
+STEPS = {"acknowledged": ("open",), "resolved": ("open", "acknowledged")}
+
+
+class StepRefused(Exception):
+    """The alert's status does not allow the step (the API answers 409)."""
+
+
+async def take_step(
+    conn: Conn,
+    offices: Offices,
+    alert_id: int,
+    step: str,
+    *,
+    actor: str,
+    detail: Mapping[str, Any],
+) -> dict[str, Any] | None:
+    """Acknowledge or resolve (`step`) the alert in the caller's transaction: its status,
+    with `detail`'s disposition and note, the timeline entry (`detail` as it is) and the
+    webhook event. Returns the change for live clients; None if the caller (`offices`)
+    has no such alert. Raises StepRefused when the alert's status does not allow it."""
+    row = await get_alert(conn, offices, alert_id, lock=True)
+    if row is None:
+        return None
+    if row["status"] not in STEPS[step]:
+        raise StepRefused(
+            f"alert {alert_id} is {row['status']}; only an alert that is"
+            f" {' or '.join(STEPS[step])} can be {step}"
+        )
+    row = await conn.fetchrow(
+        "UPDATE alerts SET status = $2, disposition = COALESCE($3, disposition),"
+        " note = COALESCE($4, note) WHERE id = $1 RETURNING *",
+        alert_id,
+        step,
+        detail.get("disposition"),
+        detail.get("note"),
+    )
+    assert row is not None
+    await append_event(conn, alert_id, actor, step, detail)
+    return await queue_change(conn, step, row)
+
+
+# --- reads -------------------------------------------------------------------------------
+
+_ALERTS_IN_SCOPE = (
+    "FROM alerts LEFT JOIN supervisees s ON s.id = alerts.supervisee_id"
+    " WHERE ($1::text[] IS NULL OR s.office_id = ANY($1::text[]))"
+)
+
+
+async def list_alerts(
+    conn: Conn,
+    offices: Offices,
+    *,
+    supervisee: str | None,
+    type: str | None,
+    status: str | None,
+    before: int | None,
+    limit: int,
+) -> list[Row]:
+    """Newest raised first; `before` is the last id of the previous page."""
+    return await conn.fetch(
+        f"SELECT alerts.* {_ALERTS_IN_SCOPE}"
+        " AND ($2::text IS NULL OR alerts.supervisee_id = $2)"
+        " AND ($3::text IS NULL OR alerts.type = $3)"
+        " AND ($4::text IS NULL OR alerts.status = $4)"
+        " AND ($5::bigint IS NULL OR alerts.id < $5)"
+        " ORDER BY alerts.id DESC LIMIT $6",
+        offices,
+        supervisee,
+        type,
+        status,
+        before,
+        limit,
+    )
+
+
+async def get_alert(conn: Conn, offices: Offices, alert: int, *, lock: bool = False) -> Row | None:
+    """`lock` holds the row until the transaction ends, so two operators working the same
+    alert are serialised and the second sees the first one's status."""
+    return await conn.fetchrow(
+        f"SELECT alerts.* {_ALERTS_IN_SCOPE} AND alerts.id = $2"
+        + (" FOR UPDATE OF alerts" if lock else ""),
+        offices,
+        alert,
+    )
+
+
+async def timeline(conn: Conn, alert: int) -> list[Row]:
+    return await conn.fetch(
+        "SELECT at, actor, action, detail FROM alert_events WHERE alert_id = $1 ORDER BY at, id",
+        alert,
+    )

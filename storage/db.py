@@ -14,6 +14,7 @@ from storage.migrate import migrate
 
 # A connection, whether opened directly or borrowed from the pool.
 Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+Row: TypeAlias = asyncpg.Record
 
 # The database cannot be reached right now (down, restarting, shutting down), or the
 # connection broke mid-operation (asyncpg then reports the state it was left in as an

@@ -1,10 +1,10 @@
 """Every SQL statement of the API and the loader, one function each.
 
 Rows come back with the API's field names (`supervisee`, not `supervisee_id`) so callers
-turn them into response models without renaming; alert rows are whole table rows, which
-`alerts.record.alert_object` turns into the alert object of the API and the webhooks.
-Functions that read personal data take `offices`: the caller's office subtree, or None
-for an unscoped (centre-wide) caller; a row outside the subtree is treated as absent."""
+turn them into response models without renaming (alerts have their own record:
+alerts.record). Functions that read personal data take `offices`: the caller's office
+subtree, or None for an unscoped (centre-wide) caller; a row outside the subtree is
+treated as absent."""
 
 from __future__ import annotations
 
@@ -997,86 +997,6 @@ async def put_heightened(
 async def delete_heightened(conn: Conn, period: str) -> bool:
     return (await conn.execute("DELETE FROM heightened_periods WHERE id = $1", period)) != (
         "DELETE 0"
-    )
-
-
-# --- alerts ------------------------------------------------------------------------------
-
-_ALERTS_IN_SCOPE = (
-    "FROM alerts LEFT JOIN supervisees s ON s.id = alerts.supervisee_id"
-    " WHERE ($1::text[] IS NULL OR s.office_id = ANY($1::text[]))"
-)
-
-
-async def list_alerts(
-    conn: Conn,
-    offices: Offices,
-    *,
-    supervisee: str | None,
-    type: str | None,
-    status: str | None,
-    before: int | None,
-    limit: int,
-) -> list[Row]:
-    """Newest raised first; `before` is the last id of the previous page."""
-    return await conn.fetch(
-        f"SELECT alerts.* {_ALERTS_IN_SCOPE}"
-        " AND ($2::text IS NULL OR alerts.supervisee_id = $2)"
-        " AND ($3::text IS NULL OR alerts.type = $3)"
-        " AND ($4::text IS NULL OR alerts.status = $4)"
-        " AND ($5::bigint IS NULL OR alerts.id < $5)"
-        " ORDER BY alerts.id DESC LIMIT $6",
-        offices,
-        supervisee,
-        type,
-        status,
-        before,
-        limit,
-    )
-
-
-async def get_alert(conn: Conn, offices: Offices, alert: int, *, lock: bool = False) -> Row | None:
-    """`lock` holds the row until the transaction ends, so two operators working the same
-    alert are serialised and the second sees the first one's status."""
-    return await conn.fetchrow(
-        f"SELECT alerts.* {_ALERTS_IN_SCOPE} AND alerts.id = $2"
-        + (" FOR UPDATE OF alerts" if lock else ""),
-        offices,
-        alert,
-    )
-
-
-async def set_alert_status(
-    conn: Conn, alert: int, status: str, disposition: str | None, note: str | None
-) -> Row:
-    row = await conn.fetchrow(
-        "UPDATE alerts SET status = $2, disposition = COALESCE($3, disposition),"
-        " note = COALESCE($4, note) WHERE id = $1 RETURNING *",
-        alert,
-        status,
-        disposition,
-        note,
-    )
-    assert row is not None
-    return row
-
-
-async def add_alert_event(
-    conn: Conn, alert: int, actor: str, action: str, detail: dict[str, Any]
-) -> None:
-    await conn.execute(
-        "INSERT INTO alert_events (alert_id, actor, action, detail) VALUES ($1, $2, $3, $4)",
-        alert,
-        actor,
-        action,
-        detail,
-    )
-
-
-async def alert_timeline(conn: Conn, alert: int) -> list[Row]:
-    return await conn.fetch(
-        "SELECT at, actor, action, detail FROM alert_events WHERE alert_id = $1 ORDER BY at, id",
-        alert,
     )
 
 

@@ -10,17 +10,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from alerts import record
 from alerts.feed import announce
-from alerts.outbox import enqueue
-from alerts.record import alert_object
-from alerts.webhook import CHANNEL as WEBHOOK
 from api import audit
 from api.auth import AlertWorker, Principal, User
 from api.context import Ctx
 from api.errors import ApiError, not_found
 from api.fields import Text, UtcTime
-from storage import repo
-from storage.repo import Conn, Row
+from storage.db import Conn
 
 router = APIRouter(tags=["alerts"])
 
@@ -89,7 +86,7 @@ async def list_alerts(
 ) -> AlertList:
     """Newest raised first."""
     async with ctx.pool.acquire() as conn:
-        rows = await repo.list_alerts(
+        rows = await record.list_alerts(
             conn,
             user.offices,
             supervisee=supervisee,
@@ -111,18 +108,18 @@ async def list_alerts(
                     **{k: v for k, v in filters.items() if v is not None},
                 },
             )
-    items = [Alert.model_validate(alert_object(r)) for r in rows]
+    items = [Alert.model_validate(record.alert_object(r)) for r in rows]
     return AlertList(items=items, next_before=items[-1].id if len(items) == limit else None)
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertWithTimeline)
 async def get_alert(ctx: Ctx, user: User, alert_id: int) -> AlertWithTimeline:
     async with ctx.pool.acquire() as conn:
-        row = await repo.get_alert(conn, user.offices, alert_id)
+        row = await record.get_alert(conn, user.offices, alert_id)
         if row is None:
             raise not_found(f"alert {alert_id}")
         await audit.record(conn, user, "location.alert", f"alert:{alert_id}")
-        return await _with_timeline(conn, row)
+        return await _with_timeline(conn, record.alert_object(row))
 
 
 @router.post("/alerts/{alert_id}/acknowledge", response_model=AlertWithTimeline)
@@ -138,37 +135,26 @@ async def resolve(ctx: Ctx, user: AlertWorker, alert_id: int, body: Resolve) -> 
     return await _transition(ctx, user, alert_id, "resolved", body.disposition, body.note)
 
 
-# Where each step may start from; anything else is a conflict with the alert's state.
-_FROM = {"acknowledged": ("open",), "resolved": ("open", "acknowledged")}
-
-
 async def _transition(
     ctx: Ctx, user: Principal, alert_id: int, to: str, disposition: str | None, note: str | None
 ) -> AlertWithTimeline:
+    detail = {"note": note, "disposition": disposition, "role": user.role}
+    detail = {k: v for k, v in detail.items() if v is not None}
     async with ctx.pool.acquire() as conn, conn.transaction():
-        row = await repo.get_alert(conn, user.offices, alert_id, lock=True)
-        if row is None:
-            raise not_found(f"alert {alert_id}")
-        if row["status"] not in _FROM[to]:
-            raise ApiError(
-                409,
-                f"alert {alert_id} is {row['status']}; only an alert that is"
-                f" {' or '.join(_FROM[to])} can be {to}",
+        try:
+            change = await record.take_step(
+                conn, user.offices, alert_id, to, actor=user.subject, detail=detail
             )
-        row = await repo.set_alert_status(conn, alert_id, to, disposition, note)
-        detail = {"note": note, "disposition": disposition, "role": user.role}
-        detail = {k: v for k, v in detail.items() if v is not None}
-        await repo.add_alert_event(conn, alert_id, user.subject, to, detail)
+        except record.StepRefused as exc:
+            raise ApiError(409, str(exc)) from None
+        if change is None:
+            raise not_found(f"alert {alert_id}")
         await audit.record(conn, user, f"alert.{to}", f"alert:{alert_id}", detail)
-        change = {"event": to, "alert": alert_object(row)}
-        await enqueue(conn, WEBHOOK, change, recipient=row["supervisee_id"])
-        result = await _with_timeline(conn, row)
+        result = await _with_timeline(conn, change["alert"])
     await announce(ctx.redis, change)
     return result
 
 
-async def _with_timeline(conn: Conn, row: Row) -> AlertWithTimeline:
-    events = [
-        AlertEvent.model_validate(dict(e)) for e in await repo.alert_timeline(conn, row["id"])
-    ]
-    return AlertWithTimeline.model_validate({**alert_object(row), "timeline": events})
+async def _with_timeline(conn: Conn, alert: dict[str, Any]) -> AlertWithTimeline:
+    events = [AlertEvent.model_validate(dict(e)) for e in await record.timeline(conn, alert["id"])]
+    return AlertWithTimeline.model_validate({**alert, "timeline": events})

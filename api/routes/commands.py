@@ -12,15 +12,14 @@ from typing import Annotated, Any, Literal, Self
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from alerts import templates
+from alerts import record, templates
 from alerts.downlink import queue_command
 from api import audit
 from api.auth import AlertWorker, Principal, User
 from api.context import Ctx
 from api.errors import ApiError, not_found
 from api.fields import UtcTime
-from storage import repo
-from storage.repo import Conn, Row
+from storage.db import Conn, Row
 
 router = APIRouter(tags=["alerts"])
 
@@ -91,7 +90,7 @@ _COMMAND_COLUMNS = (
 
 
 async def _alert(conn: Conn, user: Principal, alert_id: int, *, lock: bool = False) -> Row:
-    row = await repo.get_alert(conn, user.offices, alert_id, lock=lock)
+    row = await record.get_alert(conn, user.offices, alert_id, lock=lock)
     if row is None:
         raise not_found(f"alert {alert_id}")
     return row
@@ -139,7 +138,7 @@ async def send_command(ctx: Ctx, user: AlertWorker, alert_id: AlertId, body: Com
         detail: dict[str, Any] = {"command": wire["id"], "type": body.type, "device": device}
         if text:
             detail["text"] = text
-        await repo.add_alert_event(conn, alert_id, user.subject, "command", detail)
+        await record.append_event(conn, alert_id, user.subject, "command", detail)
         await audit.record(conn, user, "alert.command", f"alert:{alert_id}", detail)
         row = await conn.fetchrow(
             f"SELECT {_COMMAND_COLUMNS} FROM device_commands WHERE id = $1::uuid", wire["id"]
