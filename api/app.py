@@ -57,7 +57,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         app.include_router(module.router, prefix=API_PREFIX, responses=errors.RESPONSES)
     app.include_router(health.router)
     docs.mount(app)
-    console.mount(app, API_PREFIX)  # last: it serves the page at `/`
+    console.mount(app, API_PREFIX, ctx.settings)  # last: it serves the page at `/`
     return app
 
 

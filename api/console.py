@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -30,6 +28,7 @@ from api import audit
 from api.auth import REVOKED_CHANNEL, Permission, Principal, User, authenticate, hash_token
 from api.context import ApiContext
 from api.errors import ApiError
+from fencewatch.config import Settings
 from storage import repo
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -63,13 +62,13 @@ class MapSettings(BaseModel):
     attribution: str = Field("", description="FENCEWATCH_TILES_ATTRIBUTION")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> MapSettings:
+    def of(cls, settings: Settings) -> MapSettings:
         return cls.model_validate(
             {
-                "tiles": env.get("FENCEWATCH_TILES_URL") or None,
-                "tiles_crs": env.get("FENCEWATCH_TILES_CRS") or "wgs84",
-                "subdomains": env.get("FENCEWATCH_TILES_SUBDOMAINS") or "abc",
-                "attribution": env.get("FENCEWATCH_TILES_ATTRIBUTION", ""),
+                "tiles": settings.tiles_url,
+                "tiles_crs": settings.tiles_crs,
+                "subdomains": settings.tiles_subdomains,
+                "attribution": settings.tiles_attribution,
             }
         )
 
@@ -96,11 +95,12 @@ def _may(user: Principal, permission: Permission) -> bool:
     return True
 
 
-def mount(app: FastAPI, prefix: str) -> None:
-    """Add the console's API routes under `prefix` and the page at `/`. The page's own
-    paths are `/` and `/assets/…` only, so nothing else of the app is shadowed."""
-    settings = MapSettings.from_env(os.environ)
-    csp = _content_security_policy(settings)
+def mount(app: FastAPI, prefix: str, settings: Settings) -> None:
+    """Add the console's API routes under `prefix` and the page at `/`, with the map
+    `settings` give. The page's own paths are `/` and `/assets/…` only, so nothing else of
+    the app is shadowed."""
+    map_settings = MapSettings.of(settings)
+    csp = _content_security_policy(map_settings)
 
     @app.get(f"{prefix}/session", response_model=Session, tags=["console"])
     async def get_session(user: User) -> Session:
@@ -111,7 +111,7 @@ def mount(app: FastAPI, prefix: str) -> None:
             leave=_may(user, Permission.LEAVE),
         )
         return Session(
-            subject=user.subject, role=user.role, office=user.office, can=can, map=settings
+            subject=user.subject, role=user.role, office=user.office, can=can, map=map_settings
         )
 
     app.add_api_websocket_route(f"{prefix}/feed", feed)

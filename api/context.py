@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from fastapi import Depends, Request
 from redis.asyncio import Redis
+
+from fencewatch.config import Settings
 
 # Component name (ingest, database, redis, broker) → reachable.
 HealthCheck = Callable[[], Awaitable[dict[str, bool]]]
@@ -22,6 +25,14 @@ class ApiContext:
     redis: Redis
     health: HealthCheck
     rules_changed: RulesChanged
+    # The service's settings (fencewatch.config); an API built without them, as in tests,
+    # runs on the defaults.
+    settings: Settings = field(default_factory=Settings)
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        """The service's time zone: calendar days and months are local."""
+        return ZoneInfo(self.settings.timezone)
 
 
 def _context(request: Request) -> ApiContext:

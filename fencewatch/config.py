@@ -34,6 +34,9 @@ DEFAULT_PURSUIT_HOLD_S = 300
 DEFAULT_RETENTION_DAYS = 1826
 MIN_RETENTION_DAYS = 1
 
+# The console's base map (api.console): the CRS its tiles are drawn in.
+TILES_CRS = ("wgs84", "gcj02")
+
 
 def _severities(name: str, text: str) -> dict[str, int]:
     """'critical=300,high=600' → a full severity table (the defaults fill the rest)."""
@@ -82,6 +85,12 @@ def _whole_days(env: dict[str, str], name: str, default: int, low: int) -> int:
     if days < low:
         raise ConfigError(f"{name} must be at least {low}, got {days}")
     return days
+
+
+def _choice(name: str, text: str, choices: tuple[str, ...]) -> str:
+    if text not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {text!r}")
+    return text
 
 
 def _address(name: str, text: str) -> tuple[str, int]:
@@ -264,6 +273,12 @@ class Settings(msgspec.Struct, frozen=True):
     remind_term_days: tuple[int, ...] = (30, 7, 1)
     report_day: int = 25
     retention_days: int = DEFAULT_RETENTION_DAYS
+    # The console's base map: off unless a tile URL template ({z}/{x}/{y}, {s}) is set,
+    # so the map works on an isolated network; `tiles_crs` is one of TILES_CRS.
+    tiles_url: str | None = None
+    tiles_crs: str = "wgs84"
+    tiles_subdomains: str = "abc"
+    tiles_attribution: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -291,7 +306,7 @@ class Settings(msgspec.Struct, frozen=True):
             shards=int(_number(env, "FENCEWATCH_SHARDS", 1, 1, 1024)),
             roles=_roles(env.get("FENCEWATCH_ROLES") or ",".join(sorted(ROLES))),
             worker_id=env.get("FENCEWATCH_WORKER_ID") or f"{socket.gethostname()}:{os.getpid()}",
-            timezone=env.get("FENCEWATCH_TIMEZONE", "Asia/Shanghai"),
+            timezone=env.get("FENCEWATCH_TIMEZONE") or "Asia/Shanghai",
             sms_url=env.get("FENCEWATCH_SMS_URL") or None,
             sms_secret=env.get("FENCEWATCH_SMS_SECRET", ""),
             smtp_url=env.get("FENCEWATCH_SMTP_URL") or None,
@@ -317,4 +332,10 @@ class Settings(msgspec.Struct, frozen=True):
             retention_days=_whole_days(
                 env, "FENCEWATCH_RETENTION_DAYS", DEFAULT_RETENTION_DAYS, MIN_RETENTION_DAYS
             ),
+            tiles_url=env.get("FENCEWATCH_TILES_URL") or None,
+            tiles_crs=_choice(
+                "FENCEWATCH_TILES_CRS", env.get("FENCEWATCH_TILES_CRS") or "wgs84", TILES_CRS
+            ),
+            tiles_subdomains=env.get("FENCEWATCH_TILES_SUBDOMAINS") or "abc",
+            tiles_attribution=env.get("FENCEWATCH_TILES_ATTRIBUTION", ""),
         )

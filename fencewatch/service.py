@@ -116,7 +116,7 @@ class Service:
             jobs["partitions"] = self._every(PARTITIONS_EVERY_S, self._partitions)
         if "ingest" in s.roles or osmand_socket is not None:
             jobs["rules"] = self._listen_rules()
-        ctx = ApiContext(self.pool, self.redis, self.health, self.rules_changed)
+        ctx = ApiContext(self.pool, self.redis, self.health, self.rules_changed, s)
         app = create_app(ctx) if "api" in s.roles else create_probe_app(ctx)
         server = _Server(
             uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning")

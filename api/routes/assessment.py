@@ -3,7 +3,6 @@ office's monthly summary, and the deduction table (duties.assessment)."""
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -34,14 +33,10 @@ AlertType = Annotated[str, Path(pattern=r"^(\*|[a-z][a-z0-9_]{0,63})$")]
 RULE_EDITORS = ("operator",)
 
 
-def _timezone() -> str:
-    return os.environ.get("FENCEWATCH_TIMEZONE") or "Asia/Shanghai"
-
-
-def _month(month: str | None) -> str:
-    month = month or assessment.current_month(datetime.now(UTC), _timezone())
+def _month(month: str | None, timezone: str) -> str:
+    month = month or assessment.current_month(datetime.now(UTC), timezone)
     try:
-        assessment.month_range(month, _timezone())
+        assessment.month_range(month, timezone)
     except ValueError as exc:
         raise ApiError(422, f"invalid request: month: {exc}") from None
     return month
@@ -114,11 +109,11 @@ class ScoreRuleIn(BaseModel):
 async def person_assessment(
     ctx: Ctx, user: User, supervisee_id: Id, month: Month = None
 ) -> PersonAssessment:
-    month = _month(month)
+    month = _month(month, ctx.settings.timezone)
     async with ctx.pool.acquire() as conn:
         if await repo.get_supervisee(conn, user.offices, supervisee_id) is None:
             raise not_found(f"supervisee {supervisee_id!r}")
-        result = await assessment.person_month(conn, supervisee_id, month, _timezone())
+        result = await assessment.person_month(conn, supervisee_id, month, ctx.settings.timezone)
         await audit.record(
             conn, user, "assessment.read", f"supervisee:{supervisee_id}", {"month": month}
         )
@@ -130,12 +125,12 @@ async def office_assessment(
     ctx: Ctx, user: User, office_id: Id, month: Month = None
 ) -> OfficeAssessment:
     """Everyone of the office and the offices below it, most points deducted first."""
-    month = _month(month)
+    month = _month(month, ctx.settings.timezone)
     async with ctx.pool.acquire() as conn:
         if not user.covers(office_id) or await repo.get_office(conn, office_id) is None:
             raise not_found(f"office {office_id!r}")
         offices = await repo.office_subtree(conn, office_id)
-        lines = await assessment.office_month(conn, offices, month, _timezone())
+        lines = await assessment.office_month(conn, offices, month, ctx.settings.timezone)
         await audit.record(conn, user, "assessment.read", f"office:{office_id}", {"month": month})
     return OfficeAssessment(
         office=office_id,

@@ -6,6 +6,7 @@ A tag (电子定位装置) is fitted only while the person has a monitoring orde
 from __future__ import annotations
 
 from typing import Literal, Self
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -78,11 +79,12 @@ class AssignmentHistory(BaseModel):
     items: list[Assignment]
 
 
-async def require_order(conn: Conn, supervisee: str) -> None:
-    """422 unless an order in force allows fitting `supervisee` with a tag. Holds the
-    person until the transaction ends, so an order removed meanwhile cannot be missed."""
+async def require_order(conn: Conn, supervisee: str, tz: ZoneInfo) -> None:
+    """422 unless an order in force allows fitting `supervisee` with a tag (today in the
+    service's time zone `tz`). Holds the person until the transaction ends, so an order
+    removed meanwhile cannot be missed."""
     await repo.lock_supervisee(conn, supervisee)
-    if not await repo.has_active_order(conn, supervisee, today()):
+    if not await repo.has_active_order(conn, supervisee, today(tz)):
         message = (
             f"supervisee {supervisee!r} has no monitoring order in force: a tag may be fitted"
             " only under one (社区矫正法 Art. 29); a phone (信息化核查) needs none"
@@ -119,7 +121,7 @@ async def put_device(ctx: Ctx, user: Manager, device_id: str, body: DeviceIn) ->
         was_phone = before is not None and before["kind"] == "phone"
         if wearer and was_phone and body.kind == "tag":
             # A worn phone re-registered as a tag needs an order like any tag.
-            await require_order(conn, wearer)
+            await require_order(conn, wearer, ctx.timezone)
         device = DeviceRef(device_id, body.kind, body.owntracks, body.osmand)
         await repo.upsert_device(conn, device, body.model)
         await audit.record(conn, user, "device.put", f"device:{device_id}", body.model_dump())
@@ -140,7 +142,7 @@ async def assign(ctx: Ctx, user: Manager, device_id: str, body: Assign) -> Devic
         if device is None or (device["supervisee"] and not user.covers(device["office"])):
             raise not_found(f"device {device_id!r}")
         if device["kind"] == "tag" and device["supervisee"] != body.supervisee:
-            await require_order(conn, body.supervisee)
+            await require_order(conn, body.supervisee, ctx.timezone)
         previous, changed = await repo.assign_device(conn, device_id, body.supervisee)
         if changed:
             await audit.record(

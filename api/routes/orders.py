@@ -13,7 +13,6 @@ included.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from functools import cache
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -27,7 +26,6 @@ from api.context import Ctx
 from api.errors import ApiError, not_found
 from api.fields import Name, Text, UtcTime
 from api.routes.supervisees import require_supervisee
-from fencewatch.config import Settings
 from fencewatch.timefmt import iso_time
 from storage import repo
 from storage.repo import Conn, Row
@@ -37,14 +35,9 @@ from supervision.orders import GROUNDS, Order, OrderError, Renewal
 router = APIRouter(tags=["monitoring orders"])
 
 
-@cache
-def _timezone() -> ZoneInfo:
-    return ZoneInfo(Settings.from_env().timezone)
-
-
-def today() -> date:
-    """The calendar day orders are judged on."""
-    return datetime.now(_timezone()).date()
+def today(tz: ZoneInfo) -> date:
+    """The calendar day orders are judged on, in the service's time zone `tz`."""
+    return datetime.now(tz).date()
 
 
 class OrderIn(BaseModel):
@@ -104,8 +97,8 @@ class OrderList(BaseModel):
     items: list[MonitoringOrder]
 
 
-def _order(row: Row) -> Order:
-    """The stored order as supervision.orders sees it."""
+def _order(row: Row, tz: ZoneInfo) -> Order:
+    """The stored order as supervision.orders sees it (`tz`: the service's time zone)."""
     ended = row["ended_at"]
     return Order(
         ground=row["ground"],
@@ -113,7 +106,7 @@ def _order(row: Row) -> Order:
         starts_on=row["starts_on"],
         ends_on=row["ends_on"],
         renewals=tuple(msgspec.convert(row["renewals"], list[Renewal])),
-        ended_on=ended.astimezone(_timezone()).date() if ended is not None else None,
+        ended_on=ended.astimezone(tz).date() if ended is not None else None,
     )
 
 
@@ -184,7 +177,7 @@ async def decide(
             f"order:{row['id']}",
             {**body.model_dump(mode="json"), "supervisee": supervisee_id},
         )
-    return _out(row, today())
+    return _out(row, today(ctx.timezone))
 
 
 @router.get("/supervisees/{supervisee_id}/orders", response_model=OrderList)
@@ -193,7 +186,7 @@ async def person_orders(ctx: Ctx, user: User, supervisee_id: str) -> OrderList:
     async with ctx.pool.acquire() as conn:
         await require_supervisee(conn, user, supervisee_id)
         rows = await repo.list_orders(conn, supervisee_id)
-    day = today()
+    day = today(ctx.timezone)
     return OrderList(items=[_out(r, day) for r in rows])
 
 
@@ -208,11 +201,11 @@ async def current_orders(
 ) -> OrderList:
     """Orders in force today for the people in the caller's offices, soonest end first —
     with `expiring_within_days`, the ones to renew or remove soon (防止超期使用)."""
-    day = today()
+    day = today(ctx.timezone)
     async with ctx.pool.acquire() as conn:
         rows = await repo.open_orders(conn, user.offices)
     by_id = {str(r["id"]): r for r in rows}
-    candidates = [(key, _order(r)) for key, r in by_id.items()]
+    candidates = [(key, _order(r, ctx.timezone)) for key, r in by_id.items()]
     if expiring_within_days is None:
         keep = [key for key, order in candidates if order.active_on(day)]
     else:
@@ -224,7 +217,7 @@ async def current_orders(
 async def get_order(ctx: Ctx, user: User, order_id: int) -> MonitoringOrder:
     async with ctx.pool.acquire() as conn:
         row = await _order_in_scope(conn, user, order_id)
-    return _out(row, today())
+    return _out(row, today(ctx.timezone))
 
 
 @router.post("/orders/{order_id}/renew", response_model=MonitoringOrder)
@@ -234,7 +227,7 @@ async def renew(ctx: Ctx, user: OrderDecider, order_id: int, body: RenewIn) -> M
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await _order_in_scope(conn, user, order_id, lock=True)
         try:
-            orders.renew(_order(row), body.until, body.reassessment, body.approved_by)
+            orders.renew(_order(row, ctx.timezone), body.until, body.reassessment, body.approved_by)
         except OrderError as exc:
             raise _invalid(exc) from None
         renewal = {
@@ -244,7 +237,7 @@ async def renew(ctx: Ctx, user: OrderDecider, order_id: int, body: RenewIn) -> M
         }
         row = await repo.set_order_renewals(conn, order_id, [*row["renewals"], renewal])
         await audit.record(conn, user, "order.renew", f"order:{order_id}", renewal)
-    return _out(row, today())
+    return _out(row, today(ctx.timezone))
 
 
 @router.post("/orders/{order_id}/end", response_model=MonitoringOrder)
@@ -260,7 +253,7 @@ async def end(ctx: Ctx, user: OrderDecider, order_id: int, body: EndIn) -> Monit
         await repo.lock_supervisee(conn, supervisee)
         row = await repo.end_order(conn, order_id, user.subject, body.reason)
         removed: list[str] = []
-        if not await repo.has_active_order(conn, supervisee, today()):
+        if not await repo.has_active_order(conn, supervisee, today(ctx.timezone)):
             removed = await repo.unassign_devices_of_kind(conn, supervisee, "tag")
         await audit.record(
             conn,
@@ -271,4 +264,4 @@ async def end(ctx: Ctx, user: OrderDecider, order_id: int, body: EndIn) -> Monit
         )
     if removed:
         await ctx.rules_changed([supervisee])
-    return _out(row, today(), devices_removed=removed)
+    return _out(row, today(ctx.timezone), devices_removed=removed)
