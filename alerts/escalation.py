@@ -40,8 +40,8 @@ from alerts.ratelimit import release_due
 from alerts.record import NOTIFY_CHANNEL, append_event, queue_change
 from fencewatch.config import DEFAULT_ESCALATE_AFTER_S, DEFAULT_PURSUIT_HOLD_S
 from storage import repo
-from storage.db import FAILED as DB_FAILED
 from storage.db import UNAVAILABLE, Conn
+from storage.listen import WakeLoop
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,10 @@ class Escalator:
         self.timezone = timezone
         self.clock = clock
         self.poll_interval = poll_interval
-        self._wake = asyncio.Event()
+        # Woken by alerts.record when new alerts commit.
+        self._loop = WakeLoop(
+            pool, NOTIFY_CHANNEL, poll_interval=poll_interval, log=log, name="escalation"
+        )
         self._failed_last_pass = False
 
     # -- one pass ------------------------------------------------------------------------
@@ -255,40 +258,18 @@ class Escalator:
     # -- the loop ------------------------------------------------------------------------
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Route and escalate until `stop` is set; rides out database outages."""
-        while not stop.is_set():
-            try:
-                async with self.pool.acquire() as listener:
-                    await listener.add_listener(NOTIFY_CHANNEL, self._notified)
-                    try:
-                        while not stop.is_set() and not listener.is_closed():
-                            self._wake.clear()
-                            await self.step()
-                            await self._pause(stop, await self._seconds_to_next())
-                    finally:
-                        await listener.remove_listener(NOTIFY_CHANNEL, self._notified)
-            except DB_FAILED as exc:
-                log.warning("escalation: database unavailable (%s); retrying", exc)
-                await self._pause(stop, self.poll_interval)
+        await self._loop.run(stop, self._pass)
 
-    async def _seconds_to_next(self) -> float:
+    async def _pass(self) -> float:
+        """A step; the seconds until the next thing falls due."""
+        await self.step()
         if self._failed_last_pass:
             return self.poll_interval  # what failed is still due: do not spin on it
         due = await self.pool.fetchval(_NEXT_DUE, self.pursuit_hold)
         if due is None:
             return self.poll_interval
         return min(self.poll_interval, max(0.0, (due - self.clock()).total_seconds()))
-
-    def _notified(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:
-        self._wake.set()
-
-    async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
-        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-        try:
-            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()

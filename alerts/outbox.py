@@ -26,6 +26,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from fencewatch.metrics import NOTIFICATIONS
 from storage.db import FAILED as DB_FAILED
+from storage.listen import WakeLoop
 
 log = logging.getLogger(__name__)
 
@@ -130,21 +131,19 @@ class OutboxWorker:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._batch = batch
-        self._wake = asyncio.Event()
+        # Woken by enqueue's notification when it names a channel this worker sends.
+        self._loop = WakeLoop(
+            pool,
+            NOTIFY_CHANNEL,
+            poll_interval=poll_interval,
+            log=log,
+            name="outbox",
+            wanted=lambda channel: channel in self._senders,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set; rides out database outages."""
-        while not stop.is_set():
-            try:
-                async with self._pool.acquire() as listener:
-                    await listener.add_listener(NOTIFY_CHANNEL, self._notified)
-                    try:
-                        await self._deliver_until(stop, listener)
-                    finally:
-                        await listener.remove_listener(NOTIFY_CHANNEL, self._notified)
-            except DB_FAILED as exc:
-                log.warning("outbox: database unavailable (%s); retrying", exc)
-                await self._pause(stop, self._poll_interval)
+        await self._loop.run(stop, self._pass)
 
     async def deliver_due(self) -> int:
         """Try every row that is due now, once; returns how many were tried."""
@@ -153,14 +152,12 @@ class OutboxWorker:
         await asyncio.gather(*(self._deliver(row) for row in rows))
         return len(rows)
 
-    async def _deliver_until(self, stop: asyncio.Event, listener: PoolConnectionProxy) -> None:
-        # The periodic poll catches what a notification missed (say while reconnecting).
-        while not stop.is_set() and not listener.is_closed():
-            self._wake.clear()  # before looking, so a row committed meanwhile wakes us
-            if await self.deliver_due():
-                continue
-            seconds = await self._pool.fetchval(_SECONDS_TO_NEXT, list(self._senders))
-            await self._pause(stop, self._poll_interval if seconds is None else float(seconds))
+    async def _pass(self) -> float:
+        """Deliver what is due; the seconds until more is (none while rows remain)."""
+        if await self.deliver_due():
+            return 0.0
+        seconds = await self._pool.fetchval(_SECONDS_TO_NEXT, list(self._senders))
+        return self._poll_interval if seconds is None else float(seconds)
 
     async def _deliver(self, row: asyncpg.Record) -> None:
         message = OutboxMessage(
@@ -198,18 +195,3 @@ class OutboxWorker:
             log.warning(
                 "outbox: could not record an outcome (%s); resent when the lease lapses", exc
             )
-
-    def _notified(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
-        if payload in self._senders:
-            self._wake.set()
-
-    async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
-        """Sleep up to `seconds`; return early when stopped or told of new rows."""
-        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-        try:
-            await asyncio.wait(
-                waits, timeout=max(seconds, 0.0), return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            for wait in waits:
-                wait.cancel()
