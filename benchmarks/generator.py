@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from benchmarks import fleet as fleets
 from benchmarks.mqttpub import Publisher
+from ingest.topics import LOC, tag
 
 CHUNK = 1000  # messages built and written at a time
 TICK_S = 0.01
@@ -46,7 +47,7 @@ class Generator:
         self.batch = batch
         self.step_ms = int(interval * 1000)
         self.global_index = part + parts * np.arange(len(fleet), dtype=np.int64)
-        self.topics = [f"em/{fleets.device_id(int(d))}/loc".encode() for d in self.global_index]
+        self.topics = [tag(fleets.device_id(int(d)), LOC).encode() for d in self.global_index]
         self.last_ts = np.zeros(len(fleet), dtype=np.int64)
         self.records: list[npt.NDArray[np.float64]] = []
 

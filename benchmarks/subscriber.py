@@ -20,6 +20,8 @@ import time
 
 import paho.mqtt.client as mqtt
 
+from ingest import topics
+
 REPORT_S = 0.1
 
 
@@ -32,7 +34,7 @@ class Counter:
         self.received += 1
 
     def on_connect(self, client: mqtt.Client, *_: object) -> None:
-        client.subscribe("em/+/loc", qos=1)
+        client.subscribe(topics.tag(topics.ANY, topics.LOC), qos=1)
 
     def on_subscribe(self, *_: object) -> None:
         self.subscribed.set()

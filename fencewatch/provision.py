@@ -51,6 +51,7 @@ import asyncpg
 
 from alerts import downlink
 from fencewatch.config import ConfigError, MqttAddress, Settings, login_name
+from ingest import topics
 from ingest.shards import Shard
 from storage import repo
 
@@ -67,10 +68,10 @@ _OWNTRACKS_PART = re.compile(r"^[^/+#\x00\s]{1,64}$")
 
 # What a tag may do with its own topics; `%u` is the user name, i.e. the device id.
 DEVICE_PATTERNS = (
-    ("write", "em/%u/loc"),
-    ("write", "em/%u/evt"),
-    ("write", "em/%u/cmd/ack"),
-    ("read", "em/%u/cmd"),
+    ("write", topics.tag("%u", topics.LOC)),
+    ("write", topics.tag("%u", topics.EVT)),
+    ("write", topics.tag("%u", topics.CMD_ACK)),
+    ("read", topics.tag("%u", topics.CMD)),
 )
 # What each of the service's connections may do, by connection name (the `connection` it
 # gives MqttAddress.client); INGEST stands for every shard's session. A new kind of
@@ -79,23 +80,17 @@ DEVICE_PATTERNS = (
 # deployment, not per process, or the processes' connections would do the same.
 INGEST = "ingest"
 SERVICE_CONNECTIONS: dict[str, tuple[tuple[str, str], ...]] = {
-    # All uplink (ingest.shards.WILDCARDS, and command acks), and the broker's count of
-    # dropped messages (ingest.broker_watch).
+    # All uplink (ingest.topics.UPLINK: OsmAnd requests too, which the HTTP listener
+    # publishes for the shard that judges the phone), and the broker's count of dropped
+    # messages (ingest.broker_watch).
     INGEST: (
-        ("read", "em/+/loc"),
-        ("read", "em/+/evt"),
-        ("read", "em/+/cmd/ack"),
-        ("read", "owntracks/+/+"),
-        ("read", "owntracks/+/+/event"),
-        ("read", "owntracks/+/+/status"),
-        # OsmAnd requests: the HTTP listener publishes them for the shard that judges the phone
-        ("read", "osmand/+"),
+        *(("read", topic) for topic in topics.UPLINK),
         ("read", "$SYS/broker/publish/messages/dropped"),
     ),
     # Commands to tags, and to OwnTracks phones (alerts.downlink).
-    downlink.CONNECTION: (("write", "em/+/cmd"), ("write", "owntracks/+/+/cmd")),
+    downlink.CONNECTION: tuple(("write", topic) for topic in topics.COMMANDS),
     # The OsmAnd HTTP listener's publisher (ingest.osmand_http), as `connection="osmand"`.
-    "osmand": (("write", "osmand/+"),),
+    "osmand": (("write", topics.osmand(topics.ANY)),),
 }
 
 
@@ -177,9 +172,9 @@ def service_logins(account: str, shards: Iterable[int]) -> dict[str, Topics]:
     for count in sorted(set(shards)):
         for index in range(count):
             logins[login_name(account, Shard(index, count).connection)] = ingest
-    for connection, topics in SERVICE_CONNECTIONS.items():
+    for connection, granted in SERVICE_CONNECTIONS.items():
         if connection != INGEST:
-            logins[login_name(account, connection)] = topics
+            logins[login_name(account, connection)] = granted
     return logins
 
 
@@ -194,20 +189,17 @@ def render_acl(devices: Sequence[DeviceEntry], logins: dict[str, Topics]) -> str
     ]
     lines += [f"pattern {access} {topic}" for access, topic in DEVICE_PATTERNS]
     lines += ["", "# the fencewatch service: one login per connection, each with what it needs"]
-    for login, topics in logins.items():
+    for login, granted in logins.items():
         lines += ["", f"user {login}"]
-        lines += [f"topic {access} {topic}" for access, topic in topics]
-    for device in sorted((d for d in devices if d.owntracks), key=lambda d: d.id):
-        base = f"owntracks/{device.owntracks}"
+        lines += [f"topic {access} {topic}" for access, topic in granted]
+    phones = {d.id: d.owntracks for d in devices if d.owntracks}
+    for device, user_device in sorted(phones.items()):
+        lines += ["", f"# OwnTracks phone {device}", f"user {device}"]
         lines += [
-            "",
-            f"# OwnTracks phone {device.id}",
-            f"user {device.id}",
-            f"topic write {base}",
-            f"topic write {base}/event",
-            f"topic write {base}/status",
-            f"topic read {base}/cmd",
+            f"topic write {topics.owntracks(user_device, sub)}"
+            for sub in ("", *topics.OWNTRACKS_SUBTOPICS)
         ]
+        lines.append(f"topic read {topics.owntracks(user_device, topics.CMD)}")
     return "\n".join(lines) + "\n"
 
 
@@ -430,10 +422,10 @@ def devices_from_files(
             kind, _, rest = line.partition(" ")
             if kind == "user":
                 user = rest
-            elif kind == "topic" and user and rest.startswith("write owntracks/"):
-                topic = rest.removeprefix("write owntracks/")
-                if topic.count("/") == 1:  # the phone's own "<user>/<device>"
-                    owntracks[user] = topic
+            elif kind == "topic" and user and rest.startswith("write "):
+                named = topics.parse(rest.removeprefix("write "))
+                if named and named.protocol == topics.OWNTRACKS and not named.kind:
+                    owntracks[user] = named.device  # the phone's own "<user>/<device>"
     return [
         DeviceEntry(user, owntracks.get(user))
         for user in read_password_file(password_file)

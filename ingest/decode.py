@@ -18,6 +18,7 @@ import msgspec
 from fencewatch.metrics import MESSAGES_IGNORED
 from geofence.crs import gcj02_to_wgs84
 from geofence.model import DeviceEvent, Fix
+from ingest import topics
 from ingest.messages import (
     EvtMessage,
     FixEntry,
@@ -100,30 +101,28 @@ def decode(
     try:
         if len(payload) > MAX_PAYLOAD:
             raise _Bad("too_large", f"payload is {len(payload)} bytes, limit {MAX_PAYLOAD}")
-        parts = topic.split("/")
-        if len(parts) == 3 and parts[0] == "em" and parts[2] in ("loc", "evt"):
-            device = parts[1]
+        named = topics.parse(topic)
+        if named is None or named.kind in (topics.CMD, topics.CMD_ACK):
+            raise _Bad("topic", f"not a device topic: {topic[:120]!r}")
+        if named.protocol == topics.TAG:
+            device = named.device
             if not _DEVICE_ID.match(device):
                 raise _Bad("topic", f"device id {device[:80]!r} is not a valid id")
             if device not in devices:
                 raise _Bad("unknown_device", f"device {device} is not registered")
-            if parts[2] == "loc":
+            if named.kind == topics.LOC:
                 _loc_message(topic, payload, at, device, out)
             else:
                 out.events.append(_event(payload, at, device))
-        elif parts[0] == "owntracks" and (
-            len(parts) == 3 or (len(parts) == 4 and parts[3] in OWNTRACKS_SUBTOPICS)
-        ):
-            phone = owntracks.get(f"{parts[1]}/{parts[2]}")
+        elif named.protocol == topics.OWNTRACKS:
+            phone = owntracks.get(named.device)
             if phone is None or phone not in devices:
-                raise _Bad("unknown_device", f"no phone registered as {parts[1]}/{parts[2]}")
+                raise _Bad("unknown_device", f"no phone registered as {named.device}")
             _owntracks(topic, payload, at, phone, out)
-        elif parts[0] == "osmand" and len(parts) <= 2:
+        else:
             from ingest import osmand as protocol  # here: it builds on this module's checks
 
-            protocol.decode_into(topic, payload, at, devices, osmand or {}, out)
-        else:
-            raise _Bad("topic", f"not a device topic: {topic[:120]!r}")
+            protocol.decode_into(topic, named.device, payload, at, devices, osmand or {}, out)
     except _Bad as bad:
         out.rejections.append(Rejection(topic, payload, bad.reason, bad.detail))
     except Exception as exc:  # whatever a device sends must not stop ingest
@@ -261,9 +260,6 @@ def _event(payload: bytes, at: int, device: str) -> DeviceEvent:
 
 # --- OwnTracks ------------------------------------------------------------------------------
 
-# Sub-topics the apps publish on besides `owntracks/<user>/<device>` that carry something
-# kept: transitions (`…/event`) and status reports (`…/status`).
-OWNTRACKS_SUBTOPICS = ("event", "status")
 # Valid OwnTracks types with nothing to judge or keep; any other `_type` is ignored too, as
 # `owntracks_other` (a label per unknown type would let a device grow the metrics at will).
 OWNTRACKS_IGNORED = frozenset(

@@ -30,7 +30,7 @@ from geofence.engine import Engine
 from geofence.guard import Message
 from geofence.judge import Judged
 from geofence.model import DeviceEvent, Verdict
-from ingest import receipts
+from ingest import receipts, topics
 from ingest.decode import Decoded, Rejection, decode
 from ingest.mqtt import Inbound, MqttSource
 from ingest.quarantine import Quarantine
@@ -41,7 +41,6 @@ from storage.db import UNAVAILABLE
 
 log = logging.getLogger("fencewatch.ingest")
 
-ACK_SUFFIX = "/cmd/ack"
 MAX_BATCH = 5000
 MAX_WAIT_S = 0.02
 RETRY_S = (0.5, 1, 2, 5, 10)
@@ -169,16 +168,21 @@ class IngestLoop:
             mine = [i for i in items if i.topic not in foreign]
             decoded = Decoded()
             waiting: list[receipts.Receipt] = []  # senders waiting for the commit
-            acks = [i for i in mine if i.topic.endswith(ACK_SUFFIX)]
+            acks: list[tuple[str, Inbound]] = []  # (the acknowledging tag, its message)
+            uplink: list[Inbound] = []
+            for item in mine:
+                named = topics.parse(item.topic)
+                if named is not None and named.kind == topics.CMD_ACK:
+                    acks.append((named.device, item))
+                else:
+                    uplink.append(item)
             if acks:
                 decoded.rejections += await self._command_acks(acks)
             # Each message's fixes and events, and the message, for the guard to name a
             # message the engine cannot judge.
             messages: list[Message] = []
             sources: list[Inbound] = []
-            for item in mine:
-                if item.topic.endswith(ACK_SUFFIX):
-                    continue
+            for item in uplink:
                 d = decode(
                     item.topic,
                     item.payload,
@@ -254,14 +258,14 @@ class IngestLoop:
         self.batches += 1
         await p.feed.publish(judged, done.alerts, p.engine)
 
-    async def _command_acks(self, acks: list[Inbound]) -> list[Rejection]:
-        """Devices acknowledging commands (em/<device>/cmd/ack), recorded before the batch's
-        broker acks; a malformed one is kept as a rejected message."""
+    async def _command_acks(self, acks: list[tuple[str, Inbound]]) -> list[Rejection]:
+        """Tags acknowledging commands, recorded before the batch's broker acks; a
+        malformed acknowledgement is kept as a rejected message."""
         rejected = []
         async with self.pipeline.pool.acquire() as conn, conn.transaction():
-            for item in acks:
+            for device, item in acks:
                 try:
-                    await record_command_ack(conn, item.topic.split("/")[1], item.payload)
+                    await record_command_ack(conn, device, item.payload)
                 except CommandAckError as exc:
                     rejected.append(Rejection(item.topic, item.payload, "schema", str(exc)))
         return rejected

@@ -39,7 +39,6 @@ from geofence.model import DeviceEvent
 from ingest.decode import Decoded, Rejection, _Bad, _check_time, _decode, _fix
 from ingest.messages import FixEntry
 
-TOPIC = "osmand"  # in pings.jsonl; live messages go on osmand/<device id>
 # What a roster or the API accepts as an OsmAnd id: what the phone sends as `id` (Traccar
 # Client: digits by default, or an IMEI; trackers: anything printable).
 ID_PATTERN = r"^[!-~]{1,64}$"
@@ -52,10 +51,6 @@ _INT_SECONDS = 2**31 - 1  # Traccar: a smaller number is seconds, a larger milli
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?$")
 _INTEGER = re.compile(r"^-?\d{1,18}$")
 _HAS_TIME = re.compile(r"(?:^|&)timestamp=")
-
-
-def topic(device: str) -> str:
-    return f"{TOPIC}/{device}"
 
 
 class Coords(msgspec.Struct, frozen=True):
@@ -126,6 +121,7 @@ def read(payload: bytes) -> Report:
 
 def decode_into(
     topic: str,
+    addressed: str,
     payload: bytes,
     at: int,
     devices: Mapping[str, str],
@@ -133,13 +129,12 @@ def decode_into(
     out: Decoded,
 ) -> None:
     """Add what the request says to `out`; raise `_Bad` when none of it can be used.
-    `osmand` maps registered phones' OsmAnd ids to device ids; on `osmand/<device>` the
-    id must be that device's."""
+    `osmand` maps registered phones' OsmAnd ids to device ids; the id must be the
+    device's the topic is `addressed` to, if any."""
     report = read(payload)
     device = osmand.get(report.id)
     if device is None or device not in devices:
         raise _Bad("unknown_device", f"no phone registered as OsmAnd id {report.id[:64]!r}")
-    _, _, addressed = topic.partition("/")
     if addressed and addressed != device:
         raise _Bad("topic", f"OsmAnd id {report.id[:64]!r} is {device}, the topic says {addressed}")
     ts = at if report.ts is None else report.ts

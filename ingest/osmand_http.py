@@ -30,7 +30,7 @@ from starlette.routing import Route
 from fencewatch.config import MqttAddress
 from fencewatch.metrics import FIXES_REJECTED, OSMAND_REQUESTS
 from geofence.ruleset import RuleSet
-from ingest import osmand, receipts
+from ingest import osmand, receipts, topics
 from ingest.decode import MAX_PAYLOAD, Rejection, decode
 
 log = logging.getLogger("fencewatch.osmand")
@@ -160,7 +160,7 @@ class OsmandListener:
         payload = osmand.request_payload(query, content_type, body, at)
         rules = self.rules()
         decoded = decode(
-            osmand.TOPIC, payload, at, rules.device_owner, rules.owntracks, rules.osmand
+            topics.OSMAND, payload, at, rules.device_owner, rules.owntracks, rules.osmand
         )
         problems = [f"{r.reason}: {r.detail}" for r in decoded.rejections]
         devices = [f.device for f in decoded.fixes] + [e.device for e in decoded.events]
@@ -169,7 +169,7 @@ class OsmandListener:
             return 400, "; ".join(problems)
         if not self.ready:
             return 503, "not connected to the broker or the database yet: send it again"
-        topic = osmand.topic(devices[0])
+        topic = topics.osmand(devices[0])
         key = receipts.key(topic, payload)
         receipt = self.receipts.expect(key)
         try:

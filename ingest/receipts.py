@@ -23,12 +23,14 @@ from collections.abc import Sequence
 import asyncpg
 import msgspec
 
+from ingest import topics
 from ingest.decode import Rejection
 
 log = logging.getLogger("fencewatch.ingest")
 
 CHANNEL = "fencewatch_committed"
-PREFIX = "osmand/"  # topics whose senders wait for the commit
+# Topics whose senders wait for the commit: OsmAnd requests the listener published.
+AWAITED = topics.osmand("")
 NOTICE_BYTES = 7000  # a PostgreSQL notification carries at most 8000 bytes
 REASON_CHARS = 300
 RECONNECT_S = 2.0
@@ -38,7 +40,7 @@ Receipt = tuple[str, str | None]
 
 
 def awaited(topic: str) -> bool:
-    return topic.startswith(PREFIX)
+    return topic.startswith(AWAITED)
 
 
 def key(topic: str, payload: bytes) -> str:

@@ -12,21 +12,8 @@ import zlib
 
 import msgspec
 
-from alerts.downlink import ACK_TOPIC
 from geofence.ruleset import RuleSet
-from ingest import osmand
-from ingest.decode import OWNTRACKS_SUBTOPICS
-
-WILDCARDS = (
-    "em/+/loc",
-    "em/+/evt",
-    ACK_TOPIC,
-    "owntracks/+/+",
-    *(f"owntracks/+/+/{sub}" for sub in OWNTRACKS_SUBTOPICS),
-    # OsmAnd requests, published by the HTTP listener for the shard that judges the
-    # phone's wearer (ingest.osmand_http)
-    osmand.topic("+"),
-)
+from ingest import topics
 
 
 def shard_of(supervisee: str, count: int) -> int:
@@ -52,35 +39,36 @@ class Shard(msgspec.Struct, frozen=True):
 
     def topics(self, rules: RuleSet) -> set[str]:
         if self.count == 1:
-            return set(WILDCARDS)
-        topics = {
-            f"em/{device}/{kind}"
+            return set(topics.UPLINK)
+        subscribed = {
+            topics.tag(device, kind)
             for device, owner in rules.device_owner.items()
             if self.owns(owner)
-            for kind in ("loc", "evt", "cmd/ack")
+            for kind in (topics.LOC, topics.EVT, topics.CMD_ACK)
         }
-        topics.update(
-            f"owntracks/{user_device}{sub}"
+        subscribed.update(
+            topics.owntracks(user_device, sub)
             for user_device, device in rules.owntracks.items()
             if self.owns(rules.device_owner.get(device, ""))
-            for sub in ("", *(f"/{suffix}" for suffix in OWNTRACKS_SUBTOPICS))
+            for sub in ("", *topics.OWNTRACKS_SUBTOPICS)
         )
-        topics.update(
-            osmand.topic(device)
+        subscribed.update(
+            topics.osmand(device)
             for device in rules.osmand.values()
             if self.owns(rules.device_owner.get(device, ""))
         )
-        return topics
+        return subscribed
 
     def foreign(self, topic: str, rules: RuleSet) -> bool:
         """A message this shard is subscribed to but another shard judges: a subscription
         left in the persistent session from before the device changed hands."""
         if self.count == 1:
             return False
-        parts = topic.split("/")
-        if parts[0] == "owntracks":
-            device = rules.owntracks.get("/".join(parts[1:3]), "")
-        else:
-            device = parts[1] if len(parts) > 1 else ""
+        named = topics.parse(topic)
+        if named is None:
+            return False
+        device = named.device
+        if named.protocol == topics.OWNTRACKS:
+            device = rules.owntracks.get(device, "")
         owner = rules.device_owner.get(device)
         return owner is not None and not self.owns(owner)

@@ -26,21 +26,18 @@ import numpy as np
 import numpy.typing as npt
 
 from geofence.crs import wgs84_to_gcj02
+from ingest import topics
 from simulators.geo import displacement
 from simulators.gps import SOURCES, GpsModel, GpsProfile
 from simulators.messages import (
-    OSMAND_TOPIC,
     Message,
     Payload,
     evt,
-    evt_topic,
     fix_entry,
     loc,
-    loc_topic,
     osmand_location,
     owntracks_location,
     owntracks_lwt,
-    owntracks_topic,
 )
 from simulators.route import Track
 from simulators.uplink import LinkPlan
@@ -143,10 +140,15 @@ class DeviceSim:
     @property
     def topic(self) -> str:
         if self.plan.osmand is not None:
-            return OSMAND_TOPIC
+            return topics.OSMAND
         if self.plan.kind == "phone":
-            return owntracks_topic(self.plan.owntracks or f"u{self.plan.id}/{self.plan.id}")
-        return loc_topic(self.plan.id)
+            return topics.owntracks(self.user_device)
+        return topics.tag(self.plan.id, topics.LOC)
+
+    @property
+    def user_device(self) -> str:
+        """A phone's OwnTracks "<user>/<device>"."""
+        return self.plan.owntracks or f"u{self.plan.id}/{self.plan.id}"
 
     def set_interval(self, interval_s: float) -> None:
         """A tag told to report every `interval_s`: the next report comes that long after
@@ -362,7 +364,7 @@ class DeviceSim:
             )
             out.append(Message(ts, self.topic, loc(entry), entry=True))
         if plan.kind == "tag":
-            topic = evt_topic(plan.id)
+            topic = topics.tag(plan.id, topics.EVT)
             out += [
                 Message(ts, topic, evt(0, ts, kind))
                 for ts, kind in events

@@ -16,14 +16,15 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from fencewatch.config import MqttAddress
+from ingest import topics
 from simulators.mqtt_link import MAX_UNACKED, MqttLink
 from simulators.tag import LiveTag
 
 
-def device_part(topic: str) -> str:
-    """The part of a topic that names its device: `em/<id>` or `owntracks/<user>/<device>`."""
-    parts = topic.split("/")
-    return "/".join(parts[:3] if parts[0] == "owntracks" else parts[:2])
+def device_part(topic: str) -> tuple[str, str] | None:
+    """The device a topic names: its protocol and its name there."""
+    named = topics.parse(topic)
+    return None if named is None else (named.protocol, named.device)
 
 
 class DeviceLinks:
@@ -39,7 +40,7 @@ class DeviceLinks:
         address = MqttAddress.parse(url)
         self.max_unacked = max_unacked
         self.commands: deque[tuple[str, bytes]] = deque()
-        self._links: dict[str, MqttLink] = {}
+        self._links: dict[tuple[str, str] | None, MqttLink] = {}
         for tag in tags:
             device = tag.plan.id
             link = MqttLink(address.url(device, passwords[device]), device, max_unacked)

@@ -28,18 +28,6 @@ class Message:
     entry: bool = False
 
 
-def loc_topic(device: str) -> str:
-    return f"em/{device}/loc"
-
-
-def evt_topic(device: str) -> str:
-    return f"em/{device}/evt"
-
-
-def owntracks_topic(user_device: str) -> str:
-    return f"owntracks/{user_device}"
-
-
 def fix_entry(
     seq: int,
     ts: int,
@@ -141,9 +129,6 @@ def owntracks_lwt(tst: int | str | None) -> Payload:
     publishes once the connection has died: `tst` is when it connected. The iOS app of the
     OwnTracks recorder's demo recording sent it as a string; Android sends none."""
     return {"_type": "lwt"} if tst is None else {"_type": "lwt", "tst": tst}
-
-
-OSMAND_TOPIC = "osmand"  # an OsmAnd request as pings.jsonl records it (spec 4.2)
 
 
 def osmand_location(

@@ -24,9 +24,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from fencewatch.config import MqttAddress
+from ingest import topics
 
 MAX_UNACKED = 10_000
-COMMAND_TOPICS = ("em/+/cmd", "owntracks/+/+/cmd")
 
 
 class MqttLink:
@@ -53,7 +53,7 @@ class MqttLink:
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if not reason.is_failure:
             # A clean session: subscribed afresh on every connect.
-            client.subscribe([(topic, 1) for topic in COMMAND_TOPICS])
+            client.subscribe([(topic, 1) for topic in topics.COMMANDS])
             self.connected.set()
 
     def _on_disconnect(

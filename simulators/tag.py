@@ -23,6 +23,7 @@ from typing import Protocol
 import msgspec
 import numpy as np
 
+from ingest import topics
 from simulators.device import MOVE, SIGNIFICANT, Battery, DevicePlan, DeviceSim, Window
 from simulators.messages import Message
 from simulators.route import Track
@@ -85,8 +86,8 @@ class LiveTag:
     @property
     def command_topic(self) -> str:
         if self.plan.kind == "phone":
-            return f"{self.sim.topic}/cmd"
-        return f"em/{self.plan.id}/cmd"
+            return topics.owntracks(self.sim.user_device, topics.CMD)
+        return topics.tag(self.plan.id, topics.CMD)
 
     def command(self, payload: bytes, link: Link) -> None:
         """Obey a command from the service; firmware ignores what it cannot parse."""
@@ -107,7 +108,7 @@ class LiveTag:
                 self.sim.set_interval(interval)
         # Acknowledged every time: the ack of the first delivery may be what was lost.
         ack = {"v": 1, "id": command_id, "type": "ack"}
-        link.publish(f"{self.command_topic}/ack", self.encoder.encode(ack))
+        link.publish(topics.tag(self.plan.id, topics.CMD_ACK), self.encoder.encode(ack))
 
     def _owntracks_command(self, body: dict) -> None:
         if body.get("_type") != "cmd":

@@ -30,7 +30,7 @@ import numpy.typing as npt
 from fencewatch.scenario import iso_to_ms
 from geofence.model import Roster, Supervisee, ZoneDef
 from geofence.ruleset import RuleSet
-from simulators.messages import OSMAND_TOPIC
+from ingest import topics
 from simulators.route import Track
 from simulators.uplink import Body, Ping
 
@@ -107,14 +107,14 @@ def _duration(start: int, end: int | None, clock_end: int) -> int:
     return (clock_end if end is None else end) - start
 
 
-def _records(topic: str, payload: Body, at: int) -> list[Record]:
+def _records(topic: topics.Topic, payload: Body, at: int) -> list[Record]:
     if isinstance(payload, list):  # an OwnTracks phone's array
         return [r for msg in payload for r in _records(topic, msg, at)]
-    if topic.startswith("owntracks/"):
+    if topic.protocol == topics.OWNTRACKS:
         return [_owntracks_record(payload, at)]
-    if topic == OSMAND_TOPIC:
+    if topic.protocol == topics.OSMAND:
         return [_osmand_record(payload, at)]
-    if topic.endswith("/evt"):
+    if topic.kind == topics.EVT:
         return [Record(at, payload["ts"], event=payload["type"])]
     return [
         Record(at, e["ts"], e.get("fix", True), e.get("batt"), e.get("chg"), e.get("strap"))
@@ -146,14 +146,16 @@ def device_records(
     seen: set[tuple[str, str, int]] = set()
     out: dict[str, list[Record]] = defaultdict(list)
     for p in pings:
-        parts = p.topic.split("/")
-        if parts[0] == "owntracks":
-            device = owntracks[f"{parts[1]}/{parts[2]}"]
-        elif p.topic == OSMAND_TOPIC and isinstance(p.payload, dict):
+        named = topics.parse(p.topic)
+        if named is None:
+            raise ValueError(f"not a device topic: {p.topic[:120]!r}")
+        if named.protocol == topics.OWNTRACKS:
+            device = owntracks[named.device]
+        elif named.protocol == topics.OSMAND and isinstance(p.payload, dict):
             device = osmand[p.payload["device_id"]]
         else:
-            device = parts[1]
-        for r in _records(p.topic, p.payload, p.at):
+            device = named.device
+        for r in _records(named, p.payload, p.at):
             key = (device, r.event or "", r.ts)
             if key not in seen:
                 seen.add(key)

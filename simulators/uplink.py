@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ingest import topics
 from simulators.messages import Message, Payload, batch
 
 Body = Payload | list[Payload]  # one publish: a message, or an OwnTracks phone's array
@@ -63,7 +64,7 @@ def wire(group: list[Message]) -> tuple[str, Body]:
     """The (topic, payload) that carries a group from `fold`."""
     if len(group) == 1:
         return group[0].topic, group[0].payload
-    if group[0].topic.startswith("owntracks/"):
+    if topics.protocol(group[0].topic) == topics.OWNTRACKS:
         return group[0].topic, [m.payload for m in group]
     return group[0].topic, batch([m.payload for m in group])
 

@@ -20,7 +20,7 @@ from geofence.model import Quality, Roster
 from geofence.ruleset import RuleSet
 from geofence.zones import parse_feature_collection
 from ingest.decode import decode
-from ingest.shards import WILDCARDS
+from ingest.topics import UPLINK
 from ingest.writer import commit
 from storage.db import open_pool
 from tests.kit import LIANDU, LIANDU_SEAT, lishui_collection
@@ -128,7 +128,7 @@ def _delivered(topic: str) -> bool:
     """Whether ingest's subscriptions receive a publish on `topic` at all."""
     if "+" in topic or "#" in topic:
         return False  # not a topic one can publish to
-    return any(mqtt.topic_matches_sub(sub, topic) for sub in WILDCARDS)
+    return any(mqtt.topic_matches_sub(sub, topic) for sub in UPLINK)
 
 
 async def _publish_then_check_a_valid_fix_is_stored(

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from fencewatch.replay import replay
 from fencewatch.timefmt import iso
 from geofence.ruleset import RuleSet
-from ingest import osmand
+from ingest import osmand, topics
 from ingest.decode import Decoded, decode
-from ingest.shards import WILDCARDS, Shard
+from ingest.shards import Shard
 from tests.kit import (
     LIANDU,
     LIANDU_SEAT,
@@ -66,16 +66,16 @@ def request(case: dict[str, Any], at: int) -> Decoded:
     payload = osmand.request_payload(
         urlsplit(case["url"]).query, case.get("content_type", ""), body, at
     )
-    return decode(osmand.TOPIC, payload, at, owners(), {}, phones())
+    return decode(topics.OSMAND, payload, at, owners(), {}, phones())
 
 
 def query(text: str, at: int = AT, content_type: str = "", body: bytes = b"") -> Decoded:
     payload = osmand.request_payload(text, content_type, body, at)
-    return decode(osmand.TOPIC, payload, at, {"P1": "S1"}, {}, {"123456": "P1"})
+    return decode(topics.OSMAND, payload, at, {"P1": "S1"}, {}, {"123456": "P1"})
 
 
 def reasons(out: Decoded) -> list[str]:
-    assert all(r.detail and r.topic == osmand.TOPIC for r in out.rejections)
+    assert all(r.detail and r.topic == topics.OSMAND for r in out.rejections)
     return [r.reason for r in out.rejections]
 
 
@@ -154,7 +154,7 @@ def test_a_request_without_time_keeps_its_arrival_time() -> None:
     """The listener writes the arrival time into the message: the shard may read it later."""
     payload = osmand.request_payload("id=123456&lat=28.45&lon=119.91", "", b"", AT)
     assert msgspec.json.decode(payload) == f"id=123456&lat=28.45&lon=119.91&timestamp={AT}"
-    later = decode(osmand.TOPIC, payload, AT + 60_000, {"P1": "S1"}, {}, {"123456": "P1"})
+    later = decode(topics.OSMAND, payload, AT + 60_000, {"P1": "S1"}, {}, {"123456": "P1"})
     assert [f.ts for f in later.fixes] == [AT]
 
 
@@ -239,10 +239,10 @@ def test_on_its_shard_topic_the_request_must_be_that_devices() -> None:
         "id=123456&lat=28.45&lon=119.91&timestamp=1764240000", "", b"", AT
     )
     devices, ids = {"P1": "S1", "P2": "S2"}, {"123456": "P1"}
-    assert decode(osmand.topic("P1"), payload, AT, devices, {}, ids).fixes
-    out = decode(osmand.topic("P2"), payload, AT, devices, {}, ids)
+    assert decode(topics.osmand("P1"), payload, AT, devices, {}, ids).fixes
+    out = decode(topics.osmand("P2"), payload, AT, devices, {}, ids)
     assert [r.reason for r in out.rejections] == ["topic"]
-    out = decode(osmand.TOPIC, payload, AT, devices, {})  # no OsmAnd phones registered
+    out = decode(topics.OSMAND, payload, AT, devices, {})  # no OsmAnd phones registered
     assert [r.reason for r in out.rejections] == ["unknown_device"]
 
 
@@ -261,13 +261,13 @@ def _rules() -> RuleSet:
 
 def test_shards_subscribe_their_phones_osmand_topic() -> None:
     rules = _rules()
-    assert osmand.topic("+") in WILDCARDS
+    assert topics.osmand("+") in topics.UPLINK
     owner = [s for s in (Shard(k, 4) for k in range(4)) if s.owns("S1")]
-    assert osmand.topic("P1") in owner[0].topics(rules)
+    assert topics.osmand("P1") in owner[0].topics(rules)
     others = [Shard(k, 4) for k in range(4) if Shard(k, 4) not in owner]
-    assert all(osmand.topic("P1") not in s.topics(rules) for s in others)
-    assert all(s.foreign(osmand.topic("P1"), rules) for s in others)
-    assert not owner[0].foreign(osmand.topic("P1"), rules)
+    assert all(topics.osmand("P1") not in s.topics(rules) for s in others)
+    assert all(s.foreign(topics.osmand("P1"), rules) for s in others)
+    assert not owner[0].foreign(topics.osmand("P1"), rules)
 
 
 def test_replay_takes_osmand_pings_as_recorded(tmp_path: Path) -> None:

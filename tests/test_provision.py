@@ -439,7 +439,7 @@ def clients(broker: Broker) -> Iterator[dict[str, Client]]:
 @needs_mosquitto
 def test_a_device_cannot_publish_as_another(clients: dict[str, Client]) -> None:
     service, a, b = clients["service"], clients["A"], clients["B"]
-    # What ingest subscribes to (ingest.shards.WILDCARDS), plus everything else under em/.
+    # What ingest subscribes to (ingest.topics.UPLINK), plus everything else under em/.
     assert not any(c.is_failure for c in service.subscribe("em/+/loc", "em/+/evt", "em/#"))
     assert not any(c.is_failure for c in b.subscribe("em/B/cmd"))
 
