@@ -4,15 +4,11 @@
 from __future__ import annotations
 
 import secrets
-import sys
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from api.auth import OFFICE_ROLES, REVOKED_CHANNEL, ROLES, hash_token
-from fencewatch.config import Settings
-from fencewatch.loader import tell_service
-from fencewatch.servers import run_with_pool
+from api.auth import OFFICE_ROLES, ROLES, hash_token
 from storage import repo
 
 # Lets secret scanners and people recognise a leaked token.
@@ -56,8 +52,9 @@ async def create_token(
 
 
 async def revoke_token(pool: asyncpg.Pool, token: str) -> bool:
-    """Revoke it: every request from now on gets 401; open live feeds learn of it through
-    `announce_revoked`, or within api.console.RECHECK_S."""
+    """Revoke it: every request from now on gets 401; open live feeds learn of it when
+    told on REVOKED_CHANNEL (`fencewatch token revoke` does), or within
+    api.console.RECHECK_S."""
     async with pool.acquire() as conn, conn.transaction():
         token_id = await repo.revoke_token(conn, hash_token(token))
         if token_id is not None:
@@ -65,41 +62,3 @@ async def revoke_token(pool: asyncpg.Pool, token: str) -> bool:
                 conn, "fencewatch token", None, "token.revoke", f"token:{token_id}", {}
             )
     return token_id is not None
-
-
-def announce_revoked(token: str) -> None:
-    """Tell the running service's live feeds (best effort)."""
-    tell_service(
-        Settings.from_env(),
-        REVOKED_CHANNEL,
-        hash_token(token).encode(),
-        "of the revoke; its open live feeds drop the token at their next check",
-    )
-
-
-def main(role: str, office: str | None, subject: str | None, days: int) -> int:
-    """Print a new token on stdout (and nothing else there, so scripts can capture it)."""
-    try:
-        token = run_with_pool(lambda pool: create_token(pool, role, office, subject, days))
-    except TokenError as exc:
-        print(f"fencewatch token: {exc}", file=sys.stderr)
-        return 2
-    print(token)
-    return 0
-
-
-def revoke_main(token: str) -> int:
-    """Revoke a token at once (its next request gets 401); `-` reads it from stdin, which
-    keeps it out of the shell history and the process list. Exit 1 if no live token has it."""
-    if token == "-":
-        token = sys.stdin.readline()
-    token = token.strip()
-    if not token:
-        print("fencewatch token revoke: no token given", file=sys.stderr)
-        return 2
-    if not run_with_pool(lambda pool: revoke_token(pool, token)):
-        print("fencewatch token revoke: no such live token", file=sys.stderr)
-        return 1
-    announce_revoked(token)
-    print("revoked")
-    return 0

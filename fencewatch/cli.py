@@ -32,15 +32,47 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from api.tokens import main
+    """Print a new token on stdout (and nothing else there, so scripts can capture it)."""
+    from api.tokens import TokenError, create_token
+    from fencewatch.servers import run_with_pool
 
-    return main(role=args.role, office=args.office, subject=args.subject, days=args.days)
+    try:
+        token = run_with_pool(
+            lambda pool: create_token(pool, args.role, args.office, args.subject, args.days)
+        )
+    except TokenError as exc:
+        print(f"fencewatch token: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
 
 
 def _token_revoke(args: argparse.Namespace) -> int:
-    from api.tokens import revoke_main
+    """Revoke a token at once (its next request gets 401) and tell the running service's
+    live feeds (best effort); `-` reads it from stdin, which keeps it out of the shell
+    history and the process list. Exit 1 if no live token has it."""
+    from api.auth import REVOKED_CHANNEL, hash_token
+    from api.tokens import revoke_token
+    from fencewatch.config import Settings
+    from fencewatch.loader import tell_service
+    from fencewatch.servers import run_with_pool
 
-    return revoke_main(args.token)
+    token = sys.stdin.readline() if args.token == "-" else args.token
+    token = token.strip()
+    if not token:
+        print("fencewatch token revoke: no token given", file=sys.stderr)
+        return 2
+    if not run_with_pool(lambda pool: revoke_token(pool, token)):
+        print("fencewatch token revoke: no such live token", file=sys.stderr)
+        return 1
+    tell_service(
+        Settings.from_env(),
+        REVOKED_CHANNEL,
+        hash_token(token).encode(),
+        "of the revoke; its open live feeds drop the token at their next check",
+    )
+    print("revoked")
+    return 0
 
 
 def _devices_provision(args: argparse.Namespace) -> int:

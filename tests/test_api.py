@@ -24,7 +24,8 @@ from shapely.geometry import shape
 
 from api.app import create_app
 from api.context import ApiContext
-from api.tokens import TokenError, create_token, revoke_main, revoke_token
+from api.tokens import TokenError, create_token, revoke_token
+from fencewatch import cli
 from geofence.model import DeviceRef
 from geofence.zones import parse_feature_collection
 from storage import repo
@@ -218,14 +219,14 @@ async def test_the_revoke_command_revokes_at_once(
 ) -> None:
     monkeypatch.setenv("FENCEWATCH_DATABASE_URL", pg_dsn)
     # In a thread: the command runs its own event loop, as it does from the shell.
-    assert await asyncio.to_thread(revoke_main, world.tokens["officer"]) == 0
+    assert await asyncio.to_thread(cli.main, ["token", "revoke", world.tokens["officer"]]) == 0
     assert capsys.readouterr().out == "revoked\n"
     assert _error(await world.get("officer", "/api/v1/alerts"), 401) == "token revoked"
-    assert await asyncio.to_thread(revoke_main, world.tokens["officer"]) == 1
+    assert await asyncio.to_thread(cli.main, ["token", "revoke", world.tokens["officer"]]) == 1
     assert "no such live token" in capsys.readouterr().err
     # From stdin, so the token stays out of the shell history and the process list.
     monkeypatch.setattr("sys.stdin", io.StringIO(world.tokens["auditor"] + "\n"))
-    assert await asyncio.to_thread(revoke_main, "-") == 0
+    assert await asyncio.to_thread(cli.main, ["token", "revoke", "-"]) == 0
     assert _error(await world.get("auditor", "/api/v1/alerts"), 401) == "token revoked"
     assert (await world.get("operator", "/api/v1/alerts")).status_code == 200
     revoked = await world.pool.fetch(

@@ -36,8 +36,8 @@ from alerts.webhook import WebhookSender
 from api import console
 from api.app import create_app
 from api.context import ApiContext
-from api.tokens import create_token, revoke_main, revoke_token
-from fencewatch import embedded
+from api.tokens import create_token, revoke_token
+from fencewatch import cli, embedded
 from fencewatch.embedded import free_port, start_redis
 from storage.db import open_pool
 from tests.test_webhook import SECRET, Receiver
@@ -94,7 +94,7 @@ async def test_the_feed_drops_a_token_revoked_by_the_command(
             revoking = asyncio.create_task(_closed_with(ws, token))
             await asyncio.sleep(0.2)  # connected and subscribed
             # What `fencewatch token revoke` does, in a thread as from the shell.
-            assert await asyncio.to_thread(revoke_main, token) == 0
+            assert await asyncio.to_thread(cli.main, ["token", "revoke", token]) == 0
             code, reason = await revoking
     assert (code, reason) == (4401, "token revoked")
 
