@@ -29,9 +29,8 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
-import asyncpg
 import msgspec
 import paho.mqtt.client as mqtt
 
@@ -95,7 +94,7 @@ async def _record(
 async def _enqueue(conn: Conn, device: str, payload: dict[str, Any]) -> None:
     # One stream per device: its commands go out in the order they were given.
     await enqueue(
-        cast(asyncpg.Connection, conn),
+        conn,
         CHANNEL,
         {"kind": "command", "device": device, **payload},
         recipient=device,

@@ -22,10 +22,10 @@ from typing import Any, Protocol
 
 import asyncpg
 import msgspec
-from asyncpg.pool import PoolConnectionProxy
 
 from fencewatch.metrics import NOTIFICATIONS
 from storage.db import FAILED as DB_FAILED
+from storage.db import Conn
 from storage.listen import WakeLoop
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,7 @@ class Sender(Protocol):
         """Deliver `message` or raise: any exception means "not delivered, retry later"."""
 
 
-async def enqueue(
-    conn: asyncpg.Connection | PoolConnectionProxy,
-    channel: str,
-    payload: dict[str, Any],
-    recipient: str = "",
-) -> None:
+async def enqueue(conn: Conn, channel: str, payload: dict[str, Any], recipient: str = "") -> None:
     """Queue `payload` for `channel`. Call it inside the transaction making the change:
     the row and the wake-up of the workers take effect at its commit.
 

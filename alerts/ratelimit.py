@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import datetime, timedelta
-from typing import cast
 
 import asyncpg
 import msgspec
@@ -171,7 +170,7 @@ async def release_due(pool: asyncpg.Pool, *, now: datetime, timezone: str, batch
                 "text": text,
             }
             await enqueue(
-                cast(asyncpg.Connection, conn),
+                conn,
                 group["channel"],
                 payload,
                 recipient=group["recipient"],

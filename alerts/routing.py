@@ -14,9 +14,8 @@ notification exists exactly when the routing step that decided it was committed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
-import asyncpg
 import msgspec
 
 from alerts import templates
@@ -42,11 +41,6 @@ class Channels(msgspec.Struct, frozen=True):
     sms: bool = False
     email: bool = False
     downlink: bool = False
-
-
-def _pg(conn: Conn) -> asyncpg.Connection:
-    # asyncpg's pool hands out proxies of asyncpg.Connection, which enqueue is typed for.
-    return cast(asyncpg.Connection, conn)
 
 
 async def _office_contacts(conn: Conn, office: str) -> list[Contact]:
@@ -196,13 +190,13 @@ async def notify(
         if channels.sms and contact.phone and (SMS, contact.phone) not in seen:
             seen.add((SMS, contact.phone))
             text = templates.alert_text(alert, **args)
-            await enqueue(_pg(conn), SMS, {**common, "text": text}, recipient=contact.phone)
+            await enqueue(conn, SMS, {**common, "text": text}, recipient=contact.phone)
             queued.append({"channel": SMS, "recipient": contact.phone, "to": contact.who})
         if channels.email and contact.email and (EMAIL, contact.email) not in seen:
             seen.add((EMAIL, contact.email))
             subject, body = templates.alert_email(alert, **args)
             await enqueue(
-                _pg(conn),
+                conn,
                 EMAIL,
                 {**common, "subject": subject, "text": body},
                 recipient=contact.email,

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
-
-import asyncpg
 
 from alerts import routing, templates
 from alerts.outbox import enqueue
@@ -81,7 +79,7 @@ async def _remind(
             if enabled and address and address not in seen:
                 seen.add(address)
                 await enqueue(
-                    cast(asyncpg.Connection, conn),
+                    conn,
                     channel,
                     {**payload, "to": contact.who},
                     recipient=address,
