@@ -193,7 +193,7 @@ class Service:
 
     @property
     def busy(self) -> bool:
-        return any(r.pipeline.busy for r in self.shards.held.values())
+        return any(r.judging.busy for r in self.shards.held.values())
 
     async def _open_shard(self, shard: Shard, name: str) -> ShardRunner:
         return await ShardRunner.open(

@@ -72,12 +72,12 @@ class Balancer:
                     runner = self.held.get(index)
                     if await self.leases.claim(self.name(index)):
                         if runner is not None:
-                            runner.pipeline.valid_until = asked + VALID_S
+                            runner.judging.valid_until = asked + VALID_S
                         continue
                     log.error("shard %s was taken by another worker", self.name(index))
                     self.leased.discard(index)
                     if runner is not None:
-                        runner.pipeline.held = False
+                        runner.judging.held = False
             except (RedisError, OSError) as exc:
                 log.warning("shard leases not renewed (%s); trying again", exc)
             await asyncio.sleep(RENEW_S)
@@ -88,8 +88,8 @@ class Balancer:
                 # Taken by another worker, or no renewal for so long that it may have been:
                 # let the shard go (and its MQTT session, so two holders do not keep taking
                 # it from each other), to be taken afresh once Redis answers again.
-                if index not in self.leased or time.monotonic() > runner.pipeline.valid_until:
-                    runner.pipeline.held = False  # a commit waiting on the lease gives up
+                if index not in self.leased or time.monotonic() > runner.judging.valid_until:
+                    runner.judging.held = False  # a commit waiting on the lease gives up
                     await self._give_back(index, snapshot=False)
                 else:
                     runner.check()  # a crash stops the service; nothing is lost
@@ -115,7 +115,7 @@ class Balancer:
             self.leased.add(index)
             try:
                 runner = await self.open_shard(Shard(index, self.count), self.name(index))
-                runner.pipeline.valid_until = asked + VALID_S
+                runner.judging.valid_until = asked + VALID_S
                 self.held[index] = runner
                 SHARDS_HELD.set(len(self.held))
             except Exception:

@@ -1,4 +1,4 @@
-"""The live pipeline, batch by batch: broker → decode → engine → commit → ack → fan-out.
+"""Ingest, batch by batch: broker → decode → engine → commit → ack → fan-out.
 
 Batch N+1 is gathered and judged while batch N commits; commits run one at a time, in
 order, each followed by its batch's broker acks. The lock covers the engine's steps and
@@ -51,8 +51,9 @@ class ShardLost(Exception):
     """Another worker holds the shard now: commit nothing more, acknowledge nothing."""
 
 
-class Pipeline:
-    """Engine + database + fan-out, shared by the ingest loop and the clock."""
+class Judging:
+    """One shard's judging: its engine, the database its outcomes are committed to, one
+    batch at a time, and the fan-out; shared by the shard's ingest loop and the clock."""
 
     def __init__(self, engine: Engine, pool: asyncpg.Pool, feed: Feed) -> None:
         self.engine = engine
@@ -143,8 +144,8 @@ class Pipeline:
 
 
 class IngestLoop:
-    def __init__(self, pipeline: Pipeline, source: MqttSource, shard: Shard) -> None:
-        self.pipeline = pipeline
+    def __init__(self, judging: Judging, source: MqttSource, shard: Shard) -> None:
+        self.judging = judging
         self.source = source
         self.shard = shard
         self.batches = 0
@@ -157,10 +158,10 @@ class IngestLoop:
 
     async def handle(self, items: list[Inbound]) -> None:
         """Judge a batch and hand it to the committer once the batch before is committed."""
-        p = self.pipeline
+        judging = self.judging
         started = time.perf_counter()
-        async with p.lock:
-            rules = p.engine.rules
+        async with judging.lock:
+            rules = judging.engine.rules
             foreign = {i.topic for i in items if self.shard.foreign(i.topic, rules)}
             if foreign:
                 # Its own shard's session has the message too: ours is a stale subscription.
@@ -200,7 +201,7 @@ class IngestLoop:
                     decoded.fixes += d.fixes
                     decoded.events += d.events
             outcome = await self._judge(messages, decoded)
-            quarantined, faults = p.quarantined(outcome, sources)
+            quarantined, faults = judging.quarantined(outcome, sources)
             if quarantined:
                 decoded.rejections += quarantined
                 # Kept as the quarantined message, not as an event judged.
@@ -210,8 +211,8 @@ class IngestLoop:
             FIXES_RECEIVED.inc(len(decoded.fixes))
             for r in decoded.rejections:
                 FIXES_REJECTED.labels(r.reason).inc()
-            await p.drain()
-            p.inflight = asyncio.ensure_future(
+            await judging.drain()
+            judging.inflight = asyncio.ensure_future(
                 self._finish(items, outcome.judged, decoded, outcome.verdicts, started, waiting)
             )
 
@@ -221,22 +222,21 @@ class IngestLoop:
         third of the engine's time, so it is done only for GUARDED_S after a fault; the
         first fault is met by putting the engine back as committed (as a restart would:
         the shard's snapshot and the fixes committed since) and judging the batch guarded."""
-        p = self.pipeline
-        if time.monotonic() >= p.guarded_until:
+        judging = self.judging
+        if time.monotonic() >= judging.guarded_until:
             try:
-                outcome = p.engine.process(decoded.fixes, decoded.events)
+                outcome = judging.engine.process(decoded.fixes, decoded.events)
             except Exception as exc:
                 log.error("engine raised (%s); judging again, guarded", guard.describe(exc))
-                await p.drain()
-                async with p.pool.acquire() as conn:
-                    p.engine, p.last_rid, p.last_event_rid, _ = await snapshots.restore(
-                        conn, p.engine.rules, self.shard
-                    )
+                await judging.drain()
+                async with judging.pool.acquire() as conn:
+                    restored = await snapshots.restore(conn, judging.engine.rules, self.shard)
+                judging.engine, judging.last_rid, judging.last_event_rid, _ = restored
             else:
                 return guard.Guarded(outcome.judged, outcome.verdicts)
-        guarded = guard.process(p.engine, messages)
+        guarded = guard.process(judging.engine, messages)
         if guarded.faults:
-            p.guarded_until = time.monotonic() + GUARDED_S
+            judging.guarded_until = time.monotonic() + GUARDED_S
         return guarded
 
     async def _finish(
@@ -248,21 +248,21 @@ class IngestLoop:
         started: float,
         waiting: list[receipts.Receipt],
     ) -> None:
-        p = self.pipeline
-        done = await p.commit(judged, decoded.events, decoded.rejections, verdicts)
+        judging = self.judging
+        done = await judging.commit(judged, decoded.events, decoded.rejections, verdicts)
         self.source.ack(items)
         if waiting:
-            await receipts.send(p.pool, waiting)
+            await receipts.send(judging.pool, waiting)
         FIXES_STORED.inc(done.stored)
         INGEST_BATCH_SECONDS.observe(time.perf_counter() - started)
         self.batches += 1
-        await p.feed.publish(judged, done.alerts, p.engine)
+        await judging.feed.publish(judged, done.alerts, judging.engine)
 
     async def _command_acks(self, acks: list[tuple[str, Inbound]]) -> list[Rejection]:
         """Tags acknowledging commands, recorded before the batch's broker acks; a
         malformed acknowledgement is kept as a rejected message."""
         rejected = []
-        async with self.pipeline.pool.acquire() as conn, conn.transaction():
+        async with self.judging.pool.acquire() as conn, conn.transaction():
             for device, item in acks:
                 try:
                     await record_command_ack(conn, device, item.payload)

@@ -11,7 +11,7 @@ import asyncpg
 from alerts.feed import Feed
 from geofence.ruleset import RuleSet
 from ingest.broker_watch import BrokerWatch
-from ingest.loop import IngestLoop, Pipeline
+from ingest.loop import IngestLoop, Judging
 from ingest.mqtt import MqttSource
 from ingest.quarantine import Quarantine, open_faults
 from ingest.shards import Shard
@@ -21,11 +21,11 @@ log = logging.getLogger("fencewatch.ingest")
 
 
 class ShardRunner:
-    def __init__(self, shard: Shard, pipeline: Pipeline, source: MqttSource) -> None:
+    def __init__(self, shard: Shard, judging: Judging, source: MqttSource) -> None:
         self.shard = shard
-        self.pipeline = pipeline
+        self.judging = judging
         self.source = source
-        self.loop = IngestLoop(pipeline, source, shard)
+        self.loop = IngestLoop(judging, source, shard)
         self.task = asyncio.create_task(self.loop.run(), name=f"ingest {source.client_id}")
 
     @classmethod
@@ -43,14 +43,14 @@ class ShardRunner:
             engine, last_rid, last_event_rid, rejudged = await snapshots.restore(conn, rules, shard)
             faults = await open_faults(conn)
         log.info("shard %s: restored, %d fixes and events judged again", name, rejudged)
-        pipeline = Pipeline(engine, pool, feed)
-        pipeline.quarantine = Quarantine({p: k for p, k in faults.items() if shard.owns(p)})
-        pipeline.last_rid, pipeline.last_event_rid = last_rid, last_event_rid
+        judging = Judging(engine, pool, feed)
+        judging.quarantine = Quarantine({p: k for p, k in faults.items() if shard.owns(p)})
+        judging.last_rid, judging.last_event_rid = last_rid, last_event_rid
         source = MqttSource(
             mqtt_url, name, shard.topics(rules), connection=shard.connection, watch=watch
         )
         source.start()
-        return cls(shard, pipeline, source)
+        return cls(shard, judging, source)
 
     @property
     def connected(self) -> bool:
@@ -60,25 +60,25 @@ class ShardRunner:
         """Raise what stopped the shard's loop or its last commit, if anything did."""
         if self.task.done():
             self.task.result()
-        inflight = self.pipeline.inflight
+        inflight = self.judging.inflight
         if inflight is not None and inflight.done():
             inflight.result()
 
     async def tick(self, now_ms: int) -> None:
-        await self.pipeline.tick(now_ms)
+        await self.judging.tick(now_ms)
 
     async def snapshot(self) -> None:
         # Taken under the lock, consistent with what is committed; written outside it, so
         # judging goes on meanwhile.
-        p = self.pipeline
-        async with p.lock:
-            await p.drain()
-            taken = p.engine.snapshot(), p.last_rid, p.last_event_rid
+        judging = self.judging
+        async with judging.lock:
+            await judging.drain()
+            taken = judging.engine.snapshot(), judging.last_rid, judging.last_event_rid
         await self._save(*taken)
 
     async def rules_changed(self, rules: RuleSet) -> None:
-        async with self.pipeline.lock:
-            engine = self.pipeline.engine
+        async with self.judging.lock:
+            engine = self.judging.engine
             engine.rules = rules
             # A device now worn by someone another shard judges is that shard's to watch.
             owner = rules.device_owner.get
@@ -92,18 +92,20 @@ class ShardRunner:
         runs ahead of what is committed; what was not acknowledged is redelivered to the
         shard's next holder. After a failed commit there is no snapshot: the next holder
         judges again from the last good one."""
-        p = self.pipeline
-        async with p.lock:
+        judging = self.judging
+        async with judging.lock:
             self.task.cancel()
             try:
-                await p.drain()
+                await judging.drain()
             except Exception:
                 snapshot = False
             self.source.stop()
             if snapshot:
-                await self._save(p.engine.snapshot(), p.last_rid, p.last_event_rid)
+                await self._save(
+                    judging.engine.snapshot(), judging.last_rid, judging.last_event_rid
+                )
         await asyncio.gather(self.task, return_exceptions=True)
 
     async def _save(self, state: bytes, last_rid: int, last_event_rid: int) -> None:
-        async with self.pipeline.pool.acquire() as conn:
+        async with self.judging.pool.acquire() as conn:
             await snapshots.save(conn, self.shard, state, last_rid, last_event_rid)
