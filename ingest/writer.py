@@ -1,54 +1,21 @@
 """Commit one judged batch in one transaction: fixes, device events, rejected messages, the
 alerts the batch raised and the pursuit commands it calls for (alerts.pursuit). The broker
-is acknowledged only after this returns.
-
-Fixes are COPYed straight into `fixes`; only when that meets a fix already stored (a QoS 1
-redelivery) is the batch staged and inserted-if-new instead, so each fix is stored once
-and the common case costs the database a third less."""
+is acknowledged only after this returns. Fixes are stored as storage.fixes writes them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-import asyncpg
 import msgspec
 
 from alerts import pursuit
 from alerts.record import apply
-from geofence.engine import zone_state
 from geofence.judge import Judged
 from geofence.model import DeviceEvent, Verdict
 from ingest.decode import DetailedEvent, Rejection
+from storage import fixes
 from storage.db import Conn
-
-_COLUMNS = (
-    "device_id",
-    "supervisee_id",
-    "seq",
-    "ts",
-    "received_at",
-    "lat",
-    "lon",
-    "acc",
-    "src",
-    "spd",
-    "hdg",
-    "batt",
-    "chg",
-    "strap",
-    "quality",
-    "zone_state",
-)
-_STAGE = (
-    "CREATE TEMP TABLE IF NOT EXISTS fixes_stage ON COMMIT DELETE ROWS AS SELECT "
-    + ", ".join(_COLUMNS)
-    + " FROM fixes WITH NO DATA"
-)
-_MOVE = (
-    f"INSERT INTO fixes ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} FROM fixes_stage"
-    " ON CONFLICT DO NOTHING RETURNING rid"
-)
 
 
 class Committed(msgspec.Struct):
@@ -56,42 +23,6 @@ class Committed(msgspec.Struct):
     last_rid: int = 0
     last_event_rid: int = 0
     alerts: list[dict[str, Any]] = msgspec.field(default_factory=list)
-
-
-async def _store_fixes(conn: Conn, rows: list[tuple]) -> tuple[int, int]:
-    """(fixes stored, highest rid)."""
-    try:
-        async with conn.transaction():  # a savepoint
-            status = await conn.copy_records_to_table("fixes", records=rows, columns=_COLUMNS)
-    except asyncpg.UniqueViolationError:
-        await conn.execute(_STAGE)
-        await conn.copy_records_to_table("fixes_stage", records=rows, columns=_COLUMNS)
-        rids = await conn.fetch(_MOVE)
-        return len(rids), max((r["rid"] for r in rids), default=0)
-    # One batch's rids come from this session's calls of the sequence, in order.
-    return int(status.split()[-1]), await conn.fetchval("SELECT currval('fixes_rid_seq')")
-
-
-def _row(j: Judged) -> tuple:
-    f = j.fix
-    return (
-        f.device,
-        j.supervisee,
-        f.seq,
-        f.ts,  # epoch ms: the pool's timestamptz codec takes them as they are
-        f.at,
-        f.lat,
-        f.lon,
-        f.acc,
-        f.src,
-        f.spd,
-        f.hdg,
-        f.batt,
-        f.chg,
-        f.strap,
-        int(j.flags),
-        zone_state(j),
-    )
 
 
 async def commit(
@@ -105,7 +36,7 @@ async def commit(
     out = Committed()
     async with conn.transaction():
         if judged:
-            out.stored, out.last_rid = await _store_fixes(conn, [_row(j) for j in judged])
+            out.stored, out.last_rid = await fixes.store(conn, judged)
         if events:
             out.last_event_rid = (
                 await conn.fetchval(

@@ -19,12 +19,12 @@ import asyncpg
 import msgspec
 
 from alerts.record import apply
-from fencewatch.timefmt import epoch_ms
 from geofence import guard
 from geofence.engine import Engine
-from geofence.model import DeviceEvent, Fix, Quality, Verdict
+from geofence.model import DeviceEvent, Fix, Verdict
 from geofence.ruleset import RuleSet
 from geofence.state import EngineState
+from storage import fixes
 from storage.db import Conn
 
 if TYPE_CHECKING:
@@ -127,53 +127,18 @@ async def _restore(
     last_event_rid = min((r["last_event_rid"] for r in rows), default=0)
     rejudged = 0
     while True:
-        rows = await conn.fetch(
-            "SELECT rid, device_id, seq, ts, received_at, lat, lon, acc, src, spd, hdg, batt,"
-            " chg, strap, quality FROM fixes WHERE rid > $1 ORDER BY rid LIMIT $2",
-            last_rid,
-            CHUNK,
-        )
-        if not rows:
+        stored, last = await fixes.committed(conn, last_rid, CHUNK)
+        if not stored:
             break
-        last_rid = rows[-1]["rid"]
-        fixes = [
-            Fix(
-                device=r["device_id"],
-                seq=r["seq"],
-                ts=epoch_ms(r["ts"]),
-                at=epoch_ms(r["received_at"]),
-                lat=r["lat"],
-                lon=r["lon"],
-                acc=r["acc"],
-                src=r["src"],
-                spd=r["spd"],
-                hdg=r["hdg"],
-                batt=r["batt"],
-                chg=r["chg"],
-                strap=r["strap"],
-                gcj02=bool(r["quality"] & Quality.GCJ02),
-            )
-            for r in rows
-            if _ours(rules, shard, r["device_id"])
-        ]
-        rejudged += len(fixes)
-        verdicts = _judge(engine, fixes, [], guarded)
+        last_rid = last
+        ours = [f for f in stored if _ours(rules, shard, f.device)]
+        rejudged += len(ours)
+        verdicts = _judge(engine, ours, [], guarded)
         async with conn.transaction():
             await apply(conn, verdicts)
-    rows = await conn.fetch(
-        "SELECT rid, device_id, seq, ts, received_at, type FROM device_events WHERE rid > $1"
-        " ORDER BY rid",
-        last_event_rid,
-    )
-    if rows:
-        last_event_rid = rows[-1]["rid"]
-        events = [
-            DeviceEvent(
-                r["device_id"], r["seq"], epoch_ms(r["ts"]), epoch_ms(r["received_at"]), r["type"]
-            )
-            for r in rows
-            if _ours(rules, shard, r["device_id"])
-        ]
+    events, last_event_rid = await fixes.committed_events(conn, last_event_rid)
+    if events:
+        events = [e for e in events if _ours(rules, shard, e.device)]
         rejudged += len(events)
         verdicts = _judge(engine, [], events, guarded)
         async with conn.transaction():

@@ -1,0 +1,134 @@
+"""The `fixes` table and the engine's `Fix`, both ways: a judged fix as the row ingest
+commits (ingest.writer), and a committed row as the `Fix` judged again after a restart
+(ingest.restore), with the device events committed alongside.
+
+Fixes are COPYed straight into `fixes`; only when that meets a fix already stored (a QoS 1
+redelivery) is the batch staged and inserted-if-new instead, so each fix is stored once
+and the common case costs the database a third less."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from fencewatch.timefmt import epoch_ms
+from geofence.engine import zone_state
+from geofence.judge import Judged
+from geofence.model import DeviceEvent, Fix, Quality
+from storage.db import Conn
+
+COLUMNS = (
+    "device_id",
+    "supervisee_id",
+    "seq",
+    "ts",
+    "received_at",
+    "lat",
+    "lon",
+    "acc",
+    "src",
+    "spd",
+    "hdg",
+    "batt",
+    "chg",
+    "strap",
+    "quality",
+    "zone_state",
+)
+_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS fixes_stage ON COMMIT DELETE ROWS AS SELECT "
+    + ", ".join(COLUMNS)
+    + " FROM fixes WITH NO DATA"
+)
+_MOVE = (
+    f"INSERT INTO fixes ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM fixes_stage"
+    " ON CONFLICT DO NOTHING RETURNING rid"
+)
+
+
+def _row(j: Judged) -> tuple:
+    """A judged fix as its row, in the order of COLUMNS."""
+    f = j.fix
+    return (
+        f.device,
+        j.supervisee,
+        f.seq,
+        f.ts,  # epoch ms: the pool's timestamptz codec takes them as they are
+        f.at,
+        f.lat,
+        f.lon,
+        f.acc,
+        f.src,
+        f.spd,
+        f.hdg,
+        f.batt,
+        f.chg,
+        f.strap,
+        int(j.flags),
+        zone_state(j),
+    )
+
+
+def _fix(r: asyncpg.Record) -> Fix:
+    """A committed row as the fix the device sent (its judgement is not part of it)."""
+    return Fix(
+        device=r["device_id"],
+        seq=r["seq"],
+        ts=epoch_ms(r["ts"]),
+        at=epoch_ms(r["received_at"]),
+        lat=r["lat"],
+        lon=r["lon"],
+        acc=r["acc"],
+        src=r["src"],
+        spd=r["spd"],
+        hdg=r["hdg"],
+        batt=r["batt"],
+        chg=r["chg"],
+        strap=r["strap"],
+        gcj02=bool(r["quality"] & Quality.GCJ02),
+    )
+
+
+async def store(conn: Conn, judged: Sequence[Judged]) -> tuple[int, int]:
+    """(fixes stored, highest rid), inside the caller's transaction."""
+    rows = [_row(j) for j in judged]
+    try:
+        async with conn.transaction():  # a savepoint
+            status = await conn.copy_records_to_table("fixes", records=rows, columns=COLUMNS)
+    except asyncpg.UniqueViolationError:
+        await conn.execute(_STAGE)
+        await conn.copy_records_to_table("fixes_stage", records=rows, columns=COLUMNS)
+        rids = await conn.fetch(_MOVE)
+        return len(rids), max((r["rid"] for r in rids), default=0)
+    # One batch's rids come from this session's calls of the sequence, in order.
+    return int(status.split()[-1]), await conn.fetchval("SELECT currval('fixes_rid_seq')")
+
+
+async def committed(conn: Conn, after: int, limit: int) -> tuple[list[Fix], int]:
+    """Up to `limit` fixes committed after rid `after`, in commit order, and the rid of the
+    last of them (`after` when there are none)."""
+    rows = await conn.fetch(
+        "SELECT rid, device_id, seq, ts, received_at, lat, lon, acc, src, spd, hdg, batt,"
+        " chg, strap, quality FROM fixes WHERE rid > $1 ORDER BY rid LIMIT $2",
+        after,
+        limit,
+    )
+    return [_fix(r) for r in rows], rows[-1]["rid"] if rows else after
+
+
+async def committed_events(conn: Conn, after: int) -> tuple[list[DeviceEvent], int]:
+    """The device events committed after rid `after`, in commit order, and the rid of the
+    last of them (`after` when there are none)."""
+    rows = await conn.fetch(
+        "SELECT rid, device_id, seq, ts, received_at, type FROM device_events WHERE rid > $1"
+        " ORDER BY rid",
+        after,
+    )
+    events = [
+        DeviceEvent(
+            r["device_id"], r["seq"], epoch_ms(r["ts"]), epoch_ms(r["received_at"]), r["type"]
+        )
+        for r in rows
+    ]
+    return events, rows[-1]["rid"] if rows else after
