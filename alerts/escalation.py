@@ -39,9 +39,9 @@ from alerts.clock import Clock, system_clock
 from alerts.ratelimit import release_due
 from alerts.record import NOTIFY_CHANNEL, append_event, queue_change
 from fencewatch.config import DEFAULT_ESCALATE_AFTER_S, DEFAULT_PURSUIT_HOLD_S
-from storage import repo
 from storage.db import UNAVAILABLE, Conn
 from storage.listen import WakeLoop
+from storage.repo import orders as orders_repo
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class Escalator:
         detail: dict[str, Any] = {"level": 0}
         escalate_at = None
         if alert["status"] == "open":
-            heightened = await repo.heightened_in_force(conn, now, alert["supervisee_id"])
+            heightened = await orders_repo.heightened_in_force(conn, now, alert["supervisee_id"])
             delay = self.policy.delay(alert["severity"], heightened)
             if delay is not None and self.policy.max_level > 0:
                 escalate_at = now + delay
@@ -218,7 +218,7 @@ class Escalator:
         if level > self.policy.max_level:
             await conn.execute("UPDATE alerts SET escalate_at = NULL WHERE id = $1", alert["id"])
             return
-        heightened = await repo.heightened_in_force(conn, now, alert["supervisee_id"])
+        heightened = await orders_repo.heightened_in_force(conn, now, alert["supervisee_id"])
         delay = self.policy.delay(alert["severity"], heightened)
         next_at = now + delay if delay is not None and level < self.policy.max_level else None
         row = await conn.fetchrow(

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from api.auth import Principal
-from storage import repo
-from storage.repo import Conn
+from storage.db import Conn
+from storage.repo import access as access_repo
 
 
 async def record(
     conn: Conn, who: Principal, action: str, obj: str, detail: dict[str, Any] | None = None
 ) -> None:
     """Write in the caller's transaction, so a change and its audit row commit together."""
-    await repo.audit(conn, who.subject, who.role, action, obj, detail or {})
+    await access_repo.audit(conn, who.subject, who.role, action, obj, detail or {})

@@ -26,7 +26,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.context import Ctx
 from api.errors import ApiError
-from storage import repo
+from storage.repo import access as access_repo
 from supervision.leave import LEVEL_NAMES, LEVELS
 
 ROLES = ("operator", "officer", "supervisor", "auditor")
@@ -115,7 +115,7 @@ async def authenticate(
     if credentials is None:
         raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <token>'")
     async with ctx.pool.acquire() as conn:
-        row = await repo.token_by_hash(conn, hash_token(credentials.credentials))
+        row = await access_repo.token_by_hash(conn, hash_token(credentials.credentials))
         if row is None:
             raise ApiError(401, "unknown token")
         if row["revoked_at"] is not None:
@@ -124,7 +124,7 @@ async def authenticate(
             raise ApiError(401, "token expired")
         office = row["office"]
         if office is not None:
-            offices: tuple[str, ...] | None = tuple(await repo.office_subtree(conn, office))
+            offices: tuple[str, ...] | None = tuple(await access_repo.office_subtree(conn, office))
         else:
             offices = () if row["role"] in OFFICE_ROLES else None
     return Principal(

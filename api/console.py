@@ -29,7 +29,7 @@ from api.auth import REVOKED_CHANNEL, Permission, Principal, User, authenticate,
 from api.context import ApiContext
 from api.errors import ApiError
 from fencewatch.config import Settings
-from storage import repo
+from storage.repo import people as people_repo
 
 STATIC = Path(__file__).resolve().parent / "static"
 BUILD_HINT = "cd console && npm ci && npm run build"
@@ -174,7 +174,7 @@ async def feed(ws: WebSocket) -> None:
         people = (
             None
             if user.offices is None
-            else frozenset(await repo.active_supervisee_ids(conn, user.offices))
+            else frozenset(await people_repo.active_supervisee_ids(conn, user.offices))
         )
         await audit.record(conn, user, "location.feed", "feed")
     pubsub = ctx.redis.pubsub(ignore_subscribe_messages=True)

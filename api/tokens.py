@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from api.auth import OFFICE_ROLES, ROLES, hash_token
-from storage import repo
+from storage.repo import access as access_repo
+from storage.repo import offices as offices_repo
 
 # Lets secret scanners and people recognise a leaked token.
 PREFIX = "fw_"
@@ -35,12 +36,12 @@ async def create_token(
     subject = subject or (f"{role}@{office}" if office else role)
     token = PREFIX + secrets.token_urlsafe(32)
     async with pool.acquire() as conn, conn.transaction():
-        if office is not None and await repo.get_office(conn, office) is None:
+        if office is not None and await offices_repo.get_office(conn, office) is None:
             raise TokenError(f"office {office!r} does not exist")
-        token_id = await repo.insert_token(
+        token_id = await access_repo.insert_token(
             conn, hash_token(token), subject, role, office, datetime.now(UTC) + timedelta(days)
         )
-        await repo.audit(
+        await access_repo.audit(
             conn,
             "fencewatch token",
             None,
@@ -56,9 +57,9 @@ async def revoke_token(pool: asyncpg.Pool, token: str) -> bool:
     told on REVOKED_CHANNEL (`fencewatch token revoke` does), or within
     api.console.RECHECK_S."""
     async with pool.acquire() as conn, conn.transaction():
-        token_id = await repo.revoke_token(conn, hash_token(token))
+        token_id = await access_repo.revoke_token(conn, hash_token(token))
         if token_id is not None:
-            await repo.audit(
+            await access_repo.audit(
                 conn, "fencewatch token", None, "token.revoke", f"token:{token_id}", {}
             )
     return token_id is not None

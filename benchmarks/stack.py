@@ -119,7 +119,7 @@ def _roster_key(scenario: Path) -> str:
         scenario / "roster.json",
         *sorted((ROOT / "storage" / "migrations").glob("*.sql")),
         ROOT / "fencewatch" / "loader.py",
-        ROOT / "storage" / "repo.py",
+        *sorted((ROOT / "storage" / "repo").glob("*.py")),
     ]
     for path in sources:
         digest.update(path.read_bytes())

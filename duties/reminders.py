@@ -21,7 +21,7 @@ from alerts.outbox import enqueue
 from alerts.routing import Channels
 from storage.db import Conn
 
-# The order's end after its last renewal (as storage.repo reads it).
+# The order's end after its last renewal (as storage.repo.orders reads it).
 _ORDER_END = "COALESCE((o.renewals -> -1 ->> 'until')::date, o.ends_on)"
 _LEAVE_DUE_WITHIN = timedelta(hours=24)
 _OVERDUE_LOOKBACK = timedelta(days=7)

@@ -24,8 +24,8 @@ from typing import Any
 import asyncpg
 
 from fencewatch.config import MIN_RETENTION_DAYS
-from storage import repo
 from storage.db import FAILED as DB_FAILED
+from storage.repo import access as access_repo
 
 log = logging.getLogger("fencewatch.retention")
 
@@ -102,7 +102,7 @@ async def _purge(
                         "cutoff": result["cutoff"],
                         "days": result["days"],
                     }
-                    await repo.audit(
+                    await access_repo.audit(
                         conn, ACTOR, None, "retention.purge", f"supervisee:{sid}", detail
                     )
                 result["purged"][sid] = counts
@@ -120,7 +120,7 @@ async def _purge(
         )
         summary = {k: v for k, v in result.items() if k not in ("purged", "dry_run")}
         summary["released_without_term_end"] = summary["released_without_term_end"][:100]
-        await repo.audit(conn, ACTOR, None, "retention.run", "retention", summary)
+        await access_repo.audit(conn, ACTOR, None, "retention.run", "retention", summary)
 
 
 async def _purge_person(

@@ -26,7 +26,12 @@ from fencewatch.scenario import ScenarioError, read_roster
 from fencewatch.servers import run_with_pool
 from geofence.model import Roster, Supervisee, ZoneDef
 from geofence.zones import ZoneError, parse_feature_collection
-from storage import repo
+from storage.db import Conn
+from storage.repo import access as access_repo
+from storage.repo import leave as leave_repo
+from storage.repo import offices as offices_repo
+from storage.repo import people as people_repo
+from storage.repo import zones as zones_repo
 from storage.rules import RULES_CHANNEL
 
 
@@ -64,12 +69,12 @@ def _read(scenario_dir: Path) -> tuple[list[tuple[ZoneDef, dict[str, Any]]], Ros
     return zones, roster
 
 
-async def _check_references(conn: repo.Conn, people: list[Supervisee]) -> None:
+async def _check_references(conn: Conn, people: list[Supervisee]) -> None:
     """Fail on the first person naming a zone or an office that cannot be used."""
-    kinds = await repo.zone_kinds(conn)
-    offices = await repo.office_ids(conn)
+    kinds = await zones_repo.zone_kinds(conn)
+    offices = await offices_repo.office_ids(conn)
     for person in people:
-        errors = repo.check_zone_references(
+        errors = zones_repo.check_zone_references(
             kinds,
             jurisdiction=person.jurisdiction,
             exclusion=person.exclusion,
@@ -99,20 +104,22 @@ async def load_scenario(pool: asyncpg.Pool, scenario_dir: Path) -> dict[str, int
     wearers = {device.id: person.id for person in people for device in person.devices}
     leaves = {leave.id: (person.id, leave) for person in people for leave in person.leaves}
     async with pool.acquire() as conn, conn.transaction():
-        await repo.upsert_zones(conn, unique_zones.values())
+        await zones_repo.upsert_zones(conn, unique_zones.values())
         await _check_references(conn, people)
         try:
-            await repo.load_supervisees(conn, people)
+            await people_repo.load_supervisees(conn, people)
             # Unlike `POST /devices/{id}/assign`, no monitoring order is required for a
             # tag here: spec 4.2 rosters carry no orders (a scenario's tags would all be
             # refused), and loading is the operator's bulk import, not a decision to fit
             # one. Orders for loaded people are recorded through the API.
-            await repo.upsert_devices(conn, list(devices.values()))
+            await people_repo.upsert_devices(conn, list(devices.values()))
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise ScenarioError(f"roster.json: {getattr(exc, 'detail', None) or exc}") from None
-        await repo.reassign_devices(conn, wearers, [person.id for person in people])
-        await repo.load_leaves(conn, leaves.values())
-        await repo.audit(conn, "fencewatch load", None, "scenario.load", str(scenario_dir), counts)
+        await people_repo.reassign_devices(conn, wearers, [person.id for person in people])
+        await leave_repo.load_leaves(conn, leaves.values())
+        await access_repo.audit(
+            conn, "fencewatch load", None, "scenario.load", str(scenario_dir), counts
+        )
         # Fresh statistics: right after a bulk load the planner would otherwise guess (the
         # monthly report over 100,000 people ran for minutes on a fresh load's guesses).
         await conn.execute("ANALYZE supervisees, devices, device_assignments, leaves, zones")

@@ -53,7 +53,7 @@ from alerts import downlink
 from fencewatch.config import ConfigError, MqttAddress, Settings, login_name
 from ingest import topics
 from ingest.shards import Shard
-from storage import repo
+from storage.repo import access as access_repo
 
 ITERATIONS = 101  # Mosquitto's own default; see the module docstring
 SALT_BYTES = 12
@@ -439,9 +439,9 @@ async def _audit(pool: asyncpg.Pool, result: Provisioned, service_users: Sequenc
         for user in result.passwords:
             if user in service_users:
                 continue
-            await repo.audit(conn, ACTOR, None, "device.provision", f"device:{user}", {})
+            await access_repo.audit(conn, ACTOR, None, "device.provision", f"device:{user}", {})
         for user in result.removed:
-            await repo.audit(conn, ACTOR, None, "device.deprovision", f"device:{user}", {})
+            await access_repo.audit(conn, ACTOR, None, "device.deprovision", f"device:{user}", {})
 
 
 def main(

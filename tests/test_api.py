@@ -28,8 +28,11 @@ from api.tokens import TokenError, create_token, revoke_token
 from fencewatch import cli
 from geofence.model import DeviceRef
 from geofence.zones import parse_feature_collection
-from storage import repo
 from storage.db import open_pool
+from storage.repo import offices as offices_repo
+from storage.repo import orders as orders_repo
+from storage.repo import people as people_repo
+from storage.repo import zones as zones_repo
 from tests.kit import OFFICES, PEOPLE, square
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -82,12 +85,12 @@ class World:
 async def _seed(pool: asyncpg.Pool) -> dict[str, int]:
     async with pool.acquire() as conn:
         for office in OFFICES:
-            await repo.upsert_office(conn, *office)
+            await offices_repo.upsert_office(conn, *office)
         for zone, source in zip(parse_feature_collection(ZONES), ZONES["features"], strict=True):
-            await repo.upsert_zone(conn, zone, source)
+            await zones_repo.upsert_zone(conn, zone, source)
         alerts = {}
         for person, office in PEOPLE.items():
-            await repo.put_supervisee(
+            await people_repo.put_supervisee(
                 conn,
                 person,
                 name=f"对象{person}",
@@ -101,8 +104,8 @@ async def _seed(pool: asyncpg.Pool) -> dict[str, int]:
                 term_end=None,
                 status="active",
             )
-            await repo.upsert_device(conn, DeviceRef(f"T-{person}"))
-            await repo.assign_device(conn, f"T-{person}", person)
+            await people_repo.upsert_device(conn, DeviceRef(f"T-{person}"))
+            await people_repo.assign_device(conn, f"T-{person}", person)
             alerts[person] = await _add_alert(conn, person)
     return alerts
 
@@ -112,7 +115,7 @@ async def _give_order(pool: asyncpg.Pool, person: str) -> int:
     test_api_rules.py)."""
     today = datetime.now(UTC).date()
     async with pool.acquire() as conn:
-        row = await repo.insert_order(
+        row = await orders_repo.insert_order(
             conn,
             person,
             ground="left_without_approval",
@@ -160,7 +163,7 @@ async def open_world(
     alerts = await _seed(pool)
     async with pool.acquire() as conn:
         for office in offices:
-            await repo.upsert_office(conn, *office)
+            await offices_repo.upsert_office(conn, *office)
     tokens = {
         name: await create_token(pool, role, office, subject=name)
         for name, (role, office) in tokens_for.items()

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from geofence.ruleset import RuleSet
-from storage import repo
+from storage.repo import orders as orders_repo
+from storage.repo import zones as zones_repo
 from storage.rules import load_rules
 from tests.test_api import TOKENS, World, _error, open_world
 
@@ -61,7 +62,7 @@ async def test_values_that_would_stop_the_engine_are_refused(world: World) -> No
     )
     assert "acc_max_m must be 1 to 100000" in _error(response, 422)
     assert await world.pool.fetchval("SELECT count(*) FROM heightened_periods") == 0
-    assert not await repo.zone_exists(world.pool, "XX")  # type: ignore[arg-type]
+    assert not await zones_repo.zone_exists(world.pool, "XX")  # type: ignore[arg-type]
 
 
 # --- item 3: heightened periods are scoped and only tighten --------------------------------
@@ -91,8 +92,8 @@ async def test_heightened_periods_apply_to_the_creators_offices_only(world: Worl
     now = int(NOW.timestamp() * 1000)
     assert rules.policy("T-P1", now).confirm_fixes == 2  # P1: station S1, under K1
     assert rules.policy("T-P3", now).confirm_fixes == 3  # P3: K2's
-    assert await repo.heightened_in_force(world.pool, NOW, "P1")  # type: ignore[arg-type]
-    assert not await repo.heightened_in_force(world.pool, NOW, "P3")  # type: ignore[arg-type]
+    assert await orders_repo.heightened_in_force(world.pool, NOW, "P1")  # type: ignore[arg-type]
+    assert not await orders_repo.heightened_in_force(world.pool, NOW, "P3")  # type: ignore[arg-type]
 
     # K2 neither sees nor changes K1's period; K1 cannot change a service-wide one.
     _error(await world.get("k2", "/api/v1/heightened/k1"), 404)

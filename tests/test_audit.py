@@ -23,8 +23,9 @@ from api.app import create_app
 from api.context import ApiContext
 from api.tokens import create_token
 from fencewatch.loader import load_scenario
-from storage import repo
 from storage.db import open_pool
+from storage.repo import access as access_repo
+from storage.repo import offices as offices_repo
 from tests.kit import OFFICES, PEOPLE
 
 T0 = datetime(2025, 11, 27, 2, 0, tzinfo=UTC)
@@ -98,7 +99,7 @@ async def world(pg_dsn: str, redis_url: str) -> AsyncIterator[World]:
         await load_scenario(pool, Path(tmp))
     async with pool.acquire() as conn:
         for row in OFFICES:
-            await repo.upsert_office(conn, *row)
+            await offices_repo.upsert_office(conn, *row)
         for person, office in PEOPLE.items():
             await conn.execute(
                 "UPDATE supervisees SET office_id = $2 WHERE id = $1", person, office
@@ -148,7 +149,7 @@ async def test_audit_rows_cannot_be_changed_or_removed(world: World) -> None:
     assert await world.pool.fetchval("SELECT count(*) FROM audit_log") == count
     # Appending still works, and is scoped by the object it names.
     async with world.pool.acquire() as conn:
-        await repo.audit(conn, "test", None, "test.append", "supervisee:P2", {"n": 1})
+        await access_repo.audit(conn, "test", None, "test.append", "supervisee:P2", {"n": 1})
     row = await world.pool.fetchrow(
         "SELECT supervisee_id, office_id FROM audit_log WHERE action = 'test.append'"
     )
@@ -180,7 +181,7 @@ async def test_each_object_kind_is_scoped_to_its_office(world: World) -> None:
             "alert:not-a-number",
             "nonsense",
         ):
-            await repo.audit(conn, "test", None, "test.scope", obj, {})
+            await access_repo.audit(conn, "test", None, "test.scope", obj, {})
     rows = await world.pool.fetch(
         "SELECT object, supervisee_id, office_id FROM audit_log"
         " WHERE action = 'test.scope' ORDER BY id"

@@ -35,8 +35,8 @@ from api.app import create_app
 from api.context import ApiContext
 from api.tokens import create_token
 from fencewatch.loader import load_scenario
-from storage import repo
 from storage.db import open_pool
+from storage.repo import offices as offices_repo
 from tests.conftest import PG_ADMIN, REDIS_BASE, _dsn_for
 from tests.kit import square
 
@@ -113,7 +113,7 @@ class Backend:
             await load_scenario(self.pool, Path(tmp))
         async with self.pool.acquire() as conn:
             for row in OFFICES:
-                await repo.upsert_office(conn, *row)
+                await offices_repo.upsert_office(conn, *row)
             for person, office in PEOPLE.items():
                 await conn.execute(
                     "UPDATE supervisees SET office_id = $2 WHERE id = $1", person, office

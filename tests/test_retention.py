@@ -15,8 +15,8 @@ import pytest
 from duties import retention
 from duties.retention import purge
 from fencewatch.config import DEFAULT_RETENTION_DAYS, ConfigError, Settings
-from storage import repo
 from storage.db import open_pool
+from storage.repo import offices as offices_repo
 from tests.live import eventually
 
 NOW = datetime(2031, 6, 1, 4, 0, tzinfo=UTC)
@@ -39,7 +39,7 @@ NEWER = CUTOFF + timedelta(days=3)  # a fix after the cutoff (device worn after 
 async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await open_pool(pg_dsn, min_size=1, max_size=4)
     async with pool.acquire() as conn:
-        await repo.upsert_office(conn, "S1", "紫金司法所", "station", None)
+        await offices_repo.upsert_office(conn, "S1", "紫金司法所", "station", None)
         for person, (status, term_end) in PEOPLE.items():
             await conn.execute(
                 "INSERT INTO supervisees (id, office_id, status, term_end)"

@@ -15,7 +15,9 @@ from api.context import Ctx
 from api.errors import ApiError, not_found
 from api.fields import Name, UtcTime
 from duties import assessment
-from storage import repo
+from storage.repo import access as access_repo
+from storage.repo import offices as offices_repo
+from storage.repo import people as people_repo
 
 router = APIRouter(tags=["assessment"])
 
@@ -111,7 +113,7 @@ async def person_assessment(
 ) -> PersonAssessment:
     month = _month(month, ctx.settings.timezone)
     async with ctx.pool.acquire() as conn:
-        if await repo.get_supervisee(conn, user.offices, supervisee_id) is None:
+        if await people_repo.get_supervisee(conn, user.offices, supervisee_id) is None:
             raise not_found(f"supervisee {supervisee_id!r}")
         result = await assessment.person_month(conn, supervisee_id, month, ctx.settings.timezone)
         await audit.record(
@@ -127,9 +129,9 @@ async def office_assessment(
     """Everyone of the office and the offices below it, most points deducted first."""
     month = _month(month, ctx.settings.timezone)
     async with ctx.pool.acquire() as conn:
-        if not user.covers(office_id) or await repo.get_office(conn, office_id) is None:
+        if not user.covers(office_id) or await offices_repo.get_office(conn, office_id) is None:
             raise not_found(f"office {office_id!r}")
-        offices = await repo.office_subtree(conn, office_id)
+        offices = await access_repo.office_subtree(conn, office_id)
         lines = await assessment.office_month(conn, offices, month, ctx.settings.timezone)
         await audit.record(conn, user, "assessment.read", f"office:{office_id}", {"month": month})
     return OfficeAssessment(

@@ -19,7 +19,7 @@ from api.auth import Principal, User
 from api.context import Ctx
 from api.errors import ApiError
 from api.fields import UtcTime
-from storage.repo import Conn, Row
+from storage.db import Conn, Row
 
 router = APIRouter(tags=["audit"])
 

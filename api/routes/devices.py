@@ -20,8 +20,9 @@ from api.routes.orders import today
 from api.routes.supervisees import require_supervisee
 from geofence.model import DeviceRef
 from ingest.osmand import ID_PATTERN as OSMAND_ID
-from storage import repo
-from storage.repo import Conn
+from storage.db import Conn
+from storage.repo import orders as orders_repo
+from storage.repo import people as people_repo
 
 router = APIRouter(tags=["devices"])
 
@@ -83,8 +84,8 @@ async def require_order(conn: Conn, supervisee: str, tz: ZoneInfo) -> None:
     """422 unless an order in force allows fitting `supervisee` with a tag (today in the
     service's time zone `tz`). Holds the person until the transaction ends, so an order
     removed meanwhile cannot be missed."""
-    await repo.lock_supervisee(conn, supervisee)
-    if not await repo.has_active_order(conn, supervisee, today(tz)):
+    await people_repo.lock_supervisee(conn, supervisee)
+    if not await orders_repo.has_active_order(conn, supervisee, today(tz)):
         message = (
             f"supervisee {supervisee!r} has no monitoring order in force: a tag may be fitted"
             " only under one (社区矫正法 Art. 29); a phone (信息化核查) needs none"
@@ -98,14 +99,14 @@ async def require_order(conn: Conn, supervisee: str, tz: ZoneInfo) -> None:
 @router.get("/devices", response_model=DeviceList)
 async def list_devices(ctx: Ctx, user: User) -> DeviceList:
     async with ctx.pool.acquire() as conn:
-        rows = await repo.list_devices(conn, user.offices)
+        rows = await people_repo.list_devices(conn, user.offices)
     return DeviceList(items=[Device.model_validate(dict(r)) for r in rows])
 
 
 @router.get("/devices/{device_id}", response_model=Device)
 async def get_device(ctx: Ctx, user: User, device_id: str) -> Device:
     async with ctx.pool.acquire() as conn:
-        row = await repo.get_device(conn, user.offices, device_id)
+        row = await people_repo.get_device(conn, user.offices, device_id)
     if row is None:
         raise not_found(f"device {device_id!r}")
     return Device.model_validate(dict(row))
@@ -114,7 +115,7 @@ async def get_device(ctx: Ctx, user: User, device_id: str) -> Device:
 @router.put("/devices/{device_id}", response_model=Device)
 async def put_device(ctx: Ctx, user: Manager, device_id: str, body: DeviceIn) -> Device:
     async with ctx.pool.acquire() as conn, conn.transaction():
-        before = await repo.get_device(conn, None, device_id)
+        before = await people_repo.get_device(conn, None, device_id)
         if before is not None and not user.covers(before["office"]):
             raise not_found(f"device {device_id!r}")
         wearer = before["supervisee"] if before is not None else None
@@ -123,9 +124,9 @@ async def put_device(ctx: Ctx, user: Manager, device_id: str, body: DeviceIn) ->
             # A worn phone re-registered as a tag needs an order like any tag.
             await require_order(conn, wearer, ctx.timezone)
         device = DeviceRef(device_id, body.kind, body.owntracks, body.osmand)
-        await repo.upsert_device(conn, device, body.model)
+        await people_repo.upsert_device(conn, device, body.model)
         await audit.record(conn, user, "device.put", f"device:{device_id}", body.model_dump())
-        row = await repo.get_device(conn, None, device_id)
+        row = await people_repo.get_device(conn, None, device_id)
     assert row is not None
     if row["supervisee"] is not None:
         await ctx.rules_changed([row["supervisee"]])
@@ -137,13 +138,13 @@ async def assign(ctx: Ctx, user: Manager, device_id: str, body: Assign) -> Devic
     """Fit the device to a supervisee; whoever wore it before is unassigned."""
     async with ctx.pool.acquire() as conn, conn.transaction():
         await require_supervisee(conn, user, body.supervisee)
-        device = await repo.get_device(conn, None, device_id)
+        device = await people_repo.get_device(conn, None, device_id)
         # A scoped caller may fit a device from stock but not take one off another office's person.
         if device is None or (device["supervisee"] and not user.covers(device["office"])):
             raise not_found(f"device {device_id!r}")
         if device["kind"] == "tag" and device["supervisee"] != body.supervisee:
             await require_order(conn, body.supervisee, ctx.timezone)
-        previous, changed = await repo.assign_device(conn, device_id, body.supervisee)
+        previous, changed = await people_repo.assign_device(conn, device_id, body.supervisee)
         if changed:
             await audit.record(
                 conn,
@@ -152,7 +153,7 @@ async def assign(ctx: Ctx, user: Manager, device_id: str, body: Assign) -> Devic
                 f"device:{device_id}",
                 {"supervisee": body.supervisee, "previous": previous},
             )
-        row = await repo.get_device(conn, None, device_id)
+        row = await people_repo.get_device(conn, None, device_id)
     assert row is not None
     if changed:
         await ctx.rules_changed([s for s in (body.supervisee, previous) if s])
@@ -162,16 +163,16 @@ async def assign(ctx: Ctx, user: Manager, device_id: str, body: Assign) -> Devic
 @router.post("/devices/{device_id}/unassign", response_model=Device)
 async def unassign(ctx: Ctx, user: Manager, device_id: str) -> Device:
     async with ctx.pool.acquire() as conn, conn.transaction():
-        row = await repo.get_device(conn, user.offices, device_id)
+        row = await people_repo.get_device(conn, user.offices, device_id)
         if row is None:
             raise not_found(f"device {device_id!r}")
-        wearer = await repo.unassign_device(conn, device_id)
+        wearer = await people_repo.unassign_device(conn, device_id)
         if wearer is None:
             raise ApiError(409, f"device {device_id!r} is not assigned to anyone")
         await audit.record(
             conn, user, "device.unassign", f"device:{device_id}", {"supervisee": wearer}
         )
-        row = await repo.get_device(conn, None, device_id)
+        row = await people_repo.get_device(conn, None, device_id)
     assert row is not None
     await ctx.rules_changed([wearer])
     return Device.model_validate(dict(row))
@@ -182,5 +183,5 @@ async def device_history(ctx: Ctx, user: User, supervisee_id: str) -> Assignment
     """Every device the person has worn, newest first."""
     async with ctx.pool.acquire() as conn:
         await require_supervisee(conn, user, supervisee_id)
-        rows = await repo.device_history(conn, supervisee_id)
+        rows = await people_repo.device_history(conn, supervisee_id)
     return AssignmentHistory(items=[Assignment.model_validate(dict(r)) for r in rows])

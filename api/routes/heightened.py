@@ -23,8 +23,9 @@ from api.context import Ctx
 from api.errors import ApiError, not_found
 from api.fields import LIST_MAX, Name, UtcTime
 from geofence.limits import heightened_problems
-from storage import repo
-from storage.repo import Conn, Row
+from storage.db import Conn, Row
+from storage.repo import offices as offices_repo
+from storage.repo import orders as orders_repo
 
 router = APIRouter(tags=["heightened periods"])
 
@@ -100,7 +101,7 @@ async def _scope(conn: Conn, user: Principal, body: HeightenedIn) -> list[str]:
             f"offices {outside} are outside your offices: a heightened period may apply only"
             " where you may act",
         )
-    unknown = sorted(set(wanted) - await repo.office_ids(conn))
+    unknown = sorted(set(wanted) - await offices_repo.office_ids(conn))
     if unknown:
         raise ApiError(422, f"offices {unknown} do not exist")
     return wanted
@@ -109,9 +110,9 @@ async def _scope(conn: Conn, user: Principal, body: HeightenedIn) -> list[str]:
 async def _changeable(conn: Conn, user: Principal, period_id: str) -> Row | None:
     """The period if it exists (None if not); 404 if the caller cannot see it, 403 if it
     applies beyond the caller's offices."""
-    if not await repo.heightened_exists(conn, period_id):
+    if not await orders_repo.heightened_exists(conn, period_id):
         return None
-    row = await repo.get_heightened(conn, user.offices, period_id)
+    row = await orders_repo.get_heightened(conn, user.offices, period_id)
     if row is None:
         raise not_found(f"heightened period {period_id!r}")
     if user.offices is not None and not (
@@ -127,14 +128,14 @@ async def _changeable(conn: Conn, user: Principal, period_id: str) -> Row | None
 async def list_periods(ctx: Ctx, user: User) -> HeightenedList:
     """The periods that apply to any of the caller's offices."""
     async with ctx.pool.acquire() as conn:
-        rows = await repo.list_heightened(conn, user.offices)
+        rows = await orders_repo.list_heightened(conn, user.offices)
     return HeightenedList(items=[_period(r) for r in rows])
 
 
 @router.get("/heightened/{period_id}", response_model=Heightened)
 async def get_period(ctx: Ctx, user: User, period_id: str) -> Heightened:
     async with ctx.pool.acquire() as conn:
-        row = await repo.get_heightened(conn, user.offices, period_id)
+        row = await orders_repo.get_heightened(conn, user.offices, period_id)
     if row is None:
         raise not_found(f"heightened period {period_id!r}")
     return _period(row)
@@ -149,7 +150,7 @@ async def put_period(
     async with ctx.pool.acquire() as conn, conn.transaction():
         await _changeable(conn, user, period_id)
         offices = await _scope(conn, user, body)
-        row = await repo.put_heightened(
+        row = await orders_repo.put_heightened(
             conn,
             period_id,
             name=body.name,
@@ -175,6 +176,6 @@ async def delete_period(ctx: Ctx, user: HeightenedManager, period_id: str) -> No
     async with ctx.pool.acquire() as conn, conn.transaction():
         if await _changeable(conn, user, period_id) is None:
             raise not_found(f"heightened period {period_id!r}")
-        await repo.delete_heightened(conn, period_id)
+        await orders_repo.delete_heightened(conn, period_id)
         await audit.record(conn, user, "heightened.delete", f"heightened:{period_id}")
     await ctx.rules_changed(None)

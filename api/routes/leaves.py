@@ -25,8 +25,10 @@ from api.routes.supervisees import require_supervisee
 from api.routes.zones import Window
 from fencewatch.timefmt import epoch_ms
 from geofence.zones import ZoneError, parse_schedule
-from storage import repo
-from storage.repo import Conn, Row
+from storage.db import Conn, Row
+from storage.repo import leave as leave_repo
+from storage.repo import people as people_repo
+from storage.repo import zones as zones_repo
 from supervision.leave import LEVEL_NAMES, LeaveCheck, check_leave, days_of
 
 router = APIRouter(tags=["leave"])
@@ -141,7 +143,7 @@ async def _check(
     besides: str | None = None,
 ) -> LeaveCheck:
     """The rule check against the person's other approved leave (the two-month total)."""
-    earlier = await repo.approved_leave_windows(conn, supervisee, besides=besides)
+    earlier = await leave_repo.approved_leave_windows(conn, supervisee, besides=besides)
     return check_leave(
         epoch_ms(start),
         epoch_ms(end),
@@ -186,7 +188,7 @@ def _refuse(check: LeaveCheck, *, approving: Principal | None, verb: str = "appr
 async def list_person_leaves(ctx: Ctx, user: User, supervisee_id: str) -> LeaveList:
     async with ctx.pool.acquire() as conn:
         await require_supervisee(conn, user, supervisee_id)
-        rows = await repo.list_leaves(conn, supervisee_id)
+        rows = await leave_repo.list_leaves(conn, supervisee_id)
     return LeaveList(items=[_leave(r) for r in rows])
 
 
@@ -206,14 +208,14 @@ async def list_leaves(
 ) -> LeaveList:
     """Leave of the active supervisees in the caller's offices."""
     async with ctx.pool.acquire() as conn:
-        rows = await repo.find_leaves(conn, user.offices, status, supervisee, limit)
+        rows = await leave_repo.find_leaves(conn, user.offices, status, supervisee, limit)
     return LeaveList(items=[_leave(r) for r in rows])
 
 
 @router.get("/leaves/{leave_id}", response_model=Leave)
 async def get_leave(ctx: Ctx, user: User, leave_id: str) -> Leave:
     async with ctx.pool.acquire() as conn:
-        row = await repo.get_leave(conn, user.offices, leave_id)
+        row = await leave_repo.get_leave(conn, user.offices, leave_id)
     if row is None:
         raise not_found(f"leave {leave_id!r}")
     return _leave(row)
@@ -231,12 +233,12 @@ async def apply(ctx: Ctx, user: LeaveRecorder, supervisee_id: str, body: LeaveIn
         raise ApiError(422, f"schedule: {exc}") from None
     async with ctx.pool.acquire() as conn, conn.transaction():
         await require_supervisee(conn, user, supervisee_id)
-        errors = await repo.zone_reference_errors(
+        errors = await zones_repo.zone_reference_errors(
             conn, user.offices, destinations=body.destinations
         )
         if errors:
             raise ApiError(422, "; ".join(errors), errors)
-        await repo.lock_supervisee(conn, supervisee_id)
+        await people_repo.lock_supervisee(conn, supervisee_id)
         check = await _check(
             conn,
             supervisee_id,
@@ -249,7 +251,7 @@ async def apply(ctx: Ctx, user: LeaveRecorder, supervisee_id: str, body: LeaveIn
             approver=user if body.approve else None,
         )
         _refuse(check, approving=user if body.approve else None)
-        row = await repo.upsert_leave(
+        row = await leave_repo.upsert_leave(
             conn,
             uuid.uuid4().hex,
             supervisee_id,
@@ -279,11 +281,11 @@ async def apply(ctx: Ctx, user: LeaveRecorder, supervisee_id: str, body: LeaveIn
 async def _decide(conn: Conn, user: Principal, leave_id: str) -> tuple[Row, LeaveCheck]:
     """The requested leave, locked, and its rule check as of now with the caller as the
     approver; 404 outside the caller's offices, 409 once decided."""
-    current = await repo.get_leave(conn, user.offices, leave_id)
+    current = await leave_repo.get_leave(conn, user.offices, leave_id)
     if current is None:
         raise not_found(f"leave {leave_id!r}")
-    await repo.lock_supervisee(conn, current["supervisee"])
-    current = await repo.get_leave(conn, user.offices, leave_id, lock=True)
+    await people_repo.lock_supervisee(conn, current["supervisee"])
+    current = await leave_repo.get_leave(conn, user.offices, leave_id, lock=True)
     assert current is not None
     if current["status"] != "requested":
         raise ApiError(
@@ -313,7 +315,7 @@ async def approve(
     async with ctx.pool.acquire() as conn, conn.transaction():
         current, check = await _decide(conn, user, leave_id)
         _refuse(check, approving=user)
-        row = await repo.decide_leave(
+        row = await leave_repo.decide_leave(
             conn,
             leave_id,
             approved_by=user.subject,
@@ -340,7 +342,7 @@ async def refuse(ctx: Ctx, user: LeaveRecorder, leave_id: str, body: Refuse) -> 
             approving=user,
             verb="refuse",
         )
-        row = await repo.decide_leave(
+        row = await leave_repo.decide_leave(
             conn,
             leave_id,
             refused_by=user.subject,
@@ -357,12 +359,12 @@ async def report_back(ctx: Ctx, user: LeaveRecorder, leave_id: str) -> Leave:
     """销假: the person has reported back; their allowed area shrinks back now. For a
     recurring permit it ends the permit early."""
     async with ctx.pool.acquire() as conn, conn.transaction():
-        current = await repo.get_leave(conn, user.offices, leave_id)
+        current = await leave_repo.get_leave(conn, user.offices, leave_id)
         if current is None:
             raise not_found(f"leave {leave_id!r}")
         if current["status"] != "approved":
             raise ApiError(409, f"leave {leave_id!r} is {current['status']}, not approved")
-        row = await repo.return_leave(conn, leave_id, datetime.now(UTC))
+        row = await leave_repo.return_leave(conn, leave_id, datetime.now(UTC))
         if row is None:
             raise ApiError(
                 409, f"leave {leave_id!r} was already reported back at {current['returned_at']}"

@@ -13,7 +13,8 @@ from api.auth import OfficeManager, User
 from api.context import Ctx
 from api.errors import ApiError, not_found
 from api.fields import Name
-from storage import repo
+from storage.repo import access as access_repo
+from storage.repo import offices as offices_repo
 
 router = APIRouter(tags=["offices"])
 
@@ -65,7 +66,7 @@ async def list_offices(ctx: Ctx, user: User) -> OfficeList:
     """Every office, so the hierarchy can be shown; the head and duty contacts only of the
     caller's own offices."""
     async with ctx.pool.acquire() as conn:
-        rows = await repo.list_offices(conn)
+        rows = await offices_repo.list_offices(conn)
     hidden = {"head_officer": None, "duty_phone": None, "duty_email": None}
     return OfficeList(
         items=[
@@ -78,12 +79,14 @@ async def list_offices(ctx: Ctx, user: User) -> OfficeList:
 @router.put("/offices/{office_id}", response_model=Office)
 async def put_office(ctx: Ctx, user: OfficeManager, office_id: str, body: OfficeIn) -> Office:
     async with ctx.pool.acquire() as conn, conn.transaction():
-        exists = await repo.get_office(conn, office_id) is not None
+        exists = await offices_repo.get_office(conn, office_id) is not None
         if (exists and not user.covers(office_id)) or not user.covers(body.parent):
             raise ApiError(403, "offices outside your own subtree cannot be changed")
-        if body.parent is not None and body.parent in await repo.office_subtree(conn, office_id):
+        if body.parent is not None and body.parent in await access_repo.office_subtree(
+            conn, office_id
+        ):
             raise ApiError(422, f"office {body.parent!r} is below {office_id!r}: a cycle")
-        row = await repo.upsert_office(
+        row = await offices_repo.upsert_office(
             conn,
             office_id,
             body.name,
@@ -100,19 +103,19 @@ async def put_office(ctx: Ctx, user: OfficeManager, office_id: str, body: Office
 @router.get("/officers", response_model=OfficerList)
 async def list_officers(ctx: Ctx, user: User) -> OfficerList:
     async with ctx.pool.acquire() as conn:
-        rows = await repo.list_officers(conn, user.offices)
+        rows = await offices_repo.list_officers(conn, user.offices)
     return OfficerList(items=[Officer.model_validate(dict(r)) for r in rows])
 
 
 @router.put("/officers/{officer_id}", response_model=Officer)
 async def put_officer(ctx: Ctx, user: OfficeManager, officer_id: str, body: OfficerIn) -> Officer:
     async with ctx.pool.acquire() as conn, conn.transaction():
-        current = await repo.get_officer(conn, officer_id)
+        current = await offices_repo.get_officer(conn, officer_id)
         if current is not None and not user.covers(current["office"]):
             raise not_found(f"officer {officer_id!r}")
         if not user.covers(body.office):
             raise ApiError(403, f"office {body.office!r} is outside your offices")
-        row = await repo.upsert_officer(
+        row = await offices_repo.upsert_officer(
             conn, officer_id, body.name, body.office, body.phone, body.role, body.email
         )
         await audit.record(conn, user, "officer.put", f"officer:{officer_id}", body.model_dump())

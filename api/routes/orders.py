@@ -27,8 +27,9 @@ from api.errors import ApiError, not_found
 from api.fields import Name, Text, UtcTime
 from api.routes.supervisees import require_supervisee
 from fencewatch.timefmt import iso_time
-from storage import repo
-from storage.repo import Conn, Row
+from storage.db import Conn, Row
+from storage.repo import orders as orders_repo
+from storage.repo import people as people_repo
 from supervision import orders
 from supervision.orders import GROUNDS, Order, OrderError, Renewal
 
@@ -134,7 +135,7 @@ def _require_county(user: Principal, what: str) -> None:
 
 
 async def _order_in_scope(conn: Conn, user: Principal, order_id: int, lock: bool = False) -> Row:
-    row = await repo.get_order(conn, user.offices, order_id, lock=lock)
+    row = await orders_repo.get_order(conn, user.offices, order_id, lock=lock)
     if row is None:
         raise not_found(f"monitoring order {order_id}")
     return row
@@ -152,8 +153,10 @@ async def decide(
         raise _invalid(exc) from None
     async with ctx.pool.acquire() as conn, conn.transaction():
         await require_supervisee(conn, user, supervisee_id)
-        await repo.lock_supervisee(conn, supervisee_id)
-        clash = await repo.overlapping_orders(conn, supervisee_id, order.starts_on, order.ends_on)
+        await people_repo.lock_supervisee(conn, supervisee_id)
+        clash = await orders_repo.overlapping_orders(
+            conn, supervisee_id, order.starts_on, order.ends_on
+        )
         if clash:
             raise ApiError(
                 409,
@@ -161,7 +164,7 @@ async def decide(
                 " period: renew it instead — 该期间已有使用电子定位装置决定，请办理延长",
                 {"orders": clash},
             )
-        row = await repo.insert_order(
+        row = await orders_repo.insert_order(
             conn,
             supervisee_id,
             ground=order.ground,
@@ -185,7 +188,7 @@ async def person_orders(ctx: Ctx, user: User, supervisee_id: str) -> OrderList:
     """Every order of the person, oldest first: the case record keeps them all."""
     async with ctx.pool.acquire() as conn:
         await require_supervisee(conn, user, supervisee_id)
-        rows = await repo.list_orders(conn, supervisee_id)
+        rows = await orders_repo.list_orders(conn, supervisee_id)
     day = today(ctx.timezone)
     return OrderList(items=[_out(r, day) for r in rows])
 
@@ -203,7 +206,7 @@ async def current_orders(
     with `expiring_within_days`, the ones to renew or remove soon (防止超期使用)."""
     day = today(ctx.timezone)
     async with ctx.pool.acquire() as conn:
-        rows = await repo.open_orders(conn, user.offices)
+        rows = await orders_repo.open_orders(conn, user.offices)
     by_id = {str(r["id"]): r for r in rows}
     candidates = [(key, _order(r, ctx.timezone)) for key, r in by_id.items()]
     if expiring_within_days is None:
@@ -235,7 +238,7 @@ async def renew(ctx: Ctx, user: OrderDecider, order_id: int, body: RenewIn) -> M
             "recorded_at": iso_time(datetime.now(UTC)),
             "recorded_by": user.subject,
         }
-        row = await repo.set_order_renewals(conn, order_id, [*row["renewals"], renewal])
+        row = await orders_repo.set_order_renewals(conn, order_id, [*row["renewals"], renewal])
         await audit.record(conn, user, "order.renew", f"order:{order_id}", renewal)
     return _out(row, today(ctx.timezone))
 
@@ -250,11 +253,11 @@ async def end(ctx: Ctx, user: OrderDecider, order_id: int, body: EndIn) -> Monit
         if row["ended_at"] is not None:
             raise ApiError(409, f"monitoring order {order_id} was already removed")
         supervisee = row["supervisee"]
-        await repo.lock_supervisee(conn, supervisee)
-        row = await repo.end_order(conn, order_id, user.subject, body.reason)
+        await people_repo.lock_supervisee(conn, supervisee)
+        row = await orders_repo.end_order(conn, order_id, user.subject, body.reason)
         removed: list[str] = []
-        if not await repo.has_active_order(conn, supervisee, today(ctx.timezone)):
-            removed = await repo.unassign_devices_of_kind(conn, supervisee, "tag")
+        if not await orders_repo.has_active_order(conn, supervisee, today(ctx.timezone)):
+            removed = await people_repo.unassign_devices_of_kind(conn, supervisee, "tag")
         await audit.record(
             conn,
             user,

@@ -13,8 +13,9 @@ from api.auth import Manager, Principal, User
 from api.context import Ctx
 from api.errors import ApiError, not_found
 from api.fields import LIST_MAX, Name, UtcTime
-from storage import repo
-from storage.repo import Conn, Row
+from storage.db import Conn, Row
+from storage.repo import people as people_repo
+from storage.repo import zones as zones_repo
 
 router = APIRouter(tags=["supervisees"])
 
@@ -59,7 +60,7 @@ class SuperviseeList(BaseModel):
 async def require_supervisee(conn: Conn, user: Principal, supervisee: str) -> Row:
     """The supervisee if the caller's offices include them; otherwise 404, so a scoped
     caller cannot learn who exists elsewhere."""
-    row = await repo.get_supervisee(conn, user.offices, supervisee)
+    row = await people_repo.get_supervisee(conn, user.offices, supervisee)
     if row is None:
         raise not_found(f"supervisee {supervisee!r}")
     return row
@@ -68,7 +69,7 @@ async def require_supervisee(conn: Conn, user: Principal, supervisee: str) -> Ro
 @router.get("/supervisees", response_model=SuperviseeList)
 async def list_supervisees(ctx: Ctx, user: User, office: str | None = None) -> SuperviseeList:
     async with ctx.pool.acquire() as conn:
-        rows = await repo.list_supervisees(conn, user.offices, office)
+        rows = await people_repo.list_supervisees(conn, user.offices, office)
     return SuperviseeList(items=[Supervisee.model_validate(dict(r)) for r in rows])
 
 
@@ -85,12 +86,12 @@ async def put_supervisee(
     """Create or replace. Zone ids must exist, be of the matching kind and be zones the
     caller may read."""
     async with ctx.pool.acquire() as conn, conn.transaction():
-        exists, office = await repo.supervisee_office(conn, supervisee_id)
+        exists, office = await people_repo.supervisee_office(conn, supervisee_id)
         if exists and not user.covers(office):
             raise not_found(f"supervisee {supervisee_id!r}")
         if not user.covers(body.office):
             raise ApiError(403, f"office {body.office!r} is outside your offices")
-        errors = await repo.zone_reference_errors(
+        errors = await zones_repo.zone_reference_errors(
             conn,
             user.offices,
             jurisdiction=body.jurisdiction,
@@ -99,7 +100,7 @@ async def put_supervisee(
         )
         if errors:
             raise ApiError(422, "; ".join(errors), errors)
-        await repo.put_supervisee(conn, supervisee_id, **body.model_dump())
+        await people_repo.put_supervisee(conn, supervisee_id, **body.model_dump())
         await audit.record(
             conn,
             user,

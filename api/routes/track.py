@@ -22,7 +22,8 @@ from api.fields import UtcTime
 from api.routes.supervisees import require_supervisee
 from fencewatch.timefmt import iso_time
 from geofence.model import Quality
-from storage import repo
+from storage.repo import people as people_repo
+from storage.repo import tracks as tracks_repo
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["location"])
@@ -92,7 +93,7 @@ async def track(
         raise ApiError(422, f"the range may span at most {MAX_RANGE.days} days; ask in parts")
     async with ctx.pool.acquire() as conn:
         await require_supervisee(conn, user, supervisee_id)
-        rows = await repo.track(conn, supervisee_id, start, end, MAX_FIXES + 1)
+        rows = await tracks_repo.track(conn, supervisee_id, start, end, MAX_FIXES + 1)
         if len(rows) > MAX_FIXES:
             raise ApiError(
                 422, f"more than {MAX_FIXES} fixes in this range; ask for a shorter range"
@@ -132,11 +133,11 @@ async def positions(ctx: Ctx, user: User) -> Positions:
     """Latest position of each active supervisee in the caller's offices: from the live
     cache the ingest keeps in Redis, and from stored fixes for anyone not in it."""
     async with ctx.pool.acquire() as conn:
-        ids = await repo.active_supervisee_ids(conn, user.offices)
+        ids = await people_repo.active_supervisee_ids(conn, user.offices)
         cached = await _cached(ctx, ids)
         found = {sid: _from_cache(raw) for sid, raw in zip(ids, cached, strict=True) if raw}
         missing = [sid for sid in ids if sid not in found]
-        for row in await repo.latest_positions(conn, missing) if missing else []:
+        for row in await tracks_repo.latest_positions(conn, missing) if missing else []:
             found[row["supervisee"]] = Position.model_validate(dict(row))
         await audit.record(conn, user, "location.latest", "positions", {"count": len(found)})
     return Positions(items=[found[sid] for sid in ids if sid in found])

@@ -24,8 +24,8 @@ from api.context import Ctx
 from api.errors import ApiError, not_found
 from geofence.model import ZoneDef
 from geofence.zones import ZoneError, parse_feature, parse_feature_collection
-from storage import repo
-from storage.repo import Conn, Row
+from storage.db import Conn, Row
+from storage.repo import zones as zones_repo
 
 router = APIRouter(tags=["zones"])
 
@@ -91,7 +91,7 @@ def _feature(row: Row) -> ZoneFeature:
 @router.get("/zones", response_model=ZoneCollection)
 async def list_zones(ctx: Ctx, user: User, kind: Kind | None = None) -> ZoneCollection:
     async with ctx.pool.acquire() as conn, conn.transaction():
-        rows = await repo.list_zones(conn, user.offices, kind)
+        rows = await zones_repo.list_zones(conn, user.offices, kind)
         detail = {"kind": kind, "count": len(rows), "ids": [r["id"] for r in rows]}
         await audit.record(conn, user, "location.zones", "zones", detail)
     return ZoneCollection(features=[_feature(r) for r in rows])
@@ -100,7 +100,7 @@ async def list_zones(ctx: Ctx, user: User, kind: Kind | None = None) -> ZoneColl
 @router.get("/zones/{zone_id}", response_model=ZoneFeature)
 async def get_zone(ctx: Ctx, user: User, zone_id: str) -> ZoneFeature:
     async with ctx.pool.acquire() as conn, conn.transaction():
-        row = await repo.get_zone(conn, user.offices, zone_id)
+        row = await zones_repo.get_zone(conn, user.offices, zone_id)
         if row is None:
             raise not_found(f"zone {zone_id!r}")
         await audit.record(conn, user, "location.zone", f"zone:{zone_id}", {"kind": row["kind"]})
@@ -144,7 +144,7 @@ async def put_zone(ctx: Ctx, user: Manager, zone_id: str, body: FeatureIn) -> Zo
         raise ApiError(422, str(exc)) from None
     await _store(ctx, user, [(zone, feature)])
     async with ctx.pool.acquire() as conn:
-        row = await repo.get_zone(conn, None, zone_id)
+        row = await zones_repo.get_zone(conn, None, zone_id)
     assert row is not None
     return _feature(row)
 
@@ -154,11 +154,11 @@ async def delete_zone(ctx: Ctx, user: Manager, zone_id: str) -> None:
     """Refused while a supervisee or a current leave still names the zone."""
     async with ctx.pool.acquire() as conn, conn.transaction():
         await _check_ours(conn, user, zone_id)
-        users = await repo.zone_references(conn, zone_id)
+        users = await zones_repo.zone_references(conn, zone_id)
         if users:
             named = ", ".join(f"{who} ({role})" for who, role in users)
             raise ApiError(409, f"zone {zone_id!r} is still used by {named}", users)
-        await repo.delete_zone(conn, zone_id)
+        await zones_repo.delete_zone(conn, zone_id)
         await audit.record(conn, user, "zone.delete", f"zone:{zone_id}")
 
 
@@ -169,7 +169,7 @@ async def _store(
     async with ctx.pool.acquire() as conn, conn.transaction():
         for zone, source in zones:
             await _check_writable(conn, user, zone)
-            await repo.upsert_zone(conn, zone, source, user.office)
+            await zones_repo.upsert_zone(conn, zone, source, user.office)
             await audit.record(
                 conn,
                 user,
@@ -177,7 +177,7 @@ async def _store(
                 f"zone:{zone.id}",
                 {"kind": zone.kind, "crs": zone.source_crs},
             )
-        affected = await repo.supervisees_using_zones(conn, ids)
+        affected = await zones_repo.supervisees_using_zones(conn, ids)
     if affected:
         await ctx.rules_changed(affected)
     return ids
@@ -187,11 +187,13 @@ async def _check_ours(conn: Conn, user: Principal, zone_id: str) -> None:
     """404 unless the caller may read the zone; 403 unless everyone whose rules use it is
     in the caller's offices (or, while nobody uses it, its offices made it): reading a zone
     — a public boundary, say — is no leave to change it under other offices' people."""
-    if await repo.get_zone(conn, user.offices, zone_id) is None:
+    if await zones_repo.get_zone(conn, user.offices, zone_id) is None:
         raise not_found(f"zone {zone_id!r}")
     if user.offices is None:
         return
-    users = await repo.zone_offices(conn, zone_id) or {await repo.zone_owner(conn, zone_id)}
+    users = await zones_repo.zone_offices(conn, zone_id) or {
+        await zones_repo.zone_owner(conn, zone_id)
+    }
     others = sorted(o or "the centre" for o in users if not user.covers(o))
     if others:
         raise ApiError(
@@ -202,12 +204,12 @@ async def _check_ours(conn: Conn, user: Principal, zone_id: str) -> None:
 
 
 async def _check_writable(conn: Conn, user: Principal, zone: ZoneDef) -> None:
-    if not await repo.zone_exists(conn, zone.id):
+    if not await zones_repo.zone_exists(conn, zone.id):
         return
     await _check_ours(conn, user, zone.id)
     clashes = [
         f"{who} ({role})"
-        for who, role in await repo.zone_references(conn, zone.id)
+        for who, role in await zones_repo.zone_references(conn, zone.id)
         if role not in (zone.kind, "destination")
     ]
     if clashes:

@@ -1,0 +1,44 @@
+"""Location data: a person's track and everyone's latest position."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from geofence.model import GEOFENCE_RULES, MAP_STATES
+from storage.db import Conn, Row
+
+
+async def track(
+    conn: Conn, supervisee: str, start: datetime, end: datetime, limit: int
+) -> list[Row]:
+    """Fixes with a position in [start, end), oldest first; fixes without one are not
+    part of a track."""
+    return await conn.fetch(
+        "SELECT ts, device_id AS device, seq, lat, lon, acc, src, batt, quality, zone_state"
+        " FROM fixes WHERE supervisee_id = $1 AND ts >= $2 AND ts < $3 AND lat IS NOT NULL"
+        " ORDER BY ts, device_id, seq LIMIT $4",
+        supervisee,
+        start,
+        end,
+        limit,
+    )
+
+
+async def latest_positions(conn: Conn, supervisees: Sequence[str]) -> list[Row]:
+    """Each person's newest fix with a position (one index probe per person), with the
+    map state the live feed (alerts.feed) would give it: a geofence alert whose condition
+    still holds is a breach, otherwise the fix's zone state in the feed's words."""
+    return await conn.fetch(
+        "SELECT p.id AS supervisee, f.device_id AS device, f.ts, f.lat, f.lon, f.acc, f.batt,"
+        " CASE WHEN EXISTS (SELECT FROM alerts a WHERE a.supervisee_id = p.id AND a.active"
+        "   AND a.type = ANY($2::text[])) THEN 'breach'"
+        "  ELSE COALESCE($3::jsonb ->> f.zone_state, 'unknown') END AS state"
+        " FROM unnest($1::text[]) AS p(id) CROSS JOIN LATERAL"
+        " (SELECT device_id, ts, lat, lon, acc, batt, zone_state FROM fixes"
+        "  WHERE supervisee_id = p.id AND lat IS NOT NULL ORDER BY ts DESC LIMIT 1) f"
+        " ORDER BY p.id",
+        list(supervisees),
+        list(GEOFENCE_RULES),
+        MAP_STATES,
+    )
