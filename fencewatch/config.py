@@ -21,7 +21,7 @@ class ConfigError(ValueError):
 # console, live feed) and scheduler (alert delivery and escalation, duties, retention).
 ROLES = frozenset({"ingest", "api", "scheduler"})
 
-# Unacknowledged seconds before escalation, by alert severity (alerts.store.SEVERITY).
+# Unacknowledged seconds before escalation, by alert severity (alerts.record.SEVERITY).
 DEFAULT_ESCALATE_AFTER_S = {"critical": 300, "high": 600, "normal": 1800, "low": 0}
 
 # Pursuit (alerts.pursuit): seconds a device must stay clear of any breach before its normal

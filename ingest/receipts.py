@@ -25,6 +25,7 @@ import msgspec
 
 from ingest import topics
 from ingest.decode import Rejection
+from storage.db import FAILED as DB_FAILED
 
 log = logging.getLogger("fencewatch.ingest")
 
@@ -128,6 +129,6 @@ class Receipts:
                         self.listening = False
                         if not conn.is_closed():
                             await conn.remove_listener(CHANNEL, self._heard)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DB_FAILED as exc:
                 log.warning("commit receipts: database unavailable (%s); retrying", exc)
             await asyncio.sleep(RECONNECT_S)
