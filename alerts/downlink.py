@@ -62,31 +62,34 @@ class CommandAckError(ValueError):
     """An acknowledgement that is not spec-shaped (ingest may record it as rejected)."""
 
 
-async def _record(
-    conn: Conn,
-    device: str,
-    command: str,
-    *,
-    issued_by: str,
-    text: str | None = None,
-    interval_s: int | None = None,
-    monitoring: int | None = None,
-    alert_id: int | None = None,
-    supervisee: str | None = None,
-) -> str:
+class _Command(msgspec.Struct, frozen=True):
+    """A `device_commands` row as given: what was asked of which device, by whom."""
+
+    device: str
+    type: str
+    issued_by: str
+    supervisee: str | None
+    alert_id: int | None = None
+    text: str | None = None
+    interval_s: int | None = None
+    monitoring: int | None = None
+
+
+async def _record(conn: Conn, c: _Command) -> str:
+    """Store the command; returns its new id."""
     command_id = str(uuid.uuid4())
     await conn.execute(
         "INSERT INTO device_commands (id, device_id, supervisee_id, alert_id, type, text,"
         " interval_s, monitoring, issued_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         uuid.UUID(command_id),
-        device,
-        supervisee,
-        alert_id,
-        command,
-        text,
-        interval_s,
-        monitoring,
-        issued_by,
+        c.device,
+        c.supervisee,
+        c.alert_id,
+        c.type,
+        c.text,
+        c.interval_s,
+        c.monitoring,
+        c.issued_by,
     )
     return command_id
 
@@ -117,14 +120,7 @@ async def queue_command(
     if command not in COMMANDS:
         raise ValueError(f"command type must be one of {', '.join(COMMANDS)}, got {command!r}")
     command_id = await _record(
-        conn,
-        device,
-        command,
-        issued_by=issued_by,
-        text=text,
-        interval_s=interval_s,
-        alert_id=alert_id,
-        supervisee=supervisee,
+        conn, _Command(device, command, issued_by, supervisee, alert_id, text, interval_s)
     )
     wire: dict[str, Any] = {"v": 1, "id": command_id, "type": command}
     if text is not None:
@@ -158,12 +154,9 @@ async def queue_owntracks_command(
         raise ValueError(f"set_monitoring needs monitoring {SIGNIFICANT} or {MOVE}")
     command_id = await _record(
         conn,
-        device,
-        command,
-        issued_by=issued_by,
-        interval_s=interval_s,
-        monitoring=monitoring,
-        supervisee=supervisee,
+        _Command(
+            device, command, issued_by, supervisee, interval_s=interval_s, monitoring=monitoring
+        ),
     )
     wire: dict[str, Any]
     if command == "report_location":

@@ -160,17 +160,7 @@ class Escalator:
                 escalate_at = now + delay
             level, people = await routing.first_contacts(conn, alert["supervisee_id"])
             detail["level"] = level
-            detail["to"] = [c.who for c in people]
-            detail["to_zh"] = templates.recipients_zh([c.name for c in people])
-            detail["queued"] = await routing.notify(
-                conn,
-                alert,
-                people,
-                event="raised",
-                level=level,
-                channels=self.channels,
-                timezone=self.timezone,
-            )
+            detail |= await self._tell(conn, alert, people, event="raised", level=level)
             if heightened:
                 detail["heightened"] = True
             command = await self._auto_return(conn, alert)
@@ -186,6 +176,33 @@ class Escalator:
             escalate_at,
         )
         await append_event(conn, alert["id"], ACTOR, "routed", detail, at=self.clock())
+
+    async def _tell(
+        self,
+        conn: Conn,
+        alert: asyncpg.Record,
+        people: list[routing.Contact],
+        *,
+        event: str,
+        level: int,
+        overdue_s: int | None = None,
+    ) -> dict[str, Any]:
+        """Queue a step's SMS and e-mail to `people`; the timeline's record of it."""
+        queued = await routing.notify(
+            conn,
+            alert,
+            people,
+            event=event,
+            level=level,
+            channels=self.channels,
+            timezone=self.timezone,
+            overdue_s=overdue_s,
+        )
+        return {
+            "to": [c.who for c in people],
+            "to_zh": templates.recipients_zh([c.name for c in people]),
+            "queued": queued,
+        }
 
     async def _auto_return(self, conn: Conn, alert: asyncpg.Record) -> dict[str, Any] | None:
         """责令立即返回 to the device of a live breach of the area rules."""
@@ -235,18 +252,9 @@ class Escalator:
             "level_name": routing.LEVELS[level],
             "level_zh": templates.LEVEL_ZH[level],
             "unacknowledged_s": overdue_s,
-            "to": [c.who for c in people],
-            "to_zh": templates.recipients_zh([c.name for c in people]),
         }
-        detail["queued"] = await routing.notify(
-            conn,
-            row,
-            people,
-            event="escalated",
-            level=level,
-            channels=self.channels,
-            timezone=self.timezone,
-            overdue_s=overdue_s,
+        detail |= await self._tell(
+            conn, row, people, event="escalated", level=level, overdue_s=overdue_s
         )
         if heightened:
             detail["heightened"] = True

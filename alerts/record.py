@@ -24,7 +24,7 @@ from fencewatch.metrics import ALERTS_RAISED
 from fencewatch.timefmt import iso, iso_time, utc
 from geofence.model import Verdict
 from storage.db import Conn, Row
-from storage.repo import Offices
+from storage.repo import IN_SCOPE, Offices
 
 # New alerts are announced here, at commit, so alerts.escalation routes them at once.
 NOTIFY_CHANNEL = "fencewatch_alerting"
@@ -216,8 +216,7 @@ async def take_step(
 # --- reads -------------------------------------------------------------------------------
 
 _ALERTS_IN_SCOPE = (
-    "FROM alerts LEFT JOIN supervisees s ON s.id = alerts.supervisee_id"
-    " WHERE ($1::text[] IS NULL OR s.office_id = ANY($1::text[]))"
+    f"FROM alerts LEFT JOIN supervisees s ON s.id = alerts.supervisee_id WHERE {IN_SCOPE}"
 )
 
 

@@ -14,7 +14,6 @@ notification exists exactly when the routing step that decided it was committed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import msgspec
 
@@ -163,14 +162,7 @@ async def notify(
         return []
     name = await person_name(conn, alert["supervisee_id"])
     place = await place_of(conn, alert)
-    args: dict[str, Any] = {
-        "name": name,
-        "place": place,
-        "timezone": timezone,
-        "level": level,
-        "event": event,
-        "overdue_s": overdue_s,
-    }
+    notice = templates.Notice(name, place, timezone, level, event, overdue_s)
     base = {
         "kind": "alert",
         "event": event,
@@ -189,12 +181,12 @@ async def notify(
         common = {**base, "to": contact.who, "to_name": contact.name}
         if channels.sms and contact.phone and (SMS, contact.phone) not in seen:
             seen.add((SMS, contact.phone))
-            text = templates.alert_text(alert, **args)
+            text = templates.alert_text(alert, notice)
             await enqueue(conn, SMS, {**common, "text": text}, recipient=contact.phone)
             queued.append({"channel": SMS, "recipient": contact.phone, "to": contact.who})
         if channels.email and contact.email and (EMAIL, contact.email) not in seen:
             seen.add((EMAIL, contact.email))
-            subject, body = templates.alert_email(alert, **args)
+            subject, body = templates.alert_email(alert, notice)
             await enqueue(
                 conn,
                 EMAIL,

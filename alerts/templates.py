@@ -70,18 +70,21 @@ def _who(name: str, supervisee: str) -> str:
     return f"{name}（{supervisee}）" if name else supervisee
 
 
-def alert_text(
-    alert: AlertLike,
-    *,
-    name: str,
-    place: Place,
-    timezone: str,
-    level: int,
-    event: str,
-    overdue_s: int | None = None,
-) -> str:
+class Notice(msgspec.Struct, frozen=True):
+    """What a notification of a new or escalated alert says besides the alert itself."""
+
+    name: str  # the person's name; "" when not on record
+    place: Place
+    timezone: str
+    level: int  # who is told (LEVEL_ZH)
+    event: str  # raised | escalated
+    overdue_s: int | None = None  # escalated: how long it has waited for 签收
+
+
+def alert_text(alert: AlertLike, notice: Notice) -> str:
     """One SMS for a new or escalated alert."""
-    when = local_time(alert["ts"], timezone)
+    name, place, level, event = notice.name, notice.place, notice.level, notice.event
+    when = local_time(alert["ts"], notice.timezone)
     severity = SEVERITY_ZH.get(alert["severity"], alert["severity"])
     head = f"{PREFIX}{EVENT_ZH.get(event, '告警')}（{severity}）"
     late = "（补传数据发现的既往违规）" if alert["late"] else ""
@@ -90,33 +93,17 @@ def alert_text(
         f"{place.zh()}，时间{when}（北京时间）。"
     )
     if event == "escalated":
-        minutes = max(1, round((overdue_s or 0) / 60))
+        minutes = max(1, round((notice.overdue_s or 0) / 60))
         tail = f"该告警已{minutes}分钟未签收，现报{LEVEL_ZH.get(level, '上级')}，请立即督办。"
     else:
         tail = "请立即核查处置并在平台签收。"
     return f"{head}{body}{tail}告警编号{alert['id']}。"
 
 
-def alert_email(
-    alert: AlertLike,
-    *,
-    name: str,
-    place: Place,
-    timezone: str,
-    level: int,
-    event: str,
-    overdue_s: int | None = None,
-) -> tuple[str, str]:
+def alert_email(alert: AlertLike, notice: Notice) -> tuple[str, str]:
     """(subject, body) of the e-mail for a new or escalated alert."""
-    text = alert_text(
-        alert,
-        name=name,
-        place=place,
-        timezone=timezone,
-        level=level,
-        event=event,
-        overdue_s=overdue_s,
-    )
+    name, place, level, event = notice.name, notice.place, notice.level, notice.event
+    text = alert_text(alert, notice)
     subject = (
         f"{EVENT_ZH.get(event, '告警')}：{_who(name, alert['supervisee_id'])}"
         f"{type_zh(alert['type'])}（告警编号{alert['id']}）"
@@ -129,7 +116,7 @@ def alert_email(
         f"社区矫正对象：{_who(name, alert['supervisee_id'])}",
         f"设备：{alert['device_id']}",
         f"地点：{place.zh()}",
-        f"时间：{local_time(alert['ts'], timezone)}（北京时间）",
+        f"时间：{local_time(alert['ts'], notice.timezone)}（北京时间）",
         f"通知级别：{LEVEL_ZH.get(level, level)}",
         "",
         "本邮件由 fencewatch 自动发送，请勿直接回复。",
