@@ -34,9 +34,9 @@ from ingest import receipts, topics
 from ingest.decode import Decoded, Rejection, decode
 from ingest.mqtt import Inbound, MqttSource
 from ingest.quarantine import Quarantine
+from ingest.restore import restore
 from ingest.shards import Shard
 from ingest.writer import Committed, commit
-from storage import snapshots
 from storage.db import UNAVAILABLE
 
 log = logging.getLogger("fencewatch.ingest")
@@ -230,7 +230,7 @@ class IngestLoop:
                 log.error("engine raised (%s); judging again, guarded", guard.describe(exc))
                 await judging.drain()
                 async with judging.pool.acquire() as conn:
-                    restored = await snapshots.restore(conn, judging.engine.rules, self.shard)
+                    restored = await restore(conn, judging.engine.rules, self.shard)
                 judging.engine, judging.last_rid, judging.last_event_rid, _ = restored
             else:
                 return guard.Guarded(outcome.judged, outcome.verdicts)

@@ -14,6 +14,7 @@ from ingest.broker_watch import BrokerWatch
 from ingest.loop import IngestLoop, Judging
 from ingest.mqtt import MqttSource
 from ingest.quarantine import Quarantine, open_faults
+from ingest.restore import restore
 from ingest.shards import Shard
 from storage import snapshots
 
@@ -40,7 +41,7 @@ class ShardRunner:
         watch: BrokerWatch | None = None,
     ) -> ShardRunner:
         async with pool.acquire() as conn:
-            engine, last_rid, last_event_rid, rejudged = await snapshots.restore(conn, rules, shard)
+            engine, last_rid, last_event_rid, rejudged = await restore(conn, rules, shard)
             faults = await open_faults(conn)
         log.info("shard %s: restored, %d fixes and events judged again", name, rejudged)
         judging = Judging(engine, pool, feed)

@@ -105,7 +105,7 @@ async def store(conn: Conn, judged: Sequence[Judged]) -> tuple[int, int]:
     return int(status.split()[-1]), await conn.fetchval("SELECT currval('fixes_rid_seq')")
 
 
-async def committed(conn: Conn, after: int, limit: int) -> tuple[list[Fix], int]:
+async def committed_fixes(conn: Conn, after: int, limit: int) -> tuple[list[Fix], int]:
     """Up to `limit` fixes committed after rid `after`, in commit order, and the rid of the
     last of them (`after` when there are none)."""
     rows = await conn.fetch(

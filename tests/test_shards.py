@@ -1,4 +1,4 @@
-"""Engine shards (ingest/shards.py, storage/snapshots.py): every person belongs to exactly
+"""Engine shards (ingest/shards.py, ingest/restore.py): every person belongs to exactly
 one shard, and a shard's snapshot in PostgreSQL brings back exactly its people — also when
 the number of shards changes between runs."""
 
@@ -8,6 +8,7 @@ from geofence.engine import Engine
 from geofence.model import Roster
 from geofence.ruleset import RuleSet
 from geofence.zones import parse_feature_collection
+from ingest.restore import restore
 from ingest.shards import Shard
 from storage import snapshots
 from storage.db import open_pool
@@ -52,7 +53,7 @@ async def test_a_new_shard_layout_starts_from_the_old_snapshots(pg_dsn: str) -> 
     try:
         async with pool.acquire() as conn:
             await snapshots.save(conn, Shard(0, 1), single.snapshot(), 0, 0)
-            restored = [(await snapshots.restore(conn, r, Shard(k, 3)))[0] for k in range(3)]
+            restored = [(await restore(conn, r, Shard(k, 3)))[0] for k in range(3)]
             devices = [set(e.state.devices) for e in restored]
             assert sorted(d for part in devices for d in part) == sorted(single.state.devices)
             for k, part in enumerate(devices):
@@ -61,7 +62,7 @@ async def test_a_new_shard_layout_starts_from_the_old_snapshots(pg_dsn: str) -> 
             for k, engine in enumerate(restored):
                 await snapshots.save(conn, Shard(k, 3), engine.snapshot(), 0, 0)
             assert not await conn.fetchval("SELECT count(*) FROM engine_snapshots WHERE shards = 1")
-            again = (await snapshots.restore(conn, r, Shard(1, 3)))[0]
+            again = (await restore(conn, r, Shard(1, 3)))[0]
             assert set(again.state.devices) == devices[1]
     finally:
         await pool.close()
