@@ -37,6 +37,7 @@ import paho.mqtt.client as mqtt
 from alerts.outbox import OutboxMessage, enqueue
 from alerts.record import append_event
 from fencewatch.config import MqttAddress
+from ingest import topics
 from storage.db import Conn
 
 log = logging.getLogger(__name__)
@@ -46,16 +47,7 @@ COMMANDS = ("vibrate", "message", "return_now", "set_interval")
 OWNTRACKS_COMMANDS = ("report_location", "set_monitoring")
 # The OwnTracks `monitoring` modes (booklet tech/json, `_type=configuration`).
 SIGNIFICANT, MOVE = 1, 2
-ACK_TOPIC = "em/+/cmd/ack"  # for ingest to subscribe to
 CONNECTION = "cmd"  # the sender's login among the service's connections (MqttAddress.login)
-
-
-def command_topic(device: str) -> str:
-    return f"em/{device}/cmd"
-
-
-def owntracks_command_topic(user_device: str) -> str:
-    return f"owntracks/{user_device}/cmd"
 
 
 class CommandAckError(ValueError):
@@ -173,7 +165,7 @@ async def queue_owntracks_command(
             # `command` is the record (what deliveries are filed under); `wire` is sent.
             "command": {"v": 1, "id": command_id, "type": command},
             "wire": wire,
-            "topic": owntracks_command_topic(user_device),
+            "topic": topics.owntracks(user_device, topics.CMD),
             "alert_id": None,
             "supervisee": supervisee,
         },
@@ -277,7 +269,9 @@ class DownlinkSender:
             raise ConnectionError("downlink: not connected to the broker")
         p = message.payload
         body = msgspec.json.encode(p.get("wire", p["command"]))
-        info = self.client.publish(p.get("topic") or command_topic(message.recipient), body, qos=1)
+        info = self.client.publish(
+            p.get("topic") or topics.tag(message.recipient, topics.CMD), body, qos=1
+        )
         await asyncio.to_thread(info.wait_for_publish, self.timeout)
         if not info.is_published():
             raise TimeoutError(f"downlink: no PUBACK within {self.timeout:g}s")

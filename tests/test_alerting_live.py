@@ -17,13 +17,14 @@ import msgspec
 import paho.mqtt.client as mqtt
 
 from alerts.alerting import Alerting
-from alerts.downlink import ACK_TOPIC, record_command_ack
+from alerts.downlink import record_command_ack
 from api.tokens import create_token
 from fencewatch.config import MqttAddress, Settings
 from fencewatch.embedded import free_port
 from fencewatch.loader import load_scenario
 from fencewatch.servers import ServerUrls
 from fencewatch.service import Service
+from ingest import topics
 from storage.db import open_pool
 from tests.kit import LIANDU, lishui_collection
 from tests.live import WAIT_S, Live, eventually, write_scenario
@@ -115,7 +116,7 @@ async def running_with_sms(
 async def ack_listener(live: Live, mqtt_url: str) -> AsyncIterator[None]:
     """Stands in for ingest's subscription to em/+/cmd/ack: hands each ack to
     alerts.downlink.record_command_ack."""
-    acks = Subscriber(mqtt_url, ACK_TOPIC)
+    acks = Subscriber(mqtt_url, topics.tag(topics.ANY, topics.CMD_ACK))
     await asyncio.wait_for(acks.subscribed.wait(), 30)
 
     async def forward() -> None:
