@@ -18,10 +18,12 @@ import msgspec
 from fencewatch.metrics import MESSAGES_IGNORED
 from geofence.crs import gcj02_to_wgs84
 from geofence.model import DeviceEvent, Fix
+from ingest import osmand as osmand_protocol
 from ingest import topics
 from ingest.messages import (
     EvtMessage,
     FixEntry,
+    Invalid,
     LocBatch,
     LocMessage,
     OwnTracksEnvelope,
@@ -29,6 +31,7 @@ from ingest.messages import (
     OwnTracksLwt,
     OwnTracksTransition,
     Seconds,
+    read_json,
 )
 
 MAX_PAYLOAD = 256 * 1024
@@ -79,13 +82,6 @@ class Decoded(msgspec.Struct):
     ignored: list[Ignored] = msgspec.field(default_factory=list)
 
 
-class _Bad(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
 def decode(
     topic: str,
     payload: bytes,
@@ -100,16 +96,16 @@ def decode(
     out = Decoded()
     try:
         if len(payload) > MAX_PAYLOAD:
-            raise _Bad("too_large", f"payload is {len(payload)} bytes, limit {MAX_PAYLOAD}")
+            raise Invalid("too_large", f"payload is {len(payload)} bytes, limit {MAX_PAYLOAD}")
         named = topics.parse(topic)
         if named is None or named.kind in (topics.CMD, topics.CMD_ACK):
-            raise _Bad("topic", f"not a device topic: {topic[:120]!r}")
+            raise Invalid("topic", f"not a device topic: {topic[:120]!r}")
         if named.protocol == topics.TAG:
             device = named.device
             if not _DEVICE_ID.match(device):
-                raise _Bad("topic", f"device id {device[:80]!r} is not a valid id")
+                raise Invalid("topic", f"device id {device[:80]!r} is not a valid id")
             if device not in devices:
-                raise _Bad("unknown_device", f"device {device} is not registered")
+                raise Invalid("unknown_device", f"device {device} is not registered")
             if named.kind == topics.LOC:
                 _loc_message(topic, payload, at, device, out)
             else:
@@ -117,13 +113,11 @@ def decode(
         elif named.protocol == topics.OWNTRACKS:
             phone = owntracks.get(named.device)
             if phone is None or phone not in devices:
-                raise _Bad("unknown_device", f"no phone registered as {named.device}")
+                raise Invalid("unknown_device", f"no phone registered as {named.device}")
             _owntracks(topic, payload, at, phone, out)
         else:
-            from ingest import osmand as protocol  # here: it builds on this module's checks
-
-            protocol.decode_into(topic, named.device, payload, at, devices, osmand or {}, out)
-    except _Bad as bad:
+            _osmand(topic, named.device, payload, at, devices, osmand or {}, out)
+    except Invalid as bad:
         out.rejections.append(Rejection(topic, payload, bad.reason, bad.detail))
     except Exception as exc:  # whatever a device sends must not stop ingest
         reason = f"undecodable: {exc!r}"
@@ -133,19 +127,6 @@ def decode(
     return out
 
 
-def _decode(decoder: msgspec.json.Decoder, raw: bytes | msgspec.Raw, what: str) -> Any:
-    try:
-        return decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        raise _Bad("schema", f"{what}: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise _Bad("malformed", f"{what}: not valid JSON ({exc})") from None
-    except UnicodeDecodeError:
-        raise _Bad("malformed", f"{what}: not valid UTF-8") from None
-    except RecursionError:
-        raise _Bad("malformed", f"{what}: nested too deeply") from None
-
-
 def _loc_message(topic: str, payload: bytes, at: int, device: str, out: Decoded) -> None:
     # First with the batch typed: one decoder call for a single fix's envelope or for a
     # whole well-formed batch (the common cases). Anything else goes entry by entry, so each
@@ -153,52 +134,54 @@ def _loc_message(topic: str, payload: bytes, at: int, device: str, out: Decoded)
     try:
         msg: LocBatch | LocMessage = _loc_batch.decode(payload)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        msg = _decode(_loc, payload, "message")
+        msg = read_json(_loc, payload, "message")
     if msg.v != 1:
-        raise _Bad("version", f"format version {msg.v} is not supported (expected 1)")
+        raise Invalid("version", f"format version {msg.v} is not supported (expected 1)")
     if msg.dev is not None and msg.dev != device:
-        raise _Bad("topic", f"payload says device {msg.dev[:80]!r} but the topic says {device}")
+        raise Invalid("topic", f"payload says device {msg.dev[:80]!r} but the topic says {device}")
     if msg.batch is None:
-        out.fixes.append(_fix(_decode(_entry, payload, "fix"), at, device))
+        out.fixes.append(_fix(read_json(_entry, payload, "fix"), at, device))
         return
     if not msg.batch:
-        raise _Bad("schema", "batch is empty")
+        raise Invalid("schema", "batch is empty")
     if len(msg.batch) > MAX_BATCH:
-        raise _Bad("too_large", f"batch of {len(msg.batch)} fixes, limit {MAX_BATCH}")
+        raise Invalid("too_large", f"batch of {len(msg.batch)} fixes, limit {MAX_BATCH}")
     if isinstance(msg, LocBatch):
         try:
             out.fixes += [_fix(entry, at, device) for entry in msg.batch]
             return
-        except _Bad:
+        except Invalid:
             pass
-    entries: LocMessage = msg if isinstance(msg, LocMessage) else _decode(_loc, payload, "message")
+    entries: LocMessage = (
+        msg if isinstance(msg, LocMessage) else read_json(_loc, payload, "message")
+    )
     for index, raw in enumerate(entries.batch or ()):
         try:
-            out.fixes.append(_fix(_decode(_entry, raw, f"batch[{index}]"), at, device))
-        except _Bad as bad:
+            out.fixes.append(_fix(read_json(_entry, raw, f"batch[{index}]"), at, device))
+        except Invalid as bad:
             # Keep the good entries of a batch; record each bad one with its position.
             out.rejections.append(Rejection(topic, bytes(raw), bad.reason, bad.detail))
 
 
 def _check_time(ts: int, at: int) -> None:
     if ts - at > MAX_FUTURE_MS:
-        raise _Bad("ts_future", f"ts {ts} is {(ts - at) // 1000} s ahead of arrival")
+        raise Invalid("ts_future", f"ts {ts} is {(ts - at) // 1000} s ahead of arrival")
     if at - ts > MAX_AGE_MS:
-        raise _Bad("ts_too_old", f"ts {ts} is {(at - ts) // 86_400_000} days before arrival")
+        raise Invalid("ts_too_old", f"ts {ts} is {(at - ts) // 86_400_000} days before arrival")
 
 
 def _finite(name: str, value: float | None, low: float, high: float) -> None:
     if value is None:
         return
     if not math.isfinite(value):
-        raise _Bad("out_of_range", f"{name} is not a finite number")
+        raise Invalid("out_of_range", f"{name} is not a finite number")
     if not low <= value <= high:
-        raise _Bad("out_of_range", f"{name} {value} is outside {low}..{high}")
+        raise Invalid("out_of_range", f"{name} {value} is outside {low}..{high}")
 
 
 def _seq(seq: int) -> None:
     if not 0 <= seq < MAX_SEQ:
-        raise _Bad("out_of_range", f"seq must be an integer from 0 to {MAX_SEQ - 1}")
+        raise Invalid("out_of_range", f"seq must be an integer from 0 to {MAX_SEQ - 1}")
 
 
 def _fix(e: FixEntry, at: int, device: str) -> Fix:
@@ -208,17 +191,17 @@ def _fix(e: FixEntry, at: int, device: str) -> Fix:
     _finite("spd", e.spd, 0.0, 1000.0)
     _finite("hdg", e.hdg, 0.0, 360.0)
     if e.batt is not None and not 0 <= e.batt <= 100:
-        raise _Bad("out_of_range", f"batt {e.batt} is outside 0..100")
+        raise Invalid("out_of_range", f"batt {e.batt} is outside 0..100")
     if e.strap is not None and e.strap not in STRAP:
-        raise _Bad("schema", f"strap must be ok, open or cut, got {e.strap[:40]!r}")
+        raise Invalid("schema", f"strap must be ok, open or cut, got {e.strap[:40]!r}")
     if e.src is not None and (len(e.src) > 16 or not e.src.isprintable()):
-        raise _Bad("schema", "src must be a short printable name (gps, bds, wifi, cell, mixed)")
+        raise Invalid("schema", "src must be a short printable name (gps, bds, wifi, cell, mixed)")
     lat, lon, gcj02 = e.lat, e.lon, False
     if not e.fix:
         lat = lon = None
     else:
         if lat is None or lon is None:
-            raise _Bad("schema", "a fix needs lat and lon (or fix: false)")
+            raise Invalid("schema", "a fix needs lat and lon (or fix: false)")
         _finite("lat", lat, -90.0, 90.0)
         _finite("lon", lon, -180.0, 180.0)
         crs = (e.crs or "wgs84").lower().replace("-", "")
@@ -226,7 +209,7 @@ def _fix(e: FixEntry, at: int, device: str) -> Fix:
             wlat, wlon = gcj02_to_wgs84(lat, lon)
             lat, lon, gcj02 = float(wlat), float(wlon), True
         elif crs != "wgs84":
-            raise _Bad("crs", f"crs must be wgs84 or gcj02, got {crs[:40]!r}")
+            raise Invalid("crs", f"crs must be wgs84 or gcj02, got {crs[:40]!r}")
     return Fix(
         device=device,
         seq=e.seq,
@@ -246,16 +229,55 @@ def _fix(e: FixEntry, at: int, device: str) -> Fix:
 
 
 def _event(payload: bytes, at: int, device: str) -> DeviceEvent:
-    msg: EvtMessage = _decode(_evt, payload, "event")
+    msg: EvtMessage = read_json(_evt, payload, "event")
     if msg.v != 1:
-        raise _Bad("version", f"format version {msg.v} is not supported (expected 1)")
+        raise Invalid("version", f"format version {msg.v} is not supported (expected 1)")
     if msg.dev is not None and msg.dev != device:
-        raise _Bad("topic", f"payload says device {msg.dev[:80]!r} but the topic says {device}")
+        raise Invalid("topic", f"payload says device {msg.dev[:80]!r} but the topic says {device}")
     if msg.type not in EVENT_TYPES:
-        raise _Bad("schema", f"unknown event type {msg.type[:40]!r}")
+        raise Invalid("schema", f"unknown event type {msg.type[:40]!r}")
     _seq(msg.seq)
     _check_time(msg.ts, at)
     return DeviceEvent(device=device, seq=msg.seq, ts=msg.ts, at=at, type=msg.type)
+
+
+# --- OsmAnd ------------------------------------------------------------------------------
+
+
+def _osmand(
+    topic: str,
+    addressed: str,
+    payload: bytes,
+    at: int,
+    devices: Mapping[str, str],
+    osmand: Mapping[str, str],
+    out: Decoded,
+) -> None:
+    """Add what an OsmAnd request (ingest.osmand) says to `out`; raise Invalid when none of
+    it can be used. `osmand` maps registered phones' OsmAnd ids to device ids; the id must
+    be the device's the topic is `addressed` to, if any."""
+    report = osmand_protocol.read(payload)
+    device = osmand.get(report.id)
+    if device is None or device not in devices:
+        raise Invalid("unknown_device", f"no phone registered as OsmAnd id {report.id[:64]!r}")
+    if addressed and addressed != device:
+        raise Invalid(
+            "topic", f"OsmAnd id {report.id[:64]!r} is {device}, the topic says {addressed}"
+        )
+    ts = at if report.ts is None else report.ts
+    if ts == 0:
+        raise Invalid("out_of_range", "timestamp 0: the device has no clock time")
+    _check_time(ts, at)
+    seq = ts // 1000
+    if report.alarm:
+        out.events.append(DeviceEvent(device=device, seq=seq, ts=ts, at=at, type="sos"))
+    try:
+        out.fixes.append(_fix(osmand_protocol.entry(report, ts, seq), at, device))
+    except Invalid as bad:
+        if not out.events:
+            raise
+        # The SOS stands even when the position it came with does not.
+        out.rejections.append(Rejection(topic, payload, bad.reason, bad.detail))
 
 
 # --- OwnTracks ------------------------------------------------------------------------------
@@ -295,32 +317,32 @@ def _owntracks(topic: str, payload: bytes, at: int, device: str, out: Decoded) -
     if payload.lstrip()[:1] != b"[":
         _owntracks_message(topic, payload, at, device, out)
         return
-    elements: list[msgspec.Raw] = _decode(_ot_array, payload, "OwnTracks array")
+    elements: list[msgspec.Raw] = read_json(_ot_array, payload, "OwnTracks array")
     if len(elements) > MAX_BATCH:
-        raise _Bad("too_large", f"array of {len(elements)} messages, limit {MAX_BATCH}")
+        raise Invalid("too_large", f"array of {len(elements)} messages, limit {MAX_BATCH}")
     if not elements:
         out.ignored.append(Ignored(topic, "owntracks_empty_array"))
     for index, element in enumerate(elements):
         raw = bytes(element)
         try:
             _owntracks_message(topic, raw, at, device, out)
-        except _Bad as bad:
+        except Invalid as bad:
             detail = f"element {index}: {bad.detail}"
             out.rejections.append(Rejection(topic, raw, bad.reason, detail))
 
 
 def _owntracks_message(topic: str, raw: bytes, at: int, device: str, out: Decoded) -> None:
-    kind = _decode(_ot_envelope, raw, "OwnTracks message").type_
+    kind = read_json(_ot_envelope, raw, "OwnTracks message").type_
     if kind == "location":
-        out.fixes.append(_ot_fix(_decode(_ot_location, raw, "OwnTracks location"), at, device))
+        out.fixes.append(_ot_fix(read_json(_ot_location, raw, "OwnTracks location"), at, device))
     elif kind == "lwt":
-        out.events.append(_ot_lwt_event(_decode(_ot_lwt, raw, "OwnTracks lwt"), at, device))
+        out.events.append(_ot_lwt_event(read_json(_ot_lwt, raw, "OwnTracks lwt"), at, device))
     elif kind == "transition":
-        msg = _decode(_ot_transition, raw, "OwnTracks transition")
+        msg = read_json(_ot_transition, raw, "OwnTracks transition")
         out.events.append(_ot_transition_event(msg, at, device))
     elif kind == "status":
         out.events.append(
-            _ot_status_event(_decode(_ot_object, raw, "OwnTracks status"), at, device)
+            _ot_status_event(read_json(_ot_object, raw, "OwnTracks status"), at, device)
         )
     else:
         reason = f"owntracks_{kind}" if kind in OWNTRACKS_IGNORED else "owntracks_other"
@@ -331,10 +353,10 @@ def _ot_ms(value: Seconds, name: str) -> int:
     """An OwnTracks time (epoch seconds, as a number or a numeric string) in epoch ms."""
     if isinstance(value, str):
         if not _SECONDS.fullmatch(value):
-            raise _Bad("schema", f"{name} must be epoch seconds, got {value[:40]!r}")
+            raise Invalid("schema", f"{name} must be epoch seconds, got {value[:40]!r}")
         value = int(value)
     if not 0 < value < MAX_SEQ // 1000:
-        raise _Bad("out_of_range", f"{name} {value} is not a time in epoch seconds")
+        raise Invalid("out_of_range", f"{name} {value} is not a time in epoch seconds")
     return value * 1000
 
 
@@ -346,9 +368,9 @@ def _available(value: N | None) -> N | None:
 def _ot_fix(msg: OwnTracksLocation, at: int, device: str) -> Fix:
     tst_ms = _ot_ms(msg.tst, "tst")
     if msg.lat == 0 and msg.lon == 0:
-        raise _Bad("out_of_range", "lat 0, lon 0 (null island) stands for no position")
+        raise Invalid("out_of_range", "lat 0, lon 0 (null island) stands for no position")
     if msg.bs is not None and msg.bs not in _CHARGING:
-        raise _Bad("schema", f"bs must be 0, 1, 2 or 3, got {msg.bs}")
+        raise Invalid("schema", f"bs must be 0, 1, 2 or 3, got {msg.bs}")
     acc, vel, batt = _available(msg.acc), _available(msg.vel), _available(msg.batt)
     # OwnTracks numbers nothing and times fixes in whole seconds. seq is that second, so
     # the engine's window of recent sequence numbers catches a redelivery from the last
@@ -375,7 +397,7 @@ def _ot_fix(msg: OwnTracksLocation, at: int, device: str) -> Fix:
 def _ot_event(device: str, seq: int, ts: int, at: int, kind: str, detail: Any) -> DetailedEvent:
     # PostgreSQL's jsonb takes no NUL character: a detail holding one would fail the commit.
     if detail is not None and b"\\u0000" in msgspec.json.encode(detail):
-        raise _Bad("schema", f"OwnTracks {kind}: a string holds a NUL character")
+        raise Invalid("schema", f"OwnTracks {kind}: a string holds a NUL character")
     return DetailedEvent(device=device, seq=seq, ts=ts, at=at, type=kind, detail=detail)
 
 
@@ -392,7 +414,7 @@ def _ot_transition_event(msg: OwnTracksTransition, at: int, device: str) -> Deta
     ts = _ot_ms(msg.tst, "tst")
     _check_time(ts, at)
     if msg.event not in _TRANSITIONS:
-        raise _Bad("schema", f"transition event must be enter or leave, got {msg.event[:40]!r}")
+        raise Invalid("schema", f"transition event must be enter or leave, got {msg.event[:40]!r}")
     _finite("lat", msg.lat, -90.0, 90.0)
     _finite("lon", msg.lon, -180.0, 180.0)
     _finite("acc", msg.acc, 0.0, 100_000.0)

@@ -1,4 +1,5 @@
-"""Wire formats devices send (spec 4.1, and OwnTracks for phones), as msgspec schemas.
+"""Wire formats devices send (spec 4.1, and OwnTracks for phones), as msgspec schemas, and
+`Invalid`, what a message that does not fit them raises.
 
 Types are strict: a string where a number belongs is rejected, not coerced, because a
 device that sends it is broken and an operator should see that. OwnTracks times are the
@@ -7,7 +8,33 @@ one exception (`Seconds`): the apps themselves have sent them as strings.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
+
+
+class Invalid(Exception):
+    """A message, or a part of one, that cannot be kept: `reason` is one of a small fixed
+    set (a metrics label), `detail` says exactly what was wrong."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def read_json(decoder: msgspec.json.Decoder, raw: bytes | msgspec.Raw, what: str) -> Any:
+    """`raw` as `decoder`'s schema, or Invalid saying how `what` fails it."""
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise Invalid("schema", f"{what}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise Invalid("malformed", f"{what}: not valid JSON ({exc})") from None
+    except UnicodeDecodeError:
+        raise Invalid("malformed", f"{what}: not valid UTF-8") from None
+    except RecursionError:
+        raise Invalid("malformed", f"{what}: nested too deeply") from None
 
 
 class FixEntry(msgspec.Struct, frozen=True):

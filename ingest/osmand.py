@@ -1,5 +1,6 @@
 """The OsmAnd protocol that Traccar Client and many trackers speak over HTTP (spec 4.1b):
-a request → validated `Fix`/`DeviceEvent`s, or rejections with their reason.
+a request read into a `Report`, which ingest.decode checks as it checks every device's
+messages, into a `Fix` and an `sos` event or rejections with their reason.
 
 A request travels as one message, in the shape `pings.jsonl` records it (spec 4.2): the
 query string as a JSON string (a GET, a POST with its parameters in the URL as the Android
@@ -27,7 +28,6 @@ so a phone that retries a request, or a redelivered message, stores the same row
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -35,9 +35,7 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from fencewatch.timefmt import epoch_ms
-from geofence.model import DeviceEvent
-from ingest.decode import Decoded, Rejection, _Bad, _check_time, _decode, _fix
-from ingest.messages import FixEntry
+from ingest.messages import FixEntry, Invalid, read_json
 
 # What a roster or the API accepts as an OsmAnd id: what the phone sends as `id` (Traccar
 # Client: digits by default, or an IMEI; trackers: anything printable).
@@ -115,48 +113,15 @@ def request_payload(query: str, content_type: str, body: bytes, at: int) -> byte
 
 
 def read(payload: bytes) -> Report:
-    request = _decode(_request, payload, "OsmAnd request")
+    request = read_json(_request, payload, "OsmAnd request")
     return _from_query(request) if isinstance(request, str) else _from_body(request)
 
 
-def decode_into(
-    topic: str,
-    addressed: str,
-    payload: bytes,
-    at: int,
-    devices: Mapping[str, str],
-    osmand: Mapping[str, str],
-    out: Decoded,
-) -> None:
-    """Add what the request says to `out`; raise `_Bad` when none of it can be used.
-    `osmand` maps registered phones' OsmAnd ids to device ids; the id must be the
-    device's the topic is `addressed` to, if any."""
-    report = read(payload)
-    device = osmand.get(report.id)
-    if device is None or device not in devices:
-        raise _Bad("unknown_device", f"no phone registered as OsmAnd id {report.id[:64]!r}")
-    if addressed and addressed != device:
-        raise _Bad("topic", f"OsmAnd id {report.id[:64]!r} is {device}, the topic says {addressed}")
-    ts = at if report.ts is None else report.ts
-    if ts == 0:
-        raise _Bad("out_of_range", "timestamp 0: the device has no clock time")
-    _check_time(ts, at)
-    seq = ts // 1000
-    if report.alarm:
-        out.events.append(DeviceEvent(device=device, seq=seq, ts=ts, at=at, type="sos"))
-    try:
-        out.fixes.append(_fix(_entry(report, ts, seq), at, device))
-    except _Bad as bad:
-        if not out.events:
-            raise
-        # The SOS stands even when the position it came with does not.
-        out.rejections.append(Rejection(topic, payload, bad.reason, bad.detail))
-
-
-def _entry(report: Report, ts: int, seq: int) -> FixEntry:
+def entry(report: Report, ts: int, seq: int) -> FixEntry:
+    """The report as a fix entry, for the decoder's checks (ingest.decode)."""
     fix = report.valid and report.lat is not None and report.lon is not None
     if fix and report.lat == 0 and report.lon == 0:
-        raise _Bad("out_of_range", "lat 0, lon 0 (null island) is no position")
+        raise Invalid("out_of_range", "lat 0, lon 0 (null island) is no position")
     return FixEntry(
         seq=seq,
         ts=ts,
@@ -176,22 +141,22 @@ def _pairs(query: str) -> list[tuple[str, str]]:
     try:
         return parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_FIELDS)
     except ValueError:
-        raise _Bad("too_large", f"more than {MAX_FIELDS} query parameters") from None
+        raise Invalid("too_large", f"more than {MAX_FIELDS} query parameters") from None
 
 
 def _from_query(query: str) -> Report:
     params = dict(_pairs(query))  # a repeated parameter: the last one counts, as in Traccar
     device = params.get("id") or params.get("deviceid")
     if not device:
-        raise _Bad("schema", "no device id (id or deviceid)")
+        raise Invalid("schema", "no device id (id or deviceid)")
     lat, lon = _optional(params, "lat"), _optional(params, "lon")
     if "location" in params:
         parts = params["location"].split(",")
         if len(parts) != 2:
-            raise _Bad("schema", f"location must be lat,lon, got {params['location'][:40]!r}")
+            raise Invalid("schema", f"location must be lat,lon, got {params['location'][:40]!r}")
         lat, lon = _number("location lat", parts[0]), _number("location lon", parts[1])
     if (lat is None) != (lon is None):
-        raise _Bad("schema", "a position needs both lat and lon (or location=lat,lon)")
+        raise Invalid("schema", "a position needs both lat and lon (or location=lat,lon)")
     spd = _optional(params, "speed")
     hdg = _optional(params, "bearing", "heading")
     acc = _optional(params, "accuracy", "hacc")
@@ -218,7 +183,7 @@ def _from_body(body: ClientBody) -> Report:
     level = None if battery is None else _known(battery.level)
     alarm = loc.alarm or (loc.extras or {}).get("alarm")
     if not body.device_id:
-        raise _Bad("schema", "device_id is empty")
+        raise Invalid("schema", "device_id is empty")
     return Report(
         id=body.device_id,
         ts=_time(loc.timestamp),
@@ -250,7 +215,7 @@ def _optional(params: dict[str, str], *names: str) -> float | None:
 
 def _number(name: str, text: str) -> float:
     if not _NUMBER.match(text.strip()):
-        raise _Bad("schema", f"{name} is not a number: {text[:40]!r}")
+        raise Invalid("schema", f"{name} is not a number: {text[:40]!r}")
     return float(text)
 
 
@@ -261,7 +226,7 @@ def _time(text: str) -> int:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise _Bad(
+        raise Invalid(
             "schema",
             f"timestamp {text[:40]!r} is not epoch seconds, epoch milliseconds, ISO-8601"
             " or yyyy-MM-dd HH:mm:ss",
