@@ -19,7 +19,6 @@ from fencewatch.metrics import MESSAGES_IGNORED
 from geofence.crs import gcj02_to_wgs84
 from geofence.model import DeviceEvent, Fix
 from ingest import osmand as osmand_protocol
-from ingest import topics
 from ingest.messages import (
     EvtMessage,
     FixEntry,
@@ -33,6 +32,8 @@ from ingest.messages import (
     Seconds,
     read_json,
 )
+from ingest.topics import CMD, CMD_ACK, LOC, OWNTRACKS, TAG
+from ingest.topics import parse as parse_topic
 
 MAX_PAYLOAD = 256 * 1024
 MAX_BATCH = 2000
@@ -45,6 +46,7 @@ EVENT_TYPES = frozenset(
     {"strap_open", "strap_cut", "power_off", "low_battery", "charging", "sos", "boot"}
 )
 STRAP = frozenset({"ok", "open", "cut"})
+_DOWNLINK = (CMD, CMD_ACK)  # topics a device reads or answers on: nothing to decode
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 _loc = msgspec.json.Decoder(LocMessage)
@@ -97,20 +99,20 @@ def decode(
     try:
         if len(payload) > MAX_PAYLOAD:
             raise Invalid("too_large", f"payload is {len(payload)} bytes, limit {MAX_PAYLOAD}")
-        named = topics.parse(topic)
-        if named is None or named.kind in (topics.CMD, topics.CMD_ACK):
+        named = parse_topic(topic)
+        if named is None or named.kind in _DOWNLINK:
             raise Invalid("topic", f"not a device topic: {topic[:120]!r}")
-        if named.protocol == topics.TAG:
+        if named.protocol == TAG:
             device = named.device
             if not _DEVICE_ID.match(device):
                 raise Invalid("topic", f"device id {device[:80]!r} is not a valid id")
             if device not in devices:
                 raise Invalid("unknown_device", f"device {device} is not registered")
-            if named.kind == topics.LOC:
+            if named.kind == LOC:
                 _loc_message(topic, payload, at, device, out)
             else:
                 out.events.append(_event(payload, at, device))
-        elif named.protocol == topics.OWNTRACKS:
+        elif named.protocol == OWNTRACKS:
             phone = owntracks.get(named.device)
             if phone is None or phone not in devices:
                 raise Invalid("unknown_device", f"no phone registered as {named.device}")

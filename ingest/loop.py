@@ -172,9 +172,8 @@ class IngestLoop:
             acks: list[tuple[str, Inbound]] = []  # (the acknowledging tag, its message)
             uplink: list[Inbound] = []
             for item in mine:
-                named = topics.parse(item.topic)
-                if named is not None and named.kind == topics.CMD_ACK:
-                    acks.append((named.device, item))
+                if (device := topics.acknowledging(item.topic)) is not None:
+                    acks.append((device, item))
                 else:
                     uplink.append(item)
             if acks:

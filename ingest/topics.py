@@ -19,15 +19,16 @@ which the registry maps to a device id.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import msgspec
 
 TAG = "em"
 OWNTRACKS = "owntracks"
 OSMAND = "osmand"
 ANY = "+"  # MQTT's single-level wildcard, standing for any one device
 
-LOC, EVT, CMD, CMD_ACK = "loc", "evt", "cmd", "cmd/ack"
-_TAG_KINDS = frozenset({LOC, EVT, CMD, CMD_ACK})
+LOC, EVT, CMD = "loc", "evt", "cmd"
+CMD_ACK = f"{CMD}/ack"
+_ACK_SUFFIX = f"/{CMD_ACK}"
 # Sub-topics the apps publish on besides `owntracks/<user>/<device>` that carry something
 # kept: transitions (`…/event`) and status reports (`…/status`).
 OWNTRACKS_SUBTOPICS = ("event", "status")
@@ -61,7 +62,8 @@ UPLINK = (
 COMMANDS = (tag(ANY, CMD), owntracks(_ANY_PHONE, CMD))
 
 
-class Topic(NamedTuple):
+# A Struct, not a NamedTuple: every message's topic is parsed, and this is made faster.
+class Topic(msgspec.Struct, frozen=True, gc=False):
     protocol: str  # TAG, OWNTRACKS or OSMAND
     device: str  # a device id; an OwnTracks phone's "<user>/<device>"; "" on `osmand` alone
     kind: str  # a tag's LOC, EVT, CMD or CMD_ACK; an OwnTracks sub-topic or CMD, else ""
@@ -76,17 +78,27 @@ def protocol(topic: str) -> str:
 def parse(topic: str) -> Topic | None:
     """What a topic of the forms above names, or None for any other topic. Names are not
     checked here: whether a device id is valid and registered is the decoder's to say."""
-    first, _, rest = topic.partition("/")
+    levels = topic.split("/")
+    first, count = levels[0], len(levels)
     if first == TAG:
-        device, _, kind = rest.partition("/")
-        if kind in _TAG_KINDS:
-            return Topic(TAG, device, kind)
+        if count == 3 and levels[2] in (LOC, EVT, CMD):
+            return Topic(TAG, levels[1], levels[2])
+        if count == 4 and f"{levels[2]}/{levels[3]}" == CMD_ACK:
+            return Topic(TAG, levels[1], CMD_ACK)
     elif first == OWNTRACKS:
-        levels = rest.split("/")
-        if len(levels) == 2:
-            return Topic(OWNTRACKS, rest, "")
-        if len(levels) == 3 and levels[2] in _OWNTRACKS_KINDS:
-            return Topic(OWNTRACKS, f"{levels[0]}/{levels[1]}", levels[2])
-    elif first == OSMAND and "/" not in rest:
-        return Topic(OSMAND, rest, "")
+        if count == 3:
+            return Topic(OWNTRACKS, f"{levels[1]}/{levels[2]}", "")
+        if count == 4 and levels[3] in _OWNTRACKS_KINDS:
+            return Topic(OWNTRACKS, f"{levels[1]}/{levels[2]}", levels[3])
+    elif first == OSMAND and count <= 2:
+        return Topic(OSMAND, levels[1] if count == 2 else "", "")
     return None
+
+
+def acknowledging(topic: str) -> str | None:
+    """The tag whose acknowledgement of a command `topic` carries, or None: a quick test,
+    for the ingest loop asks it of every message."""
+    if not topic.endswith(_ACK_SUFFIX):
+        return None
+    named = parse(topic)
+    return named.device if named is not None and named.kind == CMD_ACK else None
