@@ -151,9 +151,10 @@ class Engine:
         dev = self._device(fix.device)
         live = dev.live
         ctx.late_track = False
+        newer = pipeline.newer(live, fix.seq, fix.ts)
         if pipeline.redelivered(live, fix.seq, fix.ts):
             j.flags |= Quality.DUPLICATE
-        elif fix.ts > live.last_ts:
+        elif newer:
             live.last_ts = fix.ts
             if dev.late is not None and fix.ts - dev.late.last_ts > _LATE_TRACK_TTL_MS:
                 dev.late, dev.late_fixes = None, []
@@ -192,7 +193,7 @@ class Engine:
     def _judge_late(self, ctx: StepContext, dev: DeviceState, j: Judged) -> None:
         ctx.late_track = True
         fix, fixes = j.fix, dev.late_fixes
-        if dev.late is not None and fix.ts > dev.late.last_ts:
+        if dev.late is not None and fixes and _order(fix) > _order(fixes[-1]):
             fixes.append(fix)
             dev.late.last_ts = fix.ts
             pipeline.run(ctx, dev.late, j)

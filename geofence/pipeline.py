@@ -56,6 +56,7 @@ EVENT_STAGES: tuple[EventStage, ...] = (
 # Before any stage: whether a fix is a redelivery of one already judged (the live and late
 # tracks share the device's sequence numbers, so the engine asks before routing a fix).
 redelivered = dedup.seen_before
+newer = dedup.is_newer
 
 # The clock's rule: when a device's silence becomes lost contact, and what hearing from it
 # again does (geofence.engine keeps the deadlines).

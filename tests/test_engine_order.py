@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geofence.engine import Engine
-from geofence.model import Fix, Verdict
+from geofence.model import Fix, Quality, Verdict
 from geofence.ruleset import RuleSet
 from geofence.zones import parse_feature_collection
 from tests.kit import (
@@ -156,3 +156,18 @@ def test_a_breach_found_late_ends_where_the_live_track_already_shows_the_person_
     for zones, person, late, kind in cases:
         verdicts = [v for v in _late_batch_after_live(zones, person, late) if v.type == kind]
         assert [(v.action, v.late) for v in verdicts] == [("raise", True), ("clear", False)], kind
+
+
+def test_several_fixes_in_one_millisecond_are_judged_as_they_come() -> None:
+    """A device may stamp a batch's fixes with one time: a higher number in the same
+    millisecond is newer, not an out-of-order fix (which would cost a late track rebuild)."""
+    engine = Engine(RuleSet(roster(), ZONES))
+    t0 = STREAM[0]["ts"]
+    batch = [
+        fix({"seq": seq, "ts": t0, "lat": LIANDU_SEAT[0], "lon": LIANDU_SEAT[1], "acc": 8.0})
+        for seq in range(1, 11)
+    ]
+    judged = engine.process(batch).judged
+    assert [j.flags & Quality.OUT_OF_ORDER for j in judged] == [0] * 10
+    again = engine.process(batch[3:5]).judged
+    assert all(j.flags & Quality.DUPLICATE for j in again)

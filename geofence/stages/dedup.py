@@ -11,10 +11,16 @@ WINDOW = 64  # recent sequence numbers remembered per device: one unsigned 64-bi
 _MASK = (1 << WINDOW) - 1
 
 
+def is_newer(track: Track, seq: int, ts: int) -> bool:
+    """After everything the track has judged: a later time, or the same millisecond with a
+    higher number (a device may take several fixes within one)."""
+    return ts > track.last_ts or (ts == track.last_ts and seq > track.max_seq)
+
+
 def seen_before(track: Track, seq: int, ts: int) -> bool:
     """Record `seq`; True if it was already recorded. Always the live track's numbers, so a
     redelivered live fix is caught even when its time sends it to a late track."""
-    if ts > track.last_ts:
+    if is_newer(track, seq, ts):
         # Newer than anything judged, so new. A lower number means the device restarted
         # its numbering (a reboot): start remembering afresh.
         if seq > track.max_seq:
