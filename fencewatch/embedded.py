@@ -92,7 +92,7 @@ ANONYMOUS_FOR_TESTS = "allow_anonymous true\n"
 
 def mosquitto_config(datadir: Path, port: int, access: str = "") -> Path:
     """Write fencewatch's Mosquitto settings, a loopback listener and the `access` lines
-    (who may connect: see fencewatch.provision.mosquitto_auth_config; none, and nobody may)
+    (who may connect: see ingest.credentials.mosquitto_auth_config; none, and nobody may)
     into `datadir`."""
     datadir.mkdir(parents=True, exist_ok=True)
     base = resources.files("fencewatch").joinpath("mosquitto.conf").read_text()

@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from fencewatch import embedded, provision
-from fencewatch.provision import SERVICE_USER, DeviceEntry
+from fencewatch import embedded
+from ingest import credentials
+from ingest.credentials import SERVICE_USER, DeviceEntry
 
 PASSWORD_FILE = "passwd"
 ACL_FILE = "acl"
@@ -44,14 +45,15 @@ def ensure(datadir: Path, shards: int) -> bool:
     returns whether they were written (a running broker must then reload them)."""
     passwd, acl = files(datadir)
     password = service_password(datadir)
-    entries = provision.read_password_file(passwd)
-    logins = provision.service_logins(SERVICE_USER, [shards])
+    entries = credentials.read_password_file(passwd)
+    logins = credentials.service_logins(SERVICE_USER, [shards])
     if acl.exists() and all(
-        login in entries and provision.verify_password(password, entries[login]) for login in logins
+        login in entries and credentials.verify_password(password, entries[login])
+        for login in logins
     ):
         return False
-    provision.provision(
-        provision.devices_from_files(passwd, acl, [SERVICE_USER]),
+    credentials.provision(
+        credentials.devices_from_files(passwd, acl, [SERVICE_USER]),
         passwd,
         acl,
         service_password=password,
@@ -65,8 +67,8 @@ def provision_fleet(datadir: Path, devices: Iterable[DeviceEntry], shards: int) 
     password. The other devices keep theirs."""
     passwd, acl = files(datadir)
     fleet = {d.id: d for d in devices}
-    known = provision.devices_from_files(passwd, acl, [SERVICE_USER])
-    done = provision.provision(
+    known = credentials.devices_from_files(passwd, acl, [SERVICE_USER])
+    done = credentials.provision(
         [*(d for d in known if d.id not in fleet), *fleet.values()],
         passwd,
         acl,

@@ -25,8 +25,9 @@ import asyncpg
 import msgspec
 import psutil
 
-from fencewatch import embedded, embedded_mqtt, provision
+from fencewatch import embedded, embedded_mqtt
 from fencewatch.config import Settings, redact
+from ingest import credentials
 from storage.db import open_pool
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def _mqtt(datadir: Path, shards: int = 1) -> Iterator[str]:
         return
     if embedded_mqtt.ensure(datadir, shards):
         reload_mqtt(datadir)  # one already running here, started by another process
-    access = provision.mosquitto_auth_config(*embedded_mqtt.files(datadir))
+    access = credentials.mosquitto_auth_config(*embedded_mqtt.files(datadir))
     with _shared(datadir, functools.partial(embedded.start_mosquitto, access=access)) as port:
         yield embedded_mqtt.service_url(datadir, port)
 

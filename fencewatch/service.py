@@ -34,11 +34,11 @@ from duties import retention
 from duties.scheduler import Duties
 from fencewatch import embedded_mqtt
 from fencewatch.config import ConfigError, MqttAddress, Settings, listen_socket
-from fencewatch.provision import DeviceEntry
 from fencewatch.servers import ServerUrls, reload_mqtt, servers
 from geofence.ruleset import RuleSet
 from ingest.balancer import Balancer
 from ingest.broker_watch import BrokerWatch
+from ingest.credentials import DeviceEntry
 from ingest.leases import Leases
 from ingest.osmand_http import OsmandListener
 from ingest.shard import ShardRunner

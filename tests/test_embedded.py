@@ -35,8 +35,8 @@ from fencewatch import embedded as embedded_servers
 from fencewatch import embedded_mqtt
 from fencewatch.config import MqttAddress, Settings
 from fencewatch.embedded import start_amqtt
-from fencewatch.provision import DeviceEntry
 from fencewatch.servers import ServerUrls, servers
+from ingest.credentials import DeviceEntry
 
 BOUND = 20.0  # seconds to give up after, so a broken server fails the test instead of hanging
 

@@ -23,9 +23,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.reasoncodes import ReasonCode
 
-from fencewatch import provision
 from fencewatch.embedded import free_port, mosquitto_binary, mosquitto_config, wait_for_port
-from fencewatch.provision import (
+from fencewatch.provision import main as provision_command
+from ingest import credentials as provision
+from ingest.credentials import (
     DeviceEntry,
     ProvisionError,
     hash_password,
@@ -225,7 +226,7 @@ def test_the_command_prints_new_passwords_once(
 ) -> None:
     monkeypatch.setenv("FENCEWATCH_MQTT_URL", f"mqtt://fencewatch:{SERVICE_PASSWORD}@host:1883")
     passwd, acl = _files(tmp_path)
-    assert provision.main(passwd, acl, roster=_roster(tmp_path)) == 0
+    assert provision_command(passwd, acl, roster=_roster(tmp_path)) == 0
     out = capsys.readouterr()
     printed = dict(line.split("\t") for line in out.out.splitlines())
     assert sorted(printed) == ["A", "B", "P"]  # the service's password is in its URL
@@ -234,7 +235,7 @@ def test_the_command_prints_new_passwords_once(
     assert verify_password(SERVICE_PASSWORD, entries[INGEST_LOGIN])
     assert "shown only this once" in out.err
 
-    assert provision.main(passwd, acl, roster=_roster(tmp_path)) == 0
+    assert provision_command(passwd, acl, roster=_roster(tmp_path)) == 0
     assert capsys.readouterr().out == ""  # nothing new, nothing shown
 
 
@@ -243,13 +244,13 @@ def test_the_command_can_write_passwords_to_a_private_file(
 ) -> None:
     passwd, acl = _files(tmp_path)
     creds = tmp_path / "new-devices.csv"
-    assert provision.main(passwd, acl, roster=_roster(tmp_path), out=creds) == 0
+    assert provision_command(passwd, acl, roster=_roster(tmp_path), out=creds) == 0
     assert capsys.readouterr().out == ""
     assert stat.S_IMODE(creds.stat().st_mode) == 0o600
     rows = creds.read_text().splitlines()
     assert rows[0] == "user,password" and len(rows) == 1 + 4  # A, B, P and fencewatch
     # Never overwritten: the passwords in it could not be shown again.
-    assert provision.main(passwd, acl, roster=_roster(tmp_path), out=creds) == 2
+    assert provision_command(passwd, acl, roster=_roster(tmp_path), out=creds) == 2
     assert "exists" in capsys.readouterr().err
 
 
@@ -257,7 +258,7 @@ def test_the_command_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFix
     passwd, acl = _files(tmp_path)
     bad = tmp_path / "bad.json"
     bad.write_text("{")
-    assert provision.main(passwd, acl, roster=bad) == 2
+    assert provision_command(passwd, acl, roster=bad) == 2
     assert "cannot read devices" in capsys.readouterr().err
 
 
@@ -283,7 +284,7 @@ async def test_the_command_reads_devices_from_the_database(
         monkeypatch.delenv("FENCEWATCH_MQTT_URL", raising=False)
         passwd, acl = _files(tmp_path)
         # In a thread: the command runs its own event loop, as it does from the shell.
-        assert await asyncio.to_thread(provision.main, passwd, acl) == 0
+        assert await asyncio.to_thread(provision_command, passwd, acl) == 0
         printed = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())
         assert sorted(printed) == ["A", "B", "P", "fencewatch"]
         assert "user P\ntopic write owntracks/alice/phone\n" in acl.read_text()

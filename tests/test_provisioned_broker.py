@@ -28,9 +28,9 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
-from fencewatch import provision
 from fencewatch.embedded import free_port, mosquitto_binary, mosquitto_config, wait_for_port
 from fencewatch.loader import load_scenario
+from ingest import credentials as provision
 from storage.db import open_pool
 from tests import serve
 from tests.faults import Fleet, until

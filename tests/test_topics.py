@@ -58,7 +58,7 @@ def test_only_a_tags_acknowledgement_names_an_acknowledging_tag() -> None:
 
 
 def test_every_uplink_wildcard_is_read_and_every_command_wildcard_written() -> None:
-    # The ACLs (fencewatch.provision) and the subscriptions (ingest.shards) share these.
+    # The ACLs (ingest.credentials) and the subscriptions (ingest.shards) share these.
     assert [topics.parse(t) for t in topics.COMMANDS] == [
         Topic(topics.TAG, "+", topics.CMD),
         Topic(topics.OWNTRACKS, "+/+", topics.CMD),
