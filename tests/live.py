@@ -24,6 +24,7 @@ from fencewatch.loader import load_scenario
 from fencewatch.servers import ServerUrls
 from fencewatch.service import Service
 from storage.db import open_pool
+from tests.kit import lishui_collection
 
 T = TypeVar("T")
 WAIT_S = 60.0  # an upper bound for "eventually", not a speed requirement
@@ -63,6 +64,15 @@ def write_scenario(directory: Path, zones: dict[str, Any], roster: dict[str, Any
     (directory / "zones.geojson").write_text(json.dumps(zones))
     (directory / "roster.json").write_text(json.dumps(roster))
     return directory
+
+
+async def load_roster(pg_dsn: str, directory: Path, roster: dict[str, Any]) -> None:
+    """The 丽水 counties and `roster` into the database at `pg_dsn` (`fencewatch load`)."""
+    pool = await open_pool(pg_dsn, min_size=1, max_size=2)
+    try:
+        await load_scenario(pool, write_scenario(directory, lishui_collection(), roster))
+    finally:
+        await pool.close()
 
 
 class Live:

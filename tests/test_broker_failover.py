@@ -24,12 +24,9 @@ import httpx
 import pytest
 
 from fencewatch.embedded import free_port
-from fencewatch.loader import load_scenario
-from storage.db import open_pool
 from tests import serve
 from tests.faults import Fleet, until
-from tests.kit import lishui_collection
-from tests.live import write_scenario
+from tests.live import load_roster
 from tests.nats_cluster import NatsCluster, nats_binary
 
 pytestmark = pytest.mark.skipif(
@@ -77,11 +74,7 @@ async def test_broker_nodes_killed_mid_stream_lose_no_acknowledged_fix(
     tmp_path: Path, pg_dsn: str, redis_url: str
 ) -> None:
     fleet = Fleet(DEVICES, FIXES_EACH, crossing=0)
-    pool = await open_pool(pg_dsn, min_size=1, max_size=2)
-    try:
-        await load_scenario(pool, write_scenario(tmp_path, lishui_collection(), fleet.roster()))
-    finally:
-        await pool.close()
+    await load_roster(pg_dsn, tmp_path, fleet.roster())
     cluster = NatsCluster(tmp_path / "nats", ack_wait=ACK_WAIT)
     await asyncio.to_thread(cluster.start)
     http = free_port()

@@ -29,13 +29,11 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from fencewatch.embedded import free_port, mosquitto_binary, mosquitto_config, wait_for_port
-from fencewatch.loader import load_scenario
 from ingest import credentials as provision
-from storage.db import open_pool
 from tests import serve
 from tests.faults import Fleet, until
 from tests.kit import LIANDU, lishui_collection
-from tests.live import eventually, running, write_scenario
+from tests.live import eventually, load_roster, running
 
 pytestmark = pytest.mark.skipif(mosquitto_binary() is None, reason="no mosquitto binary")
 
@@ -86,11 +84,7 @@ async def test_the_documented_setup_stores_every_acknowledged_fix(
     tmp_path: Path, pg_dsn: str, redis_url: str
 ) -> None:
     fleet = Fleet(DEVICES, FIXES_EACH, crossing=0)
-    pool = await open_pool(pg_dsn, min_size=1, max_size=2)
-    try:
-        await load_scenario(pool, write_scenario(tmp_path, lishui_collection(), fleet.roster()))
-    finally:
-        await pool.close()
+    await load_roster(pg_dsn, tmp_path, fleet.roster())
     port = free_port()
     env = {
         "FENCEWATCH_DATABASE_URL": pg_dsn,
