@@ -452,6 +452,20 @@ async def test_resolve_rejects_bad_bodies(world: World) -> None:
     assert _error(await world.get("operator", "/api/v1/alerts/abc"), 422)
 
 
+async def test_resolve_refuses_a_blank_note_as_the_console_does(world: World) -> None:
+    url = f"/api/v1/alerts/{world.alerts['P1']}/resolve"
+    for blank in ("", "   ", "\n\t　"):
+        body = {"disposition": "false_alarm", "note": blank}
+        message = _error(await world.call("operator", "POST", url, json=body), 422)
+        assert message.endswith("body.note: the note is blank; say what was found and done")
+    status = (await world.get("operator", f"/api/v1/alerts/{world.alerts['P1']}")).json()["status"]
+    assert status != "resolved"
+    kept = {"disposition": "false_alarm", "note": "  邻居报告, 已核实  "}
+    response = await world.call("operator", "POST", url, json=kept)
+    assert response.status_code == 200, response.text
+    assert response.json()["note"] == "邻居报告, 已核实"
+
+
 async def test_alert_list_filters_and_pages_newest_first(world: World) -> None:
     async with world.pool.acquire() as conn:
         extra = [await _add_alert(conn, "P1", "low_battery") for _ in range(3)]

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from alerts import record
 from alerts.feed import announce
@@ -68,10 +69,20 @@ class Acknowledge(BaseModel):
     note: Text | None = None
 
 
+def _said_something(note: str) -> str:
+    # The console refuses a note of only spaces; a direct API caller gets the same rule, so
+    # no case record holds a resolution with nothing said about it.
+    if not note.strip():
+        raise PydanticCustomError("blank_note", "the note is blank; say what was found and done")
+    return note.strip()
+
+
 class Resolve(BaseModel):
     model_config = ConfigDict(extra="forbid")
     disposition: Disposition
-    note: Text = Field(min_length=1, description="what was found and done; kept in the case record")
+    note: Annotated[Text, AfterValidator(_said_something)] = Field(
+        description="what was found and done; kept in the case record"
+    )
 
 
 @router.get("/alerts", response_model=AlertList)
