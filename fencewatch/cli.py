@@ -1,10 +1,32 @@
-"""`fencewatch` command line (spec 4.3)."""
+"""The `fencewatch` command: its subcommands, their help and their exit codes."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+DESCRIPTION = "GPS electronic monitoring and geofences for community corrections."
+SCENARIO = (
+    "SCENARIO_DIR is a folder holding zones.geojson (the zones: jurisdictions, exclusion"
+    " zones, curfew homes, as a GeoJSON FeatureCollection), roster.json (the supervisees,"
+    " their devices, the zones that apply and their leave)"
+)
+
+
+class _Command(argparse.ArgumentParser):
+    """A subcommand's parser: a flag it does not know is refused with its own usage, not
+    the top-level one (argparse hands a subcommand's leftovers up to the top parser)."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -114,8 +136,8 @@ def _retention_purge(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fencewatch", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="fencewatch", description=DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Command)
 
     serve = commands.add_parser(
         "serve", help="run the whole service: MQTT ingest, engine, scheduler, API and console"
@@ -135,12 +157,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--tags", type=int, default=36, help="simulated tags (default 36)")
     demo.set_defaults(func=_demo)
 
-    load = commands.add_parser("load", help="import zones.geojson and roster.json (upsert by id)")
+    load = commands.add_parser(
+        "load",
+        help="import zones.geojson and roster.json (upsert by id)",
+        description="Import a scenario's zones and roster into the database (upsert by id,"
+        f" in one transaction) and tell a running service to reload. {SCENARIO}.",
+    )
     load.add_argument("scenario", metavar="SCENARIO_DIR")
     load.set_defaults(func=_load)
 
     replay = commands.add_parser(
-        "replay", help="run recorded pings through the engine offline; one JSON alert a line"
+        "replay",
+        help="run recorded pings through the engine offline; one JSON alert a line",
+        description="Run recorded pings through the geofence engine with no servers: one"
+        " JSON alert a line on stdout, rejected messages and warnings on stderr."
+        f" {SCENARIO} and pings.jsonl (the MQTT messages as received, one JSON object a"
+        ' line: {"at": epoch ms, "topic": ..., "payload": the message}).',
     )
     replay.add_argument("scenario", metavar="SCENARIO_DIR")
     replay.set_defaults(func=_replay)

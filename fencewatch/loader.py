@@ -22,7 +22,7 @@ import redis
 
 from fencewatch import embedded, servers
 from fencewatch.config import Settings
-from fencewatch.scenario import ScenarioError, read_roster
+from fencewatch.scenario import ScenarioError, check_folder, read_roster
 from fencewatch.servers import run_with_pool
 from geofence.model import Roster, Supervisee, ZoneDef
 from geofence.zones import ZoneError, parse_feature_collection
@@ -34,6 +34,8 @@ from storage.repo import people as people_repo
 from storage.repo import zones as zones_repo
 from storage.rules import RULES_CHANNEL
 
+FILES = ("zones.geojson", "roster.json")
+
 
 def _read_zones(path: Path) -> list[tuple[ZoneDef, dict[str, Any]]]:
     """Zones with the features they came from, which are kept as each zone's source."""
@@ -43,9 +45,10 @@ def _read_zones(path: Path) -> list[tuple[ZoneDef, dict[str, Any]]]:
 
 
 def _read(scenario_dir: Path) -> tuple[list[tuple[ZoneDef, dict[str, Any]]], Roster]:
-    for name in ("zones.geojson", "roster.json"):
-        if not (scenario_dir / name).is_file():
-            raise ScenarioError(f"{scenario_dir / name} is missing")
+    try:
+        check_folder(scenario_dir, FILES)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{scenario_dir}: {exc}") from None
     try:
         zones = _read_zones(scenario_dir / "zones.geojson")
     except (ZoneError, msgspec.DecodeError) as exc:

@@ -9,7 +9,13 @@ from typing import TextIO
 
 import msgspec
 
-from fencewatch.scenario import ScenarioError, read_pings, read_roster, read_zones
+from fencewatch.scenario import (
+    ScenarioError,
+    check_folder,
+    read_pings,
+    read_roster,
+    read_zones,
+)
 from fencewatch.timefmt import iso
 from geofence.engine import Engine
 from geofence.model import Verdict
@@ -32,7 +38,11 @@ def alert_line(v: Verdict) -> bytes:
     )
 
 
+FILES = ("zones.geojson", "roster.json", "pings.jsonl")
+
+
 def replay(scenario: Path, out: TextIO, err: TextIO) -> int:
+    check_folder(scenario, FILES)
     rules = RuleSet(read_roster(scenario / "roster.json"), read_zones(scenario / "zones.geojson"))
     for problem in rules.problems:
         print(f"warning: {problem}", file=err)

@@ -27,6 +27,15 @@ class ScenarioError(ValueError):
     pass
 
 
+def check_folder(scenario_dir: Path, names: tuple[str, ...]) -> None:
+    """Raise ScenarioError saying plainly what is not there: the folder, or its files."""
+    if not scenario_dir.is_dir():
+        raise ScenarioError("no such folder")
+    missing = [name for name in names if not (scenario_dir / name).is_file()]
+    if missing:
+        raise ScenarioError(f"missing {', '.join(missing)} (the folder needs {', '.join(names)})")
+
+
 class Ping(msgspec.Struct, frozen=True):
     at: int
     topic: str

@@ -283,7 +283,7 @@ async def test_a_bad_reload_changes_nothing(
 
 async def test_unreadable_files_are_scenario_errors(pool: asyncpg.Pool, tmp_path: Path) -> None:
     (tmp_path / "zones.geojson").write_text("{}")
-    with pytest.raises(ScenarioError, match=r"roster\.json is missing"):
+    with pytest.raises(ScenarioError, match=r"missing roster\.json"):
         await load_scenario(pool, tmp_path)
     scenario = _write(tmp_path)
     (scenario / "zones.geojson").write_text("{not json")
