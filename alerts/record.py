@@ -44,6 +44,14 @@ SEVERITY = {
 }
 
 
+# The engine names a zone by id (an exclusion zone's alert); the record adds its name as it
+# stood when the alert was raised, which is what the queue, SMS and the case file show.
+_NAMED_DETAIL = (
+    "$8::jsonb || COALESCE((SELECT jsonb_build_object('zone_name', name) FROM zones"
+    " WHERE id = $8::jsonb->>'zone' AND name <> ''), '{}'::jsonb)"
+)
+
+
 def alert_object(r: Row) -> dict[str, Any]:
     """The alert as the API and webhooks show it (spec 4.3)."""
     return {
@@ -79,7 +87,7 @@ async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
             row = await conn.fetchrow(
                 "INSERT INTO alerts"
                 " (key, type, supervisee_id, device_id, ts, late, severity, detail)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                f" VALUES ($1, $2, $3, $4, $5, $6, $7, {_NAMED_DETAIL})"
                 " ON CONFLICT (key) DO NOTHING RETURNING *",
                 v.key,
                 v.type,

@@ -87,13 +87,16 @@ async def seed(pool: asyncpg.Pool, people: int = 1) -> None:
 
 
 async def raise_alert(
-    pool: asyncpg.Pool, supervisee: str = "P1", kind: str = "jurisdiction_exit"
+    pool: asyncpg.Pool,
+    supervisee: str = "P1",
+    kind: str = "jurisdiction_exit",
+    detail: dict[str, Any] = POSITION,
 ) -> int:
     """What ingest does when the engine confirms a breach (alerts.record.apply)."""
     device = "T" + supervisee.removeprefix("P")
     ts = int(datetime.now(UTC).timestamp() * 1000)
     key = f"{supervisee}:{kind}:{uuid.uuid4()}"
-    verdict = Verdict("raise", kind, supervisee, device, ts, key, False, POSITION)
+    verdict = Verdict("raise", kind, supervisee, device, ts, key, False, detail)
     async with pool.acquire() as conn, conn.transaction():
         [changed] = await apply(conn, [verdict])
     return int(changed["alert"]["id"])
@@ -254,6 +257,29 @@ async def test_a_new_alert_reaches_the_officer_by_sms_and_email(
     row = await pool.fetchrow("SELECT routed, escalation, escalate_at, raised_at FROM alerts")
     assert row["routed"] and row["escalation"] == 0
     assert timedelta(minutes=9) < row["escalate_at"] - row["raised_at"] < timedelta(minutes=11)
+
+
+async def test_an_exclusion_alert_names_the_zone(pool: asyncpg.Pool, redis: Redis) -> None:
+    await seed(pool)
+    zone = "被害人住所周边200米"
+    await pool.execute(
+        "INSERT INTO zones (id, kind, name, geometry) VALUES ('V1', 'exclusion', $1,"
+        ' \'{"type": "Point", "coordinates": [119.91, 28.45]}\')',
+        zone,
+    )
+    gateway = SmsGateway(free_port())
+    with gateway.listening():
+        async with alerting(pool, redis, settings(gateway.port)):
+            alert = await raise_alert(
+                pool, kind="exclusion_enter", detail={**POSITION, "zone": "V1"}
+            )
+            await until(lambda: asyncio.sleep(0, gateway.to(OFFICER_PHONE)), "no SMS")
+
+    [sms] = gateway.to(OFFICER_PHONE)
+    assert f"进入禁止区域（违反禁止令），禁止区域：{zone}，" in sms["text"], sms["text"]
+    # The alert itself carries the name as it stood when raised, for the queue and the API.
+    detail = await pool.fetchval("SELECT detail FROM alerts WHERE id = $1", alert)
+    assert detail["zone"] == "V1" and detail["zone_name"] == zone
 
 
 async def test_unacknowledged_it_escalates_on_schedule_and_acknowledging_stops_it(
