@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from api.console import BUILD_HINT, STATIC
 from api.tokens import create_token
-from tests.kit import DATA, LIANDU, LIANDU_SEAT, lishui_collection, offset
+from tests.kit import DATA, LIANDU, LIANDU_SEAT, line, lishui_collection, offset
 from tests.live import Live, running
 from tests.test_live_ingest import walk_out
 
@@ -295,6 +295,31 @@ async def test_operator_watches_a_breach_works_the_alert_and_plays_back_the_trac
             await expect(page.locator("header.top")).to_contain_text("Monitoring center")
             await expect(page.locator(".playback")).to_contain_text("Track playback")
 
+            assert outside.seen == [], f"the page asked for outside URLs: {outside.seen}"
+            assert errors == [], f"errors in the page: {errors}"
+
+
+async def test_the_queue_names_the_exclusion_zone_entered(
+    pg_dsn, redis_url, mqtt_url, tmp_path
+) -> None:
+    require_build()
+    # A walk from home into the school's exclusion circle, staying there: fixes 10 s apart,
+    # ending now so the breach is a live one.
+    t0 = int(time.time() * 1000) - 20 * 10_000
+    fixes = line(LIANDU_SEAT, SCHOOL, 10, t0=t0, interval_s=10) + line(
+        SCHOOL, SCHOOL, 10, t0=t0 + 100_000, interval_s=10, seq0=11
+    )
+    async with running(pg_dsn, redis_url, mqtt_url, zones(), ROSTER) as live:
+        token = live.http.headers["Authorization"].removeprefix("Bearer ")
+        async with browser(live, tmp_path) as (context, outside, errors):
+            page = await context.new_page()
+            await log_in(page, str(live.http.base_url), token)
+            for f in fixes:
+                live.device.publish("em/T1/loc", {"v": 1, **f})
+            row = page.locator(".alert", has_text="进入禁入区域")
+            await expect(row.locator(".type")).to_have_text("进入禁入区域：某小学")
+            [alert] = await live.alerts(supervisee="S1", type="exclusion_enter")
+            assert alert["detail"]["zone"] == "X1" and alert["detail"]["zone_name"] == "某小学"
             assert outside.seen == [], f"the page asked for outside URLs: {outside.seen}"
             assert errors == [], f"errors in the page: {errors}"
 

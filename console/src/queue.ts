@@ -147,7 +147,7 @@ export class AlertQueue {
         "div",
         { class: "line" },
         h("span", { class: "sev" }, term("severity", a.severity)),
-        h("strong", { class: "type" }, term("type", a.type)),
+        h("strong", { class: "type" }, alertTitle(a)),
         h("span", { class: "status" }, term("status", a.status)),
       ),
       h(
@@ -303,6 +303,15 @@ export class AlertQueue {
     this.dialog?.remove();
     this.dialog = null;
   }
+}
+
+/** The alert's type, and for an exclusion zone which one: the name the service recorded
+ * when it was raised, else its id. */
+function alertTitle(a: Alert): string {
+  const zone = a.detail.zone_name ?? a.detail.zone;
+  return typeof zone === "string" && zone
+    ? `${term("type", a.type)}：${zone}`
+    : term("type", a.type);
 }
 
 function age(a: Alert): string {
