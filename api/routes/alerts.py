@@ -43,7 +43,11 @@ class Alert(BaseModel):
     escalation: int
     disposition: Disposition | None = None
     note: str | None = None
-    detail: dict[str, Any] = {}
+    detail: dict[str, Any] = Field(
+        {},
+        description="what confirmed it (the position, lat/lon); an exclusion zone's alert also"
+        " names the zone: zone (its id) and zone_name (its name when the alert was raised)",
+    )
 
 
 class AlertList(BaseModel):
