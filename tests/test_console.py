@@ -211,7 +211,10 @@ async def test_operator_watches_a_breach_works_the_alert_and_plays_back_the_trac
             await expect(page.locator(".alert[data-status=open]")).to_have_count(3)
             await expect(page.locator(".banner")).to_contain_text("3 条告警待签收")
             await expect(marker(page, "S1")).to_have_attribute("data-state", "breach")
-            await expect(marker(page, "S2")).to_have_attribute("data-state", "ok")
+            # 李某 is inside, but the opened strap (critical, worse than the low battery)
+            # decides how the map draws them: not 正常, and named on the map.
+            await expect(marker(page, "S2")).to_have_attribute("data-state", "tamper")
+            await expect(page.locator(".person-label.state-tamper")).to_have_text("李某")
             await page.wait_for_function("window.tones > 0")
             await page.screenshot(path=shots / "live-map.png")
 

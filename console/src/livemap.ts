@@ -6,12 +6,11 @@ import L from "leaflet";
 import { h } from "./dom";
 import { formatTime, t, term } from "./i18n";
 import { createMap, fitZones, toMap, zoneLayer } from "./mapbase";
-import { mapState, on, personName, store } from "./store";
+import { STATES, mapState, on, personName, store } from "./store";
 import type { Position } from "./types";
 
-export const STATES = ["ok", "uncertain", "outside", "breach", "offline", "unknown"] as const;
 // States that get a permanent name label: the ones an operator must look at.
-const LABELLED = new Set(["outside", "breach", "offline"]);
+const LABELLED = new Set(["sos", "tamper", "breach", "outside", "offline", "low_battery"]);
 
 interface Marker {
   dot: L.CircleMarker;

@@ -6,11 +6,10 @@ import { api } from "./api";
 import { fill, h } from "./dom";
 import { formatAge, formatTime, t, term } from "./i18n";
 import { beep } from "./sound";
-import { on, personName, putAlert, store } from "./store";
+import { SEVERITY_RANK, on, personName, putAlert, store } from "./store";
 import type { Alert } from "./types";
 import { onSubmit, showError } from "./ui";
 
-const SEVERITY_RANK: Record<string, number> = { critical: 0, high: 1, normal: 2, low: 3 };
 export const DISPOSITIONS = [
   "true_violation",
   "false_alarm",

@@ -119,14 +119,54 @@ export function putAlert(alert: Alert): void {
   if (alert.status === "resolved") store.alerts.delete(alert.id);
   else store.alerts.set(alert.id, alert);
   emit("alerts");
-  emit("positions"); // a device_offline alert changes how the person is drawn
+  emit("positions"); // an open alert changes how the person is drawn
 }
 
-/** The map colour of a person: the feed's state, or offline while a device_offline alert
- * for them still holds (the engine decides when a device is offline, per level and kind). */
+// How an open alert of each type draws its person; types not named here leave the feed's
+// state alone.
+const ALERT_STATE: Record<string, string> = {
+  sos: "sos",
+  strap_tamper: "tamper",
+  jurisdiction_exit: "breach",
+  exclusion_enter: "breach",
+  curfew_breach: "breach",
+  engine_fault: "unknown",
+  device_offline: "offline",
+  no_fix: "offline",
+  power_off: "offline",
+  low_battery: "low_battery",
+};
+export const SEVERITY_RANK: Record<string, number> = { critical: 0, high: 1, normal: 2, low: 3 };
+// Map states, worst first: what decides between the feed's state and an alert's.
+export const STATES = [
+  "sos",
+  "tamper",
+  "breach",
+  "outside",
+  "offline",
+  "low_battery",
+  "uncertain",
+  "unknown",
+  "ok",
+] as const;
+
+/** The map colour of a person: the worse of the feed's state and the state of their most
+ * severe alert not yet resolved, so nobody with an open alert is drawn as OK. */
 export function mapState(p: Position): string {
+  let worst: Alert | null = null;
   for (const a of store.alerts.values()) {
-    if (a.supervisee === p.supervisee && a.active && a.type === "device_offline") return "offline";
+    if (a.supervisee !== p.supervisee || !(a.type in ALERT_STATE)) continue;
+    if (!worst || rank(a) < rank(worst)) worst = a;
   }
-  return p.state;
+  const alerted = worst ? ALERT_STATE[worst.type] : p.state;
+  return stateRank(alerted) < stateRank(p.state) ? alerted : p.state;
+}
+
+function rank(a: Alert): number {
+  return SEVERITY_RANK[a.severity] ?? 9;
+}
+
+function stateRank(state: string): number {
+  const i = (STATES as readonly string[]).indexOf(state);
+  return i < 0 ? STATES.length : i;
 }
