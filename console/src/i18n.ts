@@ -93,8 +93,8 @@ const WORDS = {
   "keys.jk": ["下一条 / 上一条告警", "Next / previous alert"],
   "keys.a": ["签收所选告警", "Acknowledge the selected alert"],
   "keys.r": [
-    "处置所选告警（1–4 选处置结果）",
-    "Resolve the selected alert (1–4 pick a disposition)",
+    "处置所选告警（1–4 选处置结果后输入说明，Ctrl+Enter 提交）",
+    "Resolve the selected alert (1–4 pick a disposition, then write the note; Ctrl+Enter submits)",
   ],
   "keys.o": ["打开一人一档", "Open the person file"],
   "keys.m": ["在地图上定位", "Show on the map"],

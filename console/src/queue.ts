@@ -276,7 +276,7 @@ export class AlertQueue {
       ),
     );
     document.body.append(this.dialog);
-    // On the choices, so 1–4 pick one; Tab reaches the note.
+    // On the choices, so 1–4 pick one and then move on to the note.
     this.dialog.querySelector<HTMLInputElement>("input:checked")?.focus();
   }
 
@@ -295,6 +295,8 @@ export class AlertQueue {
       return false;
     const radio = form?.querySelector<HTMLInputElement>(`input[value=${DISPOSITIONS[n - 1]}]`);
     if (radio) radio.checked = true;
+    // The key is used up here (not typed), so the note starts empty.
+    form?.querySelector("textarea")?.focus();
     return true;
   }
 
