@@ -12,15 +12,13 @@ reports a non-zero speed says nothing about stillness, so for it this stage does
 
 from __future__ import annotations
 
-import math
-
 from geofence.context import StepContext
+from geofence.geo import metres
 from geofence.judge import Judged
 from geofence.model import Quality
 from geofence.state import Track
 
 SKIP = Quality.NO_FIX | Quality.ACC_POOR | Quality.JUMP
-_M_PER_DEG = 111_195.0
 
 
 def run(ctx: StepContext, track: Track, j: Judged) -> bool:
@@ -33,7 +31,7 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
         fix.spd is None
         and rest is not None
         and track.speed_seen
-        and _distance(rest, lat, lon) <= j.radius + policy.drift_m
+        and metres(lat, lon, rest[0], rest[1]) <= j.radius + policy.drift_m
     ):
         # A fix with no speed (cell, wifi) cannot tell motion; it shows some only when it
         # is surely away from the resting point, beyond its own wide circle.
@@ -54,7 +52,7 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
     if rest is None or ts - rest[2] > policy.rest_gap_s * 1000:
         track.rest, track.drift_since = (lat, lon, ts), None
         return True
-    if _distance(rest, lat, lon) > max(policy.drift_m, fix.acc or 0.0):
+    if metres(lat, lon, rest[0], rest[1]) > max(policy.drift_m, fix.acc or 0.0):
         if track.drift_since is None:
             track.drift_since = ts
         if ts - track.drift_since < policy.drift_max_s * 1000:
@@ -68,9 +66,3 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
     pull = min(1.0, (ts - rest[2]) / (policy.rest_tau_s * 1000))
     track.rest = (rest[0] + pull * (lat - rest[0]), rest[1] + pull * (lon - rest[1]), ts)
     return True
-
-
-def _distance(rest: tuple[float, float, int], lat: float, lon: float) -> float:
-    dy = (lat - rest[0]) * _M_PER_DEG
-    dx = (lon - rest[1]) * _M_PER_DEG * math.cos(math.radians(lat))
-    return math.hypot(dx, dy)

@@ -14,23 +14,19 @@ while both readings say "walking pace" is a reflected signal, not a sprint.
 
 from __future__ import annotations
 
-import math
-
 from geofence.context import StepContext
+from geofence.geo import metres
 from geofence.judge import Judged
 from geofence.model import Quality
 from geofence.state import Point, Track
 
-_M_PER_DEG = 111_195.0
 UNUSABLE = Quality.NO_FIX | Quality.ACC_POOR
 # Room for acceleration between two speed readings: ×1.5 and 2 m/s on top of the faster.
 _DOPPLER_FACTOR, _DOPPLER_SLACK_MPS = 1.5, 2.0
 
 
 def _plausible(a: Point, b: Point, vmax: float, doppler: bool) -> bool:
-    dy = (b[0] - a[0]) * _M_PER_DEG
-    dx = (b[1] - a[1]) * _M_PER_DEG * math.cos(math.radians(a[0]))
-    gap = math.hypot(dx, dy) - a[2] - b[2]
+    gap = metres(a[0], a[1], b[0], b[1]) - a[2] - b[2]
     if doppler and a[4] >= 0 and b[4] >= 0:
         vmax = min(vmax, max(a[4], b[4]) * _DOPPLER_FACTOR + _DOPPLER_SLACK_MPS)
     return gap <= vmax * max(abs(b[3] - a[3]) / 1000.0, 1.0)

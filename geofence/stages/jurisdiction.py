@@ -8,17 +8,15 @@ road; they are somewhere they were not allowed to go. Never past the leave's end
 
 from __future__ import annotations
 
-import math
-
 from geofence import confirm
 from geofence.context import StepContext
+from geofence.geo import metres
 from geofence.judge import NO_POSITION, Judged
 from geofence.model import Quality
 from geofence.state import Track
 
 RULE = TYPE = "jurisdiction_exit"
 SKIP = Quality.NO_FIX | Quality.ACC_POOR | Quality.JUMP | Quality.DRIFT
-_M_PER_DEG = 111_195.0
 
 
 def run(ctx: StepContext, track: Track, j: Judged) -> bool:
@@ -73,6 +71,4 @@ def _moved(
 ) -> bool:
     """Surely left the stop: further than `near_m` plus the wider of the two error circles,
     so neither drift nor a coarse fix makes a stop look like travel."""
-    dy = (lat - stop[0]) * _M_PER_DEG
-    dx = (lon - stop[1]) * _M_PER_DEG * math.cos(math.radians(lat))
-    return math.hypot(dx, dy) > near_m + max(radius, stop[2])
+    return metres(lat, lon, stop[0], stop[1]) > near_m + max(radius, stop[2])
