@@ -21,7 +21,7 @@ from geofence.engine import Engine
 from geofence.model import Verdict
 from geofence.ruleset import RuleSet
 from geofence.zones import ZoneError
-from ingest.decode import decode
+from ingest.decode import decode_for
 
 
 def alert_line(v: Verdict) -> bytes:
@@ -58,14 +58,7 @@ def replay(scenario: Path, out: TextIO, err: TextIO) -> int:
 
     for ping in read_pings(scenario / "pings.jsonl"):
         emit(engine.tick(ping.at))
-        decoded = decode(
-            ping.topic,
-            bytes(ping.payload),
-            ping.at,
-            rules.device_owner,
-            rules.owntracks,
-            rules.osmand,
-        )
+        decoded = decode_for(rules, ping.topic, bytes(ping.payload), ping.at)
         for r in decoded.rejections:
             print(f"rejected {r.topic} at {iso(ping.at)}: {r.reason}: {r.detail}", file=err)
         emit(engine.process(decoded.fixes, decoded.events).verdicts)

@@ -18,6 +18,7 @@ import msgspec
 from fencewatch.metrics import MESSAGES_IGNORED
 from geofence.crs import gcj02_to_wgs84
 from geofence.model import DeviceEvent, Fix
+from geofence.ruleset import RuleSet
 from ingest import osmand as osmand_protocol
 from ingest.messages import (
     EvtMessage,
@@ -82,6 +83,11 @@ class Decoded(msgspec.Struct):
     events: list[DeviceEvent] = msgspec.field(default_factory=list)
     rejections: list[Rejection] = msgspec.field(default_factory=list)
     ignored: list[Ignored] = msgspec.field(default_factory=list)
+
+
+def decode_for(rules: RuleSet, topic: str, payload: bytes, at: int) -> Decoded:
+    """`decode` against the roster's registries of devices, OwnTracks and OsmAnd phones."""
+    return decode(topic, payload, at, rules.device_owner, rules.owntracks, rules.osmand)
 
 
 def decode(

@@ -31,7 +31,7 @@ from geofence.guard import Message
 from geofence.judge import Judged
 from geofence.model import DeviceEvent, Verdict
 from ingest import receipts, topics
-from ingest.decode import Decoded, Rejection, decode
+from ingest.decode import Decoded, Rejection, decode_for
 from ingest.mqtt import Inbound, MqttSource
 from ingest.quarantine import Quarantine
 from ingest.restore import restore
@@ -183,14 +183,7 @@ class IngestLoop:
             messages: list[Message] = []
             sources: list[Inbound] = []
             for item in uplink:
-                d = decode(
-                    item.topic,
-                    item.payload,
-                    item.at,
-                    rules.device_owner,
-                    rules.owntracks,
-                    rules.osmand,
-                )
+                d = decode_for(rules, item.topic, item.payload, item.at)
                 if receipts.awaited(item.topic):
                     waiting.append(receipts.receipt(item.topic, item.payload, d.rejections))
                 decoded.rejections += d.rejections

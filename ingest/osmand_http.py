@@ -31,7 +31,7 @@ from fencewatch.config import MqttAddress
 from fencewatch.metrics import FIXES_REJECTED, OSMAND_REQUESTS
 from geofence.ruleset import RuleSet
 from ingest import osmand, receipts, topics
-from ingest.decode import MAX_PAYLOAD, Rejection, decode
+from ingest.decode import MAX_PAYLOAD, Rejection, decode_for
 
 log = logging.getLogger("fencewatch.osmand")
 
@@ -159,9 +159,7 @@ class OsmandListener:
         at = time.time_ns() // 1_000_000
         payload = osmand.request_payload(query, content_type, body, at)
         rules = self.rules()
-        decoded = decode(
-            topics.OSMAND, payload, at, rules.device_owner, rules.owntracks, rules.osmand
-        )
+        decoded = decode_for(rules, topics.OSMAND, payload, at)
         problems = [f"{r.reason}: {r.detail}" for r in decoded.rejections]
         devices = [f.device for f in decoded.fixes] + [e.device for e in decoded.events]
         if not devices:

@@ -21,7 +21,7 @@ from fencewatch.scenario import read_pings, read_roster, read_zones
 from fencewatch.timefmt import iso
 from geofence.model import Fix
 from geofence.ruleset import RuleSet
-from ingest.decode import decode
+from ingest.decode import decode_for
 
 OFFLINE_MS = 30 * 60_000
 LOW_PCT = 20
@@ -94,14 +94,7 @@ def run(scenario: Path) -> list[dict[str, object]]:
     naive = Baseline(rules)
     for ping in read_pings(scenario / "pings.jsonl"):
         naive.clock(ping.at)
-        decoded = decode(
-            ping.topic,
-            bytes(ping.payload),
-            ping.at,
-            rules.device_owner,
-            rules.owntracks,
-            rules.osmand,
-        )
+        decoded = decode_for(rules, ping.topic, bytes(ping.payload), ping.at)
         for fix in decoded.fixes:
             naive.arrived(fix.device, ping.at)
             naive.fix(fix)

@@ -20,7 +20,7 @@ from fencewatch.config import DEFAULT_PURSUIT_HOLD_S
 from geofence.engine import Engine
 from geofence.model import Verdict
 from geofence.ruleset import RuleSet
-from ingest.decode import decode
+from ingest.decode import decode_for
 from simulators.device import MOVE, SIGNIFICANT, DevicePlan, DeviceSim
 from simulators.messages import Message
 
@@ -89,9 +89,7 @@ def obeying(plan: DevicePlan, rules: RuleSet, end: int) -> list[Message]:
         out += messages
         for m in messages:
             arrival = reachable(m.ts) + LATENCY_MS // 2
-            decoded = decode(
-                m.topic, encoder.encode(m.payload), arrival, rules.device_owner, rules.owntracks
-            )
+            decoded = decode_for(rules, m.topic, encoder.encode(m.payload), arrival)
             for v in engine.process(decoded.fixes, decoded.events).verdicts:
                 if service.hear(v, arrival) == "pursue" and service.interval_s is not None:
                     landing = reachable(arrival + LATENCY_MS // 2)
