@@ -52,6 +52,7 @@ const WORDS = {
   "queue.help": ["按 ? 查看快捷键", "Press ? for keys"],
   "queue.new": ["新告警", "New alert"],
   "queue.newCount": ["{n} 条告警待签收", "{n} alerts to acknowledge"],
+  "queue.critical": ["紧急 {n} 条", "{n} critical"],
   "type.jurisdiction_exit": ["越界（离开执行地）", "Left jurisdiction"],
   "type.exclusion_enter": ["进入禁入区域", "Entered exclusion zone"],
   "type.curfew_breach": ["居家时段不在居住地", "Curfew breach"],

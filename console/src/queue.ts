@@ -1,6 +1,8 @@
 // The alert queue: what is still to be worked, most severe first, oldest first within a
 // severity. A new alert is impossible to miss: a tone, a pulsing banner until every alert
-// is acknowledged, and a reminder tone while a serious one waits. Keyboard-driven.
+// is acknowledged, and a reminder tone while a serious one waits. 紧急 outranks 高 in every
+// way an operator notices: always on top, red where 高 is orange, a siren instead of two
+// beeps, and reminded three times as often. Keyboard-driven.
 
 import { api } from "./api";
 import { fill, h } from "./dom";
@@ -16,7 +18,9 @@ export const DISPOSITIONS = [
   "approved_absence",
   "equipment_fault",
 ] as const;
-const REMIND_MS = 60_000;
+// An open 紧急 alert is reminded every tick, an open 高 one every third.
+const REMIND_MS = 20_000;
+const HIGH_EVERY = 3;
 
 export interface QueueActions {
   openPerson(supervisee: string): void;
@@ -31,6 +35,7 @@ export class AlertQueue {
   private selected: number | null = null;
   private readonly fresh = new Set<number>();
   private dialog: HTMLElement | null = null;
+  private reminders = 0;
 
   constructor(private readonly actions: QueueActions) {
     fill(
@@ -92,16 +97,16 @@ export class AlertQueue {
 
   private raised(alert: Alert): void {
     this.fresh.add(alert.id);
-    beep(alert.severity === "critical");
+    beep(alert.severity);
     this.selected ??= alert.id;
     this.render();
   }
 
   private remind(): void {
-    const waiting = this.sorted().filter(
-      (a) => a.status === "open" && (SEVERITY_RANK[a.severity] ?? 9) <= SEVERITY_RANK.high,
-    );
-    if (waiting.length) beep(waiting[0].severity === "critical");
+    this.reminders += 1;
+    const first = this.sorted().find((a) => a.status === "open");
+    if (first?.severity === "critical") beep("critical");
+    else if (first?.severity === "high" && this.reminders % HIGH_EVERY === 0) beep("high");
   }
 
   private select(id: number | null): void {
@@ -123,8 +128,15 @@ export class AlertQueue {
         : h("li", { class: "empty" }, t("queue.empty")),
     );
     const open = alerts.filter((a) => a.status === "open");
+    const critical = open.filter((a) => a.severity === "critical").length;
     this.banner.hidden = open.length === 0;
-    fill(this.banner, `⚠ ${t("queue.newCount", { n: open.length })}`);
+    this.banner.classList.toggle("critical", critical > 0);
+    fill(
+      this.banner,
+      "⚠ ",
+      critical ? h("strong", {}, `${t("queue.critical", { n: critical })} · `) : null,
+      t("queue.newCount", { n: open.length }),
+    );
     this.banner.onclick = () => this.select(open[0]?.id ?? null);
     document.title = open.length ? `(${open.length}) ${t("app.center")}` : t("app.center");
   }
