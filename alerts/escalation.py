@@ -15,6 +15,8 @@ Steps:
   the device to return (`return_now`, 责令立即返回);
 - an open alert past `escalate_at` goes one level up: station head (1), county bureau (2);
   each step is an 'escalated' timeline entry, `alerts.escalation` and a webhook event.
+An alert held by a suspension window (alerts.hold) is not routed until its hold ends; then
+it is routed as a new one, so its escalation starts from its release.
 The same loop releases storm summaries when due (alerts.ratelimit) and puts pursued devices
 back to normal reporting (alerts.pursuit.restore_due).
 An alert that is acknowledged or resolved is no longer 'open' and is never escalated: the
@@ -36,6 +38,7 @@ import msgspec
 
 from alerts import downlink, pursuit, routing, templates
 from alerts.clock import Clock, system_clock
+from alerts.hold import find_hold
 from alerts.ratelimit import release_due
 from alerts.record import NOTIFY_CHANNEL, append_event, queue_change
 from fencewatch.config import DEFAULT_ESCALATE_AFTER_S, DEFAULT_PURSUIT_HOLD_S
@@ -62,8 +65,10 @@ class EscalationPolicy(msgspec.Struct, frozen=True):
         return timedelta(seconds=seconds * (self.heightened_factor if heightened else 1.0))
 
 
+# A held alert (alerts.hold) is not new until its hold is due to end.
 _NEW = """
-SELECT * FROM alerts WHERE NOT routed AND id <> ALL($1::bigint[])
+SELECT * FROM alerts
+WHERE NOT routed AND (held_until IS NULL OR held_until <= $1) AND id <> ALL($2::bigint[])
 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
 """
 
@@ -77,7 +82,8 @@ _NEXT_DUE = """
 SELECT least(
     (SELECT min(escalate_at) FROM alerts WHERE status = 'open' AND escalate_at IS NOT NULL),
     (SELECT min(release_at) FROM notification_holds WHERE released_at IS NULL),
-    (SELECT min(relaxed_at) + $1::interval FROM device_pursuits))
+    (SELECT min(relaxed_at) + $1::interval FROM device_pursuits),
+    (SELECT min(held_until) FROM alerts WHERE NOT routed))
 """
 
 
@@ -119,12 +125,12 @@ class Escalator:
         return done
 
     async def route_new(self) -> int:
-        return await self._each(_NEW, self._route, with_now=False)
+        return await self._each(_NEW, self._route)
 
     async def escalate_due(self) -> int:
-        return await self._each(_DUE, self._escalate, with_now=True)
+        return await self._each(_DUE, self._escalate)
 
-    async def _each(self, query: str, work: Any, *, with_now: bool) -> int:
+    async def _each(self, query: str, work: Any) -> int:
         """Claim and handle due alerts one per transaction. An alert whose step fails for
         a reason of its own is left for the next pass and does not hold up the others; a
         lost connection ends the pass (the claim is rolled back with it)."""
@@ -133,8 +139,7 @@ class Escalator:
         while True:
             now = self.clock()
             async with self.pool.acquire() as conn, conn.transaction():
-                args = (now, failed) if with_now else (failed,)
-                row = await conn.fetchrow(query, *args)
+                row = await conn.fetchrow(query, now, failed)
                 if row is None:
                     return done
                 try:
@@ -150,7 +155,22 @@ class Escalator:
             done += 1
 
     async def _route(self, conn: Conn, alert: asyncpg.Record, now: datetime) -> None:
-        """The first step: tell the officer, order the device back, start the timer."""
+        """The first step: tell the officer, order the device back, start the timer —
+        unless a suspension window holds the alert (alerts.hold); one that held it and has
+        ended releases it now."""
+        found = await find_hold(conn, alert["supervisee_id"], alert["type"], now)
+        if found is not None:
+            hold, held_until = found
+            await conn.execute(
+                "UPDATE alerts SET hold = $2, held_until = $3 WHERE id = $1",
+                alert["id"],
+                hold,
+                held_until,
+            )
+            await append_event(conn, alert["id"], ACTOR, "held", hold, at=now)
+            return
+        if alert["hold"] is not None:
+            await append_event(conn, alert["id"], ACTOR, "released", alert["hold"], at=now)
         detail: dict[str, Any] = {"level": 0}
         escalate_at = None
         if alert["status"] == "open":
@@ -170,12 +190,16 @@ class Escalator:
             detail["skipped"] = f"already {alert['status']}"
         if escalate_at is not None:
             detail["escalate_at"] = escalate_at.isoformat()
-        await conn.execute(
-            "UPDATE alerts SET routed = true, escalate_at = $2 WHERE id = $1",
+        row = await conn.fetchrow(
+            "UPDATE alerts SET routed = true, escalate_at = $2 WHERE id = $1 RETURNING *",
             alert["id"],
             escalate_at,
         )
+        assert row is not None
         await append_event(conn, alert["id"], ACTOR, "routed", detail, at=self.clock())
+        if alert["hold"] is not None:
+            # Webhook receivers heard nothing while it was held: they get it now, as it is.
+            await queue_change(conn, "raised", row, held=alert["hold"])
 
     async def _tell(
         self,

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from alerts.hold import find_hold, is_held
 from alerts.outbox import enqueue
 from alerts.webhook import CHANNEL as WEBHOOK
 from fencewatch.metrics import ALERTS_RAISED
@@ -25,6 +26,9 @@ from fencewatch.timefmt import iso, iso_time, utc
 from geofence.model import Verdict
 from storage.db import Conn, Row
 from storage.repo import IN_SCOPE, Offices
+
+# Who holds and releases alerts in their timeline (alerts.hold, alerts.escalation).
+HOLD_ACTOR = "scheduler"
 
 # New alerts are announced here, at commit, so alerts.escalation routes them at once.
 NOTIFY_CHANNEL = "fencewatch_alerting"
@@ -72,6 +76,8 @@ def alert_object(r: Row) -> dict[str, Any]:
         "detail": r["detail"],
         # When the next escalation step is due while the alert stays open (alerts.escalation).
         "escalate_at": iso_time(at) if (at := r.get("escalate_at")) else None,
+        # The suspension window holding it (alerts.hold); null once released or never held.
+        "held": r["hold"] if is_held(r) else None,
     }
 
 
@@ -84,11 +90,11 @@ async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
     raised = False
     for v in verdicts:
         if v.action == "raise":
+            hold, held_until = await find_hold(conn, v.supervisee, v.type) or (None, None)
             row = await conn.fetchrow(
-                "INSERT INTO alerts"
-                " (key, type, supervisee_id, device_id, ts, late, severity, detail)"
-                f" VALUES ($1, $2, $3, $4, $5, $6, $7, {_NAMED_DETAIL})"
-                " ON CONFLICT (key) DO NOTHING RETURNING *",
+                "INSERT INTO alerts (key, type, supervisee_id, device_id, ts, late, severity,"
+                f" detail, hold, held_until) VALUES ($1, $2, $3, $4, $5, $6, $7, {_NAMED_DETAIL},"
+                " $9, $10) ON CONFLICT (key) DO NOTHING RETURNING *",
                 v.key,
                 v.type,
                 v.supervisee,
@@ -97,6 +103,8 @@ async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
                 v.late,
                 SEVERITY.get(v.type, "normal"),
                 v.detail,
+                hold,
+                held_until,
             )
             event = "raised"
         elif v.action == "reopen":
@@ -129,6 +137,8 @@ async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
         if row is None:
             continue  # already recorded: a restart re-judging committed fixes
         await append_event(conn, row["id"], "engine", event, {"ts": iso(v.ts), "late": v.late})
+        if event == "raised" and row["hold"] is not None:
+            await append_event(conn, row["id"], HOLD_ACTOR, "held", row["hold"])
         if event == "raised":
             ALERTS_RAISED.labels(v.type).inc()
             raised = True
@@ -142,11 +152,13 @@ async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
 
 async def queue_change(conn: Conn, event: str, row: Row, **extra: Any) -> dict[str, Any]:
     """Queue the webhook event of a change to the alert `row`, in the caller's transaction,
-    and return the change ({"event", "alert", **extra}) for live clients (alerts.feed)."""
+    and return the change ({"event", "alert", **extra}) for live clients (alerts.feed). A
+    held alert's changes are not sent (alerts.hold): its release sends it as it then is."""
     change = {"event": event, "alert": alert_object(row), **extra}
-    # One stream per person: a receiver stuck on one message holds back only that
-    # person's later changes, which must stay in order.
-    await enqueue(conn, WEBHOOK, change, recipient=row["supervisee_id"])
+    if not is_held(row):
+        # One stream per person: a receiver stuck on one message holds back only that
+        # person's later changes, which must stay in order.
+        await enqueue(conn, WEBHOOK, change, recipient=row["supervisee_id"])
     return change
 
 

@@ -22,6 +22,7 @@ from api.routes import (
     orders,
     reports,
     supervisees,
+    suspensions,
     track,
     zones,
 )
@@ -47,6 +48,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         zones,
         track,
         leaves,
+        suspensions,
         orders,
         heightened,
         offices,

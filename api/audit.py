@@ -10,7 +10,16 @@ from storage.repo import access as access_repo
 
 
 async def record(
-    conn: Conn, who: Principal, action: str, obj: str, detail: dict[str, Any] | None = None
+    conn: Conn,
+    who: Principal,
+    action: str,
+    obj: str,
+    detail: dict[str, Any] | None = None,
+    *,
+    supervisee: str | None = None,
 ) -> None:
-    """Write in the caller's transaction, so a change and its audit row commit together."""
-    await access_repo.audit(conn, who.subject, who.role, action, obj, detail or {})
+    """Write in the caller's transaction, so a change and its audit row commit together;
+    `supervisee` names whose data it is when `obj` does not (storage.repo.access.audit)."""
+    await access_repo.audit(
+        conn, who.subject, who.role, action, obj, detail or {}, supervisee=supervisee
+    )

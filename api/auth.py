@@ -43,6 +43,8 @@ class Permission(StrEnum):
     LEAVE = "record leave"
     ORDERS = "decide monitoring orders"
     HEIGHTENED = "manage heightened periods"
+    SUSPEND = "ask for or revoke alert suspensions"
+    APPROVE_SUSPENSION = "approve alert suspensions"
 
 
 _GRANTS: dict[Permission, frozenset[str]] = {
@@ -54,6 +56,9 @@ _GRANTS: dict[Permission, frozenset[str]] = {
     # office is at least a county (checked with `require_level`).
     Permission.ORDERS: frozenset({"supervisor"}),
     Permission.HEIGHTENED: frozenset({"operator", "supervisor"}),
+    # An officer asks for a suspension window (暂停告警); a supervisor approves it.
+    Permission.SUSPEND: frozenset({"officer", "supervisor"}),
+    Permission.APPROVE_SUSPENSION: frozenset({"supervisor"}),
 }
 
 # Office kind → deciding level (supervision.leave.LEVELS); a centre decides nothing.
@@ -154,3 +159,5 @@ OfficeManager = Annotated[Principal, Depends(_granted(Permission.MANAGE_OFFICES)
 LeaveRecorder = Annotated[Principal, Depends(_granted(Permission.LEAVE))]
 OrderDecider = Annotated[Principal, Depends(_granted(Permission.ORDERS))]
 HeightenedManager = Annotated[Principal, Depends(_granted(Permission.HEIGHTENED))]
+Suspender = Annotated[Principal, Depends(_granted(Permission.SUSPEND))]
+SuspensionApprover = Annotated[Principal, Depends(_granted(Permission.APPROVE_SUSPENSION))]

@@ -26,6 +26,14 @@ Status = Literal["open", "acknowledged", "resolved"]
 Disposition = Literal["true_violation", "false_alarm", "approved_absence", "equipment_fault"]
 
 
+class Held(BaseModel):
+    suspension: str
+    reason: str = Field(description="hospital | detention | court | other")
+    reason_zh: str = Field(description="住院 | 羁押 | 出庭 | 其他")
+    reason_text: str
+    until: str = Field(description="when it is released unless revoked sooner (UTC)")
+
+
 class Alert(BaseModel):
     """The alert object of spec 4.3, also sent in webhook events."""
 
@@ -47,6 +55,11 @@ class Alert(BaseModel):
         {},
         description="what confirmed it (the position, lat/lon); an exclusion zone's alert also"
         " names the zone: zone (its id) and zone_name (its name when the alert was raised)",
+    )
+    held: Held | None = Field(
+        None,
+        description="while a suspension window (暂停告警) holds it: not delivered nor escalated"
+        " until `until`",
     )
 
 

@@ -57,13 +57,24 @@ async def office_subtree(conn: Conn, office: str) -> list[str]:
 
 
 async def audit(
-    conn: Conn, actor: str, role: str | None, action: str, obj: str, detail: dict[str, Any]
+    conn: Conn,
+    actor: str,
+    role: str | None,
+    action: str,
+    obj: str,
+    detail: dict[str, Any],
+    *,
+    supervisee: str | None = None,
 ) -> None:
+    """`supervisee`: whose data the row is about, for an object the log's trigger cannot
+    trace to a person by itself (migration 0004's audit_log_scope)."""
     await conn.execute(
-        "INSERT INTO audit_log (actor, role, action, object, detail) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO audit_log (actor, role, action, object, detail, supervisee_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
         actor,
         role,
         action,
         obj,
         detail,
+        supervisee,
     )
