@@ -239,6 +239,11 @@ class Settings(msgspec.Struct, frozen=True):
     # 127.0.0.1:5055; Settings made in code (the tests') have none unless they ask.
     osmand_host: str | None = None
     osmand_port: int = 5055
+    # Where JT/T 808 terminals connect over TCP (ingest.jt808.gateway), in processes with
+    # the api role and in `fencewatch jt808`; None: no gateway. FENCEWATCH_JT808 defaults to
+    # 127.0.0.1:6808; Settings made in code have none unless they ask.
+    jt808_host: str | None = None
+    jt808_port: int = 6808
     data_dir: Path = Path("var")
     webhook_url: str | None = None
     webhook_secret: str = ""
@@ -288,6 +293,10 @@ class Settings(msgspec.Struct, frozen=True):
         osmand_host, osmand_port = (
             (None, 5055) if osmand == "off" else _address("FENCEWATCH_OSMAND", osmand)
         )
+        jt808 = env.get("FENCEWATCH_JT808") or "127.0.0.1:6808"
+        jt808_host, jt808_port = (
+            (None, 6808) if jt808 == "off" else _address("FENCEWATCH_JT808", jt808)
+        )
         mqtt = env.get("FENCEWATCH_MQTT_URL") or None
         if mqtt:
             MqttAddress.parse(mqtt)
@@ -299,6 +308,8 @@ class Settings(msgspec.Struct, frozen=True):
             http_port=port,
             osmand_host=osmand_host,
             osmand_port=osmand_port,
+            jt808_host=jt808_host,
+            jt808_port=jt808_port,
             data_dir=Path(env.get("FENCEWATCH_DATA_DIR", "var")),
             webhook_url=env.get("FENCEWATCH_WEBHOOK_URL") or None,
             webhook_secret=env.get("FENCEWATCH_WEBHOOK_SECRET", ""),

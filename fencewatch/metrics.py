@@ -21,6 +21,19 @@ OSMAND_REQUESTS = Counter(
     "OsmAnd (Traccar Client) requests over HTTP, by the status they were answered with",
     ["status"],
 )
+JT808_CONNECTIONS = Gauge(
+    "fencewatch_jt808_connections", "JT/T 808 terminals' TCP connections open at the gateway"
+)
+JT808_FIXES = Counter(
+    "fencewatch_jt808_fixes",
+    "Fixes from JT/T 808 terminals the broker took and the terminal was told so (0x8001)",
+)
+JT808_DROPPED = Counter(
+    "fencewatch_jt808_dropped",
+    "What the JT/T 808 gateway refused or cut off, by reason (bad_checksum, bad_frame,"
+    " too_large, idle, auth_timeout, too_many_connections, unknown_terminal, …)",
+    ["reason"],
+)
 ALERTS_RAISED = Counter("fencewatch_alerts_raised", "Alerts raised, by type", ["type"])
 INGEST_BATCH_SECONDS = Histogram(
     "fencewatch_ingest_batch_seconds", "Time to judge and commit one ingest batch"

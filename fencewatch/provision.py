@@ -17,7 +17,6 @@ from fencewatch.config import ConfigError, MqttAddress, Settings
 from fencewatch.servers import reload_mqtt, servers
 from ingest.credentials import (
     SERVICE_USER,
-    DeviceEntry,
     Provisioned,
     ProvisionError,
     devices_from_db,
@@ -25,6 +24,7 @@ from ingest.credentials import (
     provision,
     write_credentials,
 )
+from ingest.jt808 import terminals
 from storage.db import open_pool
 from storage.repo import access as access_repo
 
@@ -93,31 +93,54 @@ def main(
         service_users=users,
         service_password=password,
         shards=list(shards) or [settings.shards],
-        rotate=rotate,
         prune=prune,
     )
+    enrolled: list[tuple[str, str]] = []
     try:
         if roster is not None:
-            result = write(devices_from_roster(roster))
+            result = write(devices_from_roster(roster), rotate=rotate)
         else:
-            result = _provision_from_db(settings, write, users)
+            result, enrolled = _provision_from_db(settings, write, users, rotate)
     except ProvisionError as exc:
         return fail(str(exc))
     _report(result, password_file, acl_file, out)
+    if enrolled:
+        named = ", ".join(f"{device} ({number})" for device, number in enrolled[:20])
+        print(
+            f"{len(enrolled)} JT/T 808 terminal(s) may register within"
+            f" {terminals.ENROL_FOR.days} days, each given its authentication code then:"
+            f" {named}{' …' if len(enrolled) > 20 else ''}",
+            file=sys.stderr,
+        )
     if embedded is not None and reload_mqtt(embedded):
         print("the embedded broker has reloaded them", file=sys.stderr)
     return 0
 
 
 def _provision_from_db(
-    settings: Settings, write: Callable[[list[DeviceEntry]], Provisioned], users: list[str]
-) -> Provisioned:
-    async def run(dsn: str) -> Provisioned:
+    settings: Settings,
+    write: Callable[..., Provisioned],
+    users: list[str],
+    rotate: Sequence[str],
+) -> tuple[Provisioned, list[tuple[str, str]]]:
+    """Broker passwords for the devices that log in to it; for JT/T 808 terminals, which
+    speak to the gateway instead, the gateway's topics for them and an open enrolment
+    (ingest.jt808.terminals)."""
+
+    async def run(dsn: str) -> tuple[Provisioned, list[tuple[str, str]]]:
         pool = await open_pool(dsn, min_size=1, max_size=2)
         try:
-            result = write(await devices_from_db(pool))
+            devices = await devices_from_db(pool)
+            result = write(devices, rotate=rotate)
+            jt808 = {d.id for d in devices if d.jt808}
+            async with pool.acquire() as conn, conn.transaction():
+                enrolled = await terminals.open_enrolment(conn, [d for d in rotate if d in jt808])
+                for device, _ in enrolled:
+                    await access_repo.audit(
+                        conn, ACTOR, None, "device.enrol", f"device:{device}", {}
+                    )
             await _audit(pool, result, users)
-            return result
+            return result, enrolled
         finally:
             await pool.close()
 

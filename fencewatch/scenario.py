@@ -16,7 +16,8 @@ import msgspec
 
 from geofence.limits import heightened_problems
 from geofence.model import DeviceRef, Heightened, Leave, Roster, Supervisee, Window, ZoneDef
-from geofence.zones import ZoneError, parse_feature_collection, parse_schedule
+from geofence.zones import CRSES, ZoneError, parse_feature_collection, parse_schedule
+from ingest.jt808 import terminals
 from ingest.osmand import ID_PATTERN as OSMAND_ID
 
 LEVELS = ("strict", "normal", "lenient")
@@ -76,7 +77,17 @@ def _device(raw: Any) -> DeviceRef:
             )
         if osmand is not None and kind != "phone":
             raise ScenarioError(f"device {raw['id']}: only a phone has an OsmAnd id")
-        return DeviceRef(id=raw["id"], kind=kind, owntracks=owntracks, osmand=osmand)
+        jt808 = raw.get("jt808")
+        try:
+            jt808 = None if jt808 is None else terminals.number(str(jt808))
+        except ValueError as exc:
+            raise ScenarioError(f"device {raw['id']}: jt808: {exc}") from None
+        crs = raw.get("crs", "wgs84")
+        if crs not in CRSES:
+            raise ScenarioError(f"device {raw['id']}: crs must be one of {', '.join(CRSES)}")
+        return DeviceRef(
+            id=raw["id"], kind=kind, owntracks=owntracks, osmand=osmand, jt808=jt808, crs=crs
+        )
     raise ScenarioError(f"a device must be an id or an object with an id, got {raw!r}")
 
 

@@ -103,6 +103,8 @@ class DeviceRef(msgspec.Struct, frozen=True):
     kind: str = "tag"  # tag | phone
     owntracks: str | None = None  # "<user>/<device>" for an OwnTracks phone
     osmand: str | None = None  # the id an OsmAnd (Traccar Client) phone sends
+    jt808: str | None = None  # a JT/T 808 terminal's phone number, leading zeros dropped
+    crs: str = "wgs84"  # what its positions are in, where the protocol does not say (JT/T 808)
 
 
 class Supervisee(msgspec.Struct, frozen=True):

@@ -9,8 +9,10 @@ positions as another tag or read another tag's commands. The service account (de
 the broker names each client after its user, so two connections sharing a login would
 replace each other (`fencewatch.config.MqttAddress.login`): `<account>@<k>of<N>` logs in
 the session of shard k of N (`@0of1` when there is one), `<account>@cmd` the command
-sender. All of an account's logins share its password, and each may do only what its
-connection needs; the bare account has none.
+sender, `<account>@jt808` the JT/T 808 gateway. All of an account's logins share its
+password, and each may do only what its connection needs; the bare account has none. JT/T
+808 terminals have no login: they speak to the gateway, which may publish the uplink of
+those terminals' devices and of no other.
 
 Two files are written for Mosquitto (`password_file` and `acl_file` in its config; a
 SIGHUP makes a running broker reload both):
@@ -75,6 +77,7 @@ DEVICE_PATTERNS = (
 # another connection (the broker would let each throw the other off), and one per
 # deployment, not per process, or the processes' connections would do the same.
 INGEST = "ingest"
+GATEWAY = "jt808"
 SERVICE_CONNECTIONS: dict[str, tuple[tuple[str, str], ...]] = {
     # All uplink (ingest.topics.UPLINK: OsmAnd requests too, which the HTTP listener
     # publishes for the shard that judges the phone), and the broker's count of dropped
@@ -87,7 +90,15 @@ SERVICE_CONNECTIONS: dict[str, tuple[tuple[str, str], ...]] = {
     downlink.CONNECTION: tuple(("write", topic) for topic in topics.COMMANDS),
     # The OsmAnd HTTP listener's publisher (ingest.osmand_http), as `connection="osmand"`.
     "osmand": (("write", topics.osmand(topics.ANY)),),
+    # The JT/T 808 gateway (ingest.jt808.gateway), as `connection="jt808"`: it takes every
+    # command and hands on those of its terminals; it publishes for its terminals only,
+    # each on its own topics (GATEWAY_PATTERNS, added per device by `render_acl`).
+    GATEWAY: (("read", topics.tag(topics.ANY, topics.CMD)),),
 }
+# What the gateway may publish for each JT/T 808 terminal's device.
+GATEWAY_PATTERNS = tuple(
+    ("write", topics.tag("%u", kind)) for kind in (topics.LOC, topics.EVT, topics.CMD_ACK)
+)
 
 
 class ProvisionError(ValueError):
@@ -98,6 +109,8 @@ class ProvisionError(ValueError):
 class DeviceEntry:
     id: str
     owntracks: str | None = None  # "<user>/<device>" of an OwnTracks phone
+    # A JT/T 808 terminal's: no login of its own, the gateway publishes for it.
+    jt808: bool = False
 
 
 # --- Mosquitto's password hashes -----------------------------------------------------------
@@ -185,9 +198,16 @@ def render_acl(devices: Sequence[DeviceEntry], logins: dict[str, Topics]) -> str
     ]
     lines += [f"pattern {access} {topic}" for access, topic in DEVICE_PATTERNS]
     lines += ["", "# the fencewatch service: one login per connection, each with what it needs"]
+    terminals = sorted(d.id for d in devices if d.jt808)
     for login, granted in logins.items():
         lines += ["", f"user {login}"]
         lines += [f"topic {access} {topic}" for access, topic in granted]
+        if login.endswith(f"@{GATEWAY}"):
+            lines += [
+                f"topic {access} {topic.replace('%u', device)}"
+                for device in terminals
+                for access, topic in GATEWAY_PATTERNS
+            ]
     phones = {d.id: d.owntracks for d in devices if d.owntracks}
     for device, user_device in sorted(phones.items()):
         lines += ["", f"# OwnTracks phone {device}", f"user {device}"]
@@ -297,6 +317,8 @@ def provision(
         result.update(_service_hashes(account, mine, entries, service_password, rotate, out))
     out.logins = list(logins)
     for d in checked:
+        if d.jt808:
+            continue  # no login: the gateway publishes for it
         current = entries.get(d.id)
         if current is None or d.id in rotate:
             password = new_password()
@@ -385,8 +407,10 @@ def write_credentials(path: Path, passwords: dict[str, str]) -> None:
 
 
 async def devices_from_db(pool: asyncpg.Pool) -> list[DeviceEntry]:
-    rows = await pool.fetch("SELECT id, owntracks FROM devices ORDER BY id")
-    return [DeviceEntry(r["id"], r["owntracks"]) for r in rows]
+    rows = await pool.fetch(
+        "SELECT id, owntracks, jt808 IS NOT NULL AS jt808 FROM devices ORDER BY id"
+    )
+    return [DeviceEntry(r["id"], r["owntracks"], r["jt808"]) for r in rows]
 
 
 def devices_from_roster(path: Path) -> list[DeviceEntry]:
@@ -399,7 +423,8 @@ def devices_from_roster(path: Path) -> list[DeviceEntry]:
                 if isinstance(d, str):
                     out.append(DeviceEntry(d))
                 else:
-                    out.append(DeviceEntry(str(d["id"]), d.get("owntracks")))
+                    jt808 = d.get("jt808") is not None
+                    out.append(DeviceEntry(str(d["id"]), d.get("owntracks"), jt808))
         return out
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ProvisionError(f"cannot read devices from {path}: {exc}") from exc
@@ -412,6 +437,7 @@ def devices_from_files(
     the service's logins, with the OwnTracks topics of the phones' ACL blocks, so the
     files can be written again without the database."""
     owntracks: dict[str, str] = {}
+    terminals: set[str] = set()
     user = None
     with contextlib.suppress(FileNotFoundError):
         for line in acl_file.read_text(encoding="utf-8").splitlines():
@@ -422,8 +448,10 @@ def devices_from_files(
                 named = topics.parse(rest.removeprefix("write "))
                 if named and named.protocol == topics.OWNTRACKS and not named.kind:
                     owntracks[user] = named.device  # the phone's own "<user>/<device>"
+                elif named and user.endswith(f"@{GATEWAY}") and named.kind == topics.LOC:
+                    terminals.add(named.device)
     return [
         DeviceEntry(user, owntracks.get(user))
         for user in read_password_file(password_file)
-        if user not in service_users and "@" not in user
-    ]
+        if user not in service_users and "@" not in user and user not in terminals
+    ] + [DeviceEntry(device, jt808=True) for device in sorted(terminals)]

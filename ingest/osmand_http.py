@@ -16,103 +16,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import Callable
 
 import asyncpg
-import paho.mqtt.client as mqtt
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from fencewatch.config import MqttAddress
 from fencewatch.metrics import FIXES_REJECTED, OSMAND_REQUESTS
 from geofence.ruleset import RuleSet
 from ingest import osmand, receipts, topics
 from ingest.decode import MAX_PAYLOAD, Rejection, decode_for
+from ingest.publisher import Publisher
 
 log = logging.getLogger("fencewatch.osmand")
 
 COMMIT_WAIT_S = 10.0  # the Android Traccar Client gives up after 15 s
 CONNECTION = "osmand"  # the publisher's login among the service's connections (MqttAddress.login)
-MAX_INFLIGHT = 200  # requests published and not yet acknowledged by the broker
-
-
-class Publisher:
-    """QoS 1 publishing whose `publish` returns once the broker has the message (PUBACK)."""
-
-    def __init__(self, url: str, client_id: str) -> None:
-        address = MqttAddress.parse(url)
-        self.client = address.client(
-            client_id, connection=CONNECTION, protocol=mqtt.MQTTv311, clean_session=True
-        )
-        self.client.max_inflight_messages_set(MAX_INFLIGHT)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_publish = self._on_publish
-        self.address = address
-        self.connected = False
-        self._lock = threading.Lock()
-        self._pending: dict[int, asyncio.Future[None]] = {}
-        # PUBACKs that came before publish() recorded the message id.
-        self._early: set[int] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self.client.connect_async(self.address.host, self.address.port, keepalive=30)
-        self.client.loop_start()
-
-    def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-        self.connected = False
-
-    async def publish(self, topic: str, payload: bytes) -> None:
-        if not self.connected:
-            raise ConnectionError("not connected to the MQTT broker")
-        info = self.client.publish(topic, payload, qos=1)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            raise ConnectionError(mqtt.error_string(info.rc))
-        future = asyncio.get_running_loop().create_future()
-        with self._lock:
-            if info.mid in self._early:
-                self._early.discard(info.mid)
-                return
-            self._pending[info.mid] = future
-        await future
-
-    # paho's network thread
-
-    def _on_connect(
-        self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object
-    ) -> None:
-        self.connected = not getattr(rc, "is_failure", False)
-        if not self.connected:
-            log.error("OsmAnd listener: the broker refused the connection: %s", rc)
-
-    def _on_disconnect(
-        self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object
-    ) -> None:
-        self.connected = False
-
-    def _on_publish(
-        self, client: mqtt.Client, userdata: object, mid: int, rc: object, props: object
-    ) -> None:
-        with self._lock:
-            future = self._pending.pop(mid, None)
-            if future is None:
-                self._early.add(mid)
-                return
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(_settle, future)
-
-
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():  # its request may have timed out meanwhile
-        future.set_result(None)
 
 
 class OsmandListener:
@@ -127,7 +49,7 @@ class OsmandListener:
         self.pool = pool
         self.rules = rules
         self.commit_wait_s = commit_wait_s
-        self.publisher = Publisher(mqtt_url, client_id)
+        self.publisher = Publisher(mqtt_url, client_id, CONNECTION)
         self.receipts = receipts.Receipts(pool)
         self.app = Starlette(routes=[Route("/{path:path}", self._request, methods=["GET", "POST"])])
 

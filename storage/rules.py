@@ -40,11 +40,12 @@ async def load_rules(conn: Conn, timezone: str) -> tuple[Roster, list[ZoneDef]]:
     ]
     devices: dict[str, list[DeviceRef]] = defaultdict(list)
     for r in await conn.fetch(
-        "SELECT a.supervisee_id, d.id, d.kind, d.owntracks, d.osmand FROM device_assignments a"
+        "SELECT a.supervisee_id, d.id, d.kind, d.owntracks, d.osmand, d.jt808, d.crs"
+        " FROM device_assignments a"
         " JOIN devices d ON d.id = a.device_id WHERE a.until IS NULL ORDER BY d.id"
     ):
         devices[r["supervisee_id"]].append(
-            DeviceRef(r["id"], r["kind"], r["owntracks"], r["osmand"])
+            DeviceRef(r["id"], r["kind"], r["owntracks"], r["osmand"], r["jt808"], r["crs"])
         )
     leaves: dict[str, list[Leave]] = defaultdict(list)
     for r in await conn.fetch(

@@ -39,7 +39,9 @@ from tests.live import eventually, running
 WAIT_S = 10.0  # an upper bound for a broker round trip, not a speed requirement
 SERVICE_PASSWORD = "service-secret-for-tests"
 DEVICES = [DeviceEntry("A"), DeviceEntry("B"), DeviceEntry("P", owntracks="alice/phone")]
+TERMINAL = DeviceEntry("J", jt808=True)  # a JT/T 808 terminal's device: the gateway's
 INGEST_LOGIN, COMMAND_LOGIN = "fencewatch@0of1", "fencewatch@cmd"  # MqttAddress.login
+GATEWAY_LOGIN = "fencewatch@jt808"
 
 needs_mosquitto = pytest.mark.skipif(mosquitto_binary() is None, reason="no mosquitto binary")
 
@@ -177,6 +179,24 @@ def test_the_acl(tmp_path: Path) -> None:
     ]
 
 
+def test_a_jt808_terminal_has_no_login_and_the_gateway_publishes_only_for_it(
+    tmp_path: Path,
+) -> None:
+    passwd, acl = _files(tmp_path)
+    done = provision.provision([*DEVICES, TERMINAL], passwd, acl, service_password=SERVICE_PASSWORD)
+    assert "J" not in done.passwords and "J" not in read_password_file(passwd)
+    lines = acl.read_text().splitlines()
+    gateway = lines[lines.index(f"user {GATEWAY_LOGIN}") + 1 :]
+    gateway = gateway[: gateway.index("")]
+    assert gateway == [
+        "topic read em/+/cmd",
+        "topic write em/J/loc",
+        "topic write em/J/evt",
+        "topic write em/J/cmd/ack",
+    ]
+    assert provision.devices_from_files(passwd, acl, ["fencewatch"]) == [*DEVICES, TERMINAL]
+
+
 @pytest.mark.parametrize(
     "device",
     [
@@ -279,15 +299,28 @@ async def test_the_command_reads_devices_from_the_database(
         scenario = tmp_path / "scenario"
         scenario.mkdir()
         roster = json.loads(_roster(tmp_path).read_text())
+        roster["supervisees"].append(
+            {
+                "id": "S3",
+                "jurisdiction": [LIANDU],
+                "devices": [{"id": "J", "jt808": "013912345678"}],
+            }
+        )
         await load_scenario(pool, write_scenario(scenario, lishui_collection(), roster))
         monkeypatch.setenv("FENCEWATCH_DATABASE_URL", pg_dsn)
         monkeypatch.delenv("FENCEWATCH_MQTT_URL", raising=False)
         passwd, acl = _files(tmp_path)
         # In a thread: the command runs its own event loop, as it does from the shell.
         assert await asyncio.to_thread(provision_command, passwd, acl) == 0
-        printed = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())
-        assert sorted(printed) == ["A", "B", "P", "fencewatch"]
+        told = capsys.readouterr()
+        printed = dict(line.split("\t") for line in told.out.splitlines())
+        assert sorted(printed) == ["A", "B", "P", "fencewatch"]  # the terminal has no login
         assert "user P\ntopic write owntracks/alice/phone\n" in acl.read_text()
+        assert "topic write em/J/loc\n" in acl.read_text()  # the gateway's, for it
+        # The terminal may now register, for a week (ingest.jt808.terminals).
+        assert "J (13912345678)" in told.err
+        open_until = await pool.fetchval("SELECT jt808_enrol_until FROM devices WHERE id = 'J'")
+        assert open_until is not None
         rows = await pool.fetch(
             "SELECT actor, object, supervisee_id, detail::text AS detail FROM audit_log"
             " WHERE action = 'device.provision' ORDER BY object"
@@ -297,6 +330,8 @@ async def test_the_command_reads_devices_from_the_database(
             ("device:B", "S2"),
             ("device:P", "S2"),
         ]
+        enrolled = await pool.fetch("SELECT object FROM audit_log WHERE action = 'device.enrol'")
+        assert [r["object"] for r in enrolled] == ["device:J"]
         # The passwords are nowhere in the database.
         dump = " ".join(r["detail"] for r in rows)
         assert not any(pw in dump for pw in printed.values())
@@ -328,7 +363,7 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         pytest.skip("no mosquitto binary")
     datadir = tmp_path / "broker"
     passwd, acl = datadir / "passwd", datadir / "acl"
-    done = provision.provision(DEVICES, passwd, acl, service_password=SERVICE_PASSWORD)
+    done = provision.provision([*DEVICES, TERMINAL], passwd, acl, service_password=SERVICE_PASSWORD)
     port = free_port()
     conf = mosquitto_config(datadir, port, provision.mosquitto_auth_config(passwd, acl))
     with open(datadir / "mosquitto.out", "ab") as log:
@@ -458,6 +493,24 @@ def test_a_device_cannot_publish_as_another(clients: dict[str, Client]) -> None:
     assert service.publish("em/B/cmd", b"forged by ingest").is_failure  # not its job
     assert clients["commands"].publish("em/B/cmd", b"real command").value == 0
     assert b.wait_for("em/B/cmd") == [("em/B/cmd", b"real command")]
+
+
+@needs_mosquitto
+def test_the_jt808_gateway_speaks_only_for_its_terminals(clients: dict[str, Client]) -> None:
+    service, commands = clients["service"], clients["commands"]
+    gateway = Client(clients["A"].client._port, GATEWAY_LOGIN, SERVICE_PASSWORD)
+    try:
+        service.subscribe("em/#")
+        gateway.subscribe("em/+/cmd")
+        assert gateway.publish("em/A/loc", b"forged for a tag").is_failure
+        assert gateway.publish("em/J/cmd", b"a command is not its to give").is_failure
+        assert not gateway.publish("em/J/evt", b"J's event").is_failure
+        assert not gateway.publish("em/J/loc", b"J's position").is_failure
+        assert {t for t, _ in service.wait_for("em/J/loc")} == {"em/J/evt", "em/J/loc"}
+        commands.publish("em/J/cmd", b"for J")
+        assert ("em/J/cmd", b"for J") in gateway.wait_for("em/J/cmd")
+    finally:
+        gateway.close()
 
 
 @needs_mosquitto

@@ -19,6 +19,7 @@ from api.fields import UtcTime
 from api.routes.orders import today
 from api.routes.supervisees import require_supervisee
 from geofence.model import DeviceRef
+from ingest.jt808 import terminals
 from ingest.osmand import ID_PATTERN as OSMAND_ID
 from storage.db import Conn
 from storage.repo import orders as orders_repo
@@ -40,6 +41,15 @@ class DeviceIn(BaseModel):
         None,
         pattern=OSMAND_ID,
         description="the id a phone running Traccar Client (OsmAnd protocol over HTTP) sends",
+    )
+    jt808: str | None = Field(
+        None,
+        pattern=terminals.ID_PATTERN,
+        description="a JT/T 808 terminal's phone number (终端手机号), what it connects to the"
+        " gateway with; leading zeros are dropped",
+    )
+    crs: Literal["wgs84", "gcj02"] = Field(
+        "wgs84", description="what the device's positions are in, where its protocol does not say"
     )
     model: str | None = Field(None, description="left out: keeps the stored model")
 
@@ -123,7 +133,8 @@ async def put_device(ctx: Ctx, user: Manager, device_id: str, body: DeviceIn) ->
         if wearer and was_phone and body.kind == "tag":
             # A worn phone re-registered as a tag needs an order like any tag.
             await require_order(conn, wearer, ctx.timezone)
-        device = DeviceRef(device_id, body.kind, body.owntracks, body.osmand)
+        jt808 = None if body.jt808 is None else terminals.number(body.jt808)
+        device = DeviceRef(device_id, body.kind, body.owntracks, body.osmand, jt808, body.crs)
         await people_repo.upsert_device(conn, device, body.model)
         await audit.record(conn, user, "device.put", f"device:{device_id}", body.model_dump())
         row = await people_repo.get_device(conn, None, device_id)

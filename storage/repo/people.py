@@ -114,7 +114,8 @@ async def lock_supervisee(conn: Conn, supervisee: str) -> None:
 
 
 _DEVICE_QUERY = (
-    "SELECT d.id, d.kind, d.owntracks, d.osmand, d.model, a.supervisee_id AS supervisee,"
+    "SELECT d.id, d.kind, d.owntracks, d.osmand, d.jt808, d.crs, d.model,"
+    " a.supervisee_id AS supervisee,"
     " a.since, s.office_id AS office"
     " FROM devices d"
     " LEFT JOIN device_assignments a ON a.device_id = d.id AND a.until IS NULL"
@@ -134,7 +135,10 @@ async def get_device(conn: Conn, offices: Offices, device: str) -> Row | None:
 
 _DEVICE_UPSERT = (
     " ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, owntracks = EXCLUDED.owntracks,"
-    " osmand = EXCLUDED.osmand,"
+    " osmand = EXCLUDED.osmand, jt808 = EXCLUDED.jt808, crs = EXCLUDED.crs,"
+    # Another terminal under the device's id does not inherit the old one's code.
+    " jt808_auth = CASE WHEN devices.jt808 IS NOT DISTINCT FROM EXCLUDED.jt808"
+    " THEN devices.jt808_auth END,"
     " model = COALESCE(EXCLUDED.model, devices.model)"
 )
 
@@ -142,12 +146,14 @@ _DEVICE_UPSERT = (
 async def upsert_device(conn: Conn, device: DeviceRef, model: str | None = None) -> None:
     """A model left out keeps the stored one (rosters do not carry models)."""
     await conn.execute(
-        "INSERT INTO devices (id, kind, owntracks, osmand, model) VALUES ($1, $2, $3, $4, $5)"
-        + _DEVICE_UPSERT,
+        "INSERT INTO devices (id, kind, owntracks, osmand, jt808, crs, model)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)" + _DEVICE_UPSERT,
         device.id,
         device.kind,
         device.owntracks,
         device.osmand,
+        device.jt808,
+        device.crs,
         model,
     )
 
@@ -156,9 +162,10 @@ async def upsert_devices(conn: Conn, devices: Sequence[DeviceRef]) -> None:
     """`upsert_device` without a model for many in one statement; an id must not come twice."""
     await conn.execute(
         # The record's columns are named after the DeviceRef fields, as encoded.
-        "INSERT INTO devices (id, kind, owntracks, osmand)"
+        "INSERT INTO devices (id, kind, owntracks, osmand, jt808, crs)"
         " SELECT * FROM jsonb_to_recordset($1::jsonb)"
-        " AS d(id text, kind text, owntracks text, osmand text)" + _DEVICE_UPSERT,
+        " AS d(id text, kind text, owntracks text, osmand text, jt808 text, crs text)"
+        + _DEVICE_UPSERT,
         devices,
     )
 
