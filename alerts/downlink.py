@@ -3,6 +3,10 @@
     {"v":1,"id":"<uuid>","type":"vibrate|message|return_now|set_interval","text":"..",
      "interval_s":..}
 
+plus one type the spec's list does not have, `locate` (立即定位, alerts.locate): report a
+fix now, then carry on as before. Firmware ignores a type it does not know, as it ignores
+anything it cannot parse, so a tag without it is merely not asked.
+
 A command is a `device_commands` row plus an outbox row on the `downlink` channel, written
 in one transaction (`queue_command`). `DownlinkSender` publishes it with QoS 1; the broker's
 PUBACK is recorded as delivery to the broker (`broker_acked_at`). The device's own
@@ -43,7 +47,7 @@ from storage.db import Conn
 log = logging.getLogger(__name__)
 
 CHANNEL = "downlink"
-COMMANDS = ("vibrate", "message", "return_now", "set_interval")
+COMMANDS = ("vibrate", "message", "return_now", "set_interval", "locate")
 OWNTRACKS_COMMANDS = ("report_location", "set_monitoring")
 # The OwnTracks `monitoring` modes (booklet tech/json, `_type=configuration`).
 SIGNIFICANT, MOVE = 1, 2
@@ -133,11 +137,12 @@ async def queue_owntracks_command(
     monitoring: int | None = None,
     interval_s: int | None = None,
     supervisee: str | None = None,
-) -> dict[str, Any]:
+    alert_id: int | None = None,
+) -> str:
     """Record an OwnTracks command to the phone `device` ("<user>/<device>" = `user_device`)
     and queue it, in the caller's transaction: `report_location`, or `set_monitoring` to
     `monitoring` (with `interval_s` as move mode's seconds between fixes). Returns the
-    OwnTracks message as sent."""
+    command's id (the record's: the OwnTracks message carries none)."""
     if command not in OWNTRACKS_COMMANDS:
         raise ValueError(
             f"OwnTracks command must be one of {', '.join(OWNTRACKS_COMMANDS)}, got {command!r}"
@@ -147,7 +152,13 @@ async def queue_owntracks_command(
     command_id = await _record(
         conn,
         _Command(
-            device, command, issued_by, supervisee, interval_s=interval_s, monitoring=monitoring
+            device,
+            command,
+            issued_by,
+            supervisee,
+            alert_id,
+            interval_s=interval_s,
+            monitoring=monitoring,
         ),
     )
     wire: dict[str, Any]
@@ -166,11 +177,11 @@ async def queue_owntracks_command(
             "command": {"v": 1, "id": command_id, "type": command},
             "wire": wire,
             "topic": topics.owntracks(user_device, topics.CMD),
-            "alert_id": None,
+            "alert_id": alert_id,
             "supervisee": supervisee,
         },
     )
-    return wire
+    return command_id
 
 
 def _decode_ack(payload: bytes | str | Mapping[str, Any]) -> uuid.UUID:

@@ -18,6 +18,7 @@ from api.routes import (
     health,
     heightened,
     leaves,
+    locate,
     offices,
     orders,
     reports,
@@ -55,7 +56,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         audit,
     ):
         app.include_router(module.router, prefix=API_PREFIX, responses=errors.RESPONSES)
-    for module in (commands, reports, assessment):  # alerting and duties (issue 6)
+    for module in (commands, locate, reports, assessment):  # alerting and duties (issue 6)
         app.include_router(module.router, prefix=API_PREFIX, responses=errors.RESPONSES)
     app.include_router(health.router)
     docs.mount(app)

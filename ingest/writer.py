@@ -1,6 +1,7 @@
-"""Commit one judged batch in one transaction: fixes, device events, rejected messages, the
-alerts the batch raised and the pursuit commands it calls for (alerts.pursuit). The broker
-is acknowledged only after this returns. Fixes are stored as storage.fixes writes them."""
+"""Commit one judged batch in one transaction: fixes, the answers they give to locate-now
+requests (alerts.locate), device events, rejected messages, the alerts the batch raised
+and the pursuit commands it calls for (alerts.pursuit). The broker is acknowledged only
+after this returns. Fixes are stored as storage.fixes writes them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from alerts import pursuit
+from alerts import locate, pursuit
 from alerts.record import apply
 from geofence.judge import Judged
 from geofence.model import DeviceEvent, Verdict
@@ -37,6 +38,7 @@ async def commit(
     async with conn.transaction():
         if judged:
             out.stored, out.last_rid = await fixes.store(conn, judged)
+            await locate.record_answers(conn, judged)
         if events:
             out.last_event_rid = (
                 await conn.fetchval(

@@ -10,8 +10,9 @@ publishes its will (`lwt`) when it is switched off or its battery dies. A phone 
 Traccar Client instead, deciding alike and posting each location over HTTP (the OsmAnd
 protocol, spec 4.1b), with no broker connection and so no will.
 
-Both obey the service's commands (alerts.pursuit): a tag `set_interval`, a phone
-`reportLocation` and a switch to move mode (a fix every few seconds) and back.
+Both obey the service's commands (alerts.pursuit, alerts.locate): a tag `set_interval` and
+`locate`, a phone `reportLocation` and a switch to move mode (a fix every few seconds) and
+back.
 
 `DeviceSim.advance` is incremental (a live tag asks a chunk at a time) and deterministic
 for a plan's seed; a recorded scenario asks for everything at once.
@@ -167,8 +168,9 @@ class DeviceSim:
         self.monitoring = mode
 
     def report_location(self) -> None:
-        """A phone asked for its location (OwnTracks reportLocation): it publishes at once."""
-        self.report_requested = True
+        """Asked for its location (a phone's OwnTracks reportLocation, a tag's `locate`): it
+        reports at once, a tag then on its interval from there."""
+        self.report_requested = self.plan.kind == "phone"
         self.next_report = self.clock
 
     def _candidates(self, until: int) -> np.ndarray:

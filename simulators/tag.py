@@ -106,6 +106,8 @@ class LiveTag:
             self.obeyed.add(command_id)
             if body.get("type") == "set_interval" and isinstance(interval, int) and interval > 0:
                 self.sim.set_interval(interval)
+            elif body.get("type") == "locate":
+                self.sim.report_location()
         # Acknowledged every time: the ack of the first delivery may be what was lost.
         ack = {"v": 1, "id": command_id, "type": "ack"}
         link.publish(topics.tag(self.plan.id, topics.CMD_ACK), self.encoder.encode(ack))

@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from api.console import BUILD_HINT, STATIC
 from api.tokens import create_token
 from tests.kit import DATA, LIANDU, LIANDU_SEAT, line, lishui_collection, offset
-from tests.live import Live, running
+from tests.live import Live, eventually, running
 from tests.test_live_ingest import walk_out
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -377,3 +377,53 @@ async def test_the_page_is_locked_to_the_service_and_the_feed_to_the_token(
             message = json.loads(await asyncio.wait_for(ws.recv(), WAIT_MS / 1000))
         assert message["kind"] == "positions"
         assert [p["supervisee"] for p in message["items"]] == ["S2"]
+
+
+async def test_locate_now_from_the_queue_shows_the_tags_answer_on_the_persons_map(
+    pg_dsn, redis_url, mqtt_url, tmp_path, shots
+) -> None:
+    require_build()
+    async with running(pg_dsn, redis_url, mqtt_url, zones(), ROSTER) as live:
+        token = live.http.headers["Authorization"].removeprefix("Bearer ")
+        # The test is tag T1: it answers a locate command with a fix, as its firmware does.
+        asked: list[bytes] = []
+        live.device.client.on_message = lambda client, userdata, message: asked.append(
+            message.payload
+        )
+        live.device.client.subscribe("em/T1/cmd", qos=1)
+        now = int(time.time() * 1000)
+        live.device.publish("em/T1/loc", {"v": 1, "seq": 1, "ts": now, **_at(LIANDU_SEAT)})
+        live.device.publish("em/T1/evt", {"v": 1, "seq": 2, "ts": now, "type": "sos"})
+        async with browser(live, tmp_path) as (context, outside, errors):
+            page = await context.new_page()
+            await log_in(page, str(live.http.base_url), token)
+            row = page.locator(".alert", has_text="紧急求助")
+            await row.locator("button.locate").click()
+            panel = page.locator(".person-info .locate")
+            await expect(panel.locator("li[data-device=T1]")).to_contain_text("等待回传")
+
+            async def sent() -> list[bytes]:
+                return asked
+
+            await eventually(sent, "no command reached the tag")
+            command = json.loads(asked[0])
+            assert command["type"] == "locate"
+            here = offset(LIANDU_SEAT, 300, 0)
+            live.device.publish(
+                "em/T1/loc", {"v": 1, "seq": 3, "ts": int(time.time() * 1000), **_at(here)}
+            )
+            await expect(panel.locator("li[data-device=T1]")).to_have_attribute(
+                "data-answered", "yes"
+            )
+            await expect(panel).to_contain_text("精度 8 米")
+            await expect(page.locator(".track-map .locate-answer")).to_be_visible()
+            await page.screenshot(path=shots / "locate-now.png")
+            [alert] = await live.alerts(supervisee="S1", type="sos")
+            timeline = (await live.http.get(f"/api/v1/alerts/{alert['id']}")).json()["timeline"]
+            assert {"locate", "located"} <= {e["action"] for e in timeline}
+            assert outside.seen == [], f"the page asked for outside URLs: {outside.seen}"
+            assert errors == [], f"errors in the page: {errors}"
+
+
+def _at(point: tuple[float, float]) -> dict[str, Any]:
+    return {"lat": round(point[0], 6), "lon": round(point[1], 6), "acc": 8.0}

@@ -52,7 +52,9 @@ class Command(BaseModel):
     device: str
     alert: int | None
     supervisee: str | None
-    type: CommandType
+    type: CommandType | Literal["locate", "report_location"] = Field(
+        description="also locate (a tag) and report_location (an OwnTracks phone): 立即定位"
+    )
     text: str | None
     interval_s: int | None
     issued_by: str

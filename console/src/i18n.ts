@@ -80,6 +80,7 @@ const WORDS = {
   "alert.resolve": ["处置", "Resolve"],
   "alert.openFile": ["一人一档", "Person file"],
   "alert.showMap": ["地图定位", "Show on map"],
+  "alert.locate": ["立即定位", "Locate now"],
   "alert.disposition": ["处置结果", "Disposition"],
   "alert.note": ["处置说明（必填）", "What was found and done (required)"],
   "alert.submit": ["提交处置", "Resolve alert"],
@@ -99,6 +100,10 @@ const WORDS = {
   ],
   "keys.o": ["打开一人一档", "Open the person file"],
   "keys.m": ["在地图上定位", "Show on the map"],
+  "keys.l": [
+    "立即定位：要求该对象的全部设备马上上报位置",
+    "Locate now: ask every device of the person for a fix at once",
+  ],
   "keys.views": [
     "切换：实时地图 / 一人一档 / 区域与外出",
     "Switch: live map / person file / zones & leave",
@@ -178,6 +183,22 @@ const WORDS = {
   "quality.OUT_OF_ORDER": ["乱序", "out of order"],
   "quality.GCJ02": ["GCJ-02 已转换", "converted from GCJ-02"],
   "quality.DUPLICATE": ["重复", "duplicate"],
+  // locate now
+  "locate.title": ["立即定位", "Locate now"],
+  "locate.asking": ["正在下发定位指令…", "Asking the devices…"],
+  "locate.waiting": ["等待回传", "waiting for its fix"],
+  "locate.answer": ["已回传 {t}，精度 {m} 米", "answered {t}, accuracy {m} m"],
+  "locate.noDownlink": [
+    "该手机无下行通道（OsmAnd），无法下发，以其下一次上报为准",
+    "no downlink (OsmAnd phone): not asked; its next report counts",
+  ],
+  "locate.noAnswer": [
+    "仍有设备未回传：可能关机、无信号或不在身边",
+    "Some devices have not answered: off, out of coverage, or not with the person",
+  ],
+  "command.queued": ["指令排队中", "command queued"],
+  "command.delivered_to_broker": ["指令已送达服务器", "command with the broker"],
+  "command.acknowledged_by_device": ["设备已确认指令", "device acknowledged"],
   // zones and leave
   "zones.list": ["区域", "Zones"],
   "zones.import": [

@@ -110,6 +110,12 @@ function shell(session: Session): void {
       go("#/live");
       live.focus(id);
     },
+    locate: (alert) => {
+      go(`#/person/${encodeURIComponent(alert.supervisee)}`);
+      // Now rather than on hashchange: the file is open, its map showing, before the answers.
+      route();
+      void person.locate(alert.supervisee, alert.id);
+    },
   });
   fill(views.live, live.el, queue.el);
   fill(views.person, person.el);
@@ -210,6 +216,7 @@ function helpOverlay(): HTMLElement {
     ["r", "keys.r"],
     ["o / Enter", "keys.o"],
     ["m", "keys.m"],
+    ["l", "keys.l"],
     ["1 / 2 / 3", "keys.views"],
     ["?", "keys.help"],
     ["Esc", "keys.esc"],

@@ -7,6 +7,7 @@ import L from "leaflet";
 import { api, ApiError, problems } from "./api";
 import { fill, h } from "./dom";
 import { formatTime, t, term } from "./i18n";
+import { LocateNow } from "./locate";
 import { createMap, toMap, zoneLayer } from "./mapbase";
 import { on, store } from "./store";
 import type { Alert, Device, Leave, MonitoringOrder, TrackFix } from "./types";
@@ -43,6 +44,10 @@ export class PersonFile {
   private readonly current = h("div", { class: "track-current-info" });
   private map: L.Map | null = null;
   private trackLayer = L.layerGroup();
+  private locateLayer = L.layerGroup();
+  private readonly locating = new LocateNow(this.locateLayer, (points) =>
+    this.map?.fitBounds(L.latLngBounds(points), { padding: [40, 40], maxZoom: 17 }),
+  );
   private zonesLayer: L.GeoJSON | null = null;
   private cursor: { dot: L.CircleMarker; circle: L.Circle } | null = null;
   private fixes: TrackFix[] = [];
@@ -86,6 +91,7 @@ export class PersonFile {
     if (!this.map) {
       this.map = createMap(this.mapEl);
       this.trackLayer.addTo(this.map);
+      this.locateLayer.addTo(this.map);
       this.drawZones();
     }
     this.map.invalidateSize();
@@ -94,6 +100,7 @@ export class PersonFile {
   /** Open a person's file; with an alert, the track around it. */
   async open(id: string, alert?: Alert): Promise<void> {
     const changed = id !== this.id;
+    if (changed) this.locating.clear();
     this.id = id;
     this.fillPicker();
     // The last day by default; around the alert when opened from one.
@@ -107,6 +114,12 @@ export class PersonFile {
     } catch (error) {
       showError(error);
     }
+  }
+
+  /** 立即定位 for the person whose file this is (from `alert`, if given). */
+  async locate(id: string, alert?: number): Promise<void> {
+    if (id !== this.id) await this.open(id);
+    await this.locating.ask(id, alert);
   }
 
   private setRange(from: number, to: number): void {
@@ -181,6 +194,14 @@ export class PersonFile {
         [t("person.home"), person.home ? zoneName(person.home) : null],
       ]),
       h("h3", {}, t("person.devices")),
+      store.session?.can.work_alerts
+        ? h(
+            "button",
+            { type: "button", class: "locate-now", onclick: () => void this.locate(id) },
+            t("alert.locate"),
+          )
+        : null,
+      this.locating.el,
       h(
         "ul",
         { class: "devices" },

@@ -25,6 +25,7 @@ const HIGH_EVERY = 3;
 export interface QueueActions {
   openPerson(supervisee: string): void;
   showOnMap(supervisee: string): void;
+  locate(alert: Alert): void;
 }
 
 export class AlertQueue {
@@ -89,6 +90,9 @@ export class AlertQueue {
         return true;
       case "m":
         if (current) this.actions.showOnMap(current.supervisee);
+        return true;
+      case "l":
+        if (current && store.session?.can.work_alerts) this.actions.locate(current);
         return true;
       default:
         return false;
@@ -196,6 +200,13 @@ export class AlertQueue {
               "button",
               { type: "button", class: "resolve", onclick: () => this.openResolve(a) },
               `${t("alert.resolve")} (r)`,
+            )
+          : null,
+        can
+          ? h(
+              "button",
+              { type: "button", class: "locate", onclick: () => this.actions.locate(a) },
+              `${t("alert.locate")} (l)`,
             )
           : null,
         h(

@@ -140,3 +140,25 @@ export type FeedMessage =
   | { kind: "hello"; subject: string; role: string }
   | { kind: "positions"; items: Position[] }
   | { kind: "alert"; event: string; alert: Alert };
+
+/** 立即定位: a request and each device's answer (api/routes/locate.py). */
+export interface LocateDevice {
+  device: string;
+  kind: "tag" | "phone";
+  asked: boolean;
+  via: "downlink" | "owntracks" | null;
+  note: string | null;
+  command: string | null;
+  command_status: "queued" | "delivered_to_broker" | "acknowledged_by_device" | null;
+  answer: { ts: string; lat: number; lon: number; acc: number | null; answered_at: string } | null;
+}
+
+export interface LocateRequest {
+  id: number;
+  supervisee: string;
+  alert: number | null;
+  requested_by: string;
+  requested_at: string;
+  answer_until: string;
+  devices: LocateDevice[];
+}
