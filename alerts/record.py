@@ -278,6 +278,22 @@ async def get_alert(conn: Conn, offices: Offices, alert: int, *, lock: bool = Fa
     )
 
 
+async def alerts_between(
+    conn: Conn, offices: Offices, supervisee: str, start: datetime, end: datetime
+) -> list[Row]:
+    """The person's alerts whose episode meets [start, end): confirmed before `end` and
+    not cleared before `start`; oldest first."""
+    return await conn.fetch(
+        f"SELECT alerts.* {_ALERTS_IN_SCOPE} AND alerts.supervisee_id = $2"
+        " AND alerts.ts < $4 AND (alerts.cleared_at IS NULL OR alerts.cleared_at >= $3)"
+        " ORDER BY alerts.ts, alerts.id",
+        offices,
+        supervisee,
+        start,
+        end,
+    )
+
+
 async def timeline(conn: Conn, alert: int) -> list[Row]:
     return await conn.fetch(
         "SELECT at, actor, action, detail FROM alert_events WHERE alert_id = $1 ORDER BY at, id",

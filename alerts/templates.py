@@ -25,6 +25,13 @@ TYPE_ZH = {
     "sos": "紧急求助（SOS）",
     "engine_fault": "系统无法判定定位数据（需核查规则）",
 }
+DISPOSITION_ZH = {
+    "true_violation": "属实违规",
+    "false_alarm": "误报",
+    "approved_absence": "经批准外出",
+    "equipment_fault": "设备故障",
+}
+STATUS_ZH = {"open": "待签收", "acknowledged": "已签收", "resolved": "已处置"}
 SEVERITY_ZH = {"critical": "紧急", "high": "重要", "normal": "一般", "low": "提示"}
 LEVEL_ZH = {0: "责任矫正工作人员", 1: "司法所负责人", 2: "县级社区矫正机构"}
 EVENT_ZH = {"raised": "新告警", "escalated": "告警升级"}

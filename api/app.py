@@ -15,6 +15,7 @@ from api.routes import (
     audit,
     commands,
     devices,
+    evidence,
     health,
     heightened,
     leaves,
@@ -54,6 +55,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         heightened,
         offices,
         audit,
+        evidence,
     ):
         app.include_router(module.router, prefix=API_PREFIX, responses=errors.RESPONSES)
     for module in (commands, locate, reports, assessment):  # alerting and duties (issue 6)

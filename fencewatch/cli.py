@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 DESCRIPTION = "GPS electronic monitoring and geofences for community corrections."
+EVIDENCE_ACTOR = "fencewatch evidence export"  # the audit log's actor, with the login user
 SCENARIO = (
     "SCENARIO_DIR is a folder holding zones.geojson (the zones: jurisdictions, exclusion"
     " zones, curfew homes, as a GeoJSON FeatureCollection), roster.json (the supervisees,"
@@ -135,6 +136,92 @@ def _retention_purge(args: argparse.Namespace) -> int:
     return 1 if "skipped" in result else 0
 
 
+def _evidence_export(args: argparse.Namespace) -> int:
+    """Export a bundle to a file, audited as this command run by the login user."""
+    import getpass
+    from datetime import datetime
+
+    from evidence import gather
+    from evidence.export import Exporter, export
+    from evidence.keys import KeyProblem
+    from fencewatch.config import Settings
+    from fencewatch.servers import run_with_pool
+
+    settings = Settings.from_env()
+    who = Exporter(f"{EVIDENCE_ACTOR} ({getpass.getuser()})", None, None)
+
+    async def work(pool: Any) -> Any:
+        async with pool.acquire() as conn:
+            if args.alert is not None:
+                scope = await gather.alert_scope(conn, None, args.alert)
+            else:
+                start, end = (datetime.fromisoformat(v) for v in (args.start, args.end))
+                if start.tzinfo is None or end.tzinfo is None:
+                    raise gather.Refused("--from and --to need a UTC offset, e.g. +08:00")
+                scope = gather.person_scope(args.supervisee, start, end)
+            return await export(conn, who, scope, settings.evidence_key_path, settings.timezone)
+
+    if args.alert is None and not (args.supervisee and args.start and args.end):
+        print(
+            "fencewatch evidence export: give --alert ID, or --supervisee ID --from --to",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        bundle = run_with_pool(work)
+    except ValueError as exc:  # a bad time
+        print(f"fencewatch evidence export: {exc}", file=sys.stderr)
+        return 2
+    except (gather.NotFound, gather.Refused, KeyProblem) as exc:
+        print(f"fencewatch evidence export: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, gather.NotFound) else 2
+    out = args.out or Path(bundle.filename)
+    out.write_bytes(bundle.data)
+    print(out)
+    return 0
+
+
+def _evidence_verify(args: argparse.Namespace) -> int:
+    """A plain answer: OK with what the bundle covers, or each problem naming the file;
+    exit 0 only for an untouched bundle (and the pinned key, if given)."""
+    from evidence.bundle import verify
+    from evidence.keys import KeyProblem, pinned_fingerprint
+
+    try:
+        pinned = pinned_fingerprint(args.key) if args.key else None
+        data = Path(args.bundle).read_bytes()
+    except KeyProblem as exc:
+        print(f"fencewatch evidence verify: --key: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(
+            f"fencewatch evidence verify: cannot read {args.bundle}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 2
+    verdict = verify(data, pinned)
+    if not verdict.ok:
+        print(f"FAILED: {args.bundle} is not as exported:")
+        for problem in verdict.problems:
+            print(f"  {problem}")
+        return 1
+    manifest = verdict.manifest or {}
+    scope = manifest.get("scope", {})
+    by = manifest.get("exported_by", {})
+    print(f"OK: {verdict.checked} files match the manifest, signed by {verdict.fingerprint}")
+    print(
+        f"  scope: {scope.get('kind')} {scope.get('alert') or scope.get('supervisee')},"
+        f" {scope.get('from')} to {scope.get('to')}"
+    )
+    print(f"  exported by {by.get('subject')} at {manifest.get('exported_at')}")
+    if pinned is None:
+        print(
+            "  the key was not pinned: compare the fingerprint with GET /api/v1/evidence/key,"
+            " or pass --key"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fencewatch", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Command)
@@ -249,6 +336,42 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="count what would be deleted; delete nothing"
     )
     purge.set_defaults(func=_retention_purge)
+
+    evidence = commands.add_parser("evidence", help="signed evidence bundles (证据包)")
+    evidence_commands = evidence.add_subparsers(dest="evidence_command", required=True)
+    export = evidence_commands.add_parser(
+        "export",
+        help="write one alert's, or one person's over a time range, evidence bundle (a zip)",
+        description="Write an evidence bundle: report.pdf (map, alerts and dispositions,"
+        " rules in force, fixes), track.csv/.geojson, zones.geojson, timeline.csv/.json,"
+        " rules.json and manifest.json signed with the service's key (FENCEWATCH_EVIDENCE_KEY,"
+        " default evidence-key.pem in FENCEWATCH_DATA_DIR). The export is audited.",
+    )
+    export.add_argument("--alert", type=int, default=None, metavar="ID", help="one alert")
+    export.add_argument("--supervisee", default=None, metavar="ID", help="one person...")
+    export.add_argument(
+        "--from", dest="start", default=None, metavar="TIME", help="...from (ISO-8601 with offset)"
+    )
+    export.add_argument(
+        "--to", dest="end", default=None, metavar="TIME", help="...to (at most 31 days later)"
+    )
+    export.add_argument(
+        "-o", "--out", type=Path, default=None, help="the zip to write (default: its own name)"
+    )
+    export.set_defaults(func=_evidence_export)
+    check = evidence_commands.add_parser(
+        "verify",
+        help="check a bundle was not changed: exit 0 if untouched, 1 naming what changed",
+    )
+    check.add_argument("bundle", metavar="BUNDLE", help="the bundle's zip file")
+    check.add_argument(
+        "--key",
+        default=None,
+        metavar="PUBKEY",
+        help="the key it must be signed with: a PEM file, the saved GET /api/v1/evidence/key"
+        " answer, or a fingerprint (sha256:…)",
+    )
+    check.set_defaults(func=_evidence_verify)
     return parser
 
 

@@ -284,6 +284,13 @@ class Settings(msgspec.Struct, frozen=True):
     tiles_crs: str = "wgs84"
     tiles_subdomains: str = "abc"
     tiles_attribution: str = ""
+    # The Ed25519 key that signs evidence bundles (evidence.keys), made on first use;
+    # None: evidence-key.pem in `data_dir`. API processes of one deployment share it.
+    evidence_key: Path | None = None
+
+    @property
+    def evidence_key_path(self) -> Path:
+        return self.evidence_key or self.data_dir / "evidence-key.pem"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -349,4 +356,5 @@ class Settings(msgspec.Struct, frozen=True):
             ),
             tiles_subdomains=env.get("FENCEWATCH_TILES_SUBDOMAINS") or "abc",
             tiles_attribution=env.get("FENCEWATCH_TILES_ATTRIBUTION", ""),
+            evidence_key=Path(key) if (key := env.get("FENCEWATCH_EVIDENCE_KEY")) else None,
         )

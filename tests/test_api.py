@@ -26,6 +26,7 @@ from api.app import create_app
 from api.context import ApiContext
 from api.tokens import TokenError, create_token, revoke_token
 from fencewatch import cli
+from fencewatch.config import Settings
 from geofence.model import DeviceRef
 from geofence.zones import parse_feature_collection
 from storage.db import open_pool
@@ -155,9 +156,11 @@ async def open_world(
     redis_url: str,
     tokens_for: dict[str, tuple[str, str | None]] = TOKENS,
     offices: tuple[tuple[str, str, str, str | None], ...] = (),
+    settings: Settings | None = None,
 ) -> AsyncIterator[World]:
-    """The seeded database behind the real app; `offices` are added or changed after the
-    seed's, and a token made for each of `tokens_for`."""
+    """The seeded database behind the real app (on `settings`, default the defaults);
+    `offices` are added or changed after the seed's, and a token made for each of
+    `tokens_for`."""
     pool = await open_pool(pg_dsn)
     redis = Redis.from_url(redis_url)
     alerts = await _seed(pool)
@@ -177,7 +180,7 @@ async def open_world(
     async def health() -> dict[str, bool]:
         return dict(components)
 
-    app = create_app(ApiContext(pool, redis, health, rules_changed))
+    app = create_app(ApiContext(pool, redis, health, rules_changed, settings or Settings()))
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://fencewatch") as client:

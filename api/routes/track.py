@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from fastapi import APIRouter, Query
@@ -22,6 +22,7 @@ from api.fields import UtcTime
 from api.routes.supervisees import require_supervisee
 from fencewatch.timefmt import iso_time
 from geofence.model import Quality
+from storage.db import Row
 from storage.repo import people as people_repo
 from storage.repo import tracks as tracks_repo
 
@@ -74,8 +75,25 @@ class Positions(BaseModel):
     items: list[Position]
 
 
-def _quality_names(mask: int) -> list[str]:
-    return Quality.names(mask)
+def track_features(rows: list[Row]) -> list[dict[str, Any]]:
+    """Stored fixes (storage.repo.tracks.track) as GeoJSON Point features (TrackFeature)."""
+    return [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [r["lon"], r["lat"]]},
+            "properties": {
+                "ts": iso_time(r["ts"]),
+                "device": r["device"],
+                "seq": r["seq"],
+                "acc": r["acc"],
+                "src": r["src"],
+                "batt": r["batt"],
+                "quality": Quality.names(r["quality"]),
+                "zone_state": r["zone_state"],
+            },
+        }
+        for r in rows
+    ]
 
 
 @router.get("/supervisees/{supervisee_id}/track", response_model=Track)
@@ -105,23 +123,7 @@ async def track(
             f"supervisee:{supervisee_id}",
             {"from": start.isoformat(), "to": end.isoformat(), "fixes": len(rows)},
         )
-    features = [
-        {
-            "type": "Feature",
-            "geometry": {"type": "Point", "coordinates": [r["lon"], r["lat"]]},
-            "properties": {
-                "ts": iso_time(r["ts"]),
-                "device": r["device"],
-                "seq": r["seq"],
-                "acc": r["acc"],
-                "src": r["src"],
-                "batt": r["batt"],
-                "quality": _quality_names(r["quality"]),
-                "zone_state": r["zone_state"],
-            },
-        }
-        for r in rows
-    ]
+    features = track_features(rows)
     # Encoded directly: a month of fixes is too many to push through model validation;
     # the response model above still documents the shape.
     body = msgspec.json.encode({"type": "FeatureCollection", "features": features})

@@ -1,0 +1,255 @@
+"""Evidence bundles (证据包) through the real API on PostgreSQL: what a bundle holds, that
+every export is audited and scoped like the track, and that `fencewatch evidence verify`
+accepts an untouched bundle and rejects one with any byte of its content or manifest
+changed, or signed by another key."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import os
+import zipfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from evidence.bundle import verify
+from evidence.keys import fingerprint, public_pem, service_key
+from fencewatch import cli
+from fencewatch.config import Settings
+from tests.test_api import World, _add_fixes, _error, open_world
+
+FILES = {
+    "report.pdf", "track.csv", "track.geojson", "zones.geojson", "timeline.csv",
+    "timeline.json", "rules.json", "manifest.json", "manifest.sig",
+}  # fmt: skip
+
+
+def key_path(tmp_path: Path) -> Path:
+    """Where the test service keeps its evidence key (made on first use)."""
+    return tmp_path / "keys" / "evidence.pem"
+
+
+@pytest.fixture
+async def world(pg_dsn: str, redis_url: str, tmp_path: Path) -> AsyncIterator[World]:
+    settings = Settings(evidence_key=key_path(tmp_path))
+    async with open_world(pg_dsn, redis_url, settings=settings) as opened:
+        yield opened
+
+
+async def _alert_bundle(world: World, tmp_path: Path) -> tuple[Path, int]:
+    """P1 walks out of J1 (two fixes in, two out) and the alert is resolved; its bundle."""
+    fixes = [(0, 28.45, 0, "in"), (1, 28.46, 0, "in"), (2, 28.52, 0, "out"), (3, 28.53, 4, "out")]
+    await _add_fixes(world.pool, "P1", fixes)
+    alert = world.alerts["P1"]
+    note = "电话核实，本人承认擅自离开，已责令返回"
+    r = await world.call(
+        "officer",
+        "POST",
+        f"/api/v1/alerts/{alert}/resolve",
+        json={"disposition": "true_violation", "note": note},
+    )
+    assert r.status_code == 200, r.text
+    response = await world.get("officer", f"/api/v1/alerts/{alert}/evidence")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/zip"
+    assert f"evidence-alert-{alert}-" in response.headers["content-disposition"]
+    path = tmp_path / "bundle.zip"
+    path.write_bytes(response.content)
+    return path, alert
+
+
+def _rewrite(path: Path, name: str, change: bytes | None = None) -> Path:
+    """A copy of the bundle with member `name`'s first byte (or its whole content) changed."""
+    out = path.with_name(f"changed-{name}.zip")
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == name:
+                data = change if change is not None else bytes([data[0] ^ 1]) + data[1:]
+            dst.writestr(info, data)
+    return out
+
+
+def _verify(*args: str | Path) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(["evidence", "verify", *map(str, args)])
+    return code, out.getvalue()
+
+
+async def test_an_alert_bundle_holds_the_evidence_and_the_export_is_audited(
+    world: World, tmp_path: Path
+) -> None:
+    path, alert = await _alert_bundle(world, tmp_path)
+    with zipfile.ZipFile(path) as bundle:
+        assert set(bundle.namelist()) == FILES
+        manifest = json.loads(bundle.read("manifest.json"))
+        pdf = bundle.read("report.pdf")
+        track = list(csv.DictReader(io.StringIO(bundle.read("track.csv").decode())))
+        timeline = json.loads(bundle.read("timeline.json"))
+        rules = json.loads(bundle.read("rules.json"))
+        zones = json.loads(bundle.read("zones.geojson"))
+    assert pdf.startswith(b"%PDF-")
+    assert manifest["scope"]["kind"] == "alert" and manifest["scope"]["alert"] == alert
+    assert manifest["exported_by"] == {"subject": "officer", "role": "officer"}
+    assert {f["name"] for f in manifest["files"]} == FILES - {"manifest.json", "manifest.sig"}
+    # The fixes with their accuracy, the way ingest stored them.
+    assert [(f["lat"], f["acc_m"], f["zone_state"]) for f in track] == [
+        ("28.45", "8.5", "in"), ("28.46", "8.5", "in"), ("28.52", "8.5", "out"),
+        ("28.53", "8.5", "out"),
+    ]  # fmt: skip
+    assert track[3]["quality"] == "ACC_POOR"
+    # The alert's steps and the disposition with its note.
+    [record] = timeline
+    assert record["id"] == alert and record["disposition"] == "true_violation"
+    resolved = [s for s in record["timeline"] if s["action"] == "resolved"]
+    assert resolved[0]["actor"] == "officer" and "已责令返回" in resolved[0]["detail"]["note"]
+    # The rules in force: the person's zones, drawn and listed.
+    assert (rules["jurisdiction"], rules["exclusion"], rules["home"]) == (["J1"], ["X1"], "H1")
+    assert {f["properties"]["id"] for f in zones["features"]} == {"J1", "X1", "H1"}
+
+    # The key in the manifest is the one the API serves for pinning.
+    key = (await world.get("auditor", "/api/v1/evidence/key")).json()
+    assert key["algorithm"] == "Ed25519"
+    assert manifest["key"]["fingerprint"] == key["fingerprint"]
+    assert manifest["key"]["public_key"] == key["public_key"]
+    assert os.stat(key_path(tmp_path)).st_mode & 0o777 == 0o600
+
+    [audit] = await world.pool.fetch("SELECT * FROM audit_log WHERE action = 'evidence.export'")
+    with zipfile.ZipFile(path) as bundle:
+        manifest_sha = hashlib.sha256(bundle.read("manifest.json")).hexdigest()
+    assert (audit["actor"], audit["role"]) == ("officer", "officer")
+    assert audit["object"] == f"alert:{alert}"
+    assert audit["detail"]["manifest_sha256"] == manifest_sha
+    assert audit["detail"]["fixes"] == 4 and audit["detail"]["alerts"] == [alert]
+    assert audit["supervisee_id"] == "P1"
+
+
+async def test_verify_accepts_an_untouched_bundle_and_names_what_changed(
+    world: World, tmp_path: Path
+) -> None:
+    path, _ = await _alert_bundle(world, tmp_path)
+    key = (await world.get("operator", "/api/v1/evidence/key")).json()
+    saved = tmp_path / "key.json"
+    saved.write_text(json.dumps(key))
+    pem = tmp_path / "key.pem"
+    pem.write_text(key["public_key"])
+
+    for pin in ((), ("--key", saved), ("--key", pem), ("--key", key["fingerprint"])):
+        code, out = await asyncio.to_thread(_verify, path, *pin)
+        assert code == 0, out
+        assert out.startswith("OK: 7 files match the manifest") and key["fingerprint"] in out
+
+    # One byte of a file changed, the manifest left alone: the file is named.
+    code, out = await asyncio.to_thread(_verify, _rewrite(path, "track.csv"))
+    assert code == 1 and "FAILED" in out
+    assert "track.csv: changed" in out and "manifest.json" not in out
+    # The same change with the manifest's hash updated to match: the signature fails.
+    with zipfile.ZipFile(path) as bundle:
+        changed_csv = bytes([bundle.read("track.csv")[0] ^ 1]) + bundle.read("track.csv")[1:]
+        manifest = json.loads(bundle.read("manifest.json"))
+    for entry in manifest["files"]:
+        if entry["name"] == "track.csv":
+            entry["sha256"] = hashlib.sha256(changed_csv).hexdigest()
+    resigned = json.dumps(manifest, ensure_ascii=False, indent=2).encode() + b"\n"
+    forged = _rewrite(_rewrite(path, "track.csv", changed_csv), "manifest.json", resigned)
+    code, out = await asyncio.to_thread(_verify, forged)
+    assert code == 1 and "manifest.json: changed after export" in out
+    # One byte of the manifest changed.
+    code, out = await asyncio.to_thread(_verify, _rewrite(path, "manifest.json"))
+    assert code == 1 and "manifest.json: changed" in out
+    # A byte flipped in the zip itself, inside the PDF's stored data.
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as bundle:
+        info = bundle.getinfo("report.pdf")
+    at = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + 10
+    raw[at] ^= 0x01
+    flipped = tmp_path / "flipped.zip"
+    flipped.write_bytes(bytes(raw))
+    code, out = await asyncio.to_thread(_verify, flipped)
+    assert code == 1 and "report.pdf: damaged" in out
+    # A file added after export.
+    added = tmp_path / "added.zip"
+    added.write_bytes(path.read_bytes())
+    with zipfile.ZipFile(added, "a") as bundle:
+        bundle.writestr("note.txt", "added later")
+    code, out = await asyncio.to_thread(_verify, added)
+    assert code == 1 and "note.txt: added after export" in out
+
+    # Signed with the service's key, but not the key the verifier pins.
+    other = Ed25519PrivateKey.generate().public_key()
+    code, out = await asyncio.to_thread(_verify, path, "--key", fingerprint(other))
+    assert code == 1 and "not the pinned" in out
+    # A bundle re-signed by someone else's key with everything consistent: only pinning
+    # tells it apart.
+    assert verify(path.read_bytes(), fingerprint(other)).problems
+    # Bad input is said plainly.
+    code, out = await asyncio.to_thread(_verify, tmp_path / "missing.zip")
+    assert code == 2
+    notzip = tmp_path / "not.zip"
+    notzip.write_text("hello")
+    code, out = await asyncio.to_thread(_verify, notzip)
+    assert code == 1 and "not a readable zip file" in out
+
+
+async def test_a_person_bundle_is_scoped_and_checked_like_the_track(
+    world: World, tmp_path: Path
+) -> None:
+    await _add_fixes(world.pool, "P1", [(0, 28.45, 0, "in")])
+    url = "/api/v1/supervisees/P1/evidence?from=2025-11-27T00:00:00Z&to=2025-11-28T00:00:00Z"
+    response = await world.get("auditor", url)
+    assert response.status_code == 200, response.text
+    assert verify(response.content).ok
+    with zipfile.ZipFile(io.BytesIO(response.content)) as bundle:
+        manifest = json.loads(bundle.read("manifest.json"))
+    assert manifest["scope"]["kind"] == "supervisee" and manifest["counts"]["fixes"] == 1
+    assert manifest["counts"]["alerts"] == 1  # the seeded alert, confirmed in the range
+
+    # An officer of another station sees no such person; a bad range is refused.
+    assert "not found" in _error(await world.get("officer", url.replace("P1", "P3")), 404)
+    assert "not found" in _error(
+        await world.get("officer", f"/api/v1/alerts/{world.alerts['P3']}/evidence"), 404
+    )
+    for query, reason in (
+        ("from=2025-11-27T03:00:00Z&to=2025-11-27T02:00:00Z", "must be after"),
+        ("from=2025-10-01T00:00:00Z&to=2025-11-27T00:00:00Z", "at most 31 days"),
+    ):
+        assert reason in _error(
+            await world.get("operator", f"/api/v1/supervisees/P1/evidence?{query}"), 422
+        )
+    exports = await world.pool.fetch(
+        "SELECT actor, object FROM audit_log WHERE action = 'evidence.export'"
+    )
+    assert [tuple(r) for r in exports] == [("auditor", "supervisee:P1")]
+
+
+async def test_the_command_exports_an_audited_bundle_that_verifies(
+    world: World, tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FENCEWATCH_DATABASE_URL", pg_dsn)
+    monkeypatch.setenv("FENCEWATCH_EVIDENCE_KEY", str(key_path(tmp_path)))
+    out = tmp_path / "p1.zip"
+    args = ["evidence", "export", "--supervisee", "P1", "--from", "2025-11-27T08:00:00+08:00",
+            "--to", "2025-11-28T08:00:00+08:00", "-o", str(out)]  # fmt: skip
+    assert await asyncio.to_thread(cli.main, args) == 0
+    code, text = await asyncio.to_thread(_verify, out, "--key", tmp_path / "nothing.pub")
+    assert code == 2  # no such key file: said plainly
+    key = service_key(key_path(tmp_path)).public_key()
+    pub = tmp_path / "service.pub"
+    pub.write_text(public_pem(key))
+    code, text = await asyncio.to_thread(_verify, out, "--key", pub)
+    assert code == 0, text
+    [audit] = await world.pool.fetch("SELECT * FROM audit_log WHERE action = 'evidence.export'")
+    assert audit["actor"].startswith("fencewatch evidence export (")
+    assert audit["object"] == "supervisee:P1"
+    bad = ["evidence", "export", "--supervisee", "P1", "--from", "2025-11-27T00:00:00",
+           "--to", "2025-11-28T00:00:00+08:00"]  # fmt: skip
+    assert await asyncio.to_thread(cli.main, bad) == 2
+    assert await asyncio.to_thread(cli.main, ["evidence", "export", "--alert", "999999"]) == 1
