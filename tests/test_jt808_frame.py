@@ -102,13 +102,6 @@ def test_escaping_matches_traccar() -> None:
     assert unescape(bytes.fromhex("307d02087d0155")) == bytes.fromhex("307e087d55")
 
 
-def test_text_message_matches_traccar_encoder() -> None:
-    # Traccar's Jt808ProtocolEncoderTest: a 0x8300 text message "Test, Command, 123#".
-    body = b"\x01" + b"Test, Command, 123#"
-    expected = "7e830000140b3a73ce2ff2000001546573742c20436f6d6d616e642c2031323323a57e"
-    assert encode(0x8300, "0b3a73ce2ff2", 0, body).hex() == expected
-
-
 def _reframe(raw: bytes) -> bytes:
     """Header + body with a correct checksum, escaped and flagged."""
     return b"\x7e" + escape(raw + bytes([checksum(raw)])) + b"\x7e"

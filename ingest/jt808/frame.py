@@ -22,7 +22,8 @@ Public interface:
   a metrics label.
 - `decode(data)`: one complete frame (flags optional) → Frame, or FrameError.
 - `encode(msg_id, phone, serial, body, version=None, packet=None)`: a complete escaped
-  frame, flags included.
+  frame, flags included; `to(frame, msg_id, serial, body)` one for the terminal that sent
+  `frame`, in its header layout.
 - `FrameReader`: TCP bytes in any chunking → frames and FrameErrors, never raising;
   bounded buffer, resynchronises at the next flag after garbage.
 - `Reassembler`: split packets → the whole message as one Frame (bounded).
@@ -194,12 +195,15 @@ def encode(
     version: int | None = None,
     packet: tuple[int, int] | None = None,
 ) -> bytes:
-    """A complete frame, escaped, flags included. `phone` is its digits (shorter ones are
-    zero-padded on the left: 12 digits in the 2011/2013 header, 20 with a `version`, the
-    2019 one); `packet` is (total, index) for one packet of a split message."""
+    """A complete frame, escaped, flags included. `phone` is its digits (zero-padded on
+    the left to 12 digits in the 2011/2013 header, 20 with a `version`, the 2019 one; extra
+    leading zeros dropped); `packet` is (total, index) for one packet of a split message.
+    A message to a terminal must use the header layout the terminal speaks: see `to`."""
     if len(body) > MAX_BODY:
         raise ValueError(f"body of {len(body)} bytes; a packet carries at most {MAX_BODY}")
     digits = 20 if version is not None else 12
+    if len(phone) > digits:
+        phone = phone.lstrip("0")
     if len(phone) > digits:
         raise ValueError(f"phone {phone!r} is longer than {digits} digits")
     attrs = len(body)
@@ -218,6 +222,12 @@ def encode(
         header += total.to_bytes(2) + index.to_bytes(2)
     raw = bytes(header) + body
     return b"\x7e" + escape(raw + bytes([checksum(raw)])) + b"\x7e"
+
+
+def to(terminal: Frame, msg_id: int, serial: int, body: bytes = b"") -> bytes:
+    """A platform message for the terminal that sent `terminal`: its phone number, in its
+    header layout (2013 or 2019 with its version)."""
+    return encode(msg_id, terminal.phone, serial, body, terminal.version)
 
 
 class FrameReader:
