@@ -37,14 +37,14 @@ def corpus() -> list[dict[str, Any]]:
     for path in sorted(CORPUS.glob("*.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))
         assert doc["source"]["licence"] and doc["source"]["repository"] and doc["source"]["path"]
-        out += doc["packets"]
+        out += [{**packet, "escaped": doc.get("escaped", False)} for packet in doc["packets"]]
     return out
 
 
 def wire(packet: dict[str, Any]) -> bytes:
-    """A corpus packet as the terminal sent it: Traccar's tests hold it unescaped."""
+    """A corpus packet as it travels: Traccar's tests hold packets unescaped."""
     raw = bytes.fromhex(packet["hex"])
-    return b"\x7e" + escape(raw[1:-1]) + b"\x7e"
+    return raw if packet["escaped"] else b"\x7e" + escape(raw[1:-1]) + b"\x7e"
 
 
 def refused(data: bytes) -> str:
@@ -56,7 +56,7 @@ def refused(data: bytes) -> str:
 
 def test_corpus_packets_frame_as_expected() -> None:
     packets = corpus()
-    assert len(packets) > 90
+    assert len(packets) > 110
     for packet in packets:
         expect = packet["expect"]["frame"]
         if expect == "ok":
@@ -79,7 +79,7 @@ def test_corpus_as_one_tcp_stream() -> None:
 
 
 def test_header_2013() -> None:
-    heartbeat = next(p for p in corpus() if p["hex"].lower().startswith("7e0002"))
+    heartbeat = next(p for p in corpus() if p["hex"].startswith("7e0002000004304832546500b7"))
     frame = decode(wire(heartbeat))
     assert frame == Frame(msg_id=0x0002, phone="043048325465", serial=0xB7, body=b"")
     assert frame.version is None and not frame.split
@@ -93,6 +93,30 @@ def test_header_2019() -> None:
     assert frame.phone == "00000866496077582164"
     assert frame.serial == 0x5218
     assert len(frame.body) == 0x5C
+
+
+def case(name: str) -> dict[str, Any]:
+    return next(p for p in corpus() if p["case"] == name)
+
+
+def test_escaped_checksum() -> None:
+    # SmallChi's heartbeat whose checksum byte is 0x7e, sent as 7d 02.
+    data = wire(case("0x0002_escaped_checksum"))
+    assert data.endswith(b"\x7d\x02\x7e")
+    assert decode(data) == Frame(msg_id=0x0002, phone="040021679287", serial=43, body=b"")
+
+
+def test_real_split_message_reassembled() -> None:
+    """SmallChi's two-packet 0x1205 (a terminal's list of recordings): 930 + 56 bytes, one
+    message of 35 entries of 28 bytes after a 6-byte head."""
+    first, second = (decode(wire(case(f"0x1205_split_{i}_of_2"))) for i in (1, 2))
+    assert (first.packet_total, first.packet_index, second.packet_index) == (2, 1, 2)
+    joiner = Reassembler()
+    assert joiner.add(second) is None
+    whole = joiner.add(first)
+    assert whole is not None and not whole.split
+    assert (whole.msg_id, whole.phone, whole.serial) == (0x1205, "040666575062", first.serial)
+    assert len(whole.body) == 6 + 35 * 28 and whole.body[2:6] == (35).to_bytes(4)
 
 
 def test_escaping_matches_traccar() -> None:
