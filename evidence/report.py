@@ -45,8 +45,14 @@ ACTION_ZH = {
     "extended": "补传提前起始时间",
     "acknowledged": "签收",
     "resolved": "处置",
+    "routed": "已分派",
     "escalated": "升级",
     "notified": "已通知",
+    "command": "下发指令",
+    "locate": "立即定位",
+    "located": "定位回复",
+    "held": "暂缓通知",
+    "released": "恢复通知",
 }
 _WIDTH = A4[0] - 36 * mm
 

@@ -55,6 +55,32 @@ export async function api<T>(
   return data as T;
 }
 
+/** Fetch a file the API answers as an attachment (an evidence bundle) and hand it to the
+ * browser as a download under the name the API gives; returns that name. */
+export async function download(path: string, query: Query = {}): Promise<string> {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) if (v !== undefined) params.set(k, v);
+  const url = `${API}${path}${params.size ? `?${params}` : ""}`;
+  const response = await fetch(url, { headers: { Authorization: `Bearer ${token() ?? ""}` } });
+  if (!response.ok) {
+    const data = await response.json().catch(() => ({}));
+    if (response.status === 401) window.dispatchEvent(new CustomEvent("fencewatch:logout"));
+    throw new ApiError(response.status, String(data.error ?? response.statusText), data.detail);
+  }
+  const disposition = response.headers.get("Content-Disposition") ?? "";
+  const named = disposition.match(/filename\*=UTF-8''([^;]+)/);
+  const name = named ? decodeURIComponent(named[1]) : "evidence.zip";
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  // The browser has taken the file once the click is handled; the object URL can go.
+  setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+  return name;
+}
+
 // The API explains refusals in English; operators read Chinese. Known messages are put in
 // plain Chinese here, anything else is shown as the API wrote it.
 const PLAIN: [RegExp, (m: RegExpMatchArray) => string][] = [

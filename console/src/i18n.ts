@@ -81,6 +81,12 @@ const WORDS = {
   "alert.openFile": ["一人一档", "Person file"],
   "alert.showMap": ["地图定位", "Show on map"],
   "alert.locate": ["立即定位", "Locate now"],
+  "evidence.export": ["导出证据包", "Export evidence"],
+  "evidence.exporting": ["正在生成…", "Preparing…"],
+  "evidence.done": [
+    "已导出证据包 {name}（已记入审计日志）",
+    "Exported {name} (recorded in the audit log)",
+  ],
   "alert.disposition": ["处置结果", "Disposition"],
   "alert.note": ["处置说明（必填）", "What was found and done (required)"],
   "alert.submit": ["提交处置", "Resolve alert"],

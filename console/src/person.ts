@@ -7,6 +7,7 @@ import L from "leaflet";
 import { api, ApiError, problems } from "./api";
 import { fill, h } from "./dom";
 import { formatTime, t, term } from "./i18n";
+import { evidenceButton } from "./evidence";
 import { LocateNow } from "./locate";
 import { createMap, toMap, zoneLayer } from "./mapbase";
 import { on, store } from "./store";
@@ -76,6 +77,9 @@ export class PersonFile {
           h("label", {}, t("track.from"), " ", this.from),
           h("label", {}, t("track.to"), " ", this.to),
           h("button", { type: "submit", class: "primary load-track" }, t("track.load")),
+          evidenceButton(() =>
+            this.id ? [`/supervisees/${encodeURIComponent(this.id)}/evidence`, this.range()] : null,
+          ),
         ),
         this.mapEl,
         h("div", { class: "slider-row" }, this.playButton, this.slider),
@@ -332,13 +336,18 @@ export class PersonFile {
     );
   }
 
-  private async loadTrack(): Promise<void> {
-    if (!this.id || !this.map) return;
-    this.stop();
-    const query = {
+  /** The range chosen above the map, for the track and the evidence bundle. */
+  private range(): Record<string, string> {
+    return {
       from: new Date(this.from.value).toISOString(),
       to: new Date(this.to.value).toISOString(),
     };
+  }
+
+  private async loadTrack(): Promise<void> {
+    if (!this.id || !this.map) return;
+    this.stop();
+    const query = this.range();
     try {
       const track = await api<{ features: TrackFix[] }>(
         `/supervisees/${encodeURIComponent(this.id)}/track`,

@@ -6,6 +6,7 @@
 
 import { api } from "./api";
 import { fill, h } from "./dom";
+import { evidenceButton } from "./evidence";
 import { formatAge, formatTime, t, term } from "./i18n";
 import { beep } from "./sound";
 import { SEVERITY_RANK, on, personName, putAlert, store } from "./store";
@@ -219,6 +220,7 @@ export class AlertQueue {
           { type: "button", class: "link", onclick: () => this.actions.showOnMap(a.supervisee) },
           `${t("alert.showMap")} (m)`,
         ),
+        evidenceButton(() => [`/alerts/${a.id}/evidence`, {}]),
       ),
     );
   }
