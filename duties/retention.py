@@ -8,6 +8,10 @@ dispositions, leave, monitoring orders — is the person's file (一人一档) a
 device messages, which may hold positions too, are deleted by age alone after the same
 period.
 
+Fixes are purged from both storage tiers (storage.history.purge): PostgreSQL, and the
+archive's Parquet files, each written again without them and checked before the ledger
+takes the new file and the old one is deleted.
+
 Every run is recorded in the audit log: one `retention.purge` row per person purged,
 with counts, in the same transaction as the delete, and one `retention.run` row with the
 totals. `purge` is safe to run from several processes at once: an advisory lock lets one
@@ -24,6 +28,9 @@ from typing import Any
 import asyncpg
 
 from fencewatch.config import MIN_RETENTION_DAYS
+from storage import history
+from storage.archive import Archive
+from storage.archiving import LOCK_ID as ARCHIVE_LOCK_ID
 from storage.db import FAILED as DB_FAILED
 from storage.repo import access as access_repo
 
@@ -37,7 +44,7 @@ _LOCK_ID = 0x6677_7274  # "fwrt"
 
 
 async def purge(
-    pool: asyncpg.Pool, now: datetime, days: int, *, dry_run: bool = False
+    pool: asyncpg.Pool, now: datetime, days: int, *, archive: Archive, dry_run: bool = False
 ) -> dict[str, Any]:
     """Delete what is past retention at `now`; returns what was (or, with `dry_run`,
     would be) deleted: totals, per person, and the released people without a term end
@@ -56,6 +63,7 @@ async def purge(
         "dry_run": dry_run,
         "supervisees": 0,
         "fixes": 0,
+        "archived_fixes": 0,
         "device_events": 0,
         "rejected_messages": 0,
         "purged": {},
@@ -66,7 +74,12 @@ async def purge(
             result["skipped"] = "another purge is running"
             return result
         try:
-            await _purge(pool, result, cutoff, ended_before, dry_run)
+            # No archive move meanwhile: a file being moved cannot also be purged.
+            await lock_conn.execute("SELECT pg_advisory_lock($1)", ARCHIVE_LOCK_ID)
+            try:
+                await _purge(pool, archive, result, cutoff, ended_before, dry_run)
+            finally:
+                await lock_conn.execute("SELECT pg_advisory_unlock($1)", ARCHIVE_LOCK_ID)
         finally:
             await lock_conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
     return result
@@ -74,6 +87,7 @@ async def purge(
 
 async def _purge(
     pool: asyncpg.Pool,
+    archive: Archive,
     result: dict[str, Any],
     cutoff: datetime,
     ended_before: date,
@@ -93,7 +107,7 @@ async def _purge(
     for person in due:
         sid = person["id"]
         async with pool.acquire() as conn, conn.transaction():
-            counts = await _purge_person(conn, sid, cutoff, dry_run)
+            counts, stale = await _purge_person(conn, archive, sid, cutoff, dry_run)
             if any(counts.values()):
                 if not dry_run:
                     detail = {
@@ -108,7 +122,9 @@ async def _purge(
                 result["purged"][sid] = counts
                 result["supervisees"] += 1
                 result["fixes"] += counts["fixes"]
+                result["archived_fixes"] += counts["archived_fixes"]
                 result["device_events"] += counts["device_events"]
+        await history.discard(archive, stale)
     async with pool.acquire() as conn, conn.transaction():
         if dry_run:
             result["rejected_messages"] = await conn.fetchval(
@@ -124,16 +140,22 @@ async def _purge(
 
 
 async def _purge_person(
-    conn: Any, supervisee: str, cutoff: datetime, dry_run: bool
-) -> dict[str, int]:
-    counts = {}
-    for table in ("fixes", "device_events"):
-        where = f"FROM {table} WHERE supervisee_id = $1 AND ts < $2"
-        if dry_run:
-            counts[table] = int(await conn.fetchval(f"SELECT count(*) {where}", supervisee, cutoff))
-        else:
-            counts[table] = _count(await conn.execute(f"DELETE {where}", supervisee, cutoff))
-    return counts
+    conn: Any, archive: Archive, supervisee: str, cutoff: datetime, dry_run: bool
+) -> tuple[dict[str, int], list[str]]:
+    """The person's counts — fixes (of both tiers), archived_fixes (of them, the
+    archive's), device_events — and the archive files to delete once committed."""
+    fixes, stale = await history.purge(conn, archive, supervisee, cutoff, dry_run=dry_run)
+    where = "FROM device_events WHERE supervisee_id = $1 AND ts < $2"
+    if dry_run:
+        events = int(await conn.fetchval(f"SELECT count(*) {where}", supervisee, cutoff))
+    else:
+        events = _count(await conn.execute(f"DELETE {where}", supervisee, cutoff))
+    counts = {
+        "fixes": fixes["fixes"] + fixes["archived_fixes"],
+        "archived_fixes": fixes["archived_fixes"],
+        "device_events": events,
+    }
+    return counts, stale
 
 
 def _count(status: str) -> int:
@@ -144,6 +166,7 @@ def _count(status: str) -> int:
 async def job(
     pool: asyncpg.Pool,
     days: int,
+    archive: Archive,
     *,
     every_s: float = EVERY_S,
     first_after_s: float = FIRST_AFTER_S,
@@ -156,7 +179,7 @@ async def job(
     while True:
         await asyncio.sleep(delay)
         try:
-            done = await purge(pool, datetime.now(UTC), days)
+            done = await purge(pool, datetime.now(UTC), days, archive=archive)
         except DB_FAILED as exc:
             log.error("retention purge failed (%s); retrying in %.0f s", exc, retry_s)
             delay = retry_s

@@ -18,6 +18,7 @@ from evidence.bundle import seal
 from evidence.gather import Evidence, Scope, gather
 from evidence.keys import fingerprint, service_key
 from fencewatch.timefmt import iso_time
+from storage.archive import Archive
 from storage.db import Conn
 from storage.repo import Offices
 from storage.repo import access as access_repo
@@ -41,12 +42,14 @@ class Bundle:
     manifest: bytes
 
 
-async def export(conn: Conn, who: Exporter, scope: Scope, key_path: Path, timezone: str) -> Bundle:
+async def export(
+    conn: Conn, who: Exporter, scope: Scope, key_path: Path, timezone: str, archive: Archive
+) -> Bundle:
     """Raises evidence.gather.NotFound / Refused, and evidence.keys.KeyProblem."""
     key = service_key(key_path)
     at = datetime.now(UTC)
     async with conn.transaction(isolation="repeatable_read"):
-        evidence = await gather(conn, who.offices, scope)
+        evidence = await gather(conn, who.offices, scope, archive)
         about = {
             "exported_by": {"subject": who.subject, "role": who.role},
             "exported_at": iso_time(at),

@@ -11,12 +11,13 @@ from typing import Any
 from alerts import record
 from api.routes.track import MAX_FIXES, MAX_RANGE
 from fencewatch.timefmt import utc
+from storage import history
+from storage.archive import Archive
 from storage.db import Conn, Row
 from storage.repo import Offices
 from storage.repo import leave as leave_repo
 from storage.repo import orders as orders_repo
 from storage.repo import people as people_repo
-from storage.repo import tracks as tracks_repo
 from storage.repo import zones as zones_repo
 
 # An alert's bundle covers its episode and this much on either side: the approach and
@@ -55,7 +56,7 @@ class Scope:
 class Evidence:
     scope: Scope
     person: Row
-    fixes: list[Row]
+    fixes: list[dict[str, Any]]  # storage.history.track
     alerts: list[dict[str, Any]]  # alert objects (alerts.record.alert_object), each with "timeline"
     zones: list[Row]  # the zones in force: jurisdiction, exclusion, home, leave destinations
     leaves: list[Row]
@@ -87,11 +88,13 @@ async def alert_scope(conn: Conn, offices: Offices, alert_id: int) -> Scope:
     return Scope(row["supervisee_id"], start, end, alert_id)
 
 
-async def gather(conn: Conn, offices: Offices, scope: Scope) -> Evidence:
+async def gather(conn: Conn, offices: Offices, scope: Scope, archive: Archive) -> Evidence:
     person = await people_repo.get_supervisee(conn, offices, scope.supervisee)
     if person is None:
         raise NotFound(f"supervisee {scope.supervisee!r}")
-    fixes = await tracks_repo.track(conn, scope.supervisee, scope.start, scope.end, MAX_FIXES + 1)
+    fixes = await history.track(
+        conn, archive, scope.supervisee, scope.start, scope.end, MAX_FIXES + 1
+    )
     if len(fixes) > MAX_FIXES:
         raise Refused(f"more than {MAX_FIXES} fixes in this range; export a shorter range")
     if scope.alert is not None:

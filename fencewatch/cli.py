@@ -122,16 +122,50 @@ def _retention_purge(args: argparse.Namespace) -> int:
     from duties.retention import purge
     from fencewatch.config import MIN_RETENTION_DAYS, ConfigError, Settings
     from fencewatch.servers import run_with_pool
+    from storage.archive import Archive
 
     try:
-        days = Settings.from_env().retention_days if args.days is None else args.days
+        settings = Settings.from_env()
+        days = settings.retention_days if args.days is None else args.days
         if days < MIN_RETENTION_DAYS:
             raise ConfigError(f"--days must be at least {MIN_RETENTION_DAYS}")
     except ConfigError as exc:
         print(f"fencewatch retention: {exc}", file=sys.stderr)
         return 2
-    dry_run = args.dry_run
-    result = run_with_pool(lambda pool: purge(pool, datetime.now(UTC), days, dry_run=dry_run))
+    dry_run, archive = args.dry_run, Archive.of(settings)
+    result = run_with_pool(
+        lambda pool: purge(pool, datetime.now(UTC), days, archive=archive, dry_run=dry_run)
+    )
+    print(msgspec.json.encode(result).decode())
+    return 1 if "skipped" in result else 0
+
+
+def _archive_run(args: argparse.Namespace) -> int:
+    """Move the days past the archive's age now; print what moved as JSON."""
+    from datetime import UTC, datetime
+
+    import msgspec
+
+    from fencewatch.config import ConfigError, Settings
+    from fencewatch.servers import run_with_pool
+    from storage import archiving
+    from storage.archive import Archive, ArchiveError
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"fencewatch archive: {exc}", file=sys.stderr)
+        return 2
+    days = settings.archive_after_days if args.after_days is None else args.after_days
+    if days < 1:
+        print("fencewatch archive: --after-days must be at least 1", file=sys.stderr)
+        return 2
+    archive = Archive.of(settings)
+    try:
+        result = run_with_pool(lambda pool: archiving.run(pool, archive, datetime.now(UTC), days))
+    except ArchiveError as exc:
+        print(f"fencewatch archive: {exc}", file=sys.stderr)
+        return 1
     print(msgspec.json.encode(result).decode())
     return 1 if "skipped" in result else 0
 
@@ -146,6 +180,7 @@ def _evidence_export(args: argparse.Namespace) -> int:
     from evidence.keys import KeyProblem
     from fencewatch.config import Settings
     from fencewatch.servers import run_with_pool
+    from storage.archive import Archive
 
     settings = Settings.from_env()
     who = Exporter(f"{EVIDENCE_ACTOR} ({getpass.getuser()})", None, None)
@@ -159,7 +194,14 @@ def _evidence_export(args: argparse.Namespace) -> int:
                 if start.tzinfo is None or end.tzinfo is None:
                     raise gather.Refused("--from and --to need a UTC offset, e.g. +08:00")
                 scope = gather.person_scope(args.supervisee, start, end)
-            return await export(conn, who, scope, settings.evidence_key_path, settings.timezone)
+            return await export(
+                conn,
+                who,
+                scope,
+                settings.evidence_key_path,
+                settings.timezone,
+                Archive.of(settings),
+            )
 
     if args.alert is None and not (args.supervisee and args.start and args.end):
         print(
@@ -372,6 +414,21 @@ def build_parser() -> argparse.ArgumentParser:
         " answer, or a fingerprint (sha256:…)",
     )
     check.set_defaults(func=_evidence_verify)
+
+    archive = commands.add_parser("archive", help="the archive tier of fixes (Parquet)")
+    archive_commands = archive.add_subparsers(dest="archive_command", required=True)
+    run = archive_commands.add_parser(
+        "run",
+        help="move the days of fixes past the archive's age from PostgreSQL to the archive,"
+        " verified; prints what moved as JSON",
+    )
+    run.add_argument(
+        "--after-days",
+        type=int,
+        default=None,
+        help="default FENCEWATCH_ARCHIVE_AFTER_DAYS, else 7",
+    )
+    run.set_defaults(func=_archive_run)
     return parser
 
 

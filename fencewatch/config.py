@@ -34,6 +34,10 @@ DEFAULT_PURSUIT_HOLD_S = 300
 DEFAULT_RETENTION_DAYS = 1826
 MIN_RETENTION_DAYS = 1
 
+# The archive tier of fixes (storage.archive): days after which a day's fixes move from
+# PostgreSQL to Parquet files (at least one: today's partition is still being written).
+DEFAULT_ARCHIVE_AFTER_DAYS = 7
+
 # The console's base map (api.console): the CRS its tiles are drawn in.
 TILES_CRS = ("wgs84", "gcj02")
 
@@ -278,6 +282,13 @@ class Settings(msgspec.Struct, frozen=True):
     remind_term_days: tuple[int, ...] = (30, 7, 1)
     report_day: int = 25
     retention_days: int = DEFAULT_RETENTION_DAYS
+    # Where archived fixes live: a directory (None: `data_dir`/archive) or
+    # s3://bucket/prefix on S3-compatible storage, whose endpoint (host:port of e.g. MinIO;
+    # None: AWS) is `archive_s3_endpoint` and whose keys are AWS_ACCESS_KEY_ID and
+    # AWS_SECRET_ACCESS_KEY as usual.
+    archive_url: str | None = None
+    archive_s3_endpoint: str | None = None
+    archive_after_days: int = DEFAULT_ARCHIVE_AFTER_DAYS
     # The console's base map: off unless a tile URL template ({z}/{x}/{y}, {s}) is set,
     # so the map works on an isolated network; `tiles_crs` is one of TILES_CRS.
     tiles_url: str | None = None
@@ -349,6 +360,11 @@ class Settings(msgspec.Struct, frozen=True):
             report_day=int(_number(env, "FENCEWATCH_REPORT_DAY", 25, 1, 28)),
             retention_days=_whole_days(
                 env, "FENCEWATCH_RETENTION_DAYS", DEFAULT_RETENTION_DAYS, MIN_RETENTION_DAYS
+            ),
+            archive_url=env.get("FENCEWATCH_ARCHIVE_URL") or None,
+            archive_s3_endpoint=env.get("FENCEWATCH_ARCHIVE_S3_ENDPOINT") or None,
+            archive_after_days=_whole_days(
+                env, "FENCEWATCH_ARCHIVE_AFTER_DAYS", DEFAULT_ARCHIVE_AFTER_DAYS, 1
             ),
             tiles_url=env.get("FENCEWATCH_TILES_URL") or None,
             tiles_crs=_choice(

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,8 @@ from ingest.leases import Leases
 from ingest.osmand_http import OsmandListener
 from ingest.shard import ShardRunner
 from ingest.shards import Shard
-from storage import partitions
+from storage import archiving, partitions
+from storage.archive import Archive
 from storage.db import open_pool
 from storage.rules import RULES_CHANNEL, load_rules
 
@@ -54,6 +56,7 @@ log = logging.getLogger("fencewatch")
 
 SNAPSHOT_EVERY_S = 30.0
 PARTITIONS_EVERY_S = 6 * 3600.0
+ARCHIVE_EVERY_S = 3600.0
 CLOCK_EVERY_S = 1.0
 DEMO_INTERVAL_S = 10.0
 
@@ -114,6 +117,7 @@ class Service:
             jobs["clock"] = self._every(CLOCK_EVERY_S, self._tick)
             jobs["snapshots"] = self._every(SNAPSHOT_EVERY_S, self._snapshot)
             jobs["partitions"] = self._every(PARTITIONS_EVERY_S, self._partitions)
+            jobs["archive"] = self._every(ARCHIVE_EVERY_S, self._archive)
         if "ingest" in s.roles or osmand_socket is not None:
             jobs["rules"] = self._listen_rules()
         ctx = ApiContext(self.pool, self.redis, self.health, self.rules_changed, s)
@@ -139,7 +143,7 @@ class Service:
             self.alerting = Alerting(self.pool, self.redis, s, self.urls.mqtt_url)
             jobs["alerting"] = self.alerting.run(self.stop)
             jobs["duties"] = Duties(self.pool, s).run(self.stop)
-            jobs["retention"] = retention.job(self.pool, s.retention_days)
+            jobs["retention"] = retention.job(self.pool, s.retention_days, Archive.of(s))
         if demo_fleet:
             from simulators.fleet import run_fleet
 
@@ -254,6 +258,16 @@ class Service:
     async def _partitions(self) -> None:
         async with self.pool.acquire() as conn:
             await partitions.ensure(conn)
+
+    async def _archive(self) -> None:
+        """Move the days past `archive_after_days` to the archive (storage.archiving); one
+        ingest process does it, the others find it under way and skip."""
+        s = self.settings
+        done = await archiving.run(
+            self.pool, Archive.of(s), datetime.now(UTC), s.archive_after_days
+        )
+        if done["files"]:
+            log.info("archive: moved %d fixes into %d files", done["fixes"], len(done["files"]))
 
     async def _snapshot(self) -> None:
         for runner in list(self.shards.held.values()):

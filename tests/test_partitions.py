@@ -1,5 +1,5 @@
-"""Monthly partitions of `fixes` (storage/partitions.py): several processes starting at
-once (ingest workers) all come up, and each month's partition exists once."""
+"""Daily partitions of `fixes` (storage/partitions.py): several processes starting at
+once (ingest workers) all come up, and each day's partition exists once."""
 
 from __future__ import annotations
 
@@ -17,9 +17,17 @@ async def test_processes_starting_together_each_get_their_partitions(pg_dsn: str
     await pool.close()  # the schema is migrated
     conns = [await asyncpg.connect(pg_dsn) for _ in range(4)]
     try:
-        made = await asyncio.gather(*(partitions.ensure(c, date(2031, 5, 9)) for c in conns))
+        made = await asyncio.gather(
+            *(partitions.ensure(c, date(2031, 5, 30), ahead=3) for c in conns)
+        )
         names = sorted(n for m in made for n in m)
-        assert names == ["fixes_2031_04", "fixes_2031_05", "fixes_2031_06", "fixes_2031_07"]
+        assert names == [
+            "fixes_2031_05_29",
+            "fixes_2031_05_30",
+            "fixes_2031_05_31",
+            "fixes_2031_06_01",
+            "fixes_2031_06_02",
+        ]
     finally:
         for c in conns:
             await c.close()

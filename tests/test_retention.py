@@ -5,6 +5,7 @@ purge is in the audit log with its counts; the case record stays."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -15,6 +16,7 @@ import pytest
 from duties import retention
 from duties.retention import purge
 from fencewatch.config import DEFAULT_RETENTION_DAYS, ConfigError, Settings
+from storage.archive import Archive
 from storage.db import open_pool
 from storage.repo import offices as offices_repo
 from tests.live import eventually
@@ -33,6 +35,8 @@ PEOPLE = {
 }
 OLD = [datetime(2024, 3, 1, tzinfo=UTC) + timedelta(days=30 * i) for i in range(6)]
 NEWER = CUTOFF + timedelta(days=3)  # a fix after the cutoff (device worn after release)
+# Nothing archived here (tests/test_archive.py purges the archive tier).
+ARCHIVE = Archive(tempfile.mkdtemp(prefix="fencewatch-archive-"))
 
 
 @pytest.fixture
@@ -95,10 +99,14 @@ async def _counts(pool: asyncpg.Pool, table: str) -> dict[str, int]:
 
 
 async def test_purge_deletes_only_what_is_past_retention(pool: asyncpg.Pool) -> None:
-    done = await purge(pool, NOW, DAYS)
+    done = await purge(pool, NOW, DAYS, archive=ARCHIVE)
 
     assert done["supervisees"] == 1 and list(done["purged"]) == ["GONE"]
-    assert done["purged"]["GONE"] == {"fixes": len(OLD), "device_events": len(OLD)}
+    assert done["purged"]["GONE"] == {
+        "fixes": len(OLD),
+        "archived_fixes": 0,
+        "device_events": len(OLD),
+    }
     assert done["fixes"] == len(OLD) and done["device_events"] == len(OLD)
     assert done["rejected_messages"] == 1
     assert done["released_without_term_end"] == ["NOEND"]
@@ -115,7 +123,7 @@ async def test_purge_deletes_only_what_is_past_retention(pool: asyncpg.Pool) -> 
 
 
 async def test_the_purge_is_in_the_audit_log_with_its_counts(pool: asyncpg.Pool) -> None:
-    await purge(pool, NOW, DAYS)
+    await purge(pool, NOW, DAYS, archive=ARCHIVE)
     rows = await pool.fetch(
         "SELECT actor, role, action, object, supervisee_id, office_id, detail FROM audit_log"
         " WHERE actor = 'fencewatch retention' ORDER BY id"
@@ -127,6 +135,7 @@ async def test_the_purge_is_in_the_audit_log_with_its_counts(pool: asyncpg.Pool)
     assert (person["supervisee_id"], person["office_id"]) == ("GONE", "S1")
     assert person["detail"] == {
         "fixes": len(OLD),
+        "archived_fixes": 0,
         "device_events": len(OLD),
         "term_end": "2025-12-31",
         "cutoff": CUTOFF.isoformat(),
@@ -139,8 +148,8 @@ async def test_the_purge_is_in_the_audit_log_with_its_counts(pool: asyncpg.Pool)
 
 
 async def test_a_second_run_finds_nothing_and_still_says_it_ran(pool: asyncpg.Pool) -> None:
-    await purge(pool, NOW, DAYS)
-    again = await purge(pool, NOW, DAYS)
+    await purge(pool, NOW, DAYS, archive=ARCHIVE)
+    again = await purge(pool, NOW, DAYS, archive=ARCHIVE)
     assert again["supervisees"] == 0 and again["fixes"] == 0 and again["purged"] == {}
     actions = [r["action"] for r in await pool.fetch("SELECT action FROM audit_log ORDER BY id")]
     assert actions.count("retention.purge") == 1
@@ -149,16 +158,16 @@ async def test_a_second_run_finds_nothing_and_still_says_it_ran(pool: asyncpg.Po
 
 async def test_a_shorter_period_reaches_more_people(pool: asyncpg.Pool) -> None:
     # Five years on from 2027: RECENT's term has ended long enough ago too.
-    later = await purge(pool, datetime(2032, 6, 1, tzinfo=UTC), DAYS)
+    later = await purge(pool, datetime(2032, 6, 1, tzinfo=UTC), DAYS, archive=ARCHIVE)
     assert sorted(later["purged"]) == ["EDGE", "GONE", "RECENT"]
     assert "ACTIVE" not in later["purged"] and "NOEND" not in later["purged"]
 
 
 async def test_dry_run_counts_and_deletes_nothing(pool: asyncpg.Pool) -> None:
     before = await _counts(pool, "fixes")
-    dry = await purge(pool, NOW, DAYS, dry_run=True)
+    dry = await purge(pool, NOW, DAYS, archive=ARCHIVE, dry_run=True)
     assert dry["dry_run"] and dry["purged"] == {
-        "GONE": {"fixes": len(OLD), "device_events": len(OLD)}
+        "GONE": {"fixes": len(OLD), "archived_fixes": 0, "device_events": len(OLD)}
     }
     assert dry["rejected_messages"] == 1
     assert await _counts(pool, "fixes") == before
@@ -172,12 +181,12 @@ async def test_one_purge_at_a_time(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", retention._LOCK_ID)
         try:
-            busy = await purge(pool, NOW, DAYS)
+            busy = await purge(pool, NOW, DAYS, archive=ARCHIVE)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", retention._LOCK_ID)
     assert busy["skipped"] == "another purge is running" and busy["fixes"] == 0
     assert (await _counts(pool, "fixes"))["GONE"] == len(OLD) + 1
-    assert (await purge(pool, NOW, DAYS))["fixes"] == len(OLD)
+    assert (await purge(pool, NOW, DAYS, archive=ARCHIVE))["fixes"] == len(OLD)
 
 
 async def test_the_daily_job_runs_the_purge(pool: asyncpg.Pool) -> None:
@@ -193,7 +202,7 @@ async def test_the_daily_job_runs_the_purge(pool: asyncpg.Pool) -> None:
             " VALUES ('T-JOB', 'JOB', 1, $1, $1)",
             today - timedelta(days=250),
         )
-    task = asyncio.create_task(retention.job(pool, 100, first_after_s=0, every_s=3600))
+    task = asyncio.create_task(retention.job(pool, 100, ARCHIVE, first_after_s=0, every_s=3600))
     try:
 
         async def ran() -> bool:
@@ -217,7 +226,7 @@ async def test_a_failed_run_is_logged_and_the_job_goes_on(
 ) -> None:
     closed = await asyncpg.create_pool(pg_dsn, min_size=0, max_size=1)
     await closed.close()  # as good as a database that went away
-    task = asyncio.create_task(retention.job(closed, 100, first_after_s=0, retry_s=3600))
+    task = asyncio.create_task(retention.job(closed, 100, ARCHIVE, first_after_s=0, retry_s=3600))
     try:
 
         async def failed() -> bool:
@@ -241,6 +250,6 @@ def test_the_period_comes_from_the_environment() -> None:
 
 async def test_purge_refuses_nonsense(pool: asyncpg.Pool) -> None:
     with pytest.raises(ValueError, match="at least"):
-        await purge(pool, NOW, 0)
+        await purge(pool, NOW, 0, archive=ARCHIVE)
     with pytest.raises(ValueError, match="timezone"):
-        await purge(pool, NOW.replace(tzinfo=None), DAYS)
+        await purge(pool, NOW.replace(tzinfo=None), DAYS, archive=ARCHIVE)

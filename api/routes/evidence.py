@@ -18,6 +18,7 @@ from api.errors import ApiError, not_found
 from evidence import gather
 from evidence.export import Bundle, Exporter, export
 from evidence.keys import ALGORITHM, KeyProblem, fingerprint, public_pem, service_key
+from storage.archive import Archive
 from storage.db import Conn
 
 router = APIRouter(tags=["evidence"])
@@ -73,7 +74,14 @@ async def supervisee_evidence(
 async def _export(ctx: Ctx, user: Principal, conn: Conn, scope: gather.Scope) -> Bundle:
     who = Exporter(user.subject, user.role, user.offices)
     try:
-        return await export(conn, who, scope, ctx.settings.evidence_key_path, ctx.settings.timezone)
+        return await export(
+            conn,
+            who,
+            scope,
+            ctx.settings.evidence_key_path,
+            ctx.settings.timezone,
+            Archive.of(ctx.settings),
+        )
     except gather.NotFound as exc:
         raise not_found(str(exc)) from None
     except gather.Refused as exc:

@@ -1,5 +1,6 @@
-"""Location data: a person's track and everyone's latest position. Every read is audited
-(社区矫正法 Art. 29: location data is for community corrections only)."""
+"""Location data: a person's track (from both storage tiers, storage.history) and everyone's
+latest position. Every read is audited (社区矫正法 Art. 29: location data is for community
+corrections only)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from api.fields import UtcTime
 from api.routes.supervisees import require_supervisee
 from fencewatch.timefmt import iso_time
 from geofence.model import Quality
-from storage.db import Row
+from storage import history
+from storage.archive import Archive
 from storage.repo import people as people_repo
 from storage.repo import tracks as tracks_repo
 
@@ -75,7 +77,7 @@ class Positions(BaseModel):
     items: list[Position]
 
 
-def track_features(rows: list[Row]) -> list[dict[str, Any]]:
+def track_features(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Stored fixes (storage.repo.tracks.track) as GeoJSON Point features (TrackFeature)."""
     return [
         {
@@ -111,7 +113,8 @@ async def track(
         raise ApiError(422, f"the range may span at most {MAX_RANGE.days} days; ask in parts")
     async with ctx.pool.acquire() as conn:
         await require_supervisee(conn, user, supervisee_id)
-        rows = await tracks_repo.track(conn, supervisee_id, start, end, MAX_FIXES + 1)
+        archive = Archive.of(ctx.settings)
+        rows = await history.track(conn, archive, supervisee_id, start, end, MAX_FIXES + 1)
         if len(rows) > MAX_FIXES:
             raise ApiError(
                 422, f"more than {MAX_FIXES} fixes in this range; ask for a shorter range"

@@ -1,28 +1,11 @@
-"""Location data: a person's track and everyone's latest position."""
+"""Location data: everyone's latest position (a person's track: storage.history)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
 from geofence.model import GEOFENCE_RULES, MAP_STATES
 from storage.db import Conn, Row
-
-
-async def track(
-    conn: Conn, supervisee: str, start: datetime, end: datetime, limit: int
-) -> list[Row]:
-    """Fixes with a position in [start, end), oldest first; fixes without one are not
-    part of a track."""
-    return await conn.fetch(
-        "SELECT ts, device_id AS device, seq, lat, lon, acc, src, batt, quality, zone_state"
-        " FROM fixes WHERE supervisee_id = $1 AND ts >= $2 AND ts < $3 AND lat IS NOT NULL"
-        " ORDER BY ts, device_id, seq LIMIT $4",
-        supervisee,
-        start,
-        end,
-        limit,
-    )
 
 
 async def latest_positions(conn: Conn, supervisees: Sequence[str]) -> list[Row]:

@@ -1,0 +1,289 @@
+"""The archive tier of fixes: Parquet files, one per source partition and UTC day, written
+with pyarrow and read with DuckDB in-process, on local disk or S3-compatible storage.
+
+Only the files the ledger (`fixes_archive`, storage.archiving) names are part of the
+archive: a file written by a move or a purge that then failed is invisible, and swept.
+
+A file holds one day's fixes sorted by person, device and time (reads are by person, so
+each row group covers few people and the rest are skipped by their statistics), in types
+that cost little at rest: coordinates as int32 in units of 1e-7° (1.1 cm; GNSS receivers
+report at most 7 decimals, so those fixes read back exactly), times as milliseconds (the
+precision ingest stores; a move refuses a day holding finer times), sequence numbers and
+times delta-encoded, ids and small enumerations dictionary-encoded, zstd on top. `rid`,
+the commit order, is not kept: only ingest's restore reads by it, and no move takes a fix
+a shard's snapshot has not yet passed."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from fencewatch.config import Settings
+
+# The archived columns, in the order the export (storage.archiving) writes them as CSV.
+SCHEMA = pa.schema(
+    [
+        ("supervisee_id", pa.string()),
+        ("device_id", pa.string()),
+        ("ts", pa.timestamp("ms", tz="UTC")),
+        ("seq", pa.int64()),
+        ("received_at", pa.timestamp("ms", tz="UTC")),
+        ("lat", pa.int32()),  # 1e-7 degrees
+        ("lon", pa.int32()),
+        ("acc", pa.float32()),
+        ("src", pa.string()),
+        ("spd", pa.float32()),
+        ("hdg", pa.float32()),
+        ("batt", pa.int16()),
+        ("chg", pa.bool_()),
+        ("strap", pa.string()),
+        ("quality", pa.int32()),
+        ("zone_state", pa.string()),
+    ]
+)
+COLUMNS = tuple(SCHEMA.names)
+E7 = 10_000_000  # units of the archived coordinates per degree
+
+_DELTA = ("ts", "seq", "received_at", "lat", "lon")
+_SPLIT = ("acc", "spd", "hdg")  # float bytes grouped by significance: zstd finds the runs
+_DICTIONARY = ("supervisee_id", "device_id", "src", "batt", "strap", "quality", "zone_state")
+ROW_GROUP = 65_536
+_BATCH_BYTES = 16 << 20  # CSV read per batch
+
+
+def file_checksum_sql(expr: Mapping[str, str]) -> str:
+    """A row's checksum term from the text of each column (`expr`): the first 48 bits of
+    the MD5 of the row's canonical text. PostgreSQL and DuckDB compute the same for the
+    same fix, so a day's sums compare across the two tiers."""
+    text = " || '|' || ".join(f"coalesce({expr[c]}, '~')" for c in COLUMNS)
+    return f"substr(md5({text}), 1, 12)"
+
+
+# Each archived column as canonical text, in DuckDB's words (storage.archiving has
+# PostgreSQL's): integers as digits, times as epoch microseconds, floats floored at 1/1000.
+_DUCK_TEXT = {
+    **{c: c for c in ("supervisee_id", "device_id", "src", "strap", "zone_state")},
+    **{c: f"{c}::VARCHAR" for c in ("seq", "lat", "lon", "batt", "quality", "chg")},
+    **{c: f"epoch_us({c})::VARCHAR" for c in ("ts", "received_at")},
+    **{c: f"floor({c}::DOUBLE * 1000)::BIGINT::VARCHAR" for c in _SPLIT},
+}
+_DUCK_STATS = (
+    "SELECT device_id, epoch_ms(ts) // 86400000 AS day, count(*) AS n,"
+    f" sum(('0x' || {file_checksum_sql(_DUCK_TEXT)})::BIGINT) AS sum"
+    " FROM read_parquet($files) WHERE {where} GROUP BY 1, 2"
+)
+
+# Per (device, UTC day number): (fixes, checksum).
+Stats = dict[tuple[str, int], tuple[int, int]]
+
+
+class ArchiveError(RuntimeError):
+    """The archive could not take or give fixes as asked; nothing was lost."""
+
+
+@dataclass(frozen=True)
+class Written:
+    key: str
+    fixes: int
+    bytes: int
+
+
+class Archive:
+    """Where archived fixes live, and DuckDB to read them. Blocking: callers on the event
+    loop run these methods in a thread (asyncio.to_thread)."""
+
+    def __init__(self, url: str, s3_endpoint: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self._duck = duckdb.connect(config={"threads": 2})
+        self._lock = threading.Lock()
+        if self.url.startswith("s3://"):
+            bucket_path = self.url.removeprefix("s3://")
+            self.fs: pafs.FileSystem = pafs.S3FileSystem(
+                endpoint_override=s3_endpoint,
+                scheme="http" if s3_endpoint and not s3_endpoint.startswith("https") else "https",
+            )
+            self.root = bucket_path
+            self._duck.execute("INSTALL httpfs; LOAD httpfs")
+            self._duck.execute(
+                "CREATE SECRET archive (TYPE s3, PROVIDER credential_chain"
+                + (f", ENDPOINT '{_host(s3_endpoint)}', URL_STYLE 'path'" if s3_endpoint else "")
+                + (", USE_SSL false" if s3_endpoint and s3_endpoint.startswith("http:") else "")
+                + ")"
+            )
+        else:
+            self.fs = pafs.LocalFileSystem()
+            self.root = str(Path(self.url).resolve())
+
+    @classmethod
+    def of(cls, settings: Settings) -> Archive:
+        """The settings' archive, one per location in a process."""
+        url = settings.archive_url or str(settings.data_dir / "archive")
+        with _OPEN_LOCK:
+            found = _OPEN.get(url)
+            if found is None:
+                found = _OPEN[url] = cls(url, settings.archive_s3_endpoint)
+            return found
+
+    @staticmethod
+    def key(day: date, source: str) -> str:
+        return f"fixes/day={day.isoformat()}/{source}.parquet"
+
+    def _path(self, key: str) -> str:
+        return f"{self.root}/{key}"
+
+    def uri(self, key: str) -> str:
+        """The file as DuckDB names it."""
+        return f"s3://{self._path(key)}" if self.url.startswith("s3://") else self._path(key)
+
+    def write(self, key: str, csv_file: Path) -> Written:
+        """The fixes of `csv_file` (the export's CSV, in COLUMNS order, already sorted)
+        as a Parquet file at `key`."""
+        reader = pacsv.open_csv(
+            csv_file,
+            read_options=pacsv.ReadOptions(column_names=list(COLUMNS), block_size=_BATCH_BYTES),
+            convert_options=pacsv.ConvertOptions(
+                column_types={
+                    **{f.name: f.type for f in SCHEMA},
+                    "ts": pa.int64(),
+                    "received_at": pa.int64(),
+                },
+                true_values=["t"],
+                false_values=["f"],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        return self._write(key, (_typed(b) for b in reader))
+
+    def rewrite_without(self, key: str, new_key: str, supervisee: str, before_ms: int) -> Written:
+        """The file `key` again at `new_key`, without `supervisee`'s fixes before
+        `before_ms` (epoch ms): a retention purge."""
+        source = pq.ParquetFile(self.fs.open_input_file(self._path(key)))
+        batches = (
+            b.filter(
+                pc.invert(
+                    pc.and_kleene(
+                        pc.fill_null(pc.equal(b.column("supervisee_id"), supervisee), False),
+                        pc.less(b.column("ts").cast(pa.int64()), before_ms),
+                    )
+                )
+            )
+            for b in source.iter_batches(batch_size=ROW_GROUP)
+        )
+        return self._write(new_key, batches)
+
+    def _write(self, key: str, batches: Iterable[pa.RecordBatch]) -> Written:
+        """`batches` (archived columns, sorted) as a Parquet file at `key`, written under a
+        temporary name and moved there once complete."""
+        temp = f"{key}.{uuid.uuid4().hex}.tmp"
+        self.fs.create_dir(self._path(key).rsplit("/", 1)[0], recursive=True)
+        fixes = 0
+        with (
+            self.fs.open_output_stream(self._path(temp)) as out,
+            pq.ParquetWriter(
+                out,
+                SCHEMA,
+                compression="zstd",
+                compression_level=9,
+                use_dictionary=list(_DICTIONARY),
+                column_encoding={
+                    **dict.fromkeys(_DELTA, "DELTA_BINARY_PACKED"),
+                    **dict.fromkeys(_SPLIT, "BYTE_STREAM_SPLIT"),
+                },
+                write_statistics=True,
+                sorting_columns=[pq.SortingColumn(i) for i in range(4)],
+            ) as writer,
+        ):
+            pending: list[pa.RecordBatch] = []
+            rows = 0
+            for batch in batches:
+                pending.append(batch)
+                rows += batch.num_rows
+                while rows >= ROW_GROUP:
+                    table = pa.Table.from_batches(pending, SCHEMA)
+                    writer.write_table(table.slice(0, ROW_GROUP), row_group_size=ROW_GROUP)
+                    rest = table.slice(ROW_GROUP)
+                    pending, rows = rest.to_batches(), rest.num_rows
+                    fixes += ROW_GROUP
+            if rows:
+                writer.write_table(pa.Table.from_batches(pending, SCHEMA), row_group_size=ROW_GROUP)
+                fixes += rows
+        self.fs.move(self._path(temp), self._path(key))
+        return Written(key, fixes, self.size(key))
+
+    def size(self, key: str) -> int:
+        return int(self.fs.get_file_info(self._path(key)).size or 0)
+
+    def delete(self, key: str) -> None:
+        info = self.fs.get_file_info(self._path(key))
+        if info.type != pafs.FileType.NotFound:
+            self.fs.delete_file(self._path(key))
+
+    def keys(self) -> list[str]:
+        """Every file under the archive's root, committed or not."""
+        selector = pafs.FileSelector(f"{self.root}/fixes", recursive=True, allow_not_found=True)
+        prefix = len(self.root) + 1
+        return sorted(
+            i.path[prefix:] for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File
+        )
+
+    def stats(
+        self, keys: Sequence[str], where: str = "true", params: Mapping[str, Any] | None = None
+    ) -> Stats:
+        """(fixes, checksum) per device and UTC day of the files `keys` (of their fixes
+        that match `where`)."""
+        rows = self.sql(_DUCK_STATS.format(where=where), keys, params).fetchall()
+        return {(d, int(day)): (int(n), int(s)) for d, day, n, s in rows}
+
+    def query(
+        self, sql: str, keys: Sequence[str], params: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The rows of `sql` over the files `keys`, which it names `read_parquet($files)`."""
+        cursor = self.sql(sql, keys, params)
+        names = [d[0] for d in cursor.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def sql(
+        self, sql: str, keys: Sequence[str], params: Mapping[str, Any] | None = None
+    ) -> duckdb.DuckDBPyConnection:
+        if not keys:
+            raise ArchiveError("no archive files to read")
+        cursor = self._duck.cursor()  # one per call: DuckDB cursors are per thread
+        return cursor.execute(sql, {**(params or {}), "files": [self.uri(k) for k in keys]})
+
+
+_OPEN: dict[str, Archive] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def _host(endpoint: str) -> str:
+    return endpoint.split("://", 1)[-1].rstrip("/")
+
+
+def _typed(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A CSV batch in the archived types (its times arrive as epoch milliseconds)."""
+    arrays = [
+        batch.column(name).cast(field.type) if name in ("ts", "received_at") else batch.column(name)
+        for name, field in zip(COLUMNS, SCHEMA, strict=True)
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=SCHEMA)
+
+
+def day_number(d: date) -> int:
+    return (d - date(1970, 1, 1)).days
+
+
+def at_ms(ms: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)

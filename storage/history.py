@@ -1,0 +1,172 @@
+"""A person's fixes across both tiers — PostgreSQL (recent days, and any partition in the
+middle of a move) and the archive (storage.archive) — read and deleted through one place.
+
+The tiers never hold the same fix: a move commits its ledger rows in the transaction that
+takes the fixes out of PostgreSQL (storage.archiving), and a read lists the ledger and reads
+PostgreSQL in one snapshot, so it sees each fix exactly once whenever a move commits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from storage.archive import E7, Archive, at_ms
+from storage.archiving import detached
+from storage.db import Conn
+
+TRACK_COLUMNS = "ts, device_id AS device, seq, lat, lon, acc, src, batt, quality, zone_state"
+_ARCHIVED_TRACK = (
+    "SELECT epoch_ms(ts) AS ts, device_id AS device, seq, lat, lon, acc, src, batt, quality,"
+    " zone_state FROM read_parquet($files) WHERE supervisee_id = $supervisee"
+    " AND ts >= $start AND ts < $end AND lat IS NOT NULL ORDER BY ts, device, seq LIMIT $limit"
+)
+
+
+async def track(
+    conn: Conn, archive: Archive, supervisee: str, start: datetime, end: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """Fixes with a position in [start, end), oldest first, at most `limit`; fixes without
+    one are not part of a track. Each row: ts, device, seq, lat, lon, acc, src, batt,
+    quality, zone_state."""
+    async with _snapshot(conn):
+        hot = await conn.fetch(
+            f"SELECT {TRACK_COLUMNS} FROM {await hot_relation(conn)} WHERE supervisee_id = $1"
+            " AND ts >= $2 AND ts < $3 AND lat IS NOT NULL ORDER BY ts, device_id, seq LIMIT $4",
+            supervisee,
+            start,
+            end,
+            limit,
+        )
+        keys = await _keys(conn, _day(start), _day(end - timedelta(microseconds=1)))
+    rows = [dict(r) for r in hot]
+    if keys:
+        params = {"supervisee": supervisee, "start": start, "end": end, "limit": limit}
+        found = await asyncio.to_thread(archive.query, _ARCHIVED_TRACK, keys, params)
+        rows += [_archived(r) for r in found]
+        rows.sort(key=lambda r: (r["ts"], r["device"], r["seq"]))
+    return rows[:limit]
+
+
+async def purge(
+    conn: Conn, archive: Archive, supervisee: str, before: datetime, *, dry_run: bool = False
+) -> tuple[dict[str, int], list[str]]:
+    """Delete the person's fixes older than `before` from both tiers, inside the caller's
+    transaction; returns the counts ({"fixes", "archived_fixes"}) and the archive files
+    that no longer belong to the archive once it commits (the caller deletes them then:
+    `discard`). Each file holding some is written again without them and checked — every
+    other fix of it still there, unchanged, and none of theirs — before the ledger takes
+    it. The caller holds storage.archiving.LOCK_ID, so no move runs meanwhile."""
+    hot = 0
+    for table in ["fixes", *(p.name for p in await detached(conn))]:
+        where = f'FROM "{table}" WHERE supervisee_id = $1 AND ts < $2'
+        if dry_run:
+            hot += int(await conn.fetchval(f"SELECT count(*) {where}", supervisee, before))
+        else:
+            status = await conn.execute(f"DELETE {where}", supervisee, before)
+            hot += int(status.rsplit(" ", 1)[-1])
+    ledger = {
+        r["key"]: r
+        for r in await conn.fetch(
+            "SELECT key, day, source, fixes FROM fixes_archive WHERE day <= $1", _day(before)
+        )
+    }
+    counts = {"fixes": hot, "archived_fixes": 0}
+    if not ledger:
+        return counts, []
+    held = await asyncio.to_thread(_holding, archive, list(ledger), supervisee, before)
+    counts["archived_fixes"] = sum(held.values())
+    if dry_run:
+        return counts, []
+    for key, removed in held.items():
+        entry = ledger[key]
+        new = Archive.key(entry["day"], f"{entry['source']}.{uuid.uuid4().hex[:8]}")
+        written = await asyncio.to_thread(
+            _rewrite, archive, key, new, supervisee, before, entry["fixes"] - removed
+        )
+        await conn.execute(
+            "UPDATE fixes_archive SET key = $2, fixes = $3, checksum = $4, bytes = $5"
+            " WHERE key = $1",
+            key,
+            new,
+            entry["fixes"] - removed,
+            written,
+            archive.size(new),
+        )
+    return counts, list(held)
+
+
+async def discard(archive: Archive, keys: Sequence[str]) -> None:
+    """Delete files a committed purge took out of the archive."""
+    for key in keys:
+        await asyncio.to_thread(archive.delete, key)
+
+
+def _holding(
+    archive: Archive, keys: list[str], supervisee: str, before: datetime
+) -> dict[str, int]:
+    """Of the files `keys`, those holding the person's fixes older than `before`, and how
+    many each holds."""
+    by_uri = {archive.uri(k): k for k in keys}
+    rows = archive.sql(
+        "SELECT filename, count(*) FROM read_parquet($files, filename = true)"
+        " WHERE supervisee_id = $supervisee AND ts < $before GROUP BY filename",
+        keys,
+        {"supervisee": supervisee, "before": before},
+    ).fetchall()
+    return {by_uri[f]: int(n) for f, n in rows}
+
+
+def _rewrite(
+    archive: Archive, key: str, new: str, supervisee: str, before: datetime, left: int
+) -> int:
+    """Write `key` again as `new` without the person's fixes before `before`, check it, and
+    return its checksum."""
+    before_ms = int(before.timestamp() * 1000)
+    archive.rewrite_without(key, new, supervisee, before_ms)
+    keep = "NOT (coalesce(supervisee_id = $supervisee, false) AND ts < $before)"
+    expected = archive.stats([key], keep, {"supervisee": supervisee, "before": before})
+    found = archive.stats([new])
+    if found != expected or sum(n for n, _ in found.values()) != left:
+        archive.delete(new)
+        raise RuntimeError(f"{new} does not hold {key} less the purged fixes; nothing was purged")
+    return sum(s for _, s in found.values())
+
+
+def _archived(r: dict[str, Any]) -> dict[str, Any]:
+    return {**r, "ts": at_ms(r["ts"]), "lat": r["lat"] / E7, "lon": r["lon"] / E7}
+
+
+async def hot_relation(conn: Conn) -> str:
+    """`fixes` and any partition detached for a move, as one relation."""
+    moving = await detached(conn)
+    if not moving:
+        return "fixes"
+    names = ["fixes", *(p.name for p in moving)]
+    parts = " UNION ALL ".join(f'SELECT * FROM "{name}"' for name in names)
+    return f"({parts}) hot"
+
+
+async def _keys(conn: Conn, first: date, last: date) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT key FROM fixes_archive WHERE day >= $1 AND day <= $2 ORDER BY day", first, last
+    )
+    return [r["key"] for r in rows]
+
+
+@contextlib.asynccontextmanager
+async def _snapshot(conn: Conn) -> AsyncIterator[None]:
+    """The ledger and PostgreSQL's fixes as of one moment (within the caller's transaction,
+    if it has one)."""
+    if conn.is_in_transaction():
+        yield
+        return
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        yield
+
+
+def _day(t: datetime) -> date:
+    return t.astimezone(UTC).date()

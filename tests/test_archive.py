@@ -1,0 +1,246 @@
+"""The archive tier on the real PostgreSQL: days past the archive's age move to Parquet and
+read back as the same fixes (through the track API too); a move killed with SIGKILL at any
+point loses nothing and duplicates nothing once run again; late fixes of an archived day
+follow it once each; a retention purge empties both tiers of a person."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from api.app import create_app
+from api.context import ApiContext
+from api.tokens import create_token
+from duties.retention import purge
+from fencewatch.config import Settings
+from storage import archiving, partitions
+from storage.archive import COLUMNS, E7, Archive, at_ms
+from storage.db import open_pool
+from storage.history import hot_relation
+from storage.repo import offices as offices_repo
+
+ROOT = Path(__file__).resolve().parent.parent
+DAYS = [date(2030, 3, 4), date(2030, 3, 5)]
+LATER = datetime(2030, 3, 14, 1, 0, tzinfo=UTC)  # both days are more than 7 days old
+WEARERS = {"T1": "P1", "T2": "P2", "T3": None}  # T3: a device no one wears
+FIELDS = ("device_id", "supervisee_id", "seq", "ts", "received_at", *COLUMNS[5:])
+
+
+def _fixes(seed: int = 7) -> list[tuple[Any, ...]]:
+    """Two days of fixes every 10 minutes from three devices, with what real ones have:
+    some without a position, unknown accuracy, 7-decimal coordinates."""
+    rnd = random.Random(seed)
+    rows = []
+    for device, person in WEARERS.items():
+        t = datetime.combine(DAYS[0], datetime.min.time(), UTC)
+        for seq in range(1, 2 * 144 + 1):
+            t += timedelta(minutes=10, milliseconds=rnd.randrange(-900, 900))
+            if t.date() > DAYS[-1]:
+                break
+            positioned = rnd.random() > 0.05
+            rows.append(
+                (
+                    device,
+                    person,
+                    seq,
+                    t,
+                    t + timedelta(milliseconds=rnd.randrange(200, 90_000)),
+                    round(28.45 + rnd.uniform(-0.05, 0.05), 7) if positioned else None,
+                    round(119.9 + rnd.uniform(-0.05, 0.05), 7) if positioned else None,
+                    rnd.choice([None, 5.0, 8.5, 31.25]),
+                    rnd.choice(["gps", "wifi", "lbs", None]),
+                    rnd.choice([None, 0.0, 1.375]),
+                    rnd.choice([None, 90.5, 271.0]),
+                    rnd.choice([None, 80, 79]),
+                    rnd.choice([None, True, False]),
+                    rnd.choice([None, "ok", "open"]),
+                    rnd.choice([0, 4, 20]),
+                    rnd.choice([None, "in", "out", "uncertain"]),
+                )
+            )
+    return rows
+
+
+@pytest.fixture
+async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await open_pool(pg_dsn, min_size=1, max_size=4)
+    async with pool.acquire() as conn:
+        await partitions.ensure(conn, DAYS[-1], ahead=0)
+        await offices_repo.upsert_office(conn, "S1", "紫金司法所", "station", None)
+        for person, status in (("P1", "released"), ("P2", "active")):
+            await conn.execute(
+                "INSERT INTO supervisees (id, office_id, term_end, status)"
+                " VALUES ($1, 'S1', '2030-03-01', $2)",
+                person,
+                status,
+            )
+        await conn.copy_records_to_table("fixes", records=_fixes(), columns=FIELDS)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Archive:
+    return Archive.of(Settings(data_dir=tmp_path))
+
+
+async def _everything(pool: asyncpg.Pool, archive: Archive) -> list[tuple[Any, ...]]:
+    """Every stored fix, from whichever tier holds it, in one form."""
+    async with pool.acquire() as conn:
+        hot = await hot_relation(conn)  # `fixes`, and a partition detached for a move
+        rows = [tuple(r) for r in await conn.fetch(f"SELECT {', '.join(FIELDS)} FROM {hot}")]
+    keys = [r["key"] for r in await pool.fetch("SELECT key FROM fixes_archive")]
+    if keys:
+        names = ", ".join(f"epoch_ms({c})" if c in ("ts", "received_at") else c for c in FIELDS)
+        for r in archive.sql(f"SELECT {names} FROM read_parquet($files)", keys).fetchall():
+            row = list(r)
+            row[3], row[4] = at_ms(row[3]), at_ms(row[4])
+            row[5], row[6] = (None if v is None else v / E7 for v in row[5:7])
+            rows.append(tuple(row))
+    return sorted(rows, key=lambda r: (r[0], r[3], r[2]))
+
+
+async def _files_on_disk(archive: Archive) -> list[str]:
+    return archive.keys()
+
+
+async def test_archived_days_read_back_as_the_same_fixes(
+    pool: asyncpg.Pool, archive: Archive, redis_url: str
+) -> None:
+    before = await _everything(pool, archive)
+    app, token = await _api(pool, redis_url, archive)
+    url = "/api/v1/supervisees/P1/track?from=2030-03-04T06:00:00%2B08:00&to=2030-03-06T00:00:00Z"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as c:
+        hot = await c.get(url, headers={"Authorization": f"Bearer {token}"})
+        assert hot.status_code == 200, hot.text
+
+        done = await archiving.run(pool, archive, LATER, 7)
+
+        assert [f["key"] for f in done["files"]] == [
+            "fixes/day=2030-03-04/fixes_2030_03_04.parquet",
+            "fixes/day=2030-03-05/fixes_2030_03_05.parquet",
+        ]
+        assert done["fixes"] == len(before)
+        assert await pool.fetchval("SELECT count(*) FROM fixes") == 0
+        assert await pool.fetchval("SELECT to_regclass('fixes_2030_03_04')") is None
+        assert await _everything(pool, archive) == before
+        archived = await c.get(url, headers={"Authorization": f"Bearer {token}"})
+    assert archived.status_code == 200
+    assert archived.json() == hot.json()
+    assert len(hot.json()["features"]) > 200
+    audits = await pool.fetch(
+        "SELECT detail FROM audit_log WHERE action = 'location.track' ORDER BY id"
+    )
+    assert [a["detail"]["fixes"] for a in audits] == [len(hot.json()["features"])] * 2
+    # Nothing more to move: a second run finds nothing.
+    again = await archiving.run(pool, archive, LATER, 7)
+    assert (again["files"], again["swept"]) == ([], [])
+
+
+@pytest.mark.parametrize("point", ["detached", "written", "dropping"])
+async def test_a_move_killed_midway_loses_and_duplicates_nothing_when_run_again(
+    pool: asyncpg.Pool, archive: Archive, pg_dsn: str, point: str
+) -> None:
+    before = await _everything(pool, archive)
+    killed = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "tests.archive_crash", pg_dsn, archive.url, LATER.isoformat()),
+        point,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await killed.communicate()
+    assert killed.returncode == -9, stderr.decode()
+    # Meanwhile, every fix is still read once.
+    assert await _everything(pool, archive) == before
+
+    done = await archiving.run(pool, archive, LATER, 7)
+
+    assert done["fixes"] == len(before)
+    assert await _everything(pool, archive) == before
+    ledger = sorted(r["key"] for r in await pool.fetch("SELECT key FROM fixes_archive"))
+    assert await _files_on_disk(archive) == ledger
+    assert await pool.fetchval("SELECT count(*) FROM fixes_archive_moves") == 0
+
+
+async def test_late_fixes_of_an_archived_day_follow_it_once_each(
+    pool: asyncpg.Pool, archive: Archive
+) -> None:
+    await archiving.run(pool, archive, LATER, 7)
+    before = await _everything(pool, archive)
+    first = before[0]
+    late = (*first[:2], 999, first[3] + timedelta(seconds=1), *first[4:])
+    async with pool.acquire() as conn:
+        # A fix the device buffered for nine days, and a redelivery of one already archived.
+        await conn.copy_records_to_table("fixes", records=[late, first], columns=FIELDS)
+    assert await pool.fetchval("SELECT count(*) FROM fixes_default") == 2
+
+    done = await archiving.run(pool, archive, LATER + timedelta(days=1), 7)
+
+    assert [(f["key"], f["fixes"]) for f in done["files"]] == [
+        (f"fixes/day=2030-03-04/late-{done['files'][0]['key'].split('-')[-1][:-8]}.parquet", 1)
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM fixes_default") == 0
+    assert await _everything(pool, archive) == sorted(
+        [*before, late], key=lambda r: (r[0], r[3], r[2])
+    )
+
+
+async def test_retention_purge_empties_both_tiers_of_a_person(
+    pool: asyncpg.Pool, archive: Archive
+) -> None:
+    await archiving.run(pool, archive, LATER, 7)
+    before = await _everything(pool, archive)
+    old_files = await _files_on_disk(archive)
+    # A fix of theirs still in PostgreSQL too (a late one, in the default partition).
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO fixes (device_id, supervisee_id, seq, ts, received_at, lat, lon)"
+            " VALUES ('T1', 'P1', 5000, '2030-03-09 08:00+00', '2030-03-09 08:00+00', 28.4, 119.9)"
+        )
+
+    now = datetime(2030, 3, 30, tzinfo=UTC)
+    dry = await purge(pool, now, 10, archive=archive, dry_run=True)
+    done = await purge(pool, now, 10, archive=archive)
+
+    theirs = [r for r in before if r[1] == "P1"]
+    assert dry["purged"]["P1"] == done["purged"]["P1"]
+    assert done["purged"]["P1"]["archived_fixes"] == len(theirs)
+    assert done["purged"]["P1"]["fixes"] == len(theirs) + 1
+    after = await _everything(pool, archive)
+    assert [r for r in after if r[1] == "P1"] == []
+    assert after == [r for r in before if r[1] != "P1"]  # P2's and T3's, untouched
+    # The files that held them are gone from the disk, not only from the ledger.
+    on_disk = await _files_on_disk(archive)
+    assert not set(old_files) & set(on_disk)
+    ledger = sorted(r["key"] for r in await pool.fetch("SELECT key FROM fixes_archive"))
+    assert on_disk == ledger
+    audit = await pool.fetchrow(
+        "SELECT detail FROM audit_log WHERE action = 'retention.purge' AND object = 'supervisee:P1'"
+    )
+    assert audit["detail"]["archived_fixes"] == len(theirs)
+
+
+async def _api(pool: asyncpg.Pool, redis_url: str, archive: Archive) -> tuple[Any, str]:
+    async def health() -> dict[str, bool]:
+        return {}
+
+    async def changed(_: list[str] | None) -> None:
+        return None
+
+    settings = Settings(archive_url=archive.url)
+    app = create_app(ApiContext(pool, Redis.from_url(redis_url), health, changed, settings))
+    return app, await create_token(pool, "operator")
