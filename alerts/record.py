@@ -3,9 +3,17 @@ the alert's timeline (`alert_events`, written only by `append_event`), and a web
 queued with each change in the same transaction.
 
 Two parties change an alert. The engine's verdicts (`apply`) raise, clear, reopen and
-extend it: the condition. People (`take_step`) acknowledge (签收) and resolve (处置) it:
-the case. A new alert is stored unrouted (`alerts.routed` false); alerts.escalation tells
-the officer, in its own transaction, as soon as this one commits.
+extend it: the condition (`active`). People (`take_step`) acknowledge (签收) and resolve
+(处置) it: the case (`status`). A new alert is stored unrouted (`alerts.routed` false);
+alerts.escalation tells the officer, in its own transaction, as soon as this one commits.
+
+The two meet where a breach is still going on. Resolving a breach whose episode is active
+is refused unless the caller says it knows (`while_active`), and a false alarm then needs a
+reason (`FALSE_ALARM_REASONS`): the service still sees the person outside. Such an alert is
+still in breach (仍在越界) until the engine ends the episode — the console keeps it in the
+queue and on the map. If the breach comes back after its alert was resolved (`reopen`),
+the case reopens: the alert is open again and the officer is told again, one breach still
+one alert.
 
 Reads that name a caller's `offices` (storage.repo's convention) see only the alerts of
 people in those offices."""
@@ -23,7 +31,7 @@ from alerts.outbox import enqueue
 from alerts.webhook import CHANNEL as WEBHOOK
 from fencewatch.metrics import ALERTS_RAISED
 from fencewatch.timefmt import iso, iso_time, utc
-from geofence.model import Verdict
+from geofence.model import GEOFENCE_RULES, Verdict
 from storage.db import Conn, Row
 from storage.repo import IN_SCOPE, Offices
 
@@ -72,6 +80,7 @@ def alert_object(r: Row) -> dict[str, Any]:
         "raised_at": iso_time(r["raised_at"]),
         "cleared_at": iso_time(r["cleared_at"]) if r["cleared_at"] else None,
         "disposition": r["disposition"],
+        "reason": r["reason"],
         "note": r["note"],
         "detail": r["detail"],
         # When the next escalation step is due while the alert stays open (alerts.escalation).
@@ -87,7 +96,7 @@ def alert_object(r: Row) -> dict[str, Any]:
 async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
     """Record verdicts inside the caller's transaction; returns the alerts that changed."""
     changed = []
-    raised = False
+    wake = False  # new or reopened cases for the escalator
     for v in verdicts:
         if v.action == "raise":
             hold, held_until = await find_hold(conn, v.supervisee, v.type) or (None, None)
@@ -108,11 +117,7 @@ async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
             )
             event = "raised"
         elif v.action == "reopen":
-            row = await conn.fetchrow(
-                "UPDATE alerts SET active = true, cleared_at = NULL WHERE key = $1 AND NOT active"
-                " RETURNING *",
-                v.key,
-            )
+            row = await conn.fetchrow(_REOPEN, v.key, utc(v.ts))
             event = "reopened"
         elif v.action == "extend":
             # Late fixes show the breach began earlier: the same alert, its start moved back.
@@ -136,18 +141,41 @@ async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
             continue  # not about an alert: pursuit (alerts.pursuit)
         if row is None:
             continue  # already recorded: a restart re-judging committed fixes
-        await append_event(conn, row["id"], "engine", event, {"ts": iso(v.ts), "late": v.late})
+        step: dict[str, Any] = {"ts": iso(v.ts), "late": v.late}
+        case_reopened = event == "reopened" and row["case_reopened"]
+        if case_reopened:
+            step["case_reopened"] = True
+        await append_event(conn, row["id"], "engine", event, step)
         if event == "raised" and row["hold"] is not None:
             await append_event(conn, row["id"], HOLD_ACTOR, "held", row["hold"])
         if event == "raised":
             ALERTS_RAISED.labels(v.type).inc()
-            raised = True
+        wake = wake or event == "raised" or case_reopened
         changed.append(await queue_change(conn, event, row))
-    if raised:
+    if wake:
         # Wakes the escalator (alerts.escalation) when this transaction commits: the new
-        # alerts are on their way to the officers within moments.
+        # (and reopened) alerts are on their way to the officers within moments.
         await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
     return changed
+
+
+# The breach came back within reopen_s of its end: the same alert, active again. One that
+# was resolved meanwhile is a case to work again: open, its disposition cleared (the
+# timeline keeps it), unrouted so the escalator tells the officer from level 0. A reopen
+# older than the alert's recorded end is a restart re-judging what is already recorded.
+_REOPEN = """
+UPDATE alerts a SET active = true, cleared_at = NULL,
+    status = CASE WHEN was.status = 'resolved' THEN 'open' ELSE a.status END,
+    disposition = CASE WHEN was.status = 'resolved' THEN NULL ELSE a.disposition END,
+    reason = CASE WHEN was.status = 'resolved' THEN NULL ELSE a.reason END,
+    note = CASE WHEN was.status = 'resolved' THEN NULL ELSE a.note END,
+    routed = a.routed AND was.status <> 'resolved',
+    escalation = CASE WHEN was.status = 'resolved' THEN 0 ELSE a.escalation END,
+    escalate_at = CASE WHEN was.status = 'resolved' THEN NULL ELSE a.escalate_at END
+FROM (SELECT id, status FROM alerts WHERE key = $1 FOR UPDATE) was
+WHERE a.id = was.id AND NOT a.active AND (a.cleared_at IS NULL OR a.cleared_at <= $2)
+RETURNING a.*, was.status = 'resolved' AS case_reopened
+"""
 
 
 async def queue_change(conn: Conn, event: str, row: Row, **extra: Any) -> dict[str, Any]:
@@ -195,8 +223,46 @@ async def append_event(
 STEPS = {"acknowledged": ("open",), "resolved": ("open", "acknowledged")}
 
 
+# Why a false alarm was one, when the service still sees the person outside (codes with
+# their Chinese in docs/glossary.md): the person was checked where they should be (a call,
+# a video call or a visit), the positions drift (indoors, poor signal), or the zone is drawn
+# wrong.
+FALSE_ALARM_REASONS = ("verified_in_place", "position_drift", "zone_error")
+
+
 class StepRefused(Exception):
-    """The alert's status does not allow the step (the API answers 409)."""
+    """The alert's state does not allow the step (the API answers 409); `detail` says what
+    a client may do about it."""
+
+    def __init__(self, message: str, detail: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.detail = dict(detail or {})
+
+
+def still_in_breach(row: Row) -> bool:
+    """A breach whose episode the engine has not ended: the person is still outside."""
+    return bool(row["active"]) and row["type"] in GEOFENCE_RULES
+
+
+def _check_resolution(row: Row, detail: Mapping[str, Any], while_active: bool) -> None:
+    """Resolving a breach that is still going on must be meant, and a false alarm must say
+    why the service's view of the person is wrong."""
+    if not still_in_breach(row):
+        return
+    facts = {"still_in_breach": True, "supervisee": row["supervisee_id"], "type": row["type"]}
+    if not while_active:
+        raise StepRefused(
+            f"alert {row['id']} is a breach still in progress: {row['supervisee_id']} is still"
+            " outside. Resolved, it stays shown as still in breach until the person is back;"
+            " send while_active: true to resolve it anyway",
+            facts,
+        )
+    if detail.get("disposition") == "false_alarm" and not detail.get("reason"):
+        raise StepRefused(
+            f"alert {row['id']} is a breach still in progress: a false alarm needs a reason"
+            f" ({', '.join(FALSE_ALARM_REASONS)})",
+            {**facts, "reasons": list(FALSE_ALARM_REASONS)},
+        )
 
 
 async def take_step(
@@ -207,11 +273,14 @@ async def take_step(
     *,
     actor: str,
     detail: Mapping[str, Any],
+    while_active: bool = False,
 ) -> dict[str, Any] | None:
     """Acknowledge or resolve (`step`) the alert in the caller's transaction: its status,
-    with `detail`'s disposition and note, the timeline entry (`detail` as it is) and the
-    webhook event. Returns the change for live clients; None if the caller (`offices`)
-    has no such alert. Raises StepRefused when the alert's status does not allow it."""
+    with `detail`'s disposition, reason and note, the timeline entry (`detail`, marked
+    `while_active` when the breach was still going on) and the webhook event. Returns the
+    change for live clients; None if the caller (`offices`) has no such alert. Raises
+    StepRefused when the alert's state does not allow it: its status, or a breach still in
+    progress resolved without `while_active` (or as a false alarm without a reason)."""
     row = await get_alert(conn, offices, alert_id, lock=True)
     if row is None:
         return None
@@ -220,12 +289,17 @@ async def take_step(
             f"alert {alert_id} is {row['status']}; only an alert that is"
             f" {' or '.join(STEPS[step])} can be {step}"
         )
+    if step == "resolved":
+        _check_resolution(row, detail, while_active)
+        if still_in_breach(row):
+            detail = {**detail, "while_active": True}
     row = await conn.fetchrow(
         "UPDATE alerts SET status = $2, disposition = COALESCE($3, disposition),"
-        " note = COALESCE($4, note) WHERE id = $1 RETURNING *",
+        " reason = COALESCE($4, reason), note = COALESCE($5, note) WHERE id = $1 RETURNING *",
         alert_id,
         step,
         detail.get("disposition"),
+        detail.get("reason"),
         detail.get("note"),
     )
     assert row is not None
@@ -249,6 +323,7 @@ async def list_alerts(
     status: str | None,
     before: int | None,
     limit: int,
+    active: bool | None = None,
 ) -> list[Row]:
     """Newest raised first; `before` is the last id of the previous page."""
     return await conn.fetch(
@@ -257,6 +332,7 @@ async def list_alerts(
         " AND ($3::text IS NULL OR alerts.type = $3)"
         " AND ($4::text IS NULL OR alerts.status = $4)"
         " AND ($5::bigint IS NULL OR alerts.id < $5)"
+        " AND ($7::boolean IS NULL OR alerts.active = $7)"
         " ORDER BY alerts.id DESC LIMIT $6",
         offices,
         supervisee,
@@ -264,6 +340,7 @@ async def list_alerts(
         status,
         before,
         limit,
+        active,
     )
 
 

@@ -367,8 +367,16 @@ async def _snapshot(pool: asyncpg.Pool) -> list[Any]:
 # --- alerts ------------------------------------------------------------------------------
 
 
+async def _person_back(world: World, person: str) -> None:
+    """The engine saw the person back: their breach is no longer in progress."""
+    await world.pool.execute(
+        "UPDATE alerts SET active = false, cleared_at = now() WHERE id = $1", world.alerts[person]
+    )
+
+
 async def test_acknowledge_then_resolve_with_timeline_webhooks_and_audit(world: World) -> None:
     alert = world.alerts["P1"]
+    await _person_back(world, "P1")
     listed = (await world.get("operator", "/api/v1/alerts?supervisee=P1")).json()["items"]
     assert listed[0]["status"] == "open"
     assert listed[0]["ts"] == "2025-11-27T02:00:00.000Z"
@@ -426,6 +434,7 @@ async def test_acknowledge_then_resolve_with_timeline_webhooks_and_audit(world: 
 
 
 async def test_an_open_alert_can_be_resolved_directly(world: World) -> None:
+    await _person_back(world, "P3")
     response = await world.call(
         "operator",
         "POST",
@@ -463,10 +472,98 @@ async def test_resolve_refuses_a_blank_note_as_the_console_does(world: World) ->
         assert message.endswith("body.note: the note is blank; say what was found and done")
     status = (await world.get("operator", f"/api/v1/alerts/{world.alerts['P1']}")).json()["status"]
     assert status != "resolved"
+    await _person_back(world, "P1")
     kept = {"disposition": "false_alarm", "note": "  邻居报告, 已核实  "}
     response = await world.call("operator", "POST", url, json=kept)
     assert response.status_code == 200, response.text
     assert response.json()["note"] == "邻居报告, 已核实"
+
+
+async def test_a_breach_still_in_progress_is_not_resolved_by_accident(world: World) -> None:
+    """P1's exit alert is active: the service still sees them outside."""
+    alert = world.alerts["P1"]
+    url = f"/api/v1/alerts/{alert}"
+    before = await _snapshot(world.pool)
+    plain = {"disposition": "true_violation", "note": "已电话联系"}
+    refused = await world.call("operator", "POST", f"{url}/resolve", json=plain)
+    assert refused.status_code == 409
+    assert "a breach still in progress: P1 is still outside" in refused.json()["error"]
+    assert "while_active: true" in refused.json()["error"]
+    assert refused.json()["detail"] == {
+        "still_in_breach": True,
+        "supervisee": "P1",
+        "type": "jurisdiction_exit",
+    }
+    # Knowing it is still going on is not enough for a false alarm: why is the service wrong?
+    unexplained = {"disposition": "false_alarm", "note": "本人称在家", "while_active": True}
+    refused = await world.call("operator", "POST", f"{url}/resolve", json=unexplained)
+    assert "a false alarm needs a reason" in _error(refused, 409)
+    assert refused.json()["detail"]["reasons"] == [
+        "verified_in_place",
+        "position_drift",
+        "zone_error",
+    ]
+    misplaced = {**plain, "while_active": True, "reason": "position_drift"}
+    message = _error(await world.call("operator", "POST", f"{url}/resolve", json=misplaced), 422)
+    assert "a reason is given only with false_alarm" in message
+    assert await _snapshot(world.pool) == before
+    detail = (await world.get("operator", url)).json()
+    assert (detail["status"], detail["timeline"]) == ("open", [])
+    assert await world.pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+    explained = {**unexplained, "reason": "verified_in_place", "note": "视频核实本人在家"}
+    resolved = await world.call("officer", "POST", f"{url}/resolve", json=explained)
+    assert resolved.status_code == 200, resolved.text
+    body = resolved.json()
+    assert (body["status"], body["active"], body["disposition"], body["reason"]) == (
+        "resolved",
+        True,
+        "false_alarm",
+        "verified_in_place",
+    )
+    [step] = body["timeline"]
+    assert step["detail"] == {
+        "disposition": "false_alarm",
+        "reason": "verified_in_place",
+        "note": "视频核实本人在家",
+        "role": "officer",
+        "while_active": True,
+    }
+    # Resolved yet still in breach (仍在越界): the console finds it with the active filter.
+    still = (await world.get("operator", "/api/v1/alerts?status=resolved&active=true")).json()
+    assert [a["id"] for a in still["items"]] == [alert]
+    ended = (await world.get("operator", "/api/v1/alerts?status=resolved&active=false")).json()
+    assert ended["items"] == []
+    [audited] = await world.pool.fetch(
+        "SELECT detail FROM audit_log WHERE action = 'alert.resolved'"
+    )
+    assert audited["detail"]["reason"] == "verified_in_place"
+
+
+async def test_a_breach_still_in_progress_resolves_with_a_fitting_disposition(
+    world: World,
+) -> None:
+    for person, disposition in (("P2", "approved_absence"), ("P3", "true_violation")):
+        body = {"disposition": disposition, "note": "已核实", "while_active": True}
+        response = await world.call(
+            "operator", "POST", f"/api/v1/alerts/{world.alerts[person]}/resolve", json=body
+        )
+        assert response.status_code == 200, response.text
+        assert (response.json()["status"], response.json()["active"]) == ("resolved", True)
+        assert response.json()["reason"] is None
+    # Conditions of the device, not of where the person is, resolve as before.
+    async with world.pool.acquire() as conn:
+        offline = await _add_alert(conn, "P2", "device_offline")
+    body = {"disposition": "equipment_fault", "note": "电池耗尽，已通知充电"}
+    response = await world.call("operator", "POST", f"/api/v1/alerts/{offline}/resolve", json=body)
+    assert response.status_code == 200, response.text
+    # Once the person is back, the flag is not needed.
+    async with world.pool.acquire() as conn:
+        exit_again = await _add_alert(conn, "P1")
+    await world.pool.execute("UPDATE alerts SET active = false WHERE id = $1", exit_again)
+    body = {"disposition": "true_violation", "note": "已返回"}
+    url = f"/api/v1/alerts/{exit_again}/resolve"
+    assert (await world.call("operator", "POST", url, json=body)).status_code == 200
 
 
 async def test_alert_list_filters_and_pages_newest_first(world: World) -> None:

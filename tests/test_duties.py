@@ -333,12 +333,11 @@ async def test_true_violations_become_the_monthly_assessment(pool: asyncpg.Pool,
     other = await raise_alert(pool, "P3", "no_fix")
 
     async def resolve(alert: int, disposition: str, who: str = "officer_s1") -> None:
-        r = await api.send(
-            "POST",
-            f"/api/v1/alerts/{alert}/resolve",
-            who,
-            {"disposition": disposition, "note": "核实"},
-        )
+        # The breaches are still in progress (nobody came back): resolved knowingly.
+        body = {"disposition": disposition, "note": "核实", "while_active": True}
+        if disposition == "false_alarm":
+            body["reason"] = "position_drift"
+        r = await api.send("POST", f"/api/v1/alerts/{alert}/resolve", who, body)
         assert r.status_code == 200, r.text
 
     await resolve(exit_alert, "true_violation")

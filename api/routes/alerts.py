@@ -1,5 +1,8 @@
 """The alert queue: list, timeline, acknowledge (签收) and resolve (处置).
 
+A breach still in progress (`active`) is resolved only on purpose (`while_active`), and as a
+false alarm only with a reason: alerts/record.py keeps that rule for every caller.
+
 An alert's detail holds the position that confirmed it, so reading alerts is audited like
 reading a track (社区矫正法 Art. 29: location data for community corrections only)."""
 
@@ -8,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from alerts import record
@@ -24,6 +27,8 @@ router = APIRouter(tags=["alerts"])
 
 Status = Literal["open", "acknowledged", "resolved"]
 Disposition = Literal["true_violation", "false_alarm", "approved_absence", "equipment_fault"]
+# record.FALSE_ALARM_REASONS, spelled out for the OpenAPI.
+FalseAlarmReason = Literal["verified_in_place", "position_drift", "zone_error"]
 
 
 class Held(BaseModel):
@@ -44,12 +49,18 @@ class Alert(BaseModel):
     ts: UtcTime = Field(description="device time of the fix that confirmed it (UTC)")
     status: Status
     late: bool = Field(description="found only through late (buffered) fixes")
-    active: bool = Field(description="the condition still holds")
+    active: bool = Field(
+        description="the condition still holds; a breach (jurisdiction_exit, exclusion_enter,"
+        " curfew_breach) resolved while active is still in breach (仍在越界) until it ends"
+    )
     raised_at: UtcTime
     cleared_at: UtcTime | None = None
     severity: str
     escalation: int
     disposition: Disposition | None = None
+    reason: FalseAlarmReason | None = Field(
+        None, description="why a false alarm was one (given when resolving one)"
+    )
     note: str | None = None
     detail: dict[str, Any] = Field(
         {},
@@ -100,6 +111,23 @@ class Resolve(BaseModel):
     note: Annotated[Text, AfterValidator(_said_something)] = Field(
         description="what was found and done; kept in the case record"
     )
+    reason: FalseAlarmReason | None = Field(
+        None,
+        description="only with false_alarm: why it was one — verified_in_place (the person was"
+        " checked where they should be: a call, a video call, a visit), position_drift, or"
+        " zone_error. Required when the breach is still in progress",
+    )
+    while_active: bool = Field(
+        False,
+        description="the caller knows the breach is still in progress (the person is still"
+        " outside) and resolves it anyway; without it such a resolve is refused with 409",
+    )
+
+    @model_validator(mode="after")
+    def _reason_only_for_false_alarm(self) -> Resolve:
+        if self.reason is not None and self.disposition != "false_alarm":
+            raise PydanticCustomError("reason", "a reason is given only with false_alarm")
+        return self
 
 
 @router.get("/alerts", response_model=AlertList)
@@ -109,10 +137,15 @@ async def list_alerts(
     supervisee: str | None = None,
     type: str | None = None,
     status: Status | None = None,
+    active: Annotated[
+        bool | None,
+        Query(description="only alerts whose condition still holds (true) or has ended (false)"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: Annotated[int | None, Query(description="only alerts with a smaller id")] = None,
 ) -> AlertList:
-    """Newest raised first."""
+    """Newest raised first. `status=resolved&active=true` lists the breaches still in
+    progress after their resolution (仍在越界)."""
     async with ctx.pool.acquire() as conn:
         rows = await record.list_alerts(
             conn,
@@ -122,9 +155,16 @@ async def list_alerts(
             status=status,
             before=before,
             limit=limit,
+            active=active,
         )
         if rows:
-            filters = {"supervisee": supervisee, "type": type, "status": status, "before": before}
+            filters = {
+                "supervisee": supervisee,
+                "type": type,
+                "status": status,
+                "active": active,
+                "before": before,
+            }
             await audit.record(
                 conn,
                 user,
@@ -154,27 +194,51 @@ async def get_alert(ctx: Ctx, user: User, alert_id: int) -> AlertWithTimeline:
 async def acknowledge(
     ctx: Ctx, user: AlertWorker, alert_id: int, body: Acknowledge | None = None
 ) -> AlertWithTimeline:
-    note = body.note if body else None
-    return await _transition(ctx, user, alert_id, "acknowledged", None, note)
+    return await _transition(
+        ctx, user, alert_id, "acknowledged", {"note": body.note if body else None}
+    )
 
 
 @router.post("/alerts/{alert_id}/resolve", response_model=AlertWithTimeline)
 async def resolve(ctx: Ctx, user: AlertWorker, alert_id: int, body: Resolve) -> AlertWithTimeline:
-    return await _transition(ctx, user, alert_id, "resolved", body.disposition, body.note)
+    """Close the case with a disposition and a note. A breach still in progress (`active`:
+    the person is still outside) is refused with 409 (detail.still_in_breach) unless
+    `while_active` is true, and as a false alarm also needs a `reason`. Resolved while
+    active, the alert stays active (仍在越界) until the engine sees the person back; if the
+    breach comes back within minutes of ending, the alert reopens as open."""
+    return await _transition(
+        ctx,
+        user,
+        alert_id,
+        "resolved",
+        {"disposition": body.disposition, "reason": body.reason, "note": body.note},
+        while_active=body.while_active,
+    )
 
 
 async def _transition(
-    ctx: Ctx, user: Principal, alert_id: int, to: str, disposition: str | None, note: str | None
+    ctx: Ctx,
+    user: Principal,
+    alert_id: int,
+    to: str,
+    given: dict[str, str | None],
+    *,
+    while_active: bool = False,
 ) -> AlertWithTimeline:
-    detail = {"note": note, "disposition": disposition, "role": user.role}
-    detail = {k: v for k, v in detail.items() if v is not None}
+    detail = {k: v for k, v in {**given, "role": user.role}.items() if v is not None}
     async with ctx.pool.acquire() as conn, conn.transaction():
         try:
             change = await record.take_step(
-                conn, user.offices, alert_id, to, actor=user.subject, detail=detail
+                conn,
+                user.offices,
+                alert_id,
+                to,
+                actor=user.subject,
+                detail=detail,
+                while_active=while_active,
             )
         except record.StepRefused as exc:
-            raise ApiError(409, str(exc)) from None
+            raise ApiError(409, str(exc), exc.detail or None) from None
         if change is None:
             raise not_found(f"alert {alert_id}")
         await audit.record(conn, user, f"alert.{to}", f"alert:{alert_id}", detail)
