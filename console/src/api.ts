@@ -92,6 +92,11 @@ const PLAIN: [RegExp, (m: RegExpMatchArray) => string][] = [
   [/auditor tokens are read-only/, () => "检察监督账号只读，不能修改任何内容"],
   [/(\w+) tokens may not (.*)/, () => "当前账号无此操作权限"],
   [/only an alert that is (.*) can be (\w+)/, () => "该告警已被他人处理，请刷新后查看"],
+  [/still in progress: a false alarm needs a reason/, () => "本人仍在越界：判为误报须选择原因"],
+  [
+    /still in progress: (\S+) is still outside/,
+    (m) => `${m[1]} 仍在越界，尚未返回：请确认后再处置`,
+  ],
   [/leave '([^']+)' was already reported back/, () => "该外出已销假"],
   [/leave '([^']+)' is (\w+), not approved/, () => "该外出未获批准，不能销假"],
   [/(.*) not found \(or outside your offices\)/, (m) => `未找到：${m[1]}（或不在本单位管辖范围）`],

@@ -10,7 +10,15 @@ import { STATES, mapState, on, personName, store } from "./store";
 import type { Position } from "./types";
 
 // States that get a permanent name label: the ones an operator must look at.
-const LABELLED = new Set(["sos", "tamper", "breach", "outside", "offline", "low_battery"]);
+const LABELLED = new Set([
+  "sos",
+  "tamper",
+  "breach",
+  "still_breach",
+  "outside",
+  "offline",
+  "low_battery",
+]);
 
 interface Marker {
   dot: L.CircleMarker;

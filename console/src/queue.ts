@@ -3,13 +3,15 @@
 // is acknowledged, and a reminder tone while a serious one waits. 紧急 outranks 高 in every
 // way an operator notices: always on top, red where 高 is orange, a siren instead of two
 // beeps, and reminded three times as often. Keyboard-driven.
+// A breach resolved while the person is still outside stays below them as 仍在越界 until
+// the service sees them back; resolving one needs a confirmation naming the person.
 
-import { api } from "./api";
+import { ApiError, api } from "./api";
 import { fill, h } from "./dom";
 import { evidenceButton } from "./evidence";
 import { formatAge, formatTime, t, term } from "./i18n";
 import { beep } from "./sound";
-import { SEVERITY_RANK, on, personName, putAlert, store } from "./store";
+import { SEVERITY_RANK, inBreach, on, personName, putAlert, stillInBreach, store } from "./store";
 import type { Alert } from "./types";
 import { onSubmit, showError } from "./ui";
 
@@ -19,6 +21,8 @@ export const DISPOSITIONS = [
   "approved_absence",
   "equipment_fault",
 ] as const;
+// Why a false alarm was one; required while the breach still goes on.
+const REASONS = ["verified_in_place", "position_drift", "zone_error"] as const;
 // An open 紧急 alert is reminded every tick, an open 高 one every third.
 const REMIND_MS = 20_000;
 const HIGH_EVERY = 3;
@@ -38,6 +42,8 @@ export class AlertQueue {
   private readonly fresh = new Set<number>();
   private dialog: HTMLElement | null = null;
   private reminders = 0;
+  /** Redraws the open dialog's warning and choices (the alert may change meanwhile). */
+  private refreshDialog: (() => void) | null = null;
 
   constructor(private readonly actions: QueueActions) {
     fill(
@@ -50,7 +56,10 @@ export class AlertQueue {
       ),
       this.list,
     );
-    on("alerts", () => this.render());
+    on("alerts", () => {
+      this.render();
+      this.refreshDialog?.();
+    });
     on("people", () => this.render());
     on("raised", (alert) => this.raised(alert as Alert));
     window.setInterval(() => this.tick(), 5_000);
@@ -60,6 +69,7 @@ export class AlertQueue {
   sorted(): Alert[] {
     return [...store.alerts.values()].sort(
       (a, b) =>
+        Number(stillInBreach(a)) - Number(stillInBreach(b)) ||
         (SEVERITY_RANK[a.severity] ?? 9) - (SEVERITY_RANK[b.severity] ?? 9) ||
         a.raised_at.localeCompare(b.raised_at),
     );
@@ -83,7 +93,7 @@ export class AlertQueue {
         if (current) void this.acknowledge(current);
         return true;
       case "r":
-        if (current) this.openResolve(current);
+        if (current && current.status !== "resolved") this.openResolve(current);
         return true;
       case "o":
       case "Enter":
@@ -148,7 +158,9 @@ export class AlertQueue {
 
   private row(a: Alert): HTMLElement {
     const can = store.session?.can.work_alerts ?? false;
+    const still = stillInBreach(a);
     const classes = ["alert", `sev-${a.severity}`, `status-${a.status}`];
+    if (still) classes.push("still-breach");
     if (a.id === this.selected) classes.push("selected");
     if (this.fresh.has(a.id)) classes.push("fresh");
     return h(
@@ -164,7 +176,7 @@ export class AlertQueue {
         { class: "line" },
         h("span", { class: "sev" }, term("severity", a.severity)),
         h("strong", { class: "type" }, alertTitle(a)),
-        h("span", { class: "status" }, term("status", a.status)),
+        h("span", { class: "status" }, still ? t("alert.stillInBreach") : term("status", a.status)),
       ),
       h(
         "div",
@@ -186,6 +198,9 @@ export class AlertQueue {
         a.late ? h("span", { class: "tag" }, t("alert.late")) : null,
         a.active ? null : h("span", { class: "tag ok" }, t("alert.cleared")),
       ),
+      still
+        ? h("div", { class: "line still-hint" }, t("alert.stillHint", { disposition: outcome(a) }))
+        : null,
       h(
         "div",
         { class: "actions" },
@@ -196,7 +211,7 @@ export class AlertQueue {
               `${t("alert.ack")} (a)`,
             )
           : null,
-        can
+        can && a.status !== "resolved"
           ? h(
               "button",
               { type: "button", class: "resolve", onclick: () => this.openResolve(a) },
@@ -243,36 +258,93 @@ export class AlertQueue {
   }
 
   private openResolve(a: Alert): void {
-    if (!store.session?.can.work_alerts) return;
+    if (!store.session?.can.work_alerts || a.status === "resolved") return;
     this.select(a.id);
+    const name = personName(a.supervisee);
     const note = h("textarea", { name: "note", rows: 3, placeholder: t("alert.note") });
     const message = h("p", { class: "error", role: "alert" });
+    // While the breach goes on: said from the start, and confirmed before it is sent.
+    const warning = h("p", { class: "active-warning", role: "alert" });
+    const confirmation = h("p", { class: "confirm-active", role: "alert", hidden: true });
+    const submitButton = h("button", { type: "submit", class: "primary" });
+    const reason = h(
+      "select",
+      { name: "reason" },
+      h("option", { value: "" }, t("alert.reasonPick")),
+      REASONS.map((r) => h("option", { value: r }, term("reason", r))),
+    );
+    const reasonRow = h("label", { class: "reason" }, `${t("alert.reason")}：`, reason);
+    let confirmed = false;
+    // The API's word that the breach goes on, should this console not have heard yet.
+    let refused = false;
+    const isLive = (): boolean => refused || inBreach(store.alerts.get(a.id) ?? a);
+    const chosen = (): string | undefined =>
+      this.dialog?.querySelector<HTMLInputElement>("input[name=disposition]:checked")?.value;
+    const update = (): void => {
+      const live = isLive();
+      warning.hidden = !live;
+      fill(warning, live ? t("alert.activeWarning", { name }) : "");
+      confirmation.hidden = !(live && confirmed);
+      fill(confirmation, t("alert.confirmActive", { name }));
+      reasonRow.hidden = chosen() !== "false_alarm";
+      fill(
+        submitButton,
+        live && confirmed ? t("alert.confirmSubmit") : `${t("alert.submit")} (Ctrl+Enter)`,
+      );
+    };
     const choices = DISPOSITIONS.map((d, i) =>
       h(
         "label",
         {},
-        h("input", { type: "radio", name: "disposition", value: d, checked: i === 0 }),
+        h("input", {
+          type: "radio",
+          name: "disposition",
+          value: d,
+          checked: i === 0,
+          onchange: update,
+        }),
         ` ${i + 1}. ${term("disposition", d)}`,
       ),
     );
     const submit = async (): Promise<void> => {
-      const disposition = this.dialog?.querySelector<HTMLInputElement>(
-        "input[name=disposition]:checked",
-      )?.value;
+      const disposition = chosen();
+      const live = isLive();
+      message.textContent = "";
       if (!note.value.trim()) {
         message.textContent = t("alert.noteNeeded");
+        return;
+      }
+      if (disposition === "false_alarm" && live && !reason.value) {
+        message.textContent = t("alert.reasonNeeded");
+        reason.focus();
+        return;
+      }
+      if (live && !confirmed) {
+        confirmed = true;
+        update();
+        submitButton.focus();
         return;
       }
       try {
         putAlert(
           await api<Alert>(`/alerts/${a.id}/resolve`, {
             method: "POST",
-            body: { disposition, note: note.value.trim() },
+            body: {
+              disposition,
+              note: note.value.trim(),
+              reason: disposition === "false_alarm" && reason.value ? reason.value : undefined,
+              while_active: confirmed,
+            },
           }),
         );
         this.closeDialog();
       } catch (error) {
         message.textContent = error instanceof Error ? error.message : String(error);
+        // The breach came back while the dialog was open: the operator confirms it now.
+        if (error instanceof ApiError && error.status === 409 && isStillInBreach(error)) {
+          refused = true;
+          update();
+        }
       }
     };
     this.dialog = h(
@@ -284,14 +356,17 @@ export class AlertQueue {
           class: "dialog resolve-dialog",
           onsubmit: onSubmit(submit),
         },
-        h("h3", {}, `${t("alert.resolve")}：${term("type", a.type)} · ${personName(a.supervisee)}`),
+        h("h3", {}, `${t("alert.resolve")}：${term("type", a.type)} · ${name}`),
+        warning,
         h("fieldset", {}, h("legend", {}, t("alert.disposition")), choices),
+        reasonRow,
         note,
+        confirmation,
         message,
         h(
           "div",
           { class: "actions" },
-          h("button", { type: "submit", class: "primary" }, `${t("alert.submit")} (Ctrl+Enter)`),
+          submitButton,
           h(
             "button",
             { type: "button", onclick: () => this.closeDialog() },
@@ -300,6 +375,8 @@ export class AlertQueue {
         ),
       ),
     );
+    update();
+    this.refreshDialog = update;
     document.body.append(this.dialog);
     // On the choices, so 1–4 pick one and then move on to the note.
     this.dialog.querySelector<HTMLInputElement>("input:checked")?.focus();
@@ -316,18 +393,23 @@ export class AlertQueue {
       return true;
     }
     const n = Number(event.key);
-    if (event.target instanceof HTMLTextAreaElement || !(n >= 1 && n <= DISPOSITIONS.length))
-      return false;
+    const typing =
+      event.target instanceof HTMLTextAreaElement || event.target instanceof HTMLSelectElement;
+    if (typing || !(n >= 1 && n <= DISPOSITIONS.length)) return false;
     const radio = form?.querySelector<HTMLInputElement>(`input[value=${DISPOSITIONS[n - 1]}]`);
     if (radio) radio.checked = true;
-    // The key is used up here (not typed), so the note starts empty.
-    form?.querySelector("textarea")?.focus();
+    this.refreshDialog?.();
+    // The key is used up here (not typed), so the note starts empty; a false alarm first
+    // asks why.
+    const reason = form?.querySelector<HTMLElement>("label.reason:not([hidden]) select");
+    (reason ?? form?.querySelector("textarea"))?.focus();
     return true;
   }
 
   private closeDialog(): void {
     this.dialog?.remove();
     this.dialog = null;
+    this.refreshDialog = null;
   }
 }
 
@@ -338,6 +420,16 @@ function alertTitle(a: Alert): string {
   return typeof zone === "string" && zone
     ? `${term("type", a.type)}：${zone}`
     : term("type", a.type);
+}
+
+/** How a resolved alert was closed: 误报（定位漂移）. */
+function outcome(a: Alert): string {
+  const why = a.reason ? `（${term("reason", a.reason)}）` : "";
+  return `${term("disposition", a.disposition)}${why}`;
+}
+
+function isStillInBreach(error: ApiError): boolean {
+  return (error.detail as { still_in_breach?: boolean } | null)?.still_in_breach === true;
 }
 
 function age(a: Alert): string {

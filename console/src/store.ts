@@ -11,7 +11,8 @@ export const store = {
   session: null as Session | null,
   people: new Map<string, Supervisee>(),
   positions: new Map<string, Position>(),
-  /** Alerts still to be worked: open or acknowledged. */
+  /** Alerts still to be worked (open or acknowledged), and breaches resolved while the
+   * person is still outside (仍在越界), kept until the service sees them back. */
   alerts: new Map<number, Alert>(),
   zones: [] as ZoneFeature[],
 };
@@ -54,11 +55,15 @@ export async function loadZones(): Promise<void> {
  * another operator's acknowledgements do not come through the feed. */
 export async function loadLive(): Promise<void> {
   const asked = changes;
-  const [positions, open, acknowledged] = await Promise.all([
+  const [positions, open, acknowledged, resolvedActive] = await Promise.all([
     api<{ items: Position[] }>("/positions"),
     api<{ items: Alert[] }>("/alerts", { query: { status: "open", limit: "1000" } }),
     api<{ items: Alert[] }>("/alerts", { query: { status: "acknowledged", limit: "1000" } }),
+    api<{ items: Alert[] }>("/alerts", {
+      query: { status: "resolved", active: "true", limit: "1000" },
+    }),
   ]);
+  const still = resolvedActive.items.filter(stillInBreach);
   const known = new Set(store.alerts.keys());
   const first = !loaded;
   loaded = true;
@@ -70,7 +75,7 @@ export async function loadLive(): Promise<void> {
   );
   store.alerts = keepFresh(
     store.alerts,
-    new Map([...open.items, ...acknowledged.items].map((a) => [a.id, a])),
+    new Map([...open.items, ...acknowledged.items, ...still].map((a) => [a.id, a])),
     changedAlerts,
     asked,
   );
@@ -108,15 +113,20 @@ export function applyFeed(message: FeedMessage): void {
     }
     emit("positions");
   } else if (message.kind === "alert") {
+    const before = store.alerts.get(message.alert.id);
     putAlert(message.alert);
-    if (message.event === "raised") emit("raised", message.alert);
+    // A breach back after its alert was resolved reopens the case: as loud as a new one.
+    const reopened = message.event === "reopened" && message.alert.status === "open";
+    if (message.event === "raised" || (reopened && before?.status !== "open")) {
+      emit("raised", message.alert);
+    }
   }
 }
 
 /** Record an alert's new state (from the feed or from this console's own action). */
 export function putAlert(alert: Alert): void {
   changedAlerts.set(alert.id, ++changes);
-  if (alert.status === "resolved") store.alerts.delete(alert.id);
+  if (alert.status === "resolved" && !stillInBreach(alert)) store.alerts.delete(alert.id);
   else store.alerts.set(alert.id, alert);
   emit("alerts");
   emit("positions"); // an open alert changes how the person is drawn
@@ -137,11 +147,23 @@ const ALERT_STATE: Record<string, string> = {
   low_battery: "low_battery",
 };
 export const SEVERITY_RANK: Record<string, number> = { critical: 0, high: 1, normal: 2, low: 3 };
+
+/** A breach the service still sees: the person is still outside (or in the zone). */
+export function inBreach(a: Alert): boolean {
+  return a.active && ALERT_STATE[a.type] === "breach";
+}
+
+/** A breach resolved while still going on (仍在越界): shown until it ends. */
+export function stillInBreach(a: Alert): boolean {
+  return a.status === "resolved" && inBreach(a);
+}
+
 // Map states, worst first: what decides between the feed's state and an alert's.
 export const STATES = [
   "sos",
   "tamper",
   "breach",
+  "still_breach",
   "outside",
   "offline",
   "low_battery",
@@ -151,19 +173,24 @@ export const STATES = [
 ] as const;
 
 /** The map colour of a person: the worse of the feed's state and the state of their most
- * severe alert not yet resolved, so nobody with an open alert is drawn as OK. */
+ * severe alert not yet resolved, so nobody with an open alert is drawn as OK. A breach
+ * whose alert was resolved while it goes on is drawn as such (仍在越界), unless another
+ * alert still waits to be worked. */
 export function mapState(p: Position): string {
   let worst: Alert | null = null;
   for (const a of store.alerts.values()) {
     if (a.supervisee !== p.supervisee || !(a.type in ALERT_STATE)) continue;
     if (!worst || rank(a) < rank(worst)) worst = a;
   }
-  const alerted = worst ? ALERT_STATE[worst.type] : p.state;
+  if (!worst) return p.state;
+  const alerted = stillInBreach(worst) ? "still_breach" : ALERT_STATE[worst.type];
+  // The feed's breach is this same one, already worked.
+  if (alerted === "still_breach" && p.state === "breach") return alerted;
   return stateRank(alerted) < stateRank(p.state) ? alerted : p.state;
 }
 
 function rank(a: Alert): number {
-  return SEVERITY_RANK[a.severity] ?? 9;
+  return (stillInBreach(a) ? 10 : 0) + (SEVERITY_RANK[a.severity] ?? 9);
 }
 
 function stateRank(state: string): number {

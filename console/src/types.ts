@@ -29,6 +29,7 @@ export interface Alert {
   severity: string;
   escalation: number;
   disposition: string | null;
+  reason: string | null;
   note: string | null;
   detail: Record<string, unknown>;
 }
