@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -246,16 +247,28 @@ async def test_operator_watches_a_breach_works_the_alert_and_plays_back_the_trac
             await expect(dialog.locator("textarea")).to_have_value("")
             await page.keyboard.press("Escape")
             await expect(dialog).to_have_count(0)
+            # 张某 is still in 青田: the dialog says so, and submitting first asks to confirm.
             note = "电话核实，本人承认未经批准前往青田，已责令立即返回"
             await page.keyboard.press("r")
+            await expect(dialog.locator(".active-warning")).to_contain_text("张某仍在越界")
             await page.keyboard.press("1")
             await page.keyboard.type(note)
             await page.screenshot(path=shots / "resolve-dialog.png")
             await page.keyboard.press("Control+Enter")
-            await expect(exit_row).to_have_count(0)
-            await expect(page.locator(".banner")).to_contain_text("2 条告警待签收")
+            await expect(dialog.locator(".confirm-active")).to_contain_text("张某此刻仍在越界")
             [alert] = await live.alerts(supervisee="S1")
-            assert alert["status"] == "resolved"
+            assert alert["status"] == "acknowledged"
+            await page.keyboard.press("Control+Enter")
+            await expect(dialog).to_have_count(0)
+            # Worked, but not over: the row stays, below the alerts still to work, as 仍在越界.
+            await expect(exit_row).to_have_attribute("data-status", "resolved")
+            await expect(exit_row.locator(".status")).to_have_text("仍在越界")
+            await expect(exit_row).to_contain_text("已处置（属实违规）")
+            await expect(page.locator(".alert").last).to_have_class(re.compile("still-breach"))
+            await expect(page.locator(".banner")).to_contain_text("2 条告警待签收")
+            await expect(marker(page, "S1")).to_have_attribute("data-state", "still_breach")
+            [alert] = await live.alerts(supervisee="S1")
+            assert (alert["status"], alert["active"]) == ("resolved", True)
             assert alert["disposition"] == "true_violation"
             assert alert["note"] == note
 
@@ -333,6 +346,84 @@ async def test_the_queue_names_the_exclusion_zone_entered(
             await expect(row.locator(".type")).to_have_text("进入禁入区域：某小学")
             [alert] = await live.alerts(supervisee="S1", type="exclusion_enter")
             assert alert["detail"]["zone"] == "X1" and alert["detail"]["zone_name"] == "某小学"
+            assert outside.seen == [], f"the page asked for outside URLs: {outside.seen}"
+            assert errors == [], f"errors in the page: {errors}"
+
+
+async def test_a_live_breach_resolved_as_a_false_alarm_stays_until_the_person_leaves(
+    pg_dsn, redis_url, mqtt_url, tmp_path, shots
+) -> None:
+    """Issue 15.1: 张某 walks into the school's exclusion circle and stays. The operator
+    resolves it as a false alarm: warned that 张某 is still in breach, asked why it is a
+    false alarm, asked to confirm. The alert then stays, as 仍在越界, in the queue and on
+    the map, until 张某 leaves the zone."""
+    require_build()
+    t0 = int(time.time() * 1000) - 20 * 10_000
+    fixes = line(LIANDU_SEAT, SCHOOL, 10, t0=t0, interval_s=10) + line(
+        SCHOOL, SCHOOL, 10, t0=t0 + 100_000, interval_s=10, seq0=11
+    )
+    street = offset(SCHOOL, 0, -800)
+    leaving = line(SCHOOL, street, 4, t0=t0 + 200_000, interval_s=10, seq0=21) + line(
+        street, street, 2, t0=t0 + 240_000, interval_s=10, seq0=25
+    )
+    async with running(pg_dsn, redis_url, mqtt_url, zones(), ROSTER) as live:
+        token = live.http.headers["Authorization"].removeprefix("Bearer ")
+        async with browser(live, tmp_path) as (context, outside, errors):
+            page = await context.new_page()
+            await log_in(page, str(live.http.base_url), token)
+            for f in fixes:
+                live.device.publish("em/T1/loc", {"v": 1, **f})
+            row = page.locator(".alert", has_text="进入禁入区域")
+            await expect(row).to_have_attribute("data-status", "open")
+            await expect(marker(page, "S1")).to_have_attribute("data-state", "breach")
+
+            # r, then 2 (误报): the dialog warns first, and a false alarm asks why.
+            dialog = page.locator(".resolve-dialog")
+            await row.click()
+            await page.keyboard.press("r")
+            await expect(dialog.locator(".active-warning")).to_contain_text("张某仍在越界")
+            await page.keyboard.press("2")
+            reason = dialog.locator("select[name=reason]")
+            await expect(reason).to_be_focused()
+            await dialog.locator("textarea").fill("本人电话称在家，定位在学校附近反复跳动")
+            await page.keyboard.press("Control+Enter")
+            await expect(dialog.locator(".error")).to_have_text("本人仍在越界：判为误报须选择原因")
+            await reason.select_option("position_drift")
+            await page.keyboard.press("Control+Enter")
+            await expect(dialog.locator(".confirm-active")).to_contain_text("张某此刻仍在越界")
+            await expect(dialog.locator("button[type=submit]")).to_have_text(
+                "确认处置（本人仍在越界）"
+            )
+            await page.screenshot(path=shots / "resolve-still-in-breach.png")
+            await dialog.locator("button[type=submit]").click()
+            await expect(dialog).to_have_count(0)
+
+            # Resolved, yet the service still sees 张某 in the zone: 仍在越界, not gone.
+            await expect(row).to_have_class(re.compile("still-breach"))
+            await expect(row.locator(".status")).to_have_text("仍在越界")
+            await expect(row).to_contain_text("已处置（误报：定位漂移）")
+            await expect(row.locator("button.resolve")).to_have_count(0)
+            await expect(page.locator(".banner")).to_be_hidden()
+            await expect(marker(page, "S1")).to_have_attribute("data-state", "still_breach")
+            await expect(page.locator(".person-label.state-still_breach")).to_have_text("张某")
+            await page.screenshot(path=shots / "still-in-breach.png")
+            [alert] = await live.alerts(supervisee="S1", type="exclusion_enter")
+            assert (alert["status"], alert["active"], alert["reason"]) == (
+                "resolved",
+                True,
+                "position_drift",
+            )
+
+            # A reload keeps it: the console asks for breaches resolved but still active.
+            await page.reload()
+            await expect(page.locator(".feed.up")).to_be_visible()
+            await expect(row.locator(".status")).to_have_text("仍在越界")
+
+            # 张某 leaves the zone: the breach is over and the row goes.
+            for f in leaving:
+                live.device.publish("em/T1/loc", {"v": 1, **f})
+            await expect(row).to_have_count(0)
+            await expect(marker(page, "S1")).not_to_have_attribute("data-state", "still_breach")
             assert outside.seen == [], f"the page asked for outside URLs: {outside.seen}"
             assert errors == [], f"errors in the page: {errors}"
 

@@ -422,9 +422,9 @@ function alertTitle(a: Alert): string {
     : term("type", a.type);
 }
 
-/** How a resolved alert was closed: 误报（定位漂移）. */
+/** How a resolved alert was closed: 误报：定位漂移. */
 function outcome(a: Alert): string {
-  const why = a.reason ? `（${term("reason", a.reason)}）` : "";
+  const why = a.reason ? `：${term("reason", a.reason)}` : "";
   return `${term("disposition", a.disposition)}${why}`;
 }
 
