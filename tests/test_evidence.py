@@ -53,7 +53,8 @@ async def _alert_bundle(world: World, tmp_path: Path) -> tuple[Path, int]:
         "officer",
         "POST",
         f"/api/v1/alerts/{alert}/resolve",
-        json={"disposition": "true_violation", "note": note},
+        # P1 is still out: resolved knowingly (issue 15.1), the breach still in progress.
+        json={"disposition": "true_violation", "note": note, "while_active": True},
     )
     assert r.status_code == 200, r.text
     response = await world.get("officer", f"/api/v1/alerts/{alert}/evidence")
