@@ -166,6 +166,7 @@ class ServiceProcess:
             "FENCEWATCH_MQTT_URL": f"mqtt://{stack.mqtt}",
             "FENCEWATCH_HTTP": f"127.0.0.1:{self.port}",
             "FENCEWATCH_OSMAND": "off",  # the benchmark's devices speak MQTT
+            "FENCEWATCH_JT808": "off",
             # One deployment: the same client id base and shard count in every process.
             "FENCEWATCH_MQTT_CLIENT_ID": f"fencewatch-bench-{stack.database}",
             "FENCEWATCH_SHARDS": str(shards),

@@ -42,6 +42,12 @@ def _demo(args: argparse.Namespace) -> int:
     return run(demo_fleet=args.tags)
 
 
+def _jt808(args: argparse.Namespace) -> int:
+    from fencewatch.jt808 import main
+
+    return main()
+
+
 def _load(args: argparse.Namespace) -> int:
     from fencewatch.loader import main
 
@@ -285,6 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--tags", type=int, default=36, help="simulated tags (default 36)")
     demo.set_defaults(func=_demo)
+
+    jt808 = commands.add_parser(
+        "jt808",
+        help="run the JT/T 808 gateway alone (terminals over TCP on FENCEWATCH_JT808)",
+        description="Run only the JT/T 808 gateway: terminals connect over TCP on"
+        " FENCEWATCH_JT808 (default 127.0.0.1:6808) and their fixes go to the MQTT broker"
+        " for the service's shards. `fencewatch serve` runs it too.",
+    )
+    jt808.set_defaults(func=_jt808)
 
     load = commands.add_parser(
         "load",

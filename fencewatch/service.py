@@ -40,6 +40,7 @@ from geofence.ruleset import RuleSet
 from ingest.balancer import Balancer
 from ingest.broker_watch import BrokerWatch
 from ingest.credentials import DeviceEntry
+from ingest.jt808.gateway import Gateway
 from ingest.leases import Leases
 from ingest.osmand_http import OsmandListener
 from ingest.shard import ShardRunner
@@ -80,6 +81,13 @@ def bind_osmand(settings: Settings) -> socket.socket | None:
     return listen_socket("FENCEWATCH_OSMAND", settings.osmand_host, settings.osmand_port)
 
 
+def bind_jt808(settings: Settings) -> socket.socket | None:
+    """The JT/T 808 gateway's socket, in a process with the api role, unless it is off."""
+    if "api" not in settings.roles or settings.jt808_host is None:
+        return None
+    return listen_socket("FENCEWATCH_JT808", settings.jt808_host, settings.jt808_port)
+
+
 class Service:
     def __init__(
         self,
@@ -87,20 +95,24 @@ class Service:
         urls: ServerUrls,
         http_socket: socket.socket | None = None,
         osmand_socket: socket.socket | None = None,
+        jt808_socket: socket.socket | None = None,
     ) -> None:
         self.settings = settings
         self.urls = urls
         self.http_socket = http_socket
         self.osmand_socket = osmand_socket
+        self.jt808_socket = jt808_socket
         self.stop = asyncio.Event()
         self.ready = asyncio.Event()
         self.osmand: OsmandListener | None = None
+        self.jt808: Gateway | None = None
         self.broker_watch = BrokerWatch()
 
     async def run(self, demo_fleet: int = 0) -> None:
         s = self.settings
         http_socket = self.http_socket or bind_http(s)  # a port taken stops the start here
         osmand_socket = self.osmand_socket or bind_osmand(s)
+        jt808_socket = self.jt808_socket or bind_jt808(s)
         self.pool = await open_pool(self.urls.database_url, min_size=2, max_size=8)
         self.redis = Redis.from_url(self.urls.redis_url)
         async with self.pool.acquire() as conn:
@@ -139,6 +151,11 @@ class Service:
             )
             jobs["osmand"] = servers[-1].serve(sockets=[osmand_socket])
             jobs["osmand receipts"] = self.osmand.run()
+        if jt808_socket is not None:
+            self.jt808 = Gateway(
+                self.pool, self.urls.mqtt_url, f"{s.client_id}-jt808-{s.worker_id}"
+            )
+            jobs["jt808"] = self.jt808.serve(jt808_socket)
         if "scheduler" in s.roles:
             self.alerting = Alerting(self.pool, self.redis, s, self.urls.mqtt_url)
             jobs["alerting"] = self.alerting.run(self.stop)
@@ -292,6 +309,8 @@ class Service:
             health["broker"] = all(r.connected for r in self.shards.held.values())
         if self.osmand is not None:
             health["osmand"] = self.osmand.ready
+        if self.jt808 is not None:
+            health["jt808"] = self.jt808.ready
         return health
 
     def _osmand_url(self) -> str | None:
@@ -355,6 +374,8 @@ class Service:
             lines.append(f"  worker {s.worker_id}: ingest shards of {s.shards}, as leased")
         if self.osmand is not None:
             lines.append(f"  phones (OsmAnd protocol, Traccar Client) {self._osmand_url()}")
+        if self.jt808 is not None:
+            lines.append(f"  JT/T 808 terminals (TCP) {s.jt808_host}:{s.jt808_port}")
         if self.urls.embedded:
             embedded = ", ".join(self.urls.embedded)
             lines.append(f"  embedded servers: {embedded} (data in {self.settings.data_dir})")
@@ -377,7 +398,7 @@ def run(demo_fleet: int = 0) -> int:
     try:
         settings = Settings.from_env()  # a bad setting stops the start, with the reason
         # Before any embedded server is started.
-        sockets = bind_http(settings), bind_osmand(settings)
+        sockets = bind_http(settings), bind_osmand(settings), bind_jt808(settings)
     except ConfigError as exc:
         print(f"fencewatch serve: {exc}", file=sys.stderr)
         return 1
@@ -391,8 +412,9 @@ async def _main(
     demo_fleet: int,
     http_socket: socket.socket,
     osmand_socket: socket.socket | None,
+    jt808_socket: socket.socket | None,
 ) -> int:
-    service = Service(settings, urls, http_socket, osmand_socket)
+    service = Service(settings, urls, http_socket, osmand_socket, jt808_socket)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, service.stop.set)

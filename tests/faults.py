@@ -141,6 +141,7 @@ class Stack:
             "FENCEWATCH_REDIS_URL": self.redis_url,
             "FENCEWATCH_MQTT_URL": self.mqtt_url,
             "FENCEWATCH_OSMAND": f"127.0.0.1:{osmand_port}",
+            "FENCEWATCH_JT808": "off",
             "FENCEWATCH_MQTT_CLIENT_ID": self.client_id,
             "FENCEWATCH_DATA_DIR": str(self.root / "var"),
             "FENCEWATCH_SHARDS": str(shards),

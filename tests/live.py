@@ -103,9 +103,11 @@ async def running(
     roster: dict[str, Any],
     tamper: Callable[[asyncpg.Pool], Awaitable[None]] | None = None,
     osmand_port: int | None = None,
+    jt808_port: int | None = None,
 ) -> AsyncIterator[Live]:
     """The service on the loaded scenario; `tamper` changes the database behind the API's
-    back before the service starts; with `osmand_port` phones may post OsmAnd there."""
+    back before the service starts; with `osmand_port` phones may post OsmAnd there, with
+    `jt808_port` JT/T 808 terminals connect there."""
     pool = await open_pool(pg_dsn, min_size=1, max_size=2)
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -123,6 +125,8 @@ async def running(
         settings = msgspec.structs.replace(
             settings, osmand_host="127.0.0.1", osmand_port=osmand_port
         )
+    if jt808_port is not None:
+        settings = msgspec.structs.replace(settings, jt808_host="127.0.0.1", jt808_port=jt808_port)
     service = Service(settings, ServerUrls(pg_dsn, redis_url, mqtt_url, ()))
     task = asyncio.create_task(service.run())
     async with asyncio.timeout(WAIT_S):

@@ -89,6 +89,7 @@ async def test_broker_nodes_killed_mid_stream_lose_no_acknowledged_fix(
             "FENCEWATCH_SHARDS": "2",
             "FENCEWATCH_DATA_DIR": str(tmp_path / "var"),
             "FENCEWATCH_OSMAND": "off",
+            "FENCEWATCH_JT808": "off",
         }
         services.append(await asyncio.to_thread(serve.start, env, http, tmp_path / "serve.log"))
 

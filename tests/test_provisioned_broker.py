@@ -95,6 +95,8 @@ async def test_the_documented_setup_stores_every_acknowledged_fix(
         "FENCEWATCH_DATA_DIR": str(tmp_path / "var"),
         # The API process's OsmAnd listener and its publisher's login too (worker 0).
         "FENCEWATCH_OSMAND": f"127.0.0.1:{free_port()}",
+        # And the JT/T 808 gateway's (its login may publish only for its terminals).
+        "FENCEWATCH_JT808": f"127.0.0.1:{free_port()}",
     }
     broker = tmp_path / "broker"
     broker.mkdir()

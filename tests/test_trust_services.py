@@ -133,6 +133,7 @@ async def test_a_taken_http_port_stops_the_start_at_once(
             "FENCEWATCH_MQTT_URL": mqtt_url,
             "FENCEWATCH_HTTP": f"127.0.0.1:{port}",
             "FENCEWATCH_OSMAND": "off",
+            "FENCEWATCH_JT808": "off",
             "FENCEWATCH_DATA_DIR": str(tmp_path),
         }
         done = await asyncio.to_thread(

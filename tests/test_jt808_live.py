@@ -1,0 +1,199 @@
+"""The JT/T 808 gateway on the real broker and database: a terminal registers, authenticates
+and walks out of 莲都区 over TCP → one jurisdiction_exit through the API, commands reach it
+as JT/T 808 messages and its answer is recorded; hostile connections cost only themselves."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from prometheus_client import REGISTRY
+
+from fencewatch.embedded import free_port
+from ingest.jt808 import commands as platform
+from ingest.jt808 import messages, terminals
+from ingest.jt808.frame import Frame, encode
+from ingest.jt808.gateway import Gateway, Limits
+from storage.db import open_pool
+from tests.jt808_terminal import Terminal
+from tests.kit import LIANDU, LIANDU_SEAT, lishui_collection
+from tests.live import eventually, load_roster, running
+from tests.test_live_ingest import walk_out
+
+PHONE = "013912345678"  # as a 2013 terminal sends it; the roster has it without the 0
+OTHER = "13800000002"
+
+
+def roster(*numbers: str) -> dict:
+    return {
+        "timezone": "Asia/Shanghai",
+        "supervisees": [
+            {
+                "id": f"S{k + 1}",
+                "jurisdiction": [LIANDU],
+                "devices": [{"id": f"T{k + 1}", "jt808": number.lstrip("0")}],
+            }
+            for k, number in enumerate(numbers)
+        ],
+    }
+
+
+async def enrol_all(pool: asyncpg.Pool) -> None:
+    """What `fencewatch devices provision` does for new terminals: they may register."""
+    async with pool.acquire() as conn:
+        await terminals.open_enrolment(conn)
+
+
+def dropped(reason: str) -> float:
+    return REGISTRY.get_sample_value("fencewatch_jt808_dropped_total", {"reason": reason}) or 0.0
+
+
+async def test_a_terminal_walking_out_of_liandu_raises_one_exit(
+    pg_dsn, redis_url, mqtt_url
+) -> None:
+    port = free_port()
+    async with running(
+        pg_dsn,
+        redis_url,
+        mqtt_url,
+        lishui_collection(),
+        roster(PHONE),
+        tamper=enrol_all,
+        jt808_port=port,
+    ) as live:
+        gateway = live.service.jt808
+        assert gateway is not None
+        await eventually(lambda: _true(gateway.ready), "the gateway never reached the broker")
+        terminal = await Terminal(PHONE).connect(port)
+        registered = await terminal.register()
+        assert registered.result == platform.REGISTERED and len(registered.auth_code) >= 16
+        assert await terminal.authenticate(registered.auth_code) == platform.OK
+
+        fixes = walk_out()
+        for f in fixes:
+            assert await terminal.report(f["lat"], f["lon"], f["ts"]) == platform.OK
+        [alert] = await eventually(
+            lambda: live.alerts(supervisee="S1", type="jurisdiction_exit"), "no exit alert"
+        )
+        assert alert["device"] == "T1" and alert["late"] is False
+        stored = await live.service.pool.fetchval("SELECT count(*) FROM fixes")
+        assert stored == len(fixes)  # every fix the terminal was answered for
+
+        # Commands: 责令立即返回 reaches the terminal as an urgent text read aloud, with a
+        # location query; its answer is the device's acknowledgement.
+        r = await live.http.post(f"/api/v1/alerts/{alert['id']}/command", json={})
+        assert r.status_code == 202, r.text
+        command = r.json()
+        back = fixes[-1]
+        got: list[Frame] = []
+
+        async def acknowledged() -> bool | None:
+            got.extend(await terminal.obey((back["lat"], back["lon"], back["ts"] + 10_000)))
+            r = await live.http.get(f"/api/v1/alerts/{alert['id']}/commands")
+            [sent] = [c for c in r.json()["items"] if c["id"] == command["id"]]
+            return sent["status"] == "acknowledged_by_device" or None
+
+        await eventually(acknowledged, "the terminal's answer was not recorded")
+        texts = [
+            platform.read_text_message(f.body) for f in got if f.msg_id == platform.TEXT_MESSAGE
+        ]
+        # (the alert's routing may have sent one of its own before the operator's)
+        shown = [t for t in texts if t.text == command["text"]]
+        assert shown and all(t.flags & platform.TEXT_EMERGENCY for t in shown)
+        assert all(t.flags & platform.TEXT_TTS for t in shown)
+        assert platform.LOCATION_QUERY in [f.msg_id for f in got]
+        await eventually(
+            lambda: _count(live.service.pool, len(fixes) + 1), "the queried fix was not stored"
+        )
+
+        # Once registered, the terminal cannot be registered again (a phone number is no
+        # secret); a wrong code is refused; the right one on a new connection works.
+        again = await Terminal(PHONE).connect(port)
+        assert (await again.register()).result == platform.TERMINAL_TAKEN
+        assert await again.authenticate("guessed") == platform.FAILURE
+        assert await again.authenticate(registered.auth_code) == platform.OK
+
+        health = (await live.http.get("/healthz")).json()
+        assert health["components"]["jt808"] is True
+        terminal.close()
+        again.close()
+
+
+async def _true(value: bool) -> bool | None:
+    return value or None
+
+
+async def _count(pool: asyncpg.Pool, n: int) -> bool | None:
+    return await pool.fetchval("SELECT count(*) FROM fixes") >= n or None
+
+
+@asynccontextmanager
+async def gateway_alone(
+    pg_dsn: str, mqtt_url: str, tmp_path, limits: Limits
+) -> AsyncIterator[tuple[int, asyncpg.Pool]]:
+    await load_roster(pg_dsn, tmp_path, roster(PHONE, OTHER))
+    pool = await open_pool(pg_dsn, min_size=1, max_size=4)
+    await enrol_all(pool)
+    gateway = Gateway(pool, mqtt_url, f"jt808-test-{time.time_ns()}", limits)
+    port = free_port()
+    sock = socket.create_server(("127.0.0.1", port))
+    task = asyncio.create_task(gateway.serve(sock))
+    try:
+        await eventually(lambda: _true(gateway.ready), "the gateway never reached the broker")
+        yield port, pool
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await pool.close()
+
+
+async def test_hostile_connections_cost_only_themselves(pg_dsn, mqtt_url, tmp_path) -> None:
+    limits = Limits(auth_timeout_s=1.0, max_unauthenticated=4, max_errors=3)
+    async with gateway_alone(pg_dsn, mqtt_url, tmp_path, limits) as (port, pool):
+        good = await Terminal(PHONE).connect(port)
+        code = (await good.register()).auth_code
+        assert await good.authenticate(code) == platform.OK
+        now = time.time_ns() // 1_000_000
+
+        # Before authentication nothing but registration and authentication is taken.
+        eve = await Terminal(OTHER).connect(port)
+        serial = await eve.send(messages.LOCATION, messages.location_body(28.4, 119.9, now))
+        assert await eve.answer_to(serial) == platform.FAILURE
+        # An unknown terminal is told so.
+        stranger = await Terminal("19999999999").connect(port)
+        assert (await stranger.register()).result == platform.NO_SUCH_TERMINAL
+
+        # Bad checksums, garbage, truncated and oversized frames: skipped and counted,
+        # and a connection that keeps sending them is cut off.
+        frame = bytearray(encode(messages.HEARTBEAT, OTHER, 1))
+        frame[-2] ^= 0x55
+        before = dropped("bad_checksum"), dropped("too_many_errors")
+        noisy = await Terminal(OTHER).connect(port)
+        await noisy.raw(bytes(frame))
+        await noisy.raw(b"\x7e\x00\x02\x00\x7e")  # truncated
+        await noisy.raw(b"\x7e" + b"\x11" * 5000 + b"\x7e")  # longer than any frame
+        await noisy.raw(b"\x7e" + b"\x22" * 100 + b"\x7e")
+        assert await noisy.closed()
+        assert dropped("bad_checksum") == before[0] + 1
+        assert dropped("too_many_errors") == before[1] + 1
+
+        # Slow loris: a connection that never authenticates is closed.
+        slow = await Terminal(OTHER).connect(port)
+        await slow.raw(b"\x7e\x01")
+        assert await slow.closed()
+        assert dropped("auth_timeout") >= 1
+
+        # A flood of connections: past the cap of unauthenticated ones, closed at once.
+        flood = [await Terminal(OTHER).connect(port) for _ in range(8)]
+        assert [await f.closed() for f in flood].count(True) == 8  # all gone, sooner or later
+        assert dropped("too_many_unauthenticated") >= 1
+
+        # Through all of it the authenticated terminal was served.
+        assert await good.report(*LIANDU_SEAT, now) == platform.OK
+        for t in (good, eve, stranger):
+            t.close()
+        assert await pool.fetchval("SELECT count(*) FROM devices WHERE jt808_auth IS NOT NULL") == 1
