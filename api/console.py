@@ -77,6 +77,8 @@ class Abilities(BaseModel):
     work_alerts: bool
     manage: bool
     leave: bool
+    suspend: bool = Field(description="ask for or revoke a suspension window (暂停告警)")
+    approve_suspension: bool
 
 
 class Session(BaseModel):
@@ -109,6 +111,8 @@ def mount(app: FastAPI, prefix: str, settings: Settings) -> None:
             work_alerts=_may(user, Permission.WORK_ALERTS),
             manage=_may(user, Permission.MANAGE),
             leave=_may(user, Permission.LEAVE),
+            suspend=_may(user, Permission.SUSPEND),
+            approve_suspension=_may(user, Permission.APPROVE_SUSPENSION),
         )
         return Session(
             subject=user.subject, role=user.role, office=user.office, can=can, map=map_settings

@@ -98,6 +98,16 @@ const PLAIN: [RegExp, (m: RegExpMatchArray) => string][] = [
     (m) => `${m[1]} 仍在越界，尚未返回：请确认后再处置`,
   ],
   [/leave '([^']+)' was already reported back/, () => "该外出已销假"],
+  [
+    /the suspension cannot be: (.*)/,
+    (m) =>
+      m[1]
+        .split("; ")
+        .map((p) => p.split(" — ")[1] ?? p)
+        .join("；"),
+  ],
+  [/approved by someone other than who asked/, () => "暂停告警须由申请人以外的人批准"],
+  [/suspension '([^']+)' is (\w+)/, () => "该暂停告警已被处理，请刷新后查看"],
   [/leave '([^']+)' is (\w+), not approved/, () => "该外出未获批准，不能销假"],
   [/(.*) not found \(or outside your offices\)/, (m) => `未找到：${m[1]}（或不在本单位管辖范围）`],
   [/a Point zone needs a positive radius/, () => "圆形区域需要大于 0 的半径（米）"],

@@ -11,6 +11,7 @@ import { evidenceButton } from "./evidence";
 import { LocateNow } from "./locate";
 import { createMap, toMap, zoneLayer } from "./mapbase";
 import { on, store } from "./store";
+import { heldBadge, loadSuspensions, suspensionSection } from "./suspensions";
 import type { Alert, Device, Leave, MonitoringOrder, TrackFix } from "./types";
 import { facts, localInput, onSubmit, showError, toast } from "./ui";
 
@@ -157,7 +158,7 @@ export class PersonFile {
   private async loadInfo(id: string): Promise<void> {
     const person = store.people.get(id);
     if (!person) return;
-    const [devices, leaves, alerts, orders] = await Promise.all([
+    const [devices, leaves, alerts, orders, suspensions] = await Promise.all([
       Promise.all(person.devices.map((d) => api<Device>(`/devices/${encodeURIComponent(d)}`))),
       api<{ items: Leave[] }>(`/supervisees/${encodeURIComponent(id)}/leaves`),
       api<{ items: Alert[] }>("/alerts", { query: { supervisee: id, limit: "200" } }),
@@ -170,6 +171,7 @@ export class PersonFile {
           throw error;
         },
       ),
+      loadSuspensions(id),
     ]);
     const zoneName = (z: string): string =>
       store.zones.find((f) => f.properties.id === z)?.properties.name || z;
@@ -240,6 +242,7 @@ export class PersonFile {
             leaves.items.map((l) => this.leaveRow(l, zoneName)),
           )
         : h("p", { class: "muted" }, t("person.noLeaves")),
+      suspensionSection(id, suspensions, () => this.loadInfo(id)),
       h("h3", {}, t("person.alerts")),
       alerts.items.length
         ? h(
@@ -325,6 +328,7 @@ export class PersonFile {
       },
       h("strong", {}, term("type", a.type)),
       ` · ${term("status", a.status)} · ${formatTime(a.raised_at)}`,
+      heldBadge(a),
       a.disposition
         ? h(
             "div",

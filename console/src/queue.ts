@@ -12,6 +12,7 @@ import { evidenceButton } from "./evidence";
 import { formatAge, formatTime, t, term } from "./i18n";
 import { beep } from "./sound";
 import { SEVERITY_RANK, inBreach, on, personName, putAlert, stillInBreach, store } from "./store";
+import { heldBadge } from "./suspensions";
 import type { Alert } from "./types";
 import { onSubmit, showError } from "./ui";
 
@@ -112,14 +113,15 @@ export class AlertQueue {
 
   private raised(alert: Alert): void {
     this.fresh.add(alert.id);
-    beep(alert.severity);
+    // A held alert (暂停告警) is shown, not sounded: nobody is to act on it yet.
+    if (!alert.held) beep(alert.severity);
     this.selected ??= alert.id;
     this.render();
   }
 
   private remind(): void {
     this.reminders += 1;
-    const first = this.sorted().find((a) => a.status === "open");
+    const first = this.sorted().find((a) => a.status === "open" && !a.held);
     if (first?.severity === "critical") beep("critical");
     else if (first?.severity === "high" && this.reminders % HIGH_EVERY === 0) beep("high");
   }
@@ -142,7 +144,8 @@ export class AlertQueue {
         ? alerts.map((a) => this.row(a))
         : h("li", { class: "empty" }, t("queue.empty")),
     );
-    const open = alerts.filter((a) => a.status === "open");
+    // A held alert (暂停告警) waits for its window to end, not for the operator.
+    const open = alerts.filter((a) => a.status === "open" && !a.held);
     const critical = open.filter((a) => a.severity === "critical").length;
     this.banner.hidden = open.length === 0;
     this.banner.classList.toggle("critical", critical > 0);
@@ -195,6 +198,7 @@ export class AlertQueue {
         a.escalation > 0
           ? h("span", { class: "tag esc" }, t("alert.escalation", { n: a.escalation }))
           : null,
+        heldBadge(a),
         a.late ? h("span", { class: "tag" }, t("alert.late")) : null,
         a.active ? null : h("span", { class: "tag ok" }, t("alert.cleared")),
       ),

@@ -6,7 +6,13 @@ export interface Session {
   subject: string;
   role: "operator" | "officer" | "supervisor" | "auditor";
   office: string | null;
-  can: { work_alerts: boolean; manage: boolean; leave: boolean };
+  can: {
+    work_alerts: boolean;
+    manage: boolean;
+    leave: boolean;
+    suspend: boolean;
+    approve_suspension: boolean;
+  };
   map: {
     tiles: string | null;
     tiles_crs: "wgs84" | "gcj02";
@@ -32,6 +38,36 @@ export interface Alert {
   reason: string | null;
   note: string | null;
   detail: Record<string, unknown>;
+  /** While a suspension window holds it: not delivered nor escalated until `until`. */
+  held?: Held | null;
+}
+
+export interface Held {
+  suspension: string;
+  reason: string;
+  reason_zh: string;
+  reason_text: string;
+  until: string;
+}
+
+/** A suspension window (暂停告警). */
+export interface Suspension {
+  id: string;
+  supervisee: string;
+  types: string[];
+  reason: string;
+  reason_text: string;
+  from: string;
+  to: string;
+  status: "requested" | "approved" | "refused" | "revoked";
+  in_force: boolean;
+  requested_by: string;
+  approved_by: string | null;
+  refused_by: string | null;
+  refusal_reason: string | null;
+  revoked_by: string | null;
+  revoked_at: string | null;
+  revoke_reason: string | null;
 }
 
 export interface Position {
