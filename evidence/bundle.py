@@ -27,6 +27,8 @@ MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 # What reading a damaged member can raise: a bad CRC, a broken deflate stream, a header
 # that no longer matches the directory, a compression method changed to one unknown.
+MAX_MANIFEST = 16 * 1024 * 1024
+SIGNATURE_SIZE = 64  # Ed25519
 _DAMAGED = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError)
 
 
@@ -88,8 +90,8 @@ def verify(data: bytes, pinned: str | None = None) -> Verdict:
             name for name, n in Counter(i.filename for i in bundle.infolist()).items() if n > 1
         ]
         verdict.problems += [f"{name}: stored more than once" for name in twice]
-        body = _read(bundle, members, MANIFEST, verdict)
-        signature = _read(bundle, members, SIGNATURE, verdict)
+        body = _read(bundle, members, MANIFEST, verdict, most=MAX_MANIFEST)
+        signature = _read(bundle, members, SIGNATURE, verdict, most=SIGNATURE_SIZE)
         if body is None:
             return verdict
         listed = _manifest(body, signature, pinned, verdict)
@@ -111,14 +113,20 @@ def _read(
     members: Mapping[str, zipfile.ZipInfo],
     name: str,
     verdict: Verdict,
-    limit: int | None = None,
+    size: int | None = None,
+    most: int | None = None,
 ) -> bytes | None:
+    """The member's bytes; None (and the problem recorded) if it is missing, damaged, not
+    `size` long, or longer than `most` — a bundle is never inflated beyond what it says."""
     info = members.get(name)
     if info is None:
         verdict.problems.append(f"{name}: missing")
         return None
-    if limit is not None and info.file_size != limit:
-        verdict.problems.append(f"{name}: changed (size {info.file_size}, manifest says {limit})")
+    if size is not None and info.file_size != size:
+        verdict.problems.append(f"{name}: changed (size {info.file_size}, manifest says {size})")
+        return None
+    if most is not None and info.file_size > most:
+        verdict.problems.append(f"{name}: changed ({info.file_size} bytes, at most {most})")
         return None
     try:
         with bundle.open(info) as member:
@@ -165,7 +173,7 @@ def _check_file(
     entry: Mapping[str, Any],
     verdict: Verdict,
 ) -> None:
-    data = _read(bundle, members, entry["name"], verdict, limit=entry["size"])
+    data = _read(bundle, members, entry["name"], verdict, size=entry["size"])
     if data is None:
         return
     digest = hashlib.sha256(data).hexdigest()

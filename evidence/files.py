@@ -60,8 +60,9 @@ def zones_collection(evidence: Evidence) -> dict[str, Any]:
 
 def rules(evidence: Evidence) -> dict[str, Any]:
     """The rules the person was held to over the range, as recorded at export: their
-    zones and level (a change to them is in the audit log), and the leave, monitoring
-    orders and heightened periods that meet the range."""
+    zones and level, with every recorded change to them since the range began (so the
+    rules of any moment can be read back), and the leave, monitoring orders and heightened
+    periods that meet the range."""
     person = evidence.person
     return {
         "supervisee": {
@@ -77,6 +78,10 @@ def rules(evidence: Evidence) -> dict[str, Any]:
         "leaves": [dict(r) for r in evidence.leaves],
         "monitoring_orders": [dict(r) for r in evidence.orders],
         "heightened_periods": [dict(r) for r in evidence.heightened],
+        "changes_since_start": [
+            {k: r[k] for k in ("at", "actor", "role", "action", "object", "detail")}
+            for r in evidence.rule_changes
+        ],
     }
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from alerts import record
+from api.routes import audit as audit_log
 from api.routes.track import MAX_FIXES, MAX_RANGE
 from fencewatch.timefmt import utc
 from storage import history
@@ -23,6 +24,8 @@ from storage.repo import zones as zones_repo
 # An alert's bundle covers its episode and this much on either side: the approach and
 # what followed.
 AROUND_ALERT = timedelta(hours=1)
+# Rule changes listed per kind (the newest, if ever there were more).
+MAX_CHANGES = 1000
 
 
 class Refused(ValueError):
@@ -62,6 +65,9 @@ class Evidence:
     leaves: list[Row]
     orders: list[Row]
     heightened: list[Row]
+    # Audit rows since the range began that changed these rules: the person's record, the
+    # zones in force, bulk loads. The zones and level above are as recorded at export.
+    rule_changes: list[Row]
 
 
 def person_scope(supervisee: str, start: datetime, end: datetime) -> Scope:
@@ -138,7 +144,22 @@ async def gather(conn: Conn, offices: Offices, scope: Scope, archive: Archive) -
         zone = await zones_repo.get_zone(conn, offices, zone_id)
         if zone is not None:
             zones.append(zone)
-    return Evidence(scope, person, fixes, alerts, zones, leaves, orders, heightened)
+    changes = [
+        *await _changes(conn, scope, "supervisee.put", f"supervisee:{person['id']}"),
+        *await _changes(conn, scope, "scenario.load"),
+    ]
+    for zone in zones:
+        changes += await _changes(conn, scope, None, f"zone:{zone['id']}")
+    changes.sort(key=lambda r: r["id"])
+    return Evidence(scope, person, fixes, alerts, zones, leaves, orders, heightened, changes)
+
+
+async def _changes(
+    conn: Conn, scope: Scope, action: str | None, obj: str | None = None
+) -> list[Row]:
+    return await audit_log.query(
+        conn, None, action=action, obj=obj, start=scope.start, limit=MAX_CHANGES
+    )
 
 
 def _meets(start: date, end: date, first: date, last: date) -> bool:

@@ -226,7 +226,9 @@ def _alert(alert: Mapping[str, Any], when: Any) -> list[Flowable]:
         Paragraph(escape(title), _BODY),
         Paragraph(escape("；".join(facts)), _SMALL),
         Spacer(1, 2),
-        _table(rows, [36 * mm, 34 * mm, 28 * mm, _WIDTH - 98 * mm], small=True),
+        _table(rows, [36 * mm, 34 * mm, 28 * mm, _WIDTH - 98 * mm], small=True)
+        if len(rows) > 1
+        else Paragraph("无处理记录。", _SMALL),
         Spacer(1, 6),
     ]
 
@@ -256,7 +258,7 @@ def _rules(evidence: Evidence, when: Any) -> list[Flowable]:
                 f"执行地：{'、'.join(names.get(z, z) for z in person['jurisdiction']) or '—'}；"
                 f"禁入区域：{'、'.join(names.get(z, z) for z in person['exclusion']) or '—'}；"
                 f"居住地：{names.get(person['home'], person['home']) if person['home'] else '—'}。"
-                "区域与管理等级为导出时的记录，其间的变更见审计日志。"
+                "区域与管理等级为导出时的记录；时段开始以来的变更列于下表（详见 rules.json）。"
             ),
             _BODY,
         ),
@@ -290,6 +292,17 @@ def _rules(evidence: Evidence, when: Any) -> list[Flowable]:
             )
         out += [_table(rows, [60 * mm, 44 * mm, 30 * mm, _WIDTH - 134 * mm], small=True)]
         out.append(Spacer(1, 4))
+    if evidence.rule_changes:
+        rows = [["变更时间", "操作人", "操作", "对象"]]
+        for r in evidence.rule_changes:
+            rows.append([when(r["at"]), r["actor"], r["action"], r["object"]])
+        out += [
+            Paragraph("时段开始以来的规则变更", _SMALL),
+            _table(rows, [36 * mm, 40 * mm, 30 * mm, _WIDTH - 106 * mm], small=True),
+            Spacer(1, 4),
+        ]
+    else:
+        out.append(Paragraph("时段开始以来无规则变更记录。", _SMALL))
     for r in evidence.heightened:
         out.append(
             Paragraph(
@@ -323,4 +336,18 @@ def _fixes(fixes: Sequence[Any], when: Any) -> Table:
         )
     widths = [32, 20, 21, 14, 24, 12, 14, 0]
     widths[-1] = _WIDTH / mm - sum(widths)
-    return _table(rows, [w * mm for w in widths], small=True)
+    # Plain strings, one line each, not paragraphs: laying out thousands of paragraphs
+    # took most of a large export's time.
+    table = Table(rows, colWidths=[w * mm for w in widths], repeatRows=1)
+    table.setStyle(
+        TableStyle(
+            [
+                ("FONT", (0, 0), (-1, -1), FONT, 7),
+                ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e2e8f0")),
+                ("TOPPADDING", (0, 0), (-1, -1), 1.5),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
+            ]
+        )
+    )
+    return table

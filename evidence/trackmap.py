@@ -120,9 +120,24 @@ def draw(evidence: Evidence, width: float, height: float, font: str, timezone: s
         step = max(1, math.ceil(n / MAX_DOTS))
         shown = sorted(set(range(0, n, step)) | {i for pair in marks for i in pair})
         acc = np.array([min(fixes[i]["acc"] or 0.0, 5 * (box[2] - box[0])) for i in shown])
-        circles = shapely.buffer(shapely.points(pts[shown]), acc, quad_segs=12)
-        for circle, a in zip(circles, acc, strict=True):
-            if a > 0:
+        for i, a in zip(shown, acc, strict=True):
+            x, y = pts[i]
+            if a <= 0:
+                continue
+            if box[0] <= x - a and x + a <= box[2] and box[1] <= y - a and y + a <= box[3]:
+                px, py = to_page(x, y)
+                canvas.add(
+                    Circle(
+                        px,
+                        py,
+                        a * scale,
+                        fillColor=ACC_FILL,
+                        strokeColor=ACC_STROKE,
+                        strokeWidth=0.3,
+                    )
+                )
+            else:  # crosses the frame's edge: clipped to it
+                circle = shapely.Point(x, y).buffer(a, quad_segs=12)
                 _polygons(
                     canvas, shapely.clip_by_rect(circle, *box), to_page, ACC_STROKE, ACC_FILL, 0.3
                 )

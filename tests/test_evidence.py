@@ -57,6 +57,11 @@ async def _alert_bundle(world: World, tmp_path: Path) -> tuple[Path, int]:
         json={"disposition": "true_violation", "note": note, "while_active": True},
     )
     assert r.status_code == 200, r.text
+    # The person's level is changed after the breach: the bundle says so.
+    person = {"name": "对象P1", "office": "S1", "level": "strict", "jurisdiction": ["J1"],
+              "exclusion": ["X1"], "home": "H1"}  # fmt: skip
+    r = await world.call("operator", "PUT", "/api/v1/supervisees/P1", json=person)
+    assert r.status_code == 200, r.text
     response = await world.get("officer", f"/api/v1/alerts/{alert}/evidence")
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/zip"
@@ -115,6 +120,9 @@ async def test_an_alert_bundle_holds_the_evidence_and_the_export_is_audited(
     # The rules in force: the person's zones, drawn and listed.
     assert (rules["jurisdiction"], rules["exclusion"], rules["home"]) == (["J1"], ["X1"], "H1")
     assert {f["properties"]["id"] for f in zones["features"]} == {"J1", "X1", "H1"}
+    [change] = rules["changes_since_start"]
+    assert (change["action"], change["actor"]) == ("supervisee.put", "operator")
+    assert change["detail"]["level"] == rules["supervisee"]["level"] == "strict"
 
     # The key in the manifest is the one the API serves for pinning.
     key = (await world.get("auditor", "/api/v1/evidence/key")).json()
