@@ -19,7 +19,9 @@ from fencewatch.scenario import (
 from fencewatch.timefmt import iso
 from geofence.engine import Engine
 from geofence.model import Verdict
+from geofence.proximity import sighting
 from geofence.ruleset import RuleSet
+from geofence.together import watching
 from geofence.zones import ZoneError
 from ingest.decode import decode_for
 
@@ -47,6 +49,8 @@ def replay(scenario: Path, out: TextIO, err: TextIO) -> int:
     for problem in rules.problems:
         print(f"warning: {problem}", file=err)
     engine = Engine(rules)
+    # People near people: every trusted fix, as judged, against everyone's latest.
+    together = watching(rules)
     alerts = 0
 
     def emit(verdicts: list[Verdict]) -> None:
@@ -61,7 +65,12 @@ def replay(scenario: Path, out: TextIO, err: TextIO) -> int:
         decoded = decode_for(rules, ping.topic, bytes(ping.payload), ping.at)
         for r in decoded.rejections:
             print(f"rejected {r.topic} at {iso(ping.at)}: {r.reason}: {r.detail}", file=err)
-        emit(engine.process(decoded.fixes, decoded.events).verdicts)
+        outcome = engine.process(decoded.fixes, decoded.events)
+        emit(outcome.verdicts)
+        if together is not None:
+            for j in outcome.judged:
+                if (seen := sighting(j)) is not None:
+                    emit(together.see(seen))
     return alerts
 
 

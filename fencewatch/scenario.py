@@ -15,7 +15,17 @@ from typing import Any
 import msgspec
 
 from geofence.limits import heightened_problems
-from geofence.model import DeviceRef, Heightened, Leave, Roster, Supervisee, Window, ZoneDef
+from geofence.model import (
+    DeviceRef,
+    Gathering,
+    Heightened,
+    Leave,
+    NoContact,
+    Roster,
+    Supervisee,
+    Window,
+    ZoneDef,
+)
 from geofence.zones import CRSES, ZoneError, parse_feature_collection, parse_schedule
 from ingest.jt808 import terminals
 from ingest.osmand import ID_PATTERN as OSMAND_ID
@@ -176,6 +186,57 @@ def parse_supervisee(raw: Any) -> Supervisee:
     )
 
 
+def _positive(raw: Any, default: float, what: str) -> float:
+    value = default if raw is None else raw
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ScenarioError(f"{what} must be a positive number, got {raw!r}")
+    return float(value)
+
+
+def parse_no_contact(raw: Any) -> list[NoContact]:
+    """Optional roster `no_contact`: [{"id", "people": [supervisee ids, two or more],
+    "distance_m": 200}]: every two of them must stay that far apart."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ScenarioError("no_contact must be a list of orders")
+    orders, ids = [], set()
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise ScenarioError(f"no_contact {i} must be an object")
+        oid = str(item.get("id") or f"no-contact-{i}")
+        if oid in ids:
+            raise ScenarioError(f"no_contact {oid} is listed twice")
+        ids.add(oid)
+        people = item.get("people")
+        if (
+            not isinstance(people, list)
+            or not all(isinstance(p, str) and p for p in people)
+            or len(set(people)) < 2
+        ):
+            raise ScenarioError(f"no_contact {oid}: people must list two or more supervisee ids")
+        distance = _positive(item.get("distance_m"), 200.0, f"no_contact {oid} distance_m")
+        orders.append(NoContact(oid, tuple(dict.fromkeys(people)), distance))
+    return orders
+
+
+def parse_gathering(raw: Any) -> Gathering | None:
+    """Optional roster `gathering`: {"size": 3, "radius_m": 100, "hold_s": 1200}; present
+    (even empty), gatherings are watched."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ScenarioError("gathering must be an object")
+    size = raw.get("size", 3)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 2:
+        raise ScenarioError(f"gathering size must be a whole number of 2 or more, got {size!r}")
+    return Gathering(
+        size=size,
+        radius_m=_positive(raw.get("radius_m"), 100.0, "gathering radius_m"),
+        hold_s=int(_positive(raw.get("hold_s"), 1200, "gathering hold_s")),
+    )
+
+
 def read_roster(path: Path) -> Roster:
     doc = msgspec.json.decode(path.read_bytes())
     if not isinstance(doc, dict) or not isinstance(doc.get("supervisees"), list):
@@ -184,6 +245,8 @@ def read_roster(path: Path) -> Roster:
         timezone=str(doc.get("timezone", "Asia/Shanghai")),
         supervisees=[parse_supervisee(s) for s in doc["supervisees"]],
         heightened=parse_heightened(doc.get("heightened")),
+        no_contact=parse_no_contact(doc.get("no_contact")),
+        gathering=parse_gathering(doc.get("gathering")),
     )
 
 

@@ -131,10 +131,30 @@ class Heightened(msgspec.Struct, frozen=True):
     offices: frozenset[str] = frozenset()
 
 
+class NoContact(msgspec.Struct, frozen=True):
+    """A no-contact order (禁止接触): every two of `people` (supervisees) must stay at least
+    `distance_m` apart."""
+
+    id: str
+    people: tuple[str, ...]
+    distance_m: float = 200.0
+
+
+class Gathering(msgspec.Struct, frozen=True):
+    """The gathering rule (聚集): `size` or more supervisees surely within `radius_m` of
+    each other for `hold_s`, away from their homes."""
+
+    size: int = 3
+    radius_m: float = 100.0
+    hold_s: int = 1200
+
+
 class Roster(msgspec.Struct):
     timezone: str = "Asia/Shanghai"
     supervisees: list[Supervisee] = []
     heightened: list[Heightened] = []
+    no_contact: list[NoContact] = []
+    gathering: Gathering | None = None  # None: gatherings are not watched
 
 
 class Verdict(msgspec.Struct, frozen=True):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import msgspec
+import numpy as np
 import shapely
 from shapely.geometry import shape
 
@@ -38,6 +39,12 @@ class RuleSet:
         self.heightened = sorted(roster.heightened, key=lambda h: h.start)
         for person in roster.supervisees:
             self._add(person)
+        self.no_contact = roster.no_contact
+        self.gathering = roster.gathering
+        for order in roster.no_contact:
+            unknown = sorted(p for p in order.people if p not in self.supervisees)
+            if unknown:
+                self.problems.append(f"no-contact order {order.id}: unknown supervisees {unknown}")
 
     def _add(self, person: Supervisee) -> None:
         missing = [
@@ -116,6 +123,15 @@ class RuleSet:
                 found = Area(shapely.union_all([self._polygon(z) for z in zone_ids]))
             self._areas[zone_ids] = found
         return found
+
+    def at_home(self, supervisee: str, lat: float, lon: float, radius: float) -> bool:
+        """Whether an error circle may lie in the person's home zone (is not surely outside
+        it): there, being near others is no gathering."""
+        person = self.supervisees.get(supervisee)
+        if person is None or person.home is None:
+            return False
+        area = self.area((person.home,))
+        return bool(area.classify(np.array([lat]), np.array([lon]), np.array([radius]))[0] != -2)
 
     def trip_s(self, person: Supervisee, leave: Leave, policy: Policy) -> int:
         """How long the road between the person's jurisdiction and the leave's destinations

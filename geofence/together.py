@@ -1,0 +1,234 @@
+"""No-contact orders and gatherings over everyone's latest trusted positions, with no I/O.
+
+`Together.see` takes one person's new sighting, compares it with the people it must be
+compared with — the others named in that person's no-contact orders, and for gatherings
+whoever is near (a grid of cells the gathering radius wide) — steps each pair's
+confirmation (geofence.proximity) and returns the verdicts: `contact` for a no-contact
+order confirmed, `gathering` for `size` or more people each confirmed close to every
+other. `fencewatch replay` feeds it every trusted fix as the engine judges it; the same
+object serves a live proximity check fed from every shard (docs/scaling.md).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+
+import msgspec
+
+from geofence import proximity
+from geofence.geo import M_PER_DEG, metres
+from geofence.model import Gathering, NoContact, Verdict
+from geofence.proximity import APART, CLOSE, Closeness, Run, Sighting
+from geofence.ruleset import RuleSet
+
+CONTACT = "contact"
+GATHERING = "gathering"
+
+Pair = tuple[str, str]
+
+
+def _pair(a: str, b: str) -> Pair:
+    return (a, b) if a < b else (b, a)
+
+
+class _Grid:
+    """Who was last seen in which cell, cells `size_m` wide; a row's cells are as many
+    degrees of longitude wide as `size_m` is at that row's latitude."""
+
+    def __init__(self, size_m: float) -> None:
+        self.size_m = size_m
+        self.cells: dict[tuple[int, int], set[str]] = defaultdict(set)
+        self.where: dict[str, tuple[int, int]] = {}
+
+    def _width(self, row: int) -> float:
+        lat = min(abs(row * self.size_m / M_PER_DEG), 89.0)
+        return self.size_m / (M_PER_DEG * math.cos(math.radians(lat)))
+
+    def _cell(self, lat: float, lon: float, row: int | None = None) -> tuple[int, int]:
+        row = math.floor(lat * M_PER_DEG / self.size_m) if row is None else row
+        return row, math.floor(lon / self._width(row))
+
+    def put(self, person: str, lat: float, lon: float) -> None:
+        self.drop(person)
+        cell = self._cell(lat, lon)
+        self.cells[cell].add(person)
+        self.where[person] = cell
+
+    def drop(self, person: str) -> None:
+        cell = self.where.pop(person, None)
+        if cell is not None:
+            self.cells[cell].discard(person)
+            if not self.cells[cell]:
+                del self.cells[cell]
+
+    def near(self, lat: float, lon: float) -> Iterator[str]:
+        """Everyone in the cells around (lat, lon): all within `size_m` of it, and more."""
+        row = self._cell(lat, lon)[0]
+        for r in (row - 1, row, row + 1):
+            col = self._cell(lat, lon, r)[1]
+            for c in (col - 1, col, col + 1):
+                yield from self.cells.get((r, c), ())
+
+
+class Together:
+    def __init__(
+        self,
+        orders: Iterable[NoContact] = (),
+        gathering: Gathering | None = None,
+        at_home: Callable[[Sighting], bool] = lambda s: False,
+        closeness: Closeness = proximity.DEFAULT,
+    ) -> None:
+        self.closeness = closeness
+        self.gathering = gathering
+        self.at_home = at_home
+        self.latest: dict[str, Sighting] = {}
+        # person → (order, other person) for every pair its no-contact orders name
+        self.partners: dict[str, list[tuple[NoContact, str]]] = defaultdict(list)
+        for order in orders:
+            for a in order.people:
+                self.partners[a] += [(order, b) for b in order.people if b != a]
+        self.contacts: dict[tuple[str, Pair], Run] = {}
+        self.grid = _Grid(gathering.radius_m) if gathering is not None else None
+        self.close: dict[Pair, Run] = {}  # pairs being watched for a gathering
+        self.neighbours: dict[str, set[str]] = defaultdict(set)
+        self.groups: dict[str, set[str]] = {}  # open gatherings by key
+
+    def see(self, s: Sighting) -> list[Verdict]:
+        """The verdicts one person's new sighting brings (older than their latest: none)."""
+        before = self.latest.get(s.person)
+        if before is not None and s.ts <= before.ts:
+            return []
+        self.latest[s.person] = s
+        verdicts: list[Verdict] = []
+        for order, other in self.partners.get(s.person, ()):
+            self._contact(s, order, other, verdicts)
+        if self.gathering is not None:
+            self._gathering(s, self.gathering, verdicts)
+        return verdicts
+
+    # -- no-contact orders -----------------------------------------------------------------
+
+    def _contact(self, s: Sighting, order: NoContact, other: str, out: list[Verdict]) -> None:
+        them = self.latest.get(other)
+        if them is None:
+            return
+        pair = _pair(s.person, other)
+        run = self.contacts.setdefault((order.id, pair), Run())
+        event = proximity.step(
+            run, proximity.relation(s, them, order.distance_m, self.closeness), s.ts, self.closeness
+        )
+        if event is None:
+            return
+        # One alert for each of the two: each has breached the order, and each alert goes
+        # to that person's own office (alerts.routing).
+        for me, you in ((s, them), (them, s)):
+            detail = {
+                "order": order.id,
+                "people": list(pair),
+                "with": you.person,
+                "distance_m": order.distance_m,
+                "apart_m": round(metres(s.lat, s.lon, them.lat, them.lon)),
+                "start": run.start,
+                "positions": [_where(me), _where(you)],
+            }
+            key = f"{CONTACT}:{order.id}:{me.person}:{you.person}:{run.start}"
+            out.append(Verdict(event, CONTACT, me.person, me.device, s.ts, key, detail=detail))
+
+    # -- gatherings ------------------------------------------------------------------------
+
+    def _gathering(self, s: Sighting, rule: Gathering, out: list[Verdict]) -> None:
+        assert self.grid is not None
+        hold = msgspec.structs.replace(self.closeness, confirm_s=rule.hold_s)
+        home = self.at_home(s)
+        if home:
+            self.grid.drop(s.person)
+        else:
+            self.grid.put(s.person, s.lat, s.lon)
+        others = set(self.neighbours[s.person])
+        if not home:
+            others.update(self.grid.near(s.lat, s.lon))
+        others.discard(s.person)
+        for other in others:
+            them = self.latest[other]
+            pair = _pair(s.person, other)
+            rel = APART if home else proximity.relation(s, them, rule.radius_m, hold)
+            run = self.close.get(pair)
+            if run is None:
+                if rel != proximity.WITHIN:
+                    continue
+                run = self.close[pair] = Run()
+                self.neighbours[s.person].add(other)
+                self.neighbours[other].add(s.person)
+            proximity.step(run, rel, s.ts, hold)
+            if run.phase == proximity.CLEAR:
+                del self.close[pair]
+                self.neighbours[s.person].discard(other)
+                self.neighbours[other].discard(s.person)
+        self._groups(s, rule, out)
+
+    def _together(self, a: str, b: str) -> bool:
+        run = self.close.get(_pair(a, b))
+        return run is not None and run.phase == CLOSE
+
+    def _clique(self, people: Iterable[str]) -> set[str]:
+        """The people of `people` each confirmed close to every other, greedily: the best
+        connected first."""
+        pool = sorted(
+            people, key=lambda p: (-sum(self._together(p, q) for q in people if q != p), p)
+        )
+        kept: list[str] = []
+        for p in pool:
+            if all(self._together(p, q) for q in kept):
+                kept.append(p)
+        return set(kept)
+
+    def _groups(self, s: Sighting, rule: Gathering, out: list[Verdict]) -> None:
+        for key, members in list(self.groups.items()):
+            if s.person in members and len(self._clique(members)) < rule.size:
+                del self.groups[key]
+                out.append(Verdict("clear", GATHERING, s.person, s.device, s.ts, key))
+        close = {q for q in self.neighbours[s.person] if self._together(s.person, q)}
+        if len(close) + 1 < rule.size:
+            return
+        group = self._clique({s.person, *close})
+        if len(group) < rule.size:
+            return
+        for members in self.groups.values():
+            if len(members & group) >= 2:
+                members |= group  # the same gathering, grown
+                return
+        start = min(self.close[_pair(a, b)].start for a in group for b in group if a < b)
+        people = sorted(group)
+        key = f"{GATHERING}:{people[0]}:{start}"
+        self.groups[key] = group
+        detail = {
+            "people": people,
+            "radius_m": rule.radius_m,
+            "start": start,
+            "positions": [_where(self.latest[p]) for p in people],
+        }
+        out.append(Verdict("raise", GATHERING, s.person, s.device, s.ts, key, detail=detail))
+
+
+def watching(rules: RuleSet) -> Together | None:
+    """The rules' no-contact orders and gathering rule, or None when they have neither."""
+    if not rules.no_contact and rules.gathering is None:
+        return None
+    return Together(
+        rules.no_contact,
+        rules.gathering,
+        lambda s: rules.at_home(s.person, s.lat, s.lon, s.radius),
+    )
+
+
+def _where(s: Sighting) -> dict[str, object]:
+    return {
+        "supervisee": s.person,
+        "device": s.device,
+        "lat": s.lat,
+        "lon": s.lon,
+        "radius_m": round(s.radius, 1),
+        "ts": s.ts,
+    }

@@ -1,0 +1,154 @@
+"""People near people: the decision (geofence.proximity), and no-contact orders and
+gatherings as `fencewatch replay` prints them (geofence.together)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fencewatch.replay import replay
+from fencewatch.scenario import ScenarioError, read_roster
+from geofence.proximity import APART, UNKNOWN, WITHIN, Run, Sighting, relation, step
+from tests.kit import LIANDU, LIANDU_SEAT, T0, line, lishui_collection, offset, square_m
+
+MIN = 60_000
+
+
+def _at(person: str, east_m: float, north_m: float = 0.0, **kw: Any) -> Sighting:
+    lat, lon = offset(LIANDU_SEAT, east_m, north_m)
+    return Sighting(person, f"T-{person}", lat, lon, kw.pop("radius", 16.0), kw.pop("ts", T0), **kw)
+
+
+def test_error_circles_decide_within_apart_or_unknown() -> None:
+    a = _at("A", 0)
+    assert relation(a, _at("B", 150), 200) == WITHIN  # 150 + 16 + 16 ≤ 200
+    assert relation(a, _at("B", 180), 200) == UNKNOWN  # the circles straddle 200 m
+    assert relation(a, _at("B", 250), 200) == APART
+    # A coarse fix places nobody: not even at the same spot.
+    assert relation(a, _at("B", 0, radius=300.0), 200) == UNKNOWN
+    # Nor does a stale one: where is B now?
+    assert relation(a, _at("B", 0, ts=T0 - 10 * MIN), 200) == UNKNOWN
+    # Between two fix times a minute apart, either may have walked 90 m.
+    assert relation(a, _at("B", 100, ts=T0 - MIN), 200) == UNKNOWN
+    # …or driven further, if they said so.
+    assert relation(a, _at("B", 400, ts=T0 - 20_000, speed=15.0), 200) == UNKNOWN
+
+
+def test_confirmation_needs_time_and_survives_unknowns() -> None:
+    r = Run()
+    # Two people passing each other: surely within for two minutes, then apart.
+    events = [step(r, WITHIN, T0 + k * 30_000) for k in range(5)]
+    events += [step(r, APART, T0 + 5 * 30_000)]
+    assert events == [None] * 6
+    # A real meeting: surely within for five minutes, a coarse fix in between.
+    start = T0 + 10 * MIN
+    seen = [step(r, WITHIN if k != 4 else UNKNOWN, start + k * 30_000) for k in range(11)]
+    assert seen[-1] == "raise" and seen.count("raise") == 1
+    assert step(r, APART, start + 12 * MIN) is None  # one fix apart is not the end
+    assert step(r, APART, start + 13 * MIN) == "clear"
+
+
+def _scenario(
+    directory: Path,
+    tracks: dict[str, list[dict[str, Any]]],
+    extra: dict[str, Any],
+    zones: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    homes: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    doc = lishui_collection()
+    (directory / "zones.geojson").write_text(
+        json.dumps({"type": "FeatureCollection", "features": [*doc["features"], *zones]})
+    )
+    people = [
+        {
+            "id": f"S{device[1:]}",
+            "jurisdiction": [LIANDU],
+            "home": (homes or {}).get(device),
+            "devices": [device],
+        }
+        for device in tracks
+    ]
+    (directory / "roster.json").write_text(json.dumps({"supervisees": people, **extra}))
+    pings = [
+        {"at": f["ts"] + 900, "topic": f"em/{d}/loc", "payload": {"v": 1, **f}}
+        for d, fixes in tracks.items()
+        for f in fixes
+    ]
+    pings.sort(key=lambda p: p["at"])
+    (directory / "pings.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pings))
+    out = directory / "out.jsonl"
+    with out.open("w") as stdout, (directory / "err.txt").open("w") as stderr:
+        replay(directory, stdout, stderr)
+    return [json.loads(x) for x in out.read_text().splitlines()]
+
+
+ORDER = {"no_contact": [{"id": "NC1", "people": ["S1", "S2"], "distance_m": 200}]}
+
+
+def test_a_meeting_under_a_no_contact_order_raises_contact(tmp_path: Path) -> None:
+    cafe = offset(LIANDU_SEAT, 800, 300)
+    tracks = {
+        "T1": line(LIANDU_SEAT, cafe, 20) + line(cafe, cafe, 30, t0=T0 + 20 * 30_000, seq0=21),
+        "T2": line(offset(cafe, 1500, 0), cafe, 20)
+        + line(offset(cafe, 30, 10), offset(cafe, 30, 10), 30, t0=T0 + 20 * 30_000, seq0=21),
+    }
+    alerts = _scenario(tmp_path, tracks, ORDER)
+    # One alert for each of the two, to each one's office.
+    assert sorted((a["type"], a["supervisee"], a["detail"]["with"]) for a in alerts) == [
+        ("contact", "S1", "S2"),
+        ("contact", "S2", "S1"),
+    ]
+    # Confirmed five minutes after they were surely together, with both positions.
+    detail = alerts[0]["detail"]
+    assert {p["supervisee"] for p in detail["positions"]} == {"S1", "S2"}
+    assert detail["apart_m"] < 100
+
+
+def test_passing_on_a_street_raises_nothing(tmp_path: Path) -> None:
+    west, east = offset(LIANDU_SEAT, -1500, 0), offset(LIANDU_SEAT, 1500, 0)
+    # Walking toward each other along the same street at 1.7 m/s, and on past.
+    tracks = {"T1": line(west, east, 60), "T2": line(east, west, 60)}
+    assert _scenario(tmp_path, tracks, ORDER) == []
+
+
+def test_coarse_fixes_never_raise_contact(tmp_path: Path) -> None:
+    spot = offset(LIANDU_SEAT, 500, 500)
+    tracks = {"T1": line(spot, spot, 40), "T2": line(spot, spot, 40, acc=150.0)}
+    assert _scenario(tmp_path, tracks, ORDER) == []
+
+
+def test_three_at_a_market_are_one_gathering_but_not_at_home(tmp_path: Path) -> None:
+    market = offset(LIANDU_SEAT, -900, 400)
+    stay = 50  # 25 minutes
+    tracks = {
+        f"T{n}": line(offset(market, 20 * n, -15 * n), offset(market, 20 * n, -15 * n), stay)
+        for n in (1, 2, 3)
+    }
+    alerts = _scenario(tmp_path, tracks, {"gathering": {}})
+    assert [(a["type"], a["detail"]["people"]) for a in alerts] == [
+        ("gathering", ["S1", "S2", "S3"])
+    ]
+    # The same three at S1's home (a curfew zone around it): S2 and S3 are only two.
+    home = square_m("home1", "home", market, 120)
+    quiet = _scenario(tmp_path, tracks, {"gathering": {}}, [home], {"T1": "home1"})
+    assert quiet == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"no_contact": [{"people": ["S1"]}]}, "people must list two or more"),
+        ({"no_contact": [{"people": ["S1", "S2"], "distance_m": -5}]}, "positive number"),
+        ({"gathering": {"size": 1}}, "2 or more"),
+    ],
+)
+def test_a_bad_order_is_refused_with_its_reason(
+    tmp_path: Path, extra: dict[str, Any], message: str
+) -> None:
+    path = tmp_path / "roster.json"
+    path.write_text(json.dumps({"supervisees": [{"id": "S1"}, {"id": "S2"}], **extra}))
+    with pytest.raises(ScenarioError, match=message):
+        read_roster(path)
