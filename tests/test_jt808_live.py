@@ -5,22 +5,29 @@ as JT/T 808 messages and its answer is recorded; hostile connections cost only t
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 from prometheus_client import REGISTRY
 
-from fencewatch.embedded import free_port
+from fencewatch.embedded import free_port, wait_for_port
 from ingest.jt808 import commands as platform
 from ingest.jt808 import messages, terminals
 from ingest.jt808.frame import Frame, encode
 from ingest.jt808.gateway import Gateway, Limits
+from simulators.fleet import DeviceClock
+from simulators.jt808 import Terminal as SimulatedTerminal
+from simulators.jt808 import line
 from storage.db import open_pool
 from tests.jt808_terminal import Terminal
-from tests.kit import LIANDU, LIANDU_SEAT, lishui_collection
+from tests.kit import LIANDU, LIANDU_SEAT, lishui_collection, offset
 from tests.live import eventually, load_roster, running
 from tests.test_live_ingest import walk_out
 
@@ -197,3 +204,67 @@ async def test_hostile_connections_cost_only_themselves(pg_dsn, mqtt_url, tmp_pa
         for t in (good, eve, stranger):
             t.close()
         assert await pool.fetchval("SELECT count(*) FROM devices WHERE jt808_auth IS NOT NULL") == 1
+
+
+def start_gateway(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    """`fencewatch jt808` as its own process, listening on `port`."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fencewatch.cli", "jt808"],
+            env={**os.environ, **env, "FENCEWATCH_JT808": f"127.0.0.1:{port}"},
+            stdout=out,
+            stderr=out,
+        )
+    wait_for_port(port, proc=proc)
+    return proc
+
+
+async def test_a_gateway_killed_mid_stream_loses_no_acknowledged_fix(
+    pg_dsn, redis_url, mqtt_url, tmp_path
+) -> None:
+    port = free_port()
+    env = {
+        "FENCEWATCH_DATABASE_URL": pg_dsn,
+        "FENCEWATCH_MQTT_URL": mqtt_url,
+        "FENCEWATCH_DATA_DIR": str(tmp_path / "var"),
+        "FENCEWATCH_MQTT_CLIENT_ID": f"jt808-kill-{time.time_ns()}",
+    }
+    log = tmp_path / "gateway.log"
+    async with running(
+        pg_dsn, redis_url, mqtt_url, lishui_collection(), roster(PHONE), tamper=enrol_all
+    ) as live:
+        gateway = await asyncio.to_thread(start_gateway, env, port, log)
+        # A fix a second of the terminal's clock, twenty to the real second, in the past
+        # hour: a steady stream, each fix stored apart (seq is the fix's second).
+        clock = DeviceClock(rate=20, start_ms=time.time_ns() // 1_000_000 - 3_600_000)
+        track = line(LIANDU_SEAT, offset(LIANDU_SEAT, 3000, 3000), clock.now(), 1.4)
+        terminal = SimulatedTerminal(PHONE, track, interval_s=1, retry_s=0.2, clock=clock)
+        stop = asyncio.Event()
+        streaming = asyncio.create_task(terminal.run("127.0.0.1", port, stop))
+        try:
+            await eventually(lambda: _true(terminal.acked >= 100), "the terminal was not heard")
+            gateway.kill()  # SIGKILL, with the terminal's fixes in flight
+            await asyncio.to_thread(gateway.wait)
+            killed_at = terminal.acked
+            gateway = await asyncio.to_thread(start_gateway, env, port, log)
+            # It reconnects, authenticates with the code it kept, uploads what was not
+            # acknowledged as a blind-area batch, and reports on.
+            await eventually(
+                lambda: _true(terminal.sessions >= 2 and terminal.acked >= killed_at + 100),
+                "the terminal did not report through the restarted gateway",
+            )
+            await eventually(lambda: _true(not terminal.unacked), "fixes left unacknowledged")
+            stop.set()
+            await streaming
+        finally:
+            stop.set()
+            gateway.kill()
+            await asyncio.to_thread(gateway.wait)
+        acknowledged = terminal.acked
+
+        async def stored() -> int | None:
+            n = await live.service.pool.fetchval("SELECT count(*) FROM fixes")
+            return n if n >= acknowledged else None
+
+        # Every fix the terminal was told the platform had is stored, once.
+        assert await eventually(stored, "acknowledged fixes were lost") == acknowledged
