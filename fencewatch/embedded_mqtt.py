@@ -76,4 +76,4 @@ def provision_fleet(datadir: Path, devices: Iterable[DeviceEntry], shards: int) 
         shards=[shards],
         rotate=fleet,
     )
-    return {d: done.passwords[d] for d in fleet}
+    return {d: done.passwords[d] for d, entry in fleet.items() if not entry.jt808}

@@ -40,6 +40,7 @@ from geofence.ruleset import RuleSet
 from ingest.balancer import Balancer
 from ingest.broker_watch import BrokerWatch
 from ingest.credentials import DeviceEntry
+from ingest.jt808 import terminals
 from ingest.jt808.gateway import Gateway
 from ingest.leases import Leases
 from ingest.osmand_http import OsmandListener
@@ -175,6 +176,7 @@ class Service:
                 history_s=120,
                 passwords=passwords,
                 osmand_url=self._osmand_url(),
+                jt808_address=self._jt808_address(),
             )
         tasks = {asyncio.create_task(job, name=name): name for name, job in jobs.items()}
         stopper = asyncio.create_task(self.stop.wait(), name="stop")
@@ -321,6 +323,13 @@ class Service:
         host = "127.0.0.1" if s.osmand_host in ("0.0.0.0", "::") else s.osmand_host
         return f"http://{f'[{host}]' if ':' in host else host}:{s.osmand_port}/"
 
+    def _jt808_address(self) -> tuple[str, int] | None:
+        """Where a local terminal reaches the JT/T 808 gateway, if there is one."""
+        s = self.settings
+        if self.jt808 is None or s.jt808_host is None:
+            return None
+        return ("127.0.0.1" if s.jt808_host in ("0.0.0.0", "::") else s.jt808_host), s.jt808_port
+
     def _failed(self, name: str) -> bool:
         return any(t.get_name() == name and t.done() for t in asyncio.all_tasks())
 
@@ -332,6 +341,11 @@ class Service:
         with tempfile.TemporaryDirectory() as tmp:
             write_demo(Path(tmp), zones, roster)
             counts = await load_scenario(self.pool, Path(tmp))
+        # Its JT/T 808 wristbands register afresh at every start, as its tags get new
+        # passwords: their codes are not kept anywhere.
+        wristbands = [d.id for d in plan.devices if d.jt808 is not None]
+        async with self.pool.acquire() as conn:
+            await terminals.open_enrolment(conn, wristbands)
         log.info("demo data loaded: %s", counts)
         self.demo_token = await create_token(
             self.pool, "operator", subject="demo operator", days=30
@@ -345,7 +359,7 @@ class Service:
         account, whose logins are the service's own connections."""
         if "mqtt" in self.urls.embedded:
             datadir = self.settings.data_dir / "mqtt"
-            devices = [DeviceEntry(d.id, d.owntracks) for d in plan.devices]
+            devices = [DeviceEntry(d.id, d.owntracks, d.jt808 is not None) for d in plan.devices]
             passwords = await asyncio.to_thread(
                 embedded_mqtt.provision_fleet, datadir, devices, self.settings.shards
             )
@@ -380,8 +394,13 @@ class Service:
             embedded = ", ".join(self.urls.embedded)
             lines.append(f"  embedded servers: {embedded} (data in {self.settings.data_dir})")
         if demo_fleet:
-            # simulators.demo: the eleventh device is a phone running the Traccar Client.
-            devices = "ankle tags" if demo_fleet <= 10 else "ankle tags and a Traccar Client phone"
+            # simulators.demo: the eleventh device is a phone running the Traccar Client,
+            # the twelfth and thirteenth JT/T 808 wristbands.
+            devices = "ankle tags"
+            if demo_fleet > 10:
+                devices += ", a Traccar Client phone"
+            if demo_fleet > 11:
+                devices += " and JT/T 808 wristbands"
             lines.append(f"  simulating {demo_fleet} devices around 丽水市莲都区: {devices}")
             lines.append(f"  operator token (log in to the console with it): {self.demo_token}")
         print("\n".join(lines), flush=True)

@@ -48,7 +48,9 @@ class Person:
 
     def roster_entry(self) -> dict[str, Any]:
         devices: list[Any] = [
-            d.id
+            {"id": d.id, "jt808": d.jt808}
+            if d.jt808 is not None
+            else d.id
             if d.kind == "tag"
             else {"id": d.id, "kind": "phone", "osmand": d.osmand}
             if d.osmand is not None

@@ -7,8 +7,9 @@ start at the moment of building: within the first minute one tag walks out of �
 a neighbouring county and stays out, another drives out; then an exclusion zone is
 entered, a strap is opened, a battery runs low, a tag goes silent and one loses its fix;
 someone on approved leave drives to 青田; one person carries a phone running the Traccar
-Client, which posts over HTTP (the OsmAnd protocol), instead of a tag; the rest go about
-their day, some near the border with their fixes drifting across it.
+Client, which posts over HTTP (the OsmAnd protocol), instead of a tag, and two wear
+wristbands that speak JT/T 808 over TCP to the gateway; the rest go about their day, some
+near the border with their fixes drifting across it.
 
     python -m simulators.demo OUT_DIR --tags 36 [--minutes 60]
 
@@ -134,6 +135,12 @@ class _Demo:
         plan = traccar_phone(self.rng, f"P{dev[1:]}", track)
         return self.sc.add(Person(sid, track, [plan], expect=None))
 
+    def jt808_wristband(self, sid: str, dev: str) -> Person:
+        """A day like anyone's, on a wristband that speaks JT/T 808 to the gateway (its
+        number made from the device id: the demo's people stay as they were)."""
+        number = f"1391100{int(dev[1:]):04d}"
+        return self._routine(sid, dev, curfew=int(sid[1:]) % 3 == 0, jt808=number)
+
     def routine(self, sid: str, dev: str) -> Person:
         return self._routine(sid, dev, curfew=int(sid[1:]) % 3 == 0)
 
@@ -180,6 +187,8 @@ ROLES: tuple[Callable[[_Demo, str, str], Person], ...] = (
     _Demo.no_fix,
     _Demo.school,
     _Demo.traccar_phone,
+    _Demo.jt808_wristband,
+    _Demo.jt808_wristband,
 )
 
 

@@ -63,6 +63,7 @@ class DevicePlan:
     kind: str = "tag"  # tag | phone
     owntracks: str | None = None  # "<user>/<device>" for a phone
     osmand: str | None = None  # instead: the id a Traccar Client phone sends, over HTTP
+    jt808: str | None = None  # instead: a JT/T 808 terminal's number, over TCP (simulators.jt808)
     platform: str = "android"  # a phone's: ios | android, whose OwnTracks app it runs
     interval_s: float = 30.0  # tags; phones report on movement
     gps: GpsProfile = field(default_factory=GpsProfile)

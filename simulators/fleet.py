@@ -7,8 +7,9 @@ coroutine: the service's `demo` mode starts it as a task and sets the `stop` eve
 it. Tags and OwnTracks phones publish over MQTT — one shared connection
 (simulators.mqtt_link), or one per device on a broker with per-device accounts
 (simulators.device_links) — and Traccar Client phones post over HTTP to the OsmAnd
-listener (simulators.http_link). Commands the service sends a device reach it between
-steps (simulators.tag).
+listener (simulators.http_link), and JT/T 808 wristbands keep a TCP connection to the
+gateway (simulators.jt808). Commands the service sends a device reach it between steps
+(simulators.tag), or on the wristband's connection.
 
 Devices keep the wall clock, or a `DeviceClock` running faster: minutes of reporting, and
 of obeying commands, in seconds — for tests over the live broker.
@@ -73,6 +74,7 @@ async def run_fleet(
     clock: DeviceClock | None = None,
     passwords: dict[str, str] | None = None,
     osmand_url: str | None = None,
+    jt808_address: tuple[str, int] | None = None,
 ) -> None:
     """Publish `roster_plan`'s devices live, every `interval_s` seconds each (of `clock`'s
     time: the wall clock unless given), until `stop` is set. The plan starts `history_s`
@@ -81,14 +83,20 @@ async def run_fleet(
     With `passwords` (device id → password) each device logs in as itself, as on a broker
     with per-device accounts (simulators.device_links); without, one connection with the
     URL's credentials speaks for the whole fleet. Traccar Client phones post to the OsmAnd
-    listener at `osmand_url` (simulators.http_link); without one they are left out."""
+    listener at `osmand_url` (simulators.http_link), and JT/T 808 wristbands connect to
+    the gateway at `jt808_address` (host, port); without them those are left out."""
     clock = clock or DeviceClock()
     device_start = clock.now() - int(history_s * 1000)
     tags = [
         LiveTag(retime(p, roster_plan.start_ms, device_start, speedup), interval_s)
         for p in roster_plan.devices
-        if p.osmand is None or osmand_url is not None
+        if (p.osmand is None or osmand_url is not None) and p.jt808 is None
     ]
+    wristbands = (
+        _wristbands(roster_plan, jt808_address, stop, clock, device_start, speedup, interval_s)
+        if jt808_address is not None
+        else []
+    )
     phones = TraccarPhones(osmand_url, tags) if osmand_url is not None else None
     link: MqttLink | DeviceLinks
     if passwords is not None:
@@ -113,10 +121,34 @@ async def run_fleet(
         await asyncio.to_thread(link.close)
         if phones is not None:
             await phones.close()
+        for task in wristbands:
+            task.cancel()
+        await asyncio.gather(*wristbands, return_exceptions=True)
         stats.published = sum(t.sent for t in tags)
         stats.acked = link.acked + (phones.acked if phones is not None else 0)
         stats.held = sum(len(t.backlog) for t in tags)
         stats.dropped = sum(t.dropped for t in tags)
+
+
+def _wristbands(
+    plan: FleetPlan,
+    address: tuple[str, int],
+    stop: asyncio.Event,
+    clock: DeviceClock,
+    device_start: int,
+    speedup: float,
+    interval_s: float,
+) -> list[asyncio.Task[None]]:
+    """A task for each JT/T 808 wristband of the plan, connected to the gateway."""
+    from simulators.jt808 import Terminal  # it keeps this module's DeviceClock
+
+    tasks = []
+    for p in plan.devices:
+        if p.jt808 is not None:
+            track = retime(p, plan.start_ms, device_start, speedup).track
+            terminal = Terminal(p.jt808, track, interval_s=interval_s, clock=clock)
+            tasks.append(asyncio.create_task(terminal.run(*address, stop)))
+    return tasks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         "--osmand",
         default="http://127.0.0.1:5055/",
         help="where Traccar Client phones post (FENCEWATCH_OSMAND); '' leaves them out",
+    )
+    parser.add_argument(
+        "--jt808",
+        default="127.0.0.1:6808",
+        help="where JT/T 808 wristbands connect (FENCEWATCH_JT808); '' leaves them out",
     )
     parser.add_argument("--tags", type=int, default=36, help="devices (default 36)")
     parser.add_argument("--interval", type=float, default=30.0, help="report interval, s (30)")
@@ -156,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             args.speedup,
             stats=stats,
             osmand_url=args.osmand or None,
+            jt808_address=_host_port(args.jt808) if args.jt808 else None,
         )
 
     asyncio.run(go())
@@ -165,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
 
 
 if __name__ == "__main__":

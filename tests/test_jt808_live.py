@@ -15,14 +15,18 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
+import msgspec
+import pytest
 from prometheus_client import REGISTRY
 
 from fencewatch.embedded import free_port, wait_for_port
 from ingest.jt808 import commands as platform
-from ingest.jt808 import messages, terminals
+from ingest.jt808 import downlink, messages, terminals
 from ingest.jt808.frame import Frame, encode
 from ingest.jt808.gateway import Gateway, Limits
-from simulators.fleet import DeviceClock
+from simulators.demo import build_demo
+from simulators.device import FleetPlan
+from simulators.fleet import DeviceClock, run_fleet
 from simulators.jt808 import Terminal as SimulatedTerminal
 from simulators.jt808 import line
 from storage.db import open_pool
@@ -268,3 +272,59 @@ async def test_a_gateway_killed_mid_stream_loses_no_acknowledged_fix(
 
         # Every fix the terminal was told the platform had is stored, once.
         assert await eventually(stored, "acknowledged fixes were lost") == acknowledged
+
+
+async def test_the_demo_fleets_wristbands_report_through_the_gateway(
+    pg_dsn, redis_url, mqtt_url
+) -> None:
+    zones, demo_roster, plan = build_demo(13)
+    wristbands = tuple(d for d in plan.devices if d.jt808 is not None)
+    assert [d.id for d in wristbands] == ["T012", "T013"]
+    port = free_port()
+    async with running(
+        pg_dsn, redis_url, mqtt_url, zones, demo_roster, tamper=enrol_all, jt808_port=port
+    ) as live:
+        stop = asyncio.Event()
+        fleet = asyncio.create_task(
+            run_fleet(
+                mqtt_url,
+                FleetPlan(plan.start_ms, wristbands),
+                stop,
+                interval_s=2,
+                jt808_address=("127.0.0.1", port),
+            )
+        )
+        try:
+
+            async def both() -> bool | None:
+                rows = await live.service.pool.fetch("SELECT DISTINCT device_id FROM fixes")
+                return {r["device_id"] for r in rows} == {"T012", "T013"} or None
+
+            await eventually(both, "the wristbands' fixes were not stored")
+        finally:
+            stop.set()
+            await fleet
+
+
+def test_each_command_becomes_the_messages_a_terminal_takes() -> None:
+    def sent(command: dict) -> list[tuple[int, str | None]]:
+        out = downlink.outgoing(msgspec.json.encode({"v": 1, "id": "c1", **command}))
+        return [(o.msg_id, o.command) for o in out]
+
+    text, query = platform.TEXT_MESSAGE, platform.LOCATION_QUERY
+    assert sent({"type": "message", "text": "明天九点报到"}) == [(text, "c1")]
+    assert sent({"type": "vibrate"}) == [(text, "c1")]
+    assert sent({"type": "return_now", "text": "立即返回"}) == [(text, "c1"), (query, None)]
+    assert sent({"type": "set_interval", "interval_s": 15}) == [
+        (platform.SET_PARAMETERS, "c1"),
+        (query, None),
+    ]
+    assert sent({"type": "locate"}) == [(query, "c1")]
+    [interval, _] = downlink.outgoing(
+        msgspec.json.encode({"v": 1, "id": "c1", "type": "set_interval", "interval_s": 15})
+    )
+    params = platform.read_parameters(interval.body)
+    assert int.from_bytes(params[platform.DEFAULT_REPORT_INTERVAL]) == 15
+    for bad in ({"type": "self_destruct"}, {"type": "set_interval"}, {"type": "message"}):
+        with pytest.raises(ValueError):
+            sent(bad)

@@ -5,11 +5,12 @@ messages, for the gateway to send on the terminal's connection.
     vibrate       0x8300 marked urgent (the terminal's alarm tone), shown and read aloud
     return_now    0x8300 urgent, shown and read aloud, then 0x8201: a position at once
     set_interval  0x8103 reporting intervals (s; ingest.jt808.commands), then 0x8201
+    locate        0x8201 location query (立即定位, alerts.locate)
 
-The first message carries the command: the terminal's 0x0001 answer to it (result 0) is
-the device's acknowledgement. The location query after it is how a JT/T 808 terminal is
-made to "report now" — there is no such command in spec 4.1, and pursuit (a shorter
-interval) and a return order both want a fresh position without waiting an interval.
+The first message carries the command: the terminal's answer to it — 0x0001 with result
+0, or for a location query its 0x0201 — is the device's acknowledgement. The location
+query after a return order or a new interval gets a fresh position at once: pursuit (a
+shorter interval) and a return order both want one without waiting an interval.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def outgoing(payload: bytes, version: int | None = None) -> list[Outgoing]:
     except msgspec.DecodeError as exc:
         raise ValueError(f"not a spec 4.1 command: {exc}") from None
     locate = Outgoing(platform.LOCATION_QUERY, b"", None)
+    if c.type == "locate":
+        return [Outgoing(platform.LOCATION_QUERY, b"", c.id)]
     if c.type == "set_interval":
         if c.interval_s is None or not 0 < c.interval_s < 2**32:
             raise ValueError(f"set_interval needs interval_s, got {c.interval_s!r}")

@@ -308,7 +308,8 @@ class Session:
         elif isinstance(message, jtmsg.Batch):
             await self._publish(m, message.locations)
         elif isinstance(message, jtmsg.LocationReply):
-            await self._publish(m, [message.location])
+            if await self._publish(m, [message.location]):  # a locate command's answer
+                await self._command_answer(jtmsg.TerminalResponse(message.serial, m.msg_id, 0))
         elif isinstance(message, jtmsg.TerminalResponse):
             # An answer is not answered: it is the terminal's word on a command.
             await self._command_answer(message)
@@ -361,8 +362,9 @@ class Session:
 
     # -- uplink ---------------------------------------------------------------------------------
 
-    async def _publish(self, m: jtframe.Frame, locations: list[jtmsg.Location]) -> None:
-        """Every fix and event of the message to the broker, then the terminal's answer."""
+    async def _publish(self, m: jtframe.Frame, locations: list[jtmsg.Location]) -> bool:
+        """Every fix and event of the message to the broker, then the terminal's answer;
+        whether the broker took them."""
         assert self.terminal is not None
         device = self.terminal.device
         out = uplink(locations, time.time_ns() // 1_000_000, self.terminal.crs, self.alarm)
@@ -376,10 +378,11 @@ class Session:
             # No "got it": the terminal keeps the fixes and sends them again.
             log.warning("JT/T 808 %s: not taken by the broker (%s)", self.name, exc)
             self._answer(m, jtplat.FAILURE)
-            return
+            return False
         self.alarm = out.alarm
         JT808_FIXES.inc(len(locations))
         self._answer(m, jtplat.OK)
+        return True
 
     # -- downlink -------------------------------------------------------------------------------
 
