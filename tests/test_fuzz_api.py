@@ -270,6 +270,8 @@ def test_api_workflows_conform_to_its_openapi_document(backend: Backend) -> None
         "/api/v1/alerts?type=a%00b",  # NUL
         "/api/v1/supervisees/a%00b",
         "/api/v1/zones/a%00b",
+        "/api/v1/alerts/1180591620717411303424/evidence",
+        "/api/v1/supervisees/a%00b/evidence?from=2025-11-27T00:00:00Z&to=2025-11-28T00:00:00Z",
     ],
 )
 def test_out_of_range_ids_and_nul_characters_are_client_errors(url: str, backend: Backend) -> None:
