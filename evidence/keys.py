@@ -46,10 +46,13 @@ def _create(path: Path) -> Ed25519PrivateKey:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Written whole under a temporary name, then linked into place: two processes making
     # the key at once both end up with whichever was linked first, never half a file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".evidence-key-")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".evidence-key-")
+    except OSError as exc:
+        raise KeyProblem(f"cannot make the evidence key in {path.parent}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as out:  # mkstemp makes it 0600
             out.write(pem)

@@ -209,11 +209,8 @@ def _evidence_export(args: argparse.Namespace) -> int:
                 Archive.of(settings),
             )
 
-    if args.alert is None and not (args.supervisee and args.start and args.end):
-        print(
-            "fencewatch evidence export: give --alert ID, or --supervisee ID --from --to",
-            file=sys.stderr,
-        )
+    if args.alert is None and not (args.start and args.end):
+        print("fencewatch evidence export: --supervisee needs --from and --to", file=sys.stderr)
         return 2
     try:
         bundle = run_with_pool(work)
@@ -404,8 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
         " rules.json and manifest.json signed with the service's key (FENCEWATCH_EVIDENCE_KEY,"
         " default evidence-key.pem in FENCEWATCH_DATA_DIR). The export is audited.",
     )
-    export.add_argument("--alert", type=int, default=None, metavar="ID", help="one alert")
-    export.add_argument("--supervisee", default=None, metavar="ID", help="one person...")
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("--alert", type=int, default=None, metavar="ID", help="one alert")
+    which.add_argument("--supervisee", default=None, metavar="ID", help="one person...")
     export.add_argument(
         "--from", dest="start", default=None, metavar="TIME", help="...from (ISO-8601 with offset)"
     )
@@ -419,6 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = evidence_commands.add_parser(
         "verify",
         help="check a bundle was not changed: exit 0 if untouched, 1 naming what changed",
+        description="Check an evidence bundle: the manifest's Ed25519 signature, that it is"
+        " the pinned key (--key), and every file's SHA-256 and size. Prints OK and exits 0"
+        " for an untouched bundle; names each file changed, added or missing and exits 1;"
+        " exits 2 when the bundle or the key cannot be read.",
     )
     check.add_argument("bundle", metavar="BUNDLE", help="the bundle's zip file")
     check.add_argument(
