@@ -157,7 +157,15 @@ async def _database(
 class ServiceProcess:
     """One `fencewatch serve`, configured through the environment like any deployment."""
 
-    def __init__(self, stack: Stack, index: int, shards: int, roles: str) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        index: int,
+        shards: int,
+        roles: str,
+        settings: dict[str, str] | None = None,
+    ) -> None:
+        """`settings`: FENCEWATCH_* variables that differ from the benchmark's defaults."""
         self.port = embedded.free_port()
         env = {
             **os.environ,
@@ -175,6 +183,7 @@ class ServiceProcess:
             "FENCEWATCH_DATA_DIR": str(stack.run_dir / "service"),
             # This checkout's code, even where its editable install predates a package.
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            **(settings or {}),
         }
         self.log = stack.run_dir / f"service-{index}.log"
         with open(self.log, "ab") as log:
