@@ -75,3 +75,16 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         yield s
     finally:
         s.close()
+
+
+# The console tests' screenshots are always taken; they are kept (for the README) only when
+# this names a directory, so a test run leaves the work tree alone:
+#   FENCEWATCH_SCREENSHOTS=docs/screenshots python -m pytest tests/test_console*.py
+SCREENSHOTS_ENV = "FENCEWATCH_SCREENSHOTS"
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    directory = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path / "screenshots")
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory

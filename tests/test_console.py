@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import time
 from collections.abc import AsyncIterator
@@ -30,10 +29,6 @@ from tests.live import Live, eventually, running
 from tests.test_live_ingest import walk_out
 
 CHROMIUM = Path("/usr/bin/chromium")
-# Screenshots are always taken; they are kept (for the README) only when this names a
-# directory, so a test run leaves the work tree alone:
-#   FENCEWATCH_SCREENSHOTS=docs/screenshots python -m pytest tests/test_console.py
-SCREENSHOTS_ENV = "FENCEWATCH_SCREENSHOTS"
 DATAV_FILE = "lishui-331100-districts.geojson"
 # The switches of a browser on an isolated network: nothing of its own goes out either.
 CHROMIUM_ARGS = [
@@ -158,13 +153,6 @@ def marker(page: Page, supervisee: str) -> Any:
 def require_build() -> None:
     if not (STATIC / "index.html").is_file():
         pytest.fail(f"the console is not built: run `{BUILD_HINT}`")
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    directory = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path / "screenshots")
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
 
 
 async def test_operator_watches_a_breach_works_the_alert_and_plays_back_the_track(

@@ -13,7 +13,17 @@ from typing import Any
 
 from playwright.async_api import Page, expect
 
-from tests.kit import LIANDU, LIANDU_SEAT, lishui_collection, offset
+from fencewatch.timefmt import iso
+from tests.kit import (
+    JINYUN,
+    LIANDU,
+    LIANDU_SEAT,
+    border_crossing,
+    line,
+    lishui_collection,
+    offset,
+    qingtian_point,
+)
 from tests.live import Live, running
 from tests.test_console import browser, log_in, require_build
 from tests.test_live_ingest import walk_out
@@ -31,6 +41,9 @@ RECORD_TONES = (
     " OscillatorNode.prototype.start = function (...args) {"
     " window.oscillators.push(this.frequency.value); return start.apply(this, args); };"
 )
+
+
+H_MS = 3_600_000
 
 
 async def pitches(page: Page) -> list[float]:
@@ -94,6 +107,101 @@ async def test_critical_outranks_high_in_colour_position_and_sound(
             wide = await style(page, ".alert.sev-critical", "border-left-width")
             narrow = await style(page, ".alert.sev-high", "border-left-width")
             assert float(wide.removesuffix("px")) > float(narrow.removesuffix("px"))
+
+            assert outside.seen == [], f"the page asked for outside URLs: {outside.seen}"
+            assert errors == [], f"errors in the page: {errors}"
+
+
+def stays_in_qingtian() -> list[dict[str, Any]]:
+    """Across the border into 青田 (a fix every 10 s), then 20 minutes at one place there
+    (a fix a minute), ending now: on leave elsewhere, that stop is a breach."""
+    t0 = int(time.time() * 1000) - 26 * 60_000
+    border = border_crossing(LIANDU_SEAT, qingtian_point(), LIANDU)
+    step = line(border, qingtian_point(), 100)[14]
+    there = (step["lat"], step["lon"])  # about a kilometre past the border
+    go = line(LIANDU_SEAT, border, 15, t0=t0, interval_s=10)
+    go += line(border, there, 15, t0=t0 + 150_000, interval_s=10, seq0=16)
+    stay = line(there, there, 21, t0=go[-1]["ts"] + 60_000, interval_s=60, seq0=31)
+    return [{"v": 1, **f} for f in go + stay]
+
+
+async def inside(page: Page, selector: str, box: dict[str, float]) -> bool:
+    """Whether the element is drawn within `box` (an element's bounding box)."""
+    found = await page.locator(selector).first.bounding_box()
+    assert found is not None, f"{selector} is not drawn"
+    return (
+        box["x"] <= found["x"] + found["width"] / 2 <= box["x"] + box["width"]
+        and box["y"] <= found["y"] + found["height"] / 2 <= box["y"] + box["height"]
+    )
+
+
+async def test_playback_shows_the_allowed_area_the_leave_and_where_the_crossing_was(
+    pg_dsn, redis_url, mqtt_url, tmp_path, shots
+) -> None:
+    require_build()
+    fixes = stays_in_qingtian()
+    now = int(time.time() * 1000)
+    # 张某甲 is on leave to 缙云 today, but goes to 青田 instead and stays there.
+    on_leave = {
+        **ROSTER["supervisees"][0],
+        "leaves": [{"from": iso(now - H_MS), "to": iso(now + 48 * H_MS), "destinations": [JINYUN]}],
+    }
+    roster = {**ROSTER, "supervisees": [on_leave, ROSTER["supervisees"][1]]}
+    async with running(pg_dsn, redis_url, mqtt_url, lishui_collection(), roster) as live:
+        token = live.http.headers["Authorization"].removeprefix("Bearer ")
+        async with browser(live, tmp_path) as (context, outside, errors):
+            page = await context.new_page()
+            await log_in(page, str(live.http.base_url), token)
+            for f in fixes:
+                live.device.publish("em/T1/loc", f)
+            await expect(page.locator(".alert.sev-high")).to_contain_text("越界（离开执行地）")
+            track = await live.track("S1", iso(fixes[0]["ts"] - 1000), iso(fixes[-1]["ts"] + 1000))
+            states = [f["properties"]["zone_state"] for f in track]
+            first_out = states.index("out")
+            last_in = max(i for i in range(first_out) if states[i] == "in")
+            seq = [f["properties"]["seq"] for f in track]
+
+            await page.evaluate("location.hash = '#/person/S1'")
+            summary = page.locator(".track-summary")
+            await expect(summary).to_contain_text(f"共 {len(fixes)} 个定位点")
+
+            # The leave's destination is drawn and named; the view holds the track, 莲都区
+            # (the jurisdiction) and 缙云 (the destination) together.
+            labels = page.locator(".track-map .destination-label")
+            await expect(labels).to_have_text(["外出目的地：缙云县"])
+            await expect(page.locator(".track-map path.leave-destination")).to_have_count(1)
+            view = await page.locator(".track-map").bounding_box()
+            assert view is not None
+            assert await inside(page, ".track-map .zone-label >> text=莲都区", view)
+            assert await inside(page, ".track-map .destination-label", view)
+            assert await inside(page, ".track-map .track-current", view)
+
+            # An 8 m accuracy circle is far under a pixel at this zoom, yet drawn visibly;
+            # the toggle hides the circles and brings them back.
+            ring = page.locator(".track-map .track-current-acc")
+            box = await ring.bounding_box()
+            assert box is not None and box["width"] >= 10
+            await page.locator(".show-acc").uncheck()
+            await expect(ring).to_have_count(0)
+            await page.locator(".show-acc").check()
+            await expect(ring).to_have_count(1)
+
+            # Where it crossed: the last fix inside and the first outside, on the map and in
+            # words; a click closes in on it and shows the fix.
+            crossing = page.locator(".track-crossings")
+            await expect(crossing).to_contain_text(f"最后区域内 #{seq[last_in]}")
+            await expect(crossing).to_contain_text(f"首个区域外 #{seq[first_out]}")
+            await expect(page.locator(".track-map .crossing-in")).to_have_count(1)
+            await expect(page.locator(".track-map .crossing-out")).to_have_count(1)
+            assert await inside(page, ".track-map .crossing-out", view)
+            await crossing.locator("button.crossing-out").click()
+            current = page.locator(".track-current-info")
+            await expect(current).to_contain_text(f"#{seq[first_out]}")
+            await expect(current).to_contain_text("区域外")
+            await page.locator(".track-map .crossing-in").click()
+            await expect(current).to_contain_text(f"#{seq[last_in]}")
+            await expect(current).to_contain_text("区域内")
+            await page.screenshot(path=shots / "track-playback.png")
 
             assert outside.seen == [], f"the page asked for outside URLs: {outside.seen}"
             assert errors == [], f"errors in the page: {errors}"

@@ -44,17 +44,36 @@ const STYLE: Record<string, L.PathOptions> = {
   home: { color: "#059669", weight: 2, fillOpacity: 0.12 },
 };
 
-/** Zones as a layer: outlines with their names; a Point with a radius is a circle. */
-export function zoneLayer(zones: ZoneFeature[]): L.GeoJSON {
+// A leave destination: allowed only for the leave, so drawn apart from the jurisdiction.
+const DESTINATION: L.PathOptions = {
+  color: "#059669",
+  weight: 2,
+  dashArray: "8 5",
+  fillOpacity: 0.08,
+  className: "leave-destination",
+};
+
+/** Zones as a layer: outlines with their names; a Point with a radius is a circle. With
+ * `destination`, the zones are a leave's destinations, labelled with what allows them. */
+export function zoneLayer(zones: ZoneFeature[], destination?: string): L.GeoJSON {
   return L.geoJSON({ type: "FeatureCollection", features: zones } as FeatureCollection, {
     coordsToLatLng: (c) => L.latLng(toMap(c[1], c[0])),
     pointToLayer: (feature, latlng) =>
       L.circle(latlng, { radius: (feature.properties as ZoneFeature["properties"]).radius ?? 0 }),
-    style: (feature) => STYLE[(feature?.properties as ZoneFeature["properties"]).kind] ?? {},
+    style: (feature) =>
+      destination
+        ? DESTINATION
+        : (STYLE[(feature?.properties as ZoneFeature["properties"]).kind] ?? {}),
     onEachFeature: (feature, layer) => {
       const p = feature.properties as ZoneFeature["properties"];
       const label = `${p.name || p.id}`;
-      if (p.kind === "jurisdiction") {
+      if (destination) {
+        layer.bindTooltip(`${destination}：${label}`, {
+          permanent: true,
+          direction: "center",
+          className: "zone-label destination-label",
+        });
+      } else if (p.kind === "jurisdiction") {
         layer.bindTooltip(label, { permanent: true, direction: "center", className: "zone-label" });
       } else {
         layer.bindTooltip(`${term("kind", p.kind)}：${label}`);

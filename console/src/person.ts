@@ -1,7 +1,10 @@
 // 一人一档: one person's profile, devices and battery, leave, alert history with its
-// dispositions, and a track playback with a time slider — each fix with its accuracy
-// circle, the stretch judged outside drawn red — so an operator can judge an alert in
-// seconds. Monitoring orders and monthly scores are not in the API yet: placeholders.
+// dispositions, and a track playback with a time slider, in its context: the view fits the
+// track together with the allowed area, the zones that apply and the destinations of leave
+// in the range are drawn, each crossing is marked (the last fix inside, the first outside),
+// the stretch judged outside is red, and each fix has its accuracy circle — never smaller
+// than a few pixels, so it shows at any zoom, and hidden with a toggle — so an operator can
+// judge an alert in seconds.
 
 import L from "leaflet";
 import { api, ApiError, problems } from "./api";
@@ -21,6 +24,10 @@ const LEAD_MS = 5 * 60_000;
 // Quality flags that make a fix less trustworthy (GCJ02 only says it was converted).
 const DOUBTFUL = new Set(["ACC_UNKNOWN", "ACC_POOR", "JUMP", "LATE", "OUT_OF_ORDER", "NO_FIX"]);
 const ZONE_COLOUR: Record<string, string> = { in: "#2563eb", uncertain: "#d97706", out: "#dc2626" };
+// The smallest accuracy circle drawn, in screen pixels: a 10 m circle is under a pixel
+// across when the map shows a whole county.
+const MIN_ACC_PX = 6;
+const EARTH_M = 40_075_016.686;
 
 export class PersonFile {
   readonly el = h("div", { class: "person" });
@@ -43,6 +50,8 @@ export class PersonFile {
     t("track.play"),
   );
   private readonly summary = h("div", { class: "track-summary muted" });
+  private readonly crossings = h("div", { class: "track-crossings" });
+  private readonly showAcc = h("input", { type: "checkbox", class: "show-acc", checked: true });
   private readonly current = h("div", { class: "track-current-info" });
   private map: L.Map | null = null;
   private trackLayer = L.layerGroup();
@@ -50,9 +59,13 @@ export class PersonFile {
   private readonly locating = new LocateNow(this.locateLayer, (points) =>
     this.map?.fitBounds(L.latLngBounds(points), { padding: [40, 40], maxZoom: 17 }),
   );
+  private accLayer = L.layerGroup();
+  private rings: { ring: L.CircleMarker; acc: number; lat: number }[] = [];
   private zonesLayer: L.GeoJSON | null = null;
-  private cursor: { dot: L.CircleMarker; circle: L.Circle } | null = null;
+  private destinationsLayer: L.GeoJSON | null = null;
+  private cursor: { dot: L.CircleMarker; circle: L.CircleMarker } | null = null;
   private fixes: TrackFix[] = [];
+  private leaves: Leave[] = [];
   private playing = 0;
   private id: string | null = null;
 
@@ -62,6 +75,7 @@ export class PersonFile {
     });
     this.slider.addEventListener("input", () => this.showFix(Number(this.slider.value)));
     this.playButton.addEventListener("click", () => this.togglePlay());
+    this.showAcc.addEventListener("change", () => this.toggleRings());
     fill(
       this.el,
       h("aside", { class: "side" }, this.picker, this.info),
@@ -83,8 +97,15 @@ export class PersonFile {
           ),
         ),
         this.mapEl,
-        h("div", { class: "slider-row" }, this.playButton, this.slider),
+        h(
+          "div",
+          { class: "slider-row" },
+          this.playButton,
+          this.slider,
+          h("label", {}, this.showAcc, " ", t("track.showAcc")),
+        ),
         this.summary,
+        this.crossings,
         this.current,
       ),
     );
@@ -97,6 +118,8 @@ export class PersonFile {
       this.map = createMap(this.mapEl);
       this.trackLayer.addTo(this.map);
       this.locateLayer.addTo(this.map);
+      this.accLayer.addTo(this.map);
+      this.map.on("zoomend", () => this.sizeRings());
       this.drawZones();
     }
     this.map.invalidateSize();
@@ -173,6 +196,7 @@ export class PersonFile {
       ),
       loadSuspensions(id),
     ]);
+    this.leaves = leaves.items;
     const zoneName = (z: string): string =>
       store.zones.find((f) => f.properties.id === z)?.properties.name || z;
     const position = store.positions.get(id);
@@ -368,7 +392,11 @@ export class PersonFile {
   private drawTrack(): void {
     if (!this.map) return;
     this.trackLayer.clearLayers();
+    this.accLayer.clearLayers();
+    this.rings = [];
     this.cursor = null;
+    fill(this.crossings);
+    this.drawDestinations();
     const fixes = this.fixes;
     const n = fixes.length;
     this.slider.max = String(Math.max(n - 1, 0));
@@ -394,15 +422,16 @@ export class PersonFile {
       const colour = ZONE_COLOUR[f.properties.zone_state ?? ""] ?? "#64748b";
       const doubtful = f.properties.quality.some((q) => DOUBTFUL.has(q));
       if (f.properties.acc) {
-        L.circle(at[i], {
-          radius: f.properties.acc,
+        const ring = L.circleMarker(at[i], {
+          radius: this.ringRadius(f.properties.acc, at[i][0]),
           color: colour,
           weight: 1,
           opacity: 0.3,
           fillOpacity: 0.04,
           renderer: canvas,
           interactive: false,
-        }).addTo(this.trackLayer);
+        }).addTo(this.accLayer);
+        this.rings.push({ ring, acc: f.properties.acc, lat: at[i][0] });
       }
       L.circleMarker(at[i], {
         radius: 3,
@@ -416,8 +445,123 @@ export class PersonFile {
     });
     const out = fixes.filter((f) => f.properties.zone_state === "out").length;
     fill(this.summary, t("track.count", { n }), out ? ` · ${t("track.breach", { n: out })}` : "");
-    this.map.fitBounds(L.latLngBounds(at), { padding: [30, 30], maxZoom: 16 });
+    this.markCrossings(at);
+    // The track with the area it is judged against: where the person may be, not only
+    // where they went.
+    const bounds = L.latLngBounds(at);
+    for (const layer of [this.zonesLayer, this.destinationsLayer]) {
+      const area = layer?.getBounds();
+      if (area?.isValid()) bounds.extend(area);
+    }
+    this.map.fitBounds(bounds, { padding: [30, 30], maxZoom: 16 });
     this.showFix(n - 1);
+  }
+
+  /** The destinations of the approved leave that overlaps the range, labelled. */
+  private drawDestinations(): void {
+    this.destinationsLayer?.remove();
+    this.destinationsLayer = null;
+    if (!this.map) return;
+    const from = new Date(this.from.value).getTime();
+    const to = new Date(this.to.value).getTime();
+    const ids = new Set(
+      this.leaves
+        .filter(
+          (l) =>
+            l.status === "approved" &&
+            Date.parse(l.from) < to &&
+            Date.parse(l.returned_at ?? l.to) > from,
+        )
+        .flatMap((l) => l.destinations),
+    );
+    if (!ids.size) return;
+    this.destinationsLayer = zoneLayer(
+      store.zones.filter((z) => ids.has(z.properties.id)),
+      t("track.destination"),
+    ).addTo(this.map);
+    this.destinationsLayer.bringToBack();
+  }
+
+  /** Where each breach stretch began: the last fix judged inside before it and the first
+   * judged outside, marked on the map and listed under it; a click plays from there. */
+  private markCrossings(at: L.LatLngTuple[]): void {
+    const rows: HTMLElement[] = [];
+    let lastIn = -1;
+    this.fixes.forEach((f, i) => {
+      const state = f.properties.zone_state;
+      if (state === "in") lastIn = i;
+      if (state !== "out" || this.fixes[i - 1]?.properties.zone_state === "out") return;
+      const ends = lastIn >= 0 ? [lastIn, i] : [i];
+      for (const k of ends) {
+        const side = k === i ? "out" : "in";
+        L.marker(at[k], {
+          icon: L.divIcon({
+            className: `crossing crossing-${side}`,
+            html: side === "out" ? "✕" : "●",
+            iconSize: [18, 18],
+          }),
+          keyboard: false,
+          title: this.describe(k, side),
+        })
+          .on("click", () => this.showFix(k))
+          .addTo(this.trackLayer);
+      }
+      rows.push(
+        h(
+          "div",
+          { class: "crossing-row" },
+          `${t("track.crossing")}：`,
+          ends.map((k) =>
+            h(
+              "button",
+              {
+                type: "button",
+                class: `link crossing-jump crossing-${k === i ? "out" : "in"}`,
+                onclick: () =>
+                  this.zoomTo(
+                    ends.map((e) => at[e]),
+                    k,
+                  ),
+              },
+              this.describe(k, k === i ? "out" : "in"),
+            ),
+          ),
+        ),
+      );
+    });
+    fill(this.crossings, rows);
+  }
+
+  /** Close in on a crossing (its two fixes apart on screen) and show fix `i`. */
+  private zoomTo(points: L.LatLngTuple[], i: number): void {
+    this.map?.fitBounds(L.latLngBounds(points), { padding: [80, 80], maxZoom: 17 });
+    this.showFix(i);
+  }
+
+  private describe(i: number, side: "in" | "out"): string {
+    const p = this.fixes[i].properties;
+    const acc = p.acc === null ? t("track.accUnknown") : t("track.acc", { m: Math.round(p.acc) });
+    const what = side === "out" ? t("track.firstOut") : t("track.lastIn");
+    return `${what} #${p.seq} ${formatTime(p.ts)}（${acc}）`;
+  }
+
+  /** An accuracy circle's radius on screen: its true size, but never below MIN_ACC_PX. */
+  private ringRadius(acc: number, lat: number): number {
+    if (!this.map) return MIN_ACC_PX;
+    const metresPerPixel =
+      (EARTH_M * Math.cos((lat * Math.PI) / 180)) / 2 ** (this.map.getZoom() + 8);
+    return Math.max(MIN_ACC_PX, acc / metresPerPixel);
+  }
+
+  private sizeRings(): void {
+    for (const { ring, acc, lat } of this.rings) ring.setRadius(this.ringRadius(acc, lat));
+    if (this.cursor) this.showFix(Number(this.slider.value));
+  }
+
+  private toggleRings(): void {
+    if (!this.map) return;
+    if (this.showAcc.checked) this.accLayer.addTo(this.map);
+    else this.accLayer.remove();
   }
 
   private showFix(i: number): void {
@@ -428,11 +572,12 @@ export class PersonFile {
     const state = p.zone_state ?? "";
     if (!this.cursor) {
       this.cursor = {
-        circle: L.circle(at, {
+        circle: L.circleMarker(at, {
           radius: 0,
           weight: 2,
           fillOpacity: 0.15,
           className: "track-current-acc",
+          interactive: false,
         }),
         dot: L.circleMarker(at, {
           radius: 7,
@@ -442,13 +587,14 @@ export class PersonFile {
           className: "track-current",
         }),
       };
-      this.trackLayer.addLayer(this.cursor.circle).addLayer(this.cursor.dot);
+      this.accLayer.addLayer(this.cursor.circle);
+      this.trackLayer.addLayer(this.cursor.dot);
     }
     const colour = ZONE_COLOUR[state] ?? "#64748b";
     this.cursor.dot.setLatLng(at).setStyle({ fillColor: colour });
     this.cursor.circle
       .setLatLng(at)
-      .setRadius(p.acc ?? 0)
+      .setRadius(p.acc ? this.ringRadius(p.acc, at[0]) : 0)
       .setStyle({ color: colour });
     this.slider.value = String(i);
     fill(
