@@ -297,6 +297,18 @@ async def test_overdue_leave_is_listed_by_office(world: World) -> None:
     ]
     assert current.json()["overdue"] is False
     _error(await world.get("station", "/api/v1/leaves?status=late"), 422)
+    # Away now (在外) and leaving soon (即将外出), as the console's leave list shows them.
+    soon = await _apply(world, "station", _leave(3, 2, approve=True))
+    assert ids(await world.get("station", "/api/v1/leaves?status=active")) == [current.json()["id"]]
+    assert ids(await world.get("operator", "/api/v1/leaves?status=upcoming")) == [soon.json()["id"]]
+    # Operators and auditors read the list; only officers and supervisors change it.
+    pending_id = pending.json()["id"]
+    for who in ("operator", "auditor"):
+        for verb, body in (("approve", {}), ("refuse", {"reason": "x"})):
+            url = f"/api/v1/leaves/{pending_id}/{verb}"
+            _error(await world.call(who, "POST", url, json=body), 403)
+        url = f"/api/v1/leaves/{overdue.json()['id']}/return"
+        _error(await world.call(who, "POST", url), 403)
 
     # Reporting back ends it.
     url = f"/api/v1/leaves/{overdue.json()['id']}/return"

@@ -11,13 +11,17 @@ import re
 import time
 from typing import Any
 
+import asyncpg
 from playwright.async_api import Page, expect
 
+from api.tokens import create_token
 from fencewatch.timefmt import iso
+from storage.repo import offices as offices_repo
 from tests.kit import (
     JINYUN,
     LIANDU,
     LIANDU_SEAT,
+    QINGTIAN,
     border_crossing,
     line,
     lishui_collection,
@@ -202,6 +206,113 @@ async def test_playback_shows_the_allowed_area_the_leave_and_where_the_crossing_
             await expect(current).to_contain_text(f"#{seq[last_in]}")
             await expect(current).to_contain_text("区域内")
             await page.screenshot(path=shots / "track-playback.png")
+
+            assert outside.seen == [], f"the page asked for outside URLs: {outside.seen}"
+            assert errors == [], f"errors in the page: {errors}"
+
+
+OFFICER = "紫金司法所 王某某"
+
+
+async def _station(pool: asyncpg.Pool) -> None:
+    """莲都区司法局 with 紫金司法所 under it, where both people are supervised."""
+    async with pool.acquire() as conn:
+        await offices_repo.upsert_office(conn, "K1", "莲都区司法局", "county", None)
+        await offices_repo.upsert_office(conn, "ST1", "紫金司法所", "station", "K1")
+        await conn.execute("UPDATE supervisees SET office_id = 'ST1'")
+
+
+async def test_operators_read_the_leave_list_and_its_chain_officers_change_it(
+    pg_dsn, redis_url, mqtt_url, tmp_path, shots
+) -> None:
+    require_build()
+    now = int(time.time() * 1000)
+    day = 24 * H_MS
+    away = {"from": iso(now - H_MS), "to": iso(now + 2 * day), "destinations": [JINYUN]}
+    late = {"from": iso(now - 3 * day), "to": iso(now - day), "destinations": [QINGTIAN]}
+    people = ROSTER["supervisees"]
+    roster = {
+        **ROSTER,
+        "supervisees": [{**people[0], "leaves": [away]}, {**people[1], "leaves": [late]}],
+    }
+    async with running(
+        pg_dsn, redis_url, mqtt_url, lishui_collection(), roster, tamper=_station
+    ) as live:
+        base = str(live.http.base_url)
+        operator = live.http.headers["Authorization"].removeprefix("Bearer ")
+        officer = await create_token(live.service.pool, "officer", office="ST1", subject=OFFICER)
+        as_officer = {"Authorization": f"Bearer {officer}"}
+
+        async def apply(person: str, start: int, approve: bool) -> str:
+            body = {
+                "from": iso(now + start * day),
+                "to": iso(now + (start + 2) * day),
+                "destinations": [JINYUN],
+                "reason": "探亲",
+                "approve": approve,
+            }
+            url = f"/api/v1/supervisees/{person}/leaves"
+            r = await live.http.post(url, json=body, headers=as_officer)
+            assert r.status_code == 201, r.text
+            return str(r.json()["id"])
+
+        soon = await apply("S1", 3, approve=True)
+        asked = await apply("S2", 7, approve=False)
+
+        async with browser(live, tmp_path) as (context, outside, errors):
+            page = await context.new_page()
+            await log_in(page, base, operator)
+            await page.keyboard.press("4")
+            lists = {
+                name: page.locator(f".leave-section[data-list={name}]")
+                for name in ("active", "upcoming", "overdue", "requested")
+            }
+            await expect(lists["active"].locator(".leave-row")).to_have_count(1)
+            await expect(lists["active"]).to_contain_text("张某甲")
+            await expect(lists["active"]).to_contain_text("缙云县")
+            await expect(lists["active"].locator(".chain")).to_contain_text("名册导入")
+            upcoming = lists["upcoming"].locator(f"[data-leave-id='{soon}'] .chain")
+            await expect(upcoming).to_contain_text(f"申请 {OFFICER}")
+            await expect(upcoming).to_contain_text("须由司法所审批")
+            await expect(upcoming).to_contain_text(f"批准 {OFFICER}")
+            await expect(lists["overdue"]).to_contain_text("李某乙")
+            await expect(lists["overdue"]).to_contain_text("逾期未销假")
+            await expect(lists["requested"].locator(f"[data-leave-id='{asked}']")).to_contain_text(
+                "等待审批"
+            )
+            # Read-only for the operator: no buttons, and the API refuses them as well.
+            await expect(page.locator(".leave-view")).to_contain_text(
+                "外出由司法所或县级司法局审批登记"
+            )
+            await expect(page.locator(".leave-view .actions button")).to_have_count(0)
+            await expect(page.locator(".leave-view form")).to_have_count(0)
+            await page.screenshot(path=shots / "leave-list.png")
+            overdue_id = await lists["overdue"].locator(".leave-row").get_attribute("data-leave-id")
+            for path, body in (
+                (f"{asked}/approve", {}),
+                (f"{asked}/refuse", {"reason": "不符合条件"}),
+                (f"{overdue_id}/return", None),
+            ):
+                r = await live.http.post(f"/api/v1/leaves/{path}", json=body)
+                assert r.status_code == 403, r.text
+
+            # The officer approves the request and records 销假 for the overdue leave.
+            desk = await context.new_page()
+            await log_in(desk, base, officer)
+            await desk.keyboard.press("4")
+            row = desk.locator(f".leave-section[data-list=requested] [data-leave-id='{asked}']")
+            await row.locator("button.approve").click()
+            moved = desk.locator(f".leave-section[data-list=upcoming] [data-leave-id='{asked}']")
+            await expect(moved.locator(".chain")).to_contain_text(f"批准 {OFFICER}")
+            await expect(
+                desk.locator(".leave-section[data-list=requested] .leave-row")
+            ).to_have_count(0)
+            late_row = desk.locator(".leave-section[data-list=overdue] .leave-row")
+            await late_row.locator("button.return").click()
+            await expect(late_row).to_have_count(0)
+            r = await live.http.get(f"/api/v1/leaves/{overdue_id}")
+            assert r.json()["returned_at"] is not None and r.json()["overdue"] is False
+            assert (await live.http.get(f"/api/v1/leaves/{asked}")).json()["approved_by"] == OFFICER
 
             assert outside.seen == [], f"the page asked for outside URLs: {outside.seen}"
             assert errors == [], f"errors in the page: {errors}"

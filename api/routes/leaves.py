@@ -34,7 +34,7 @@ from supervision.leave import LEVEL_NAMES, LeaveCheck, check_leave, days_of
 router = APIRouter(tags=["leave"])
 
 Kind = Literal["leave", "permit"]
-Status = Literal["requested", "approved", "refused", "cancelled", "overdue"]
+Status = Literal["requested", "approved", "refused", "cancelled", "overdue", "active", "upcoming"]
 
 
 class LeaveIn(BaseModel):
@@ -200,7 +200,9 @@ async def list_leaves(
         Status | None,
         Query(
             description="`requested`: waiting for a decision; `overdue`: approved, ended and"
-            " not reported back (销假), longest overdue first"
+            " not reported back (销假), longest overdue first; `active`: approved, begun, not"
+            " over nor reported back (在外), soonest back first; `upcoming`: approved, not"
+            " begun (即将外出), soonest first"
         ),
     ] = None,
     supervisee: str | None = None,

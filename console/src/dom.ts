@@ -35,3 +35,16 @@ export function fill(el: Element, ...children: (Child | Child[])[]): void {
   el.replaceChildren();
   append(el, children);
 }
+
+/** A `<select>` of `values`, each shown as `label(value)`. */
+export function select(
+  name: string,
+  values: string[],
+  label: (v: string) => string,
+): HTMLSelectElement {
+  return h(
+    "select",
+    { name },
+    values.map((v) => h("option", { value: v }, label(v))),
+  );
+}

@@ -1,10 +1,11 @@
-// The console's shell: login with a token, the header, the three views behind hash
-// routes (#/live, #/person/ID, #/zones), global keys, and the live feed.
+// The console's shell: login with a token, the header, the four views behind hash
+// routes (#/live, #/person/ID, #/zones, #/leave), global keys, and the live feed.
 
 import "./style.css";
 import { api, setToken, token } from "./api";
 import { fill, h } from "./dom";
 import { currentLang, setLang, t, term } from "./i18n";
+import { LeaveView } from "./leave";
 import { LiveMap } from "./livemap";
 import { PersonFile } from "./person";
 import { AlertQueue } from "./queue";
@@ -97,12 +98,14 @@ function shell(session: Session): void {
     live: h("div", { class: "view live" }),
     person: h("div", { class: "view" }),
     zones: h("div", { class: "view" }),
+    leave: h("div", { class: "view" }),
   };
   const person = new PersonFile();
   const zones = new ZonesView();
   const go = (hash: string): void => {
     location.hash = hash;
   };
+  const leave = new LeaveView((id) => go(`#/person/${encodeURIComponent(id)}`));
   const live = new LiveMap((id) => go(`#/person/${encodeURIComponent(id)}`));
   const queue = new AlertQueue({
     openPerson: (id) => go(`#/person/${encodeURIComponent(id)}`),
@@ -120,6 +123,7 @@ function shell(session: Session): void {
   fill(views.live, live.el, queue.el);
   fill(views.person, person.el);
   fill(views.zones, zones.el);
+  fill(views.leave, leave.el);
   const status = h("span", { class: "feed down", title: t("feed.down") }, "●");
   const nav = (hash: string, label: string, key: string): HTMLElement =>
     h("a", { href: hash, "data-view": hash.split("/")[1], title: `${label} (${key})` }, label);
@@ -136,6 +140,7 @@ function shell(session: Session): void {
         nav("#/live", t("nav.live"), "1"),
         nav("#/person", t("nav.person"), "2"),
         nav("#/zones", t("nav.zones"), "3"),
+        nav("#/leave", t("nav.leave"), "4"),
       ),
       queue.banner,
       h("span", { class: "spacer" }),
@@ -149,7 +154,7 @@ function shell(session: Session): void {
       langButton(),
       h("button", { type: "button", onclick: logout }, t("logout")),
     ),
-    h("main", {}, views.live, views.person, views.zones),
+    h("main", {}, views.live, views.person, views.zones, views.leave),
     help,
   );
 
@@ -161,6 +166,7 @@ function shell(session: Session): void {
       a.classList.toggle("active", a.dataset.view === name);
     if (name === "live") live.show();
     if (name === "zones") zones.show();
+    if (name === "leave") leave.show();
     if (name === "person") {
       person.show();
       if (id) void person.open(decodeURIComponent(id));
@@ -181,8 +187,8 @@ function shell(session: Session): void {
       return;
     } else if (event.key === "?") {
       help.hidden = false;
-    } else if (["1", "2", "3"].includes(event.key)) {
-      go(["#/live", "#/person", "#/zones"][Number(event.key) - 1]);
+    } else if (["1", "2", "3", "4"].includes(event.key)) {
+      go(["#/live", "#/person", "#/zones", "#/leave"][Number(event.key) - 1]);
     } else {
       return;
     }
@@ -217,7 +223,7 @@ function helpOverlay(): HTMLElement {
     ["o / Enter", "keys.o"],
     ["m", "keys.m"],
     ["l", "keys.l"],
-    ["1 / 2 / 3", "keys.views"],
+    ["1–4", "keys.views"],
     ["?", "keys.help"],
     ["Esc", "keys.esc"],
   ];

@@ -7,10 +7,11 @@
 // judge an alert in seconds.
 
 import L from "leaflet";
-import { api, ApiError, problems } from "./api";
+import { api, ApiError } from "./api";
 import { fill, h } from "./dom";
 import { formatTime, t, term } from "./i18n";
 import { evidenceButton } from "./evidence";
+import { approvalChain, leaveActions, leaveSummary } from "./leave";
 import { LocateNow } from "./locate";
 import { createMap, toMap, zoneLayer } from "./mapbase";
 import { on, store } from "./store";
@@ -263,7 +264,7 @@ export class PersonFile {
         ? h(
             "ul",
             { class: "leaves" },
-            leaves.items.map((l) => this.leaveRow(l, zoneName)),
+            leaves.items.map((l) => this.leaveRow(l)),
           )
         : h("p", { class: "muted" }, t("person.noLeaves")),
       suspensionSection(id, suspensions, () => this.loadInfo(id)),
@@ -278,43 +279,17 @@ export class PersonFile {
     );
   }
 
-  private leaveRow(l: Leave, zoneName: (z: string) => string): HTMLElement {
-    const can = store.session?.can.leave;
-    const post = async (path: string, body?: unknown): Promise<void> => {
-      try {
-        await api(`/leaves/${encodeURIComponent(l.id)}/${path}`, { method: "POST", body });
-        if (this.id) await this.loadInfo(this.id);
-      } catch (error) {
-        showError(error);
-      }
-    };
-    const act = (label: string, run: () => void): HTMLElement =>
-      h("button", { type: "button", onclick: run }, label);
-    const refuse = (): void => {
-      const reason = window.prompt(t("leave.refuseReason"))?.trim();
-      if (reason) void post("refuse", { reason });
-    };
+  private leaveRow(l: Leave): HTMLElement {
     return h(
       "li",
       { "data-leave-id": l.id },
-      `${formatTime(l.from)} — ${formatTime(l.to)} · `,
       h("strong", {}, term("leave", l.status)),
       l.overdue ? h("span", { class: "tag warn" }, t("leave.overdue")) : null,
-      l.level
-        ? h("div", {}, t("leave.level", { n: l.days, level: term("office", l.level) }))
-        : null,
-      l.destinations.length ? h("div", {}, l.destinations.map(zoneName).join("、")) : null,
-      l.reason ? h("div", { class: "muted" }, l.reason) : null,
-      l.warnings.length ? h("div", { class: "warn" }, problems(l.warnings)) : null,
-      l.refusal_reason ? h("div", { class: "muted" }, l.refusal_reason) : null,
-      l.returned_at ? h("div", {}, t("person.returned", { t: formatTime(l.returned_at) })) : null,
-      can && l.status === "requested"
-        ? act(t("leave.approveBtn"), () => void post("approve", {}))
-        : null,
-      can && l.status === "requested" ? act(t("leave.refuseBtn"), refuse) : null,
-      can && l.status === "approved" && !l.returned_at
-        ? act(t("person.returnBtn"), () => void post("return"))
-        : null,
+      leaveSummary(l),
+      approvalChain(l),
+      leaveActions(l, () => {
+        if (this.id) void this.loadInfo(this.id);
+      }),
     );
   }
 

@@ -132,7 +132,8 @@ export interface Problem {
 
 export interface Leave {
   id: string;
-  kind: string;
+  supervisee: string;
+  kind: "leave" | "permit";
   from: string;
   to: string;
   destinations: string[];
@@ -141,10 +142,14 @@ export interface Leave {
   days: number;
   level: string | null;
   warnings: Problem[];
+  applied_by: string | null;
   approved_by: string | null;
+  refused_by: string | null;
   refusal_reason: string | null;
+  decided_at: string | null;
   returned_at: string | null;
   overdue: boolean;
+  created_at: string;
 }
 
 export interface MonitoringOrder {

@@ -1,16 +1,15 @@
-// Zones and leave: the zone list; importing a DataV-style boundary file in its CRS;
-// drawing or editing an exclusion or home zone (circle or polygon) and its schedule; and
-// recording leave, with the API's refusals shown in plain words.
+// Zones: the zone list; importing a DataV-style boundary file in its CRS; drawing or editing
+// an exclusion or home zone (circle or polygon) and its schedule. Leave is in leave.ts.
 
 import type { Geometry } from "geojson";
 import L from "leaflet";
-import { api, problems } from "./api";
-import { fill, h } from "./dom";
+import { api } from "./api";
+import { fill, h, select } from "./dom";
 import { t, term } from "./i18n";
 import { createMap, fitZones, mapCrs, zoneLayer } from "./mapbase";
 import { loadZones, on, store } from "./store";
-import type { Leave, Window, ZoneFeature } from "./types";
-import { localInput, onSubmit, showError, toast } from "./ui";
+import type { Window, ZoneFeature } from "./types";
+import { onSubmit, showError, toast } from "./ui";
 
 type Shape = { kind: "circle"; centre: L.LatLng } | { kind: "polygon"; ring: L.LatLng[] };
 
@@ -56,7 +55,6 @@ export class ZonesView {
       can?.manage
         ? [this.importForm(), this.drawForm()]
         : h("p", { class: "muted" }, t("zones.readonly")),
-      can?.leave ? leaveForm() : h("p", { class: "muted" }, t("leave.readonly")),
     );
     this.renderList();
   }
@@ -310,82 +308,6 @@ class ZoneForm {
     );
     this.windows.append(row);
   }
-}
-
-function leaveForm(): HTMLElement {
-  const person = select(
-    "supervisee",
-    [...store.people.keys()],
-    (id) => `${store.people.get(id)?.name || id} (${id})`,
-  );
-  const now = new Date();
-  const from = h("input", {
-    type: "datetime-local",
-    name: "from",
-    value: localInput(now),
-    required: true,
-  });
-  const to = h("input", {
-    type: "datetime-local",
-    name: "to",
-    value: localInput(new Date(now.getTime() + 3 * 86400_000)),
-    required: true,
-  });
-  const destinations = h(
-    "select",
-    { name: "destinations", multiple: true, size: 5 },
-    store.zones.map((z) =>
-      h(
-        "option",
-        { value: z.properties.id },
-        `${z.properties.name || z.properties.id} (${term("kind", z.properties.kind)})`,
-      ),
-    ),
-  );
-  const reason = h("input", { name: "reason" });
-  const approve = h("input", { type: "checkbox", name: "approve" });
-  const message = h("p", { class: "error", role: "alert" });
-  const submit = async (): Promise<void> => {
-    message.textContent = "";
-    try {
-      const leave = await api<Leave>(`/supervisees/${encodeURIComponent(person.value)}/leaves`, {
-        method: "POST",
-        body: {
-          from: new Date(from.value).toISOString(),
-          to: new Date(to.value).toISOString(),
-          destinations: [...destinations.selectedOptions].map((o) => o.value),
-          reason: reason.value,
-          approve: approve.checked,
-        },
-      });
-      toast(t("leave.ok", { status: term("leave", leave.status) }));
-      // The rule check's warnings (short notice, two-month total) stay on the form.
-      message.textContent = problems(leave.warnings);
-    } catch (error) {
-      message.textContent = error instanceof Error ? error.message : String(error);
-    }
-  };
-  return h(
-    "form",
-    { class: "card leave", onsubmit: onSubmit(submit) },
-    h("h3", {}, t("leave.title")),
-    h("label", {}, t("leave.person"), " ", person),
-    h("label", {}, t("leave.from"), " ", from),
-    h("label", {}, t("leave.to"), " ", to),
-    h("label", {}, t("leave.destinations"), " ", destinations),
-    h("label", {}, t("leave.reason"), " ", reason),
-    h("label", {}, approve, " ", t("leave.approve")),
-    message,
-    h("button", { type: "submit", class: "primary" }, t("leave.submit")),
-  );
-}
-
-function select(name: string, values: string[], label: (v: string) => string): HTMLSelectElement {
-  return h(
-    "select",
-    { name },
-    values.map((v) => h("option", { value: v }, label(v))),
-  );
 }
 
 function closed(ring: number[][]): number[][] {

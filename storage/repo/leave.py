@@ -16,6 +16,18 @@ from storage.repo import IN_SCOPE, Offices
 _OVERDUE = (
     "(l.status = 'approved' AND l.kind = 'leave' AND l.returned_at IS NULL AND l.ends_at <= now())"
 )
+# Statuses a list can ask for that are not stored but follow from the clock: the filter and
+# the order (most pressing first) of each. Active: approved, begun, not over, not reported
+# back; upcoming: approved and not begun.
+_BY_CLOCK = {
+    "overdue": (_OVERDUE, "l.ends_at"),
+    "active": (
+        "(l.status = 'approved' AND l.returned_at IS NULL AND l.starts_at <= now()"
+        " AND l.ends_at > now())",
+        "l.ends_at",
+    ),
+    "upcoming": ("(l.status = 'approved' AND l.starts_at > now())", "l.starts_at"),
+}
 
 
 _LEAVE_COLUMNS = (
@@ -36,18 +48,19 @@ async def list_leaves(conn: Conn, supervisee: str) -> list[Row]:
 async def find_leaves(
     conn: Conn, offices: Offices, status: str | None, supervisee: str | None, limit: int
 ) -> list[Row]:
-    """Leave of active supervisees in the caller's offices. `overdue` is not a stored
-    status: approved, ended, no return reported; the longest overdue come first."""
-    overdue = status == "overdue"
-    only_overdue = f" AND {_OVERDUE}" if overdue else ""
-    order = "l.ends_at" if overdue else "l.starts_at"
+    """Leave of active supervisees in the caller's offices. `overdue`, `active` and
+    `upcoming` are not stored statuses but read off the clock (_BY_CLOCK); the longest
+    overdue, the soonest back and the soonest to leave come first."""
+    by_clock = _BY_CLOCK.get(status or "")
+    only = f" AND {by_clock[0]}" if by_clock else ""
+    order = by_clock[1] if by_clock else "l.starts_at"
     return await conn.fetch(
         f"SELECT {_LEAVE_COLUMNS} FROM leaves l JOIN supervisees s ON s.id = l.supervisee_id"
         f" WHERE {IN_SCOPE} AND s.status = 'active' AND ($2::text IS NULL OR l.status = $2)"
-        f" AND ($3::text IS NULL OR l.supervisee_id = $3){only_overdue}"
+        f" AND ($3::text IS NULL OR l.supervisee_id = $3){only}"
         f" ORDER BY {order}, l.id LIMIT $4",
         offices,
-        None if overdue else status,
+        None if by_clock else status,
         supervisee,
         limit,
     )
