@@ -20,12 +20,11 @@ from tests.test_console import (
     log_in,
     pytestmark,
     require_build,
-    shots,
     zones,
 )
 from tests.test_live_ingest import walk_out
 
-__all__ = ["pytestmark", "shots"]  # Chromium as in tests/test_console.py; its screenshots
+__all__ = ["pytestmark"]  # Chromium as in tests/test_console.py
 
 
 async def open_file(page: Page, base: str, supervisee: str) -> None:
