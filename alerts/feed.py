@@ -15,6 +15,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from fencewatch.channels import channel
 from fencewatch.timefmt import iso
 from geofence.engine import Engine, zone_state
 from geofence.judge import Judged
@@ -35,7 +36,7 @@ async def announce(redis: Redis, change: dict[str, Any]) -> None:
     """Tell live clients of an alert change made outside ingest (acknowledged, resolved,
     escalated), after its commit; best effort, like all fan-out."""
     try:
-        await redis.publish(CHANNEL, alert_message(change))
+        await redis.publish(channel(redis, CHANNEL), alert_message(change))
     except (RedisError, OSError) as exc:
         log.warning("Redis fan-out failed (%s); consoles catch up on their next reload", exc)
 
@@ -88,9 +89,11 @@ class Feed:
                 }
                 pipe.hset(LATEST, mapping=encoded)
                 items = b",".join(encoded.values())
-                pipe.publish(CHANNEL, b'{"kind":"positions","items":[' + items + b"]}")
+                pipe.publish(
+                    channel(self.redis, CHANNEL), b'{"kind":"positions","items":[' + items + b"]}"
+                )
             for change in alerts:
-                pipe.publish(CHANNEL, alert_message(change))
+                pipe.publish(channel(self.redis, CHANNEL), alert_message(change))
             await pipe.execute()
         except (RedisError, OSError) as exc:
             if time.monotonic() - self._warned_at > 60:

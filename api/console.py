@@ -28,6 +28,7 @@ from api import audit
 from api.auth import REVOKED_CHANNEL, Permission, Principal, User, authenticate, hash_token
 from api.context import ApiContext
 from api.errors import ApiError
+from fencewatch.channels import channel
 from fencewatch.config import Settings
 from storage.repo import people as people_repo
 
@@ -39,7 +40,6 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_FEED_LOST = 4503
 # How often an open feed checks its token again (expiry, or a revoke it was not told of).
 RECHECK_S = 60.0
-REVOKED = REVOKED_CHANNEL.encode()
 
 
 class MapSettings(BaseModel):
@@ -158,7 +158,7 @@ def _content_security_policy(settings: MapSettings) -> str:
 
 
 async def feed(ws: WebSocket) -> None:
-    """`fencewatch:feed` (alerts.feed) relayed to one console, limited to its people.
+    """`fencewatch:feed:<db>` (alerts.feed) relayed to one console, limited to its people.
 
     Browsers cannot set headers on a WebSocket, and a token in the URL ends up in logs,
     so the first message must be `{"token": "..."}`. The token is checked again every
@@ -185,11 +185,19 @@ async def feed(ws: WebSocket) -> None:
     try:
         # Subscribed before "hello": the console reloads its snapshot on hello, so nothing
         # published in between is missed.
-        await pubsub.subscribe(CHANNEL, REVOKED_CHANNEL)
+        revoked_channel = channel(ctx.redis, REVOKED_CHANNEL)
+        await pubsub.subscribe(channel(ctx.redis, CHANNEL), revoked_channel)
         await ws.send_json({"kind": "hello", "subject": user.subject, "role": user.role})
         revoked = asyncio.Event()
         relay = asyncio.create_task(
-            _relay(pubsub, ws, people, hash_token(credentials.credentials), revoked)
+            _relay(
+                pubsub,
+                ws,
+                people,
+                revoked_channel.encode(),
+                hash_token(credentials.credentials),
+                revoked,
+            )
         )
         closed = asyncio.create_task(_until_closed(ws))
         invalid = asyncio.create_task(_until_invalid(ctx, credentials, revoked))
@@ -254,12 +262,13 @@ async def _relay(
     pubsub: PubSub,
     ws: WebSocket,
     people: frozenset[str] | None,
+    revokes: bytes,
     token_hash: str,
     revoked: asyncio.Event,
 ) -> None:
     mine = token_hash.encode()
     async for message in pubsub.listen():
-        if message["channel"] == REVOKED:
+        if message["channel"] == revokes:
             if message["data"] == mine:
                 revoked.set()
             continue

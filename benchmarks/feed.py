@@ -1,7 +1,7 @@
 """What the service's live feed shows, and when: raised alerts (fix → alert) and the
 crossers' positions (fix → stored, since positions are published after commit).
 
-The feed is Redis pub/sub channel `fencewatch:feed` (alerts.feed): `{"kind":"alert",
+The feed is Redis pub/sub channel `fencewatch:feed:<db>` (alerts.feed): `{"kind":"alert",
 "event":"raised","alert":{...}}` and `{"kind":"positions","items":[...]}`. Each message
 is stamped with the wall time it was read; latency is that minus the wall time the
 generator sent the fix (same machine, same clock)."""
@@ -17,6 +17,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from alerts.feed import CHANNEL
+from fencewatch.channels import channel
 from fencewatch.timefmt import epoch_ms
 
 
@@ -62,7 +63,7 @@ class FeedWatch:
 
     async def _listen(self) -> None:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(CHANNEL)
+        await pubsub.subscribe(channel(self.redis, CHANNEL))
         self._subscribed.set()
         async for message in pubsub.listen():
             seen = time.time()

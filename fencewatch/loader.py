@@ -21,6 +21,7 @@ import msgspec
 import redis
 
 from fencewatch import embedded, servers
+from fencewatch.channels import channel as scoped
 from fencewatch.config import Settings
 from fencewatch.scenario import ScenarioError, check_folder, read_roster
 from fencewatch.servers import run_with_pool
@@ -153,7 +154,7 @@ def tell_service(settings: Settings, channel: str, message: bytes, what: str) ->
             return None
         client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
         try:
-            return int(client.publish(channel, message))
+            return int(client.publish(scoped(client, channel), message))
         finally:
             client.close()
     except Exception as exc:  # best effort, whatever went wrong

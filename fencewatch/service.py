@@ -34,6 +34,7 @@ from api.tokens import create_token
 from duties import retention
 from duties.scheduler import Duties
 from fencewatch import embedded_mqtt
+from fencewatch.channels import channel
 from fencewatch.config import ConfigError, MqttAddress, Settings, listen_socket
 from fencewatch.servers import ServerUrls, reload_mqtt, servers
 from geofence.ruleset import RuleSet
@@ -246,13 +247,15 @@ class Service:
         if "ingest" in self.settings.roles:
             await self.reload_rules()
         with contextlib.suppress(RedisError, OSError):
-            await self.redis.publish(RULES_CHANNEL, msgspec.json.encode(supervisees))
+            await self.redis.publish(
+                channel(self.redis, RULES_CHANNEL), msgspec.json.encode(supervisees)
+            )
 
     async def _listen_rules(self) -> None:
         while True:
             try:
                 pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-                await pubsub.subscribe(RULES_CHANNEL)
+                await pubsub.subscribe(channel(self.redis, RULES_CHANNEL))
                 async for _ in pubsub.listen():
                     await self.reload_rules()
             except (RedisError, OSError) as exc:

@@ -18,6 +18,7 @@ import pytest
 from redis.asyncio import Redis
 
 from fencewatch import servers
+from fencewatch.channels import channel
 from fencewatch.config import Settings
 from fencewatch.loader import load_scenario, main, notify_service
 from fencewatch.scenario import ScenarioError, read_roster, read_zones
@@ -328,7 +329,7 @@ async def test_a_leave_with_weekly_hours_loads_as_a_recurring_permit(
 async def _subscribed(url: str) -> Any:
     client = Redis.from_url(url)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
-    await pubsub.subscribe(RULES_CHANNEL)
+    await pubsub.subscribe(channel(client, RULES_CHANNEL))
     return client, pubsub
 
 
@@ -387,7 +388,8 @@ async def test_an_embedded_redis_is_told_only_while_it_runs(redis_url: str, tmp_
     port = urlsplit(redis_url).port or 6379
     running = servers._Running(me.pid, me.create_time(), port, [me.pid])
     record.write_bytes(msgspec.json.encode(running))
-    client, pubsub = await _subscribed(redis_url)
+    # The embedded Redis is told on its database 0, as the service there listens.
+    client, pubsub = await _subscribed(f"redis://127.0.0.1:{port}/0")
     try:
         assert (await asyncio.to_thread(notify_service, settings) or 0) >= 1
         assert await _next_message(pubsub) == b"null"
