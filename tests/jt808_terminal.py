@@ -1,5 +1,6 @@
-"""A JT/T 808 terminal for the gateway's tests, speaking through the codec (ingest.jt808):
-it sends what a test says and reads the platform's answers, keeping commands aside."""
+"""A JT/T 808 terminal for the gateway's protocol-level tests (hostile input, registration):
+it sends through the codec (ingest.jt808), or raw, exactly what a test says, and reads the
+platform's answers. A terminal that lives its own life is simulators.jt808."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from ingest.jt808 import messages
 from ingest.jt808.frame import Frame, FrameReader, encode
 
 WAIT_S = 10.0  # an upper bound for a round trip, not a speed requirement
-_COMMANDS = (platform.TEXT_MESSAGE, platform.SET_PARAMETERS, platform.LOCATION_QUERY)
 
 
 class Terminal:
@@ -59,31 +59,6 @@ class Terminal:
                 for item in self.frames.feed(data):
                     assert isinstance(item, Frame), item
                     self.inbox.append(item)
-
-    async def obey(self, position: tuple[float, float, int]) -> list[Frame]:
-        """Answer every command the platform has sent so far (0x0001 for texts and
-        parameters, a 0x0201 at `position` (lat, lon, ts) for a location query); returns
-        them."""
-        assert self.reader is not None
-        try:
-            async with asyncio.timeout(0.2):
-                data = await self.reader.read(4096)
-            self.inbox += [f for f in self.frames.feed(data) if isinstance(f, Frame)]
-        except TimeoutError:
-            pass
-        done = [f for f in self.inbox if f.msg_id in _COMMANDS]
-        self.inbox = [f for f in self.inbox if f.msg_id not in _COMMANDS]
-        for f in done:
-            if f.msg_id == platform.LOCATION_QUERY:
-                fix = messages.location_body(*position, satellites=9)
-                await self.send(
-                    messages.LOCATION_REPLY, messages.location_reply_body(f.serial, fix)
-                )
-            else:
-                await self.send(
-                    messages.TERMINAL_RESPONSE, messages.terminal_response_body(f.serial, f.msg_id)
-                )
-        return done
 
     async def answer_to(self, serial: int) -> int:
         """The result of the platform's 0x8001 to our message `serial`."""

@@ -45,3 +45,22 @@ def test_pipeline_benchmark_reports_its_figures() -> None:
     assert result["machine"]["nproc"] >= 1
     # 50 tags at one fix a second: the service stored something.
     assert result["fixes_per_s"] > 0
+
+
+def test_jt808_gateway_benchmark_reports_its_figures() -> None:
+    env = dict(os.environ)
+    if "FENCEWATCH_TEST_PG" in env:
+        env.setdefault("FENCEWATCH_BENCH_PG", env["FENCEWATCH_TEST_PG"])
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.jt808", "--terminals", "5", "--duration", "2"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout)
+    # Every fix the terminals were acknowledged was stored.
+    assert result["acked"] > 0 and result["stored"] == result["acked"]
+    assert isinstance(result["stored_per_s"], int) and result["machine"]["nproc"] >= 1

@@ -16,19 +16,21 @@ from pathlib import Path
 
 import asyncpg
 import msgspec
+import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
 from fencewatch.embedded import free_port, wait_for_port
 from ingest.jt808 import commands as platform
 from ingest.jt808 import downlink, messages, terminals
-from ingest.jt808.frame import Frame, encode
+from ingest.jt808.frame import encode
 from ingest.jt808.gateway import Gateway, Limits
 from simulators.demo import build_demo
 from simulators.device import FleetPlan
 from simulators.fleet import DeviceClock, run_fleet
+from simulators.jt808 import ALARM_EMERGENCY, line
 from simulators.jt808 import Terminal as SimulatedTerminal
-from simulators.jt808 import line
+from simulators.route import Track
 from storage.db import open_pool
 from tests.jt808_terminal import Terminal
 from tests.kit import LIANDU, LIANDU_SEAT, lishui_collection, offset
@@ -79,59 +81,63 @@ async def test_a_terminal_walking_out_of_liandu_raises_one_exit(
         gateway = live.service.jt808
         assert gateway is not None
         await eventually(lambda: _true(gateway.ready), "the gateway never reached the broker")
-        terminal = await Terminal(PHONE).connect(port)
-        registered = await terminal.register()
-        assert registered.result == platform.REGISTERED and len(registered.auth_code) >= 16
-        assert await terminal.authenticate(registered.auth_code) == platform.OK
-
+        # The simulated terminal walks the last five minutes into 青田, a fix every 10 s
+        # of its clock, which runs 30 times the wall's and reaches now as it arrives.
         fixes = walk_out()
-        for f in fixes:
-            assert await terminal.report(f["lat"], f["lon"], f["ts"]) == platform.OK
-        [alert] = await eventually(
-            lambda: live.alerts(supervisee="S1", type="jurisdiction_exit"), "no exit alert"
+        clock = DeviceClock(rate=30, start_ms=fixes[0]["ts"])
+        track = Track(
+            np.array([f["ts"] for f in fixes], dtype=np.int64),
+            np.array([f["lat"] for f in fixes]),
+            np.array([f["lon"] for f in fixes]),
+            np.zeros(len(fixes), dtype=np.int8),
         )
-        assert alert["device"] == "T1" and alert["late"] is False
+        terminal = SimulatedTerminal(PHONE, track, interval_s=10, clock=clock)
+        stop = asyncio.Event()
+        walking = asyncio.create_task(terminal.run("127.0.0.1", port, stop))
+        try:
+            [alert] = await eventually(
+                lambda: live.alerts(supervisee="S1", type="jurisdiction_exit"), "no exit alert"
+            )
+            assert alert["device"] == "T1" and alert["late"] is False
+            assert terminal.auth_code is not None and terminal.sessions == 1
+
+            # 责令立即返回 from the alert reaches the terminal as a text read aloud, and its
+            # answer is recorded as the device's acknowledgement.
+            r = await live.http.post(f"/api/v1/alerts/{alert['id']}/command", json={})
+            assert r.status_code == 202, r.text
+            command = r.json()
+
+            async def acknowledged() -> bool | None:
+                r = await live.http.get(f"/api/v1/alerts/{alert['id']}/commands")
+                [sent] = [c for c in r.json()["items"] if c["id"] == command["id"]]
+                return sent["status"] == "acknowledged_by_device" or None
+
+            await eventually(acknowledged, "the terminal's answer was not recorded")
+            assert command["text"] in terminal.texts
+
+            # Its SOS button: the emergency alarm bit, an sos alert.
+            terminal.alarm = ALARM_EMERGENCY
+            await eventually(lambda: live.alerts(supervisee="S1", type="sos"), "no SOS alert")
+            await eventually(lambda: _true(not terminal.unacked), "fixes left unanswered")
+        finally:
+            stop.set()
+            await walking
         stored = await live.service.pool.fetchval("SELECT count(*) FROM fixes")
-        assert stored == len(fixes)  # every fix the terminal was answered for
-
-        # Commands: 责令立即返回 reaches the terminal as an urgent text read aloud, with a
-        # location query; its answer is the device's acknowledgement.
-        r = await live.http.post(f"/api/v1/alerts/{alert['id']}/command", json={})
-        assert r.status_code == 202, r.text
-        command = r.json()
-        back = fixes[-1]
-        got: list[Frame] = []
-
-        async def acknowledged() -> bool | None:
-            got.extend(await terminal.obey((back["lat"], back["lon"], back["ts"] + 10_000)))
-            r = await live.http.get(f"/api/v1/alerts/{alert['id']}/commands")
-            [sent] = [c for c in r.json()["items"] if c["id"] == command["id"]]
-            return sent["status"] == "acknowledged_by_device" or None
-
-        await eventually(acknowledged, "the terminal's answer was not recorded")
-        texts = [
-            platform.read_text_message(f.body) for f in got if f.msg_id == platform.TEXT_MESSAGE
-        ]
-        # (the alert's routing may have sent one of its own before the operator's)
-        shown = [t for t in texts if t.text == command["text"]]
-        assert shown and all(t.flags & platform.TEXT_EMERGENCY for t in shown)
-        assert all(t.flags & platform.TEXT_TTS for t in shown)
-        assert platform.LOCATION_QUERY in [f.msg_id for f in got]
-        await eventually(
-            lambda: _count(live.service.pool, len(fixes) + 1), "the queried fix was not stored"
-        )
+        # Every fix the terminal was answered for, and its answers to the location queries
+        # that came with the return orders (which it does not count).
+        assert stored >= terminal.acked
+        assert len(await live.alerts(supervisee="S1", type="jurisdiction_exit")) == 1
 
         # Once registered, the terminal cannot be registered again (a phone number is no
         # secret); a wrong code is refused; the right one on a new connection works.
         again = await Terminal(PHONE).connect(port)
         assert (await again.register()).result == platform.TERMINAL_TAKEN
         assert await again.authenticate("guessed") == platform.FAILURE
-        assert await again.authenticate(registered.auth_code) == platform.OK
+        assert await again.authenticate(terminal.auth_code) == platform.OK
+        again.close()
 
         health = (await live.http.get("/healthz")).json()
         assert health["components"]["jt808"] is True
-        terminal.close()
-        again.close()
 
 
 async def _true(value: bool) -> bool | None:
@@ -320,6 +326,12 @@ def test_each_command_becomes_the_messages_a_terminal_takes() -> None:
         (query, None),
     ]
     assert sent({"type": "locate"}) == [(query, "c1")]
+    [order, _] = downlink.outgoing(
+        msgspec.json.encode({"v": 1, "id": "c1", "type": "return_now", "text": "立即返回"})
+    )
+    shown = platform.read_text_message(order.body)
+    assert shown.text == "立即返回"  # urgent, on the display and read aloud
+    assert shown.flags == platform.TEXT_EMERGENCY | platform.TEXT_DISPLAY | platform.TEXT_TTS
     [interval, _] = downlink.outgoing(
         msgspec.json.encode({"v": 1, "id": "c1", "type": "set_interval", "interval_s": 15})
     )
