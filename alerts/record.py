@@ -50,6 +50,8 @@ SEVERITY = {
     "device_offline": "normal",
     "no_fix": "normal",
     "low_battery": "low",
+    # 人机分离: the phone is not with the person (geofence.stages.separation).
+    "device_separation": "high",
     # The service could not judge this person's data (ingest/quarantine.py): they are not
     # monitored until the rules are corrected.
     "engine_fault": "high",

@@ -4,6 +4,7 @@ whatever order the evidence arrives."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from geofence.confirm import PENDING, Confirm
@@ -26,14 +27,17 @@ class EventStep(NamedTuple):
 
 
 class StepContext:
-    __slots__ = ("late_track", "people", "verdicts")
+    __slots__ = ("kinds", "late_track", "people", "verdicts")
 
-    def __init__(self, state: EngineState, verdicts: list[Verdict]) -> None:
+    def __init__(
+        self, state: EngineState, verdicts: list[Verdict], kinds: Mapping[str, str] | None = None
+    ) -> None:
         self.people = state.people
         self.verdicts = verdicts
         self.late_track = False  # judging a late (out-of-order) track
+        self.kinds: Mapping[str, str] = kinds or {}  # device → tag | phone (RuleSet.device_kind)
 
-    def _person(self, supervisee: str) -> PersonState:
+    def person(self, supervisee: str) -> PersonState:
         person = self.people.get(supervisee)
         if person is None:
             person = self.people[supervisee] = PersonState()
@@ -58,7 +62,7 @@ class StepContext:
         episode this person already has (another device saw it, a redelivered or late
         batch is showing it again, or late fixes show where an open episode began), or
         one that ended less than `reopen_ms` before it began (then that one reopens)."""
-        person = self._person(supervisee)
+        person = self.person(supervisee)
         episodes = person.episodes.setdefault(rule, [])
         late = late or self.late_track
         hint = person.late_streaks.pop(rule, None)
@@ -124,7 +128,7 @@ class StepContext:
         the tracks, so neither may see enough of it alone."""
         if not self.late_track:
             return
-        person = self._person(supervisee)
+        person = self.person(supervisee)
         if c.phase != PENDING:
             person.late_streaks.pop(rule, None)
             return

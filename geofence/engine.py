@@ -57,7 +57,7 @@ class Engine:
         """Judge a batch that arrived together. Every device must be on the roster (ingest
         rejects the rest). Fixes are judged per device in device-time order."""
         verdicts: list[Verdict] = []
-        ctx = StepContext(self.state, verdicts)
+        ctx = StepContext(self.state, verdicts, self.rules.device_kind)
         for fix in fixes:
             self._arrived(ctx, fix.device, fix.at)
         for event in events:
@@ -72,7 +72,7 @@ class Engine:
     def tick(self, now: int) -> list[Verdict]:
         """Fire the watchdogs whose deadline `now` has passed (device_offline)."""
         verdicts: list[Verdict] = []
-        ctx = StepContext(self.state, verdicts)
+        ctx = StepContext(self.state, verdicts, self.rules.device_kind)
         while self._deadlines and self._deadlines[0][0] <= now:
             _, device = heapq.heappop(self._deadlines)
             dev = self.state.devices.get(device)

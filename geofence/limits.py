@@ -82,6 +82,11 @@ POLICY_BOUNDS: dict[str, Bound] = {
     "leave_dwell_s": Bound(0, _DAY, LOWER),
     "stop_radius_m": Bound(1, 10_000, None),
     "pursuit_interval_s": Bound(1, 3600, LOWER),
+    "separation_s": Bound(60, _DAY, LOWER),
+    "separation_gap_s": Bound(60, _DAY, HIGHER),
+    "separation_m": Bound(0, 10_000, LOWER),
+    "separation_pair_s": Bound(1, 3600, None),
+    "separation_speed_mps": Bound(0, 100, LOWER),
 }
 
 

@@ -26,6 +26,7 @@ from geofence.stages import (
     jurisdiction,
     offline,
     pursuit,
+    separation,
     sos,
 )
 from geofence.state import Track
@@ -43,6 +44,7 @@ STAGES: tuple[Stage, ...] = (
     jurisdiction.run,  # left the allowed area (jurisdiction + leave)
     exclusion.run,  # entered a prohibition-order zone
     curfew.run,  # away from home during curfew
+    separation.run,  # the person's tag and phone are surely not together (人机分离)
     pursuit.run,  # a breach pending or open: the device is asked to report faster
 )
 

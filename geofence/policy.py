@@ -86,6 +86,18 @@ class Policy(msgspec.Struct, frozen=True):
     stop_radius_m: float = 200.0
     # Pursuit: while a breach is pending or open the device is asked to report this often.
     pursuit_interval_s: int = 15
+    # Device separation (人机分离): two devices of one person whose fixes, taken within
+    # `separation_pair_s` of each other, lie further apart than both error circles, the
+    # way the person could have gone in between (at their reported speeds, or at
+    # `separation_speed_mps` when one is unknown) and `separation_m` more, for
+    # `separation_s` with no sign of them together, no two such pairs more than
+    # `separation_gap_s` apart (a still phone in significant-move mode pings every 5–15
+    # minutes).
+    separation_s: int = 1200
+    separation_gap_s: int = 1200
+    separation_m: float = 100.0
+    separation_pair_s: int = 120
+    separation_speed_mps: float = 15.0
 
 
 class PolicyBook(msgspec.Struct, frozen=True):

@@ -69,6 +69,12 @@ class PersonState(msgspec.Struct):
     episodes: dict[str, list[Episode]] = msgspec.field(default_factory=dict)
     # rule → start of a late track's unconfirmed violating streak (StepContext.streak)
     late_streaks: dict[str, int] = msgspec.field(default_factory=dict)
+    # Device separation (人机分离, geofence.stages.separation): each device's last few
+    # trusted live fixes; from when to when its devices were surely apart; the device an
+    # open separation alert names.
+    seen: dict[str, list[Point]] = msgspec.field(default_factory=dict)
+    apart: tuple[int, int] | None = None
+    separated: str | None = None
 
 
 class EngineState(msgspec.Struct):

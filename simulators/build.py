@@ -32,6 +32,8 @@ from simulators.truth import Truth, ground_truth
 from simulators.uplink import Ping, deliver
 
 BREACHES = ("jurisdiction_exit", "exclusion_enter", "curfew_breach")
+# What a recipe's `expect` speaks for: the breaches, and a phone left behind.
+EXPECTED = (*BREACHES, "device_separation")
 
 
 @dataclass
@@ -43,7 +45,8 @@ class Person:
     exclusion: tuple[str, ...] = ()
     home: str | None = None
     leaves: list[tuple[int, int, tuple[str, ...]]] = field(default_factory=list)
-    # Breach types that must each occur (for real) at least once, and no others. None: any.
+    # Breach types (and device_separation) that must each occur (for real) at least once,
+    # and no others. None: any.
     expect: frozenset[str] | None = frozenset()
 
     def roster_entry(self) -> dict[str, Any]:
@@ -125,6 +128,7 @@ class Scenario:
             pings,
             self.start,
             pings[-1].at if pings else self.end,
+            {d.id: d.track for p in self.people for d in p.devices},
         )
         self._check(truth)
         return Rendered(zones, roster, pings, truth)
@@ -136,7 +140,7 @@ class Scenario:
             seen = {
                 e["type"]
                 for e in truth
-                if e["supervisee"] == p.id and e["type"] in BREACHES and not e.get("optional")
+                if e["supervisee"] == p.id and e["type"] in EXPECTED and not e.get("optional")
             }
             if seen != p.expect:
                 raise UnintendedError(f"{p.id}: expected {sorted(p.expect)}, got {sorted(seen)}")

@@ -824,6 +824,80 @@ def osmand_phone(rng: np.random.Generator) -> Scenario:
     return sc
 
 
+# -- a phone not with its owner (人机分离) ------------------------------------------------------
+
+SEPARATED = frozenset({"device_separation"})
+
+
+def _left_behind(track: Track, home: tuple[float, float], start: int, end: int) -> Track:
+    """`track` with the device left at `home` from `start` to `end` (the person is home at
+    both): the phone stays where its owner put it down."""
+    before, after = track.t < start, track.t > end
+    t = np.concatenate((track.t[before], [start, end], track.t[after]))
+    lat = np.concatenate((track.lat[before], [home[0]] * 2, track.lat[after]))
+    lon = np.concatenate((track.lon[before], [home[1]] * 2, track.lon[after]))
+    env = np.concatenate((track.env[before], [int(Env.INDOOR)] * 2, track.env[after]))
+    return Track(t.astype(np.int64), lat, lon, env.astype(np.int8))
+
+
+@recipe
+def phone_left_home(rng: np.random.Generator) -> Scenario:
+    """Wears the tag and carries the phone — but one morning leaves the phone at home and
+    drives or rides 3–8 km across 莲都, staying 1–3 hours (back, or not yet); or hands it
+    to a relative who does, while the person stays in. Apart for hours: device_separation."""
+    day = _day(rng)
+    start = local_ms(day, _u(rng, 7, 12))
+    sc = Scenario(start, start + 8 * H)
+    home = lishui.interior_point(rng, min_depth_m=2000, within_m=6000)
+    dest = lishui.interior_point(rng, min_depth_m=1500, near=home, within_m=8000)
+    if distance_m(*home, *dest) < 3000:
+        raise UnintendedError("the trip is too short")
+    mode = Mode.DRIVE if rng.uniform() < 0.6 else Mode.EBIKE
+    b = RouteBuilder(rng, sc.start, *home).stay(minutes(30, 120, rng), Env.INDOOR)
+    left = b.now
+    b.go(*dest, mode).stay(minutes(60, 180, rng), Env.INDOOR)
+    back = rng.uniform() < 0.6
+    if back:
+        b.go(*home, mode)
+    trip = b.stay_until(sc.end, Env.INDOOR).track()
+    at_home = _left_behind(trip, home, left, sc.end if not back else b.now)
+    if rng.uniform() < 0.7:  # the phone stays home
+        track, tag_track, phone_track = trip, trip, at_home
+    else:  # a relative goes out with the phone
+        track, tag_track, phone_track = at_home, at_home, trip
+    devices = [tag(rng, "T01", tag_track), phone(rng, "P01", phone_track)]
+    sc.add(Person("S01", track, devices, expect=SEPARATED))
+    _background(sc, rng)
+    return sc
+
+
+@recipe
+def phone_carried(rng: np.random.Generator) -> Scenario:
+    """Wears the tag and carries the phone all day: errands on foot and by e-bike, a drive
+    across 莲都 and back. Now and then the phone is left at home for a 10–25 min walk to a
+    shop 300–800 m away (apart, but not long or far enough to matter). Nothing to report."""
+    day = _day(rng)
+    sc = Scenario(local_ms(day, 7), local_ms(day, 21))
+    home = lishui.interior_point(rng, min_depth_m=2000, within_m=6000)
+    far = lishui.interior_point(rng, min_depth_m=1500, near=home, within_m=8000)
+    b = RouteBuilder(rng, sc.start, *home).stay(minutes(30, 90, rng), Env.INDOOR)
+    errand(b, rng, home).stay(minutes(30, 90, rng), Env.INDOOR)
+    b.go(*far, Mode.DRIVE).stay(minutes(40, 120, rng), Env.INDOOR).go(*home, Mode.DRIVE)
+    b.stay(minutes(20, 60, rng), Env.INDOOR)
+    short = rng.uniform() < 0.6
+    left = b.now
+    if short:
+        shop = nearby(rng, *home, 300, 800)
+        b.go(*shop, Mode.WALK).stay(minutes(5, 12, rng), Env.INDOOR).go(*home, Mode.WALK)
+    came_back = b.now
+    track = routine(b, rng, home, sc.end).track()
+    phone_track = _left_behind(track, home, left, came_back) if short else track
+    devices = [tag(rng, "T01", track), phone(rng, "P01", phone_track)]
+    sc.add(Person("S01", track, devices, expect=QUIET))
+    _background(sc, rng)
+    return sc
+
+
 # -- writing the suite -----------------------------------------------------------------------
 
 ATTEMPTS = 12

@@ -13,7 +13,9 @@ Some episodes are real but no engine can be blamed either way for them; they are
   having stopped there for 15 minutes, or being there longer than the trip between the
   person's places plausibly takes, is a real breach from then on;
 - silences, no-fix streaks and battery dips in the grey band between "normal" and
-  "certainly a fault" (thresholds below; every engine policy must pick one).
+  "certainly a fault" (thresholds below; every engine policy must pick one);
+- a person's two devices apart by more than `APART_M` but not by `SEPARATED_M` for
+  `SEPARATED_MS` (a phone left in the car outside a shop): real only beyond both.
 docs/scenarios.md states these rules for people writing engines.
 """
 
@@ -48,6 +50,11 @@ NO_FIX_MS = (3 * 60_000, 30 * 60_000)
 LOW_PCT = 20  # a battery episode starts here…
 LOW_REAL_PCT = 10  # …and is certain once it falls this far
 LOW_CLEAR_PCT = 25
+# Device separation (人机分离): two devices of one person truly this far apart are an
+# optional episode, which is real once they have been SEPARATED_M apart for SEPARATED_MS.
+APART_M = 150.0
+SEPARATED_M = 1000.0
+SEPARATED_MS = 30 * 60_000
 
 Truth = dict[str, Any]
 
@@ -295,6 +302,35 @@ class TruthBuilder:
             out += self._battery(person.id, ref.id, recs)
         return out
 
+    def separations(self, person: Supervisee, tracks: Mapping[str, Track]) -> list[Truth]:
+        """Each stretch of a person's first two devices truly more than APART_M apart is one
+        episode, named after the phone (the tag is fitted): real when they were more than
+        SEPARATED_M apart for SEPARATED_MS of it, from the moment they were that far apart
+        (`earliest`: the stretch's start, where an engine may already see it)."""
+        devices = [d for d in person.devices if d.id in tracks][:2]
+        if len(devices) < 2:
+            return []
+        a, b = (tracks[d.id].at(self.times) for d in devices)
+        lat = np.radians((a.lat + b.lat) / 2)
+        dy = (a.lat - b.lat) * M_PER_DEG
+        dx = (a.lon - b.lon) * M_PER_DEG * np.cos(lat)
+        distance = np.hypot(dx, dy)
+        named = next((d.id for d in devices if d.kind == "phone"), devices[1].id)
+        out = []
+        for first, past in _edges(distance > APART_M):
+            start = int(self.times[first])
+            end = int(self.times[past]) if past < len(self.times) else None
+            far = np.flatnonzero(distance[first:past] > SEPARATED_M)
+            if far.size * STEP_MS >= SEPARATED_MS:
+                event = _event(
+                    "device_separation", person.id, named, int(self.times[first + far[0]]), end
+                )
+                event["earliest"] = start
+            else:
+                event = _event("device_separation", person.id, named, start, end, optional=True)
+            out.append(event)
+        return out
+
     def _offline(self, person: str, device: str, recs: list[Record]) -> list[Truth]:
         low, high = OFFLINE_MS[self.rules.device_kind.get(device, "tag")]
         arrivals = sorted(r.at for r in recs)
@@ -400,8 +436,11 @@ def ground_truth(
     pings: list[Ping],
     start: int,
     end: int,
+    device_tracks: Mapping[str, Track] | None = None,
 ) -> list[Truth]:
-    """Every real (and optional) breach and fault of every supervisee, by start time."""
+    """Every real (and optional) breach, separation and fault of every supervisee, by
+    start time. `tracks` are the people's true paths, `device_tracks` the devices' (a
+    device left behind has its own)."""
     builder = TruthBuilder(roster, zones, start, end)
     records = device_records(pings, builder.rules.owntracks, builder.rules.osmand)
     out: list[Truth] = []
@@ -409,5 +448,6 @@ def ground_truth(
         primary = records.get(person.devices[0].id, []) if person.devices else []
         out += builder.breaches(person, tracks[person.id], primary)
         out += builder.faults(person, records)
+        out += builder.separations(person, device_tracks or {})
     out.sort(key=lambda e: (e["start"], e["supervisee"], e["type"]))
     return out

@@ -506,3 +506,43 @@ async def test_locate_now_from_the_queue_shows_the_tags_answer_on_the_persons_ma
 
 def _at(point: tuple[float, float]) -> dict[str, Any]:
     return {"lat": round(point[0], 6), "lon": round(point[1], 6), "acc": 8.0}
+
+
+async def test_the_queue_explains_a_phone_left_at_home(
+    pg_dsn, redis_url, mqtt_url, tmp_path
+) -> None:
+    require_build()
+    roster = {
+        "timezone": "Asia/Shanghai",
+        "supervisees": [
+            {
+                "id": "S1",
+                "name": "张某",
+                "jurisdiction": [LIANDU],
+                "devices": ["T1", {"id": "PH1", "kind": "phone", "owntracks": "s1/ph1"}],
+            }
+        ],
+    }
+    away = offset(LIANDU_SEAT, 2000, 0)
+    now = int(time.time() * 1000)
+    async with running(pg_dsn, redis_url, mqtt_url, zones(), roster) as live:
+        token = live.http.headers["Authorization"].removeprefix("Bearer ")
+        async with browser(live, tmp_path) as (context, outside, errors):
+            page = await context.new_page()
+            await log_in(page, str(live.http.base_url), token)
+            # Together at home; then for twenty minutes the tag is 2 km off while the phone
+            # still pings from home every ten.
+            for seq, (ago_s, tag_at) in enumerate(
+                [(1300, LIANDU_SEAT), (1210, away), (610, away), (10, away)], start=1
+            ):
+                ts = now - ago_s * 1000
+                live.device.publish("em/T1/loc", {"v": 1, "seq": seq, "ts": ts, **_at(tag_at)})
+                phone = {"_type": "location", "tst": ts // 1000 + 5, "acc": 20, "t": "p"}
+                phone |= {"lat": round(LIANDU_SEAT[0], 6), "lon": round(LIANDU_SEAT[1], 6)}
+                live.device.publish("owntracks/s1/ph1", phone)
+            row = page.locator(".alert", has_text="人机分离")
+            await expect(row.locator(".type")).to_have_text("人机分离：PH1 距本人（T1）2.0 公里")
+            [alert] = await live.alerts(supervisee="S1", type="device_separation")
+            assert alert["device"] == "PH1" and alert["late"] is False
+            assert outside.seen == [], f"the page asked for outside URLs: {outside.seen}"
+            assert errors == [], f"errors in the page: {errors}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import msgspec
 import numpy as np
 import pytest
 
+from fencewatch.replay import replay
 from fencewatch.scenario import read_pings, read_roster, read_zones
 from geofence.crs import gcj02_to_wgs84
 from geofence.ruleset import RuleSet
@@ -357,3 +359,24 @@ def test_quiet_scenarios_have_no_real_breach(tmp_path: Path, kind: str) -> None:
     truth = json.loads((tmp_path / "truth.json").read_text())
     breaches = {"jurisdiction_exit", "exclusion_enter", "curfew_breach"}
     assert not [e for e in truth if e["type"] in breaches and not e.get("optional")]
+
+
+def test_a_phone_left_at_home_is_found_and_a_phone_carried_is_not(tmp_path: Path) -> None:
+    """The two 人机分离 kinds through truth and `fencewatch replay`, as the scorer runs them."""
+    found = {}
+    for kind in ("phone_left_home", "phone_carried"):
+        build(kind, 1, 0, tmp_path / kind)
+        truth = json.loads((tmp_path / kind / "truth.json").read_text())
+        out = io.StringIO()
+        replay(tmp_path / kind, out, io.StringIO())
+        alerts, bad = parse_alerts(out.getvalue())
+        assert bad == 0
+        found[kind] = (truth, match(truth, alerts))
+    truth, tally = found["phone_left_home"]
+    [apart] = [e for e in truth if e["type"] == "device_separation"]
+    assert apart["device"] == "P01" and not apart.get("optional")
+    assert apart["earliest"] <= apart["start"]
+    assert (tally.tp, tally.fn, tally.fp, tally.dup) == (1, 0, 0, 0)
+    truth, tally = found["phone_carried"]
+    assert not [e for e in truth if e["type"] == "device_separation" and not e.get("optional")]
+    assert (tally.fp, tally.dup) == (0, 0)

@@ -43,7 +43,9 @@ class Alert(BaseModel):
     """The alert object of spec 4.3, also sent in webhook events."""
 
     id: int
-    type: str = Field(description="jurisdiction_exit, exclusion_enter, curfew_breach, ...")
+    type: str = Field(
+        description="jurisdiction_exit, exclusion_enter, curfew_breach, device_separation, ..."
+    )
     supervisee: str
     device: str
     ts: UtcTime = Field(description="device time of the fix that confirmed it (UTC)")
@@ -65,7 +67,11 @@ class Alert(BaseModel):
     detail: dict[str, Any] = Field(
         {},
         description="what confirmed it (the position, lat/lon); an exclusion zone's alert also"
-        " names the zone: zone (its id) and zone_name (its name when the alert was raised)",
+        " names the zone: zone (its id) and zone_name (its name when the alert was raised);"
+        " a device_separation (人机分离) gives the phone's position and circle (lat, lon,"
+        " radius_m), the device with the person (with_person) and its position (person_lat,"
+        " person_lon, person_radius_m), distance_m and apart_s; a device_offline names the"
+        " person's devices that kept reporting (still_reporting)",
     )
     held: Held | None = Field(
         None,

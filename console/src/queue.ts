@@ -421,9 +421,22 @@ export class AlertQueue {
  * when it was raised, else its id. */
 function alertTitle(a: Alert): string {
   const zone = a.detail.zone_name ?? a.detail.zone;
-  return typeof zone === "string" && zone
-    ? `${term("type", a.type)}：${zone}`
-    : term("type", a.type);
+  const said = typeof zone === "string" && zone ? zone : explanation(a);
+  return said ? `${term("type", a.type)}：${said}` : term("type", a.type);
+}
+
+/** 人机分离 in a few words: how far the phone is from the person, or which of the
+ * person's devices kept reporting when this one fell silent. */
+function explanation(a: Alert): string {
+  const d = a.detail;
+  if (a.type === "device_separation" && typeof d.distance_m === "number") {
+    const km = (d.distance_m / 1000).toFixed(1);
+    return t("alert.apart", { device: a.device, with: String(d.with_person), km });
+  }
+  if (Array.isArray(d.still_reporting) && d.still_reporting.length) {
+    return t("alert.stillReporting", { devices: d.still_reporting.join("、") });
+  }
+  return "";
 }
 
 /** How a resolved alert was closed: 误报：定位漂移. */

@@ -51,8 +51,19 @@ def on_event(ctx: StepContext, step: EventStep) -> bool:
 
 
 def fire(ctx: StepContext, dev: DeviceState, owner: str, device: str, due: int, cause: str) -> None:
-    """The deadline passed with nothing heard."""
+    """The deadline passed with nothing heard. The person's other devices that kept
+    reporting after this one fell silent are named (`still_reporting`): a phone gone quiet
+    while the tag's fixes go on is a sign it is not with the person (人机分离)."""
     dev.offline = True
+    detail: dict = {"last_seen": dev.last_at, "cause": cause}
+    person = ctx.people.get(owner)
+    others = sorted(
+        o
+        for o, points in (person.seen if person else {}).items()
+        if o != device and max(p[3] for p in points) > dev.last_at
+    )
+    if others:
+        detail["still_reporting"] = others
     ctx.open(
         f"{TYPE}:{device}",
         TYPE,
@@ -61,5 +72,5 @@ def fire(ctx: StepContext, dev: DeviceState, owner: str, device: str, due: int, 
         start=dev.last_at,
         ts=due,
         late=False,
-        detail={"last_seen": dev.last_at, "cause": cause},
+        detail=detail,
     )

@@ -99,17 +99,22 @@ class Lane:
     live and late tracks (or two devices of one person) do."""
 
     def __init__(
-        self, *stages: Stage, state: EngineState | None = None, late: bool = False
+        self,
+        *stages: Stage,
+        state: EngineState | None = None,
+        late: bool = False,
+        kinds: dict[str, str] | None = None,
     ) -> None:
         self.stages = stages
         self.state = state or EngineState()
         self.track = Track()
         self.verdicts: list[Verdict] = []
         self.late = late
+        self.kinds = kinds  # device → tag | phone, as the roster says
 
     def feed(self, *fixes: Judged) -> list[Verdict]:
         """The verdicts these fixes bring."""
-        ctx = StepContext(self.state, [])
+        ctx = StepContext(self.state, [], self.kinds)
         ctx.late_track = self.late
         for j in fixes:
             for stage in self.stages:
