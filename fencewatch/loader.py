@@ -4,7 +4,9 @@ Everything is upserted by id in one transaction, so loading twice leaves the sam
 and a bad scenario changes nothing. A roster lists each person's current devices: a
 device listed elsewhere moves to this person, and a device no longer listed is unassigned
 (the assignment history keeps both). Leave in a roster is recorded as approved; one with a
-weekly `schedule` is a recurring permit.
+weekly `schedule` is a recurring permit. A roster may also carry the centre's people
+(fencewatch.scenario.Center): its offices and officers, upserted by id, each person's
+responsible officer, and monitoring orders, each recorded once.
 
 Afterwards a running `fencewatch serve` is told to reload its rules (best effort: a
 service that misses it picks the changes up on its next reload or restart).
@@ -23,7 +25,7 @@ import redis
 from fencewatch import embedded, servers
 from fencewatch.channels import channel as scoped
 from fencewatch.config import Settings
-from fencewatch.scenario import ScenarioError, check_folder, read_roster
+from fencewatch.scenario import Center, ScenarioError, check_folder, read_center, read_roster
 from fencewatch.servers import run_with_pool
 from geofence.model import Roster, Supervisee, ZoneDef
 from geofence.zones import ZoneError, parse_feature_collection
@@ -31,6 +33,7 @@ from storage.db import Conn
 from storage.repo import access as access_repo
 from storage.repo import leave as leave_repo
 from storage.repo import offices as offices_repo
+from storage.repo import orders as orders_repo
 from storage.repo import people as people_repo
 from storage.repo import zones as zones_repo
 from storage.rules import RULES_CHANNEL
@@ -45,7 +48,9 @@ def _read_zones(path: Path) -> list[tuple[ZoneDef, dict[str, Any]]]:
     return list(zip(zones, doc["features"], strict=True))
 
 
-def _read(scenario_dir: Path) -> tuple[list[tuple[ZoneDef, dict[str, Any]]], Roster]:
+def _read(
+    scenario_dir: Path,
+) -> tuple[list[tuple[ZoneDef, dict[str, Any]]], Roster, Center]:
     try:
         check_folder(scenario_dir, FILES)
     except ScenarioError as exc:
@@ -56,6 +61,7 @@ def _read(scenario_dir: Path) -> tuple[list[tuple[ZoneDef, dict[str, Any]]], Ros
         raise ScenarioError(f"zones.geojson: {exc}") from None
     try:
         roster = read_roster(scenario_dir / "roster.json")
+        center = read_center(scenario_dir / "roster.json")
     except (ScenarioError, msgspec.DecodeError) as exc:
         raise ScenarioError(f"roster.json: {exc}") from None
     seen: set[str] = set()
@@ -70,7 +76,52 @@ def _read(scenario_dir: Path) -> tuple[list[tuple[ZoneDef, dict[str, Any]]], Ros
                 raise ScenarioError(
                     f"roster.json: device {device.id} is listed for both {other} and {person.id}"
                 )
-    return zones, roster
+    return zones, roster, center
+
+
+async def _load_offices(conn: Conn, center: Center) -> None:
+    """Offices, then their officers, then each office's head (who must exist first)."""
+    for heads in (False, True):
+        for office in center.offices:
+            await offices_repo.upsert_office(
+                conn,
+                office.id,
+                office.name,
+                office.kind,
+                office.parent,
+                office.head if heads else None,
+                office.duty_phone,
+                office.duty_email,
+            )
+            for officer in () if heads else office.officers:
+                await offices_repo.upsert_officer(
+                    conn,
+                    officer.id,
+                    officer.name,
+                    office.id,
+                    officer.phone,
+                    officer.role,
+                    officer.email,
+                )
+
+
+async def _load_orders(conn: Conn, center: Center) -> None:
+    """Each monitoring order not yet recorded (none of the person's orders overlaps it)."""
+    for supervisee, orders in center.orders.items():
+        for order in orders:
+            if await orders_repo.overlapping_orders(
+                conn, supervisee, order.starts_on, order.ends_on
+            ):
+                continue
+            await orders_repo.insert_order(
+                conn,
+                supervisee,
+                ground=order.ground,
+                approved_by=order.approved_by,
+                starts_on=order.starts_on,
+                ends_on=order.ends_on,
+                decided_by="fencewatch load",
+            )
 
 
 async def _check_references(conn: Conn, people: list[Supervisee]) -> None:
@@ -93,7 +144,7 @@ async def _check_references(conn: Conn, people: list[Supervisee]) -> None:
 
 async def load_scenario(pool: asyncpg.Pool, scenario_dir: Path) -> dict[str, int]:
     """Import the scenario; returns how many of each thing it holds."""
-    zones, roster = _read(scenario_dir)
+    zones, roster, center = _read(scenario_dir)
     people = roster.supervisees
     counts = {
         "zones": len(zones),
@@ -101,6 +152,11 @@ async def load_scenario(pool: asyncpg.Pool, scenario_dir: Path) -> dict[str, int
         "devices": sum(len(s.devices) for s in people),
         "leaves": sum(len(s.leaves) for s in people),
     }
+    if center.offices:
+        counts["offices"] = len(center.offices)
+        counts["officers"] = sum(len(o.officers) for o in center.offices)
+    if center.orders:
+        counts["orders"] = sum(len(orders) for orders in center.orders.values())
     # One statement cannot upsert an id twice: an id listed twice is stored once, as listed
     # last, which is what upserting the listings one by one came to.
     unique_zones = {zone.id: (zone, source) for zone, source in zones}
@@ -109,9 +165,15 @@ async def load_scenario(pool: asyncpg.Pool, scenario_dir: Path) -> dict[str, int
     leaves = {leave.id: (person.id, leave) for person in people for leave in person.leaves}
     async with pool.acquire() as conn, conn.transaction():
         await zones_repo.upsert_zones(conn, unique_zones.values())
+        try:
+            await _load_offices(conn, center)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            detail = getattr(exc, "detail", None) or exc
+            raise ScenarioError(f"roster.json offices: {detail}") from None
         await _check_references(conn, people)
         try:
             await people_repo.load_supervisees(conn, people)
+            await people_repo.assign_officers(conn, center.officers)
             # Unlike `POST /devices/{id}/assign`, no monitoring order is required for a
             # tag here: spec 4.2 rosters carry no orders (a scenario's tags would all be
             # refused), and loading is the operator's bulk import, not a decision to fit
@@ -121,6 +183,7 @@ async def load_scenario(pool: asyncpg.Pool, scenario_dir: Path) -> dict[str, int
             raise ScenarioError(f"roster.json: {getattr(exc, 'detail', None) or exc}") from None
         await people_repo.reassign_devices(conn, wearers, [person.id for person in people])
         await leave_repo.load_leaves(conn, leaves.values())
+        await _load_orders(conn, center)
         await access_repo.audit(
             conn, "fencewatch load", None, "scenario.load", str(scenario_dir), counts
         )

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -29,6 +29,7 @@ from geofence.model import (
 from geofence.zones import CRSES, ZoneError, parse_feature_collection, parse_schedule
 from ingest.jt808 import terminals
 from ingest.osmand import ID_PATTERN as OSMAND_ID
+from supervision.orders import OrderError, new_order
 
 LEVELS = ("strict", "normal", "lenient")
 _OSMAND_ID = re.compile(OSMAND_ID)
@@ -260,3 +261,75 @@ def read_pings(path: Path) -> Iterator[Ping]:
                     yield decoder.decode(line)
                 except msgspec.DecodeError as exc:
                     raise ScenarioError(f"{path.name} line {number}: {exc}") from None
+
+
+# --- the centre's people: optional roster parts the engine never reads ------------------
+
+
+class Officer(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: str
+    name: str
+    phone: str | None = None
+    email: str | None = None
+    role: Literal["officer", "head"] = "officer"  # head: 所长 / 局长, told at escalation
+
+
+class Office(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: str
+    name: str
+    kind: Literal["center", "city", "county", "station"]
+    parent: str | None = None
+    duty_phone: str | None = None
+    duty_email: str | None = None
+    officers: tuple[Officer, ...] = ()
+
+    @property
+    def head(self) -> str | None:
+        return next((o.id for o in self.officers if o.role == "head"), None)
+
+
+class OrderEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A monitoring order (使用电子定位装置决定): one of the five grounds, approved by the
+    county bureau head, `from`–`to` calendar days (both included, at most three months)."""
+
+    ground: str
+    approved_by: str
+    starts_on: date = msgspec.field(name="from")
+    ends_on: date = msgspec.field(name="to")
+
+
+class Center(msgspec.Struct, frozen=True):
+    """What a roster may say besides spec 4.2, for `fencewatch load`: the office tree and
+    its officers (top-level `offices`, parents before children, each with its `officers`),
+    each supervisee's responsible officer (`officer`) and monitoring orders (`orders`)."""
+
+    offices: tuple[Office, ...] = ()
+    officers: dict[str, str] = {}  # supervisee → responsible officer
+    orders: dict[str, tuple[OrderEntry, ...]] = {}  # supervisee → orders
+
+
+def read_center(path: Path) -> Center:
+    doc = msgspec.json.decode(path.read_bytes())
+    if not isinstance(doc, dict):
+        raise ScenarioError("roster.json must be an object with a supervisees list")
+    try:
+        offices = msgspec.convert(doc.get("offices") or [], tuple[Office, ...])
+    except msgspec.ValidationError as exc:
+        raise ScenarioError(f"offices: {exc}") from None
+    officers: dict[str, str] = {}
+    orders: dict[str, tuple[OrderEntry, ...]] = {}
+    for raw in doc.get("supervisees") or []:
+        if not isinstance(raw, dict):
+            continue  # read_roster says what is wrong with it
+        sid = str(raw.get("id"))
+        if raw.get("officer") is not None:
+            officers[sid] = str(raw["officer"])
+        try:
+            mine = msgspec.convert(raw.get("orders") or [], tuple[OrderEntry, ...])
+            for order in mine:
+                new_order(order.ground, order.approved_by, order.starts_on, order.ends_on)
+        except (msgspec.ValidationError, OrderError) as exc:
+            raise ScenarioError(f"supervisee {sid} orders: {exc}") from None
+        if mine:
+            orders[sid] = mine
+    return Center(offices, officers, orders)

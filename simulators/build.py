@@ -48,6 +48,9 @@ class Person:
     # Breach types (and device_separation) that must each occur (for real) at least once,
     # and no others. None: any.
     expect: frozenset[str] | None = frozenset()
+    # Optional roster fields beyond spec 4.2 (fencewatch.scenario.Center, name, level,
+    # office): who the person is, for a demo that looks like a real centre.
+    profile: dict[str, Any] = field(default_factory=dict)
 
     def roster_entry(self) -> dict[str, Any]:
         devices: list[Any] = [
@@ -62,6 +65,7 @@ class Person:
         ]
         return {
             "id": self.id,
+            **self.profile,
             "jurisdiction": list(self.jurisdiction),
             "exclusion": list(self.exclusion),
             "home": self.home,
@@ -90,6 +94,7 @@ class Scenario:
         self.start, self.end = start, end
         self.places: list[dict[str, Any]] = []  # zones besides the counties
         self.people: list[Person] = []
+        self.offices: list[dict[str, Any]] = []  # the optional roster `offices`
 
     def zone(self, feature: dict[str, Any]) -> str:
         self.places.append(feature)
@@ -107,7 +112,10 @@ class Scenario:
         return [*lishui.county_zones(), *parse_feature_collection(places)]
 
     def roster_doc(self) -> dict[str, Any]:
-        return {"timezone": TIMEZONE, "supervisees": [p.roster_entry() for p in self.people]}
+        doc: dict[str, Any] = {"timezone": TIMEZONE}
+        if self.offices:
+            doc["offices"] = self.offices
+        return {**doc, "supervisees": [p.roster_entry() for p in self.people]}
 
     def render(self, seed: int, pursuit: bool = False) -> Rendered:
         zones, roster = self.zones_doc(), self.roster_doc()

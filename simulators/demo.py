@@ -11,6 +11,14 @@ Client, which posts over HTTP (the OsmAnd protocol), instead of a tag, and two w
 wristbands that speak JT/T 808 over TCP to the gateway; the rest go about their day, some
 near the border with their fixes drifting across it.
 
+The roster reads like a real centre's (its optional fields, fencewatch.scenario.Center):
+丽水市 → 莲都区司法局 → four justice stations, each with a head (所长) and officers with
+phones and mailboxes, so alerts route and escalate to named people; everyone has a name, a
+supervision level, a station and a responsible officer, and everyone wearing a tag or
+wristband a monitoring order (some ending within the week). All names are invented — a
+surname and 某, the usual way Chinese documents withhold a name — and the phone numbers
+and mailboxes (example.org) are not anyone's.
+
     python -m simulators.demo OUT_DIR --tags 36 [--minutes 60]
 
 writes the same demo as a scenario directory (its first hour, by default), with truth.json.
@@ -22,7 +30,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +43,7 @@ from simulators.gps import GpsProfile
 from simulators.life import TZ, minutes, nearby, routine, tag, traccar_phone
 from simulators.places import EVERY_DAY, WEEKDAYS, block, circle, window
 from simulators.route import Env, Mode, RouteBuilder
+from supervision.orders import add_months
 
 MIN = 60_000
 H = 3_600_000
@@ -192,15 +201,97 @@ ROLES: tuple[Callable[[_Demo, str, str], Person], ...] = (
 )
 
 
+# The office tree: (id, name, kind, parent); stations each get a head and two officers.
+OFFICES = (
+    ("LS", "丽水市社区矫正管理局", "city", None),
+    ("LD", "莲都区司法局", "county", "LS"),
+    ("LD-ZJ", "紫金司法所", "station", "LD"),
+    ("LD-YQ", "岩泉司法所", "station", "LD"),
+    ("LD-WX", "万象司法所", "station", "LD"),
+    ("LD-BY", "白云司法所", "station", "LD"),
+)
+STATIONS = tuple(o[0] for o in OFFICES if o[2] == "station")
+SURNAMES = "张王李赵刘陈杨黄周吴徐孙胡朱高林何郭马罗"
+ORDINALS = "甲乙丙丁戊己庚辛壬癸"
+NUMERALS = "一二三四五六七八九十"
+# Recipes that broke the rules are 严管; the rest alternate 普管 and 宽管.
+STRICT = {"walk_out", "drive_out", "victim", "school", "strap"}
+GROUND = {
+    "walk_out": "left_without_approval",
+    "drive_out": "left_without_approval",
+    "victim": "prohibition_breach",
+    "school": "prohibition_breach",
+    "strap": "admin_penalty",
+}
+
+
+def _officer(n: int, office: str, role: str = "officer") -> dict[str, Any]:
+    oid = f"{office}-{n:02d}"
+    surname = SURNAMES[(n * 7 + 3) % len(SURNAMES)]
+    return {
+        "id": oid,
+        "name": f"{surname}某{NUMERALS[n % len(NUMERALS)]}",
+        "phone": f"1390000{n:04d}",
+        "email": f"{oid.lower()}@example.org",
+        "role": role,
+    }
+
+
+def _staff(sc: Scenario, recipes: list[str]) -> None:
+    """Offices and officers, and every person's name, level, station and responsible
+    officer, with a monitoring order for each tag or wristband wearer."""
+    n = 0
+    for oid, name, kind, parent in OFFICES:
+        staff = [_officer(n := n + 1, oid, "head")]
+        if kind == "station":
+            staff += [_officer(n := n + 1, oid), _officer(n := n + 1, oid)]
+        sc.offices.append(
+            {
+                "id": oid,
+                "name": name,
+                "kind": kind,
+                "parent": parent,
+                "duty_phone": f"0578-000{len(sc.offices) + 1:04d}",
+                "duty_email": f"duty-{oid.lower()}@example.org",
+                "officers": staff,
+            }
+        )
+    officers = {o["id"]: [x["id"] for x in o["officers"][1:]] for o in sc.offices}
+    county_head = next(o["officers"][0]["name"] for o in sc.offices if o["kind"] == "county")
+    today = datetime.fromtimestamp(sc.start / 1000, TZ).date()
+    for k, (person, recipe) in enumerate(zip(sc.people, recipes, strict=True)):
+        station = STATIONS[k % len(STATIONS)]
+        person.profile = {
+            "name": f"{SURNAMES[k % len(SURNAMES)]}某{ORDINALS[k // len(SURNAMES) % 10]}",
+            "level": "strict" if recipe in STRICT else ("normal", "lenient")[k % 2],
+            "office": station,
+            "officer": officers[station][k // len(STATIONS) % 2],
+        }
+        if any(d.kind == "tag" for d in person.devices):
+            # Every fifth order ends within the week: the reminder and the warning show.
+            starts = today - timedelta(days=85 if k % 5 == 4 else 20 + k % 30)
+            person.profile["orders"] = [
+                {
+                    "ground": GROUND.get(recipe, "refused_report_warned"),
+                    "approved_by": county_head,
+                    "from": starts.isoformat(),
+                    "to": add_months(starts, 3).isoformat(),
+                }
+            ]
+
+
 def demo_scenario(
     n_tags: int, seed: int = 1, start_ms: int | None = None, hours: float = 12
 ) -> Scenario:
     start = start_ms if start_ms is not None else time.time_ns() // 1_000_000
     sc = Scenario(start, start + int(hours * H))
     demo = _Demo(np.random.default_rng(seed), sc)
+    recipes = []
     for k in range(n_tags):
         role = ROLES[k] if k < len(ROLES) else _Demo.routine
         role(demo, f"S{k + 1:03d}", f"T{k + 1:03d}")
+        recipes.append(role.__name__)
+    _staff(sc, recipes)
     return sc
 
 

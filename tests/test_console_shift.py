@@ -183,6 +183,9 @@ async def test_playback_shows_the_allowed_area_the_leave_and_where_the_crossing_
             await page.evaluate("location.hash = '#/person/S1501'")
             summary = page.locator(".track-summary")
             await expect(summary).to_contain_text(f"共 {len(fixes)} 个定位点")
+            # The file is whole: this month's score, nothing "to come" (待接入).
+            await expect(page.locator(".person-info .assessment")).to_contain_text("100 分")
+            await expect(page.locator(".person-info")).not_to_contain_text("待接入")
 
             # The leave's destination is drawn and named; the view holds the track, 莲都区
             # (the jurisdiction) and 缙云 (the destination) together.

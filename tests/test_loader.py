@@ -121,6 +121,51 @@ async def test_loading_twice_leaves_the_same_rows(pool: asyncpg.Pool, tmp_path: 
     assert await _rows(pool) == first
 
 
+async def test_the_demo_roster_brings_its_offices_officers_and_orders(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """The demo's optional roster parts (fencewatch.scenario.Center): alerts route to named
+    officers, every tag wearer has a monitoring order, and loading twice changes nothing."""
+    from simulators.demo import build_demo, write_demo
+
+    zones, roster, _ = build_demo(13)
+    write_demo(tmp_path, zones, roster)
+    counts = await load_scenario(pool, tmp_path)
+    assert (counts["offices"], counts["officers"]) == (6, 14)
+    assert counts["orders"] == 12  # everyone but the Traccar phone's owner
+    assert await load_scenario(pool, tmp_path) == counts
+    people = await pool.fetch(
+        "SELECT s.id, s.name, s.office_id, o.name AS officer, o.office_id AS officer_office,"
+        " (SELECT count(*) FROM monitoring_orders m WHERE m.supervisee_id = s.id) AS orders"
+        " FROM supervisees s JOIN officers o ON o.id = s.officer_id ORDER BY s.id"
+    )
+    assert len(people) == 13
+    assert all(p["name"] and "某" in p["name"] for p in people)
+    assert all(p["officer_office"] == p["office_id"] for p in people)
+    assert sum(p["orders"] for p in people) == 12
+    # Escalation has somebody at every level: the station's head, the county's.
+    heads = await pool.fetch(
+        "SELECT o.kind, h.role FROM offices o JOIN officers h ON h.id = o.head_officer_id"
+    )
+    assert {(r["kind"], r["role"]) for r in heads} == {
+        ("city", "head"),
+        ("county", "head"),
+        ("station", "head"),
+    }
+
+
+async def test_a_roster_office_with_an_unknown_parent_is_refused(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    roster = {
+        **ROSTER,
+        "offices": [{"id": "ST9", "name": "某司法所", "kind": "station", "parent": "K9"}],
+    }
+    with pytest.raises(ScenarioError, match="offices"):
+        await load_scenario(pool, _write(tmp_path, roster=roster))
+    assert await pool.fetchval("SELECT count(*) FROM supervisees") == 0
+
+
 def _plain(value: Any) -> Any:
     """Tuples and lists alike, as JSON has them."""
     return msgspec.json.decode(msgspec.json.encode(value))

@@ -7,7 +7,7 @@
 // judge an alert in seconds.
 
 import L from "leaflet";
-import { api, ApiError } from "./api";
+import { api } from "./api";
 import { fill, h } from "./dom";
 import { formatTime, t, term } from "./i18n";
 import { evidenceButton } from "./evidence";
@@ -16,7 +16,7 @@ import { LocateNow } from "./locate";
 import { createMap, toMap, zoneLayer } from "./mapbase";
 import { on, store } from "./store";
 import { heldBadge, loadSuspensions, suspensionSection } from "./suspensions";
-import type { Alert, Device, Leave, MonitoringOrder, TrackFix } from "./types";
+import type { Alert, Assessment, Device, Leave, MonitoringOrder, TrackFix } from "./types";
 import { facts, localInput, onSubmit, showError, toast } from "./ui";
 
 const PLAY_STEP_MS = 300;
@@ -182,19 +182,12 @@ export class PersonFile {
   private async loadInfo(id: string): Promise<void> {
     const person = store.people.get(id);
     if (!person) return;
-    const [devices, leaves, alerts, orders, suspensions] = await Promise.all([
+    const [devices, leaves, alerts, orders, score, suspensions] = await Promise.all([
       Promise.all(person.devices.map((d) => api<Device>(`/devices/${encodeURIComponent(d)}`))),
       api<{ items: Leave[] }>(`/supervisees/${encodeURIComponent(id)}/leaves`),
       api<{ items: Alert[] }>("/alerts", { query: { supervisee: id, limit: "200" } }),
-      // Monitoring orders are newer than the rest of the API: a service without them
-      // answers 404, and the file says so.
-      api<{ items: MonitoringOrder[] }>(`/supervisees/${encodeURIComponent(id)}/orders`).then(
-        (r) => r.items,
-        (error) => {
-          if (error instanceof ApiError && error.status === 404) return null;
-          throw error;
-        },
-      ),
+      api<{ items: MonitoringOrder[] }>(`/supervisees/${encodeURIComponent(id)}/orders`),
+      api<Assessment>(`/supervisees/${encodeURIComponent(id)}/assessment`),
       loadSuspensions(id),
     ]);
     this.leaves = leaves.items;
@@ -256,9 +249,9 @@ export class PersonFile {
         ),
       ),
       h("h3", {}, t("person.orders")),
-      this.orders(orders),
+      this.orders(orders.items),
       h("h3", {}, t("person.score")),
-      h("p", { class: "placeholder" }, t("person.pending")),
+      this.assessment(score),
       h("h3", {}, t("person.leaves")),
       leaves.items.length
         ? h(
@@ -293,8 +286,31 @@ export class PersonFile {
     );
   }
 
-  private orders(orders: MonitoringOrder[] | null): HTMLElement {
-    if (orders === null) return h("p", { class: "placeholder" }, t("person.pending"));
+  /** This month's score (每月计分考评): the base less each confirmed violation's points. */
+  private assessment(a: Assessment): HTMLElement {
+    return h(
+      "div",
+      { class: "assessment" },
+      h(
+        "div",
+        {},
+        t("score.month", { month: a.month }),
+        h("strong", { class: "score" }, t("score.points", { n: a.score })),
+        a.deductions ? ` ${t("score.deducted", { base: a.base, n: a.deductions })}` : "",
+      ),
+      a.violations.length
+        ? h(
+            "ul",
+            { class: "violations" },
+            a.violations.map((v) =>
+              h("li", {}, `${formatTime(v.occurred_at)} · ${v.name_zh} −${v.points}`),
+            ),
+          )
+        : h("p", { class: "muted" }, t("score.none")),
+    );
+  }
+
+  private orders(orders: MonitoringOrder[]): HTMLElement {
     if (!orders.length) return h("p", { class: "muted" }, t("person.noOrders"));
     return h(
       "ul",

@@ -163,6 +163,21 @@ export interface MonitoringOrder {
   end_reason: string | null;
 }
 
+/** A person's month in the monthly assessment (每月计分考评). */
+export interface Assessment {
+  month: string;
+  base: number;
+  deductions: number;
+  score: number;
+  violations: {
+    alert: number;
+    type: string;
+    name_zh: string;
+    occurred_at: string;
+    points: number;
+  }[];
+}
+
 export interface TrackFix {
   type: "Feature";
   geometry: { type: "Point"; coordinates: [number, number] };

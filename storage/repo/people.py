@@ -99,6 +99,17 @@ async def load_supervisees(conn: Conn, people: Sequence[Supervisee]) -> None:
     )
 
 
+async def assign_officers(conn: Conn, officers: dict[str, str]) -> None:
+    """Each supervisee's responsible officer (supervisee → officer id)."""
+    await conn.execute(
+        "UPDATE supervisees s SET officer_id = a.officer, updated_at = now()"
+        " FROM unnest($1::text[], $2::text[]) AS a(supervisee, officer)"
+        " WHERE s.id = a.supervisee AND s.officer_id IS DISTINCT FROM a.officer",
+        list(officers),
+        list(officers.values()),
+    )
+
+
 async def active_supervisee_ids(conn: Conn, offices: Offices) -> list[str]:
     rows = await conn.fetch(
         f"SELECT s.id FROM supervisees s WHERE {IN_SCOPE} AND s.status = 'active' ORDER BY s.id",
