@@ -642,6 +642,15 @@ async def test_devices_assign_unassign_and_history(world: World) -> None:
         await world.call("operator", "PUT", "/api/v1/devices/T9", json={"owntracks": "a/b"}), 422
     )
     _error(await world.call("operator", "PUT", "/api/v1/devices/T9", json={"kind": "watch"}), 422)
+    # A JT/T 808 wristband, known by its terminal number, sending Amap coordinates.
+    band = {"jt808": "013912345678", "crs": "gcj02"}
+    response = await world.call("operator", "PUT", "/api/v1/devices/JT1", json=band)
+    assert response.status_code == 200, response.text
+    assert (response.json()["jt808"], response.json()["crs"]) == ("13912345678", "gcj02")
+    dup = await world.call("operator", "PUT", "/api/v1/devices/JT2", json={"jt808": "13912345678"})
+    assert "already in use" in _error(dup, 409)
+    for bad in ({"jt808": "+86139"}, {"jt808": "1" * 21}, {"crs": "bd09"}):
+        _error(await world.call("operator", "PUT", "/api/v1/devices/JT3", json=bad), 422)
 
     await _give_order(world.pool, "P2")  # a tag is fitted only under a monitoring order
     moved = await world.call(

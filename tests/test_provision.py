@@ -332,6 +332,19 @@ async def test_the_command_reads_devices_from_the_database(
         ]
         enrolled = await pool.fetch("SELECT object FROM audit_log WHERE action = 'device.enrol'")
         assert [r["object"] for r in enrolled] == ["device:J"]
+
+        # Registered, its enrolment is closed; --rotate forgets its code and opens it again.
+        await pool.execute(
+            "UPDATE devices SET jt808_auth = 'x', jt808_enrol_until = NULL WHERE id = 'J'"
+        )
+        assert await asyncio.to_thread(provision_command, passwd, acl) == 0
+        assert "terminal(s) may register" not in capsys.readouterr().err
+        assert await asyncio.to_thread(provision_command, passwd, acl, rotate=["J"]) == 0
+        assert "J (13912345678)" in capsys.readouterr().err
+        row = await pool.fetchrow(
+            "SELECT jt808_auth, jt808_enrol_until FROM devices WHERE id = 'J'"
+        )
+        assert row["jt808_auth"] is None and row["jt808_enrol_until"] is not None
         # The passwords are nowhere in the database.
         dump = " ".join(r["detail"] for r in rows)
         assert not any(pw in dump for pw in printed.values())
