@@ -45,6 +45,7 @@ from simulators.geo import offset
 
 NUMBERS = 13_900_000_000  # the terminals' numbers: this plus the device's place in the roster
 ANSWER_S = 30.0  # a gateway that answers nothing this long has failed the run
+LOGIN_TRIES, RETRY_S = 20, 0.5
 
 
 async def bench(opts: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
@@ -135,8 +136,6 @@ async def _terminal(
 ) -> int:
     """One terminal: logs in, then reports until `stop` with up to `window` unanswered;
     returns how many of its fixes the gateway acknowledged."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    frames = FrameReader()
     serial = 0
 
     def send(msg_id: int, body: bytes) -> None:
@@ -157,11 +156,25 @@ async def _terminal(
                 if item.msg_id == msg_id:
                     return item
 
-    send(messages.REGISTRATION, messages.registration_body(number))
-    registered = await answer(platform.REGISTRATION_RESPONSE)
-    code = platform.read_registration_response(registered.body).auth_code
-    send(messages.AUTHENTICATION, messages.authentication_body(code))
-    await answer(platform.GENERAL_RESPONSE)
+    # Many terminals connecting at once meet the gateway's cap on connections not yet
+    # authenticated (a reconnection storm does too): refused, a terminal tries again.
+    code = None
+    for attempt in range(LOGIN_TRIES):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        frames = FrameReader()
+        try:
+            if code is None:
+                send(messages.REGISTRATION, messages.registration_body(number))
+                registered = await answer(platform.REGISTRATION_RESPONSE)
+                code = platform.read_registration_response(registered.body).auth_code
+            send(messages.AUTHENTICATION, messages.authentication_body(code))
+            await answer(platform.GENERAL_RESPONSE)
+            break
+        except ConnectionError:
+            writer.close()
+            if attempt == LOGIN_TRIES - 1:
+                raise
+            await asyncio.sleep(RETRY_S)
     home = (float(fleet.lat[k]), float(fleet.lon[k]))
     ts = (time.time_ns() // 1_000_000 // 1000 - 60) * 1000
     acked = inflight = 0
