@@ -11,12 +11,10 @@ import re
 import time
 from typing import Any
 
-import asyncpg
 from playwright.async_api import Page, expect
 
 from api.tokens import create_token
 from fencewatch.timefmt import iso
-from storage.repo import offices as offices_repo
 from tests.kit import (
     JINYUN,
     LIANDU,
@@ -37,11 +35,42 @@ __all__ = ["pytestmark"]  # Chromium as in tests/test_console.py
 # Redis pub/sub ignores database numbers: tests of other processes on the same Redis feed
 # this console their positions and alerts too. These ids are this file's own, and every
 # check names the person it is about.
+# 莲都区司法局 and its 紫金司法所 (the roster's optional offices), where both people are
+# supervised; 孙某五 is 张某甲's responsible officer.
+OFFICES = [
+    {
+        "id": "LD",
+        "name": "莲都区司法局",
+        "kind": "county",
+        "officers": [{"id": "LD-01", "name": "郭某三", "role": "head"}],
+    },
+    {
+        "id": "LD-ZJ",
+        "name": "紫金司法所",
+        "kind": "station",
+        "parent": "LD",
+        "officers": [{"id": "LD-ZJ-01", "name": "孙某五", "phone": "13900000005"}],
+    },
+]
 ROSTER = {
     "timezone": "Asia/Shanghai",
+    "offices": OFFICES,
     "supervisees": [
-        {"id": "S1501", "name": "张某甲", "jurisdiction": [LIANDU], "devices": ["T1501"]},
-        {"id": "S1502", "name": "李某乙", "jurisdiction": [LIANDU], "devices": ["T1502"]},
+        {
+            "id": "S1501",
+            "name": "张某甲",
+            "office": "LD-ZJ",
+            "officer": "LD-ZJ-01",
+            "jurisdiction": [LIANDU],
+            "devices": ["T1501"],
+        },
+        {
+            "id": "S1502",
+            "name": "李某乙",
+            "office": "LD-ZJ",
+            "jurisdiction": [LIANDU],
+            "devices": ["T1502"],
+        },
     ],
 }
 # Every oscillator the page starts, so a test can tell the tones apart by pitch.
@@ -99,6 +128,9 @@ async def test_critical_outranks_high_in_colour_position_and_sound(
             high_row = ".alert.sev-high:has-text('张某甲')"
             await expect(page.locator(high_row)).to_contain_text("越界（离开执行地）")
             await page.wait_for_function("window.oscillators.includes(880)")
+            # The selected alert says who has it: the responsible officer, by name.
+            told = page.locator(".alert.selected .notified")
+            await expect(told).to_have_text("已通知：孙某五")
             assert not siren_in(await pitches(page))
 
             # Later, 李某乙's strap is opened: 紧急, raised after the breach but on top.
@@ -232,14 +264,6 @@ async def test_playback_shows_the_allowed_area_the_leave_and_where_the_crossing_
 OFFICER = "紫金司法所 王某某"
 
 
-async def _station(pool: asyncpg.Pool) -> None:
-    """莲都区司法局 with 紫金司法所 under it, where both people are supervised."""
-    async with pool.acquire() as conn:
-        await offices_repo.upsert_office(conn, "K1", "莲都区司法局", "county", None)
-        await offices_repo.upsert_office(conn, "ST1", "紫金司法所", "station", "K1")
-        await conn.execute("UPDATE supervisees SET office_id = 'ST1'")
-
-
 async def test_operators_read_the_leave_list_and_its_chain_officers_change_it(
     pg_dsn, redis_url, mqtt_url, tmp_path, shots
 ) -> None:
@@ -253,12 +277,10 @@ async def test_operators_read_the_leave_list_and_its_chain_officers_change_it(
         **ROSTER,
         "supervisees": [{**people[0], "leaves": [away]}, {**people[1], "leaves": [late]}],
     }
-    async with running(
-        pg_dsn, redis_url, mqtt_url, lishui_collection(), roster, tamper=_station
-    ) as live:
+    async with running(pg_dsn, redis_url, mqtt_url, lishui_collection(), roster) as live:
         base = str(live.http.base_url)
         operator = live.http.headers["Authorization"].removeprefix("Bearer ")
-        officer = await create_token(live.service.pool, "officer", office="ST1", subject=OFFICER)
+        officer = await create_token(live.service.pool, "officer", office="LD-ZJ", subject=OFFICER)
         as_officer = {"Authorization": f"Bearer {officer}"}
 
         async def apply(person: str, start: int, approve: bool) -> str:

@@ -76,6 +76,7 @@ const WORDS = {
   "alert.raised": ["告警时间", "Raised"],
   "alert.since": ["已过 {d}", "{d} ago"],
   "alert.escalation": ["已升级 {n} 级", "Escalated ×{n}"],
+  "alert.told": ["已通知：{who}", "Told: {who}"],
   "alert.late": ["补传发现", "Found late"],
   "alert.cleared": ["已恢复", "Condition cleared"],
   "alert.fixTime": ["定位时间", "Fix time"],

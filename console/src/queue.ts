@@ -13,7 +13,7 @@ import { formatAge, formatTime, t, term } from "./i18n";
 import { beep } from "./sound";
 import { SEVERITY_RANK, inBreach, on, personName, putAlert, stillInBreach, store } from "./store";
 import { heldBadge } from "./suspensions";
-import type { Alert } from "./types";
+import type { Alert, AlertEvent } from "./types";
 import { onSubmit, showError } from "./ui";
 
 export const DISPOSITIONS = [
@@ -27,6 +27,7 @@ const REASONS = ["verified_in_place", "position_drift", "zone_error"] as const;
 // An open 紧急 alert is reminded every tick, an open 高 one every third.
 const REMIND_MS = 20_000;
 const HIGH_EVERY = 3;
+const ASK_TOLD_MS = 5_000;
 
 export interface QueueActions {
   openPerson(supervisee: string): void;
@@ -43,6 +44,8 @@ export class AlertQueue {
   private readonly fresh = new Set<number>();
   private dialog: HTMLElement | null = null;
   private reminders = 0;
+  private readonly told = new Map<number, { escalation: number; who: string }>();
+  private readonly askedAt = new Map<number, number>();
   /** Redraws the open dialog's warning and choices (the alert may change meanwhile). */
   private refreshDialog: (() => void) | null = null;
 
@@ -186,6 +189,7 @@ export class AlertQueue {
         { class: "line" },
         h("span", { class: "who" }, `${personName(a.supervisee)} · ${a.supervisee}`),
       ),
+      a.id === this.selected ? this.notified(a) : null,
       h(
         "div",
         { class: "line muted" },
@@ -242,6 +246,29 @@ export class AlertQueue {
         evidenceButton(() => [`/alerts/${a.id}/evidence`, {}]),
       ),
     );
+  }
+
+  /** Who has been told of the selected alert: its timeline's last routing step, asked for
+   * again when the alert escalates (and at most every few seconds until it was routed). */
+  private notified(a: Alert): HTMLElement | null {
+    const known = this.told.get(a.id);
+    const asked = this.askedAt.get(a.id) ?? 0;
+    if ((!known || known.escalation !== a.escalation) && Date.now() - asked > ASK_TOLD_MS) {
+      this.askedAt.set(a.id, Date.now());
+      void api<Alert & { timeline: AlertEvent[] }>(`/alerts/${a.id}`)
+        .then((full) => {
+          const step = full.timeline.findLast(
+            (e) => e.action === "routed" || e.action === "escalated",
+          );
+          if (typeof step?.detail.to_zh !== "string") return;
+          this.told.set(a.id, { escalation: a.escalation, who: step.detail.to_zh });
+          this.render();
+        })
+        .catch(() => undefined); // the line is a help, not the alert: it just stays away
+    }
+    return known
+      ? h("div", { class: "line muted notified" }, t("alert.told", { who: known.who }))
+      : null;
   }
 
   private tick(): void {

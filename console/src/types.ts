@@ -70,6 +70,14 @@ export interface Suspension {
   revoke_reason: string | null;
 }
 
+/** A step of an alert's timeline (GET /alerts/{id}). */
+export interface AlertEvent {
+  at: string;
+  actor: string;
+  action: string;
+  detail: Record<string, unknown>;
+}
+
 export interface Position {
   supervisee: string;
   device: string | null;
