@@ -114,7 +114,9 @@ def _gateway(stack: Stack, settings: dict[str, str]) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "FENCEWATCH_DATABASE_URL": stack.database_url,
+        "FENCEWATCH_REDIS_URL": stack.redis_url,
         "FENCEWATCH_MQTT_URL": f"mqtt://{stack.mqtt}",
+        "FENCEWATCH_HTTP": f"127.0.0.1:{embedded.free_port()}",
         "FENCEWATCH_MQTT_CLIENT_ID": f"fencewatch-bench-{stack.database}",
         "FENCEWATCH_DATA_DIR": str(stack.run_dir / "gateway"),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),

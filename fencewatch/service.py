@@ -64,7 +64,7 @@ CLOCK_EVERY_S = 1.0
 DEMO_INTERVAL_S = 10.0
 
 
-class _Server(uvicorn.Server):
+class QuietServer(uvicorn.Server):
     """uvicorn without its own signal handling: the service owns shutdown."""
 
     @contextlib.contextmanager
@@ -136,7 +136,7 @@ class Service:
             jobs["rules"] = self._listen_rules()
         ctx = ApiContext(self.pool, self.redis, self.health, self.rules_changed, s)
         app = create_app(ctx) if "api" in s.roles else create_probe_app(ctx)
-        server = _Server(
+        server = QuietServer(
             uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning")
         )
         jobs["http"] = server.serve(sockets=[http_socket])
@@ -149,7 +149,7 @@ class Service:
                 f"{s.client_id}-osmand-{s.worker_id}",
             )
             servers.append(
-                _Server(uvicorn.Config(self.osmand.app, log_level="warning", lifespan="off"))
+                QuietServer(uvicorn.Config(self.osmand.app, log_level="warning", lifespan="off"))
             )
             jobs["osmand"] = servers[-1].serve(sockets=[osmand_socket])
             jobs["osmand receipts"] = self.osmand.run()

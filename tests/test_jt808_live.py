@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
+import httpx
 import msgspec
 import numpy as np
 import pytest
@@ -216,12 +217,20 @@ async def test_hostile_connections_cost_only_themselves(pg_dsn, mqtt_url, tmp_pa
         assert await pool.fetchval("SELECT count(*) FROM devices WHERE jt808_auth IS NOT NULL") == 1
 
 
-def start_gateway(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    """`fencewatch jt808` as its own process, listening on `port`."""
+def start_gateway(
+    env: dict[str, str], port: int, probes: int, log: Path
+) -> subprocess.Popen[bytes]:
+    """`fencewatch jt808` as its own process, listening on `port`, health and metrics on
+    `probes`."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "fencewatch.cli", "jt808"],
-            env={**os.environ, **env, "FENCEWATCH_JT808": f"127.0.0.1:{port}"},
+            env={
+                **os.environ,
+                **env,
+                "FENCEWATCH_JT808": f"127.0.0.1:{port}",
+                "FENCEWATCH_HTTP": f"127.0.0.1:{probes}",
+            },
             stdout=out,
             stderr=out,
         )
@@ -232,9 +241,10 @@ def start_gateway(env: dict[str, str], port: int, log: Path) -> subprocess.Popen
 async def test_a_gateway_killed_mid_stream_loses_no_acknowledged_fix(
     pg_dsn, redis_url, mqtt_url, tmp_path
 ) -> None:
-    port = free_port()
+    port, probes = free_port(), free_port()
     env = {
         "FENCEWATCH_DATABASE_URL": pg_dsn,
+        "FENCEWATCH_REDIS_URL": redis_url,
         "FENCEWATCH_MQTT_URL": mqtt_url,
         "FENCEWATCH_DATA_DIR": str(tmp_path / "var"),
         "FENCEWATCH_MQTT_CLIENT_ID": f"jt808-kill-{time.time_ns()}",
@@ -243,7 +253,7 @@ async def test_a_gateway_killed_mid_stream_loses_no_acknowledged_fix(
     async with running(
         pg_dsn, redis_url, mqtt_url, lishui_collection(), roster(PHONE), tamper=enrol_all
     ) as live:
-        gateway = await asyncio.to_thread(start_gateway, env, port, log)
+        gateway = await asyncio.to_thread(start_gateway, env, port, probes, log)
         # A fix a second of the terminal's clock, twenty to the real second, in the past
         # hour: a steady stream, each fix stored apart (seq is the fix's second).
         clock = DeviceClock(rate=20, start_ms=time.time_ns() // 1_000_000 - 3_600_000)
@@ -256,7 +266,7 @@ async def test_a_gateway_killed_mid_stream_loses_no_acknowledged_fix(
             gateway.kill()  # SIGKILL, with the terminal's fixes in flight
             await asyncio.to_thread(gateway.wait)
             killed_at = terminal.acked
-            gateway = await asyncio.to_thread(start_gateway, env, port, log)
+            gateway = await asyncio.to_thread(start_gateway, env, port, probes, log)
             # It reconnects, authenticates with the code it kept, uploads what was not
             # acknowledged as a blind-area batch, and reports on.
             await eventually(
@@ -266,6 +276,11 @@ async def test_a_gateway_killed_mid_stream_loses_no_acknowledged_fix(
             await eventually(lambda: _true(not terminal.unacked), "fixes left unacknowledged")
             stop.set()
             await streaming
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{probes}") as http:
+                health = await http.get("/healthz")
+                assert health.status_code == 200, health.text
+                assert health.json()["components"]["jt808"] is True
+                assert "fencewatch_jt808_fixes_total" in (await http.get("/metrics")).text
         finally:
             stop.set()
             gateway.kill()
