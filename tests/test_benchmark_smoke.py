@@ -64,3 +64,29 @@ def test_jt808_gateway_benchmark_reports_its_figures() -> None:
     # Every fix the terminals were acknowledged was stored.
     assert result["acked"] > 0 and result["stored"] == result["acked"]
     assert isinstance(result["stored_per_s"], int) and result["machine"]["nproc"] >= 1
+
+
+def test_storage_benchmark_reports_its_figures() -> None:
+    """benchmarks/storage.py at a tiny size: both tiers measured, every fix archived but the
+    newest day's."""
+    env = dict(os.environ)
+    if "FENCEWATCH_TEST_PG" in env:
+        env.setdefault("FENCEWATCH_BENCH_PG", env["FENCEWATCH_TEST_PG"])
+    args = ["--people", "2", "--days", "3", "--interval", "300", "--hot-days", "1"]
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.storage", *args, "--queries", "3"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout)
+    assert result["fixes"] == 2 * 3 * 288
+    for tier in ("hot", "archive"):
+        assert result[tier]["bytes_per_fix"] > 0
+        assert result[tier]["person_day"]["fixes_per_query"] > 0
+        assert isinstance(result[tier]["person_day"]["p99_ms"], NUMBERS)
+    assert 0 < result["archive"]["fixes"] < result["fixes"]
+    assert result["archive"]["fixes_per_s"] > 0

@@ -1,0 +1,210 @@
+"""`python -m benchmarks.storage`: what a fix costs in each storage tier on this machine
+(issue 19): bytes per fix in PostgreSQL and in the archive (indexes included), how fast
+fixes are COPYed in and archived, and how long a person-day track takes from each tier.
+
+On a fresh database of its own (dropped afterwards unless --keep): `--people` × `--days`
+of realistic tag fixes every `--interval` seconds (benchmarks.history) are COPYed into the
+daily partitions the way ingest COPYs them, people interleaved by time as ingest sees them;
+person-days are read from the hot tier (storage.history.track, as the track API does); all
+days but the last `--hot-days` are then archived (storage.archiving, as `fencewatch
+archive run` does) and person-days read from the archive. Prints one JSON object;
+docs/benchmarks.md says what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import heapq
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from benchmarks import procs
+from benchmarks.history import device, person_days, supervisee
+from storage import archiving, history, partitions
+from storage.archive import Archive
+from storage.db import open_pool
+from storage.fixes import COLUMNS
+
+PG_ADMIN = os.environ.get(
+    "FENCEWATCH_BENCH_PG",
+    os.environ.get("FENCEWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"),
+)
+FIRST_DAY = date(2026, 1, 5)
+INTERLEAVE = 250  # people whose fixes are COPYed merged by time, as ingest commits them
+
+
+async def bench(opts: argparse.Namespace, archive_dir: Path) -> dict[str, Any]:
+    name = f"fw_bench_storage_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        pool = await open_pool(PG_ADMIN.rsplit("/", 1)[0] + "/" + name, min_size=1, max_size=2)
+        try:
+            return await _measure(pool, opts, Archive(str(archive_dir)))
+        finally:
+            await pool.close()
+    finally:
+        if opts.keep:
+            print(f"kept database {name} and archive {archive_dir}", file=sys.stderr)
+        else:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def _measure(
+    pool: asyncpg.Pool, opts: argparse.Namespace, archive: Archive
+) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        for d in range(opts.days + 1):
+            await partitions.ensure(conn, FIRST_DAY + timedelta(days=d), ahead=0)
+        # The roster: each person wears their tag (the track is read through it).
+        people = [(supervisee(p), device(p)) for p in range(opts.people)]
+        await conn.executemany(
+            "INSERT INTO supervisees (id) VALUES ($1)", [(s,) for s, _ in people]
+        )
+        await conn.executemany("INSERT INTO devices (id) VALUES ($1)", [(d,) for _, d in people])
+        await conn.executemany(
+            "INSERT INTO device_assignments (device_id, supervisee_id) VALUES ($2, $1)", people
+        )
+    started = time.perf_counter()
+    generated, copy_s = await _load(pool, opts)
+    loaded = time.perf_counter() - started
+    hot_bytes = await _hot_bytes(pool)
+    archived_days = opts.days - opts.hot_days
+    hot_q = await _person_days(pool, archive, opts, range(opts.days))
+    now = datetime.combine(FIRST_DAY + timedelta(days=archived_days + 1), datetime.min.time(), UTC)
+    t0 = time.perf_counter()
+    moved = await archiving.run(pool, archive, now, 1)
+    archive_s = time.perf_counter() - t0
+    archive_q = await _person_days(pool, archive, opts, range(archived_days))
+    return {
+        "machine": procs.machine(),
+        "params": {
+            "people": opts.people,
+            "days": opts.days,
+            "interval_s": opts.interval,
+            "hot_days": opts.hot_days,
+            "queries": opts.queries,
+            "seed": opts.seed,
+        },
+        "fixes": generated,
+        "generate_and_load_s": round(loaded, 1),
+        "copy_fixes_per_s": round(generated / copy_s),
+        "hot": {
+            **hot_bytes,
+            "bytes_per_fix": round(hot_bytes["bytes"] / generated, 1),
+            "heap_bytes_per_fix": round(hot_bytes["heap"] / generated, 1),
+            "index_bytes_per_fix": round(hot_bytes["indexes"] / generated, 1),
+            "person_day": hot_q,
+        },
+        "archive": {
+            "fixes": moved["fixes"],
+            "files": len(moved["files"]),
+            "bytes": moved["bytes"],
+            "bytes_per_fix": round(moved["bytes"] / moved["fixes"], 2) if moved["fixes"] else None,
+            "fixes_per_s": round(moved["fixes"] / archive_s),
+            "seconds": round(archive_s, 1),
+            "person_day": archive_q,
+        },
+    }
+
+
+async def _load(pool: asyncpg.Pool, opts: argparse.Namespace) -> tuple[int, float]:
+    """Generate and COPY every fix; (fixes, seconds spent in COPY)."""
+    total, copy_s = 0, 0.0
+    for group in range(0, opts.people, INTERLEAVE):
+        people = range(group, min(group + INTERLEAVE, opts.people))
+        streams = [person_days(p, FIRST_DAY, opts.days, opts.interval, opts.seed) for p in people]
+        for _ in range(opts.days):
+            days = [next(s) for s in streams]
+            rows = list(heapq.merge(*days, key=lambda r: r[3]))
+            t0 = time.perf_counter()
+            async with pool.acquire() as conn:
+                for i in range(0, len(rows), opts.batch):
+                    await conn.copy_records_to_table(
+                        "fixes", records=rows[i : i + opts.batch], columns=COLUMNS
+                    )
+            copy_s += time.perf_counter() - t0
+            total += len(rows)
+    return total, copy_s
+
+
+async def _hot_bytes(pool: asyncpg.Pool) -> dict[str, int]:
+    """Heap (with TOAST and maps) and index bytes of every partition of `fixes`."""
+    row = await pool.fetchrow(
+        "SELECT sum(pg_table_size(inhrelid))::bigint AS heap,"
+        " sum(pg_indexes_size(inhrelid))::bigint AS indexes FROM pg_inherits"
+        " WHERE inhparent = 'fixes'::regclass"
+    )
+    assert row is not None
+    return {"bytes": row["heap"] + row["indexes"], "heap": row["heap"], "indexes": row["indexes"]}
+
+
+async def _person_days(
+    pool: asyncpg.Pool, archive: Archive, opts: argparse.Namespace, days: range
+) -> dict[str, Any]:
+    """p50/p99 ms of a random person's track over a random whole (UTC) day of `days`."""
+    rng = np.random.default_rng(opts.seed + len(days))
+    took, sizes = [], []
+    async with pool.acquire() as conn:
+        for _ in range(opts.queries):
+            person = supervisee(int(rng.integers(opts.people)))
+            start = datetime.combine(
+                FIRST_DAY + timedelta(days=int(rng.choice(days))), datetime.min.time(), UTC
+            )
+            t0 = time.perf_counter()
+            rows = await history.track(
+                conn, archive, person, start, start + timedelta(days=1), 50_001
+            )
+            took.append((time.perf_counter() - t0) * 1000)
+            sizes.append(len(rows))
+    took.sort()
+    return {
+        "p50_ms": round(statistics.median(took), 1),
+        "p99_ms": round(took[min(len(took) - 1, int(len(took) * 0.99))], 1),
+        "max_ms": round(took[-1], 1),
+        "fixes_per_query": round(statistics.mean(sizes)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.storage", description=__doc__)
+    parser.add_argument("--people", type=int, default=35, help="tags (one person each)")
+    parser.add_argument("--days", type=int, default=10, help="days of history")
+    parser.add_argument("--interval", type=float, default=30.0, help="seconds between fixes")
+    parser.add_argument(
+        "--hot-days", type=int, default=2, help="newest days left in PostgreSQL (the rest archived)"
+    )
+    parser.add_argument("--queries", type=int, default=200, help="person-days read per tier")
+    parser.add_argument("--batch", type=int, default=2000, help="fixes per COPY (ingest's batch)")
+    parser.add_argument("--seed", type=int, default=19)
+    parser.add_argument("--archive-dir", type=Path, default=None, help="default: a temporary one")
+    parser.add_argument("--keep", action="store_true", help="keep the database and the archive")
+    opts = parser.parse_args(argv)
+    if not 0 <= opts.hot_days < opts.days:
+        parser.error("--hot-days must be at least 0 and less than --days")
+    if opts.archive_dir is not None:
+        result = asyncio.run(bench(opts, opts.archive_dir))
+    elif opts.keep:
+        result = asyncio.run(bench(opts, Path(tempfile.mkdtemp(prefix="fw-bench-archive-"))))
+    else:
+        with tempfile.TemporaryDirectory(prefix="fw-bench-archive-") as tmp:
+            result = asyncio.run(bench(opts, Path(tmp)))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
