@@ -115,8 +115,11 @@ async def place_of(conn: Conn, alert: AlertLike) -> Place:
     lat, lon, note = detail.get("lat"), detail.get("lon"), ""
     if lat is None or lon is None:
         last = await conn.fetchrow(
-            "SELECT lat, lon FROM fixes WHERE supervisee_id = $1 AND lat IS NOT NULL"
-            " AND ts <= $2 ORDER BY ts DESC LIMIT 1",
+            "SELECT w.lat, w.lon FROM device_assignments a CROSS JOIN LATERAL"
+            " (SELECT ts, lat, lon FROM fixes WHERE device_id = a.device_id"
+            "  AND supervisee_id = $1 AND lat IS NOT NULL AND ts <= $2"
+            "  ORDER BY ts DESC LIMIT 1) w"
+            " WHERE a.supervisee_id = $1 ORDER BY w.ts DESC LIMIT 1",
             alert["supervisee_id"],
             alert["ts"],
         )

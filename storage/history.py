@@ -18,6 +18,9 @@ from storage.archive import E7, Archive, at_ms
 from storage.archiving import detached
 from storage.db import Conn
 
+# The devices person $1 has ever worn: a fix's person is its wearer when it was judged, so
+# their fixes are found through the primary key (device_id, ts, seq) (migration 0021).
+DEVICES_OF = "ARRAY(SELECT device_id FROM device_assignments WHERE supervisee_id = $1)"
 TRACK_COLUMNS = "ts, device_id AS device, seq, lat, lon, acc, src, batt, quality, zone_state"
 _ARCHIVED_TRACK = (
     "SELECT epoch_ms(ts) AS ts, device_id AS device, seq, lat, lon, acc, src, batt, quality,"
@@ -34,7 +37,8 @@ async def track(
     quality, zone_state."""
     async with _snapshot(conn):
         hot = await conn.fetch(
-            f"SELECT {TRACK_COLUMNS} FROM {await hot_relation(conn)} WHERE supervisee_id = $1"
+            f"SELECT {TRACK_COLUMNS} FROM {await hot_relation(conn)}"
+            f" WHERE device_id = ANY({DEVICES_OF}) AND supervisee_id = $1"
             " AND ts >= $2 AND ts < $3 AND lat IS NOT NULL ORDER BY ts, device_id, seq LIMIT $4",
             supervisee,
             start,
@@ -61,6 +65,7 @@ async def purge(
     other fix of it still there, unchanged, and none of theirs — before the ledger takes
     it. The caller holds storage.archiving.LOCK_ID, so no move runs meanwhile."""
     hot = 0
+    # `ts < before` visits only the partitions older than `before`: no index needed.
     for table in ["fixes", *(p.name for p in await detached(conn))]:
         where = f'FROM "{table}" WHERE supervisee_id = $1 AND ts < $2'
         if dry_run:

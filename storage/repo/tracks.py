@@ -9,17 +9,20 @@ from storage.db import Conn, Row
 
 
 async def latest_positions(conn: Conn, supervisees: Sequence[str]) -> list[Row]:
-    """Each person's newest fix with a position (one index probe per person), with the
-    map state the live feed (alerts.feed) would give it: a geofence alert whose condition
-    still holds is a breach, otherwise the fix's zone state in the feed's words."""
+    """Each person's newest fix with a position (one index probe per device they wore),
+    with the map state the live feed (alerts.feed) would give it: a geofence alert whose
+    condition still holds is a breach, otherwise the fix's zone state in the feed's words."""
     return await conn.fetch(
         "SELECT p.id AS supervisee, f.device_id AS device, f.ts, f.lat, f.lon, f.acc, f.batt,"
         " CASE WHEN EXISTS (SELECT FROM alerts a WHERE a.supervisee_id = p.id AND a.active"
         "   AND a.type = ANY($2::text[])) THEN 'breach'"
         "  ELSE COALESCE($3::jsonb ->> f.zone_state, 'unknown') END AS state"
         " FROM unnest($1::text[]) AS p(id) CROSS JOIN LATERAL"
-        " (SELECT device_id, ts, lat, lon, acc, batt, zone_state FROM fixes"
-        "  WHERE supervisee_id = p.id AND lat IS NOT NULL ORDER BY ts DESC LIMIT 1) f"
+        " (SELECT w.* FROM device_assignments a CROSS JOIN LATERAL"
+        "   (SELECT device_id, ts, lat, lon, acc, batt, zone_state FROM fixes"
+        "    WHERE device_id = a.device_id AND supervisee_id = p.id AND lat IS NOT NULL"
+        "    ORDER BY ts DESC LIMIT 1) w"
+        "  WHERE a.supervisee_id = p.id ORDER BY w.ts DESC LIMIT 1) f"
         " ORDER BY p.id",
         list(supervisees),
         list(GEOFENCE_RULES),
