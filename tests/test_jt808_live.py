@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -209,6 +210,15 @@ async def test_hostile_connections_cost_only_themselves(pg_dsn, mqtt_url, tmp_pa
         flood = [await Terminal(OTHER).connect(port) for _ in range(8)]
         assert [await f.closed() for f in flood].count(True) == 8  # all gone, sooner or later
         assert dropped("too_many_unauthenticated") >= 1
+
+        # Random bytes with flags and escapes among them, on connections one after another:
+        # each ends the way it may, and none takes the gateway with it.
+        rng = random.Random(808)
+        for _ in range(6):
+            noise = await Terminal(OTHER).connect(port)
+            junk = bytes(rng.choice(b"\x7e\x7d\x01\x02\x00\xff") for _ in range(3000))
+            await noise.raw(junk + bytes(rng.getrandbits(8) for _ in range(3000)))
+            assert await noise.closed()
 
         # Through all of it the authenticated terminal was served.
         assert await good.report(*LIANDU_SEAT, now) == platform.OK
