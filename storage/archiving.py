@@ -3,9 +3,11 @@ at any point: `fencewatch archive run` and the service's upkeep.
 
 A daily partition of `fixes` whose day ended more than `Settings.archive_after_days` ago
 moves in three steps:
-1. it is detached from `fixes` and recorded in `fixes_archive_moves` (one short
-   transaction): no fix can land in it any more — a late one goes to the default
-   partition — and readers (storage.history) read it beside `fixes`;
+1. unless it holds fixes a shard's newest snapshot has not passed (a restore re-judges
+   those, by commit order, from `fixes`), it is detached from `fixes` and recorded in
+   `fixes_archive_moves` (one short transaction): no fix can land in it any more — a
+   late one goes to the default partition — and readers (storage.history) read it beside
+   `fixes`;
 2. each of its days is exported sorted, written as Parquet, and read back: fixes and a
    checksum per device-day must equal PostgreSQL's, or the move stops there;
 3. the files' ledger rows and the drop of the table commit together.
@@ -89,7 +91,16 @@ async def run(
         try:
             result["swept"] = await sweep(lock_conn, archive)
             async with pool.acquire() as conn:
+                floor = await _snapshot_floor(conn)
                 for part in await _due(conn, cutoff):
+                    if floor is not None and await _newer(conn, part.name, floor):
+                        log.warning(
+                            "archive: %s holds fixes a shard's snapshot has not passed"
+                            " (rid > %d); it waits for the next run",
+                            part.name,
+                            floor,
+                        )
+                        continue
                     await _detach(conn, part)
                 for part in await detached(conn):
                     _add(result, await _move_partition(conn, archive, part))
@@ -139,6 +150,11 @@ async def _due(conn: Conn, cutoff: datetime) -> list[Partition]:
         if hi <= cutoff:
             found.append(Partition(r["relname"], lo, hi))
     return sorted(found, key=lambda p: p.lo)
+
+
+async def _newer(conn: Conn, table: str, rid: int) -> bool:
+    """Whether `table` holds a fix committed after `rid` (the BRIN index on rid answers)."""
+    return bool(await conn.fetchval(f'SELECT EXISTS (SELECT FROM "{table}" WHERE rid > $1)', rid))
 
 
 async def _detach(conn: Conn, part: Partition) -> None:

@@ -89,7 +89,7 @@ async def purge(
     for key, removed in held.items():
         entry = ledger[key]
         new = Archive.key(entry["day"], f"{entry['source']}.{uuid.uuid4().hex[:8]}")
-        written = await asyncio.to_thread(
+        checksum, size = await asyncio.to_thread(
             _rewrite, archive, key, new, supervisee, before, entry["fixes"] - removed
         )
         await conn.execute(
@@ -98,8 +98,8 @@ async def purge(
             key,
             new,
             entry["fixes"] - removed,
-            written,
-            archive.size(new),
+            checksum,
+            size,
         )
     return counts, list(held)
 
@@ -127,9 +127,9 @@ def _holding(
 
 def _rewrite(
     archive: Archive, key: str, new: str, supervisee: str, before: datetime, left: int
-) -> int:
+) -> tuple[int, int]:
     """Write `key` again as `new` without the person's fixes before `before`, check it, and
-    return its checksum."""
+    return its checksum and size."""
     before_ms = int(before.timestamp() * 1000)
     archive.rewrite_without(key, new, supervisee, before_ms)
     keep = "NOT (coalesce(supervisee_id = $supervisee, false) AND ts < $before)"
@@ -138,7 +138,7 @@ def _rewrite(
     if found != expected or sum(n for n, _ in found.values()) != left:
         archive.delete(new)
         raise RuntimeError(f"{new} does not hold {key} less the purged fixes; nothing was purged")
-    return sum(s for _, s in found.values())
+    return sum(s for _, s in found.values()), archive.size(new)
 
 
 def _archived(r: dict[str, Any]) -> dict[str, Any]:

@@ -275,3 +275,28 @@ async def test_an_alert_without_a_position_is_placed_at_the_wearers_last_fix(
     async with pool.acquire() as conn:
         place = await routing.place_of(conn, alert)
     assert (place.lat, place.lon, place.note) == (last[5], last[6], "最后位置")
+
+
+async def test_fixes_a_shards_snapshot_has_not_passed_stay_in_postgresql(
+    pool: asyncpg.Pool, archive: Archive
+) -> None:
+    """A restore re-judges the fixes after its snapshot from PostgreSQL, by commit order:
+    a day holding some waits until every shard's snapshot is past it."""
+    before = await _everything(pool, archive)
+    newest = await pool.fetchval("SELECT max(rid) FROM fixes")
+    snapshot = "INSERT INTO engine_snapshots (last_rid, last_event_rid, state) VALUES ($1, 0, '')"
+    await pool.execute(snapshot, newest - 10)
+
+    held = await archiving.run(pool, archive, LATER, 7)
+
+    # The last ten fixes stored (the day of 5 March) are not in the snapshot; 4 March is.
+    assert [f["day"] for f in held["files"]] == [DAYS[0]]
+    second = sum(1 for r in before if r[3].date() == DAYS[1])
+    assert await pool.fetchval("SELECT count(*) FROM fixes") == second
+    assert await pool.fetchval("SELECT to_regclass('fixes_2030_03_05')") is not None
+
+    await pool.execute(snapshot, newest)
+    moved = await archiving.run(pool, archive, LATER, 7)
+
+    assert [f["day"] for f in moved["files"]] == [DAYS[1]] and moved["fixes"] == second
+    assert await _everything(pool, archive) == before

@@ -69,6 +69,7 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
         (["replay", "--bogus", "x"], "usage: fencewatch replay "),
         (["token", "create", "--role", "operator", "--bogus"], "usage: fencewatch token create "),
         (["retention", "purge", "--bogus"], "usage: fencewatch retention purge "),
+        (["archive", "run", "--bogus"], "usage: fencewatch archive run "),
     ],
 )
 def test_a_bad_flag_gets_its_subcommands_usage(args: list[str], usage: str) -> None:
