@@ -117,6 +117,21 @@ async def test_a_terminal_walking_out_of_liandu_raises_one_exit(
             await eventually(acknowledged, "the terminal's answer was not recorded")
             assert command["text"] in terminal.texts
 
+            # 立即定位: a location query; the terminal's 0x0201 is the answer and the
+            # acknowledgement.
+            r = await live.http.post("/api/v1/supervisees/S1/locate", json={})
+            assert r.status_code == 202, r.text
+            request = r.json()["id"]
+
+            async def located() -> dict | None:
+                r = await live.http.get(f"/api/v1/supervisees/S1/locate/{request}")
+                [asked] = r.json()["devices"]
+                done = asked["answer"] and asked["command_status"] == "acknowledged_by_device"
+                return asked if done else None
+
+            asked = await eventually(located, "the location query was not answered")
+            assert asked["device"] == "T1" and asked["via"] == "downlink"
+
             # Its SOS button: the emergency alarm bit, an sos alert.
             terminal.alarm = ALARM_EMERGENCY
             await eventually(lambda: live.alerts(supervisee="S1", type="sos"), "no SOS alert")
