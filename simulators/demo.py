@@ -15,9 +15,10 @@ The roster reads like a real centre's (its optional fields, fencewatch.scenario.
 丽水市 → 莲都区司法局 → four justice stations, each with a head (所长) and officers with
 phones and mailboxes, so alerts route and escalate to named people; everyone has a name, a
 supervision level, a station and a responsible officer, and everyone wearing a tag or
-wristband a monitoring order (some ending within the week). All names are invented — a
-surname and 某, the usual way Chinese documents withhold a name — and the phone numbers
-and mailboxes (example.org) are not anyone's.
+wristband a monitoring order (some ending within the week); besides the trip to 青田 one
+person leaves the day after tomorrow and one never reported back from last week's leave.
+All names are invented — a surname and 某, the usual way Chinese documents withhold a
+name — and the phone numbers and mailboxes (example.org) are not anyone's.
 
     python -m simulators.demo OUT_DIR --tags 36 [--minutes 60]
 
@@ -47,6 +48,7 @@ from supervision.orders import add_months
 
 MIN = 60_000
 H = 3_600_000
+DAY = 24 * H
 VICTIM = "X-VICTIM-01"
 SCHOOL = "X-SCHOOL-01"
 
@@ -225,6 +227,15 @@ GROUND = {
 }
 
 
+# Leave besides the trip to 青田, so the leave list has one of each: (recipe, start and end
+# in days from the demo's start, destination). The second ended yesterday and was never
+# reported back (逾期未销假); neither touches the first twelve hours the fleet plays.
+MORE_LEAVE = (
+    ("battery", 2, 4, lishui.JINYUN),
+    ("offline", -3, -1, lishui.SONGYANG),
+)
+
+
 def _officer(n: int, office: str, role: str = "officer") -> dict[str, Any]:
     oid = f"{office}-{n:02d}"
     surname = SURNAMES[(n * 7 + 3) % len(SURNAMES)]
@@ -261,6 +272,9 @@ def _staff(sc: Scenario, recipes: list[str]) -> None:
     today = datetime.fromtimestamp(sc.start / 1000, TZ).date()
     for k, (person, recipe) in enumerate(zip(sc.people, recipes, strict=True)):
         station = STATIONS[k % len(STATIONS)]
+        for which, first, last, where in MORE_LEAVE:
+            if recipe == which:
+                person.leaves.append((sc.start + first * DAY, sc.start + last * DAY, (where,)))
         person.profile = {
             "name": f"{SURNAMES[k % len(SURNAMES)]}某{ORDINALS[k // len(SURNAMES) % 10]}",
             "level": "strict" if recipe in STRICT else ("normal", "lenient")[k % 2],

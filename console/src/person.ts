@@ -16,7 +16,7 @@ import { LocateNow } from "./locate";
 import { createMap, toMap, zoneLayer } from "./mapbase";
 import { on, store } from "./store";
 import { heldBadge, loadSuspensions, suspensionSection } from "./suspensions";
-import type { Alert, Assessment, Device, Leave, MonitoringOrder, TrackFix } from "./types";
+import type { Alert, Assessment, Device, Leave, MonitoringOrder, Officer, TrackFix } from "./types";
 import { facts, localInput, onSubmit, showError, toast } from "./ui";
 
 const PLAY_STEP_MS = 300;
@@ -182,15 +182,20 @@ export class PersonFile {
   private async loadInfo(id: string): Promise<void> {
     const person = store.people.get(id);
     if (!person) return;
-    const [devices, leaves, alerts, orders, score, suspensions] = await Promise.all([
-      Promise.all(person.devices.map((d) => api<Device>(`/devices/${encodeURIComponent(d)}`))),
-      api<{ items: Leave[] }>(`/supervisees/${encodeURIComponent(id)}/leaves`),
-      api<{ items: Alert[] }>("/alerts", { query: { supervisee: id, limit: "200" } }),
-      api<{ items: MonitoringOrder[] }>(`/supervisees/${encodeURIComponent(id)}/orders`),
-      api<Assessment>(`/supervisees/${encodeURIComponent(id)}/assessment`),
-      loadSuspensions(id),
-    ]);
+    const [devices, leaves, alerts, orders, score, suspensions, offices, officers] =
+      await Promise.all([
+        Promise.all(person.devices.map((d) => api<Device>(`/devices/${encodeURIComponent(d)}`))),
+        api<{ items: Leave[] }>(`/supervisees/${encodeURIComponent(id)}/leaves`),
+        api<{ items: Alert[] }>("/alerts", { query: { supervisee: id, limit: "200" } }),
+        api<{ items: MonitoringOrder[] }>(`/supervisees/${encodeURIComponent(id)}/orders`),
+        api<Assessment>(`/supervisees/${encodeURIComponent(id)}/assessment`),
+        loadSuspensions(id),
+        api<{ items: { id: string; name: string }[] }>("/offices"),
+        api<{ items: Officer[] }>("/officers"),
+      ]);
     this.leaves = leaves.items;
+    const office = offices.items.find((o) => o.id === person.office);
+    const officer = officers.items.find((o) => o.id === person.officer);
     const zoneName = (z: string): string =>
       store.zones.find((f) => f.properties.id === z)?.properties.name || z;
     const position = store.positions.get(id);
@@ -205,8 +210,11 @@ export class PersonFile {
           t("person.status"),
           person.status === "active" ? t("person.active") : t("person.released"),
         ],
-        [t("person.office"), person.office],
-        [t("person.officer"), person.officer],
+        [t("person.office"), office?.name ?? person.office],
+        [
+          t("person.officer"),
+          officer ? [officer.name, officer.phone].filter(Boolean).join(" · ") : person.officer,
+        ],
         [
           t("person.term"),
           person.term_start || person.term_end

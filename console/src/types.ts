@@ -123,6 +123,15 @@ export interface Supervisee {
   devices: string[];
 }
 
+export interface Officer {
+  id: string;
+  name: string;
+  office: string | null;
+  phone: string | null;
+  email: string | null;
+  role: string;
+}
+
 export interface Device {
   id: string;
   kind: string;
