@@ -246,7 +246,7 @@ async def test_the_simulated_traccar_client_phone_reports_over_http(
     stored; a phone queues what is not yet answered 200."""
     sc = demo_scenario(11, hours=1)
     person = next(p for p in sc.people if p.devices[0].osmand is not None)
-    roster_doc = {"timezone": "Asia/Shanghai", "supervisees": [person.roster_entry()]}
+    roster_doc = {**sc.roster_doc(), "supervisees": [person.roster_entry()]}
     port = free_port()
     async with running(
         pg_dsn, redis_url, mqtt_url, sc.zones_doc(), roster_doc, osmand_port=port
