@@ -235,6 +235,12 @@ async def test_hostile_connections_cost_only_themselves(pg_dsn, mqtt_url, tmp_pa
             await noise.raw(junk + bytes(rng.getrandbits(8) for _ in range(3000)))
             assert await noise.closed()
 
+        # A terminal's own messages the platform does not read (0x0900 pass-through, as
+        # wristbands send their step counts) are answered "unsupported", however many.
+        for _ in range(limits.max_errors + 5):
+            serial = await good.send(0x0900, b"\xf1steps=1234")
+            assert await good.answer_to(serial) == platform.UNSUPPORTED
+
         # Through all of it the authenticated terminal was served.
         assert await good.report(*LIANDU_SEAT, now) == platform.OK
         for t in (good, eve, stranger):

@@ -93,8 +93,8 @@ class Gateway:
         self.unauthenticated = 0
         # Commands for devices whose terminal is not connected: sent when it authenticates.
         self.waiting: dict[str, deque[bytes]] = {}
-        # Devices whose terminals have connected since the gateway started: commands for
-        # the others (tags on MQTT) are not its to hold.
+        # Devices known to be JT/T 808 terminals' (connected, or looked up for a command):
+        # commands for the others (tags on MQTT) are not its to hold.
         self.known: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -289,7 +289,14 @@ class Session:
         try:
             message = jtmsg.read(whole)
         except Invalid as exc:
-            self._error(exc.reason, f"message {whole.msg_id:04x}: {exc.detail}")
+            detail = f"message {whole.msg_id:04x}: {exc.detail}"
+            if exc.reason == "unsupported" and self.terminal is not None:
+                # Terminals send messages of their own (pass-through, multimedia, answers
+                # to queries never asked): told so, and no mark against the connection.
+                JT808_DROPPED.labels(exc.reason).inc()
+                log.info("JT/T 808 %s: %s", self.name, detail)
+            else:
+                self._error(exc.reason, detail)
             result = jtplat.UNSUPPORTED if exc.reason == "unsupported" else jtplat.BAD_MESSAGE
             self._answer(whole, result)
             return
