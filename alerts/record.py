@@ -52,6 +52,8 @@ SEVERITY = {
     "low_battery": "low",
     # 人机分离: the phone is not with the person (geofence.stages.separation).
     "device_separation": "high",
+    # A check-in (定位签到) not answered in time (supervision.checkins).
+    "checkin_missed": "normal",
     # The service could not judge this person's data (ingest/quarantine.py): they are not
     # monitored until the rules are corrected.
     "engine_fault": "high",

@@ -3,7 +3,7 @@
 The gateway gets a JSON POST
 
     {"to": "<phone>", "text": "<Chinese text>", "delivery_id": "<uuid>",
-     "kind": "alert|summary|reminder", "alert_id": <id or null>, "supervisee": "<id>"}
+     "kind": "alert|summary|reminder|checkin", "alert_id": <id or null>, "supervisee": "<id>"}
 
 with `X-Fencewatch-Signature: sha256=<hex HMAC-SHA256 of the raw body with
 FENCEWATCH_SMS_SECRET>` — the webhook's scheme (alerts.signed), so one verifier serves

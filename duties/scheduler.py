@@ -32,6 +32,7 @@ from alerts.routing import Channels
 from duties import reminders, reports
 from fencewatch.config import Settings
 from storage.db import Conn
+from supervision import checkins
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,23 @@ class MonthlyReports:
         return await reports.produce(conn, period=due.period, as_of=now, tz=self.timezone)
 
 
+class CheckIns:
+    """Every tick: the check-ins (定位签到) that have come due are asked for, and pending
+    ones answered or missed (supervision.checkins). Not a Duty with a run per period: it
+    is idempotent by itself (one check-in per person and due time), and a row in
+    `duty_runs` every minute would only grow."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.tz = ZoneInfo(settings.timezone)
+        self.secret = settings.checkin_secret
+        self.sms = bool(settings.sms_url)
+
+    async def run(self, pool: asyncpg.Pool, now: datetime) -> dict[str, int]:
+        async with pool.acquire() as conn, conn.transaction():
+            asked = await checkins.issue_due(conn, now, self.tz, self.secret, self.sms)
+            return {"asked": asked, **await checkins.settle(conn, now)}
+
+
 class Duties:
     def __init__(
         self,
@@ -125,6 +143,7 @@ class Duties:
             if duties is not None
             else [Reminders(settings, channels), MonthlyReports(settings)]
         )
+        self.check_ins = CheckIns(settings) if duties is None else None
         self.scheduler: AsyncIOScheduler | None = None
 
     async def run_due(self) -> list[tuple[str, str]]:
@@ -161,6 +180,10 @@ class Duties:
     async def _tick(self) -> None:
         try:
             await self.run_due()
+            if self.check_ins is not None:
+                done = await self.check_ins.run(self.pool, self.clock())
+                if any(done.values()):
+                    log.info("check-ins: %s", done)
         except Exception:
             # The next tick tries again: nothing was recorded for a run that failed.
             log.exception("scheduled duties failed; retried at the next tick")

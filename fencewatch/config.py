@@ -262,6 +262,10 @@ class Settings(msgspec.Struct, frozen=True):
     # e-mail. Unset = that channel is off. The device downlink uses the MQTT broker.
     sms_url: str | None = None
     sms_secret: str = ""
+    # Check-ins (supervision.checkins): the supervision app signs face verification results
+    # with this (alerts.signed's V2 scheme), and random check-in minutes are drawn from it.
+    # Unset: verification results are refused.
+    checkin_secret: str = ""
     smtp_url: str | None = None  # smtp://[user:pass@]host[:port][?starttls=1] or smtps://
     smtp_from: str = "fencewatch@localhost"
     # Escalation (alerts.escalation): seconds an open alert may stay unacknowledged before
@@ -338,6 +342,7 @@ class Settings(msgspec.Struct, frozen=True):
             timezone=env.get("FENCEWATCH_TIMEZONE") or "Asia/Shanghai",
             sms_url=env.get("FENCEWATCH_SMS_URL") or None,
             sms_secret=env.get("FENCEWATCH_SMS_SECRET", ""),
+            checkin_secret=env.get("FENCEWATCH_CHECKIN_SECRET", ""),
             smtp_url=env.get("FENCEWATCH_SMTP_URL") or None,
             smtp_from=env.get("FENCEWATCH_SMTP_FROM") or "fencewatch@localhost",
             escalate_after_s=_severities(

@@ -73,6 +73,11 @@ class DevicePlan:
     silent: tuple[Window, ...] = ()  # says nothing, no event: destroyed, shielded, SIM pulled
     link: LinkPlan = field(default_factory=LinkPlan)
     crs: str = "wgs84"  # gcj02: the firmware reports Amap coordinates, and says so
+    # Asked for a fix (reportLocation, locate, a check-in): answers this much later (the
+    # owner notices late, the app was asleep) — or not at all within `ignores` (the phone
+    # is not with them, the app was killed).
+    answer_delay_s: float = 0.0
+    ignores: tuple[Window, ...] = ()
     seed: int = 0
 
 
@@ -170,9 +175,12 @@ class DeviceSim:
 
     def report_location(self) -> None:
         """Asked for its location (a phone's OwnTracks reportLocation, a tag's `locate`): it
-        reports at once, a tag then on its interval from there."""
+        reports after the plan's `answer_delay_s` (at once by default), a tag then on its
+        interval from there; within the plan's `ignores` it does nothing."""
+        if _inside(self.clock, self.plan.ignores):
+            return
         self.report_requested = self.plan.kind == "phone"
-        self.next_report = self.clock
+        self.next_report = self.clock + int(self.plan.answer_delay_s * 1000)
 
     def _candidates(self, until: int) -> np.ndarray:
         if self.plan.kind == "phone":

@@ -68,6 +68,8 @@ def retime(plan: DevicePlan, plan_start: int, wall_start: int, speedup: float = 
         strap=tuple((t(ts), state) for ts, state in plan.strap),
         off=w(plan.off),
         silent=w(plan.silent),
+        ignores=w(plan.ignores),
+        answer_delay_s=plan.answer_delay_s / speedup,
         link=replace(plan.link, gaps=tuple((t(a), t(b)) for a, b in plan.link.gaps)),
     )
 

@@ -104,10 +104,11 @@ async def running(
     tamper: Callable[[asyncpg.Pool], Awaitable[None]] | None = None,
     osmand_port: int | None = None,
     jt808_port: int | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> AsyncIterator[Live]:
     """The service on the loaded scenario; `tamper` changes the database behind the API's
     back before the service starts; with `osmand_port` phones may post OsmAnd there, with
-    `jt808_port` JT/T 808 terminals connect there."""
+    `jt808_port` JT/T 808 terminals connect there; `settings` are more of its Settings."""
     pool = await open_pool(pg_dsn, min_size=1, max_size=2)
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -118,16 +119,17 @@ async def running(
     finally:
         await pool.close()
     port = free_port()
-    settings = Settings(
-        http_port=port, client_id=f"fencewatch-test-{uuid.uuid4().hex[:8]}", data_dir=Path("var")
+    made = Settings(
+        http_port=port,
+        client_id=f"fencewatch-test-{uuid.uuid4().hex[:8]}",
+        data_dir=Path("var"),
+        **(settings or {}),
     )
     if osmand_port is not None:
-        settings = msgspec.structs.replace(
-            settings, osmand_host="127.0.0.1", osmand_port=osmand_port
-        )
+        made = msgspec.structs.replace(made, osmand_host="127.0.0.1", osmand_port=osmand_port)
     if jt808_port is not None:
-        settings = msgspec.structs.replace(settings, jt808_host="127.0.0.1", jt808_port=jt808_port)
-    service = Service(settings, ServerUrls(pg_dsn, redis_url, mqtt_url, ()))
+        made = msgspec.structs.replace(made, jt808_host="127.0.0.1", jt808_port=jt808_port)
+    service = Service(made, ServerUrls(pg_dsn, redis_url, mqtt_url, ()))
     task = asyncio.create_task(service.run())
     async with asyncio.timeout(WAIT_S):
         while not service.ready.is_set():

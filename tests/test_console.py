@@ -13,9 +13,11 @@ import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
@@ -24,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 
 from api.console import BUILD_HINT, STATIC
 from api.tokens import create_token
+from duties.scheduler import CheckIns
 from tests.kit import DATA, LIANDU, LIANDU_SEAT, line, lishui_collection, offset
 from tests.live import Live, eventually, running
 from tests.test_live_ingest import walk_out
@@ -544,5 +547,57 @@ async def test_the_queue_explains_a_phone_left_at_home(
             await expect(row.locator(".type")).to_have_text("人机分离：PH1 距本人（T1）2.0 公里")
             [alert] = await live.alerts(supervisee="S1", type="device_separation")
             assert alert["device"] == "PH1" and alert["late"] is False
+            assert outside.seen == [], f"the page asked for outside URLs: {outside.seen}"
+            assert errors == [], f"errors in the page: {errors}"
+
+
+async def test_the_person_file_shows_the_check_in_calendar_and_rate(
+    pg_dsn, redis_url, mqtt_url, tmp_path
+) -> None:
+    require_build()
+    roster = {
+        "timezone": "Asia/Shanghai",
+        "supervisees": [
+            {
+                "id": "S1",
+                "name": "张某",
+                "jurisdiction": [LIANDU],
+                "devices": [{"id": "PH1", "kind": "phone", "owntracks": "s1/ph1"}],
+            }
+        ],
+    }
+    tz = ZoneInfo("Asia/Shanghai")
+    now = datetime.now(tz).replace(second=0, microsecond=0)
+    first, second = now - timedelta(minutes=40), now - timedelta(minutes=20)
+    async with running(pg_dsn, redis_url, mqtt_url, zones(), roster) as live:
+        token = live.http.headers["Authorization"].removeprefix("Bearer ")
+        times = [first.strftime("%H:%M"), second.strftime("%H:%M")]
+        r = await live.http.put(
+            "/api/v1/supervisees/S1/checkin-schedule", json={"times": times, "deadline_s": 600}
+        )
+        assert r.status_code == 200, r.text
+        duty, pool = CheckIns(live.service.settings), live.service.pool
+        await duty.run(pool, first)
+        # The phone answers the first; the second finds it silent.
+        ts = int(first.timestamp()) + 30
+        fix = {"_type": "location", "tst": ts, "acc": 12, "t": "r"}
+        live.device.publish("owntracks/s1/ph1", fix | _at(LIANDU_SEAT) | {"acc": 12})
+
+        async def stored() -> int:
+            return int(await pool.fetchval("SELECT count(*) FROM fixes"))
+
+        await eventually(stored, "the phone's fix was not stored")
+        await duty.run(pool, second)
+        await duty.run(pool, second + timedelta(minutes=11))
+        async with browser(live, tmp_path) as (context, outside, errors):
+            page = await context.new_page()
+            await log_in(page, str(live.http.base_url), token)
+            await page.goto(f"{live.http.base_url}/#/person/S1")
+            calendar = page.locator(".person-info .checkins")
+            await expect(calendar.locator(".rate")).to_have_text("签到率 50%（完成 1，未完成 1）")
+            await expect(calendar.locator(".checkin.answered")).to_contain_text(times[0])
+            await expect(calendar.locator(".checkin.missed")).to_contain_text(times[1])
+            title = await calendar.locator(".checkin.missed").get_attribute("title")
+            assert title == "未签到：手机无定位回传"
             assert outside.seen == [], f"the page asked for outside URLs: {outside.seen}"
             assert errors == [], f"errors in the page: {errors}"

@@ -380,3 +380,31 @@ def test_a_phone_left_at_home_is_found_and_a_phone_carried_is_not(tmp_path: Path
     truth, tally = found["phone_carried"]
     assert not [e for e in truth if e["type"] == "device_separation" and not e.get("optional")]
     assert (tally.fp, tally.dup) == (0, 0)
+
+
+def test_a_phone_answers_late_or_not_at_all_as_planned() -> None:
+    """A check-in or locate-now asks the phone for a fix; this one answers five minutes
+    late, and from the second hour not at all (left somewhere, the app killed)."""
+    t0 = 1_764_000_000_000
+    home = Track(
+        np.array([t0, t0 + 3 * 3_600_000], dtype=np.int64),
+        np.array([28.45, 28.45]),
+        np.array([119.91, 119.91]),
+        np.full(2, int(Env.OUTDOOR), dtype=np.int8),
+    )
+    plan = DevicePlan(
+        "PH",
+        home,
+        kind="phone",
+        owntracks="u/ph",
+        answer_delay_s=300,
+        ignores=((t0 + 3_600_000, None),),
+    )
+    sim = DeviceSim(plan)
+    assert [m.payload["t"] for m in sim.advance(t0 + 60_000)] == ["u"]
+    sim.report_location()
+    [answer, *_] = sim.advance(t0 + 600_000)
+    assert (answer.payload["t"], answer.ts) == ("r", t0 + 60_000 + 300_000)
+    sim.advance(t0 + 3_700_000)
+    sim.report_location()
+    assert "r" not in [m.payload["t"] for m in sim.advance(t0 + 4_500_000)]

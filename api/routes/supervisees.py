@@ -37,6 +37,11 @@ class SuperviseeIn(BaseModel):
     term_start: date | None = None
     term_end: date | None = None
     status: Literal["active", "released"] = "active"
+    phone: str | None = Field(
+        None,
+        pattern=r"^\+?[0-9]{5,20}$",
+        description="the person's own mobile number: check-in (定位签到) requests by SMS",
+    )
 
     @model_validator(mode="after")
     def _term_in_order(self) -> Self:

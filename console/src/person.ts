@@ -12,11 +12,21 @@ import { fill, h } from "./dom";
 import { formatTime, t, term } from "./i18n";
 import { evidenceButton } from "./evidence";
 import { approvalChain, leaveActions, leaveSummary } from "./leave";
+import { checkinCalendar } from "./checkins";
 import { LocateNow } from "./locate";
 import { createMap, toMap, zoneLayer } from "./mapbase";
 import { on, store } from "./store";
 import { heldBadge, loadSuspensions, suspensionSection } from "./suspensions";
-import type { Alert, Assessment, Device, Leave, MonitoringOrder, Officer, TrackFix } from "./types";
+import type {
+  Alert,
+  Assessment,
+  CheckinCalendar,
+  Device,
+  Leave,
+  MonitoringOrder,
+  Officer,
+  TrackFix,
+} from "./types";
 import { facts, localInput, onSubmit, showError, toast } from "./ui";
 
 const PLAY_STEP_MS = 300;
@@ -182,7 +192,7 @@ export class PersonFile {
   private async loadInfo(id: string): Promise<void> {
     const person = store.people.get(id);
     if (!person) return;
-    const [devices, leaves, alerts, orders, score, suspensions, offices, officers] =
+    const [devices, leaves, alerts, orders, score, suspensions, offices, officers, calendar] =
       await Promise.all([
         Promise.all(person.devices.map((d) => api<Device>(`/devices/${encodeURIComponent(d)}`))),
         api<{ items: Leave[] }>(`/supervisees/${encodeURIComponent(id)}/leaves`),
@@ -192,6 +202,7 @@ export class PersonFile {
         loadSuspensions(id),
         api<{ items: { id: string; name: string }[] }>("/offices"),
         api<{ items: Officer[] }>("/officers"),
+        api<CheckinCalendar>(`/supervisees/${encodeURIComponent(id)}/checkins`),
       ]);
     this.leaves = leaves.items;
     const office = offices.items.find((o) => o.id === person.office);
@@ -256,6 +267,8 @@ export class PersonFile {
           ),
         ),
       ),
+      h("h3", {}, t("person.checkins")),
+      checkinCalendar(calendar),
       h("h3", {}, t("person.orders")),
       this.orders(orders.items),
       h("h3", {}, t("person.score")),

@@ -236,3 +236,27 @@ export interface LocateRequest {
   answer_until: string;
   devices: LocateDevice[];
 }
+
+/** 定位签到 (api/routes/checkins.py). */
+export interface Checkin {
+  id: number;
+  supervisee: string;
+  due_at: string;
+  deadline_at: string;
+  kind: "fixed" | "random";
+  face: boolean;
+  sent_via: string[];
+  status: "pending" | "answered" | "missed";
+  reason: string | null;
+  fix: Record<string, unknown> | null;
+  face_verdict: "pass" | "fail" | null;
+  alert: number | null;
+}
+
+export interface CheckinCalendar {
+  items: Checkin[];
+  answered: number;
+  missed: number;
+  pending: number;
+  rate: number | null;
+}

@@ -12,7 +12,8 @@ from storage.repo import IN_SCOPE, Offices
 
 _SUPERVISEE_COLUMNS = (
     "s.id, s.name, s.office_id AS office, s.officer_id AS officer, s.level, s.jurisdiction,"
-    " s.exclusion, s.home_zone AS home, s.term_start, s.term_end, s.status, s.updated_at,"
+    " s.exclusion, s.home_zone AS home, s.term_start, s.term_end, s.status, s.phone,"
+    " s.updated_at,"
     " ARRAY(SELECT a.device_id FROM device_assignments a"
     " WHERE a.supervisee_id = s.id AND a.until IS NULL ORDER BY a.device_id) AS devices"
 )
@@ -55,17 +56,19 @@ async def put_supervisee(
     term_start: Any,
     term_end: Any,
     status: str,
+    phone: str | None = None,
 ) -> None:
     """Create or replace every field of a supervisee (HTTP PUT)."""
     await conn.execute(
         "INSERT INTO supervisees (id, name, office_id, officer_id, level, jurisdiction,"
-        " exclusion, home_zone, term_start, term_end, status)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        " exclusion, home_zone, term_start, term_end, status, phone)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, office_id = EXCLUDED.office_id,"
         " officer_id = EXCLUDED.officer_id, level = EXCLUDED.level,"
         " jurisdiction = EXCLUDED.jurisdiction, exclusion = EXCLUDED.exclusion,"
         " home_zone = EXCLUDED.home_zone, term_start = EXCLUDED.term_start,"
-        " term_end = EXCLUDED.term_end, status = EXCLUDED.status, updated_at = now()",
+        " term_end = EXCLUDED.term_end, status = EXCLUDED.status, phone = EXCLUDED.phone,"
+        " updated_at = now()",
         supervisee,
         name,
         office,
@@ -77,6 +80,7 @@ async def put_supervisee(
         term_start,
         term_end,
         status,
+        phone,
     )
 
 
