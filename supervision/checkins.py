@@ -94,10 +94,12 @@ _PEOPLE = """
     LEFT JOIN checkin_schedules lvl ON lvl.scope = 'level:' || s.level
     WHERE s.status = 'active' AND (own.scope IS NOT NULL OR lvl.scope IS NOT NULL)
 """
+# Through the person's phones and the fixes' key (device_id, ts, seq).
 _FIXES = """
-    SELECT f.device_id, f.ts, f.lat, f.lon, f.acc FROM fixes f
-    JOIN devices d ON d.id = f.device_id AND d.kind = 'phone'
-    WHERE f.supervisee_id = $1 AND f.ts BETWEEN $2 AND $3 AND f.lat IS NOT NULL
+    SELECT f.device_id, f.ts, f.lat, f.lon, f.acc FROM device_assignments a
+    JOIN devices d ON d.id = a.device_id AND d.kind = 'phone'
+    JOIN fixes f ON f.device_id = a.device_id AND f.ts BETWEEN $2 AND $3
+    WHERE a.supervisee_id = $1 AND a.until IS NULL AND f.lat IS NOT NULL
     ORDER BY (f.acc IS NULL OR f.acc > $4), f.ts
 """
 
