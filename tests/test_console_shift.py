@@ -229,6 +229,7 @@ async def test_playback_shows_the_allowed_area_the_leave_and_where_the_crossing_
             assert await inside(page, ".track-map .zone-label >> text=莲都区", view)
             assert await inside(page, ".track-map .destination-label", view)
             assert await inside(page, ".track-map .track-current", view)
+            await page.screenshot(path=shots / "track-playback.png")
 
             # An 8 m accuracy circle is far under a pixel at this zoom, yet drawn visibly;
             # the toggle hides the circles and brings them back.
@@ -255,7 +256,6 @@ async def test_playback_shows_the_allowed_area_the_leave_and_where_the_crossing_
             await page.locator(".track-map .crossing-in").click()
             await expect(current).to_contain_text(f"#{seq[last_in]}")
             await expect(current).to_contain_text("区域内")
-            await page.screenshot(path=shots / "track-playback.png")
 
             assert outside.seen == [], f"the page asked for outside URLs: {outside.seen}"
             assert errors == [], f"errors in the page: {errors}"
