@@ -46,7 +46,7 @@ async def _run(
 ) -> int:
     pool = await open_pool(urls.database_url, min_size=1, max_size=4)
     redis = Redis.from_url(urls.redis_url)
-    gateway = Gateway(pool, urls.mqtt_url, f"{settings.client_id}-jt808-{settings.worker_id}")
+    gateway = Gateway(pool, urls.mqtt_url, f"{settings.client_id}-jt808")
 
     async def health() -> dict[str, bool]:
         try:

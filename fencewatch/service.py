@@ -154,9 +154,7 @@ class Service:
             jobs["osmand"] = servers[-1].serve(sockets=[osmand_socket])
             jobs["osmand receipts"] = self.osmand.run()
         if jt808_socket is not None:
-            self.jt808 = Gateway(
-                self.pool, self.urls.mqtt_url, f"{s.client_id}-jt808-{s.worker_id}"
-            )
+            self.jt808 = Gateway(self.pool, self.urls.mqtt_url, f"{s.client_id}-jt808")
             jobs["jt808"] = self.jt808.serve(jt808_socket)
         if "scheduler" in s.roles:
             self.alerting = Alerting(self.pool, self.redis, s, self.urls.mqtt_url)

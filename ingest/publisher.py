@@ -4,7 +4,8 @@ listener, the JT/T 808 gateway): `publish` returns once the broker has the messa
 
 A listener may also take messages from the broker (the gateway takes its terminals'
 commands): `subscriptions` are made again on every connect, and each message is handed to
-`on_message` in the asyncio loop."""
+`on_message` in the asyncio loop. With `persistent` the broker keeps the session, and what
+arrives for its subscriptions meanwhile, while the listener is away."""
 
 from __future__ import annotations
 
@@ -32,11 +33,12 @@ class Publisher:
         subscriptions: Sequence[str] = (),
         on_message: Callable[[str, bytes], None] | None = None,
         max_inflight: int = MAX_INFLIGHT,
+        persistent: bool = False,
     ) -> None:
         address = MqttAddress.parse(url)
         # `connection` is the login among the service's connections (MqttAddress.login).
         self.client = address.client(
-            client_id, connection=connection, protocol=mqtt.MQTTv311, clean_session=True
+            client_id, connection=connection, protocol=mqtt.MQTTv311, clean_session=not persistent
         )
         self.client.max_inflight_messages_set(max_inflight)
         self.client.on_connect = self._on_connect

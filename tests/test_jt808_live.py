@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -161,8 +161,8 @@ async def _true(value: bool) -> bool | None:
     return value or None
 
 
-async def _count(pool: asyncpg.Pool, n: int) -> bool | None:
-    return await pool.fetchval("SELECT count(*) FROM fixes") >= n or None
+async def _status(probe: Callable[[], Awaitable[str]], wanted: str) -> bool | None:
+    return await probe() == wanted or None
 
 
 @asynccontextmanager
@@ -297,12 +297,30 @@ async def test_a_gateway_killed_mid_stream_loses_no_acknowledged_fix(
             gateway.kill()  # SIGKILL, with the terminal's fixes in flight
             await asyncio.to_thread(gateway.wait)
             killed_at = terminal.acked
+            # A command given while the gateway is down waits for it in the broker.
+            r = await live.http.post("/api/v1/supervisees/S1/locate", json={})
+            assert r.status_code == 202, r.text
+            request = r.json()["id"]
+
+            async def command_status() -> str:
+                r = await live.http.get(f"/api/v1/supervisees/S1/locate/{request}")
+                return str(r.json()["devices"][0]["command_status"])
+
+            await eventually(
+                lambda: _status(command_status, "delivered_to_broker"),
+                "the command did not reach the broker",
+            )
             gateway = await asyncio.to_thread(start_gateway, env, port, probes, log)
             # It reconnects, authenticates with the code it kept, uploads what was not
-            # acknowledged as a blind-area batch, and reports on.
+            # acknowledged as a blind-area batch, and reports on; and it is asked where
+            # it is, and answers.
             await eventually(
                 lambda: _true(terminal.sessions >= 2 and terminal.acked >= killed_at + 100),
                 "the terminal did not report through the restarted gateway",
+            )
+            await eventually(
+                lambda: _status(command_status, "acknowledged_by_device"),
+                "the command given while the gateway was down did not reach the terminal",
             )
             await eventually(lambda: _true(not terminal.unacked), "fixes left unacknowledged")
             stop.set()

@@ -86,6 +86,8 @@ class Gateway:
             CONNECTION,
             subscriptions=[topics.tag(topics.ANY, topics.CMD)],
             on_message=self._command,
+            # Commands sent while the gateway is down wait for it in the broker.
+            persistent=True,
         )
         self.sessions: dict[str, Session] = {}  # device → its authenticated connection
         self.open: set[Session] = set()
