@@ -178,7 +178,7 @@ class Escalator:
             delay = self.policy.delay(alert["severity"], heightened)
             if delay is not None and self.policy.max_level > 0:
                 escalate_at = now + delay
-            level, people = await routing.first_contacts(conn, alert["supervisee_id"])
+            level, people = await routing.alert_first_contacts(conn, alert)
             detail["level"] = level
             detail |= await self._tell(conn, alert, people, event="raised", level=level)
             if heightened:

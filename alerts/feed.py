@@ -1,5 +1,7 @@
 """Fan-out after commit, through Redis: each person's latest position (a hash the API and
-console read) and a pub/sub channel of positions and alert changes for live clients.
+console read), a pub/sub channel of positions and alert changes for live clients, and —
+while the rules have no-contact orders or a gathering rule — a stream of the trusted
+sightings every shard commits, which the proximity check reads (ingest/proximity.py).
 
 Redis is not the record — PostgreSQL is — so a Redis outage costs live updates, never data,
 and never stops ingest."""
@@ -17,6 +19,7 @@ from redis.exceptions import RedisError
 
 from fencewatch.channels import channel
 from fencewatch.timefmt import iso
+from geofence import proximity
 from geofence.engine import Engine, zone_state
 from geofence.judge import Judged
 from geofence.model import GEOFENCE_RULES, MAP_STATES, Quality
@@ -25,6 +28,10 @@ log = logging.getLogger("fencewatch.feed")
 
 LATEST = "fencewatch:latest"
 CHANNEL = "fencewatch:feed"
+SIGHTINGS = "fencewatch:sightings"  # one entry a committed batch: field "s", msgpack list
+# About 8 minutes at 100,000 people in batches of 100: enough to ride out a restart of the
+# proximity check (it resumes from the entry it reached).
+SIGHTINGS_KEPT = 100_000
 
 
 def alert_message(change: dict[str, Any]) -> bytes:
@@ -94,6 +101,16 @@ class Feed:
                 )
             for change in alerts:
                 pipe.publish(channel(self.redis, CHANNEL), alert_message(change))
+            rules = engine.rules
+            if rules.no_contact or rules.gathering is not None:
+                sightings = [s for j in judged if (s := proximity.sighting(j)) is not None]
+                if sightings:
+                    pipe.xadd(
+                        SIGHTINGS,
+                        {"s": msgspec.msgpack.encode(sightings)},
+                        maxlen=SIGHTINGS_KEPT,
+                        approximate=True,
+                    )
             await pipe.execute()
         except (RedisError, OSError) as exc:
             if time.monotonic() - self._warned_at > 60:

@@ -47,6 +47,8 @@ SEVERITY = {
     "exclusion_enter": "high",
     "jurisdiction_exit": "high",
     "curfew_breach": "high",
+    "contact": "high",  # a no-contact order broken (禁止接触)
+    "gathering": "high",
     "device_offline": "normal",
     "no_fix": "normal",
     "low_battery": "low",

@@ -104,6 +104,23 @@ async def first_contacts(conn: Conn, supervisee: str) -> tuple[int, list[Contact
     return 0, []
 
 
+async def alert_first_contacts(conn: Conn, alert: AlertLike) -> tuple[int, list[Contact]]:
+    """(level, contacts) for a new alert: its person's first level with someone; for a
+    gathering, that of every person it lists, so each one's office hears of it."""
+    detail = alert["detail"] or {}
+    people = detail.get("people") if alert["type"] == "gathering" else None
+    if not people:
+        return await first_contacts(conn, alert["supervisee_id"])
+    found: dict[str, Contact] = {}
+    level = MAX_LEVEL
+    for person in dict.fromkeys([alert["supervisee_id"], *people]):
+        at, people_there = await first_contacts(conn, person)
+        if people_there:
+            level = min(level, at)
+            found.update((c.who, c) for c in people_there)
+    return (level if found else 0), list(found.values())
+
+
 async def person_name(conn: Conn, supervisee: str) -> str:
     name: str | None = await conn.fetchval("SELECT name FROM supervisees WHERE id = $1", supervisee)
     return name or ""

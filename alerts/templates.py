@@ -18,6 +18,8 @@ TYPE_ZH = {
     "jurisdiction_exit": "越界（擅自离开执行地）",
     "exclusion_enter": "进入禁止区域（违反禁止令）",
     "curfew_breach": "违反居家时段规定",
+    "contact": "接触禁止接触的人（违反禁止令）",
+    "gathering": "多名社区矫正对象聚集",
     "device_offline": "设备离线（失联/关机）",
     "no_fix": "无定位信号",
     "low_battery": "设备电量低",

@@ -35,6 +35,7 @@ from storage.repo import leave as leave_repo
 from storage.repo import offices as offices_repo
 from storage.repo import orders as orders_repo
 from storage.repo import people as people_repo
+from storage.repo import proximity as proximity_repo
 from storage.repo import zones as zones_repo
 from storage.rules import RULES_CHANNEL
 
@@ -142,6 +143,22 @@ async def _check_references(conn: Conn, people: list[Supervisee]) -> None:
             raise ScenarioError(f"roster.json: supervisee {person.id}: {'; '.join(errors)}")
 
 
+async def _load_proximity(conn: Conn, roster: Roster) -> None:
+    """No-contact orders (each person named must be a supervisee, loaded now or before)
+    and the gathering rule; a roster without `gathering` leaves the one in force."""
+    named = sorted({p for order in roster.no_contact for p in order.people})
+    known = await proximity_repo.known_supervisees(conn, named)
+    for order in roster.no_contact:
+        unknown = [p for p in order.people if p not in known]
+        if unknown:
+            raise ScenarioError(
+                f"roster.json: no_contact {order.id}: no such supervisee {', '.join(unknown)}"
+            )
+    await proximity_repo.upsert_no_contact(conn, roster.no_contact)
+    if roster.gathering is not None:
+        await proximity_repo.set_gathering(conn, roster.gathering)
+
+
 async def load_scenario(pool: asyncpg.Pool, scenario_dir: Path) -> dict[str, int]:
     """Import the scenario; returns how many of each thing it holds."""
     zones, roster, center = _read(scenario_dir)
@@ -151,6 +168,7 @@ async def load_scenario(pool: asyncpg.Pool, scenario_dir: Path) -> dict[str, int
         "supervisees": len(people),
         "devices": sum(len(s.devices) for s in people),
         "leaves": sum(len(s.leaves) for s in people),
+        "no-contact orders": len(roster.no_contact),
     }
     if center.offices:
         counts["offices"] = len(center.offices)
@@ -184,6 +202,7 @@ async def load_scenario(pool: asyncpg.Pool, scenario_dir: Path) -> dict[str, int
         await people_repo.reassign_devices(conn, wearers, [person.id for person in people])
         await leave_repo.load_leaves(conn, leaves.values())
         await _load_orders(conn, center)
+        await _load_proximity(conn, roster)
         await access_repo.audit(
             conn, "fencewatch load", None, "scenario.load", str(scenario_dir), counts
         )

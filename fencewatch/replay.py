@@ -21,7 +21,7 @@ from geofence.engine import Engine
 from geofence.model import Verdict
 from geofence.proximity import sighting
 from geofence.ruleset import RuleSet
-from geofence.together import watching
+from geofence.together import Together
 from geofence.zones import ZoneError
 from ingest.decode import decode_for
 
@@ -50,7 +50,7 @@ def replay(scenario: Path, out: TextIO, err: TextIO) -> int:
         print(f"warning: {problem}", file=err)
     engine = Engine(rules)
     # People near people: every trusted fix, as judged, against everyone's latest.
-    together = watching(rules)
+    together = Together.for_rules(rules)
     alerts = 0
 
     def emit(verdicts: list[Verdict]) -> None:

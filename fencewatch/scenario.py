@@ -196,7 +196,8 @@ def _positive(raw: Any, default: float, what: str) -> float:
 
 def parse_no_contact(raw: Any) -> list[NoContact]:
     """Optional roster `no_contact`: [{"id", "people": [supervisee ids, two or more],
-    "distance_m": 200}]: every two of them must stay that far apart."""
+    "distance_m": 200, "confirm_s": 300}]: every two of them must stay that far apart; being
+    surely within it for `confirm_s` is a contact."""
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -217,7 +218,8 @@ def parse_no_contact(raw: Any) -> list[NoContact]:
         ):
             raise ScenarioError(f"no_contact {oid}: people must list two or more supervisee ids")
         distance = _positive(item.get("distance_m"), 200.0, f"no_contact {oid} distance_m")
-        orders.append(NoContact(oid, tuple(dict.fromkeys(people)), distance))
+        confirm = int(_positive(item.get("confirm_s"), 300, f"no_contact {oid} confirm_s"))
+        orders.append(NoContact(oid, tuple(dict.fromkeys(people)), distance, confirm))
     return orders
 
 

@@ -45,6 +45,7 @@ from ingest.jt808 import terminals
 from ingest.jt808.gateway import Gateway
 from ingest.leases import Leases
 from ingest.osmand_http import OsmandListener
+from ingest.proximity import ProximityCheck
 from ingest.shard import ShardRunner
 from ingest.shards import Shard
 from storage import archiving, partitions
@@ -132,7 +133,7 @@ class Service:
             jobs["snapshots"] = self._every(SNAPSHOT_EVERY_S, self._snapshot)
             jobs["partitions"] = self._every(PARTITIONS_EVERY_S, self._partitions)
             jobs["archive"] = self._every(ARCHIVE_EVERY_S, self._archive)
-        if "ingest" in s.roles or osmand_socket is not None:
+        if "ingest" in s.roles or "scheduler" in s.roles or osmand_socket is not None:
             jobs["rules"] = self._listen_rules()
         ctx = ApiContext(self.pool, self.redis, self.health, self.rules_changed, s)
         app = create_app(ctx) if "api" in s.roles else create_probe_app(ctx)
@@ -161,6 +162,8 @@ class Service:
             jobs["alerting"] = self.alerting.run(self.stop)
             jobs["duties"] = Duties(self.pool, s).run(self.stop)
             jobs["retention"] = retention.job(self.pool, s.retention_days, Archive.of(s))
+            # People near people, across every shard: one check for the deployment.
+            jobs["proximity"] = ProximityCheck(self.pool, self.redis, lambda: self.rules).run()
         if demo_fleet:
             from simulators.fleet import run_fleet
 

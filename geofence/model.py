@@ -138,6 +138,7 @@ class NoContact(msgspec.Struct, frozen=True):
     id: str
     people: tuple[str, ...]
     distance_m: float = 200.0
+    confirm_s: int = 300  # how long they must surely be within it (docs/rules.md)
 
 
 class Gathering(msgspec.Struct, frozen=True):

@@ -27,6 +27,16 @@ CONTACT = "contact"
 GATHERING = "gathering"
 
 Pair = tuple[str, str]
+_SEP = "\x1f"  # joins ids into a snapshot's keys: no id contains it (printable ids only)
+
+
+class TogetherState(msgspec.Struct):
+    """What the watcher knows, to save and restore (pairs joined by `_SEP`)."""
+
+    latest: dict[str, Sighting] = {}
+    contacts: dict[str, Run] = {}  # order id, person, person
+    close: dict[str, Run] = {}  # person, person
+    groups: dict[str, list[str]] = {}  # open gatherings: key → people
 
 
 def _pair(a: str, b: str) -> Pair:
@@ -86,7 +96,12 @@ class Together:
         self.latest: dict[str, Sighting] = {}
         # person → (order, other person) for every pair its no-contact orders name
         self.partners: dict[str, list[tuple[NoContact, str]]] = defaultdict(list)
+        self._order_closeness: dict[str, Closeness] = {}
         for order in orders:
+            if order.confirm_s != closeness.confirm_s:
+                self._order_closeness[order.id] = msgspec.structs.replace(
+                    closeness, confirm_s=order.confirm_s
+                )
             for a in order.people:
                 self.partners[a] += [(order, b) for b in order.people if b != a]
         self.contacts: dict[tuple[str, Pair], Run] = {}
@@ -94,6 +109,47 @@ class Together:
         self.close: dict[Pair, Run] = {}  # pairs being watched for a gathering
         self.neighbours: dict[str, set[str]] = defaultdict(set)
         self.groups: dict[str, set[str]] = {}  # open gatherings by key
+
+    @classmethod
+    def for_rules(cls, rules: RuleSet) -> Together | None:
+        """The rules' no-contact orders and gathering rule, or None when they have
+        neither."""
+        if not rules.no_contact and rules.gathering is None:
+            return None
+        return cls(
+            rules.no_contact,
+            rules.gathering,
+            lambda s: rules.at_home(s.person, s.lat, s.lon, s.radius),
+        )
+
+    def state(self) -> TogetherState:
+        return TogetherState(
+            dict(self.latest),
+            {_SEP.join((o, *p)): r for (o, p), r in self.contacts.items()},
+            {_SEP.join(p): r for p, r in self.close.items()},
+            {k: sorted(v) for k, v in self.groups.items()},
+        )
+
+    def load(self, state: TogetherState) -> None:
+        """Take up `state` (saved by this watcher, or one under other rules: what the rules
+        no longer ask about is dropped)."""
+        self.latest = dict(state.latest)
+        orders = {order.id for partners in self.partners.values() for order, _ in partners}
+        for key, run in state.contacts.items():
+            order, a, b = key.split(_SEP)
+            if order in orders:
+                self.contacts[(order, (a, b))] = run
+        if self.grid is None:
+            return
+        for key, run in state.close.items():
+            a, b = key.split(_SEP)
+            self.close[(a, b)] = run
+            self.neighbours[a].add(b)
+            self.neighbours[b].add(a)
+        self.groups = {k: set(v) for k, v in state.groups.items()}
+        for s in self.latest.values():
+            if not self.at_home(s):
+                self.grid.put(s.person, s.lat, s.lon)
 
     def see(self, s: Sighting) -> list[Verdict]:
         """The verdicts one person's new sighting brings (older than their latest: none)."""
@@ -116,8 +172,9 @@ class Together:
             return
         pair = _pair(s.person, other)
         run = self.contacts.setdefault((order.id, pair), Run())
+        closeness = self._order_closeness.get(order.id, self.closeness)
         event = proximity.step(
-            run, proximity.relation(s, them, order.distance_m, self.closeness), s.ts, self.closeness
+            run, proximity.relation(s, them, order.distance_m, closeness), s.ts, closeness
         )
         if event is None:
             return
@@ -126,6 +183,8 @@ class Together:
         for me, you in ((s, them), (them, s)):
             detail = {
                 "order": order.id,
+                "lat": me.lat,
+                "lon": me.lon,
                 "people": list(pair),
                 "with": you.person,
                 "distance_m": order.distance_m,
@@ -204,23 +263,14 @@ class Together:
         key = f"{GATHERING}:{people[0]}:{start}"
         self.groups[key] = group
         detail = {
+            "lat": s.lat,
+            "lon": s.lon,
             "people": people,
             "radius_m": rule.radius_m,
             "start": start,
             "positions": [_where(self.latest[p]) for p in people],
         }
         out.append(Verdict("raise", GATHERING, s.person, s.device, s.ts, key, detail=detail))
-
-
-def watching(rules: RuleSet) -> Together | None:
-    """The rules' no-contact orders and gathering rule, or None when they have neither."""
-    if not rules.no_contact and rules.gathering is None:
-        return None
-    return Together(
-        rules.no_contact,
-        rules.gathering,
-        lambda s: rules.at_home(s.person, s.lat, s.lon, s.radius),
-    )
 
 
 def _where(s: Sighting) -> dict[str, object]:

@@ -1,5 +1,6 @@
 """Read the rules in force (zones, supervisees, their current devices, approved leave and
-recurring permits, heightened periods) from the database into the engine's model."""
+recurring permits, heightened periods, no-contact orders and the gathering rule) from the
+database into the engine's model."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from geofence.limits import heightened_problems
 from geofence.model import DeviceRef, Heightened, Leave, Roster, Supervisee, ZoneDef
 from geofence.zones import parse_schedule
 from storage.db import Conn
+from storage.repo import proximity as proximity_repo
 
 log = logging.getLogger("fencewatch.rules")
 
@@ -102,4 +104,6 @@ async def load_rules(conn: Conn, timezone: str) -> tuple[Roster, list[ZoneDef]]:
                 offices=frozenset(r["scope"]),
             )
         )
-    return Roster(timezone=timezone, supervisees=people, heightened=heightened), zones
+    no_contact, gathering = await proximity_repo.load(conn)
+    roster = Roster(timezone, people, heightened, no_contact, gathering)
+    return roster, zones

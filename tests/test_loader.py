@@ -444,3 +444,23 @@ async def test_an_embedded_redis_is_told_only_while_it_runs(redis_url: str, tmp_
     # A record left by a server that is gone is not a running one.
     record.write_bytes(msgspec.json.encode(msgspec.structs.replace(running, started=1.0)))
     assert await asyncio.to_thread(notify_service, settings) is None
+
+
+async def test_no_contact_orders_and_the_gathering_rule_load_and_read_back(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    people = {"no_contact": [{"id": "NC1", "people": ["A", "B"], "confirm_s": 120}]}
+    gathering = {"gathering": {"size": 4, "radius_m": 80}}
+    await load_scenario(pool, _write(tmp_path / "1", roster={**ROSTER, **people, **gathering}))
+    # Loaded again with a wider distance and no gathering: the order changes, the rule stays.
+    wider = {"no_contact": [{"id": "NC1", "people": ["A", "B"], "distance_m": 300}]}
+    await load_scenario(pool, _write(tmp_path / "2", roster={**ROSTER, **wider}))
+    async with pool.acquire() as conn:
+        roster, _ = await load_rules(conn, "Asia/Shanghai")
+    assert _plain(roster.no_contact) == [
+        {"id": "NC1", "people": ["A", "B"], "distance_m": 300.0, "confirm_s": 300}
+    ]
+    assert _plain(roster.gathering) == {"size": 4, "radius_m": 80.0, "hold_s": 1200}
+    stranger = {"no_contact": [{"id": "NC2", "people": ["A", "NOBODY"]}]}
+    with pytest.raises(ScenarioError, match="no_contact NC2: no such supervisee NOBODY"):
+        await load_scenario(pool, _write(tmp_path / "3", roster={**ROSTER, **stranger}))

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from fencewatch.replay import replay
@@ -152,3 +153,23 @@ def test_a_bad_order_is_refused_with_its_reason(
     path.write_text(json.dumps({"supervisees": [{"id": "S1"}, {"id": "S2"}], **extra}))
     with pytest.raises(ScenarioError, match=message):
         read_roster(path)
+
+
+def test_a_restarted_watcher_takes_up_where_it_stopped() -> None:
+    from geofence.model import NoContact
+    from geofence.together import Together, TogetherState
+
+    def meeting(k: int) -> list[Sighting]:
+        ts = T0 + k * 30_000
+        return [_at("S1", 0, ts=ts), _at("S2", 40, ts=ts + 1000)]
+
+    order = [NoContact("NC1", ("S1", "S2"))]
+    first = Together(order)
+    assert [v for k in range(6) for s in meeting(k) for v in first.see(s)] == []
+    saved = msgspec.msgpack.encode(first.state())
+    again = Together(order)
+    again.load(msgspec.msgpack.decode(saved, type=TogetherState))
+    raised = [v for k in range(6, 12) for s in meeting(k) for v in again.see(s)]
+    # Confirmed five minutes after the meeting began, before the restart: once each.
+    assert sorted((v.action, v.supervisee) for v in raised) == [("raise", "S1"), ("raise", "S2")]
+    assert raised[0].detail["start"] == T0 + 1000

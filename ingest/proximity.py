@@ -1,0 +1,140 @@
+"""The live proximity check: no-contact orders and gatherings across every shard.
+
+Every shard appends the trusted sightings of each committed batch to one Redis stream
+(alerts.feed); this check, run by the one scheduler process, reads the stream in order and
+feeds the same watcher `fencewatch replay` uses (geofence.together), then commits the
+verdicts as alerts through the shards' writer. The watcher's state is saved to Redis with
+the stream entry it reached every SAVE_EVERY_S, so a restart takes up where it stopped and
+judges again what came after (an alert raised twice is one alert: its key is unique).
+docs/scaling.md has the design and its cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import cast
+
+import asyncpg
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from alerts.feed import SIGHTINGS, announce
+from geofence.model import Verdict
+from geofence.proximity import Sighting
+from geofence.ruleset import RuleSet
+from geofence.together import Together, TogetherState
+from ingest.writer import commit
+from storage.db import UNAVAILABLE
+
+log = logging.getLogger("fencewatch.proximity")
+
+STATE = "fencewatch:proximity"  # the watcher's saved state and the stream entry it reached
+SAVE_EVERY_S = 30.0
+READ_COUNT = 500
+RETRY_S = 2.0
+
+
+class Saved(msgspec.Struct):
+    entry: str  # the last stream entry taken into `state`
+    state: TogetherState
+
+
+_sightings = msgspec.msgpack.Decoder(list[Sighting])
+
+
+class ProximityCheck:
+    def __init__(self, pool: asyncpg.Pool, redis: Redis, rules: Callable[[], RuleSet]) -> None:
+        self.pool = pool
+        self.redis = redis
+        self.rules = rules
+        self.together: Together | None = None
+        self._rules: RuleSet | None = None
+        self.entry = "$"  # only what comes after the start, until a saved state says more
+        self.raised = 0
+
+    async def run(self) -> None:
+        await self._restore()
+        saved_at = time.monotonic()
+        while True:
+            try:
+                read = cast(
+                    "list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]",
+                    await self.redis.xread({SIGHTINGS: self.entry}, READ_COUNT, 1000),
+                )
+            except (RedisError, OSError) as exc:
+                log.warning("sightings stream unreadable (%s); retrying", exc)
+                await asyncio.sleep(RETRY_S)
+                continue
+            together = self._watcher()
+            verdicts: list[Verdict] = []
+            for _, entries in read:
+                for entry, fields in entries:
+                    self.entry = entry.decode()
+                    if together is None:
+                        continue
+                    try:
+                        sightings = _sightings.decode(fields[b"s"])
+                    except (KeyError, msgspec.DecodeError) as exc:
+                        log.error("sightings entry %s unreadable (%s); skipped", self.entry, exc)
+                        continue
+                    for s in sightings:
+                        verdicts += together.see(s)
+            if verdicts:
+                await self._commit(verdicts)
+            if time.monotonic() - saved_at >= SAVE_EVERY_S:
+                await self.save()
+                saved_at = time.monotonic()
+
+    def _watcher(self) -> Together | None:
+        """The watcher under the rules in force now; what it knew carries over a reload."""
+        rules = self.rules()
+        if rules is not self._rules:
+            before = self.together.state() if self.together is not None else None
+            self._rules = rules
+            self.together = Together.for_rules(rules)
+            if self.together is not None and before is not None:
+                self.together.load(before)
+        return self.together
+
+    async def _commit(self, verdicts: list[Verdict]) -> None:
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    done = await commit(conn, (), (), {}, (), verdicts)
+                break
+            except UNAVAILABLE as exc:
+                log.error("proximity alerts not committed (%s); retrying in %ss", exc, RETRY_S)
+                await asyncio.sleep(RETRY_S)
+        self.raised += sum(v.action == "raise" for v in verdicts)
+        for change in done.alerts:
+            await announce(self.redis, change)
+
+    async def save(self) -> None:
+        if self.together is None or self.entry == "$":
+            return
+        blob = msgspec.msgpack.encode(Saved(self.entry, self.together.state()))
+        try:
+            await self.redis.set(STATE, blob)
+        except (RedisError, OSError) as exc:
+            log.warning("proximity state not saved (%s); next time", exc)
+
+    async def _restore(self) -> None:
+        try:
+            blob = cast("bytes | None", await self.redis.get(STATE))
+        except (RedisError, OSError):
+            blob = None
+        if blob is None:
+            return
+        try:
+            saved = msgspec.msgpack.decode(blob, type=Saved)
+        except msgspec.DecodeError as exc:
+            log.error("saved proximity state unreadable (%s); starting afresh", exc)
+            return
+        self.entry = saved.entry
+        together = self._watcher()
+        if together is not None:
+            together.load(saved.state)

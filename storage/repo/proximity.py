@@ -1,0 +1,56 @@
+"""No-contact orders (禁止接触) and the gathering rule (聚集): geofence.together's rules."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+from geofence.model import Gathering, NoContact
+from storage.db import Conn
+
+
+async def known_supervisees(conn: Conn, ids: Sequence[str]) -> set[str]:
+    rows = await conn.fetch("SELECT id FROM supervisees WHERE id = ANY($1::text[])", list(ids))
+    return {r["id"] for r in rows}
+
+
+async def upsert_no_contact(conn: Conn, orders: Sequence[NoContact]) -> None:
+    if not orders:
+        return
+    await conn.execute(
+        "INSERT INTO no_contact_orders (id, people, distance_m, confirm_s)"
+        " SELECT o.id, ARRAY(SELECT jsonb_array_elements_text(o.people::jsonb)), o.distance_m,"
+        " o.confirm_s FROM unnest($1::text[], $2::text[], $3::float8[], $4::int[])"
+        " AS o(id, people, distance_m, confirm_s)"
+        " ON CONFLICT (id) DO UPDATE SET people = EXCLUDED.people,"
+        " distance_m = EXCLUDED.distance_m, confirm_s = EXCLUDED.confirm_s, updated_at = now()",
+        [o.id for o in orders],
+        # JSON text: a list of lists would be taken for a two-dimensional array
+        [msgspec.json.encode(o.people).decode() for o in orders],
+        [o.distance_m for o in orders],
+        [o.confirm_s for o in orders],
+    )
+
+
+async def set_gathering(conn: Conn, rule: Gathering) -> None:
+    await conn.execute(
+        "INSERT INTO gathering_rule (size, radius_m, hold_s) VALUES ($1, $2, $3)"
+        " ON CONFLICT (singleton) DO UPDATE SET size = EXCLUDED.size,"
+        " radius_m = EXCLUDED.radius_m, hold_s = EXCLUDED.hold_s, updated_at = now()",
+        rule.size,
+        rule.radius_m,
+        rule.hold_s,
+    )
+
+
+async def load(conn: Conn) -> tuple[list[NoContact], Gathering | None]:
+    orders = [
+        NoContact(r["id"], tuple(r["people"]), r["distance_m"], r["confirm_s"])
+        for r in await conn.fetch(
+            "SELECT id, people, distance_m, confirm_s FROM no_contact_orders ORDER BY id"
+        )
+    ]
+    row = await conn.fetchrow("SELECT size, radius_m, hold_s FROM gathering_rule")
+    rule = Gathering(row["size"], row["radius_m"], row["hold_s"]) if row else None
+    return orders, rule
