@@ -168,8 +168,9 @@ async def load_scenario(pool: asyncpg.Pool, scenario_dir: Path) -> dict[str, int
         "supervisees": len(people),
         "devices": sum(len(s.devices) for s in people),
         "leaves": sum(len(s.leaves) for s in people),
-        "no-contact orders": len(roster.no_contact),
     }
+    if roster.no_contact:
+        counts["no-contact orders"] = len(roster.no_contact)
     if center.offices:
         counts["offices"] = len(center.offices)
         counts["officers"] = sum(len(o.officers) for o in center.offices)
