@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -88,7 +87,7 @@ async def purge(
         return counts, []
     for key, removed in held.items():
         entry = ledger[key]
-        new = Archive.key(entry["day"], f"{entry['source']}.{uuid.uuid4().hex[:8]}")
+        new = Archive.key(entry["day"], entry["source"])
         checksum, size = await asyncio.to_thread(
             _rewrite, archive, key, new, supervisee, before, entry["fixes"] - removed
         )
