@@ -27,6 +27,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -122,21 +123,13 @@ class Archive:
         # of a file whose footer describes thousands.
         self._duck = duckdb.connect(config={"threads": 2})
         self._duck.execute("SET parquet_metadata_cache = true")
-        self._lock = threading.Lock()
-        if self.url.startswith("s3://"):
-            bucket_path = self.url.removeprefix("s3://")
-            self.fs: pafs.FileSystem = pafs.S3FileSystem(
-                endpoint_override=s3_endpoint,
-                scheme="http" if s3_endpoint and not s3_endpoint.startswith("https") else "https",
-            )
-            self.root = bucket_path
-            self._duck.execute("INSTALL httpfs; LOAD httpfs")
-            self._duck.execute(
-                "CREATE SECRET archive (TYPE s3, PROVIDER credential_chain"
-                + (f", ENDPOINT '{_host(s3_endpoint)}', URL_STYLE 'path'" if s3_endpoint else "")
-                + (", USE_SSL false" if s3_endpoint and s3_endpoint.startswith("http:") else "")
-                + ")"
-            )
+        self.remote = self.url.startswith("s3://")
+        if self.remote:
+            # pyarrow both writes and (for DuckDB) reads the bucket: DuckDB's own S3 reader
+            # is an extension it downloads on first use, which an isolated network refuses.
+            host, scheme = _endpoint(s3_endpoint)
+            self.fs: pafs.FileSystem = pafs.S3FileSystem(endpoint_override=host, scheme=scheme)
+            self.root = self.url.removeprefix("s3://")
         else:
             self.fs = pafs.LocalFileSystem()
             self.root = str(Path(self.url).resolve())
@@ -159,10 +152,6 @@ class Archive:
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{key}"
-
-    def uri(self, key: str) -> str:
-        """The file as DuckDB names it."""
-        return f"s3://{self._path(key)}" if self.url.startswith("s3://") else self._path(key)
 
     def write(self, key: str, csv_file: Path) -> Written:
         """The fixes of `csv_file` (the export's CSV, in COLUMNS order, already sorted)
@@ -269,21 +258,52 @@ class Archive:
         names = [d[0] for d in cursor.description or ()]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
+    def count_by_file(
+        self, keys: Sequence[str], where: str, params: Mapping[str, Any]
+    ) -> dict[str, int]:
+        """Of the files `keys`, those with fixes matching `where`, and how many each has."""
+        if self.remote:
+            found = {
+                k: self.sql(f"SELECT count(*) FROM read_parquet($files) WHERE {where}", [k], params)
+                for k in keys
+            }
+            counts = {k: int(c.fetchall()[0][0]) for k, c in found.items()}
+            return {k: n for k, n in counts.items() if n}
+        by_uri = {self._path(k): k for k in keys}
+        rows = self.sql(
+            "SELECT filename, count(*) FROM read_parquet($files, filename = true)"
+            f" WHERE {where} GROUP BY filename",
+            keys,
+            params,
+        ).fetchall()
+        return {by_uri[f]: int(n) for f, n in rows}
+
     def sql(
         self, sql: str, keys: Sequence[str], params: Mapping[str, Any] | None = None
     ) -> duckdb.DuckDBPyConnection:
+        """Run `sql`, which names the files `keys` `read_parquet($files)`: DuckDB's reader
+        on local disk, a pyarrow dataset over the bucket on S3 (filters and columns pushed
+        down to it all the same)."""
         if not keys:
             raise ArchiveError("no archive files to read")
         cursor = self._duck.cursor()  # one per call: DuckDB cursors are per thread
-        return cursor.execute(sql, {**(params or {}), "files": [self.uri(k) for k in keys]})
+        if not self.remote:
+            return cursor.execute(sql, {**(params or {}), "files": [self._path(k) for k in keys]})
+        paths = [self._path(k) for k in keys]
+        cursor.register("archive_files", pads.dataset(paths, SCHEMA, "parquet", self.fs))
+        return cursor.execute(sql.replace("read_parquet($files)", "archive_files"), params or {})
 
 
 _OPEN: dict[str, Archive] = {}
 _OPEN_LOCK = threading.Lock()
 
 
-def _host(endpoint: str) -> str:
-    return endpoint.split("://", 1)[-1].rstrip("/")
+def _endpoint(text: str | None) -> tuple[str | None, str]:
+    """host:port (HTTPS), or http://host:port, as pyarrow takes it; None: AWS itself."""
+    if text is None:
+        return None, "https"
+    scheme, sep, rest = text.partition("://")
+    return (rest, scheme) if sep else (text, "https")
 
 
 def _typed(batch: pa.RecordBatch) -> pa.RecordBatch:

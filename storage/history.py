@@ -114,14 +114,8 @@ def _holding(
 ) -> dict[str, int]:
     """Of the files `keys`, those holding the person's fixes older than `before`, and how
     many each holds."""
-    by_uri = {archive.uri(k): k for k in keys}
-    rows = archive.sql(
-        "SELECT filename, count(*) FROM read_parquet($files, filename = true)"
-        " WHERE supervisee_id = $supervisee AND ts < $before GROUP BY filename",
-        keys,
-        {"supervisee": supervisee, "before": before},
-    ).fetchall()
-    return {by_uri[f]: int(n) for f, n in rows}
+    where = "supervisee_id = $supervisee AND ts < $before"
+    return archive.count_by_file(keys, where, {"supervisee": supervisee, "before": before})
 
 
 def _rewrite(
