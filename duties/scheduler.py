@@ -120,7 +120,7 @@ class CheckIns:
     async def run(self, pool: asyncpg.Pool, now: datetime) -> dict[str, int]:
         async with pool.acquire() as conn, conn.transaction():
             asked = await checkins.issue_due(conn, now, self.tz, self.secret, self.sms)
-            return {"asked": asked, **await checkins.settle(conn, now)}
+            return {"asked": asked, **await checkins.settle(conn, now, self.tz)}
 
 
 class Duties:

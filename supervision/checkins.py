@@ -34,6 +34,7 @@ from alerts.sms import CHANNEL as SMS
 from fencewatch.timefmt import epoch_ms, iso_time
 from geofence.model import Verdict
 from storage.db import Conn, Row
+from supervision import stillness
 
 TYPE = "checkin_missed"
 ISSUED_BY = "checkin"
@@ -102,6 +103,35 @@ _FIXES = """
     WHERE a.supervisee_id = $1 AND a.until IS NULL AND f.lat IS NOT NULL
     ORDER BY (f.acc IS NULL OR f.acc > $4), f.ts
 """
+
+
+_HISTORY = """
+    SELECT ts, lat, lon, acc FROM fixes
+    WHERE device_id = $1 AND ts BETWEEN $2 AND $3 AND lat IS NOT NULL ORDER BY ts
+"""
+_WAKING = """
+    SELECT coalesce(own.waking_from, lvl.waking_from) AS waking_from,
+           coalesce(own.waking_to, lvl.waking_to) AS waking_to
+    FROM supervisees s
+    LEFT JOIN checkin_schedules own ON own.scope = 'supervisee:' || s.id
+    LEFT JOIN checkin_schedules lvl ON lvl.scope = 'level:' || s.level
+    WHERE s.id = $1
+"""
+
+
+async def _stillness(
+    conn: Conn, supervisee: str, device: str, now: datetime, tz: ZoneInfo
+) -> dict[str, object] | None:
+    """The phone's unusually long stillness today, measured against the person's own
+    past days (supervision.stillness), for the alert of a missed check-in."""
+    hours = await conn.fetchrow(_WAKING, supervisee)
+    if hours is None or hours["waking_from"] is None:
+        return None
+    start = (now - timedelta(days=stillness.HISTORY_DAYS + 1)).astimezone(tz)
+    history = await conn.fetch(_HISTORY, device, start, now)
+    fixes = [(r["ts"], r["lat"], r["lon"], r["acc"]) for r in history]
+    waking = (hhmm(hours["waking_from"]), hhmm(hours["waking_to"]))
+    return stillness.unusual(fixes, now, tz, waking)
 
 
 def schedule_of(row: Row) -> Schedule:
@@ -185,20 +215,20 @@ async def _ask(
     return 1
 
 
-async def settle(conn: Conn, now: datetime) -> dict[str, int]:
+async def settle(conn: Conn, now: datetime, tz: ZoneInfo) -> dict[str, int]:
     """Answer or miss every pending check-in that can be settled at `now`."""
     counts = {"answered": 0, "missed": 0}
     rows = await conn.fetch(
         "SELECT * FROM checkins WHERE status = 'pending' ORDER BY id FOR UPDATE SKIP LOCKED"
     )
     for c in rows:
-        outcome = await settle_one(conn, dict(c), now)
+        outcome = await settle_one(conn, dict(c), now, tz)
         if outcome:
             counts[outcome] += 1
     return counts
 
 
-async def settle_one(conn: Conn, c: Mapping[str, Any], now: datetime) -> str | None:
+async def settle_one(conn: Conn, c: Mapping[str, Any], now: datetime, tz: ZoneInfo) -> str | None:
     """Settle the pending check-in `c` if it can be: 'answered', 'missed' or None."""
     fixes = await conn.fetch(
         _FIXES, c["supervisee_id"], c["due_at"] - ANSWER_SLACK, c["deadline_at"], ANSWER_ACC_M
@@ -230,12 +260,12 @@ async def settle_one(conn: Conn, c: Mapping[str, Any], now: datetime) -> str | N
         reason = "no_face"
     else:
         reason = "poor_fix" if fixes else "no_fix"
-    await _missed(conn, c, reason, shown, now)
+    await _missed(conn, c, reason, shown, now, tz)
     return "missed"
 
 
 async def _missed(
-    conn: Conn, c: Mapping[str, Any], reason: str, fix: Row | None, now: datetime
+    conn: Conn, c: Mapping[str, Any], reason: str, fix: Row | None, now: datetime, tz: ZoneInfo
 ) -> None:
     device = (fix["device_id"] if fix else None) or await conn.fetchval(
         "SELECT d.id FROM device_assignments a JOIN devices d ON d.id = a.device_id"
@@ -252,6 +282,10 @@ async def _missed(
     }
     if fix is not None:
         detail |= {"lat": fix["lat"], "lon": fix["lon"], "acc": fix["acc"]}
+    if device:
+        still = await _stillness(conn, c["supervisee_id"], device, now, tz)
+        if still is not None:
+            detail["stationary"] = {"device": device, **still}
     key = f"{TYPE}:{c['id']}"
     ts = epoch_ms(min(now, c["deadline_at"]) if reason == "face_failed" else c["deadline_at"])
     await record.apply(

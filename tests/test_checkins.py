@@ -17,6 +17,7 @@ from storage.repo import people as people_repo
 from supervision import checkins
 from supervision.checkins import Schedule, day_plan
 from tests.test_api import World, open_world
+from tests.test_stillness import NOW, days
 
 TZ = ZoneInfo("Asia/Shanghai")
 DAY = date(2026, 12, 7)
@@ -69,7 +70,7 @@ async def report(world: World, device: str, at: datetime, acc: float) -> None:
 
 async def settle(world: World, now: datetime) -> None:
     async with world.pool.acquire() as conn, conn.transaction():
-        await checkins.settle(conn, now)
+        await checkins.settle(conn, now, TZ)
 
 
 async def status(world: World, checkin_id: int) -> tuple[str, str | None]:
@@ -154,3 +155,35 @@ async def test_due_check_ins_go_to_the_phone_and_by_sms_once(world: World) -> No
     )
     # Only P1 carries a phone: the others, on no schedule, are never asked.
     assert made["supervisee_id"] == "P1"
+
+
+async def test_a_missed_check_in_says_when_the_phone_has_been_unusually_still(
+    world: World,
+) -> None:
+    await world.call(
+        "operator", "PUT", "/api/v1/supervisees/P1/checkin-schedule", json={"times": ["13:40"]}
+    )
+    judged = [
+        Judged(
+            Fix(
+                "PH-P1", n, int(t.timestamp() * 1000), int(t.timestamp() * 1000), lat, lon, acc=acc
+            ),
+            "P1",
+            Policy(),
+            0,
+            30.0,
+        )
+        for n, (t, lat, lon, acc) in enumerate(days(2, today_still=True))
+    ]
+    async with world.pool.acquire() as conn:
+        await commit(conn, judged, [], {}, [], [])
+    # The phone's fixes go on (from home), but the face verification never comes: missed,
+    # and the alert notes the phone has sat still since midnight when, on every day of
+    # the past week, it moved every two hours.
+    due = NOW - timedelta(minutes=20)
+    missed = await checkin(world, due, face=True)
+    await settle(world, NOW)
+    assert await status(world, missed) == ("missed", "no_face")
+    detail = await world.pool.fetchval("SELECT detail FROM alerts WHERE type = 'checkin_missed'")
+    assert detail["stationary"]["device"] == "PH-P1"
+    assert detail["stationary"]["still_s"] >= 5 * 3600

@@ -243,7 +243,9 @@ async def verify_checkin(ctx: Ctx, request: Request, checkin_id: CheckinId) -> C
             verification.verdict,
             verification.verified_at or now,
         )
-        await checkins.settle_one(conn, {**dict(row), "face_verdict": verification.verdict}, now)
+        await checkins.settle_one(
+            conn, {**dict(row), "face_verdict": verification.verdict}, now, ctx.timezone
+        )
         row = await conn.fetchrow("SELECT * FROM checkins WHERE id = $1", checkin_id)
     assert row is not None
     return _checkin(row)

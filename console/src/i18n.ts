@@ -97,6 +97,10 @@ const WORDS = {
     "{device} {km} km from the person ({with})",
   ],
   "alert.stillReporting": ["{devices} 仍在上报", "{devices} still reporting"],
+  "alert.stationary": [
+    "手机已静止 {h} 小时（平时最长 {usual} 小时）",
+    "phone still {h} h (usually at most {usual} h)",
+  ],
   "alert.disposition": ["处置结果", "Disposition"],
   "alert.note": ["处置说明（必填）", "What was found and done (required)"],
   "alert.submit": ["提交处置", "Resolve alert"],

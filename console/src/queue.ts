@@ -460,6 +460,11 @@ function explanation(a: Alert): string {
     const km = (d.distance_m / 1000).toFixed(1);
     return t("alert.apart", { device: a.device, with: String(d.with_person), km });
   }
+  const still = d.stationary as { still_s?: number; usual_s?: number } | undefined;
+  if (still?.still_s !== undefined && still.usual_s !== undefined) {
+    const hours = (s: number): string => String(Math.round(s / 360) / 10);
+    return t("alert.stationary", { h: hours(still.still_s), usual: hours(still.usual_s) });
+  }
   if (Array.isArray(d.still_reporting) && d.still_reporting.length) {
     return t("alert.stillReporting", { devices: d.still_reporting.join("、") });
   }
