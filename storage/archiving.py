@@ -200,6 +200,10 @@ async def _move_late(conn: Conn, archive: Archive, day: date) -> list[dict[str, 
         )
         if tail is None:
             return []
+        if floor is not None and tail > floor:
+            # Arrived since the last snapshots: the next run takes them.
+            log.info("archive: late fixes of %s wait for every shard's snapshot", day)
+            return []
         written = await _export(conn, archive, "fixes_default", day, f"late-{tail}", floor)
         files = [written] if written else []
         await _record(conn, files)

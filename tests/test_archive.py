@@ -300,3 +300,14 @@ async def test_fixes_a_shards_snapshot_has_not_passed_stay_in_postgresql(
 
     assert [f["day"] for f in moved["files"]] == [DAYS[1]] and moved["fixes"] == second
     assert await _everything(pool, archive) == before
+
+    # A late fix of an archived day, newer than the snapshots: it waits, and the run
+    # carries on with what it can move.
+    late = (*before[0][:2], 999, before[0][3] + timedelta(seconds=1), *before[0][4:])
+    async with pool.acquire() as conn:
+        await conn.copy_records_to_table("fixes", records=[late], columns=FIELDS)
+    waiting = await archiving.run(pool, archive, LATER, 7)
+    assert waiting["files"] == [] and await pool.fetchval("SELECT count(*) FROM fixes") == 1
+
+    await pool.execute(snapshot, await pool.fetchval("SELECT max(rid) FROM fixes"))
+    assert (await archiving.run(pool, archive, LATER, 7))["fixes"] == 1
