@@ -17,6 +17,7 @@ them."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import random
@@ -43,6 +44,9 @@ ANSWER_ACC_M = 100.0
 # Requests that came due while the service was down are still made this long after.
 CATCH_UP = timedelta(minutes=10)
 DEFAULT_DEADLINE_S = 900
+# In a heightened period (重大节假日、会议期间) in force for the person, this many times the
+# random check-ins.
+HEIGHTENED_FACTOR = 2
 
 
 class Schedule(msgspec.Struct, frozen=True):
@@ -62,10 +66,18 @@ def hhmm(value: str) -> time:
     return time(int(hours), int(minutes))
 
 
+# Asked every minute for every person: each day's plan is drawn once.
+@functools.lru_cache(maxsize=65_536)
 def day_plan(
-    supervisee: str, day: date, schedule: Schedule, tz: ZoneInfo, secret: str
-) -> list[tuple[datetime, str]]:
-    """(due time, fixed | random) of the person's check-ins on local `day`, in order."""
+    supervisee: str,
+    day: date,
+    schedule: Schedule,
+    tz: ZoneInfo,
+    secret: str,
+    heightened: bool = False,
+) -> tuple[tuple[datetime, str], ...]:
+    """(due time, fixed | random) of the person's check-ins on local `day`, in order;
+    `heightened`: HEIGHTENED_FACTOR times the random ones, the usual ones among them."""
     fixed = {datetime.combine(day, hhmm(t), tz) for t in schedule.times}
     first = datetime.combine(day, hhmm(schedule.waking_from), tz)
     last = datetime.combine(day, hhmm(schedule.waking_to), tz)
@@ -74,9 +86,11 @@ def day_plan(
     ]
     free = [m for m in minutes if m not in fixed]
     seed = hmac.new(secret.encode(), f"{supervisee}:{day.isoformat()}".encode(), hashlib.sha256)
-    drawn = random.Random(seed.digest()).sample(free, min(schedule.random_per_day, len(free)))
-    plan = [(t, "fixed") for t in fixed] + [(t, "random") for t in drawn]
-    return sorted(plan)
+    # One shuffle a day, of which a heightened period takes more: the minutes already due
+    # stay the same whichever the period says.
+    random.Random(seed.digest()).shuffle(free)
+    drawn = free[: schedule.random_per_day * (HEIGHTENED_FACTOR if heightened else 1)]
+    return tuple(sorted([(t, "fixed") for t in fixed] + [(t, "random") for t in drawn]))
 
 
 _PEOPLE = """
@@ -89,7 +103,11 @@ _PEOPLE = """
            coalesce(own.face, lvl.face) AS face,
            (SELECT array_agg(d.id || '|' || coalesce(d.owntracks, '') ORDER BY d.id)
               FROM device_assignments a JOIN devices d ON d.id = a.device_id
-             WHERE a.supervisee_id = s.id AND a.until IS NULL AND d.kind = 'phone') AS phones
+             WHERE a.supervisee_id = s.id AND a.until IS NULL AND d.kind = 'phone') AS phones,
+           EXISTS (SELECT FROM heightened_periods h
+                    WHERE h.starts_at <= $1 AND h.ends_at > $1 AND (h.offices = '{}'
+                      OR s.office_id = ANY(fencewatch_office_subtrees(h.offices))))
+             AS heightened
     FROM supervisees s
     LEFT JOIN checkin_schedules own ON own.scope = 'supervisee:' || s.id
     LEFT JOIN checkin_schedules lvl ON lvl.scope = 'level:' || s.level
@@ -153,13 +171,14 @@ async def issue_due(conn: Conn, now: datetime, tz: ZoneInfo, secret: str, sms: b
     """Make the check-ins that have come due (up to CATCH_UP late); how many were made."""
     made = 0
     today = now.astimezone(tz).date()
-    for person in await conn.fetch(_PEOPLE):
+    for person in await conn.fetch(_PEOPLE, now):
         phones = _phones(person)
         if not phones:
             continue
         schedule = schedule_of(person)
         for day in (today - timedelta(days=1), today):
-            for due, kind in day_plan(person["id"], day, schedule, tz, secret):
+            plan = day_plan(person["id"], day, schedule, tz, secret, person["heightened"])
+            for due, kind in plan:
                 if now - CATCH_UP < due <= now:
                     made += await _ask(conn, person, phones, due, kind, schedule, tz, sms)
     return made

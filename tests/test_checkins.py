@@ -29,7 +29,10 @@ def test_fixed_and_random_minutes_of_a_day() -> None:
     assert [t.strftime("%H:%M") for t, k in plan if k == "fixed"] == ["09:00", "21:30"]
     drawn = [t for t, k in plan if k == "random"]
     assert len(drawn) == 3 and all(8 <= t.hour < 21 for t in drawn)
-    assert plan == sorted(plan) and plan == day_plan("P1", DAY, schedule, TZ, "s")
+    assert list(plan) == sorted(plan) and plan == day_plan("P1", DAY, schedule, TZ, "s")
+    # A heightened period doubles the random ones, keeping the usual ones among them.
+    more = day_plan("P1", DAY, schedule, TZ, "s", heightened=True)
+    assert len(more) == 2 + 6 and set(plan) <= set(more)
     # Another day, another person or another secret: other minutes, not to be foreseen.
     for other in (
         day_plan("P1", DAY + timedelta(days=1), schedule, TZ, "s"),
@@ -187,3 +190,25 @@ async def test_a_missed_check_in_says_when_the_phone_has_been_unusually_still(
     detail = await world.pool.fetchval("SELECT detail FROM alerts WHERE type = 'checkin_missed'")
     assert detail["stationary"]["device"] == "PH-P1"
     assert detail["stationary"]["still_s"] >= 5 * 3600
+
+
+async def test_a_heightened_period_doubles_the_random_check_ins(world: World) -> None:
+    body = {"random_per_day": 6, "waking_from": "08:00", "waking_to": "09:00"}
+    await world.call("operator", "PUT", "/api/v1/supervisees/P1/checkin-schedule", json=body)
+    counts = []
+    for day, heightened in ((date(2026, 12, 1), False), (date(2026, 12, 2), True)):
+        start = datetime.combine(day, datetime.min.time(), TZ)
+        if heightened:
+            await world.pool.execute(
+                "INSERT INTO heightened_periods (id, name, starts_at, ends_at, policy, offices)"
+                " VALUES ('h', '重大节日', $1, $2, '{}', '{}')",
+                start,
+                start + timedelta(days=1),
+            )
+        asked = 0
+        for minute in range(8 * 60, 9 * 60 + 1, 10):
+            async with world.pool.acquire() as conn, conn.transaction():
+                now = start + timedelta(minutes=minute)
+                asked += await checkins.issue_due(conn, now, TZ, "s", sms=False)
+        counts.append(asked)
+    assert counts == [6, 12]
