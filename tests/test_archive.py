@@ -311,3 +311,29 @@ async def test_fixes_a_shards_snapshot_has_not_passed_stay_in_postgresql(
 
     await pool.execute(snapshot, await pool.fetchval("SELECT max(rid) FROM fixes"))
     assert (await archiving.run(pool, archive, LATER, 7))["fixes"] == 1
+
+
+async def test_an_earlier_versions_monthly_partition_moves_whole_once_its_month_is_old(
+    pg_dsn: str, archive: Archive
+) -> None:
+    pool = await open_pool(pg_dsn, min_size=1, max_size=4)
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "CREATE TABLE fixes_2030_03 PARTITION OF fixes"
+                " FOR VALUES FROM ('2030-03-01 00:00+00') TO ('2030-04-01 00:00+00')"
+            )
+            await conn.copy_records_to_table("fixes", records=_fixes(), columns=FIELDS)
+        before = await _everything(pool, archive)
+
+        assert (await archiving.run(pool, archive, LATER, 7))["files"] == []  # March not over
+        done = await archiving.run(pool, archive, datetime(2030, 4, 8, 1, tzinfo=UTC), 7)
+
+        assert [(f["day"], f["source"]) for f in done["files"]] == [
+            (DAYS[0], "fixes_2030_03"),
+            (DAYS[1], "fixes_2030_03"),
+        ]
+        assert await pool.fetchval("SELECT to_regclass('fixes_2030_03')") is None
+        assert await _everything(pool, archive) == before
+    finally:
+        await pool.close()
