@@ -24,6 +24,7 @@ from geofence.model import Roster, ZoneDef
 from geofence.ruleset import RuleSet
 from geofence.zones import parse_feature_collection
 from simulators import lishui
+from simulators.closeness import contact_truth, gathering_truth
 from simulators.device import DevicePlan, DeviceSim
 from simulators.life import TIMEZONE, local_iso
 from simulators.pursuit import obeying
@@ -94,6 +95,9 @@ class Scenario:
         self.start, self.end = start, end
         self.places: list[dict[str, Any]] = []  # zones besides the counties
         self.people: list[Person] = []
+        # roster `no_contact` and `gathering` (docs/rules.md), judged by simulators.closeness
+        self.no_contact: list[dict[str, Any]] = []
+        self.gathering: dict[str, Any] | None = None
         self.offices: list[dict[str, Any]] = []  # the optional roster `offices`
 
     def zone(self, feature: dict[str, Any]) -> str:
@@ -115,6 +119,10 @@ class Scenario:
         doc: dict[str, Any] = {"timezone": TIMEZONE}
         if self.offices:
             doc["offices"] = self.offices
+        if self.no_contact:
+            doc["no_contact"] = self.no_contact
+        if self.gathering is not None:
+            doc["gathering"] = self.gathering
         return {**doc, "supervisees": [p.roster_entry() for p in self.people]}
 
     def render(self, seed: int, pursuit: bool = False) -> Rendered:
@@ -138,6 +146,11 @@ class Scenario:
             pings[-1].at if pings else self.end,
             {d.id: d.track for p in self.people for d in p.devices},
         )
+        tracks = {p.id: p.track for p in self.people}
+        clock_end = pings[-1].at if pings else self.end
+        truth += contact_truth(tracks, self.no_contact, self.start, clock_end)
+        if self.gathering is not None:
+            truth += gathering_truth(tracks, self.gathering, self.start, clock_end)
         self._check(truth)
         return Rendered(zones, roster, pings, truth)
 

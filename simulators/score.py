@@ -116,7 +116,9 @@ def parse_alerts(text: str) -> tuple[list[Alert], int]:
 
 
 def _covers(event: dict[str, Any], alert: Alert, grace_ms: int) -> bool:
-    if event["type"] != alert.type or event["supervisee"] != alert.supervisee:
+    # A gathering is one event of several people: an alert on any of them matches it.
+    people = event.get("people") or (event["supervisee"],)
+    if event["type"] != alert.type or alert.supervisee not in people:
         return False
     if alert.type in FAULTS and event["device"] != alert.device:
         return False

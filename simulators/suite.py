@@ -10,6 +10,7 @@ clock moving and give an engine more chances to cry wolf.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -26,7 +27,7 @@ from geofence.crs import wgs84_to_gcj02
 from simulators import lishui
 from simulators.build import Person, Scenario, UnintendedError, write
 from simulators.device import Battery, DevicePlan
-from simulators.geo import distance_m
+from simulators.geo import distance_m, offset
 from simulators.gps import GpsProfile
 from simulators.life import (
     PHONE_GPS,
@@ -821,6 +822,116 @@ def osmand_phone(rng: np.random.Generator) -> Scenario:
     track = routine(RouteBuilder(rng, sc.start, *home), rng, home, sc.end, 0.4).track()
     sc.add(Person("S02", track, [traccar_phone(rng, "P02", track)], expect=QUIET))
     _background(sc, rng, first=3)
+    return sc
+
+
+# -- people near people (禁止接触, 聚集) -------------------------------------------------------
+# Tags only: a phone in significant-move mode reports every 5–15 min when still, and a
+# fix minutes old places nobody (docs/rules.md), so phones are left to the other kinds.
+
+
+def _along(point: tuple[float, float], bearing: float, metres: float) -> tuple[float, float]:
+    a = math.radians(bearing)
+    lat, lon = offset(point[0], point[1], metres * math.sin(a), metres * math.cos(a))
+    return float(lat), float(lon)
+
+
+def _no_contact(sc: Scenario, *people: str) -> None:
+    sc.no_contact.append({"id": "NC-01", "people": list(people), "distance_m": 200})
+
+
+def _meet(
+    rng: np.random.Generator,
+    sc: Scenario,
+    n: int,
+    place: tuple[float, float],
+    arrive: int,
+    leave: int,
+    spread_m: float,
+) -> None:
+    """Person n comes from a home 1–2.5 km away to `place` by `arrive` (setting off an hour
+    before, give or take five minutes: a walk there takes at most 35), potters about within
+    `spread_m` of it until `leave` and goes home."""
+    home = nearby(rng, *place, 1000, 2500)
+    mode = Mode.WALK if rng.uniform() < 0.5 else Mode.EBIKE
+    b = RouteBuilder(rng, sc.start, *home).stay_until(arrive - int(_u(rng, 55, 65) * MIN))
+    b.go(*place, mode).linger(max(0, leave - b.now) / 1000, spread_m).go(*home, mode)
+    track = b.stay_until(sc.end).track()
+    sc.add(Person(f"S{n:02d}", track, [tag(rng, f"T{n:02d}", track)]))
+
+
+@recipe
+def contact_meeting(rng: np.random.Generator) -> Scenario:
+    """Two people under a no-contact order meet in a park or square for 20–60 minutes:
+    a contact for each of them."""
+    day = _day(rng)
+    sc = Scenario(local_ms(day, 9), local_ms(day, 15))
+    place = lishui.interior_point(rng, min_depth_m=4000, within_m=6000)
+    arrive = sc.start + int(_u(rng, 1.5, 2) * H)
+    leave = arrive + int(_u(rng, 20, 60) * MIN)
+    for n in (1, 2):
+        _meet(rng, sc, n, place, arrive, leave, _u(rng, 10, 25))
+    _no_contact(sc, "S01", "S02")
+    _background(sc, rng, first=3)
+    return sc
+
+
+@recipe
+def contact_passing(rng: np.random.Generator) -> Scenario:
+    """Two people under a no-contact order, living 2.4 km apart on one street, set off
+    towards each other's end of it on foot or by e-bike at the same time, pass and go on:
+    within 200 m of each other for a few minutes at most. No alert."""
+    day = _day(rng)
+    sc = Scenario(local_ms(day, 8), local_ms(day, 12))
+    middle = lishui.interior_point(rng, min_depth_m=4000, within_m=6000)
+    bearing = _u(rng, 0, 180)
+    ends = (_along(middle, bearing, -1200), _along(middle, bearing, 1200))
+    leave = sc.start + int(_u(rng, 0.5, 1.5) * H)
+    for n, (home, there) in enumerate((ends, ends[::-1]), 1):
+        mode = Mode.WALK if rng.uniform() < 0.6 else Mode.EBIKE
+        b = RouteBuilder(rng, sc.start, *home).stay_until(leave)
+        track = b.go(*there, mode, wiggle=0.01).stay_until(sc.end).track()
+        sc.add(Person(f"S{n:02d}", track, [tag(rng, f"T{n:02d}", track)]))
+    _no_contact(sc, "S01", "S02")
+    _background(sc, rng, first=3)
+    return sc
+
+
+@recipe
+def contact_drift(rng: np.random.Generator) -> Scenario:
+    """Two neighbours under a no-contact order, 260–350 m apart, indoors all evening: drift
+    excursions of 100–250 m, each towards the other's building, throw their fixes
+    together. No alert."""
+    day = _day(rng)
+    sc = Scenario(local_ms(day, 17), local_ms(day, 23))
+    first = lishui.interior_point(rng, min_depth_m=3000, within_m=6000)
+    bearing = _u(rng, 0, 360)
+    homes = (first, _along(first, bearing, _u(rng, 260, 350)))
+    rate = _u(rng, 0.5, 1.0)
+    for n, home in enumerate(homes, 1):
+        towards = (bearing + (0 if n == 1 else 180)) % 360
+        gps = replace(TAG_GPS, excursions_per_h=rate, excursion_bearing=towards)
+        track = RouteBuilder(rng, sc.start, *home).stay_until(sc.end).track()
+        sc.add(Person(f"S{n:02d}", track, [tag(rng, f"T{n:02d}", track, gps)]))
+    _no_contact(sc, "S01", "S02")
+    _background(sc, rng, first=3)
+    return sc
+
+
+@recipe
+def gathering_market(rng: np.random.Generator) -> Scenario:
+    """Three or four supervisees meet at a market and stay together 30–70 minutes: one
+    gathering. Others go about their day elsewhere."""
+    day = _day(rng)
+    sc = Scenario(local_ms(day, 7), local_ms(day, 13))
+    market = lishui.interior_point(rng, min_depth_m=4000, within_m=6000)
+    arrive = sc.start + int(_u(rng, 1.5, 2) * H)
+    leave = arrive + int(_u(rng, 30, 70) * MIN)
+    size = int(rng.integers(3, 5))
+    for n in range(1, size + 1):
+        _meet(rng, sc, n, market, arrive, leave, _u(rng, 10, 20))
+    sc.gathering = {}
+    _background(sc, rng, first=size + 1)
     return sc
 
 

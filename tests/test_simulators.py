@@ -408,3 +408,30 @@ def test_a_phone_answers_late_or_not_at_all_as_planned() -> None:
     sim.advance(t0 + 3_700_000)
     sim.report_location()
     assert "r" not in [m.payload["t"] for m in sim.advance(t0 + 4_500_000)]
+
+
+def test_people_near_people_scenarios_have_their_truth_and_replay_finds_it(
+    tmp_path: Path,
+) -> None:
+    """A meeting under a no-contact order: a contact for each of the two; people passing
+    in the street: none; a market: one gathering naming everyone there, matched by an
+    alert on any of them."""
+    from io import StringIO
+
+    from fencewatch.replay import replay
+
+    found = {}
+    for kind in ("contact_meeting", "contact_passing", "gathering_market"):
+        out = tmp_path / kind
+        build(kind, 5, 0, out)
+        truth = json.loads((out / "truth.json").read_text())
+        printed = StringIO()
+        replay(out, printed, StringIO())
+        alerts, bad = parse_alerts(printed.getvalue())
+        assert bad == 0
+        tally = match(truth, alerts)
+        assert (tally.fp, tally.fn) == (0, 0), kind
+        found[kind] = sorted((e["type"], e["supervisee"]) for e in truth)
+    assert found["contact_meeting"] == [("contact", "S01"), ("contact", "S02")]
+    assert found["contact_passing"] == []
+    assert [t for t, _ in found["gathering_market"]] == ["gathering"]
