@@ -120,6 +120,8 @@ export class PersonFile {
         this.current,
       ),
     );
+    // The people are loaded before the views are made: fill it now, and again on changes.
+    this.fillPicker();
     on("people", () => this.fillPicker());
     on("zones", () => this.drawZones());
   }
