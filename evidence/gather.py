@@ -81,16 +81,18 @@ def person_scope(supervisee: str, start: datetime, end: datetime) -> Scope:
 
 async def alert_scope(conn: Conn, offices: Offices, alert_id: int) -> Scope:
     """The alert's episode (from its earliest known start to its clearing, or to now while
-    it holds) with AROUND_ALERT either side, at most MAX_RANGE long."""
+    it holds) with AROUND_ALERT either side, at most MAX_RANGE long, and never past now: a
+    bundle does not claim to cover time nobody has seen yet."""
     row = await record.get_alert(conn, offices, alert_id)
     if row is None:
         raise NotFound(f"alert {alert_id}")
+    now = datetime.now(UTC)
     began = row["ts"]
     if (start_ms := (row["detail"] or {}).get("start")) is not None:
         began = min(began, utc(int(start_ms)))
-    ended = row["cleared_at"] or (datetime.now(UTC) if row["active"] else row["ts"])
+    ended = row["cleared_at"] or (now if row["active"] else row["ts"])
     start = began - AROUND_ALERT
-    end = min(max(ended, row["ts"]) + AROUND_ALERT, start + MAX_RANGE)
+    end = min(max(ended, row["ts"]) + AROUND_ALERT, start + MAX_RANGE, now)
     return Scope(row["supervisee_id"], start, end, alert_id)
 
 

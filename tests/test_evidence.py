@@ -14,6 +14,7 @@ import json
 import os
 import zipfile
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,10 @@ def _rewrite(path: Path, name: str, change: bytes | None = None) -> Path:
                 data = change if change is not None else bytes([data[0] ^ 1]) + data[1:]
             dst.writestr(info, data)
     return out
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _verify(*args: str | Path) -> tuple[int, str]:
@@ -262,3 +267,21 @@ async def test_the_command_exports_an_audited_bundle_that_verifies(
            "--to", "2025-11-28T00:00:00+08:00"]  # fmt: skip
     assert await asyncio.to_thread(cli.main, bad) == 2
     assert await asyncio.to_thread(cli.main, ["evidence", "export", "--alert", "999999"]) == 1
+
+
+async def test_a_breach_still_in_progress_is_covered_up_to_the_export(world: World) -> None:
+    # P2's breach began ten minutes ago and is still going on.
+    alert = world.alerts["P2"]
+    await world.pool.execute(
+        "UPDATE alerts SET ts = now() - interval '10 minutes', active = true,"
+        " cleared_at = NULL WHERE id = $1",
+        alert,
+    )
+    response = await world.get("operator", f"/api/v1/alerts/{alert}/evidence")
+    assert response.status_code == 200, response.text
+    with zipfile.ZipFile(io.BytesIO(response.content)) as bundle:
+        manifest = json.loads(bundle.read("manifest.json"))
+    scope = manifest["scope"]
+    # From an hour before it began to the export: not into an hour nobody has seen yet.
+    assert _instant(scope["to"]) <= _instant(manifest["exported_at"])
+    assert _instant(scope["to"]) - _instant(scope["from"]) >= timedelta(minutes=70)
