@@ -26,8 +26,10 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import msgspec
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from redis.asyncio import Redis
 
 from alerts.clock import Clock, system_clock
+from alerts.feed import announce
 from alerts.routing import Channels
 from duties import reminders, reports
 from fencewatch.config import Settings
@@ -112,15 +114,21 @@ class CheckIns:
     is idempotent by itself (one check-in per person and due time), and a row in
     `duty_runs` every minute would only grow."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, redis: Redis | None = None) -> None:
         self.tz = ZoneInfo(settings.timezone)
         self.secret = settings.checkin_secret
         self.sms = bool(settings.sms_url)
+        self.redis = redis  # live consoles hear of the alerts of missed check-ins
 
     async def run(self, pool: asyncpg.Pool, now: datetime) -> dict[str, int]:
         async with pool.acquire() as conn, conn.transaction():
             asked = await checkins.issue_due(conn, now, self.tz, self.secret, self.sms)
-            return {"asked": asked, **await checkins.settle(conn, now, self.tz)}
+            done = {"asked": asked, **await checkins.settle(conn, now, self.tz)}
+        if done["missed"] and self.redis is not None:
+            async with pool.acquire() as conn:
+                for change in await checkins.raised_at(conn, now):
+                    await announce(self.redis, change)
+        return done
 
 
 class Duties:
@@ -132,6 +140,7 @@ class Duties:
         clock: Clock = system_clock,
         tick_s: float = 60.0,
         duties: Sequence[Duty] | None = None,
+        redis: Redis | None = None,
     ) -> None:
         self.pool = pool
         self.clock = clock
@@ -143,7 +152,7 @@ class Duties:
             if duties is not None
             else [Reminders(settings, channels), MonthlyReports(settings)]
         )
-        self.check_ins = CheckIns(settings) if duties is None else None
+        self.check_ins = CheckIns(settings, redis) if duties is None else None
         self.scheduler: AsyncIOScheduler | None = None
 
     async def run_due(self) -> list[tuple[str, str]]:

@@ -160,7 +160,7 @@ class Service:
         if "scheduler" in s.roles:
             self.alerting = Alerting(self.pool, self.redis, s, self.urls.mqtt_url)
             jobs["alerting"] = self.alerting.run(self.stop)
-            jobs["duties"] = Duties(self.pool, s).run(self.stop)
+            jobs["duties"] = Duties(self.pool, s, redis=self.redis).run(self.stop)
             jobs["retention"] = retention.job(self.pool, s.retention_days, Archive.of(s))
             # People near people, across every shard: one check for the deployment.
             jobs["proximity"] = ProximityCheck(self.pool, self.redis, lambda: self.rules).run()

@@ -247,6 +247,17 @@ async def settle(conn: Conn, now: datetime, tz: ZoneInfo) -> dict[str, int]:
     return counts
 
 
+async def raised_at(conn: Conn, now: datetime) -> list[dict[str, Any]]:
+    """The alert changes of the check-ins missed at `now` (for live consoles, after the
+    commit)."""
+    rows = await conn.fetch(
+        "SELECT a.* FROM checkins c JOIN alerts a ON a.id = c.alert_id"
+        " WHERE c.status = 'missed' AND c.settled_at = $1 ORDER BY a.id",
+        now,
+    )
+    return [{"event": "raised", "alert": record.alert_object(r)} for r in rows]
+
+
 async def settle_one(conn: Conn, c: Mapping[str, Any], now: datetime, tz: ZoneInfo) -> str | None:
     """Settle the pending check-in `c` if it can be: 'answered', 'missed' or None."""
     fixes = await conn.fetch(

@@ -19,8 +19,10 @@ from zoneinfo import ZoneInfo
 import msgspec
 import numpy as np
 
+from alerts.feed import CHANNEL
 from alerts.signed import signed_headers
 from duties.scheduler import CheckIns
+from fencewatch.channels import channel
 from simulators.device import DevicePlan, FleetPlan
 from simulators.fleet import run_fleet
 from simulators.gps import GpsProfile
@@ -87,7 +89,10 @@ async def test_a_check_in_is_answered_with_a_fix_and_a_signed_verification_and_o
 
         # Asked no earlier than a minute before the due time (the answer may be that old).
         await asyncio.sleep(max(0.0, (due - timedelta(seconds=58)).timestamp() - time.time()))
-        duty = CheckIns(live.service.settings)
+        redis = live.service.redis
+        duty = CheckIns(live.service.settings, redis)
+        feed = redis.pubsub()
+        await feed.subscribe(channel(redis, CHANNEL))
         assert (await duty.run(pool, due))["asked"] == 2
 
         async def answered_by_phone() -> dict[str, Any] | None:
@@ -113,6 +118,14 @@ async def test_a_check_in_is_answered_with_a_fix_and_a_signed_verification_and_o
         # P2's phone is off: past the deadline, missed.
         settled = await duty.run(pool, due + timedelta(seconds=121))
         assert settled["missed"] == 1
+
+        async def announced() -> dict[str, Any] | None:
+            message = await feed.get_message(ignore_subscribe_messages=True, timeout=0.2)
+            body = msgspec.json.decode(message["data"]) if message else {}
+            return body if body.get("kind") == "alert" else None
+
+        change = await eventually(announced, "live consoles were not told of the alert")
+        await feed.aclose()
         stop.set()
         await fleet
         [alert] = await live.alerts(supervisee="P2", type="checkin_missed")
@@ -120,6 +133,7 @@ async def test_a_check_in_is_answered_with_a_fix_and_a_signed_verification_and_o
         p2 = (await http.get("/api/v1/supervisees/P2/checkins")).json()
 
     assert alert["device"] == "PH2" and alert["detail"]["reason"] == "no_fix"
+    assert (change["event"], change["alert"]["id"]) == ("raised", alert["id"])
     assert alert["detail"]["deadline_at"].startswith(
         (due + timedelta(seconds=120)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
     )

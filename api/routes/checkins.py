@@ -11,6 +11,7 @@ import msgspec
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from alerts.feed import announce
 from alerts.signed import SIGNATURE_V2_HEADER, TIMESTAMP_HEADER, verify
 from api import audit
 from api.auth import AlertWorker, HeightenedManager, User
@@ -247,5 +248,8 @@ async def verify_checkin(ctx: Ctx, request: Request, checkin_id: CheckinId) -> C
             conn, {**dict(row), "face_verdict": verification.verdict}, now, ctx.timezone
         )
         row = await conn.fetchrow("SELECT * FROM checkins WHERE id = $1", checkin_id)
+        changes = await checkins.raised_at(conn, now)
+    for change in changes:
+        await announce(ctx.redis, change)
     assert row is not None
     return _checkin(row)
