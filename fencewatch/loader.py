@@ -146,6 +146,13 @@ async def _check_references(conn: Conn, people: list[Supervisee]) -> None:
 async def _load_proximity(conn: Conn, roster: Roster) -> None:
     """No-contact orders (each person named must be a supervisee, loaded now or before)
     and the gathering rule; a roster without `gathering` leaves the one in force."""
+    if roster.protected:
+        # Said, not dropped: their location needs the audited, purgeable store the live
+        # service does not have yet (docs/rules.md).
+        raise ScenarioError(
+            "roster.json: protected persons are judged by fencewatch replay only;"
+            " fencewatch load does not store them yet"
+        )
     named = sorted({p for order in roster.no_contact for p in order.people})
     known = await proximity_repo.known_supervisees(conn, named)
     for order in roster.no_contact:

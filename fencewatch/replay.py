@@ -19,11 +19,11 @@ from fencewatch.scenario import (
 from fencewatch.timefmt import iso
 from geofence.engine import Engine
 from geofence.model import Verdict
-from geofence.proximity import sighting
+from geofence.proximity import protected_sighting, sighting
 from geofence.ruleset import RuleSet
 from geofence.together import Together
 from geofence.zones import ZoneError
-from ingest.decode import decode_for
+from ingest.decode import decode_for, decode_protected
 
 
 def alert_line(v: Verdict) -> bytes:
@@ -62,6 +62,16 @@ def replay(scenario: Path, out: TextIO, err: TextIO) -> int:
 
     for ping in read_pings(scenario / "pings.jsonl"):
         emit(engine.tick(ping.at))
+        protected = decode_protected(rules, ping.topic, bytes(ping.payload), ping.at)
+        if protected is not None:
+            # A protected person's phone: no engine's, only the watcher's.
+            for r in protected.rejections:
+                print(f"rejected {r.topic} at {iso(ping.at)}: {r.reason}: {r.detail}", file=err)
+            for fix in protected.fixes:
+                seen = protected_sighting(fix, rules.protected_devices[fix.device])
+                if together is not None and seen is not None:
+                    emit(together.see(seen))
+            continue
         decoded = decode_for(rules, ping.topic, bytes(ping.payload), ping.at)
         for r in decoded.rejections:
             print(f"rejected {r.topic} at {iso(ping.at)}: {r.reason}: {r.detail}", file=err)

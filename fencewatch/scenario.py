@@ -21,6 +21,7 @@ from geofence.model import (
     Heightened,
     Leave,
     NoContact,
+    Protection,
     Roster,
     Supervisee,
     Window,
@@ -223,6 +224,47 @@ def parse_no_contact(raw: Any) -> list[NoContact]:
     return orders
 
 
+def parse_protected(raw: Any, people: list[Supervisee]) -> list[Protection]:
+    """Optional roster `protected`: [{"id", "supervisee", "device": {"id", "kind": "phone",
+    "owntracks" | "osmand"}, "distance_m": 500, "confirm_s": 60, "sms": "+86…"}]: the
+    protected person's phone, which no supervisee wears."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ScenarioError("protected must be a list of protected persons")
+    worn = {d.id for p in people for d in p.devices}
+    out, ids = [], set()
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise ScenarioError(f"protected {i} must be an object")
+        pid = str(item.get("id") or f"protected-{i}")
+        if pid in ids:
+            raise ScenarioError(f"protected {pid} is listed twice")
+        ids.add(pid)
+        supervisee = item.get("supervisee")
+        if not isinstance(supervisee, str) or not supervisee:
+            raise ScenarioError(f"protected {pid}: supervisee must name the supervisee")
+        device = _device(item.get("device"))
+        if device.kind != "phone" or not (device.owntracks or device.osmand):
+            raise ScenarioError(f"protected {pid}: device must be an OwnTracks or OsmAnd phone")
+        if device.id in worn:
+            raise ScenarioError(f"protected {pid}: device {device.id} is a supervisee's")
+        sms = item.get("sms")
+        if sms is not None and (not isinstance(sms, str) or not sms.strip()):
+            raise ScenarioError(f"protected {pid}: sms must be a phone number")
+        out.append(
+            Protection(
+                pid,
+                supervisee,
+                device,
+                _positive(item.get("distance_m"), 500.0, f"protected {pid} distance_m"),
+                int(_positive(item.get("confirm_s"), 60, f"protected {pid} confirm_s")),
+                sms,
+            )
+        )
+    return out
+
+
 def parse_gathering(raw: Any) -> Gathering | None:
     """Optional roster `gathering`: {"size": 3, "radius_m": 100, "hold_s": 1200}; present
     (even empty), gatherings are watched."""
@@ -244,12 +286,14 @@ def read_roster(path: Path) -> Roster:
     doc = msgspec.json.decode(path.read_bytes())
     if not isinstance(doc, dict) or not isinstance(doc.get("supervisees"), list):
         raise ScenarioError("roster.json must be an object with a supervisees list")
+    people = [parse_supervisee(s) for s in doc["supervisees"]]
     return Roster(
         timezone=str(doc.get("timezone", "Asia/Shanghai")),
-        supervisees=[parse_supervisee(s) for s in doc["supervisees"]],
+        supervisees=people,
         heightened=parse_heightened(doc.get("heightened")),
         no_contact=parse_no_contact(doc.get("no_contact")),
         gathering=parse_gathering(doc.get("gathering")),
+        protected=parse_protected(doc.get("protected"), people),
     )
 
 

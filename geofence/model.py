@@ -141,6 +141,24 @@ class NoContact(msgspec.Struct, frozen=True):
     confirm_s: int = 300  # how long they must surely be within it (docs/rules.md)
 
 
+class Protection(msgspec.Struct, frozen=True):
+    """A protected person (被保护人) under a no-contact order: their phone, registered to the
+    order and never a supervisee's, is a moving exclusion zone of `distance_m` around them
+    for `supervisee`."""
+
+    id: str
+    supervisee: str
+    device: DeviceRef  # a phone: OwnTracks or OsmAnd
+    distance_m: float = 500.0
+    confirm_s: int = 60
+    sms: str | None = None  # the protected person's number, warned at once (live service)
+
+    @property
+    def person(self) -> str:
+        """Their key among the watcher's people: never a supervisee id."""
+        return f"protected:{self.id}"
+
+
 class Gathering(msgspec.Struct, frozen=True):
     """The gathering rule (聚集): `size` or more supervisees surely within `radius_m` of
     each other for `hold_s`, away from their homes."""
@@ -156,6 +174,7 @@ class Roster(msgspec.Struct):
     heightened: list[Heightened] = []
     no_contact: list[NoContact] = []
     gathering: Gathering | None = None  # None: gatherings are not watched
+    protected: list[Protection] = []
 
 
 class Verdict(msgspec.Struct, frozen=True):

@@ -7,7 +7,8 @@ beyond it, and *unknown* otherwise — and unknown whenever either fix is coarse
 were taken too far apart in time to compare. A run of "surely within" becomes an alert only
 when it lasts `confirm_s` over at least `confirm_count` comparisons, with nothing surely
 apart in between (geofence.confirm's rule, for two people instead of a person and a line);
-it ends after `clear_count` surely-apart comparisons in a row.
+it ends after `clear_count` surely-apart comparisons in a row spanning `clear_s`, each of
+fixes newer than the last's; one that comes back within `reopen_s` is the same episode.
 
 Pure, so the live proximity check and `fencewatch replay` (geofence.together) run the very
 same decision; docs/rules.md gives the reasoning behind the defaults.
@@ -18,8 +19,9 @@ from __future__ import annotations
 import msgspec
 
 from geofence.geo import metres
-from geofence.judge import Judged
-from geofence.model import Quality
+from geofence.judge import Judged, error_radius
+from geofence.model import Fix, Protection, Quality
+from geofence.policy import DEFAULT_BOOK
 
 WITHIN, UNKNOWN, APART = 1, 0, -1
 CLEAR, PENDING, CLOSE = 0, 1, 2
@@ -66,8 +68,15 @@ class Closeness(msgspec.Struct, frozen=True):
     confirm_count: int = 3
     # …unless it pauses (nothing known) this long: then it starts again.
     gap_s: int = 300
-    # Hysteresis: this many surely-apart comparisons in a row end it.
+    # Hysteresis: this many surely-apart comparisons in a row, spanning this long, end
+    # it, each made of two fixes newer than those of the one before: one stray fix is
+    # compared with every fix the other sends while it is the latest, and multipath can
+    # put two or three fixes in a row at one wrong place (geofence.stages.jump).
     clear_count: int = 2
+    clear_s: int = 180
+    # A run that comes back this soon after it ended is the same episode: its alert is
+    # reopened, not raised again.
+    reopen_s: int = 300
 
 
 DEFAULT = Closeness()
@@ -80,6 +89,23 @@ def sighting(j: Judged) -> Sighting | None:
         return None
     return Sighting(
         j.supervisee, fix.device, fix.lat, fix.lon, j.radius, fix.ts, float(fix.spd or 0.0)
+    )
+
+
+_PHONE = DEFAULT_BOOK.for_device("normal", "phone")
+
+
+def protected_sighting(fix: Fix, protection: Protection) -> Sighting | None:
+    """A protected person's phone's fix as a sighting, judged as a supervisee's phone's
+    would be; None when it places nobody (no position, accuracy unknown or too poor, or
+    buffered)."""
+    if fix.lat is None or fix.lon is None or fix.at - fix.ts > _PHONE.late_after_s * 1000:
+        return None
+    radius, flags = error_radius(fix, _PHONE)
+    if flags:
+        return None
+    return Sighting(
+        protection.person, fix.device, fix.lat, fix.lon, radius, fix.ts, float(fix.spd or 0.0)
     )
 
 
@@ -107,11 +133,16 @@ class Run(msgspec.Struct):
     last: int = 0  # device time of its latest
     count: int = 0
     apart: int = 0  # surely-apart comparisons in a row
+    apart_last: int = 0  # device time of the newer fix of the last of them
+    apart_first: int = 0  # …and of the first
+    episode: int = -1  # start of the episode whose alert the run raised (its key)
+    ended: int = -1  # device time it last ended
 
 
-def step(r: Run, rel: int, ts: int, c: Closeness = DEFAULT) -> str | None:
-    """Advance `r` by one comparison made at device time `ts`; returns "raise", "clear" or
-    None. Unknown comparisons neither count nor reset."""
+def step(r: Run, rel: int, ts: int, c: Closeness = DEFAULT, older: int | None = None) -> str | None:
+    """Advance `r` by one comparison of a fix at device time `ts` with one at `older`
+    (default: the same); returns "raise", "reopen" (the episode that ended just before,
+    back), "clear" or None. Unknown comparisons neither count nor reset."""
     if rel == WITHIN:
         r.apart = 0
         if r.phase == PENDING and ts - r.last > c.gap_s * 1000:
@@ -122,13 +153,23 @@ def step(r: Run, rel: int, ts: int, c: Closeness = DEFAULT) -> str | None:
         r.count += 1
         if r.phase == PENDING and r.count >= c.confirm_count and ts - r.start >= c.confirm_s * 1000:
             r.phase = CLOSE
+            if r.episode >= 0 and r.start - r.ended <= c.reopen_s * 1000:
+                return "reopen"
+            r.episode = r.start
             return "raise"
         return None
     if rel == APART:
+        if r.apart and (ts if older is None else older) <= r.apart_last:
+            return None  # a fix already counted apart, compared again
+        if r.apart == 0:
+            r.apart_first = ts if older is None else min(ts, older)
         r.apart += 1
+        r.apart_last = ts
         if r.phase == PENDING:
             r.phase, r.count = CLEAR, 0
-        elif r.phase == CLOSE and r.apart >= c.clear_count:
-            r.phase, r.count = CLEAR, 0
+        elif (
+            r.phase == CLOSE and r.apart >= c.clear_count and ts - r.apart_first >= c.clear_s * 1000
+        ):
+            r.phase, r.count, r.ended = CLEAR, 0, ts
             return "clear"
     return None

@@ -41,6 +41,18 @@ class RuleSet:
             self._add(person)
         self.no_contact = roster.no_contact
         self.gathering = roster.gathering
+        # Protected persons' phones: known to ingest, judged by no engine (geofence.together).
+        self.protected = roster.protected
+        self.protected_devices = {p.device.id: p for p in roster.protected}
+        self.protected_owntracks = {
+            p.device.owntracks: p.device.id for p in roster.protected if p.device.owntracks
+        }
+        self.protected_osmand = {
+            p.device.osmand: p.device.id for p in roster.protected if p.device.osmand
+        }
+        for p in roster.protected:
+            if p.supervisee not in self.supervisees:
+                self.problems.append(f"protected {p.id}: unknown supervisee {p.supervisee}")
         for order in roster.no_contact:
             unknown = sorted(p for p in order.people if p not in self.supervisees)
             if unknown:
@@ -123,6 +135,12 @@ class RuleSet:
                 found = Area(shapely.union_all([self._polygon(z) for z in zone_ids]))
             self._areas[zone_ids] = found
         return found
+
+    def protection_of(self, topic_device: str, protocol: str) -> str | None:
+        """The protected person's device a tag's or OwnTracks topic's device part names."""
+        if protocol == "owntracks":
+            return self.protected_owntracks.get(topic_device)
+        return topic_device if topic_device in self.protected_devices else None
 
     def at_home(self, supervisee: str, lat: float, lon: float, radius: float) -> bool:
         """Whether an error circle may lie in the person's home zone (is not surely outside

@@ -19,12 +19,13 @@ import msgspec
 
 from geofence import proximity
 from geofence.geo import M_PER_DEG, metres
-from geofence.model import Gathering, NoContact, Verdict
+from geofence.model import Gathering, NoContact, Protection, Verdict
 from geofence.proximity import APART, CLOSE, Closeness, Run, Sighting
 from geofence.ruleset import RuleSet
 
 CONTACT = "contact"
 GATHERING = "gathering"
+PROTECTED = "protected_proximity"
 
 Pair = tuple[str, str]
 _SEP = "\x1f"  # joins ids into a snapshot's keys: no id contains it (printable ids only)
@@ -89,6 +90,7 @@ class Together:
         gathering: Gathering | None = None,
         at_home: Callable[[Sighting], bool] = lambda s: False,
         closeness: Closeness = proximity.DEFAULT,
+        protected: Iterable[Protection] = (),
     ) -> None:
         self.closeness = closeness
         self.gathering = gathering
@@ -104,6 +106,13 @@ class Together:
                 )
             for a in order.people:
                 self.partners[a] += [(order, b) for b in order.people if b != a]
+        # A protected person is a no-contact order of one supervisee with a phone's
+        # bearer; their runs are kept with the orders' under the protection's id.
+        self.protections: dict[str, list[Protection]] = defaultdict(list)
+        for p in protected:
+            self.protections[p.person].append(p)
+            self.protections[p.supervisee].append(p)
+            self._order_closeness[p.id] = msgspec.structs.replace(closeness, confirm_s=p.confirm_s)
         self.contacts: dict[tuple[str, Pair], Run] = {}
         self.grid = _Grid(gathering.radius_m) if gathering is not None else None
         self.close: dict[Pair, Run] = {}  # pairs being watched for a gathering
@@ -114,12 +123,13 @@ class Together:
     def for_rules(cls, rules: RuleSet) -> Together | None:
         """The rules' no-contact orders and gathering rule, or None when they have
         neither."""
-        if not rules.no_contact and rules.gathering is None:
+        if not rules.no_contact and rules.gathering is None and not rules.protected:
             return None
         return cls(
             rules.no_contact,
             rules.gathering,
             lambda s: rules.at_home(s.person, s.lat, s.lon, s.radius),
+            protected=rules.protected,
         )
 
     def state(self) -> TogetherState:
@@ -135,6 +145,7 @@ class Together:
         no longer ask about is dropped)."""
         self.latest = dict(state.latest)
         orders = {order.id for partners in self.partners.values() for order, _ in partners}
+        orders |= set(self.protections)
         for key, run in state.contacts.items():
             order, a, b = key.split(_SEP)
             if order in orders:
@@ -158,6 +169,10 @@ class Together:
             return []
         self.latest[s.person] = s
         verdicts: list[Verdict] = []
+        for protection in self.protections.get(s.person, ()):
+            self._protected(s, protection, verdicts)
+        if s.person.startswith("protected:"):
+            return verdicts  # no supervisee: in no order of theirs, at no gathering
         for order, other in self.partners.get(s.person, ()):
             self._contact(s, order, other, verdicts)
         if self.gathering is not None:
@@ -173,9 +188,8 @@ class Together:
         pair = _pair(s.person, other)
         run = self.contacts.setdefault((order.id, pair), Run())
         closeness = self._order_closeness.get(order.id, self.closeness)
-        event = proximity.step(
-            run, proximity.relation(s, them, order.distance_m, closeness), s.ts, closeness
-        )
+        rel = proximity.relation(s, them, order.distance_m, closeness)
+        event = proximity.step(run, rel, s.ts, closeness, them.ts)
         if event is None:
             return
         # One alert for each of the two: each has breached the order, and each alert goes
@@ -189,11 +203,39 @@ class Together:
                 "with": you.person,
                 "distance_m": order.distance_m,
                 "apart_m": round(metres(s.lat, s.lon, them.lat, them.lon)),
-                "start": run.start,
+                "start": run.episode,
                 "positions": [_where(me), _where(you)],
             }
-            key = f"{CONTACT}:{order.id}:{me.person}:{you.person}:{run.start}"
+            key = f"{CONTACT}:{order.id}:{me.person}:{you.person}:{run.episode}"
             out.append(Verdict(event, CONTACT, me.person, me.device, s.ts, key, detail=detail))
+
+    def _protected(self, s: Sighting, p: Protection, out: list[Verdict]) -> None:
+        other = p.supervisee if s.person == p.person else p.person
+        them = self.latest.get(other)
+        if them is None:
+            return
+        run = self.contacts.setdefault((p.person, (p.supervisee, p.person)), Run())
+        closeness = self._order_closeness[p.id]
+        rel = proximity.relation(s, them, p.distance_m, closeness)
+        event = proximity.step(run, rel, s.ts, closeness, them.ts)
+        if event is None:
+            return
+        person, bearer = (them, s) if s.person == p.person else (s, them)
+        key = f"{PROTECTED}:{p.id}:{run.episode}"
+        detail = {
+            "order": p.id,
+            "lat": person.lat,
+            "lon": person.lon,
+            "distance_m": p.distance_m,
+            "apart_m": round(metres(s.lat, s.lon, them.lat, them.lon)),
+            "start": run.episode,
+            "positions": [_where(person)],
+            # Where the protected person was: evidence for this alert only (docs/rules.md).
+            "protected": _where(bearer),
+        }
+        if p.sms:
+            detail["sms"] = p.sms
+        out.append(Verdict(event, PROTECTED, p.supervisee, person.device, s.ts, key, detail=detail))
 
     # -- gatherings ------------------------------------------------------------------------
 
@@ -220,7 +262,7 @@ class Together:
                 run = self.close[pair] = Run()
                 self.neighbours[s.person].add(other)
                 self.neighbours[other].add(s.person)
-            proximity.step(run, rel, s.ts, hold)
+            proximity.step(run, rel, s.ts, hold, them.ts)
             if run.phase == proximity.CLEAR:
                 del self.close[pair]
                 self.neighbours[s.person].discard(other)

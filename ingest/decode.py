@@ -33,7 +33,7 @@ from ingest.messages import (
     Seconds,
     read_json,
 )
-from ingest.topics import CMD, CMD_ACK, LOC, OWNTRACKS, TAG
+from ingest.topics import CMD, CMD_ACK, LOC, OSMAND, OWNTRACKS, TAG
 from ingest.topics import parse as parse_topic
 
 MAX_PAYLOAD = 256 * 1024
@@ -88,6 +88,22 @@ class Decoded(msgspec.Struct):
 def decode_for(rules: RuleSet, topic: str, payload: bytes, at: int) -> Decoded:
     """`decode` against the roster's registries of devices, OwnTracks and OsmAnd phones."""
     return decode(topic, payload, at, rules.device_owner, rules.owntracks, rules.osmand)
+
+
+def decode_protected(rules: RuleSet, topic: str, payload: bytes, at: int) -> Decoded | None:
+    """A protected person's phone's message (geofence.model.Protection), decoded as any
+    phone's; None when the topic is not one of theirs."""
+    named = parse_topic(topic)
+    if named is None or not rules.protected:
+        return None
+    osmand = named.protocol == OSMAND  # the phone's id is in the request, not the topic
+    if not osmand and rules.protection_of(named.device, named.protocol) is None:
+        return None
+    owners = {device: p.person for device, p in rules.protected_devices.items()}
+    out = decode(topic, payload, at, owners, rules.protected_owntracks, rules.protected_osmand)
+    if osmand and any(r.reason == "unknown_device" for r in out.rejections):
+        return None  # a supervisee's phone, or nobody's: decoded as such
+    return out
 
 
 def decode(

@@ -24,7 +24,7 @@ from geofence.model import Roster, ZoneDef
 from geofence.ruleset import RuleSet
 from geofence.zones import parse_feature_collection
 from simulators import lishui
-from simulators.closeness import contact_truth, gathering_truth
+from simulators.closeness import contact_truth, gathering_truth, protected_truth
 from simulators.device import DevicePlan, DeviceSim
 from simulators.life import TIMEZONE, local_iso
 from simulators.pursuit import obeying
@@ -98,6 +98,8 @@ class Scenario:
         # roster `no_contact` and `gathering` (docs/rules.md), judged by simulators.closeness
         self.no_contact: list[dict[str, Any]] = []
         self.gathering: dict[str, Any] | None = None
+        # roster `protected` entries, with each protected person's phone (its `device`)
+        self.protected: list[tuple[dict[str, Any], DevicePlan]] = []
         self.offices: list[dict[str, Any]] = []  # the optional roster `offices`
 
     def zone(self, feature: dict[str, Any]) -> str:
@@ -123,6 +125,8 @@ class Scenario:
             doc["no_contact"] = self.no_contact
         if self.gathering is not None:
             doc["gathering"] = self.gathering
+        if self.protected:
+            doc["protected"] = [entry for entry, _ in self.protected]
         return {**doc, "supervisees": [p.roster_entry() for p in self.people]}
 
     def render(self, seed: int, pursuit: bool = False) -> Rendered:
@@ -146,8 +150,18 @@ class Scenario:
             pings[-1].at if pings else self.end,
             {d.id: d.track for p in self.people for d in p.devices},
         )
+        # Protected persons' phones are on the wire but on no one's roster entry: what they
+        # send is no supervisee's truth.
+        shielded: list[Ping] = []
+        for k, (_, plan) in enumerate(self.protected):
+            messages = DeviceSim(plan).advance(self.end)
+            shielded += deliver(messages, plan.link, np.random.default_rng((seed, 1000 + k, 11)))
+        pings = sorted(pings + shielded, key=lambda p: p.at)
         tracks = {p.id: p.track for p in self.people}
         clock_end = pings[-1].at if pings else self.end
+        truth += protected_truth(
+            tracks, [(e, plan.track) for e, plan in self.protected], self.start, clock_end
+        )
         truth += contact_truth(tracks, self.no_contact, self.start, clock_end)
         if self.gathering is not None:
             truth += gathering_truth(tracks, self.gathering, self.start, clock_end)

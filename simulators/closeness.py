@@ -6,6 +6,9 @@
   engine's confirmation; optional when they were within the distance at least the
   confirmation time less a minute but not that surely (a brush at the order's edge); no
   event for less (passing on a street): an alert there is a false one.
+- `protected_proximity`: a supervisee truly within the distance of the person they must
+  keep away from, by the same rule as a contact (the distance and confirmation time of the
+  protection).
 - `gathering`: `size` or more people each truly within the radius of every other. Real when
   within half the radius for the hold time plus five minutes, optional from the hold time
   less a minute; the event names all who were in it (`people`) and is matched by an alert
@@ -70,6 +73,30 @@ def contact_truth(
                     out.append({**event, "start": s, "end": e, "with": b if person == a else a})
                     if optional:
                         out[-1]["optional"] = True
+    return out
+
+
+def protected_truth(
+    tracks: dict[str, Track],
+    protected: list[tuple[dict[str, Any], Track]],
+    start: int,
+    end: int,
+) -> list[Truth]:
+    """`protected_proximity`: the supervisee truly within the distance of the protected
+    person, by the same rule as a contact."""
+    times = np.arange(start, end + 1, STEP_MS, dtype=np.int64)
+    out: list[Truth] = []
+    for entry, bearer in protected:
+        limit = float(entry.get("distance_m", 500.0))
+        hold_ms = int(entry.get("confirm_s", 60)) * 1000
+        person = entry["supervisee"]
+        pa, pb = tracks[person].at(times), bearer.at(times)
+        apart = distance_m(pa.lat, pa.lon, pb.lat, pb.lon)
+        for s, e, optional in _episodes(apart <= limit, apart <= limit / 2, times, hold_ms, end):
+            event: Truth = {"type": "protected_proximity", "supervisee": person, "device": ""}
+            out.append({**event, "start": s, "end": e})
+            if optional:
+                out[-1]["optional"] = True
     return out
 
 

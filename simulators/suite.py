@@ -919,6 +919,39 @@ def contact_drift(rng: np.random.Generator) -> Scenario:
 
 
 @recipe
+def protected_approach(rng: np.random.Generator) -> Scenario:
+    """A supervisee under a no-contact order hangs about a street corner for 40–80 min;
+    the person the order protects, carrying a registered OwnTracks or Traccar Client
+    phone, walks from 1.2–1.8 km away towards it: half come within 40–150 m of the supervisee
+    and stay 10–20 min (a protected_proximity), half turn back 700–900 m short (none)."""
+    day = _day(rng)
+    sc = Scenario(local_ms(day, 9), local_ms(day, 14))
+    corner = lishui.interior_point(rng, min_depth_m=4000, within_m=6000)
+    arrive = sc.start + int(_u(rng, 1, 1.5) * H)
+    leave = arrive + int(_u(rng, 40, 80) * MIN)
+    home = nearby(rng, *corner, 1000, 2500)
+    b = RouteBuilder(rng, sc.start, *home).stay_until(arrive - 40 * MIN)
+    b.go(*corner, Mode.WALK).linger(max(0, leave - b.now) / 1000, 15).go(*home, Mode.WALK)
+    track = b.stay_until(sc.end).track()
+    sc.add(Person("S01", track, [tag(rng, "T01", track)]))
+    comes = rng.uniform() < 0.5
+    start = nearby(rng, *corner, 1200, 1800)
+    bearing = math.degrees(math.atan2(start[1] - corner[1], start[0] - corner[0]))
+    stop = nearby(rng, *corner, 40, 150) if comes else _along(corner, bearing, _u(rng, 700, 900))
+    v = RouteBuilder(rng, sc.start, *start).stay_until(arrive + int(_u(rng, 5, 10) * MIN))
+    v.go(*stop, Mode.WALK, wiggle=0.01).linger(minutes(10, 20, rng), 10).go(*start, Mode.WALK)
+    bearer = v.stay_until(sc.end).track()
+    device = (phone if rng.uniform() < 0.5 else traccar_phone)(rng, "V01", bearer)
+    entry: dict[str, Any] = {"id": "PP-01", "supervisee": "S01", "distance_m": 500}
+    entry["device"] = {"id": device.id, "kind": "phone"} | (
+        {"osmand": device.osmand} if device.osmand else {"owntracks": device.owntracks}
+    )
+    sc.protected.append((entry, device))
+    _background(sc, rng)
+    return sc
+
+
+@recipe
 def gathering_market(rng: np.random.Generator) -> Scenario:
     """Three or four supervisees meet at a market and stay together 30–70 minutes: one
     gathering. Others go about their day elsewhere."""

@@ -464,3 +464,13 @@ async def test_no_contact_orders_and_the_gathering_rule_load_and_read_back(
     stranger = {"no_contact": [{"id": "NC2", "people": ["A", "NOBODY"]}]}
     with pytest.raises(ScenarioError, match="no_contact NC2: no such supervisee NOBODY"):
         await load_scenario(pool, _write(tmp_path / "3", roster={**ROSTER, **stranger}))
+
+
+async def test_protected_persons_are_refused_by_load_with_the_reason(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    device = {"id": "V1", "kind": "phone", "owntracks": "victim/phone"}
+    protected = {"protected": [{"id": "PP1", "supervisee": "A", "device": device}]}
+    with pytest.raises(ScenarioError, match="protected persons are judged by fencewatch replay"):
+        await load_scenario(pool, _write(tmp_path, roster={**ROSTER, **protected}))
+    assert all(not rows for rows in (await _rows(pool)).values())

@@ -48,8 +48,19 @@ def test_confirmation_needs_time_and_survives_unknowns() -> None:
     start = T0 + 10 * MIN
     seen = [step(r, WITHIN if k != 4 else UNKNOWN, start + k * 30_000) for k in range(11)]
     assert seen[-1] == "raise" and seen.count("raise") == 1
-    assert step(r, APART, start + 12 * MIN) is None  # one fix apart is not the end
-    assert step(r, APART, start + 13 * MIN) == "clear"
+    stray = start + 12 * MIN
+    assert step(r, APART, stray) is None  # one fix apart is not the end
+    # …nor is it when the other's next fixes are compared with it.
+    assert step(r, APART, stray + 30_000, older=stray) is None
+    assert step(r, APART, stray + 60_000, older=stray) is None
+    # Multipath puts two or three fixes in a row at one wrong place: not the end either.
+    assert step(r, APART, stray + 90_000, older=stray + 80_000) is None
+    # Three minutes surely apart, fresh fixes on both sides: it is.
+    assert step(r, APART, stray + 190_000, older=stray + 185_000) == "clear"
+    # Together again four minutes later: the same episode, its alert reopened.
+    again = stray + 430_000
+    events = [step(r, WITHIN, again + k * 30_000) for k in range(11)]
+    assert events[-1] == "reopen" and "raise" not in events
 
 
 def _scenario(
@@ -58,6 +69,7 @@ def _scenario(
     extra: dict[str, Any],
     zones: list[dict[str, Any]] = (),  # type: ignore[assignment]
     homes: dict[str, str] | None = None,
+    extra_pings: list[dict[str, Any]] = (),  # type: ignore[assignment]
 ) -> list[dict[str, Any]]:
     doc = lishui_collection()
     (directory / "zones.geojson").write_text(
@@ -78,6 +90,7 @@ def _scenario(
         for d, fixes in tracks.items()
         for f in fixes
     ]
+    pings += extra_pings
     pings.sort(key=lambda p: p["at"])
     (directory / "pings.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pings))
     out = directory / "out.jsonl"
@@ -173,3 +186,56 @@ def test_a_restarted_watcher_takes_up_where_it_stopped() -> None:
     # Confirmed five minutes after the meeting began, before the restart: once each.
     assert sorted((v.action, v.supervisee) for v in raised) == [("raise", "S1"), ("raise", "S2")]
     assert raised[0].detail["start"] == T0 + 1000
+
+
+def test_a_protected_person_walking_up_to_the_supervisee_raises_protected_proximity(
+    tmp_path: Path,
+) -> None:
+    shop = offset(LIANDU_SEAT, 400, -300)
+    tracks = {"T1": line(shop, shop, 60)}
+    protected = {
+        "protected": [
+            {
+                "id": "PP1",
+                "supervisee": "S1",
+                "device": {"id": "V1", "kind": "phone", "owntracks": "victim/phone"},
+                "distance_m": 500,
+                "sms": "+8613800000000",
+            }
+        ]
+    }
+    # The protected person's phone (OwnTracks) walks from 2 km away to 60 m from the shop.
+    walk = line(offset(shop, 2000, 0), offset(shop, 60, 0), 60)
+    phone = [
+        {
+            "at": f["ts"] + 1500,
+            "topic": "owntracks/victim/phone",
+            "payload": {
+                "_type": "location",
+                "lat": f["lat"],
+                "lon": f["lon"],
+                "acc": 8,
+                "tst": f["ts"] // 1000,
+            },
+        }
+        for f in walk
+    ]
+    alerts = _scenario(tmp_path, tracks, protected, extra_pings=phone)
+    assert [(a["type"], a["supervisee"], a["detail"]["order"]) for a in alerts] == [
+        ("protected_proximity", "S1", "PP1")
+    ]
+    detail = alerts[0]["detail"]
+    # Surely within 500 m, circles and a walk's worth of time between the fixes included.
+    assert detail["apart_m"] < 400 and detail["sms"] == "+8613800000000"
+    assert detail["protected"]["device"] == "V1"
+    # The protected person is nobody's supervisee: loading them is refused, not dropped.
+    with pytest.raises(ScenarioError, match="device T1 is a supervisee's"):
+        bad = {
+            **protected["protected"][0],
+            "device": {"id": "T1", "kind": "phone", "owntracks": "a/b"},
+        }
+        path = tmp_path / "bad.json"
+        path.write_text(
+            json.dumps({"supervisees": [{"id": "S1", "devices": ["T1"]}], "protected": [bad]})
+        )
+        read_roster(path)

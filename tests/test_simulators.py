@@ -415,13 +415,13 @@ def test_people_near_people_scenarios_have_their_truth_and_replay_finds_it(
 ) -> None:
     """A meeting under a no-contact order: a contact for each of the two; people passing
     in the street: none; a market: one gathering naming everyone there, matched by an
-    alert on any of them."""
+    alert on any of them; a protected person walking up (or turning back): as truth says."""
     from io import StringIO
 
     from fencewatch.replay import replay
 
     found = {}
-    for kind in ("contact_meeting", "contact_passing", "gathering_market"):
+    for kind in ("contact_meeting", "contact_passing", "gathering_market", "protected_approach"):
         out = tmp_path / kind
         build(kind, 5, 0, out)
         truth = json.loads((out / "truth.json").read_text())
@@ -435,3 +435,4 @@ def test_people_near_people_scenarios_have_their_truth_and_replay_finds_it(
     assert found["contact_meeting"] == [("contact", "S01"), ("contact", "S02")]
     assert found["contact_passing"] == []
     assert [t for t, _ in found["gathering_market"]] == ["gathering"]
+    assert {t for t, _ in found["protected_approach"]} <= {"protected_proximity"}
