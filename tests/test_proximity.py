@@ -239,3 +239,37 @@ def test_a_protected_person_walking_up_to_the_supervisee_raises_protected_proxim
             json.dumps({"supervisees": [{"id": "S1", "devices": ["T1"]}], "protected": [bad]})
         )
         read_roster(path)
+
+
+async def test_a_gathering_alert_goes_to_every_listed_persons_office(pg_dsn: str) -> None:
+    from alerts.routing import alert_first_contacts
+    from fencewatch.scenario import parse_supervisee
+    from storage.db import open_pool
+    from storage.repo import offices as offices_repo
+    from storage.repo import people as people_repo
+
+    pool = await open_pool(pg_dsn, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            for office, phone in (("ST-A", "0578-1111"), ("ST-B", "0578-2222")):
+                await offices_repo.upsert_office(conn, office, office, "station", None, None, phone)
+            people = [
+                parse_supervisee({"id": p, "office": office})
+                for p, office in (("G1", "ST-A"), ("G2", "ST-B"), ("G3", "ST-A"))
+            ]
+            await people_repo.load_supervisees(conn, people)
+            gathering = {
+                "type": "gathering",
+                "supervisee_id": "G1",
+                "detail": {"people": ["G1", "G2", "G3"]},
+            }
+            level, told = await alert_first_contacts(conn, gathering)
+            assert level == 1
+            assert sorted(c.phone for c in told) == ["0578-1111", "0578-2222"]
+            # Any other alert goes to its own person's office only.
+            contact = {**gathering, "type": "contact"}
+            assert [c.phone for c in (await alert_first_contacts(conn, contact))[1]] == [
+                "0578-1111"
+            ]
+    finally:
+        await pool.close()
