@@ -35,7 +35,7 @@ from geofence.policy import Policy
 CLEAR, PENDING, BREACH = 0, 1, 2
 
 
-class Confirm(msgspec.Struct):
+class Confirm(msgspec.Struct, gc=False):
     phase: int = CLEAR
     start: int = 0  # device time of the first violating fix of the streak
     count: int = 0  # certain violations in the streak

@@ -4,7 +4,7 @@ whatever order the evidence arrives."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import NamedTuple
 
 from geofence.confirm import PENDING, Confirm
@@ -27,15 +27,22 @@ class EventStep(NamedTuple):
 
 
 class StepContext:
-    __slots__ = ("kinds", "late_track", "people", "verdicts")
+    __slots__ = ("kinds", "late_track", "paired", "people", "verdicts")
 
     def __init__(
-        self, state: EngineState, verdicts: list[Verdict], kinds: Mapping[str, str] | None = None
+        self,
+        state: EngineState,
+        verdicts: list[Verdict],
+        kinds: Mapping[str, str] | None = None,
+        paired: Container[str] | None = None,
     ) -> None:
         self.people = state.people
         self.verdicts = verdicts
         self.late_track = False  # judging a late (out-of-order) track
         self.kinds: Mapping[str, str] = kinds or {}  # device → tag | phone (RuleSet.device_kind)
+        # The supervisees wearing two or more devices (RuleSet.paired), the only ones whose
+        # devices' recent fixes are worth keeping (geofence.stages.separation); None: all.
+        self.paired = paired
 
     def person(self, supervisee: str) -> PersonState:
         person = self.people.get(supervisee)

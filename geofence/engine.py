@@ -57,7 +57,7 @@ class Engine:
         """Judge a batch that arrived together. Every device must be on the roster (ingest
         rejects the rest). Fixes are judged per device in device-time order."""
         verdicts: list[Verdict] = []
-        ctx = StepContext(self.state, verdicts, self.rules.device_kind)
+        ctx = self._context(verdicts)
         for fix in fixes:
             self._arrived(ctx, fix.device, fix.at)
         for event in events:
@@ -72,7 +72,7 @@ class Engine:
     def tick(self, now: int) -> list[Verdict]:
         """Fire the watchdogs whose deadline `now` has passed (device_offline)."""
         verdicts: list[Verdict] = []
-        ctx = StepContext(self.state, verdicts, self.rules.device_kind)
+        ctx = self._context(verdicts)
         while self._deadlines and self._deadlines[0][0] <= now:
             _, device = heapq.heappop(self._deadlines)
             dev = self.state.devices.get(device)
@@ -127,6 +127,9 @@ class Engine:
 
     # -- internals -------------------------------------------------------------------------
 
+    def _context(self, verdicts: list[Verdict]) -> StepContext:
+        return StepContext(self.state, verdicts, self.rules.device_kind, self.rules.paired)
+
     def _device(self, device: str) -> DeviceState:
         dev = self.state.devices.get(device)
         if dev is None:
@@ -157,7 +160,7 @@ class Engine:
         elif newer:
             live.last_ts = fix.ts
             if dev.late is not None and fix.ts - dev.late.last_ts > _LATE_TRACK_TTL_MS:
-                dev.late, dev.late_fixes = None, []
+                dev.late, dev.late_fixes = None, None
         else:
             # Older than what this device's live track has judged: a buffered batch that
             # came after live fixes resumed, or a shuffled redelivery. Judged in device-time
@@ -192,7 +195,8 @@ class Engine:
 
     def _judge_late(self, ctx: StepContext, dev: DeviceState, j: Judged) -> None:
         ctx.late_track = True
-        fix, fixes = j.fix, dev.late_fixes
+        fix = j.fix
+        fixes = dev.late_fixes = dev.late_fixes or []
         if dev.late is not None and fixes and _order(fix) > _order(fixes[-1]):
             fixes.append(fix)
             dev.late.last_ts = fix.ts

@@ -3,6 +3,7 @@ compiled once so judging a fix is lookups and vectorized geometry."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
 import msgspec
@@ -35,7 +36,9 @@ class RuleSet:
         self.problems: list[str] = []
         self._areas: dict[tuple[str, ...], Area] = {}
         self._gaps: dict[tuple[tuple[str, ...], tuple[str, ...]], float] = {}
-        self._policies: dict[tuple[str, int | None], Policy] = {}
+        # One policy object per (level, device kind, heightened period), shared by every
+        # device it applies to: not one per device.
+        self._policies: dict[tuple[str, str, int | None], Policy] = {}
         self.heightened = sorted(roster.heightened, key=lambda h: h.start)
         for person in roster.supervisees:
             self._add(person)
@@ -57,6 +60,10 @@ class RuleSet:
             unknown = sorted(p for p in order.people if p not in self.supervisees)
             if unknown:
                 self.problems.append(f"no-contact order {order.id}: unknown supervisees {unknown}")
+        # Who wears two or more devices: only their devices are compared with each other
+        # (device separation, lost contact while another device reports).
+        worn = Counter(self.device_owner.values())
+        self.paired = frozenset(p for p, n in worn.items() if n > 1)
 
     def _add(self, person: Supervisee) -> None:
         missing = [
@@ -113,13 +120,14 @@ class RuleSet:
                 ):
                     period = index
                     break
-        found = self._policies.get((device, period))
+        level = self.supervisees[self.device_owner[device]].level
+        key = (level, self.device_kind.get(device, "tag"), period)
+        found = self._policies.get(key)
         if found is None:
-            person = self.supervisees[self.device_owner[device]]
-            found = self.book.for_device(person.level, self.device_kind.get(device, "tag"))
+            found = self.book.for_device(level, key[1])
             if period is not None:
                 found = msgspec.structs.replace(found, **self.heightened[period].policy)
-            self._policies[(device, period)] = found
+            self._policies[key] = found
         return found
 
     def area(self, zone_ids: tuple[str, ...]) -> Area:

@@ -1,5 +1,9 @@
 """Per-device and per-person state the rules fold over. Plain msgspec structs, so the
-whole engine state snapshots to bytes (write-behind) and restores after a restart."""
+whole engine state snapshots to bytes (write-behind) and restores after a restart.
+
+They are untracked by the garbage collector (`gc=False`: they never form cycles), so a
+100,000-tag engine's state is not walked at every full collection, and a device costs no
+more than its fields (docs/benchmarks.md, fifth round)."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from geofence.model import Fix
 Point = tuple[float, float, float, int, float]
 
 
-class Track(msgspec.Struct):
+class Track(msgspec.Struct, gc=False):
     """What one device's fixes have shown so far, in device-time order.
 
     A device has a live track and, when a batch arrives older than what the live track has
@@ -40,12 +44,13 @@ class Track(msgspec.Struct):
     pursuing: bool = False  # the device has been asked to report faster
 
 
-class DeviceState(msgspec.Struct):
+class DeviceState(msgspec.Struct, gc=False):
     live: Track = msgspec.field(default_factory=Track)
     late: Track | None = None
     # The fixes judged on the late track, in device-time order: a fix older than the late
     # track's newest rebuilds it from these, so any arrival order is judged in time order.
-    late_fixes: list[Fix] = msgspec.field(default_factory=list)
+    # None without a late track (most devices, most of the time).
+    late_fixes: list[Fix] | None = None
     late_open: bool = False  # an episode a late track opened is still open
     last_at: int = 0  # arrival time of the newest message: the offline clock
     offline: bool = False
@@ -53,7 +58,7 @@ class DeviceState(msgspec.Struct):
     lost_at: int | None = None  # the broker published the device's will (lwt)
 
 
-class Episode(msgspec.Struct, array_like=True):
+class Episode(msgspec.Struct, array_like=True, gc=False):
     """One breach of one rule by one person: the unit that becomes one alert."""
 
     key: str
@@ -64,7 +69,7 @@ class Episode(msgspec.Struct, array_like=True):
     late: bool = False  # opened by a late track (out-of-order fixes)
 
 
-class PersonState(msgspec.Struct):
+class PersonState(msgspec.Struct, gc=False):
     # rule ("jurisdiction_exit", "exclusion_enter:<zone>", ...) → recent episodes, newest last
     episodes: dict[str, list[Episode]] = msgspec.field(default_factory=dict)
     # rule → start of a late track's unconfirmed violating streak (StepContext.streak)

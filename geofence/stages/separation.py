@@ -38,6 +38,10 @@ KEEP = 8
 def run(ctx: StepContext, track: Track, j: Judged) -> bool:
     if ctx.late_track or j.flags & SKIP:
         return True
+    if ctx.paired is not None and j.supervisee not in ctx.paired:
+        # One device: nothing to compare, and most people wear one, so nothing is kept
+        # (the eight fixes and the person's state would be most of a tag's memory).
+        return True
     fix, policy = j.fix, j.policy
     person = ctx.person(j.supervisee)
     here: Point = (
