@@ -104,7 +104,10 @@ class Recorded:
                 if alert is not None:
                     detail: dict[str, Any] = {
                         "channel": message.channel,
-                        "recipient": message.recipient,
+                        # A protected person's number stays off the alert's timeline.
+                        "recipient": "protected person"
+                        if message.payload.get("kind") == "warning"
+                        else message.recipient,
                         "outcome": outcome,
                         "attempt": message.attempts,
                         "delivery_id": message.payload.get("delivery_id"),

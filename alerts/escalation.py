@@ -39,12 +39,15 @@ import msgspec
 from alerts import downlink, pursuit, routing, templates
 from alerts.clock import Clock, system_clock
 from alerts.hold import find_hold
+from alerts.outbox import enqueue
 from alerts.ratelimit import release_due
 from alerts.record import NOTIFY_CHANNEL, append_event, queue_change
 from fencewatch.config import DEFAULT_ESCALATE_AFTER_S, DEFAULT_PURSUIT_HOLD_S
+from geofence.together import PROTECTED
 from storage.db import UNAVAILABLE, Conn
 from storage.listen import WakeLoop
 from storage.repo import orders as orders_repo
+from storage.repo import proximity as proximity_repo
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +161,9 @@ class Escalator:
         """The first step: tell the officer, order the device back, start the timer —
         unless a suspension window holds the alert (alerts.hold); one that held it and has
         ended releases it now."""
+        if alert["hold"] is None and alert["status"] == "open":
+            # The protected person is warned first, whatever holds the alert for officers.
+            await self._warn_protected(conn, alert, now)
         found = await find_hold(conn, alert["supervisee_id"], alert["type"], now)
         if found is not None:
             hold, held_until = found
@@ -227,6 +233,28 @@ class Escalator:
             "to_zh": templates.recipients_zh([c.name for c in people]),
             "queued": queued,
         }
+
+    async def _warn_protected(self, conn: Conn, alert: asyncpg.Record, now: datetime) -> None:
+        """An SMS at once to the protected person an alert is about, when their order gives
+        their number (storage.repo.proximity); the timeline says it was sent, not to whom."""
+        if alert["type"] != PROTECTED or not self.channels.sms:
+            return
+        detail = alert["detail"] if isinstance(alert["detail"], dict) else {}
+        order = str(detail.get("order", ""))
+        number = await proximity_repo.protected_sms(conn, order)
+        if not number:
+            return
+        text = templates.protected_warning_text(float(detail.get("distance_m", 0)))
+        payload = {
+            "kind": "warning",
+            "alert_id": alert["id"],
+            "alert_type": alert["type"],
+            "supervisee": alert["supervisee_id"],
+            "throttle": False,  # a warning to the person at risk is never held back
+            "text": text,
+        }
+        await enqueue(conn, routing.SMS, payload, recipient=number)
+        await append_event(conn, alert["id"], ACTOR, "warned", {"order": order}, at=now)
 
     async def _auto_return(self, conn: Conn, alert: asyncpg.Record) -> dict[str, Any] | None:
         """责令立即返回 to the device of a live breach of the area rules."""

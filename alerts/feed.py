@@ -64,9 +64,15 @@ class Feed:
         self._warned_at = 0.0
 
     async def publish(
-        self, judged: Sequence[Judged], alerts: list[dict[str, Any]], engine: Engine
+        self,
+        judged: Sequence[Judged],
+        alerts: list[dict[str, Any]],
+        engine: Engine,
+        protected: Sequence[proximity.Sighting] = (),
     ) -> None:
-        if self.redis is None or not (judged or alerts):
+        """Positions to the map, alerts to the console, and trusted sightings with the
+        protected persons' (`protected`: to the proximity check only) to SIGHTINGS."""
+        if self.redis is None or not (judged or alerts or protected):
             return
         latest: dict[str, Judged] = {}
         for j in judged:
@@ -102,8 +108,9 @@ class Feed:
             for change in alerts:
                 pipe.publish(channel(self.redis, CHANNEL), alert_message(change))
             rules = engine.rules
-            if rules.no_contact or rules.gathering is not None:
+            if rules.no_contact or rules.gathering is not None or rules.protected:
                 sightings = [s for j in judged if (s := proximity.sighting(j)) is not None]
+                sightings += protected
                 if sightings:
                     pipe.xadd(
                         SIGHTINGS,

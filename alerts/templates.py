@@ -20,6 +20,7 @@ TYPE_ZH = {
     "curfew_breach": "违反居家时段规定",
     "contact": "接触禁止接触的人（违反禁止令）",
     "gathering": "多名社区矫正对象聚集",
+    "protected_proximity": "接近被保护人（违反禁止令）",
     "device_offline": "设备离线（失联/关机）",
     "no_fix": "无定位信号",
     "low_battery": "设备电量低",
@@ -166,6 +167,15 @@ def reminder_text(kind: str, *, name: str, supervisee: str, due: str, days: int)
     else:
         what = f"{kind}：{due}"
     return f"{PREFIX}提醒：{who}{what}"
+
+
+def protected_warning_text(distance_m: float) -> str:
+    """The warning to a protected person (被保护人): that someone an order keeps from them
+    is near — never who, nor where they are."""
+    return (
+        f"{PREFIX}安全提醒：受禁止令约束、不得接近您的人员目前可能在您约{distance_m:.0f}米"
+        "范围内。请留意周围，尽量前往人多的地方；如遇危险请立即拨打110。"
+    )
 
 
 def command_default_text(command: str, alert_type: str | None) -> str | None:

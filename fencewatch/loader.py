@@ -146,13 +146,6 @@ async def _check_references(conn: Conn, people: list[Supervisee]) -> None:
 async def _load_proximity(conn: Conn, roster: Roster) -> None:
     """No-contact orders (each person named must be a supervisee, loaded now or before)
     and the gathering rule; a roster without `gathering` leaves the one in force."""
-    if roster.protected:
-        # Said, not dropped: their location needs the audited, purgeable store the live
-        # service does not have yet (docs/rules.md).
-        raise ScenarioError(
-            "roster.json: protected persons are judged by fencewatch replay only;"
-            " fencewatch load does not store them yet"
-        )
     named = sorted({p for order in roster.no_contact for p in order.people})
     known = await proximity_repo.known_supervisees(conn, named)
     for order in roster.no_contact:
@@ -162,8 +155,26 @@ async def _load_proximity(conn: Conn, roster: Roster) -> None:
                 f"roster.json: no_contact {order.id}: no such supervisee {', '.join(unknown)}"
             )
     await proximity_repo.upsert_no_contact(conn, roster.no_contact)
+    await _load_protected(conn, roster)
     if roster.gathering is not None:
         await proximity_repo.set_gathering(conn, roster.gathering)
+
+
+async def _load_protected(conn: Conn, roster: Roster) -> None:
+    """Protected persons: each protects a supervisee (loaded now or before) and carries a
+    phone no supervisee wears."""
+    if not roster.protected:
+        return
+    known = await proximity_repo.known_supervisees(conn, [p.supervisee for p in roster.protected])
+    worn = await proximity_repo.devices_in_use(conn, [p.device.id for p in roster.protected])
+    for p in roster.protected:
+        if p.supervisee not in known:
+            raise ScenarioError(f"roster.json: protected {p.id}: no such supervisee {p.supervisee}")
+        if p.device.id in worn:
+            raise ScenarioError(
+                f"roster.json: protected {p.id}: device {p.device.id} is a supervisee's"
+            )
+    await proximity_repo.upsert_protected(conn, roster.protected)
 
 
 async def load_scenario(pool: asyncpg.Pool, scenario_dir: Path) -> dict[str, int]:
@@ -178,6 +189,8 @@ async def load_scenario(pool: asyncpg.Pool, scenario_dir: Path) -> dict[str, int
     }
     if roster.no_contact:
         counts["no-contact orders"] = len(roster.no_contact)
+    if roster.protected:
+        counts["protected persons"] = len(roster.protected)
     if center.offices:
         counts["offices"] = len(center.offices)
         counts["officers"] = sum(len(o.officers) for o in center.offices)

@@ -233,8 +233,6 @@ class Together:
             # Where the protected person was: evidence for this alert only (docs/rules.md).
             "protected": _where(bearer),
         }
-        if p.sms:
-            detail["sms"] = p.sms
         out.append(Verdict(event, PROTECTED, p.supervisee, person.device, s.ts, key, detail=detail))
 
     # -- gatherings ------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 
 import asyncpg
+import msgspec
 
 from alerts.downlink import CommandAckError, record_command_ack
 from alerts.feed import Feed
@@ -30,8 +31,10 @@ from geofence.engine import Engine
 from geofence.guard import Message
 from geofence.judge import Judged
 from geofence.model import DeviceEvent, Verdict
+from geofence.proximity import Sighting, protected_sighting
+from geofence.ruleset import RuleSet
 from ingest import receipts, topics
-from ingest.decode import Decoded, Rejection, decode_for
+from ingest.decode import Decoded, Rejection, decode_for, decode_protected
 from ingest.mqtt import Inbound, MqttSource
 from ingest.quarantine import Quarantine
 from ingest.restore import restore
@@ -143,6 +146,19 @@ class Judging:
                 await self.feed.publish((), done.alerts, self.engine)
 
 
+def _protected(rules: RuleSet, d: Decoded, decoded: Decoded) -> list[Sighting]:
+    """A protected person's phone's message: its sightings go to the proximity check only
+    (alerts.feed), never to an engine, the fixes or the map; a rejection of it is kept
+    without its payload, which would be a copy of where they were (docs/security.md)."""
+    decoded.rejections += [msgspec.structs.replace(r, payload=b"") for r in d.rejections]
+    found = []
+    for fix in d.fixes:
+        protection = rules.protected_devices.get(fix.device)
+        if protection is not None and (seen := protected_sighting(fix, protection)):
+            found.append(seen)
+    return found
+
+
 class IngestLoop:
     def __init__(self, judging: Judging, source: MqttSource, shard: Shard) -> None:
         self.judging = judging
@@ -182,7 +198,13 @@ class IngestLoop:
             # message the engine cannot judge.
             messages: list[Message] = []
             sources: list[Inbound] = []
+            protected: list[Sighting] = []
             for item in uplink:
+                if (p := decode_protected(rules, item.topic, item.payload, item.at)) is not None:
+                    if receipts.awaited(item.topic):
+                        waiting.append(receipts.receipt(item.topic, item.payload, p.rejections))
+                    protected += _protected(rules, p, decoded)
+                    continue
                 d = decode_for(rules, item.topic, item.payload, item.at)
                 if receipts.awaited(item.topic):
                     waiting.append(receipts.receipt(item.topic, item.payload, d.rejections))
@@ -205,7 +227,9 @@ class IngestLoop:
                 FIXES_REJECTED.labels(r.reason).inc()
             await judging.drain()
             judging.inflight = asyncio.ensure_future(
-                self._finish(items, outcome.judged, decoded, outcome.verdicts, started, waiting)
+                self._finish(
+                    items, outcome.judged, decoded, outcome.verdicts, started, waiting, protected
+                )
             )
 
     async def _judge(self, messages: list[Message], decoded: Decoded) -> guard.Guarded:
@@ -239,6 +263,7 @@ class IngestLoop:
         verdicts: list[Verdict],
         started: float,
         waiting: list[receipts.Receipt],
+        protected: list[Sighting],
     ) -> None:
         judging = self.judging
         done = await judging.commit(judged, decoded.events, decoded.rejections, verdicts)
@@ -248,7 +273,7 @@ class IngestLoop:
         FIXES_STORED.inc(done.stored)
         INGEST_BATCH_SECONDS.observe(time.perf_counter() - started)
         self.batches += 1
-        await judging.feed.publish(judged, done.alerts, judging.engine)
+        await judging.feed.publish(judged, done.alerts, judging.engine, protected)
 
     async def _command_acks(self, acks: list[tuple[str, Inbound]]) -> list[Rejection]:
         """Tags acknowledging commands, recorded before the batch's broker acks; a

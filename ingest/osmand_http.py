@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 
 import asyncpg
+import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -28,7 +29,7 @@ from starlette.routing import Route
 from fencewatch.metrics import FIXES_REJECTED, OSMAND_REQUESTS
 from geofence.ruleset import RuleSet
 from ingest import osmand, receipts, topics
-from ingest.decode import MAX_PAYLOAD, Rejection, decode_for
+from ingest.decode import MAX_PAYLOAD, Rejection, decode_for, decode_protected
 from ingest.publisher import Publisher
 
 log = logging.getLogger("fencewatch.osmand")
@@ -81,7 +82,15 @@ class OsmandListener:
         at = time.time_ns() // 1_000_000
         payload = osmand.request_payload(query, content_type, body, at)
         rules = self.rules()
-        decoded = decode_for(rules, topics.OSMAND, payload, at)
+        # A protected person's phone is published like any (its shard keeps it nowhere).
+        decoded = decode_protected(rules, topics.OSMAND, payload, at)
+        if decoded is not None:
+            # Where they were is not kept with a rejection (docs/security.md).
+            decoded.rejections = [
+                msgspec.structs.replace(r, payload=b"") for r in decoded.rejections
+            ]
+        else:
+            decoded = decode_for(rules, topics.OSMAND, payload, at)
         problems = [f"{r.reason}: {r.detail}" for r in decoded.rejections]
         devices = [f.device for f in decoded.fixes] + [e.device for e in decoded.events]
         if not devices:

@@ -57,6 +57,16 @@ class Shard(msgspec.Struct, frozen=True):
             for device in rules.osmand.values()
             if self.owns(rules.device_owner.get(device, ""))
         )
+        # A protected person's phone is judged beside the supervisee it protects them from.
+        for p in rules.protected:
+            if self.owns(p.supervisee):
+                if p.device.owntracks:
+                    subscribed.update(
+                        topics.owntracks(p.device.owntracks, sub)
+                        for sub in ("", *topics.OWNTRACKS_SUBTOPICS)
+                    )
+                if p.device.osmand:
+                    subscribed.add(topics.osmand(p.device.id))
         return subscribed
 
     def foreign(self, topic: str, rules: RuleSet) -> bool:

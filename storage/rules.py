@@ -105,5 +105,6 @@ async def load_rules(conn: Conn, timezone: str) -> tuple[Roster, list[ZoneDef]]:
             )
         )
     no_contact, gathering = await proximity_repo.load(conn)
-    roster = Roster(timezone, people, heightened, no_contact, gathering)
+    protected = await proximity_repo.load_protected(conn)
+    roster = Roster(timezone, people, heightened, no_contact, gathering, protected)
     return roster, zones

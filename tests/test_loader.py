@@ -24,6 +24,7 @@ from fencewatch.loader import load_scenario, main, notify_service
 from fencewatch.scenario import ScenarioError, read_roster, read_zones
 from geofence.zones import parse_schedule
 from storage.db import open_pool
+from storage.repo import proximity as proximity_repo
 from storage.rules import RULES_CHANNEL, load_rules
 
 # Leave next year, so that it is current whenever the test runs.
@@ -466,11 +467,33 @@ async def test_no_contact_orders_and_the_gathering_rule_load_and_read_back(
         await load_scenario(pool, _write(tmp_path / "3", roster={**ROSTER, **stranger}))
 
 
-async def test_protected_persons_are_refused_by_load_with_the_reason(
+async def test_protected_persons_load_and_read_back_and_are_purged_with_their_order(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     device = {"id": "V1", "kind": "phone", "owntracks": "victim/phone"}
-    protected = {"protected": [{"id": "PP1", "supervisee": "A", "device": device}]}
-    with pytest.raises(ScenarioError, match="protected persons are judged by fencewatch replay"):
-        await load_scenario(pool, _write(tmp_path, roster={**ROSTER, **protected}))
-    assert all(not rows for rows in (await _rows(pool)).values())
+    person = {"id": "PP1", "supervisee": "A", "device": device, "sms": "+8613800000000"}
+    counts = await load_scenario(
+        pool, _write(tmp_path / "1", roster={**ROSTER, "protected": [person]})
+    )
+    assert counts["protected persons"] == 1
+    async with pool.acquire() as conn:
+        roster, _ = await load_rules(conn, "Asia/Shanghai")
+        assert [
+            (p.id, p.supervisee, p.device.owntracks, p.distance_m, p.sms) for p in roster.protected
+        ] == [("PP1", "A", "victim/phone", 500.0, "+8613800000000")]
+        # Ended: the person goes, and where they were goes from their alerts' evidence.
+        alert = await conn.fetchval(
+            "INSERT INTO alerts (type, supervisee_id, device_id, ts, key, detail)"
+            " VALUES ('protected_proximity', 'A', 'TAG1', now(), 'k',"
+            ' \'{"order": "PP1", "protected": {"lat": 28.4}}\') RETURNING id'
+        )
+        assert await proximity_repo.purge_protected(conn, "PP1") == 1
+        detail = await conn.fetchval("SELECT detail FROM alerts WHERE id = $1", alert)
+        assert "protected" not in detail and detail["protected_purged"] is True
+        roster, _ = await load_rules(conn, "Asia/Shanghai")
+        assert roster.protected == []
+    stranger = {**person, "supervisee": "NOBODY"}
+    with pytest.raises(ScenarioError, match="protected PP1: no such supervisee NOBODY"):
+        await load_scenario(
+            pool, _write(tmp_path / "2", roster={**ROSTER, "protected": [stranger]})
+        )

@@ -1,4 +1,5 @@
-"""No-contact orders (禁止接触) and the gathering rule (聚集): geofence.together's rules."""
+"""No-contact orders (禁止接触), protected persons (被保护人) and the gathering rule (聚集):
+geofence.together's rules."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from geofence.model import Gathering, NoContact
+from geofence.model import DeviceRef, Gathering, NoContact, Protection
 from storage.db import Conn
 
 
@@ -42,6 +43,71 @@ async def set_gathering(conn: Conn, rule: Gathering) -> None:
         rule.radius_m,
         rule.hold_s,
     )
+
+
+async def devices_in_use(conn: Conn, ids: Sequence[str]) -> set[str]:
+    """Of `ids`, those that are supervisees' devices (registered in `devices`)."""
+    rows = await conn.fetch("SELECT id FROM devices WHERE id = ANY($1::text[])", list(ids))
+    return {r["id"] for r in rows}
+
+
+async def upsert_protected(conn: Conn, people: Sequence[Protection]) -> None:
+    for p in people:
+        await conn.execute(
+            "INSERT INTO protected_persons (id, supervisee_id, device_id, owntracks, osmand,"
+            " distance_m, confirm_s, sms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " ON CONFLICT (id) DO UPDATE SET supervisee_id = EXCLUDED.supervisee_id,"
+            " device_id = EXCLUDED.device_id, owntracks = EXCLUDED.owntracks,"
+            " osmand = EXCLUDED.osmand, distance_m = EXCLUDED.distance_m,"
+            " confirm_s = EXCLUDED.confirm_s, sms = EXCLUDED.sms, updated_at = now()",
+            p.id,
+            p.supervisee,
+            p.device.id,
+            p.device.owntracks,
+            p.device.osmand,
+            p.distance_m,
+            p.confirm_s,
+            p.sms,
+        )
+
+
+async def protected_sms(conn: Conn, protection: str) -> str | None:
+    """The protected person's number for a warning, if they gave one."""
+    number: str | None = await conn.fetchval(
+        "SELECT sms FROM protected_persons WHERE id = $1", protection
+    )
+    return number
+
+
+async def purge_protected(conn: Conn, protection: str) -> int:
+    """End a protection: the person and their phone go, and with them every copy of where
+    they were (the `protected` evidence of its alerts); returns the alerts purged."""
+    purged = await conn.execute(
+        "UPDATE alerts SET detail = detail - 'protected' || '{\"protected_purged\": true}'"
+        " WHERE type = 'protected_proximity' AND detail->>'order' = $1"
+        " AND detail ? 'protected'",
+        protection,
+    )
+    await conn.execute("DELETE FROM protected_persons WHERE id = $1", protection)
+    return int(purged.split()[-1])
+
+
+async def load_protected(conn: Conn) -> list[Protection]:
+    rows = await conn.fetch(
+        "SELECT id, supervisee_id, device_id, owntracks, osmand, distance_m, confirm_s, sms"
+        " FROM protected_persons ORDER BY id"
+    )
+    return [
+        Protection(
+            r["id"],
+            r["supervisee_id"],
+            DeviceRef(r["device_id"], "phone", owntracks=r["owntracks"], osmand=r["osmand"]),
+            r["distance_m"],
+            r["confirm_s"],
+            r["sms"],
+        )
+        for r in rows
+    ]
 
 
 async def load(conn: Conn) -> tuple[list[NoContact], Gathering | None]:
