@@ -70,8 +70,16 @@ _NAMED_DETAIL = (
 )
 
 
-def alert_object(r: Row) -> dict[str, Any]:
-    """The alert as the API and webhooks show it (spec 4.3)."""
+PROTECTED_EVIDENCE = "protected"  # detail key: where a protected person was (geofence.together)
+
+
+def alert_object(r: Row, *, protected: bool = False) -> dict[str, Any]:
+    """The alert as the API and webhooks show it (spec 4.3). Where a protected person was
+    is left out unless `protected`: only the alert's own audited read shows it
+    (docs/security.md), never a list, the live feed or a webhook."""
+    detail = r["detail"]
+    if not protected and isinstance(detail, dict) and PROTECTED_EVIDENCE in detail:
+        detail = {k: v for k, v in detail.items() if k != PROTECTED_EVIDENCE}
     return {
         "id": r["id"],
         "type": r["type"],
@@ -88,7 +96,7 @@ def alert_object(r: Row) -> dict[str, Any]:
         "disposition": r["disposition"],
         "reason": r["reason"],
         "note": r["note"],
-        "detail": r["detail"],
+        "detail": detail,
         # When the next escalation step is due while the alert stays open (alerts.escalation).
         "escalate_at": iso_time(at) if (at := r.get("escalate_at")) else None,
         # The suspension window holding it (alerts.hold); null once released or never held.

@@ -33,6 +33,7 @@ from storage.archive import Archive
 from storage.archiving import LOCK_ID as ARCHIVE_LOCK_ID
 from storage.db import FAILED as DB_FAILED
 from storage.repo import access as access_repo
+from storage.repo import proximity as proximity_repo
 
 log = logging.getLogger("fencewatch.retention")
 
@@ -125,6 +126,7 @@ async def _purge(
                 result["archived_fixes"] += counts["archived_fixes"]
                 result["device_events"] += counts["device_events"]
         await history.discard(archive, stale)
+    await _purge_protected(pool, result, dry_run)
     async with pool.acquire() as conn, conn.transaction():
         if dry_run:
             result["rejected_messages"] = await conn.fetchval(
@@ -137,6 +139,30 @@ async def _purge(
         summary = {k: v for k, v in result.items() if k not in ("purged", "dry_run")}
         summary["released_without_term_end"] = summary["released_without_term_end"][:100]
         await access_repo.audit(conn, ACTOR, None, "retention.run", "retention", summary)
+
+
+async def _purge_protected(pool: asyncpg.Pool, result: dict[str, Any], dry_run: bool) -> None:
+    """Protected persons whose supervisee's supervision has ended go at once, not after the
+    retention period: where they were is a third party's data whose only purpose, the
+    order, is over (storage.repo.proximity.purge_protected; docs/security.md)."""
+    ended = await pool.fetch(
+        "SELECT p.id, p.supervisee_id FROM protected_persons p"
+        " JOIN supervisees s ON s.id = p.supervisee_id WHERE s.status = 'released' ORDER BY p.id"
+    )
+    result["protected_persons"] = len(ended)
+    if dry_run:
+        return
+    for row in ended:
+        async with pool.acquire() as conn, conn.transaction():
+            alerts = await proximity_repo.purge_protected(conn, row["id"])
+            await access_repo.audit(
+                conn,
+                ACTOR,
+                None,
+                "retention.protected",
+                f"supervisee:{row['supervisee_id']}",
+                {"protected": row["id"], "alerts": alerts},
+            )
 
 
 async def _purge_person(

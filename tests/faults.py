@@ -133,7 +133,9 @@ class Stack:
     def mqtt_url(self) -> str:
         return f"mqtt://127.0.0.1:{self.mqtt_port}"
 
-    def start_service(self, worker: int = 0, shards: int = 1, roles: str = "") -> None:
+    def start_service(
+        self, worker: int = 0, shards: int = 1, roles: str = "", extra: dict[str, str] | None = None
+    ) -> None:
         port = self.ports.setdefault(worker, free_port())
         osmand_port = self.osmand_ports.setdefault(worker, free_port())
         env = {
@@ -147,6 +149,7 @@ class Stack:
             "FENCEWATCH_SHARDS": str(shards),
             "FENCEWATCH_WORKER_ID": f"worker-{worker}",
             "FENCEWATCH_ROLES": roles or "ingest,api,scheduler",
+            **(extra or {}),
         }
         self.services[worker] = serve.start(env, port, self.root / f"service-{worker}.log")
 

@@ -569,6 +569,32 @@ async def test_reading_alerts_is_audited(world: World) -> None:
     assert sorted(rows[1]["detail"]["ids"]) == sorted(world.alerts.values())
 
 
+async def test_where_a_protected_person_was_is_shown_only_by_the_alerts_own_audited_read(
+    world: World,
+) -> None:
+    alert = world.alerts["P1"]
+    where = {"device": "V1", "lat": 28.45, "lon": 119.92, "radius_m": 8.0}
+    await world.pool.execute(
+        "UPDATE alerts SET type = 'protected_proximity',"
+        " detail = detail || jsonb_build_object('order', 'PP1', 'protected', $2::jsonb)"
+        " WHERE id = $1",
+        alert,
+        where,  # the pool's jsonb codec encodes it
+    )
+    listed = (await world.get("auditor", "/api/v1/alerts?type=protected_proximity")).json()
+    assert [a["id"] for a in listed["items"]] == [alert]
+    assert "protected" not in listed["items"][0]["detail"]
+    shown = (await world.get("station", f"/api/v1/alerts/{alert}")).json()
+    assert shown["detail"]["protected"] == where and shown["detail"]["order"] == "PP1"
+    rows = await world.pool.fetch(
+        "SELECT actor, action, object FROM audit_log WHERE action LIKE 'location.%' ORDER BY id"
+    )
+    assert [tuple(r) for r in rows][-2:] == [
+        ("station", "location.alert", f"alert:{alert}"),
+        ("station", "location.protected", f"alert:{alert}"),
+    ]
+
+
 async def test_a_city_office_can_be_recorded(world: World) -> None:
     body = {"name": "温州市社区矫正管理局", "kind": "city", "parent": "C"}
     response = await world.call("operator", "PUT", "/api/v1/offices/W", json=body)

@@ -253,3 +253,41 @@ async def test_purge_refuses_nonsense(pool: asyncpg.Pool) -> None:
         await purge(pool, NOW, 0, archive=ARCHIVE)
     with pytest.raises(ValueError, match="timezone"):
         await purge(pool, NOW.replace(tzinfo=None), DAYS, archive=ARCHIVE)
+
+
+async def test_a_protected_person_goes_with_the_order_and_their_place_with_them(
+    pool: asyncpg.Pool,
+) -> None:
+    """Released means the order is over: the protected person and where they were are
+    purged at once, whatever the retention period; an active person's protection stays."""
+    for person in ("RECENT", "ACTIVE"):
+        await pool.execute(
+            "INSERT INTO protected_persons (id, supervisee_id, device_id, owntracks, sms)"
+            " VALUES ($1, $2, $3, $4, '+8613800000000')",
+            f"PP-{person}",
+            person,
+            f"V-{person}",
+            f"victim/{person}",
+        )
+        await pool.execute(
+            "INSERT INTO alerts (key, type, supervisee_id, device_id, ts, detail)"
+            " VALUES ($1, 'protected_proximity', $2, $3, $4, $5)",
+            uuid.uuid4().hex,
+            person,
+            f"T-{person}",
+            NEWER,
+            {"order": f"PP-{person}", "protected": {"lat": 28.45, "lon": 119.9}},
+        )
+    done = await purge(pool, NOW, DAYS, archive=ARCHIVE)
+    assert done["protected_persons"] == 1
+    assert await pool.fetchval("SELECT array_agg(id) FROM protected_persons") == ["PP-ACTIVE"]
+    kept = await pool.fetch(
+        "SELECT supervisee_id, detail ? 'protected' AS placed FROM alerts"
+        " WHERE type = 'protected_proximity' ORDER BY 1"
+    )
+    assert [tuple(r) for r in kept] == [("ACTIVE", True), ("RECENT", False)]
+    [row] = await pool.fetch(
+        "SELECT object, detail FROM audit_log WHERE action = 'retention.protected'"
+    )
+    assert row["object"] == "supervisee:RECENT"
+    assert row["detail"] == {"protected": "PP-RECENT", "alerts": 1}

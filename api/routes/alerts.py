@@ -193,7 +193,10 @@ async def get_alert(ctx: Ctx, user: User, alert_id: int) -> AlertWithTimeline:
         if row is None:
             raise not_found(f"alert {alert_id}")
         await audit.record(conn, user, "location.alert", f"alert:{alert_id}")
-        return await _with_timeline(conn, record.alert_object(row))
+        if record.PROTECTED_EVIDENCE in (row["detail"] or {}):
+            # Where a protected person was: a read of its own (docs/security.md).
+            await audit.record(conn, user, "location.protected", f"alert:{alert_id}")
+        return await _with_timeline(conn, record.alert_object(row, protected=True))
 
 
 @router.post("/alerts/{alert_id}/acknowledge", response_model=AlertWithTimeline)
