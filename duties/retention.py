@@ -144,25 +144,32 @@ async def _purge(
 async def _purge_protected(pool: asyncpg.Pool, result: dict[str, Any], dry_run: bool) -> None:
     """Protected persons whose supervisee's supervision has ended go at once, not after the
     retention period: where they were is a third party's data whose only purpose, the
-    order, is over (storage.repo.proximity.purge_protected; docs/security.md)."""
+    order, is over (storage.repo.proximity.purge_protected; docs/security.md). Releasing a
+    person through the API purges them then; this catches a release recorded otherwise."""
     ended = await pool.fetch(
-        "SELECT p.id, p.supervisee_id FROM protected_persons p"
-        " JOIN supervisees s ON s.id = p.supervisee_id WHERE s.status = 'released' ORDER BY p.id"
+        "SELECT DISTINCT p.supervisee_id FROM protected_persons p"
+        " JOIN supervisees s ON s.id = p.supervisee_id WHERE s.status = 'released'"
+        " ORDER BY 1"
     )
-    result["protected_persons"] = len(ended)
-    if dry_run:
-        return
+    result["protected_persons"] = 0
     for row in ended:
+        sid = row["supervisee_id"]
         async with pool.acquire() as conn, conn.transaction():
-            alerts = await proximity_repo.purge_protected(conn, row["id"])
-            await access_repo.audit(
-                conn,
-                ACTOR,
-                None,
-                "retention.protected",
-                f"supervisee:{row['supervisee_id']}",
-                {"protected": row["id"], "alerts": alerts},
-            )
+            if dry_run:
+                result["protected_persons"] += await conn.fetchval(
+                    "SELECT count(*) FROM protected_persons WHERE supervisee_id = $1", sid
+                )
+                continue
+            for protection, alerts in (await proximity_repo.purge_protected_of(conn, sid)).items():
+                result["protected_persons"] += 1
+                await access_repo.audit(
+                    conn,
+                    ACTOR,
+                    None,
+                    "retention.protected",
+                    f"supervisee:{sid}",
+                    {"protected": protection, "alerts": alerts},
+                )
 
 
 async def _purge_person(

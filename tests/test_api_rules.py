@@ -595,6 +595,33 @@ async def test_where_a_protected_person_was_is_shown_only_by_the_alerts_own_audi
     ]
 
 
+async def test_releasing_the_supervisee_purges_the_protected_person_at_once(
+    world: World,
+) -> None:
+    await world.pool.execute(
+        "INSERT INTO protected_persons (id, supervisee_id, device_id, owntracks)"
+        " VALUES ('PP1', 'P1', 'V1', 'victim/phone')"
+    )
+    alert = world.alerts["P1"]
+    await world.pool.execute(
+        "UPDATE alerts SET type = 'protected_proximity', detail = detail"
+        ' || \'{"order": "PP1", "protected": {"lat": 28.45}}\' WHERE id = $1',
+        alert,
+    )
+    body = {"office": "S1", "status": "released"}
+    response = await world.call("operator", "PUT", "/api/v1/supervisees/P1", json=body)
+    assert response.status_code == 200, response.text
+    assert await world.pool.fetchval("SELECT count(*) FROM protected_persons") == 0
+    detail = (await world.get("station", f"/api/v1/alerts/{alert}")).json()["detail"]
+    assert "protected" not in detail and detail["protected_purged"] is True
+    purge = await world.pool.fetchrow(
+        "SELECT actor, object, detail FROM audit_log WHERE action = 'protected.purge'"
+    )
+    assert purge is not None and purge["object"] == "supervisee:P1"
+    assert purge["detail"] == {"protected": "PP1", "alerts": 1}
+    assert world.changed[-1] == ["P1"]  # the service reloads: the phone is no longer taken
+
+
 async def test_a_city_office_can_be_recorded(world: World) -> None:
     body = {"name": "温州市社区矫正管理局", "kind": "city", "parent": "C"}
     response = await world.call("operator", "PUT", "/api/v1/offices/W", json=body)

@@ -15,6 +15,7 @@ from api.errors import ApiError, not_found
 from api.fields import LIST_MAX, Name, UtcTime
 from storage.db import Conn, Row
 from storage.repo import people as people_repo
+from storage.repo import proximity as proximity_repo
 from storage.repo import zones as zones_repo
 
 router = APIRouter(tags=["supervisees"])
@@ -113,6 +114,16 @@ async def put_supervisee(
             f"supervisee:{supervisee_id}",
             body.model_dump(mode="json"),
         )
+        if body.status == "released":
+            # The order is over: so is every protection from them, and with it every copy
+            # of where the protected person was (docs/security.md).
+            for protection, alerts in (
+                await proximity_repo.purge_protected_of(conn, supervisee_id)
+            ).items():
+                detail = {"protected": protection, "alerts": alerts}
+                await audit.record(
+                    conn, user, "protected.purge", f"supervisee:{supervisee_id}", detail
+                )
         row = await require_supervisee(conn, user, supervisee_id)
     await ctx.rules_changed([supervisee_id])
     return Supervisee.model_validate(dict(row))

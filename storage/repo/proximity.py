@@ -92,6 +92,15 @@ async def purge_protected(conn: Conn, protection: str) -> int:
     return int(purged.split()[-1])
 
 
+async def purge_protected_of(conn: Conn, supervisee: str) -> dict[str, int]:
+    """End every protection from `supervisee` (their supervision is over): protection id →
+    alerts purged of the protected person's position."""
+    ids = await conn.fetch(
+        "SELECT id FROM protected_persons WHERE supervisee_id = $1 ORDER BY id", supervisee
+    )
+    return {r["id"]: await purge_protected(conn, r["id"]) for r in ids}
+
+
 async def load_protected(conn: Conn) -> list[Protection]:
     rows = await conn.fetch(
         "SELECT id, supervisee_id, device_id, owntracks, osmand, distance_m, confirm_s, sms"
