@@ -12,19 +12,23 @@ import asyncio
 import re
 import socket
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
+import msgspec
 import pytest
 
+from alerts.feed import SIGHTINGS
 from fencewatch.config import ConfigError, Settings
 from fencewatch.embedded import free_port
 from fencewatch.loader import load_scenario
 from fencewatch.servers import ServerUrls
 from fencewatch.service import Service
 from fencewatch.timefmt import iso
+from geofence.proximity import Sighting
 from geofence.ruleset import RuleSet
 from ingest.osmand_http import OsmandListener
 from simulators.demo import demo_scenario
@@ -273,3 +277,50 @@ async def test_the_simulated_traccar_client_phone_reports_over_http(
         stop.set()
         await fleet
     assert stats.published >= stats.acked >= 1
+
+
+async def test_a_protected_persons_osmand_phone_is_taken_and_kept_nowhere(
+    pg_dsn: str, redis_url: str, mqtt_url: str
+) -> None:
+    """A protected person's Traccar Client phone posts to the same listener: answered 200
+    once its shard has taken it, handed to the proximity check's stream, and written to
+    neither `fixes` nor `rejected_messages` (docs/security.md)."""
+    protection = f"PP-{uuid.uuid4().hex[:8]}"
+    doc = {
+        "timezone": "Asia/Shanghai",
+        "supervisees": [{"id": "S1", "jurisdiction": [LIANDU], "devices": ["TS1"]}],
+        "protected": [
+            {
+                "id": protection,
+                "supervisee": "S1",
+                "device": {"id": "V1", "kind": "phone", "osmand": "victim-osmand"},
+            }
+        ],
+    }
+    port = free_port()
+    async with (
+        running(pg_dsn, redis_url, mqtt_url, lishui_collection(), doc, osmand_port=port) as live,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as phone,
+    ):
+        await eventually(lambda: _ready(live.service), "the OsmAnd listener never got ready")
+        now = int(time.time())
+        sent = await phone.post(
+            f"/?id=victim-osmand&lat=28.4512&lon=119.9123&timestamp={now}&accuracy=8"
+        )
+        assert sent.status_code == 200, sent.text
+        stranger = await phone.post(f"/?id=nobody&lat=28.45&lon=119.91&timestamp={now}")
+        assert stranger.status_code == 400  # not mistaken for a protected person's
+
+        async def streamed() -> bool:
+            entries = await live.service.redis.xrevrange(SIGHTINGS, count=200)
+            return any(
+                s.person == f"protected:{protection}" and s.device == "V1"
+                for _, fields in entries
+                for s in msgspec.msgpack.decode(fields[b"s"], type=list[Sighting])
+            )
+
+        await eventually(streamed, "the protected person's sighting never reached the stream")
+        pool = live.service.pool
+        assert await pool.fetchval("SELECT count(*) FROM fixes WHERE device_id = 'V1'") == 0
+        rejected = await pool.fetch("SELECT payload FROM rejected_messages")
+        assert all(b"28.4512" not in bytes(r["payload"]) for r in rejected)
