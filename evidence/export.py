@@ -73,6 +73,12 @@ async def export(
                 **scope.describe(),
                 "fixes": len(evidence.fixes),
                 "alerts": [a["id"] for a in evidence.alerts],
+                # The bundle holds where a protected person was (docs/security.md).
+                **(
+                    {"protected": True}
+                    if any("protected" in a["detail"] for a in evidence.alerts)
+                    else {}
+                ),
                 "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
                 "key": fingerprint(key.public_key()),
             },

@@ -112,7 +112,8 @@ async def gather(conn: Conn, offices: Offices, scope: Scope, archive: Archive) -
         rows = await record.alerts_between(conn, offices, scope.supervisee, scope.start, scope.end)
     alerts = [
         {
-            **record.alert_object(r),
+            # Where a protected person was: in that alert's own bundle only.
+            **record.alert_object(r, protected=scope.alert is not None),
             "timeline": [dict(e) for e in await record.timeline(conn, r["id"])],
         }
         for r in rows

@@ -285,3 +285,33 @@ async def test_a_breach_still_in_progress_is_covered_up_to_the_export(world: Wor
     # From an hour before it began to the export: not into an hour nobody has seen yet.
     assert _instant(scope["to"]) <= _instant(manifest["exported_at"])
     assert _instant(scope["to"]) - _instant(scope["from"]) >= timedelta(minutes=70)
+
+
+async def test_where_a_protected_person_was_is_only_in_that_alerts_own_bundle(
+    world: World,
+) -> None:
+    alert = world.alerts["P1"]
+    where = {"device": "V1", "lat": 28.4512, "lon": 119.9123, "radius_m": 8.0}
+    await world.pool.execute(
+        "UPDATE alerts SET type = 'protected_proximity',"
+        " detail = detail || jsonb_build_object('order', 'PP1', 'protected', $2::jsonb)"
+        " WHERE id = $1",
+        alert,
+        where,
+    )
+    own = await world.get("officer", f"/api/v1/alerts/{alert}/evidence")
+    url = "/api/v1/supervisees/P1/evidence?from=2025-11-27T00:00:00Z&to=2025-11-28T00:00:00Z"
+    person = await world.get("auditor", url)
+    assert own.status_code == person.status_code == 200, (own.text, person.text)
+    with zipfile.ZipFile(io.BytesIO(own.content)) as bundle:
+        [record] = json.loads(bundle.read("timeline.json"))
+    assert record["detail"]["protected"] == where
+    with zipfile.ZipFile(io.BytesIO(person.content)) as bundle:
+        assert b"28.4512" not in bundle.read("timeline.json")
+    exports = await world.pool.fetch(
+        "SELECT object, detail FROM audit_log WHERE action = 'evidence.export' ORDER BY id"
+    )
+    assert [(r["object"], r["detail"].get("protected")) for r in exports] == [
+        (f"alert:{alert}", True),
+        ("supervisee:P1", None),
+    ]
