@@ -26,6 +26,7 @@ from geofence.ruleset import RuleSet
 CONTACT = "contact"
 GATHERING = "gathering"
 PROTECTED = "protected_proximity"
+PROTECTED_PREFIX = "protected:"  # a protected person's key among the people (Protection.person)
 
 Pair = tuple[str, str]
 _SEP = "\x1f"  # joins ids into a snapshot's keys: no id contains it (printable ids only)
@@ -143,7 +144,12 @@ class Together:
     def load(self, state: TogetherState) -> None:
         """Take up `state` (saved by this watcher, or one under other rules: what the rules
         no longer ask about is dropped)."""
-        self.latest = dict(state.latest)
+        # A protected person no longer protected leaves no trace of where they were.
+        self.latest = {
+            person: s
+            for person, s in state.latest.items()
+            if not person.startswith(PROTECTED_PREFIX) or person in self.protections
+        }
         orders = {order.id for partners in self.partners.values() for order, _ in partners}
         orders |= set(self.protections)
         for key, run in state.contacts.items():
@@ -171,7 +177,7 @@ class Together:
         verdicts: list[Verdict] = []
         for protection in self.protections.get(s.person, ()):
             self._protected(s, protection, verdicts)
-        if s.person.startswith("protected:"):
+        if s.person.startswith(PROTECTED_PREFIX):
             return verdicts  # no supervisee: in no order of theirs, at no gathering
         for order, other in self.partners.get(s.person, ()):
             self._contact(s, order, other, verdicts)

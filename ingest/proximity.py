@@ -114,10 +114,15 @@ class ProximityCheck:
             await announce(self.redis, change)
 
     async def save(self) -> None:
-        if self.together is None or self.entry == "$":
+        if self.entry == "$":
             return
-        blob = msgspec.msgpack.encode(Saved(self.entry, self.together.state()))
         try:
+            if self.together is None:
+                # Nothing left to watch: what was saved (perhaps where a protected person
+                # last was, docs/security.md) goes too.
+                await self.redis.delete(STATE)
+                return
+            blob = msgspec.msgpack.encode(Saved(self.entry, self.together.state()))
             await self.redis.set(STATE, blob)
         except (RedisError, OSError) as exc:
             log.warning("proximity state not saved (%s); next time", exc)

@@ -188,6 +188,21 @@ def test_a_restarted_watcher_takes_up_where_it_stopped() -> None:
     assert raised[0].detail["start"] == T0 + 1000
 
 
+def test_a_protection_ended_leaves_no_trace_in_a_watcher_taking_up_the_state() -> None:
+    from geofence.model import DeviceRef, Protection
+    from geofence.together import Together, TogetherState
+
+    guarded = Protection("PP1", "S1", DeviceRef("V1", "phone", owntracks="v/p"))
+    first = Together(protected=[guarded])
+    first.see(_at("S1", 0, ts=T0))
+    first.see(_at(guarded.person, 2000, ts=T0 + 1000))
+    saved = msgspec.msgpack.decode(msgspec.msgpack.encode(first.state()), type=TogetherState)
+    assert set(saved.latest) == {"S1", "protected:PP1"} and saved.contacts
+    ended = Together(protected=[])
+    ended.load(saved)
+    assert set(ended.state().latest) == {"S1"} and not ended.state().contacts
+
+
 def test_a_protected_person_walking_up_to_the_supervisee_raises_protected_proximity(
     tmp_path: Path,
 ) -> None:
