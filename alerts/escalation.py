@@ -237,12 +237,18 @@ class Escalator:
     async def _warn_protected(self, conn: Conn, alert: asyncpg.Record, now: datetime) -> None:
         """An SMS at once to the protected person an alert is about, when their order gives
         their number (storage.repo.proximity); the timeline says it was sent, not to whom."""
-        if alert["type"] != PROTECTED or not self.channels.sms:
+        if alert["type"] != PROTECTED:
             return
         detail = alert["detail"] if isinstance(alert["detail"], dict) else {}
         order = str(detail.get("order", ""))
         number = await proximity_repo.protected_sms(conn, order)
         if not number:
+            return
+        if not self.channels.sms:
+            # Said where the officer looks: the person at risk was not warned.
+            skipped = {"order": order, "skipped": "no SMS gateway (FENCEWATCH_SMS_URL)"}
+            await append_event(conn, alert["id"], ACTOR, "warned", skipped, at=now)
+            log.error("alert %s: protected person not warned: no SMS gateway", alert["id"])
             return
         text = templates.protected_warning_text(float(detail.get("distance_m", 0)))
         payload = {

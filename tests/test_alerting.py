@@ -580,3 +580,33 @@ def test_alerting_settings_are_checked() -> None:
 
     with pytest.raises(ConfigError, match="FENCEWATCH_SMS_SECRET"):
         SmsSender("https://sms.example.org/send", "")
+
+
+async def test_a_protected_person_is_warned_at_once_and_without_a_gateway_that_is_said(
+    pool: asyncpg.Pool,
+) -> None:
+    await seed(pool)
+    victim = "+8613900000017"
+    await pool.execute(
+        "INSERT INTO protected_persons (id, supervisee_id, device_id, owntracks, sms)"
+        " VALUES ('PP1', 'P1', 'V1', 'victim/phone', $1)",
+        victim,
+    )
+    detail = {**POSITION, "order": "PP1", "distance_m": 500.0, "protected": {"lat": 28.4}}
+    warned = await raise_alert(pool, kind="protected_proximity", detail=detail)
+    await Escalator(pool, clock=ManualClock(), channels=Channels(sms=True)).route_new()
+    rows = await pool.fetch(
+        "SELECT recipient, payload FROM outbox WHERE channel = 'sms' ORDER BY id"
+    )
+    # The warning first, to them, saying neither who nor where; then the officer's SMS.
+    assert [r["recipient"] for r in rows] == [victim, OFFICER_PHONE]
+    warning = rows[0]["payload"]
+    assert warning["kind"] == "warning" and warning["throttle"] is False
+    assert "500米" in warning["text"] and "张" not in warning["text"]
+    steps = await timeline(pool, warned)
+    assert [e["detail"] for e in steps if e["action"] == "warned"] == [{"order": "PP1"}]
+
+    unwarned = await raise_alert(pool, kind="protected_proximity", detail=detail)
+    await Escalator(pool, clock=ManualClock(), channels=Channels()).route_new()
+    [skipped] = [e["detail"] for e in await timeline(pool, unwarned) if e["action"] == "warned"]
+    assert "no SMS gateway" in skipped["skipped"]
