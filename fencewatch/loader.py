@@ -166,13 +166,14 @@ async def _load_protected(conn: Conn, roster: Roster) -> None:
     if not roster.protected:
         return
     known = await proximity_repo.known_supervisees(conn, [p.supervisee for p in roster.protected])
-    worn = await proximity_repo.devices_in_use(conn, [p.device.id for p in roster.protected])
+    worn = await proximity_repo.devices_in_use(conn, [p.device for p in roster.protected])
     for p in roster.protected:
         if p.supervisee not in known:
             raise ScenarioError(f"roster.json: protected {p.id}: no such supervisee {p.supervisee}")
         if p.device.id in worn:
             raise ScenarioError(
-                f"roster.json: protected {p.id}: device {p.device.id} is a supervisee's"
+                f"roster.json: protected {p.id}: device {p.device.id} is (or reports as)"
+                " a supervisee's"
             )
     await proximity_repo.upsert_protected(conn, roster.protected)
 

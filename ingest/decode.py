@@ -99,6 +99,9 @@ def decode_protected(rules: RuleSet, topic: str, payload: bytes, at: int) -> Dec
     osmand = named.protocol == OSMAND  # the phone's id is in the request, not the topic
     if not osmand and rules.protection_of(named.device, named.protocol) is None:
         return None
+    supervised = rules.owntracks if named.protocol == OWNTRACKS else rules.device_owner
+    if named.device in supervised:
+        return None  # a supervisee's device registered on the same topic: supervision wins
     owners = {device: p.person for device, p in rules.protected_devices.items()}
     out = decode(topic, payload, at, owners, rules.protected_owntracks, rules.protected_osmand)
     if osmand and any(r.reason == "unknown_device" for r in out.rejections):

@@ -492,6 +492,10 @@ async def test_protected_persons_load_and_read_back_and_are_purged_with_their_or
         assert "protected" not in detail and detail["protected_purged"] is True
         roster, _ = await load_rules(conn, "Asia/Shanghai")
         assert roster.protected == []
+    # A phone reporting on a supervisee's OwnTracks topic would be taken for theirs.
+    twin = {**person, "device": {"id": "V2", "kind": "phone", "owntracks": "zhang/iphone"}}
+    with pytest.raises(ScenarioError, match="protected PP1: device V2 is \\(or reports as\\)"):
+        await load_scenario(pool, _write(tmp_path / "3", roster={**ROSTER, "protected": [twin]}))
     stranger = {**person, "supervisee": "NOBODY"}
     with pytest.raises(ScenarioError, match="protected PP1: no such supervisee NOBODY"):
         await load_scenario(

@@ -289,3 +289,20 @@ async def test_a_gathering_alert_goes_to_every_listed_persons_office(pg_dsn: str
             ]
     finally:
         await pool.close()
+
+
+def test_a_supervisees_phone_on_a_protected_phones_topic_stays_the_supervisees() -> None:
+    """Were one registered behind the loader's back: supervision never loses a fix."""
+    from geofence.model import DeviceRef, Protection, Roster, Supervisee
+    from geofence.ruleset import RuleSet
+    from ingest.decode import decode_protected
+
+    phone = DeviceRef("P1", "phone", owntracks="a/b")
+    people = [Supervisee("S1", devices=(phone,))]
+    guarded = [Protection("PP1", "S1", DeviceRef("V1", "phone", owntracks="a/b"))]
+    rules = RuleSet(Roster("Asia/Shanghai", people, protected=guarded), [])
+    payload = json.dumps({"_type": "location", "lat": 28.4, "lon": 119.9, "tst": T0 // 1000})
+    assert decode_protected(rules, "owntracks/a/b", payload.encode(), T0) is None
+    mine = RuleSet(Roster("Asia/Shanghai", [Supervisee("S1")], protected=guarded), [])
+    taken = decode_protected(mine, "owntracks/a/b", payload.encode(), T0)
+    assert taken is not None and [f.device for f in taken.fixes] == ["V1"]

@@ -45,9 +45,18 @@ async def set_gathering(conn: Conn, rule: Gathering) -> None:
     )
 
 
-async def devices_in_use(conn: Conn, ids: Sequence[str]) -> set[str]:
-    """Of `ids`, those that are supervisees' devices (registered in `devices`)."""
-    rows = await conn.fetch("SELECT id FROM devices WHERE id = ANY($1::text[])", list(ids))
+async def devices_in_use(conn: Conn, phones: Sequence[DeviceRef]) -> set[str]:
+    """Of `phones`, the ids of those a supervisee's device (registered in `devices`) shares
+    an id, an OwnTracks topic or an OsmAnd id with: their messages would be taken for the
+    protected person's."""
+    rows = await conn.fetch(
+        "SELECT p.id FROM unnest($1::text[], $2::text[], $3::text[]) AS p(id, owntracks, osmand)"
+        " WHERE EXISTS (SELECT 1 FROM devices d WHERE d.id = p.id OR d.owntracks = p.owntracks"
+        " OR d.osmand = p.osmand)",
+        [d.id for d in phones],
+        [d.owntracks for d in phones],
+        [d.osmand for d in phones],
+    )
     return {r["id"] for r in rows}
 
 
