@@ -8,8 +8,9 @@ a neighbouring county and stays out, another drives out; then an exclusion zone 
 entered, a strap is opened, a battery runs low, a tag goes silent and one loses its fix;
 someone on approved leave drives to 青田; one person carries a phone running the Traccar
 Client, which posts over HTTP (the OsmAnd protocol), instead of a tag, and two wear
-wristbands that speak JT/T 808 over TCP to the gateway; the rest go about their day, some
-near the border with their fixes drifting across it.
+wristbands that speak JT/T 808 over TCP to the gateway; one wears a tag and leaves their
+phone at home while they drive off (人机分离: device_separation some 20–35 minutes in); the
+rest go about their day, some near the border with their fixes drifting across it.
 
 The roster reads like a real centre's (its optional fields, fencewatch.scenario.Center):
 丽水市 → 莲都区司法局 → four justice stations, each with a head (所长) and officers with
@@ -40,8 +41,9 @@ import numpy as np
 from simulators import lishui
 from simulators.build import Person, Scenario, write, write_setup
 from simulators.device import Battery, FleetPlan
+from simulators.geo import distance_m
 from simulators.gps import GpsProfile
-from simulators.life import TZ, minutes, nearby, routine, tag, traccar_phone
+from simulators.life import TZ, minutes, nearby, phone, routine, tag, traccar_phone
 from simulators.places import EVERY_DAY, WEEKDAYS, block, circle, window
 from simulators.route import Env, Mode, RouteBuilder
 from supervision.orders import add_months
@@ -152,6 +154,19 @@ class _Demo:
         number = f"1391100{int(dev[1:]):04d}"
         return self._routine(sid, dev, curfew=int(sid[1:]) % 3 == 0, jt808=number)
 
+    def phone_left_home(self, sid: str, dev: str) -> Person:
+        """Wears the tag but leaves the phone at home (人机分离): five minutes after the start
+        drives 3 km or more across 莲都 and stays there; the phone pings from home."""
+        home = lishui.interior_point(self.rng, min_depth_m=2000, within_m=5000)
+        dest = home
+        while distance_m(*home, *dest) < 3000:
+            dest = lishui.interior_point(self.rng, min_depth_m=1500, near=home, within_m=7000)
+        b = self._at(*home).stay(300, Env.INDOOR).go(*dest, Mode.DRIVE)
+        track = b.stay_until(self.sc.end, Env.INDOOR).track()
+        at_home = self._at(*home).stay_until(self.sc.end, Env.INDOOR).track()
+        plans = [tag(self.rng, dev, track), phone(self.rng, f"P{dev[1:]}", at_home)]
+        return self.sc.add(Person(sid, track, plans, expect=None))
+
     def routine(self, sid: str, dev: str) -> Person:
         return self._routine(sid, dev, curfew=int(sid[1:]) % 3 == 0)
 
@@ -200,6 +215,7 @@ ROLES: tuple[Callable[[_Demo, str, str], Person], ...] = (
     _Demo.traccar_phone,
     _Demo.jt808_wristband,
     _Demo.jt808_wristband,
+    _Demo.phone_left_home,
 )
 
 
