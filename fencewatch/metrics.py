@@ -30,8 +30,9 @@ JT808_FIXES = Counter(
 )
 JT808_DROPPED = Counter(
     "fencewatch_jt808_dropped",
-    "What the JT/T 808 gateway refused or cut off, by reason (bad_checksum, bad_frame,"
-    " too_large, idle, auth_timeout, too_many_connections, unknown_terminal, …)",
+    "What the JT/T 808 gateway refused or cut off, by reason (bad_checksum, oversized,"
+    " unauthenticated, idle, auth_timeout, too_many_connections, unknown_terminal, …;"
+    " all in docs/security.md)",
     ["reason"],
 )
 ALERTS_RAISED = Counter("fencewatch_alerts_raised", "Alerts raised, by type", ["type"])

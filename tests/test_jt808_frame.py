@@ -6,6 +6,7 @@ stream reader finds every frame in any chunking of a TCP stream and never raises
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fencewatch.metrics import JT808_DROPPED
 from ingest.jt808.frame import (
     MAX_BODY,
     REASONS,
@@ -262,3 +264,12 @@ def test_reader_finds_every_frame_in_any_chunking(
         at, turn = at + size, turn + 1
     expected = iter(found)
     assert all(any(f == g for g in expected) for f, _ in items)
+
+
+def test_the_dropped_metrics_help_names_reasons_the_gateway_gives() -> None:
+    # Whoever reads /metrics looks these up in docs/security.md's hostile-input table.
+    table = (Path(__file__).parent.parent / "docs" / "security.md").read_text()
+    documented = set(re.findall(r"`([a-z_]+)`", table))
+    listed = JT808_DROPPED._documentation.split("by reason (")[1].split("…")[0]
+    named = {reason.strip() for reason in listed.split(",") if reason.strip()}
+    assert named and named <= documented, f"not reasons: {sorted(named - documented)}"
