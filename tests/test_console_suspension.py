@@ -7,11 +7,13 @@ page asks for leaves the service."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Dialog, Page, expect
 
+from api.routes.suspensions import HOLDABLE
 from api.tokens import create_token
 from tests.live import eventually, running
 from tests.test_console import (
@@ -61,6 +63,13 @@ async def test_an_officer_suspends_alerts_a_supervisor_approves_and_the_queue_sh
             await log_in(page, base, officer)
             await open_file(page, base, "S1")
             form = page.locator(".suspend-form")
+            # Every type the service can hold is offered (人机分离 and 签到未完成 too), each
+            # by its Chinese name.
+            offered = form.locator("input[name=type]")
+            await expect(offered).to_have_count(len(HOLDABLE))
+            assert sorted(await offered.evaluate_all("bs => bs.map(b => b.value)")) == HOLDABLE
+            names = await form.locator("label:has(input[name=type])").all_inner_texts()
+            assert not [n for n in names if re.search("[A-Za-z]", n)], names
             await form.locator("input[value=jurisdiction_exit]").check()
             await expect(form.locator("input[name=all]")).not_to_be_checked()
             await form.locator("select[name=reason]").select_option("hospital")

@@ -65,6 +65,8 @@ const WORDS = {
   "type.sos": ["紧急求助", "SOS"],
   "type.device_separation": ["人机分离", "Device separation"],
   "type.checkin_missed": ["签到未完成", "Check-in missed"],
+  "type.contact": ["违反禁止接触", "No-contact order broken"],
+  "type.gathering": ["聚集", "Gathering"],
   "type.engine_fault": ["无法判定（系统故障）", "Cannot be judged (engine fault)"],
   "type.power_off": ["关机", "Power off"],
   "type.contact": ["接触禁止接触的人", "No-contact breach"],

@@ -20,6 +20,10 @@ const HOLDABLE = [
   "low_battery",
   "strap_tamper",
   "sos",
+  "device_separation",
+  "checkin_missed",
+  "contact",
+  "gathering",
 ] as const;
 const REASONS = ["hospital", "detention", "court", "other"] as const;
 const DEFAULT_DAYS = 3;
