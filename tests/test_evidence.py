@@ -85,7 +85,9 @@ def _rewrite(path: Path, name: str, change: bytes | None = None) -> Path:
 
 
 def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    """To the millisecond, as the manifest's times are written."""
+    at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
 def _verify(*args: str | Path) -> tuple[int, str]:
