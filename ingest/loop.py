@@ -65,6 +65,7 @@ class Judging:
         self.lock = asyncio.Lock()
         self.last_rid = 0
         self.last_event_rid = 0
+        self.stored = 0  # fixes committed by this holder
         # The shard's lease: `held` is cleared once this worker lets the shard go (taken by
         # another, or not renewed in time); until `valid_until` (monotonic) no other worker
         # can have taken it, renewed or not.
@@ -109,6 +110,7 @@ class Judging:
                 await asyncio.sleep(delay)
         self.last_rid = max(self.last_rid, done.last_rid)
         self.last_event_rid = max(self.last_event_rid, done.last_event_rid)
+        self.stored += done.stored
         return done
 
     async def _lease_holds(self) -> None:

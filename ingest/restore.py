@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 
-import msgspec
-
 from alerts.record import apply
 from geofence import guard
 from geofence.engine import Engine
@@ -38,15 +36,18 @@ def _ours(rules: RuleSet, shard: Shard, device: str) -> bool:
     return owner is not None and shard.owns(owner)
 
 
-def _merge(blobs: list[bytes], rules: RuleSet, shard: Shard) -> EngineState:
-    """The shard's own people and their devices, out of one or more snapshots."""
+async def _merge(blobs: list[bytes], rules: RuleSet, shard: Shard) -> EngineState:
+    """The shard's own people and their devices, out of one or more snapshots, read part
+    by part (storage.snapshots)."""
     merged = EngineState()
     for blob in blobs:
-        state = msgspec.msgpack.decode(blob, type=EngineState)
-        merged.devices.update(
-            (device, dev) for device, dev in state.devices.items() if _ours(rules, shard, device)
-        )
-        merged.people.update((p, s) for p, s in state.people.items() if shard.owns(p))
+        async for state in snapshots.decode(blob):
+            merged.devices.update(
+                (device, dev)
+                for device, dev in state.devices.items()
+                if _ours(rules, shard, device)
+            )
+            merged.people.update((p, s) for p, s in state.people.items() if shard.owns(p))
     return merged
 
 
@@ -72,7 +73,7 @@ async def _restore(
     conn: Conn, rules: RuleSet, shard: Shard, guarded: bool
 ) -> tuple[Engine, int, int, int]:
     rows = await snapshots.latest(conn, shard)
-    engine = Engine(rules, _merge([r["state"] for r in rows], rules, shard))
+    engine = Engine(rules, await _merge([r["state"] for r in rows], rules, shard))
     last_rid = min((r["last_rid"] for r in rows), default=0)
     last_event_rid = min((r["last_event_rid"] for r in rows), default=0)
     rejudged = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import asyncpg
 
@@ -28,6 +29,9 @@ class ShardRunner:
         self.source = source
         self.loop = IngestLoop(judging, source, shard)
         self.task = asyncio.create_task(self.loop.run(), name=f"ingest {source.client_id}")
+        # When the newest snapshot was taken (monotonic), and the shard's commits then.
+        self.snapshot_at = time.monotonic()
+        self.snapshot_stored = 0
 
     @classmethod
     async def open(
@@ -68,13 +72,22 @@ class ShardRunner:
     async def tick(self, now_ms: int) -> None:
         await self.judging.tick(now_ms)
 
+    def snapshot_due(self, every_s: float, after_fixes: int) -> bool:
+        """`every_s` since the last snapshot, or `after_fixes` fixes committed since."""
+        return (
+            time.monotonic() - self.snapshot_at >= every_s
+            or self.judging.stored - self.snapshot_stored >= after_fixes
+        )
+
     async def snapshot(self) -> None:
         # Taken under the lock, consistent with what is committed; written outside it, so
         # judging goes on meanwhile.
         judging = self.judging
         async with judging.lock:
             await judging.drain()
-            taken = judging.engine.snapshot(), judging.last_rid, judging.last_event_rid
+            state = await snapshots.encode(judging.engine.state)
+            taken = state, judging.last_rid, judging.last_event_rid
+            self.snapshot_at, self.snapshot_stored = time.monotonic(), judging.stored
         await self._save(*taken)
 
     async def rules_changed(self, rules: RuleSet) -> None:
@@ -102,9 +115,8 @@ class ShardRunner:
                 snapshot = False
             self.source.stop()
             if snapshot:
-                await self._save(
-                    judging.engine.snapshot(), judging.last_rid, judging.last_event_rid
-                )
+                state = await snapshots.encode(judging.engine.state)
+                await self._save(state, judging.last_rid, judging.last_event_rid)
         await asyncio.gather(self.task, return_exceptions=True)
 
     async def _save(self, state: bytes, last_rid: int, last_event_rid: int) -> None:

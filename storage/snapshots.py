@@ -3,15 +3,32 @@
 
 A snapshot records a shard's state with the last fix and event it had judged. Each shard
 keeps its newest few; a previous layout's (a different number of shards) are kept until
-every shard of the new one has a snapshot of its own."""
+every shard of the new one has a snapshot of its own.
+
+The state is stored in parts of PART devices or people (a msgpack array of encoded
+EngineStates), encoded and decoded one part at a time with the event loop let go between
+them: a 100,000-tag shard is some 50 MB of state, which in one piece would hold the loop —
+the worker's other shards, its API and its clock — for as long as it takes (up to seconds
+on a slow box, in a take-over). A snapshot in one piece (before parts) still reads."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 import asyncpg
+import msgspec
 
+from geofence.state import EngineState
 from storage.db import Conn
+
+PART = 5000
+_ENCODER = msgspec.msgpack.Encoder()
+_STATE = msgspec.msgpack.Decoder(EngineState)
+_PARTS = msgspec.msgpack.Decoder(list[bytes])
+# How a msgpack array starts (the parts); an EngineState in one piece is a map.
+_ARRAY = {bytes([b]) for b in range(0x90, 0xA0)} | {b"\xdc", b"\xdd"}
 
 
 class Shard(Protocol):
@@ -75,3 +92,29 @@ async def latest(conn: Conn, shard: Shard) -> list[asyncpg.Record]:
         " ORDER BY shard, id DESC",
         shard.count,
     )
+
+
+async def encode(state: EngineState) -> bytes:
+    """`state` as a snapshot, in parts. The caller keeps the state from changing meanwhile
+    (ingest.shard holds the shard's lock: its own judging waits, nothing else does)."""
+    parts = []
+    for table, wrap in (
+        (state.devices, lambda part: EngineState(devices=part)),
+        (state.people, lambda part: EngineState(people=part)),
+    ):
+        keys = list(table)
+        for start in range(0, len(keys), PART):
+            part = {key: table[key] for key in keys[start : start + PART]}
+            parts.append(_ENCODER.encode(wrap(part)))
+            await asyncio.sleep(0)
+    return _ENCODER.encode(parts)
+
+
+async def decode(blob: bytes) -> AsyncIterator[EngineState]:
+    """A snapshot's state, part by part (one part for a snapshot in one piece)."""
+    if blob[:1] in _ARRAY:
+        for part in _PARTS.decode(blob):
+            yield _STATE.decode(part)
+            await asyncio.sleep(0)
+    else:
+        yield _STATE.decode(blob)

@@ -4,9 +4,13 @@ the number of shards changes between runs."""
 
 from __future__ import annotations
 
+import msgspec
+import pytest
+
 from geofence.engine import Engine
 from geofence.model import Roster
 from geofence.ruleset import RuleSet
+from geofence.state import PersonState
 from geofence.zones import parse_feature_collection
 from ingest.restore import restore
 from ingest.shards import Shard
@@ -66,3 +70,25 @@ async def test_a_new_shard_layout_starts_from_the_old_snapshots(pg_dsn: str) -> 
             assert set(again.state.devices) == devices[1]
     finally:
         await pool.close()
+
+
+async def test_a_snapshot_in_parts_brings_back_the_same_state(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Parts of 7 devices or people: 40 of each make six parts each.
+    monkeypatch.setattr(snapshots, "PART", 7)
+    r = rules()
+    engine = Engine(r)
+    for person in PEOPLE:
+        engine.process([fix(f, f"T{person}") for f in line(LIANDU_SEAT, LIANDU_SEAT, 3, seq0=1)])
+        engine.state.people[person] = PersonState(apart=(1, 2))
+    blob = await snapshots.encode(engine.state)
+    assert len(msgspec.msgpack.decode(blob)) == 12
+    pool = await open_pool(pg_dsn, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await snapshots.save(conn, Shard(0, 1), blob, 0, 0)
+            restored = (await restore(conn, r, Shard(0, 1)))[0]
+    finally:
+        await pool.close()
+    assert restored.snapshot() == engine.snapshot()
