@@ -22,6 +22,8 @@ from benchmarks.load import FINISH_S, Bound, bounded, finish, start_generators
 from benchmarks.procs import Child, CpuMeter
 from benchmarks.profile import Profiler
 from benchmarks.stack import ServiceProcess, Stack
+from benchmarks.takeover import takeover
+from ingest.shards import Shard
 
 STORED = "fencewatch_fixes_stored_total"
 SAMPLE_S = 1.0
@@ -155,6 +157,8 @@ async def measure_service(
         total = sum(f["acked"] for f in finals) * opts.batch
         drained = await _drain(pg, total, opts.drain)
         alerts_api = await services[0].alerts("jurisdiction_exit")
+        # While the service still runs and snapshots: one worker's first shard.
+        taken = await takeover(stack.database_url, Shard(0, opts.shards))
         profile = await profiler.finish() if profiler else None
     finally:
         await feed.stop()
@@ -185,6 +189,9 @@ async def measure_service(
         "rss_peak_mb": peak,
         "cpu_s": cpu_s,
         "cpu_pct": {role: round(100 * s / seconds, 1) for role, s in cpu_s.items()},
+        # The service's processes' CPU per fix committed in the window (all roles).
+        "cpu_ms_per_fix": round(1000 * cpu_s["service"] / max(stored1 - stored0, 1), 3),
+        "takeover": taken,
         "timeline": timeline,
         "profile": profile,
     }

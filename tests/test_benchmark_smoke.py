@@ -20,6 +20,10 @@ REQUIRED = {
     # No alert can be confirmed within seconds (default policy: 3 fixes over 60 s).
     "p50_ms": (*NUMBERS, type(None)),
     "p99_ms": (*NUMBERS, type(None)),
+    "max_ms": (*NUMBERS, type(None)),
+    "stored_max_ms": (*NUMBERS, type(None)),
+    "cpu_ms_per_fix": NUMBERS,
+    "takeover_s": NUMBERS,
 }
 
 
@@ -45,6 +49,8 @@ def test_pipeline_benchmark_reports_its_figures() -> None:
     assert result["machine"]["nproc"] >= 1
     # 50 tags at one fix a second: the service stored something.
     assert result["fixes_per_s"] > 0
+    # A worker taking over the shard judged again what the newest snapshot had not seen.
+    assert result["phases"]["pipeline"]["takeover"]["rejudged"] > 0
 
 
 def test_jt808_gateway_benchmark_reports_its_figures() -> None:
