@@ -168,7 +168,9 @@ class Service:
             jobs["duties"] = Duties(self.pool, s, redis=self.redis).run(self.stop)
             jobs["retention"] = retention.job(self.pool, s.retention_days, Archive.of(s))
             # People near people, across every shard: one check for the deployment.
-            jobs["proximity"] = ProximityCheck(self.pool, self.redis, lambda: self.rules).run()
+            jobs["proximity"] = ProximityCheck(self.pool, self.redis, lambda: self.rules).run(
+                self.stop
+            )
         if demo_fleet:
             from simulators.fleet import run_fleet
 
@@ -205,7 +207,14 @@ class Service:
         for server in servers:
             server.should_exit = True
         for task in tasks:
-            if task.get_name() not in ("http", "osmand", "alerting", "duties", "fleet"):
+            if task.get_name() not in (
+                "http",
+                "osmand",
+                "alerting",
+                "duties",
+                "fleet",
+                "proximity",
+            ):
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         # Whatever the broker delivered but we did not acknowledge is redelivered next time.

@@ -56,10 +56,12 @@ class ProximityCheck:
         self.entry = "$"  # only what comes after the start, until a saved state says more
         self.raised = 0
 
-    async def run(self) -> None:
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop` is set, then save: the service stops it rather than cancelling it,
+        as a cancelled blocking XREAD could hang the shutdown on the shared Redis client."""
         await self._restore()
         saved_at = time.monotonic()
-        while True:
+        while not stop.is_set():
             try:
                 read = cast(
                     "list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]",
@@ -88,6 +90,7 @@ class ProximityCheck:
             if time.monotonic() - saved_at >= SAVE_EVERY_S:
                 await self.save()
                 saved_at = time.monotonic()
+        await self.save()
 
     def _watcher(self) -> Together | None:
         """The watcher under the rules in force now; what it knew carries over a reload."""

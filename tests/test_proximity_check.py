@@ -65,18 +65,20 @@ async def test_a_restart_mid_meeting_confirms_it_once(
         rules = await _rules(pool, tmp_path)
         first = ProximityCheck(pool, redis, lambda: rules)
         first.entry = "0-0"  # the stream is new: from its start, not from what comes next
-        running = asyncio.create_task(first.run())
+        stop = asyncio.Event()
+        running = asyncio.create_task(first.run(stop))
         await _reach(first, await _append(redis, range(6)))  # three minutes together
         await first.save()
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
+        stop.set()
+        await running
         assert await pool.fetchval("SELECT count(*) FROM alerts") == 0
 
         again = ProximityCheck(pool, redis, lambda: rules)
-        running = asyncio.create_task(again.run())
+        stop = asyncio.Event()
+        running = asyncio.create_task(again.run(stop))
         await _reach(again, await _append(redis, range(6, 14)))
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
+        stop.set()
+        await running
         rows = await pool.fetch(
             "SELECT type, supervisee_id, detail->>'start' AS start FROM alerts ORDER BY 2"
         )
