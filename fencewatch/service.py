@@ -177,15 +177,17 @@ class Service:
             # Reports every 10 s, and the first two minutes of the plan arrive at once, as
             # from tags that were out of touch: the demo has alerts to show within a minute.
             fleet_url, passwords = await self._fleet_login(plan)
-            jobs["fleet"] = run_fleet(
-                fleet_url,
-                plan,
-                self.stop,
-                interval_s=DEMO_INTERVAL_S,
-                history_s=120,
-                passwords=passwords,
-                osmand_url=self._osmand_url(),
-                jt808_address=self._jt808_address(),
+            jobs["fleet"] = self._once_judging(
+                run_fleet(
+                    fleet_url,
+                    plan,
+                    self.stop,
+                    interval_s=DEMO_INTERVAL_S,
+                    history_s=120,
+                    passwords=passwords,
+                    osmand_url=self._osmand_url(),
+                    jt808_address=self._jt808_address(),
+                )
             )
         tasks = {asyncio.create_task(job, name=name): name for name, job in jobs.items()}
         stopper = asyncio.create_task(self.stop.wait(), name="stop")
@@ -199,6 +201,17 @@ class Service:
             if task is not stopper and task.exception() is not None:
                 log.error("%s failed", task.get_name(), exc_info=task.exception())
         await self._shutdown(servers, list(tasks))
+
+    async def _once_judging(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` once every shard's broker session is subscribed: on a first start the
+        broker acknowledges what devices publish before any session subscribes, and drops it
+        (the demo lost each tag's first two minutes that way)."""
+        while not self.shards.connected and not self.stop.is_set():  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        if self.stop.is_set():
+            work.close()
+            return
+        await work
 
     async def _shutdown(
         self, servers: Sequence[uvicorn.Server], tasks: list[asyncio.Task[None]]
