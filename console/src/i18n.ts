@@ -69,8 +69,6 @@ const WORDS = {
   "type.gathering": ["聚集", "Gathering"],
   "type.engine_fault": ["无法判定（系统故障）", "Cannot be judged (engine fault)"],
   "type.power_off": ["关机", "Power off"],
-  "type.contact": ["接触禁止接触的人", "No-contact breach"],
-  "type.gathering": ["多人聚集", "Gathering"],
   "type.protected_proximity": ["接近被保护人", "Near a protected person"],
   "severity.critical": ["紧急", "Critical"],
   "severity.high": ["高", "High"],
