@@ -178,7 +178,10 @@ async def _terminal(
                 raise
             await asyncio.sleep(RETRY_S)
     home = (float(fleet.lat[k]), float(fleet.lon[k]))
-    ts = (time.time_ns() // 1_000_000 // 1000 - 60) * 1000
+    # A fix's time has whole seconds and is its dedupe key, so each report is a second after
+    # the last; a terminal answered fast sends far more than one a second, so its times start
+    # an hour back, not to run past the 10 minutes ahead of arrival that ingest accepts.
+    ts = (time.time_ns() // 1_000_000 // 1000 - 3600) * 1000
     acked = inflight = 0
     try:
         while time.perf_counter() < stop or inflight:

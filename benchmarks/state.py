@@ -9,8 +9,9 @@ after each. Prints one JSON object:
 - `rules_bytes_per_tag`: the compiled roster (geofence.ruleset) per tag, traced with
   tracemalloc from the roster as read;
 - `state_bytes_per_tag`: the engine state the fixes left (devices, people, watchdogs);
-- `gc_tracked`: objects the garbage collector walks at a full collection, and
-  `full_gc_ms` one such collection (a pause of the event loop in the service);
+- `gc_tracked`: objects the garbage collector walks at a full collection (the whole
+  process), `gc_tracked_per_tag` how many of them the roster and the engine's state added
+  per tag, and `full_gc_ms` one such collection (a pause of the event loop in the service);
 - `snapshot_bytes_per_tag`, `snapshot_encode_ms`, `snapshot_decode_ms`: the shard snapshot
   (Engine.snapshot) and reading it back (Engine.restore);
 - `judge_fixes_per_s`: the last round judged again on an engine restored from the snapshot
@@ -76,6 +77,8 @@ def measure(tags: int, rounds: int, seed: int = 4) -> dict[str, Any]:
         fleets.write_scenario(fleet, Path(tmp))
         zones = read_zones(Path(tmp) / "zones.geojson")
         roster_path = Path(tmp) / "roster.json"
+        gc.collect()
+        tracked_before = len(gc.get_objects())
         tracemalloc.start()
         try:
             before = _traced()
@@ -112,6 +115,7 @@ def measure(tags: int, rounds: int, seed: int = 4) -> dict[str, Any]:
         "rules_bytes_per_tag": round((with_rules - before) / tags),
         "state_bytes_per_tag": round((with_state - with_rules) / tags),
         "gc_tracked": tracked,
+        "gc_tracked_per_tag": round((tracked - tracked_before) / tags, 2),
         "full_gc_ms": round(full_gc * 1000, 1),
         "snapshot_bytes_per_tag": round(len(blob) / tags),
         "snapshot_encode_ms": round(encode * 1000, 1),
