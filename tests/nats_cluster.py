@@ -16,6 +16,7 @@ import signal
 import subprocess
 import time
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,10 @@ class NatsCluster:
         self.root = root
         self.nodes = [Node(f"n{i}", free_port(), free_port(), free_port()) for i in range(size)]
         routes = ", ".join(f"nats-route://127.0.0.1:{n.cluster_port}" for n in self.nodes)
+        # A cluster name of its own: nodes left running by an earlier, killed run keep
+        # dialling their old routes, and one of those ports may now be this cluster's; NATS
+        # refuses a route from another cluster, so they cannot join this one as a second n0.
+        cluster = f"fw-{uuid.uuid4().hex[:8]}"
         for node in self.nodes:
             (root / node.name).mkdir(parents=True)
             (root / f"{node.name}.conf").write_text(
@@ -57,7 +62,7 @@ class NatsCluster:
                 "listen: 127.0.0.1:-1\n"  # NATS clients: a port of the OS's choosing
                 f"http: 127.0.0.1:{node.monitor_port}\n"
                 f'jetstream {{ store_dir: "{root / node.name}" }}\n'
-                f"cluster {{ name: fw, listen: 127.0.0.1:{node.cluster_port},"
+                f"cluster {{ name: {cluster}, listen: 127.0.0.1:{node.cluster_port},"
                 f" routes: [{routes}] }}\n"
                 f"mqtt {{ listen: 127.0.0.1:{node.mqtt_port}, stream_replicas: {replicas},"
                 f' ack_wait: "{ack_wait}" }}\n'
