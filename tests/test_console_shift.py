@@ -148,6 +148,11 @@ async def test_critical_outranks_high_in_colour_position_and_sound(
             red, orange = "rgb(220, 38, 38)", "rgb(234, 88, 12)"
             assert await style(page, f"{critical_row} .sev", "background-color") == red
             assert await style(page, f"{high_row} .sev", "background-color") == orange
+            # A new row flashes for a few seconds; its own colour shows once that is over.
+            for row in (critical_row, high_row):
+                await page.locator(row).first.evaluate(
+                    "el => Promise.all(el.getAnimations().map(a => a.finished.catch(() => null)))"
+                )
             assert await style(page, critical_row, "background-color") != (
                 await style(page, high_row, "background-color")
             )
