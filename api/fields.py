@@ -5,12 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import PlainSerializer, StringConstraints
+from fastapi import Query
+from pydantic import AwareDatetime, PlainSerializer, StringConstraints
 
 from fencewatch.timefmt import iso_time
 
 # Written the one way fencewatch writes times: ISO-8601 UTC, milliseconds, "Z".
 UtcTime = Annotated[datetime, PlainSerializer(iso_time, return_type=str)]
+
+# The two ends of a required range [from, to) in a query string.
+Since = Annotated[AwareDatetime, Query(alias="from", description="ISO-8601 with offset")]
+Until = Annotated[AwareDatetime, Query(alias="to", description="ISO-8601 with offset")]
 
 # Free text is kept in the case record and copied into the append-only audit log: long
 # enough for any note an officer writes, too short for a request to bloat either.

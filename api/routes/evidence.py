@@ -4,17 +4,18 @@ track it contains (社区矫正法 Art. 29)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from api.auth import Principal, User
 from api.context import Ctx
 from api.errors import ApiError, not_found
+from api.fields import Since, Until
 from evidence import gather
 from evidence.export import Bundle, Exporter, export
 from evidence.keys import ALGORITHM, KeyProblem, fingerprint, public_pem, service_key
@@ -58,8 +59,8 @@ async def supervisee_evidence(
     ctx: Ctx,
     user: User,
     supervisee_id: str,
-    start: Annotated[AwareDatetime, Query(alias="from", description="ISO-8601 with offset")],
-    end: Annotated[AwareDatetime, Query(alias="to", description="ISO-8601 with offset")],
+    start: Since,
+    end: Until,
 ) -> Response:
     """The person's fixes and alerts in [from, to) (at most 31 days), with the rules in
     force, under a signed manifest."""

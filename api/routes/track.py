@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgspec
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from alerts.feed import LATEST
@@ -19,7 +19,7 @@ from api import audit
 from api.auth import User
 from api.context import Ctx
 from api.errors import ApiError
-from api.fields import UtcTime
+from api.fields import Since, Until, UtcTime
 from api.routes.supervisees import require_supervisee
 from fencewatch.timefmt import iso_time
 from geofence.model import Quality
@@ -103,8 +103,8 @@ async def track(
     ctx: Ctx,
     user: User,
     supervisee_id: str,
-    start: Annotated[AwareDatetime, Query(alias="from", description="ISO-8601 with offset")],
-    end: Annotated[AwareDatetime, Query(alias="to", description="ISO-8601 with offset")],
+    start: Since,
+    end: Until,
 ) -> Response:
     """One Point per stored fix with a position in [from, to), oldest first."""
     if end <= start:
