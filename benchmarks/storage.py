@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import heapq
 import json
+import multiprocessing
 import os
+import queue
 import statistics
 import sys
 import tempfile
@@ -31,7 +32,7 @@ import asyncpg
 import numpy as np
 
 from benchmarks import procs
-from benchmarks.history import device, person_days, supervisee
+from benchmarks.history import Fixes, device, person_days, supervisee
 from storage import archiving, history, partitions
 from storage.archive import Archive
 from storage.db import open_pool
@@ -122,14 +123,17 @@ async def _measure(
 
 
 async def _load(pool: asyncpg.Pool, opts: argparse.Namespace) -> tuple[int, float]:
-    """Generate and COPY every fix; (fixes, seconds spent in COPY)."""
+    """COPY every fix, generated meanwhile in a second process; (fixes, seconds spent in
+    COPY)."""
+    spawn = multiprocessing.get_context("spawn")
+    days: multiprocessing.Queue[Fixes | None] = spawn.Queue(maxsize=2)
+    args = (opts.people, opts.days, opts.interval, opts.seed, days)
+    generator = spawn.Process(target=_generate, args=args, daemon=True)
+    generator.start()
     total, copy_s = 0, 0.0
-    for group in range(0, opts.people, INTERLEAVE):
-        people = range(group, min(group + INTERLEAVE, opts.people))
-        streams = [person_days(p, FIRST_DAY, opts.days, opts.interval, opts.seed) for p in people]
-        for _ in range(opts.days):
-            days = [next(s) for s in streams]
-            rows = list(heapq.merge(*days, key=lambda r: r[3]))
+    try:
+        while (fixes := await asyncio.to_thread(_next, days, generator)) is not None:
+            rows = fixes.rows()
             t0 = time.perf_counter()
             async with pool.acquire() as conn:
                 for i in range(0, len(rows), opts.batch):
@@ -138,7 +142,34 @@ async def _load(pool: asyncpg.Pool, opts: argparse.Namespace) -> tuple[int, floa
                     )
             copy_s += time.perf_counter() - t0
             total += len(rows)
+    finally:
+        generator.kill()
+        generator.join()
     return total, copy_s
+
+
+def _generate(
+    people: int, days: int, interval: float, seed: int, out: multiprocessing.Queue[Fixes | None]
+) -> None:
+    """The generating process: each day of INTERLEAVE people after another, merged by
+    time, then None."""
+    for group in range(0, people, INTERLEAVE):
+        members = range(group, min(group + INTERLEAVE, people))
+        streams = [person_days(p, FIRST_DAY, days, interval, seed) for p in members]
+        for _ in range(days):
+            out.put(Fixes.by_time([next(s) for s in streams]))
+    out.put(None)
+
+
+def _next(
+    days: multiprocessing.Queue[Fixes | None], generator: multiprocessing.process.BaseProcess
+) -> Fixes | None:
+    while True:
+        try:
+            return days.get(timeout=5)
+        except queue.Empty:
+            if not generator.is_alive():
+                raise RuntimeError(f"the generating process died ({generator.exitcode})") from None
 
 
 async def _hot_bytes(pool: asyncpg.Pool) -> dict[str, int]:
