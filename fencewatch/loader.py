@@ -136,6 +136,7 @@ async def _check_references(conn: Conn, people: list[Supervisee]) -> None:
             exclusion=person.exclusion,
             home=person.home,
             destinations=[d for leave in person.leaves for d in leave.destinations],
+            workplace=person.workplace if isinstance(person.workplace, str) else None,
         )
         if person.office is not None and person.office not in offices:
             errors.append(f"office {person.office!r} does not exist")

@@ -21,6 +21,7 @@ from geofence.model import (
     Heightened,
     Leave,
     NoContact,
+    Place,
     Protection,
     Roster,
     Supervisee,
@@ -148,6 +149,26 @@ def _ids(raw: Any, what: str) -> tuple[str, ...]:
     return tuple(str(x) for x in raw)
 
 
+def parse_workplace(raw: Any, what: str) -> str | Place | None:
+    """Optional `workplace`: a zone id, or a place {"lat", "lon", "radius_m": 100, "name"}
+    (WGS-84, radius 10 m to 5 km)."""
+    if raw is None:
+        return None
+    if isinstance(raw, str) and raw:
+        return raw
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{what} must be a zone id or a place {{lat, lon, radius_m}}")
+    try:
+        place = msgspec.convert(raw, Place)
+    except msgspec.ValidationError as exc:
+        raise ScenarioError(f"{what}: {exc}") from None
+    if not (-90 <= place.lat <= 90 and -180 <= place.lon <= 180):
+        raise ScenarioError(f"{what}: lat/lon out of range")
+    if not 10 <= place.radius_m <= 5000:
+        raise ScenarioError(f"{what}: radius_m must be 10 to 5000 metres")
+    return place
+
+
 def parse_supervisee(raw: Any) -> Supervisee:
     if not isinstance(raw, dict) or not raw.get("id"):
         raise ScenarioError("each supervisee needs an id")
@@ -172,6 +193,7 @@ def parse_supervisee(raw: Any) -> Supervisee:
             )
         )
     home = raw.get("home")
+    workplace = parse_workplace(raw.get("workplace"), f"supervisee {sid} workplace")
     level = raw.get("level", "normal")
     if level not in LEVELS:
         raise ScenarioError(f"supervisee {sid}: level must be one of {', '.join(LEVELS)}")
@@ -180,6 +202,7 @@ def parse_supervisee(raw: Any) -> Supervisee:
         jurisdiction=_ids(raw.get("jurisdiction"), f"supervisee {sid} jurisdiction"),
         exclusion=_ids(raw.get("exclusion"), f"supervisee {sid} exclusion"),
         home=str(home) if home is not None else None,
+        workplace=workplace,
         devices=tuple(_device(d) for d in raw.get("devices") or []),
         leaves=tuple(leaves),
         level=level,

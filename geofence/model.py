@@ -107,11 +107,24 @@ class DeviceRef(msgspec.Struct, frozen=True):
     crs: str = "wgs84"  # what its positions are in, where the protocol does not say (JT/T 808)
 
 
+class Place(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A place drawn as a circle where no zone is: `radius_m` metres around (lat, lon),
+    WGS-84."""
+
+    lat: float
+    lon: float
+    radius_m: float = 100.0
+    name: str = ""
+
+
 class Supervisee(msgspec.Struct, frozen=True):
     id: str
     jurisdiction: tuple[str, ...] = ()
     exclusion: tuple[str, ...] = ()
     home: str | None = None
+    # Where the person works (工作单位): a zone id or a place. Co-workers there are no
+    # gathering, as people at their homes are not (docs/rules.md).
+    workplace: str | Place | None = None
     devices: tuple[DeviceRef, ...] = ()
     leaves: tuple[Leave, ...] = ()
     level: str = "normal"  # strict | normal | lenient (严管/普管/宽管)
@@ -161,7 +174,7 @@ class Protection(msgspec.Struct, frozen=True):
 
 class Gathering(msgspec.Struct, frozen=True):
     """The gathering rule (聚集): `size` or more supervisees surely within `radius_m` of
-    each other for `hold_s`, away from their homes."""
+    each other for `hold_s`, away from their homes and workplaces."""
 
     size: int = 3
     radius_m: float = 100.0

@@ -12,7 +12,7 @@ import shapely
 from shapely.geometry import shape
 
 from geofence.area import Area
-from geofence.model import Leave, Roster, Supervisee, ZoneDef
+from geofence.model import Leave, Place, Roster, Supervisee, ZoneDef
 from geofence.policy import DEFAULT_BOOK, Policy, PolicyBook
 from geofence.schedule import LocalClock, is_active
 
@@ -35,6 +35,7 @@ class RuleSet:
         self.osmand: dict[str, str] = {}  # OsmAnd id → device
         self.problems: list[str] = []
         self._areas: dict[tuple[str, ...], Area] = {}
+        self._places: dict[tuple[float, float, float], Area] = {}
         self._gaps: dict[tuple[tuple[str, ...], tuple[str, ...]], float] = {}
         # One policy object per (level, device kind, heightened period), shared by every
         # device it applies to: not one per device.
@@ -66,9 +67,10 @@ class RuleSet:
         self.paired = frozenset(p for p, n in worn.items() if n > 1)
 
     def _add(self, person: Supervisee) -> None:
+        workplace = person.workplace if isinstance(person.workplace, str) else None
         missing = [
             z
-            for z in (*person.jurisdiction, *person.exclusion, person.home)
+            for z in (*person.jurisdiction, *person.exclusion, person.home, workplace)
             if z is not None and z not in self.zones
         ]
         missing += [z for leave in person.leaves for z in leave.destinations if z not in self.zones]
@@ -81,6 +83,7 @@ class RuleSet:
                 jurisdiction=tuple(filter(known, person.jurisdiction)),
                 exclusion=tuple(filter(known, person.exclusion)),
                 home=person.home if person.home is None or known(person.home) else None,
+                workplace=None if workplace in missing else person.workplace,
                 devices=person.devices,
                 leaves=tuple(
                     Leave(
@@ -150,14 +153,26 @@ class RuleSet:
             return self.protected_owntracks.get(topic_device)
         return topic_device if topic_device in self.protected_devices else None
 
-    def at_home(self, supervisee: str, lat: float, lon: float, radius: float) -> bool:
-        """Whether an error circle may lie in the person's home zone (is not surely outside
-        it): there, being near others is no gathering."""
+    def at_home_or_work(self, supervisee: str, lat: float, lon: float, radius: float) -> bool:
+        """Whether an error circle may lie in the person's home zone or workplace (is not
+        surely outside both): there, being near others is no gathering."""
         person = self.supervisees.get(supervisee)
-        if person is None or person.home is None:
+        if person is None:
             return False
-        area = self.area((person.home,))
-        return bool(area.classify(np.array([lat]), np.array([lon]), np.array([radius]))[0] != -2)
+        places = [self.area((person.home,))] if person.home is not None else []
+        if isinstance(person.workplace, str):
+            places.append(self.area((person.workplace,)))
+        elif person.workplace is not None:
+            places.append(self._place(person.workplace))
+        at = np.array([lat]), np.array([lon]), np.array([radius])
+        return any(area.classify(*at)[0] != -2 for area in places)
+
+    def _place(self, place: Place) -> Area:
+        key = (place.lat, place.lon, place.radius_m)
+        found = self._places.get(key)
+        if found is None:
+            found = self._places[key] = Area.circle(place.lat, place.lon, place.radius_m)
+        return found
 
     def trip_s(self, person: Supervisee, leave: Leave, policy: Policy) -> int:
         """How long the road between the person's jurisdiction and the leave's destinations

@@ -89,13 +89,14 @@ class Together:
         self,
         orders: Iterable[NoContact] = (),
         gathering: Gathering | None = None,
-        at_home: Callable[[Sighting], bool] = lambda s: False,
+        exempt: Callable[[Sighting], bool] = lambda s: False,
         closeness: Closeness = proximity.DEFAULT,
         protected: Iterable[Protection] = (),
     ) -> None:
         self.closeness = closeness
         self.gathering = gathering
-        self.at_home = at_home
+        # Whether a sighting is at the person's home or workplace: no gathering there.
+        self.exempt = exempt
         self.latest: dict[str, Sighting] = {}
         # person → (order, other person) for every pair its no-contact orders name
         self.partners: dict[str, list[tuple[NoContact, str]]] = defaultdict(list)
@@ -129,7 +130,7 @@ class Together:
         return cls(
             rules.no_contact,
             rules.gathering,
-            lambda s: rules.at_home(s.person, s.lat, s.lon, s.radius),
+            lambda s: rules.at_home_or_work(s.person, s.lat, s.lon, s.radius),
             protected=rules.protected,
         )
 
@@ -165,7 +166,7 @@ class Together:
             self.neighbours[b].add(a)
         self.groups = {k: set(v) for k, v in state.groups.items()}
         for s in self.latest.values():
-            if not self.at_home(s):
+            if not self.exempt(s):
                 self.grid.put(s.person, s.lat, s.lon)
 
     def see(self, s: Sighting) -> list[Verdict]:
@@ -246,19 +247,19 @@ class Together:
     def _gathering(self, s: Sighting, rule: Gathering, out: list[Verdict]) -> None:
         assert self.grid is not None
         hold = msgspec.structs.replace(self.closeness, confirm_s=rule.hold_s)
-        home = self.at_home(s)
-        if home:
+        exempt = self.exempt(s)
+        if exempt:
             self.grid.drop(s.person)
         else:
             self.grid.put(s.person, s.lat, s.lon)
         others = set(self.neighbours[s.person])
-        if not home:
+        if not exempt:
             others.update(self.grid.near(s.lat, s.lon))
         others.discard(s.person)
         for other in others:
             them = self.latest[other]
             pair = _pair(s.person, other)
-            rel = APART if home else proximity.relation(s, them, rule.radius_m, hold)
+            rel = APART if exempt else proximity.relation(s, them, rule.radius_m, hold)
             run = self.close.get(pair)
             if run is None:
                 if rel != proximity.WITHIN:

@@ -164,7 +164,12 @@ class Scenario:
         )
         truth += contact_truth(tracks, self.no_contact, self.start, clock_end)
         if self.gathering is not None:
-            truth += gathering_truth(tracks, self.gathering, self.start, clock_end)
+            workplaces = {
+                p.id: p.profile["workplace"]
+                for p in self.people
+                if isinstance(p.profile.get("workplace"), dict)
+            }
+            truth += gathering_truth(tracks, self.gathering, self.start, clock_end, workplaces)
         self._check(truth)
         return Rendered(zones, roster, pings, truth)
 

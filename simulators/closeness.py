@@ -12,7 +12,7 @@
 - `gathering`: `size` or more people each truly within the radius of every other. Real when
   within half the radius for the hold time plus five minutes, optional from the hold time
   less a minute; the event names all who were in it (`people`) and is matched by an alert
-  on any of them (simulators.score).
+  on any of them (simulators.score). Nobody truly at their workplace is at one.
 """
 
 from __future__ import annotations
@@ -101,16 +101,29 @@ def protected_truth(
 
 
 def gathering_truth(
-    tracks: dict[str, Track], rule: dict[str, Any], start: int, end: int
+    tracks: dict[str, Track],
+    rule: dict[str, Any],
+    start: int,
+    end: int,
+    workplaces: dict[str, dict[str, Any]] | None = None,
 ) -> list[Truth]:
+    """Gatherings; a person truly at their workplace (a roster place) is at none."""
     size = int(rule.get("size", 3))
     radius = float(rule.get("radius_m", 100.0))
     hold_ms = int(rule.get("hold_s", 1200)) * 1000
     times = np.arange(start, end + 1, STEP_MS, dtype=np.int64)
     people = sorted(tracks)
     where = {p: tracks[p].at(times) for p in people}
+    at_work = {p: np.zeros(len(times), dtype=bool) for p in people}
+    for p, place in (workplaces or {}).items():
+        away = distance_m(where[p].lat, where[p].lon, place["lat"], place["lon"])
+        at_work[p] = away <= float(place.get("radius_m", 100.0))
     apart = {
-        (a, b): distance_m(where[a].lat, where[a].lon, where[b].lat, where[b].lon)
+        (a, b): np.where(
+            at_work[a] | at_work[b],
+            np.inf,
+            distance_m(where[a].lat, where[a].lon, where[b].lat, where[b].lon),
+        )
         for a, b in combinations(people, 2)
     }
 

@@ -1042,6 +1042,42 @@ def phone_carried(rng: np.random.Generator) -> Scenario:
     return sc
 
 
+# -- co-workers (聚集 at work is none; kept last: a kind's seeds follow its place here)
+
+
+@recipe
+def gathering_workplace(rng: np.random.Generator) -> Scenario:
+    """Three co-workers, each with the building site as their roster workplace (a place
+    150 m round), work side by side outdoors from about 8:00 (within 100 m of each other:
+    a gathering anywhere else): at work, none. At lunch half of them walk together to a
+    market 1.2–2 km away and stay 35–60 minutes: one gathering; the other half stay at
+    work all day."""
+    day = _day(rng)
+    sc = Scenario(local_ms(day, 7), local_ms(day, 15))
+    site = lishui.interior_point(rng, min_depth_m=4000, within_m=6000)
+    place = {"lat": site[0], "lon": site[1], "radius_m": 150, "name": "建筑工地"}
+    market = nearby(rng, *site, 1200, 2000)
+    lunch = sc.start + int(_u(rng, 4.3, 4.6) * H)
+    goes = rng.uniform() < 0.5
+    stay = _u(rng, 35, 60) * 60
+    for n in (1, 2, 3):
+        home = nearby(rng, *site, 1000, 2500)
+        bench = nearby(rng, *site, 5, 25)
+        b = RouteBuilder(rng, sc.start, *home).stay_until(sc.start + int(_u(rng, 20, 50) * MIN))
+        b.go(*bench, Mode.WALK if rng.uniform() < 0.5 else Mode.EBIKE)
+        b.linger(max(0, lunch + int(_u(rng, 0, 3) * MIN) - b.now) / 1000, 15)
+        if goes:
+            b.go(*market, Mode.WALK).linger(stay, _u(rng, 10, 20)).go(*bench, Mode.WALK)
+        b.linger(max(0, sc.end - b.now) / 1000, 15)
+        track = b.stay_until(sc.end).track()
+        sc.add(
+            Person(f"S{n:02d}", track, [tag(rng, f"T{n:02d}", track)], profile={"workplace": place})
+        )
+    sc.gathering = {}
+    _background(sc, rng, first=4)
+    return sc
+
+
 # -- writing the suite -----------------------------------------------------------------------
 
 ATTEMPTS = 12

@@ -7,9 +7,11 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
+import msgspec
+
 from fencewatch.timefmt import epoch_ms
 from geofence.limits import heightened_problems
-from geofence.model import DeviceRef, Heightened, Leave, Roster, Supervisee, ZoneDef
+from geofence.model import DeviceRef, Heightened, Leave, Place, Roster, Supervisee, ZoneDef
 from geofence.zones import parse_schedule
 from storage.db import Conn
 from storage.repo import proximity as proximity_repo
@@ -71,6 +73,7 @@ async def load_rules(conn: Conn, timezone: str) -> tuple[Roster, list[ZoneDef]]:
             jurisdiction=tuple(r["jurisdiction"]),
             exclusion=tuple(r["exclusion"]),
             home=r["home_zone"],
+            workplace=msgspec.convert(r["workplace"], str | Place | None),
             devices=tuple(devices.get(r["id"], ())),
             leaves=tuple(leaves.get(r["id"], ())),
             level=r["level"],
@@ -78,7 +81,7 @@ async def load_rules(conn: Conn, timezone: str) -> tuple[Roster, list[ZoneDef]]:
             office=r["office_id"],
         )
         for r in await conn.fetch(
-            "SELECT id, name, office_id, level, jurisdiction, exclusion, home_zone"
+            "SELECT id, name, office_id, level, jurisdiction, exclusion, home_zone, workplace"
             " FROM supervisees WHERE status = 'active' ORDER BY id"
         )
     ]

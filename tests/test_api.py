@@ -610,6 +610,8 @@ async def test_put_supervisee_validates_references(world: World) -> None:
         ({**good, "level": "extreme"}, "body.level"),
         ({**good, "term_end": "2024-01-01"}, "term_end is before term_start"),
         ({**good, "jurisdiction": "J1"}, "body.jurisdiction"),
+        ({**good, "workplace": "NOPE"}, "workplace zone 'NOPE' does not exist"),
+        ({**good, "workplace": {"lat": 28.4, "lon": 119.9, "radius_m": 1}}, "radius_m"),
     ]
     for body, reason in cases:
         assert reason in _error(await world.call("operator", "PUT", url, json=body), 422)
@@ -621,6 +623,12 @@ async def test_put_supervisee_validates_references(world: World) -> None:
     assert world.changed == [["P9"]]
     assert (await world.get("officer", url)).status_code == 404  # S2 is not the officer's
     assert (await world.get("supervisor", url)).json()["level"] == "strict"
+    # A workplace (a place or a zone): co-workers there are no gathering.
+    site = {"lat": 28.45, "lon": 119.92, "radius_m": 150.0, "name": "建筑工地"}
+    response = await world.call("operator", "PUT", url, json={**good, "workplace": site})
+    assert response.json()["workplace"] == site
+    response = await world.call("operator", "PUT", url, json={**good, "workplace": "H1"})
+    assert (await world.get("supervisor", url)).json()["workplace"] == "H1"
 
 
 async def test_scoped_operator_manages_only_their_subtree(world: World) -> None:

@@ -25,6 +25,7 @@ from fencewatch.scenario import ScenarioError, read_roster, read_zones
 from geofence.zones import parse_schedule
 from storage.db import open_pool
 from storage.repo import proximity as proximity_repo
+from storage.repo import zones as zones_repo
 from storage.rules import RULES_CHANNEL, load_rules
 
 # Leave next year, so that it is current whenever the test runs.
@@ -465,6 +466,31 @@ async def test_no_contact_orders_and_the_gathering_rule_load_and_read_back(
     stranger = {"no_contact": [{"id": "NC2", "people": ["A", "NOBODY"]}]}
     with pytest.raises(ScenarioError, match="no_contact NC2: no such supervisee NOBODY"):
         await load_scenario(pool, _write(tmp_path / "3", roster={**ROSTER, **stranger}))
+
+
+async def test_a_workplace_loads_as_a_place_or_a_zone_and_reads_back(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    a, b = (dict(p) for p in ROSTER["supervisees"])  # type: ignore[attr-defined]
+    a["workplace"] = {"lat": 28.44, "lon": 119.93, "radius_m": 150, "name": "五金厂"}
+    b["workplace"] = "H1"
+    await load_scenario(pool, _write(tmp_path / "1", roster={**ROSTER, "supervisees": [a, b]}))
+    async with pool.acquire() as conn:
+        roster, _ = await load_rules(conn, "Asia/Shanghai")
+        assert _plain([p.workplace for p in roster.supervisees]) == [
+            {"lat": 28.44, "lon": 119.93, "radius_m": 150.0, "name": "五金厂"},
+            "H1",
+        ]
+        # The zone is in use: it is named as B's workplace.
+        assert ("supervisee B", "workplace") in await zones_repo.zone_references(conn, "H1")
+    # A roster that no longer names it: no workplace.
+    await load_scenario(pool, _write(tmp_path / "2"))
+    async with pool.acquire() as conn:
+        roster, _ = await load_rules(conn, "Asia/Shanghai")
+    assert [p.workplace for p in roster.supervisees] == [None, None]
+    b["workplace"] = "NOWHERE"
+    with pytest.raises(ScenarioError, match="supervisee B: workplace zone 'NOWHERE' does not"):
+        await load_scenario(pool, _write(tmp_path / "3", roster={**ROSTER, "supervisees": [a, b]}))
 
 
 async def test_protected_persons_load_and_read_back_and_are_purged_with_their_order(

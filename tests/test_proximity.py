@@ -70,6 +70,7 @@ def _scenario(
     zones: list[dict[str, Any]] = (),  # type: ignore[assignment]
     homes: dict[str, str] | None = None,
     extra_pings: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    fields: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     doc = lishui_collection()
     (directory / "zones.geojson").write_text(
@@ -81,6 +82,7 @@ def _scenario(
             "jurisdiction": [LIANDU],
             "home": (homes or {}).get(device),
             "devices": [device],
+            **(fields or {}).get(device, {}),
         }
         for device in tracks
     ]
@@ -151,19 +153,55 @@ def test_three_at_a_market_are_one_gathering_but_not_at_home(tmp_path: Path) -> 
     assert quiet == []
 
 
+def test_co_workers_at_their_workplace_are_no_gathering_but_at_a_market_are(
+    tmp_path: Path,
+) -> None:
+    factory = offset(LIANDU_SEAT, 1200, -600)
+    market = offset(factory, -1500, 800)
+
+    # Three hours at the factory bench, an hour and a half at the market at lunch.
+    def day(n: int) -> list[dict[str, Any]]:
+        bench = offset(factory, 25 * n, -20 * n)
+        stall = offset(market, 20 * n, -15 * n)
+        work = line(bench, bench, 360)
+        walk = line(bench, stall, 30, t0=T0 + 360 * 30_000, seq0=361)
+        return work + walk + line(stall, stall, 180, t0=T0 + 390 * 30_000, seq0=391)
+
+    tracks = {f"T{n}": day(n) for n in (1, 2, 3)}
+    place = {"lat": factory[0], "lon": factory[1], "radius_m": 150, "name": "五金厂"}
+    at_work = {d: {"workplace": place} for d in tracks}
+    alerts = _scenario(tmp_path, tracks, {"gathering": {}}, fields=at_work)
+    # One gathering, raised at the market (20 minutes after they met there), none at work.
+    assert [(a["type"], a["detail"]["people"]) for a in alerts] == [
+        ("gathering", ["S1", "S2", "S3"])
+    ]
+    assert alerts[0]["detail"]["start"] >= T0 + 360 * 30_000  # once they left work
+    # The factory drawn as a zone instead of a place: the same.
+    zone = square_m("factory", "home", factory, 150)
+    by_zone = {d: {"workplace": "factory"} for d in tracks}
+    again = _scenario(tmp_path, tracks, {"gathering": {}}, [zone], fields=by_zone)
+    assert [a["detail"]["people"] for a in again] == [["S1", "S2", "S3"]]
+    # With no workplace, the morning at the bench is already the gathering.
+    bench = _scenario(tmp_path, tracks, {"gathering": {}})
+    assert [a["detail"]["start"] for a in bench] == [T0]
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
         ({"no_contact": [{"people": ["S1"]}]}, "people must list two or more"),
         ({"no_contact": [{"people": ["S1", "S2"], "distance_m": -5}]}, "positive number"),
         ({"gathering": {"size": 1}}, "2 or more"),
+        ({"gathering": {}, "workplace": {"lat": 28.4}}, "lon"),
+        ({"gathering": {}, "workplace": {"lat": 28.4, "lon": 119.9, "radius_m": 1}}, "10 to"),
     ],
 )
 def test_a_bad_order_is_refused_with_its_reason(
     tmp_path: Path, extra: dict[str, Any], message: str
 ) -> None:
     path = tmp_path / "roster.json"
-    path.write_text(json.dumps({"supervisees": [{"id": "S1"}, {"id": "S2"}], **extra}))
+    first = {"id": "S1", **({"workplace": extra.pop("workplace")} if "workplace" in extra else {})}
+    path.write_text(json.dumps({"supervisees": [first, {"id": "S2"}], **extra}))
     with pytest.raises(ScenarioError, match=message):
         read_roster(path)
 

@@ -21,6 +21,17 @@ from storage.repo import zones as zones_repo
 router = APIRouter(tags=["supervisees"])
 
 
+class PlaceIn(BaseModel):
+    """A place drawn as a circle (WGS-84), where no zone is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    radius_m: float = Field(100.0, ge=10, le=5000)
+    name: Name = ""
+
+
 class SuperviseeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -35,6 +46,11 @@ class SuperviseeIn(BaseModel):
         [], max_length=LIST_MAX, description="exclusion zone ids (禁止令)"
     )
     home: str | None = Field(None, description="home zone id (curfew)")
+    workplace: PlaceIn | Name | None = Field(
+        None,
+        description="where the person works (工作单位): a zone id or a place; co-workers"
+        " there are no gathering (聚集)",
+    )
     term_start: date | None = None
     term_end: date | None = None
     status: Literal["active", "released"] = "active"
@@ -103,6 +119,7 @@ async def put_supervisee(
             jurisdiction=body.jurisdiction,
             exclusion=body.exclusion,
             home=body.home,
+            workplace=body.workplace if isinstance(body.workplace, str) else None,
         )
         if errors:
             raise ApiError(422, "; ".join(errors), errors)

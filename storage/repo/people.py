@@ -12,7 +12,7 @@ from storage.repo import IN_SCOPE, Offices
 
 _SUPERVISEE_COLUMNS = (
     "s.id, s.name, s.office_id AS office, s.officer_id AS officer, s.level, s.jurisdiction,"
-    " s.exclusion, s.home_zone AS home, s.term_start, s.term_end, s.status, s.phone,"
+    " s.exclusion, s.home_zone AS home, s.workplace, s.term_start, s.term_end, s.status, s.phone,"
     " s.updated_at,"
     " ARRAY(SELECT a.device_id FROM device_assignments a"
     " WHERE a.supervisee_id = s.id AND a.until IS NULL ORDER BY a.device_id) AS devices"
@@ -57,18 +57,19 @@ async def put_supervisee(
     term_end: Any,
     status: str,
     phone: str | None = None,
+    workplace: str | dict[str, Any] | None = None,
 ) -> None:
     """Create or replace every field of a supervisee (HTTP PUT)."""
     await conn.execute(
         "INSERT INTO supervisees (id, name, office_id, officer_id, level, jurisdiction,"
-        " exclusion, home_zone, term_start, term_end, status, phone)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        " exclusion, home_zone, term_start, term_end, status, phone, workplace)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, office_id = EXCLUDED.office_id,"
         " officer_id = EXCLUDED.officer_id, level = EXCLUDED.level,"
         " jurisdiction = EXCLUDED.jurisdiction, exclusion = EXCLUDED.exclusion,"
         " home_zone = EXCLUDED.home_zone, term_start = EXCLUDED.term_start,"
         " term_end = EXCLUDED.term_end, status = EXCLUDED.status, phone = EXCLUDED.phone,"
-        " updated_at = now()",
+        " workplace = EXCLUDED.workplace, updated_at = now()",
         supervisee,
         name,
         office,
@@ -81,6 +82,7 @@ async def put_supervisee(
         term_end,
         status,
         phone,
+        workplace,
     )
 
 
@@ -89,16 +91,18 @@ async def load_supervisees(conn: Conn, people: Sequence[Supervisee]) -> None:
     roster does not know, are kept, and so are a name or office it leaves out. An id must
     not come twice."""
     await conn.execute(
-        "INSERT INTO supervisees (id, name, office_id, level, jurisdiction, exclusion, home_zone)"
+        "INSERT INTO supervisees (id, name, office_id, level, jurisdiction, exclusion, home_zone,"
+        " workplace)"
         # The record's columns are named after the Supervisee fields, as encoded.
-        " SELECT id, name, office, level, jurisdiction, exclusion, home"
+        " SELECT id, name, office, level, jurisdiction, exclusion, home, NULLIF(workplace, 'null')"
         " FROM jsonb_to_recordset($1::jsonb) AS s(id text, name text, office text, level text,"
-        "  jurisdiction text[], exclusion text[], home text)"
+        "  jurisdiction text[], exclusion text[], home text, workplace jsonb)"
         " ON CONFLICT (id) DO UPDATE SET"
         " name = COALESCE(NULLIF(EXCLUDED.name, ''), supervisees.name),"
         " office_id = COALESCE(EXCLUDED.office_id, supervisees.office_id),"
         " level = EXCLUDED.level, jurisdiction = EXCLUDED.jurisdiction,"
-        " exclusion = EXCLUDED.exclusion, home_zone = EXCLUDED.home_zone, updated_at = now()",
+        " exclusion = EXCLUDED.exclusion, home_zone = EXCLUDED.home_zone,"
+        " workplace = EXCLUDED.workplace, updated_at = now()",
         people,
     )
 

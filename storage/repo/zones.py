@@ -21,7 +21,8 @@ _ZONE_QUERY = (
     # takes only zones the caller can already read.
     " WHERE ($1::text[] IS NULL OR z.kind = 'jurisdiction' OR z.office_id = ANY($1::text[])"
     "  OR EXISTS (SELECT 1 FROM supervisees s WHERE s.office_id = ANY($1::text[])"
-    "   AND (z.id = ANY(s.jurisdiction) OR z.id = ANY(s.exclusion) OR z.id = s.home_zone)))"
+    "   AND (z.id = ANY(s.jurisdiction) OR z.id = ANY(s.exclusion) OR z.id = s.home_zone"
+    "    OR s.workplace = to_jsonb(z.id))))"
 )
 
 
@@ -91,7 +92,8 @@ async def zone_references(conn: Conn, zone: str) -> list[tuple[str, str]]:
     rows = await conn.fetch(
         "SELECT 'supervisee ' || s.id AS who, r.role FROM supervisees s, LATERAL (VALUES"
         " ('jurisdiction', $1 = ANY(s.jurisdiction)), ('exclusion', $1 = ANY(s.exclusion)),"
-        " ('home', s.home_zone IS NOT DISTINCT FROM $1)) AS r(role, used) WHERE r.used"
+        " ('home', s.home_zone IS NOT DISTINCT FROM $1),"
+        " ('workplace', s.workplace = to_jsonb($1::text))) AS r(role, used) WHERE r.used"
         " UNION ALL"
         " SELECT 'leave ' || id, 'destination' FROM leaves WHERE $1 = ANY(destinations)"
         " AND status IN ('requested', 'approved') AND returned_at IS NULL AND ends_at > now()"
@@ -112,6 +114,7 @@ async def zone_offices(conn: Conn, zone: str) -> set[str | None]:
     rows = await conn.fetch(
         "SELECT s.office_id FROM supervisees s WHERE $1 = ANY(s.jurisdiction)"
         " OR $1 = ANY(s.exclusion) OR s.home_zone IS NOT DISTINCT FROM $1"
+        " OR s.workplace = to_jsonb($1::text)"
         " UNION SELECT s.office_id FROM leaves l JOIN supervisees s ON s.id = l.supervisee_id"
         " WHERE $1 = ANY(l.destinations) AND l.status IN ('requested', 'approved')"
         " AND l.returned_at IS NULL AND l.ends_at > now()",
@@ -147,17 +150,24 @@ async def zone_reference_errors(
     exclusion: Sequence[str] = (),
     home: str | None = None,
     destinations: Sequence[str] = (),
+    workplace: str | None = None,
 ) -> list[str]:
     """`check_zone_references` against the stored zones the caller (`offices`) may read:
     naming a zone one cannot read must neither work nor tell that it exists."""
+    named = [home, workplace]
     kinds = await zone_kinds(
-        conn, [*jurisdiction, *exclusion, *([] if home is None else [home]), *destinations]
+        conn, [*jurisdiction, *exclusion, *(z for z in named if z is not None), *destinations]
     )
     if offices is not None:
         readable = await readable_zones(conn, offices, list(kinds))
         kinds = {zone: kind for zone, kind in kinds.items() if zone in readable}
     return check_zone_references(
-        kinds, jurisdiction=jurisdiction, exclusion=exclusion, home=home, destinations=destinations
+        kinds,
+        jurisdiction=jurisdiction,
+        exclusion=exclusion,
+        home=home,
+        destinations=destinations,
+        workplace=workplace,
     )
 
 
@@ -168,10 +178,12 @@ def check_zone_references(
     exclusion: Sequence[str] = (),
     home: str | None = None,
     destinations: Sequence[str] = (),
+    workplace: str | None = None,
 ) -> list[str]:
     """Why these zone references cannot be stored, given the kinds of the zones there are:
     unknown ids, or a zone used in a role other than its kind (an exclusion zone listed as
-    jurisdiction would invert the rule). Leave destinations may be of any kind."""
+    jurisdiction would invert the rule). Leave destinations and a workplace may be of any
+    kind."""
     wanted = [*((z, "jurisdiction") for z in jurisdiction), *((z, "exclusion") for z in exclusion)]
     if home is not None:
         wanted.append((home, "home"))
@@ -182,13 +194,15 @@ def check_zone_references(
         elif kinds[zone] != role:
             errors.append(f"zone {zone!r} is a {kinds[zone]} zone and cannot be used as {role}")
     errors.extend(f"destination zone {z!r} does not exist" for z in destinations if z not in kinds)
+    if workplace is not None and workplace not in kinds:
+        errors.append(f"workplace zone {workplace!r} does not exist")
     return errors
 
 
 async def supervisees_using_zones(conn: Conn, zones: Sequence[str]) -> list[str]:
     rows = await conn.fetch(
         "SELECT id FROM supervisees WHERE jurisdiction && $1::text[] OR exclusion && $1::text[]"
-        " OR home_zone = ANY($1::text[])"
+        " OR home_zone = ANY($1::text[]) OR workplace #>> '{}' = ANY($1::text[])"
         " UNION SELECT supervisee_id FROM leaves WHERE destinations && $1::text[]"
         " AND returned_at IS NULL AND ends_at > now()"
         " ORDER BY 1",
