@@ -33,7 +33,7 @@ import numpy as np
 
 from benchmarks import procs
 from benchmarks.history import Fixes, device, person_days, supervisee
-from storage import archiving, history, partitions
+from storage import archiving, compaction, history, partitions
 from storage.archive import Archive
 from storage.db import open_pool
 from storage.fixes import COLUMNS
@@ -85,6 +85,7 @@ async def _measure(
     hot_bytes = await _hot_bytes(pool)
     archived_days = opts.days - opts.hot_days
     hot_q = await _person_days(pool, archive, opts, range(opts.days))
+    packed = await _pack(pool, archive, opts)
     now = datetime.combine(FIRST_DAY + timedelta(days=archived_days + 1), datetime.min.time(), UTC)
     t0 = time.perf_counter()
     moved = await archiving.run(pool, archive, now, 1)
@@ -110,6 +111,7 @@ async def _measure(
             "index_bytes_per_fix": round(hot_bytes["indexes"] / generated, 1),
             "person_day": hot_q,
         },
+        "packed": packed,
         "archive": {
             "fixes": moved["fixes"],
             "files": len(moved["files"]),
@@ -172,12 +174,34 @@ def _next(
                 raise RuntimeError(f"the generating process died ({generator.exitcode})") from None
 
 
-async def _hot_bytes(pool: asyncpg.Pool) -> dict[str, int]:
-    """Heap (with TOAST and maps) and index bytes of every partition of `fixes`."""
+async def _pack(pool: asyncpg.Pool, archive: Archive, opts: argparse.Namespace) -> dict[str, Any]:
+    """Every day but the newest (today, as it were) packed as the hourly upkeep packs a
+    closed day (storage.compaction): bytes per fix and person-days of the packed days."""
+    last = datetime.combine(FIRST_DAY + timedelta(days=opts.days - 1), datetime.min.time(), UTC)
+    t0 = time.perf_counter()
+    done = await compaction.run(pool, last + compaction.GRACE)
+    took = time.perf_counter() - t0
+    size = await _hot_bytes(pool, "ts < $1", last)
+    return {
+        **size,
+        "fixes": done["fixes"],
+        "bytes_per_fix": round(size["bytes"] / done["fixes"], 1),
+        "heap_bytes_per_fix": round(size["heap"] / done["fixes"], 1),
+        "index_bytes_per_fix": round(size["indexes"] / done["fixes"], 1),
+        "fixes_per_s": round(done["fixes"] / took),
+        "person_day": await _person_days(pool, archive, opts, range(opts.days - 1)),
+    }
+
+
+async def _hot_bytes(pool: asyncpg.Pool, where: str = "true", *args: Any) -> dict[str, int]:
+    """Heap (with TOAST and maps) and index bytes of the partitions of `fixes` (those
+    holding a fix that matches `where`)."""
     row = await pool.fetchrow(
         "SELECT sum(pg_table_size(inhrelid))::bigint AS heap,"
         " sum(pg_indexes_size(inhrelid))::bigint AS indexes FROM pg_inherits"
-        " WHERE inhparent = 'fixes'::regclass"
+        " WHERE inhparent = 'fixes'::regclass AND EXISTS"
+        f" (SELECT FROM fixes WHERE tableoid = inhrelid AND {where})",
+        *args,
     )
     assert row is not None
     return {"bytes": row["heap"] + row["indexes"], "heap": row["heap"], "indexes": row["indexes"]}

@@ -48,7 +48,7 @@ from ingest.osmand_http import OsmandListener
 from ingest.proximity import ProximityCheck
 from ingest.shard import ShardRunner
 from ingest.shards import Shard
-from storage import archiving, partitions
+from storage import archiving, compaction, partitions
 from storage.archive import Archive
 from storage.db import open_pool
 from storage.rules import RULES_CHANNEL, load_rules
@@ -313,14 +313,16 @@ class Service:
             await partitions.ensure(conn)
 
     async def _archive(self) -> None:
-        """Move the days past `archive_after_days` to the archive (storage.archiving); one
-        ingest process does it, the others find it under way and skip."""
+        """Move the days past `archive_after_days` to the archive (storage.archiving), then
+        pack the closed days left in PostgreSQL (storage.compaction); one ingest process
+        does it, the others find it under way and skip."""
         s = self.settings
         done = await archiving.run(
             self.pool, Archive.of(s), datetime.now(UTC), s.archive_after_days
         )
         if done["files"]:
             log.info("archive: moved %d fixes into %d files", done["fixes"], len(done["files"]))
+        await compaction.run(self.pool, datetime.now(UTC))
 
     async def _snapshot(self) -> None:
         for runner in list(self.shards.held.values()):

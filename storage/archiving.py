@@ -92,7 +92,7 @@ async def run(
             result["swept"] = await sweep(lock_conn, archive)
             async with pool.acquire() as conn:
                 floor = await _snapshot_floor(conn)
-                for part in await _due(conn, cutoff):
+                for part in await ended(conn, cutoff):
                     if floor is not None and await _newer(conn, part.name, floor):
                         log.warning(
                             "archive: %s holds fixes a shard's snapshot has not passed"
@@ -135,8 +135,8 @@ async def detached(conn: Conn) -> list[Partition]:
     return [Partition(r["source"], r["lo"], r["hi"]) for r in rows]
 
 
-async def _due(conn: Conn, cutoff: datetime) -> list[Partition]:
-    """The partitions of `fixes` whose every fix is older than `cutoff`."""
+async def ended(conn: Conn, cutoff: datetime) -> list[Partition]:
+    """The partitions of `fixes` whose every fix is older than `cutoff`, oldest first."""
     rows = await conn.fetch(
         "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound FROM pg_inherits i"
         " JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'fixes'::regclass"
