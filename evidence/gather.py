@@ -4,6 +4,7 @@ Every read names the caller's offices, so an export shows no more than the API w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -59,7 +60,7 @@ class Scope:
 class Evidence:
     scope: Scope
     person: Row
-    fixes: list[dict[str, Any]]  # storage.history.track
+    fixes: list[Mapping[str, Any]]  # storage.history.track
     alerts: list[dict[str, Any]]  # alert objects (alerts.record.alert_object), each with "timeline"
     zones: list[Row]  # the zones in force: jurisdiction, exclusion, home, leave destinations
     leaves: list[Row]

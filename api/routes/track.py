@@ -5,6 +5,7 @@ corrections only)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -77,7 +78,7 @@ class Positions(BaseModel):
     items: list[Position]
 
 
-def track_features(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def track_features(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Stored fixes (storage.repo.tracks.track) as GeoJSON Point features (TrackFeature)."""
     return [
         {
