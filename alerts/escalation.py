@@ -13,6 +13,8 @@ Steps:
   0; the first level that has someone if the officer cannot be reached), and a
   jurisdiction exit or exclusion-zone entry that is live (not late, still active) orders
   the device to return (`return_now`, 责令立即返回);
+- a protected person is warned before anyone is told, and again (at most every
+  WARN_AGAIN_S) when the danger comes back (`_REWARN`);
 - an open alert past `escalate_at` goes one level up: station head (1), county bureau (2);
   each step is an 'escalated' timeline entry, `alerts.escalation` and a webhook event.
 An alert held by a suspension window (alerts.hold) is not routed until its hold ends; then
@@ -81,6 +83,23 @@ WHERE status = 'open' AND routed AND escalate_at <= $1 AND id <> ALL($2::bigint[
 ORDER BY escalate_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
 """
 
+# The danger came back to a protected person (a `reopened` step after their last warning)
+# while the alert is active, whatever the officers did with the case: they are warned
+# again, at most once every WARN_AGAIN_S after their last warning sent — a supervisee
+# pacing at the edge of the distance must not flood them, and one still near when that
+# time is up is warned then.
+WARN_AGAIN_S = 600
+_REWARN = """
+SELECT a.* FROM alerts a
+WHERE a.type = 'protected_proximity' AND a.active AND a.routed AND a.id <> ALL($2::bigint[])
+  AND EXISTS (SELECT 1 FROM protected_persons p WHERE p.id = a.detail->>'order' AND p.sms <> '')
+  AND (SELECT max(id) FROM alert_events WHERE alert_id = a.id AND action = 'reopened')
+    > coalesce((SELECT max(id) FROM alert_events WHERE alert_id = a.id AND action = 'warned'), 0)
+  AND coalesce((SELECT max(at) FROM alert_events WHERE alert_id = a.id AND action = 'warned'
+    AND NOT detail ? 'skipped'), '-infinity') <= $1::timestamptz - make_interval(secs => $3)
+ORDER BY a.id LIMIT 1 FOR UPDATE OF a SKIP LOCKED
+"""
+
 _NEXT_DUE = """
 SELECT least(
     (SELECT min(escalate_at) FROM alerts WHERE status = 'open' AND escalate_at IS NOT NULL),
@@ -122,6 +141,7 @@ class Escalator:
         summaries and restore relaxed pursuits; returns how many things were done."""
         self._failed_last_pass = False
         done = await self.route_new()
+        done += await self.warn_again()
         done += await self.escalate_due()
         done += await release_due(self.pool, now=self.clock(), timezone=self.timezone)
         done += await pursuit.restore_due(self.pool, now=self.clock(), hold=self.pursuit_hold)
@@ -133,7 +153,10 @@ class Escalator:
     async def escalate_due(self) -> int:
         return await self._each(_DUE, self._escalate)
 
-    async def _each(self, query: str, work: Any) -> int:
+    async def warn_again(self) -> int:
+        return await self._each(_REWARN, self._warn_protected, WARN_AGAIN_S)
+
+    async def _each(self, query: str, work: Any, *more: Any) -> int:
         """Claim and handle due alerts one per transaction. An alert whose step fails for
         a reason of its own is left for the next pass and does not hold up the others; a
         lost connection ends the pass (the claim is rolled back with it)."""
@@ -142,7 +165,7 @@ class Escalator:
         while True:
             now = self.clock()
             async with self.pool.acquire() as conn, conn.transaction():
-                row = await conn.fetchrow(query, now, failed)
+                row = await conn.fetchrow(query, now, failed, *more)
                 if row is None:
                     return done
                 try:
@@ -161,8 +184,10 @@ class Escalator:
         """The first step: tell the officer, order the device back, start the timer —
         unless a suspension window holds the alert (alerts.hold); one that held it and has
         ended releases it now."""
-        if alert["hold"] is None and alert["status"] == "open":
-            # The protected person is warned first, whatever holds the alert for officers.
+        first = alert["type"] == PROTECTED and not await _warnings(conn, alert)
+        if alert["hold"] is None and alert["status"] == "open" and first:
+            # The protected person is warned first, whatever holds the alert for officers
+            # (a case reopened after they were warned: _REWARN, at its pace).
             await self._warn_protected(conn, alert, now)
         found = await find_hold(conn, alert["supervisee_id"], alert["type"], now)
         if found is not None:
@@ -236,7 +261,8 @@ class Escalator:
 
     async def _warn_protected(self, conn: Conn, alert: asyncpg.Record, now: datetime) -> None:
         """An SMS at once to the protected person an alert is about, when their order gives
-        their number (storage.repo.proximity); the timeline says it was sent, not to whom."""
+        their number (storage.repo.proximity); the timeline says it was sent, not to whom.
+        Also when the danger comes back (_REWARN)."""
         if alert["type"] != PROTECTED:
             return
         detail = alert["detail"] if isinstance(alert["detail"], dict) else {}
@@ -260,7 +286,8 @@ class Escalator:
             "text": text,
         }
         await enqueue(conn, routing.SMS, payload, recipient=number)
-        await append_event(conn, alert["id"], ACTOR, "warned", {"order": order}, at=now)
+        step = {"order": order, **({"again": True} if await _warnings(conn, alert) else {})}
+        await append_event(conn, alert["id"], ACTOR, "warned", step, at=now)
 
     async def _auto_return(self, conn: Conn, alert: asyncpg.Record) -> dict[str, Any] | None:
         """责令立即返回 to the device of a live breach of the area rules."""
@@ -339,3 +366,12 @@ class Escalator:
         if due is None:
             return self.poll_interval
         return min(self.poll_interval, max(0.0, (due - self.clock()).total_seconds()))
+
+
+async def _warnings(conn: Conn, alert: asyncpg.Record) -> int:
+    """How many times the protected person was warned (or not, and why) of `alert`."""
+    n: int = await conn.fetchval(
+        "SELECT count(*) FROM alert_events WHERE alert_id = $1 AND action = 'warned'",
+        alert["id"],
+    )
+    return n

@@ -610,3 +610,64 @@ async def test_a_protected_person_is_warned_at_once_and_without_a_gateway_that_i
     await Escalator(pool, clock=ManualClock(), channels=Channels()).route_new()
     [skipped] = [e["detail"] for e in await timeline(pool, unwarned) if e["action"] == "warned"]
     assert "no SMS gateway" in skipped["skipped"]
+
+
+async def test_a_protected_person_is_warned_again_when_the_danger_comes_back_not_more_often(
+    pool: asyncpg.Pool, redis: Redis
+) -> None:
+    await seed(pool)
+    victim = "+8613900000018"
+    await pool.execute(
+        "INSERT INTO protected_persons (id, supervisee_id, device_id, owntracks, sms)"
+        " VALUES ('PP1', 'P1', 'V1', 'victim/phone', $1)",
+        victim,
+    )
+    detail = {**POSITION, "order": "PP1", "distance_m": 500.0, "protected": {"lat": 28.4}}
+    key = f"protected_proximity:PP1:{uuid.uuid4()}"
+    ts = int(datetime.now(UTC).timestamp() * 1000)
+
+    async def verdict(action: str, at_s: int) -> None:
+        v = Verdict(action, "protected_proximity", "P1", "T1", ts + at_s * 1000, key, False, detail)
+        async with pool.acquire() as conn, conn.transaction():
+            await apply(conn, [v])
+
+    async def warnings(n: int) -> list[dict[str, Any]]:
+        await until(lambda: asyncio.sleep(0, len(gateway.to(victim)) >= n), f"{n} warnings")
+        await asyncio.sleep(1.0)  # a few passes more: nothing else comes
+        return gateway.to(victim)
+
+    clock = ManualClock()
+    gateway = SmsGateway(free_port())
+    with gateway.listening():
+        async with alerting(pool, redis, settings(gateway.port), clock=clock):
+            await verdict("raise", 0)
+            assert len(await warnings(1)) == 1
+            # The supervisee walks off and comes back three minutes later: the same
+            # episode. The protected person was warned a moment ago: not yet again…
+            await verdict("clear", 60)
+            await verdict("reopen", 240)
+            assert len(await warnings(1)) == 1
+            # …but once ten minutes have passed since, they are, the supervisee still near.
+            clock.advance(601)
+            assert len(await warnings(2)) == 2
+            # The officer closes the case; the supervisee comes back again later: the case
+            # reopens, and after ten minutes more they are warned a third time.
+            await pool.execute("UPDATE alerts SET status = 'resolved' WHERE key = $1", key)
+            await verdict("clear", 900)
+            await verdict("reopen", 1000)
+            assert len(await warnings(2)) == 2
+            clock.advance(600)
+            third = await warnings(3)
+            assert len(third) == 3
+            # Gone for good before the next ten minutes are up: no fourth.
+            await verdict("clear", 1300)
+            await verdict("reopen", 1400)
+            await verdict("clear", 1500)
+            clock.advance(600)
+            assert len(await warnings(3)) == 3
+    assert all("500米" in m["text"] and "张" not in m["text"] for m in third)
+    alert = await pool.fetchval("SELECT id FROM alerts WHERE key = $1", key)
+    steps = [e["detail"] for e in await timeline(pool, alert) if e["action"] == "warned"]
+    assert steps == [{"order": "PP1"}, *[{"order": "PP1", "again": True}] * 2]
+    # The officer heard of the reopened case too.
+    assert len(gateway.to(OFFICER_PHONE)) == 2

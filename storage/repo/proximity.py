@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import msgspec
 
 from geofence.model import DeviceRef, Gathering, NoContact, Protection
-from storage.db import Conn
+from storage.db import Conn, Row
 
 
 async def known_supervisees(conn: Conn, ids: Sequence[str]) -> set[str]:
@@ -138,3 +138,42 @@ async def load(conn: Conn) -> tuple[list[NoContact], Gathering | None]:
     row = await conn.fetchrow("SELECT size, radius_m, hold_s FROM gathering_rule")
     rule = Gathering(row["size"], row["radius_m"], row["hold_s"]) if row else None
     return orders, rule
+
+
+async def supervisee_offices(conn: Conn, ids: Sequence[str]) -> dict[str, str | None]:
+    """Each of `ids` that is a supervisee, with their office."""
+    rows = await conn.fetch(
+        "SELECT id, office_id FROM supervisees WHERE id = ANY($1::text[])", list(ids)
+    )
+    return {r["id"]: r["office_id"] for r in rows}
+
+
+_ORDER = "SELECT id, people, distance_m, confirm_s, updated_at FROM no_contact_orders"
+
+
+async def get_no_contact(conn: Conn, order: str, lock: bool = False) -> Row | None:
+    return await conn.fetchrow(f"{_ORDER} WHERE id = $1{' FOR UPDATE' if lock else ''}", order)
+
+
+async def no_contact_of(conn: Conn, supervisee: str) -> list[Row]:
+    return await conn.fetch(f"{_ORDER} WHERE $1 = ANY(people) ORDER BY id", supervisee)
+
+
+async def end_no_contact(conn: Conn, order: str) -> None:
+    await conn.execute("DELETE FROM no_contact_orders WHERE id = $1", order)
+
+
+_PROTECTED = (
+    "SELECT id, supervisee_id AS supervisee, device_id, owntracks, osmand, distance_m,"
+    " confirm_s, sms, updated_at FROM protected_persons"
+)
+
+
+async def get_protected(conn: Conn, protection: str, lock: bool = False) -> Row | None:
+    return await conn.fetchrow(
+        f"{_PROTECTED} WHERE id = $1{' FOR UPDATE' if lock else ''}", protection
+    )
+
+
+async def protected_of(conn: Conn, supervisee: str) -> list[Row]:
+    return await conn.fetch(f"{_PROTECTED} WHERE supervisee_id = $1 ORDER BY id", supervisee)
