@@ -331,7 +331,7 @@ class Escalator:
         )
         assert row is not None
         overdue_s = max(0, int((now - alert["raised_at"]).total_seconds()))
-        people = await routing.contacts(conn, alert["supervisee_id"], level)
+        people = await routing.alert_contacts(conn, alert, level)
         detail: dict[str, Any] = {
             "level": level,
             "level_name": routing.LEVELS[level],

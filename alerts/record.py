@@ -323,8 +323,13 @@ async def take_step(
 
 # --- reads -------------------------------------------------------------------------------
 
+# A gathering is raised on one of its people but concerns them all: every office with one
+# of them sees it, as every such office is told of it (alerts.routing.alert_contacts).
 _ALERTS_IN_SCOPE = (
-    f"FROM alerts LEFT JOIN supervisees s ON s.id = alerts.supervisee_id WHERE {IN_SCOPE}"
+    "FROM alerts LEFT JOIN supervisees s ON s.id = alerts.supervisee_id"
+    f" WHERE ({IN_SCOPE} OR alerts.type = 'gathering' AND EXISTS (SELECT 1 FROM supervisees g"
+    "  WHERE g.id IN (SELECT jsonb_array_elements_text(alerts.detail->'people'))"
+    "  AND g.office_id = ANY($1::text[])))"
 )
 
 
@@ -342,7 +347,8 @@ async def list_alerts(
     """Newest raised first; `before` is the last id of the previous page."""
     return await conn.fetch(
         f"SELECT alerts.* {_ALERTS_IN_SCOPE}"
-        " AND ($2::text IS NULL OR alerts.supervisee_id = $2)"
+        " AND ($2::text IS NULL OR alerts.supervisee_id = $2"
+        "  OR alerts.type = 'gathering' AND alerts.detail->'people' ? $2)"
         " AND ($3::text IS NULL OR alerts.type = $3)"
         " AND ($4::text IS NULL OR alerts.status = $4)"
         " AND ($5::bigint IS NULL OR alerts.id < $5)"

@@ -104,21 +104,34 @@ async def first_contacts(conn: Conn, supervisee: str) -> tuple[int, list[Contact
     return 0, []
 
 
-async def alert_first_contacts(conn: Conn, alert: AlertLike) -> tuple[int, list[Contact]]:
-    """(level, contacts) for a new alert: its person's first level with someone; for a
-    gathering, that of every person it lists, so each one's office hears of it."""
+def _concerned(alert: AlertLike) -> list[str]:
+    """The people an alert concerns: its person, and for a gathering everyone it lists."""
     detail = alert["detail"] or {}
     people = detail.get("people") if alert["type"] == "gathering" else None
-    if not people:
-        return await first_contacts(conn, alert["supervisee_id"])
+    return list(dict.fromkeys([alert["supervisee_id"], *(people or ())]))
+
+
+async def alert_first_contacts(conn: Conn, alert: AlertLike) -> tuple[int, list[Contact]]:
+    """(level, contacts) for a new alert: its person's first level with someone; for a
+    gathering, that of every person it lists, so each one's office hears of it — once,
+    however many of its people they have."""
     found: dict[str, Contact] = {}
     level = MAX_LEVEL
-    for person in dict.fromkeys([alert["supervisee_id"], *people]):
+    for person in _concerned(alert):
         at, people_there = await first_contacts(conn, person)
         if people_there:
             level = min(level, at)
             found.update((c.who, c) for c in people_there)
     return (level if found else 0), list(found.values())
+
+
+async def alert_contacts(conn: Conn, alert: AlertLike, level: int) -> list[Contact]:
+    """Who is told at `level` of an alert going up: for a gathering, every listed person's
+    office (or bureau) at that level, each once."""
+    found: dict[str, Contact] = {}
+    for person in _concerned(alert):
+        found.update((c.who, c) for c in await contacts(conn, person, level))
+    return list(found.values())
 
 
 async def person_name(conn: Conn, supervisee: str) -> str:
@@ -182,7 +195,9 @@ async def notify(
         return []
     name = await person_name(conn, alert["supervisee_id"])
     place = await place_of(conn, alert)
-    notice = templates.Notice(name, place, timezone, level, event, overdue_s)
+    people = _concerned(alert) if alert["type"] == "gathering" else []
+    named = tuple([(await person_name(conn, p), p) for p in people])
+    notice = templates.Notice(name, place, timezone, level, event, overdue_s, named)
     base = {
         "kind": "alert",
         "event": event,

@@ -89,6 +89,8 @@ class Notice(msgspec.Struct, frozen=True):
     level: int  # who is told (LEVEL_ZH)
     event: str  # raised | escalated
     overdue_s: int | None = None  # escalated: how long it has waited for 签收
+    # A gathering's people, (name, id) each: every office told reads who of theirs is in it.
+    people: tuple[tuple[str, str], ...] = ()
 
 
 def alert_text(alert: AlertLike, notice: Notice) -> str:
@@ -98,10 +100,11 @@ def alert_text(alert: AlertLike, notice: Notice) -> str:
     severity = SEVERITY_ZH.get(alert["severity"], alert["severity"])
     head = f"{PREFIX}{EVENT_ZH.get(event, '告警')}（{severity}）"
     late = "（补传数据发现的既往违规）" if alert["late"] else ""
-    body = (
-        f"社区矫正对象{_who(name, alert['supervisee_id'])}{type_zh(alert['type'])}{late}，"
-        f"{place.zh()}，时间{when}（北京时间）。"
-    )
+    what = f"社区矫正对象{_who(name, alert['supervisee_id'])}{type_zh(alert['type'])}"
+    if notice.people:
+        listed = "、".join(_who(n, sid) for n, sid in notice.people)
+        what = f"{len(notice.people)}名社区矫正对象聚集：{listed}"
+    body = f"{what}{late}，{place.zh()}，时间{when}（北京时间）。"
     if event == "escalated":
         minutes = max(1, round((notice.overdue_s or 0) / 60))
         tail = f"该告警已{minutes}分钟未签收，现报{LEVEL_ZH.get(level, '上级')}，请立即督办。"

@@ -287,7 +287,11 @@ def _scoped(raw: bytes, people: frozenset[str] | None) -> str | None:
         items = [p for p in message.get("items", []) if p.get("supervisee") in people]
         return msgspec.json.encode({**message, "items": items}).decode() if items else None
     alert = message.get("alert") or {}
-    return raw.decode() if alert.get("supervisee") in people else None
+    # A gathering concerns every person it lists (alerts.record._ALERTS_IN_SCOPE).
+    mine = [alert.get("supervisee")]
+    if alert.get("type") == "gathering":
+        mine += (alert.get("detail") or {}).get("people") or []
+    return raw.decode() if any(p in people for p in mine) else None
 
 
 async def _until_closed(ws: WebSocket) -> None:

@@ -671,3 +671,42 @@ async def test_a_protected_person_is_warned_again_when_the_danger_comes_back_not
     assert steps == [{"order": "PP1"}, *[{"order": "PP1", "again": True}] * 2]
     # The officer heard of the reopened case too.
     assert len(gateway.to(OFFICER_PHONE)) == 2
+
+
+async def test_a_gathering_reaches_every_office_of_its_people_once_and_goes_up_in_each(
+    pool: asyncpg.Pool,
+) -> None:
+    await seed(pool, people=2)  # P1 and P2 at station S1, officer O1
+    await pool.execute(
+        "INSERT INTO offices (id, name, kind, parent_id) VALUES"
+        " ('K2', '青田县司法局', 'county', 'C'), ('S2', '鹤城司法所', 'station', 'K2');"
+        " INSERT INTO officers (id, name, office_id, phone, role) VALUES"
+        " ('O2', '陈警官', 'S2', '13800000004', 'officer'),"
+        " ('H2', '周所长', 'S2', '13800000005', 'head');"
+        " INSERT INTO supervisees (id, name, office_id, officer_id, jurisdiction)"
+        " VALUES ('P3', '王3', 'S2', 'O2', ARRAY['331102'])"
+    )
+    detail = {**POSITION, "people": ["P1", "P2", "P3"], "radius_m": 100.0}
+    alert = await raise_alert(pool, kind="gathering", detail=detail)
+    clock = ManualClock()
+    escalator = Escalator(pool, clock=clock, channels=Channels(sms=True))
+    await escalator.route_new()
+
+    async def told() -> list[tuple[str, str]]:
+        rows = await pool.fetch(
+            "SELECT recipient, payload FROM outbox WHERE channel = 'sms' ORDER BY id"
+        )
+        return [(r["recipient"], r["payload"]["text"]) for r in rows]
+
+    # Each station's officer, once: O1 has two of the three.
+    first = await told()
+    assert sorted(phone for phone, _ in first) == [OFFICER_PHONE, "13800000004"]
+    for _, text in first:
+        assert "3名社区矫正对象聚集：张1（P1）、张2（P2）、王3（P3）" in text, text
+    # Unacknowledged: it goes up in both stations — each head once.
+    clock.advance(24 * 3600)
+    await escalator.escalate_due()
+    up = [phone for phone, _ in (await told())[len(first) :]]
+    assert sorted(up) == [HEAD_PHONE, "13800000005"]
+    steps = [e["detail"] for e in await timeline(pool, alert) if e["action"] == "escalated"]
+    assert sorted(steps[0]["to"]) == ["officer:H1", "officer:H2"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import pytest
 
 from alerts.clock import ManualClock
@@ -207,3 +208,36 @@ async def test_ending_a_protection_leaves_nothing_of_where_they_were(world: Worl
     assert await _holding(world, lat, lon) == set()
     [purge] = [a for a in await _audit(world, "protected.purge")]
     assert purge[2] == "protected:PP1" and purge[3] == {"reason": "禁止令期满", "alerts": 1}
+
+
+async def test_a_gathering_is_seen_by_every_office_with_one_of_its_people(world: World) -> None:
+    across = world.alerts["P1"]
+    within = world.alerts["P2"]
+    for alert, people in ((across, ["P1", "P3"]), (within, ["P1", "P2"])):
+        await world.pool.execute(
+            "UPDATE alerts SET type = 'gathering', detail = jsonb_build_object('people', $2::jsonb)"
+            " WHERE id = $1",
+            alert,
+            people,
+        )
+    # K2 has P3 only: the gathering with P3 in it, not the one of K1's two.
+    seen = (await world.get("operator_k2", "/api/v1/alerts?type=gathering")).json()["items"]
+    assert [a["id"] for a in seen] == [across]
+    assert (await world.get("operator_k2", f"/api/v1/alerts/{across}")).status_code == 200
+    assert (await world.get("operator_k2", f"/api/v1/alerts/{within}")).status_code == 404
+    mine = (await world.get("operator_k2", "/api/v1/alerts?supervisee=P3")).json()["items"]
+    assert across in [a["id"] for a in mine]
+    # S1's officer has P1 in both.
+    theirs = (await world.get("officer", "/api/v1/alerts?type=gathering")).json()["items"]
+    assert sorted(a["id"] for a in theirs) == sorted([across, within])
+    # …and so does the live feed of the console (the officer's queue fills from it).
+    from api.console import _scoped
+
+    message = msgspec.json.encode(
+        {
+            "kind": "alert",
+            "alert": {"type": "gathering", "supervisee": "P1", "detail": {"people": ["P1", "P3"]}},
+        }
+    )
+    assert _scoped(message, frozenset({"P3"})) is not None
+    assert _scoped(message, frozenset({"P2"})) is None
