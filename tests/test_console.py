@@ -601,3 +601,45 @@ async def test_the_person_file_shows_the_check_in_calendar_and_rate(
             assert title == "未签到：手机无定位回传"
             assert outside.seen == [], f"the page asked for outside URLs: {outside.seen}"
             assert errors == [], f"errors in the page: {errors}"
+
+
+async def test_the_person_file_shows_whom_the_person_must_keep_away_from(
+    pg_dsn, redis_url, mqtt_url, tmp_path
+) -> None:
+    require_build()
+    site = {"lat": 28.45, "lon": 119.92, "radius_m": 150, "name": "建筑工地"}
+    roster = {
+        "timezone": "Asia/Shanghai",
+        "supervisees": [
+            {"id": "S1", "name": "张某", "jurisdiction": [LIANDU], "workplace": site},
+            {"id": "S2", "name": "李某", "jurisdiction": [LIANDU]},
+        ],
+        "no_contact": [{"id": "NC1", "people": ["S1", "S2"], "distance_m": 200}],
+        "protected": [
+            {
+                "id": "PP1",
+                "supervisee": "S1",
+                "device": {"id": "V1", "kind": "phone", "owntracks": "victim/phone"},
+                "sms": "+8613900000017",
+            }
+        ],
+    }
+    async with running(pg_dsn, redis_url, mqtt_url, zones(), roster) as live:
+        token = live.http.headers["Authorization"].removeprefix("Bearer ")
+        async with browser(live, tmp_path) as (context, outside, errors):
+            page = await context.new_page()
+            await log_in(page, str(live.http.base_url), token)
+            await page.goto(f"{live.http.base_url}/#/person/S1")
+            info = page.locator(".person-info")
+            await expect(info).to_contain_text("工作单位建筑工地（半径 150 米）")
+            apart = info.locator(".apart")
+            await expect(apart.locator("[data-no-contact=NC1]")).to_have_text(
+                "禁止接触令 NC1：与 李某（S2） 保持 200 米以上（持续 5 分钟即告警）"
+            )
+            # The protected person's phone and number (its last four digits), never where.
+            await expect(apart.locator("[data-protected=PP1]")).to_have_text(
+                "被保护人 PP1：手机 V1（OwnTracks），500 米内持续 60 秒即告警 · 短信预警"
+                " **********0017"
+            )
+            assert outside.seen == [], f"the page asked for outside URLs: {outside.seen}"
+            assert errors == [], f"errors in the page: {errors}"

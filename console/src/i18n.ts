@@ -292,6 +292,21 @@ const WORDS = {
   "quality.DUPLICATE": ["重复", "duplicate"],
   // check-ins
   "person.checkins": ["定位签到（近 7 天）", "Check-ins (last 7 days)"],
+  // people near people
+  "person.workplace": ["工作单位", "Workplace"],
+  "person.workplaceCircle": ["{name}（半径 {r} 米）", "{name} ({r} m round)"],
+  "person.apart": ["禁止接触", "No contact"],
+  "person.noApart": ["无禁止接触令，无被保护人", "No no-contact orders or protected persons"],
+  "apart.order": [
+    "禁止接触令 {id}：与 {others} 保持 {m} 米以上（持续 {min} 分钟即告警）",
+    "No-contact order {id}: at least {m} m from {others} (an alert after {min} min)",
+  ],
+  "apart.protected": [
+    "被保护人 {id}：手机 {device}（{via}），{m} 米内持续 {s} 秒即告警",
+    "Protected person {id}: phone {device} ({via}), an alert within {m} m for {s} s",
+  ],
+  "apart.sms": ["短信预警 {sms}", "warned by SMS at {sms}"],
+  "apart.noSms": ["不发短信预警", "no SMS warning"],
   "checkin.none": ["近 7 天无签到任务", "No check-ins in the last 7 days"],
   "checkin.noRate": ["尚无已结束的签到", "None settled yet"],
   "checkin.rate": [

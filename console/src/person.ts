@@ -24,7 +24,9 @@ import type {
   Device,
   Leave,
   MonitoringOrder,
+  NoContactOrder,
   Officer,
+  ProtectedPerson,
   TrackFix,
 } from "./types";
 import { facts, localInput, onSubmit, showError, toast } from "./ui";
@@ -194,18 +196,31 @@ export class PersonFile {
   private async loadInfo(id: string): Promise<void> {
     const person = store.people.get(id);
     if (!person) return;
-    const [devices, leaves, alerts, orders, score, suspensions, offices, officers, calendar] =
-      await Promise.all([
-        Promise.all(person.devices.map((d) => api<Device>(`/devices/${encodeURIComponent(d)}`))),
-        api<{ items: Leave[] }>(`/supervisees/${encodeURIComponent(id)}/leaves`),
-        api<{ items: Alert[] }>("/alerts", { query: { supervisee: id, limit: "200" } }),
-        api<{ items: MonitoringOrder[] }>(`/supervisees/${encodeURIComponent(id)}/orders`),
-        api<Assessment>(`/supervisees/${encodeURIComponent(id)}/assessment`),
-        loadSuspensions(id),
-        api<{ items: { id: string; name: string }[] }>("/offices"),
-        api<{ items: Officer[] }>("/officers"),
-        api<CheckinCalendar>(`/supervisees/${encodeURIComponent(id)}/checkins`),
-      ]);
+    const [
+      devices,
+      leaves,
+      alerts,
+      orders,
+      score,
+      suspensions,
+      offices,
+      officers,
+      calendar,
+      apart,
+      shielded,
+    ] = await Promise.all([
+      Promise.all(person.devices.map((d) => api<Device>(`/devices/${encodeURIComponent(d)}`))),
+      api<{ items: Leave[] }>(`/supervisees/${encodeURIComponent(id)}/leaves`),
+      api<{ items: Alert[] }>("/alerts", { query: { supervisee: id, limit: "200" } }),
+      api<{ items: MonitoringOrder[] }>(`/supervisees/${encodeURIComponent(id)}/orders`),
+      api<Assessment>(`/supervisees/${encodeURIComponent(id)}/assessment`),
+      loadSuspensions(id),
+      api<{ items: { id: string; name: string }[] }>("/offices"),
+      api<{ items: Officer[] }>("/officers"),
+      api<CheckinCalendar>(`/supervisees/${encodeURIComponent(id)}/checkins`),
+      api<{ items: NoContactOrder[] }>(`/supervisees/${encodeURIComponent(id)}/no-contact`),
+      api<{ items: ProtectedPerson[] }>(`/supervisees/${encodeURIComponent(id)}/protected`),
+    ]);
     this.leaves = leaves.items;
     const office = offices.items.find((o) => o.id === person.office);
     const officer = officers.items.find((o) => o.id === person.officer);
@@ -237,6 +252,17 @@ export class PersonFile {
         [t("person.jurisdiction"), person.jurisdiction.map(zoneName).join("、")],
         [t("person.exclusion"), person.exclusion.map(zoneName).join("、")],
         [t("person.home"), person.home ? zoneName(person.home) : null],
+        [
+          t("person.workplace"),
+          typeof person.workplace === "string"
+            ? zoneName(person.workplace)
+            : person.workplace
+              ? t("person.workplaceCircle", {
+                  name: person.workplace.name || `${person.workplace.lat},${person.workplace.lon}`,
+                  r: person.workplace.radius_m,
+                })
+              : null,
+        ],
       ]),
       h("h3", {}, t("person.devices")),
       store.session?.can.work_alerts
@@ -273,6 +299,8 @@ export class PersonFile {
       checkinCalendar(calendar),
       h("h3", {}, t("person.orders")),
       this.orders(orders.items),
+      h("h3", {}, t("person.apart")),
+      this.apart(id, apart.items, shielded.items),
       h("h3", {}, t("person.score")),
       this.assessment(score),
       h("h3", {}, t("person.leaves")),
@@ -306,6 +334,49 @@ export class PersonFile {
       leaveActions(l, () => {
         if (this.id) void this.loadInfo(this.id);
       }),
+    );
+  }
+
+  /** Who the person must keep away from: no-contact orders and protected persons. */
+  private apart(id: string, orders: NoContactOrder[], shielded: ProtectedPerson[]): HTMLElement {
+    if (!orders.length && !shielded.length) return h("p", { class: "muted" }, t("person.noApart"));
+    const named = (p: string): string => {
+      const name = store.people.get(p)?.name;
+      return name ? `${name}（${p}）` : p;
+    };
+    return h(
+      "ul",
+      { class: "apart" },
+      orders.map((o) =>
+        h(
+          "li",
+          { "data-no-contact": o.id },
+          t("apart.order", {
+            id: o.id,
+            others: o.people
+              .filter((p) => p !== id)
+              .map(named)
+              .join("、"),
+            m: o.distance_m,
+            min: Math.round(o.confirm_s / 60),
+          }),
+        ),
+      ),
+      shielded.map((p) =>
+        h(
+          "li",
+          { "data-protected": p.id },
+          t("apart.protected", {
+            id: p.id,
+            device: p.device,
+            via: p.owntracks ? "OwnTracks" : "Traccar Client",
+            m: p.distance_m,
+            s: p.confirm_s,
+          }),
+          " · ",
+          p.sms ? t("apart.sms", { sms: p.sms }) : t("apart.noSms"),
+        ),
+      ),
     );
   }
 

@@ -117,6 +117,8 @@ export interface Supervisee {
   jurisdiction: string[];
   exclusion: string[];
   home: string | null;
+  /** A zone id or a place: co-workers there are no gathering (聚集). */
+  workplace?: string | { lat: number; lon: number; radius_m: number; name: string } | null;
   term_start: string | null;
   term_end: string | null;
   status: string;
@@ -259,4 +261,26 @@ export interface CheckinCalendar {
   missed: number;
   pending: number;
   rate: number | null;
+}
+
+/** A no-contact order (禁止接触): every two of `people` stay `distance_m` apart. */
+export interface NoContactOrder {
+  id: string;
+  people: string[];
+  distance_m: number;
+  confirm_s: number;
+  updated_at: string;
+}
+
+/** A protected person (被保护人): their phone, never where they are. */
+export interface ProtectedPerson {
+  id: string;
+  supervisee: string;
+  device: string;
+  owntracks: string | null;
+  osmand: string | null;
+  distance_m: number;
+  confirm_s: number;
+  sms: string | null;
+  updated_at: string;
 }
