@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,7 @@ async def _measure(
             "hot_days": opts.hot_days,
             "queries": opts.queries,
             "seed": opts.seed,
+            "generators": opts.generators,
         },
         "fixes": generated,
         "generate_and_load_s": round(loaded, 1),
@@ -125,16 +127,35 @@ async def _measure(
 
 
 async def _load(pool: asyncpg.Pool, opts: argparse.Namespace) -> tuple[int, float]:
-    """COPY every fix, generated meanwhile in a second process; (fixes, seconds spent in
-    COPY)."""
+    """COPY every fix, generated meanwhile by `--generators` processes, each taking every
+    so many groups of INTERLEAVE people; (fixes, seconds spent in COPY)."""
     spawn = multiprocessing.get_context("spawn")
-    days: multiprocessing.Queue[Fixes | None] = spawn.Queue(maxsize=2)
-    args = (opts.people, opts.days, opts.interval, opts.seed, days)
-    generator = spawn.Process(target=_generate, args=args, daemon=True)
-    generator.start()
-    total, copy_s = 0, 0.0
+    days: multiprocessing.Queue[Fixes | None] = spawn.Queue(maxsize=2 * opts.generators)
+    groups = list(range(0, opts.people, INTERLEAVE))
+    generators = [
+        spawn.Process(
+            target=_generate,
+            args=(
+                groups[g :: opts.generators],
+                opts.people,
+                opts.days,
+                opts.interval,
+                opts.seed,
+                days,
+            ),
+            daemon=True,
+        )
+        for g in range(min(opts.generators, len(groups)))
+    ]
+    for generator in generators:
+        generator.start()
+    total, copy_s, running = 0, 0.0, len(generators)
     try:
-        while (fixes := await asyncio.to_thread(_next, days, generator)) is not None:
+        while running:
+            fixes = await asyncio.to_thread(_next, days, generators)
+            if fixes is None:
+                running -= 1
+                continue
             rows = fixes.rows()
             t0 = time.perf_counter()
             async with pool.acquire() as conn:
@@ -145,17 +166,23 @@ async def _load(pool: asyncpg.Pool, opts: argparse.Namespace) -> tuple[int, floa
             copy_s += time.perf_counter() - t0
             total += len(rows)
     finally:
-        generator.kill()
-        generator.join()
+        for generator in generators:
+            generator.kill()
+            generator.join()
     return total, copy_s
 
 
 def _generate(
-    people: int, days: int, interval: float, seed: int, out: multiprocessing.Queue[Fixes | None]
+    groups: list[int],
+    people: int,
+    days: int,
+    interval: float,
+    seed: int,
+    out: multiprocessing.Queue[Fixes | None],
 ) -> None:
-    """The generating process: each day of INTERLEAVE people after another, merged by
-    time, then None."""
-    for group in range(0, people, INTERLEAVE):
+    """A generating process: each day of each of its groups of INTERLEAVE people (from
+    `groups`), merged by time, then None."""
+    for group in groups:
         members = range(group, min(group + INTERLEAVE, people))
         streams = [person_days(p, FIRST_DAY, days, interval, seed) for p in members]
         for _ in range(days):
@@ -164,14 +191,16 @@ def _generate(
 
 
 def _next(
-    days: multiprocessing.Queue[Fixes | None], generator: multiprocessing.process.BaseProcess
+    days: multiprocessing.Queue[Fixes | None],
+    generators: Sequence[multiprocessing.process.BaseProcess],
 ) -> Fixes | None:
     while True:
         try:
             return days.get(timeout=5)
         except queue.Empty:
-            if not generator.is_alive():
-                raise RuntimeError(f"the generating process died ({generator.exitcode})") from None
+            dead = [g.exitcode for g in generators if not g.is_alive() and g.exitcode]
+            if dead:
+                raise RuntimeError(f"a generating process died ({dead[0]})") from None
 
 
 async def _pack(pool: asyncpg.Pool, archive: Archive, opts: argparse.Namespace) -> dict[str, Any]:
@@ -244,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--queries", type=int, default=200, help="person-days read per tier")
     parser.add_argument("--batch", type=int, default=2000, help="fixes per COPY (ingest's batch)")
+    parser.add_argument(
+        "--generators", type=int, default=2, help="processes generating fixes while COPY runs"
+    )
     parser.add_argument("--seed", type=int, default=19)
     parser.add_argument("--archive-dir", type=Path, default=None, help="default: a temporary one")
     parser.add_argument("--keep", action="store_true", help="keep the database and the archive")
