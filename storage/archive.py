@@ -119,6 +119,7 @@ class Archive:
 
     def __init__(self, url: str, s3_endpoint: str | None = None) -> None:
         self.url = url.rstrip("/")
+        self.endpoint = s3_endpoint
         # The footers of the day files, read once: a person-day reads one or two row groups
         # of a file whose footer describes thousands.
         self._duck = duckdb.connect(config={"threads": 2})

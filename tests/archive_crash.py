@@ -1,5 +1,6 @@
 """A move killed with SIGKILL at a chosen point (tests/test_archive.py): run as
-`python -m tests.archive_crash <dsn> <archive dir> <now iso> <point>`, it dies there.
+`python -m tests.archive_crash <dsn> <archive dir or s3:// URL> <now iso> <point>`, it dies
+there (an S3 archive's endpoint in FENCEWATCH_ARCHIVE_S3_ENDPOINT).
 
 Points: `detached` (a partition detached, nothing written), `written` (its files written
 and checked, the ledger not yet told), `dropping` (ledger rows inserted and the partition
@@ -37,7 +38,8 @@ async def main(dsn: str, where: str, now: str, point: str) -> None:
 
         archiving._record = record_then_die  # type: ignore[assignment]
     pool = await open_pool(dsn, min_size=1, max_size=2)
-    await archiving.run(pool, Archive(where), datetime.fromisoformat(now), 7)
+    archive = Archive(where, os.environ.get("FENCEWATCH_ARCHIVE_S3_ENDPOINT") or None)
+    await archiving.run(pool, archive, datetime.fromisoformat(now), 7)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """The archive tier on the real PostgreSQL: days past the archive's age move to Parquet and
-read back as the same fixes (through the track API too); a move killed with SIGKILL at any
-point loses nothing and duplicates nothing once run again; late fixes of an archived day
-follow it once each; a retention purge empties both tiers of a person. A closed day packed
-in PostgreSQL (storage.compaction) reads back as the same fixes and still takes late ones."""
+read back as the same fixes (through the track API too, across both tiers); a move killed
+with SIGKILL at any point loses nothing and duplicates nothing once run again; late fixes
+of an archived day follow it once each; a retention purge empties both tiers of a person.
+Each with the archive on local disk and on an S3 server (tests/s3_server.py). A closed day
+packed in PostgreSQL (storage.compaction) reads back as the same fixes and still takes
+late ones."""
 
 from __future__ import annotations
 
@@ -10,13 +12,15 @@ import asyncio
 import os
 import random
 import sys
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+import pyarrow.fs as pafs
 import pytest
 from redis.asyncio import Redis
 
@@ -33,6 +37,7 @@ from storage.fixes import committed_fixes
 from storage.history import hot_relation
 from storage.repo import offices as offices_repo
 from tests.live import eventually
+from tests.s3_server import KEYS, s3_server
 
 ROOT = Path(__file__).resolve().parent.parent
 DAYS = [date(2030, 3, 4), date(2030, 3, 5)]
@@ -104,9 +109,27 @@ async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
 
 
-@pytest.fixture
-def archive(tmp_path: Path) -> Archive:
-    return Archive.of(Settings(data_dir=tmp_path))
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """An S3 server with the bucket `fencewatch`, for this module's tests."""
+    with pytest.MonkeyPatch.context() as env, s3_server() as endpoint:
+        for name, value in KEYS.items():
+            env.setenv(name, value)
+        host = endpoint.removeprefix("http://")
+        pafs.S3FileSystem(
+            endpoint_override=host, scheme="http", allow_bucket_creation=True
+        ).create_dir("fencewatch")
+        yield endpoint
+
+
+@pytest.fixture(params=["disk", "s3"])
+def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Archive:
+    """The archive on local disk, or under a prefix of its own in an S3 bucket."""
+    if request.param == "disk":
+        return Archive.of(Settings(data_dir=tmp_path))
+    endpoint = request.getfixturevalue("s3_endpoint")
+    url = f"s3://fencewatch/test-{uuid.uuid4().hex[:8]}/archive"
+    return Archive.of(Settings(archive_url=url, archive_s3_endpoint=endpoint))
 
 
 async def _everything(pool: asyncpg.Pool, archive: Archive) -> list[tuple[Any, ...]]:
@@ -125,7 +148,7 @@ async def _everything(pool: asyncpg.Pool, archive: Archive) -> list[tuple[Any, .
     return sorted(rows, key=lambda r: (r[0], r[3], r[2]))
 
 
-async def _files_on_disk(archive: Archive) -> list[str]:
+async def _files_stored(archive: Archive) -> list[str]:
     return archive.keys()
 
 
@@ -162,6 +185,27 @@ async def test_archived_days_read_back_as_the_same_fixes(
     assert (again["files"], again["swept"]) == ([], [])
 
 
+async def test_a_track_spanning_both_tiers_reads_as_before_the_move(
+    pool: asyncpg.Pool, archive: Archive, redis_url: str
+) -> None:
+    """The first day archived, the second still in PostgreSQL: one track across both."""
+    app, token = await _api(pool, redis_url, archive)
+    url = "/api/v1/supervisees/P2/track?from=2030-03-04T12:00:00Z&to=2030-03-05T12:00:00Z"
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as c:
+        before = await c.get(url, headers=headers)
+
+        done = await archiving.run(pool, archive, datetime(2030, 3, 12, 1, tzinfo=UTC), 7)
+
+        assert [f["day"] for f in done["files"]] == [DAYS[0]]
+        assert await pool.fetchval("SELECT count(*) FROM fixes WHERE supervisee_id = 'P2'") > 0
+        across = await c.get(url, headers=headers)
+    assert across.status_code == 200, across.text
+    assert across.json() == before.json()
+    times = [f["properties"]["ts"] for f in across.json()["features"]]
+    assert times[0] < "2030-03-05" < times[-1] and times == sorted(times)
+
+
 @pytest.mark.parametrize("point", ["detached", "written", "dropping"])
 async def test_a_move_killed_midway_loses_and_duplicates_nothing_when_run_again(
     pool: asyncpg.Pool, archive: Archive, pg_dsn: str, point: str
@@ -171,7 +215,7 @@ async def test_a_move_killed_midway_loses_and_duplicates_nothing_when_run_again(
         *(sys.executable, "-m", "tests.archive_crash", pg_dsn, archive.url, LATER.isoformat()),
         point,
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), **_s3_env(archive)},
         stderr=asyncio.subprocess.PIPE,
     )
     _, stderr = await killed.communicate()
@@ -189,8 +233,15 @@ async def test_a_move_killed_midway_loses_and_duplicates_nothing_when_run_again(
     assert done["fixes"] == len(before)
     assert await _everything(pool, archive) == before
     ledger = sorted(r["key"] for r in await pool.fetch("SELECT key FROM fixes_archive"))
-    assert await _files_on_disk(archive) == ledger
+    assert await _files_stored(archive) == ledger
     assert await pool.fetchval("SELECT count(*) FROM fixes_archive_moves") == 0
+
+
+def _s3_env(archive: Archive) -> dict[str, str]:
+    """What the killed run needs to reach the archive's S3 server, if it is on one."""
+    if not archive.remote:
+        return {}
+    return {"FENCEWATCH_ARCHIVE_S3_ENDPOINT": archive.endpoint or "", **KEYS}
 
 
 async def test_late_fixes_of_an_archived_day_follow_it_once_each(
@@ -221,7 +272,7 @@ async def test_retention_purge_empties_both_tiers_of_a_person(
 ) -> None:
     await archiving.run(pool, archive, LATER, 7)
     before = await _everything(pool, archive)
-    old_files = await _files_on_disk(archive)
+    old_files = await _files_stored(archive)
     # A fix of theirs still in PostgreSQL too (a late one, in the default partition).
     async with pool.acquire() as conn:
         await conn.execute(
@@ -240,8 +291,8 @@ async def test_retention_purge_empties_both_tiers_of_a_person(
     after = await _everything(pool, archive)
     assert [r for r in after if r[1] == "P1"] == []
     assert after == [r for r in before if r[1] != "P1"]  # P2's and T3's, untouched
-    # The files that held them are gone from the disk, not only from the ledger.
-    on_disk = await _files_on_disk(archive)
+    # The files that held them are gone from storage, not only from the ledger.
+    on_disk = await _files_stored(archive)
     assert not set(old_files) & set(on_disk)
     ledger = sorted(r["key"] for r in await pool.fetch("SELECT key FROM fixes_archive"))
     assert on_disk == ledger
