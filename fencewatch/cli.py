@@ -147,14 +147,15 @@ def _retention_purge(args: argparse.Namespace) -> int:
 
 
 def _archive_run(args: argparse.Namespace) -> int:
-    """Move the days past the archive's age now; print what moved as JSON."""
+    """Move the days past the archive's age now, then pack the closed days left in
+    PostgreSQL; print what moved and what was packed as JSON."""
     from datetime import UTC, datetime
 
     import msgspec
 
     from fencewatch.config import ConfigError, Settings
     from fencewatch.servers import run_with_pool
-    from storage import archiving
+    from storage import archiving, compaction
     from storage.archive import Archive, ArchiveError
 
     try:
@@ -167,8 +168,14 @@ def _archive_run(args: argparse.Namespace) -> int:
         print("fencewatch archive: --after-days must be at least 1", file=sys.stderr)
         return 2
     archive = Archive.of(settings)
+
+    async def upkeep(pool: Any) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        moved = await archiving.run(pool, archive, now, days)
+        return {**moved, "packed": await compaction.run(pool, now)}
+
     try:
-        result = run_with_pool(lambda pool: archiving.run(pool, archive, datetime.now(UTC), days))
+        result = run_with_pool(upkeep)
     except ArchiveError as exc:
         print(f"fencewatch archive: {exc}", file=sys.stderr)
         return 1
