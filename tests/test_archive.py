@@ -474,3 +474,29 @@ async def test_fixes_arriving_while_a_day_is_packed_are_kept(
     assert await _everything(pool, archive) == sorted(
         [*before, late], key=lambda r: (r[0], r[3], r[2])
     )
+
+
+async def test_a_day_is_not_packed_under_an_open_transaction_and_a_stopped_copy_is_dropped(
+    pool: asyncpg.Pool, archive: Archive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ingest mid-commit of a late fix: the day waits for the next run, the fix is kept."""
+    monkeypatch.setattr(compaction, "WAIT_S", 0.5)
+    before = await _everything(pool, archive)
+    first = before[0]
+    late = (*first[:2], 999, first[3] + timedelta(seconds=1), *first[4:])
+    async with pool.acquire() as conn:
+        # What a copy stopped before its swap leaves behind.
+        await conn.execute("CREATE TABLE fixes_2030_03_04_packed (LIKE fixes)")
+    async with pool.acquire() as ingest:
+        async with ingest.transaction():
+            await ingest.copy_records_to_table("fixes", records=[late], columns=FIELDS)
+            waited = await compaction.run(pool, PACKED)
+        assert waited == {"partitions": [], "fixes": 0}
+        assert await pool.fetchval("SELECT to_regclass('fixes_2030_03_04_packed')") is None
+
+    done = await compaction.run(pool, PACKED)
+
+    assert done["partitions"] == ["fixes_2030_03_04", "fixes_2030_03_05"]
+    assert await _everything(pool, archive) == sorted(
+        [*before, late], key=lambda r: (r[0], r[3], r[2])
+    )
