@@ -13,14 +13,15 @@ partition. Before it starts, every transaction that may hold a `rid` at most S (
 sequence's value then) has ended, so the copy sees each of those fixes; the swap — one
 short transaction that gives up after LOCK_TIMEOUT rather than hold ingest behind it —
 adds the fixes with a rid above S the copy did not see, detaches and drops the old table
-and attaches the new one, whose CHECK on the day's bounds spares ATTACH a scan. A run
-stopped anywhere leaves the old partition attached and at most an unattached copy, which
-the next run drops. `rid` keeps its values: a restore's `rid > last_rid` still finds
-late fixes through the BRIN index (each block range of a packed day spans that day's rids,
-all below a recent snapshot's).
+and attaches the new one, whose CHECK on the day's bounds spares ATTACH a scan of it (it
+still reads the default partition, which holds only stray fixes). A run stopped anywhere
+leaves the old partition attached and at most an unattached copy, which the next run
+drops. `rid` keeps its values: a restore's `rid > last_rid` still finds late fixes through
+the BRIN index (each block range of a packed day spans that day's rids, all below a recent
+snapshot's).
 
-Runs hourly after the archive's move (fencewatch.service), under the archive's lock: no
-move or purge changes a partition while it is copied."""
+Runs after the archive's move, hourly in the service and in `fencewatch archive run`, under
+the archive's lock: no move or purge changes a partition while it is copied."""
 
 from __future__ import annotations
 
@@ -152,7 +153,8 @@ async def _packed(conn: Conn, table: str) -> bool:
 
 async def _older_transactions_ended(conn: Conn, since: datetime) -> bool:
     """Wait (up to WAIT_S) until no other session of this database is in a transaction
-    begun at or before `since`."""
+    begun at or before `since` (sessions of the service's own role, or any when it may read
+    all statistics: pg_stat_activity shows others' transactions to neither)."""
     deadline = time.monotonic() + WAIT_S
     while True:
         older = await conn.fetchval(
