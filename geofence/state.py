@@ -28,6 +28,8 @@ class Track(msgspec.Struct, gc=False):
     seen: int = 0  # bit i set: seq max_seq - i already judged (QoS 1 redelivery guard)
     anchor: Point | None = None  # the last trusted fix
     suspect: Point | None = None  # the last fix rejected as a jump
+    # Metres the speed readings from the anchor up to the suspect allow (geofence.stages.jump).
+    reach: float = 0.0
     rest: tuple[float, float, int] | None = None  # where a still device rests (lat, lon, ts)
     speed_seen: bool = False  # the device has reported motion: its zero speed means still
     drift_since: int | None = None

@@ -56,3 +56,30 @@ def poor(t: float, east: float) -> Judged:
 def test_impossible_moves_are_flagged(fixes: list[Judged], jumps: str) -> None:
     Lane(jump.run).feed(*fixes)
     assert "".join("J" if j.flags & Quality.JUMP else "." for j in fixes) == jumps
+
+
+def test_a_reflection_right_after_a_rejected_one_is_measured_through_its_speed() -> None:
+    """Seed 23's false exit: a still tag (Doppler 0), a reflection 430 m off (rejected), then
+    another 500 m the other way with a walking reading. Measured straight from the last
+    trusted fix two minutes back, the walking reading allowed 550 m; through the rejected
+    fix's own reading of 0 it allows under 400, and the reflection stays a reflection."""
+    fixes = [
+        at(0, 0, spd=1.5),  # the device has shown it reports motion
+        at(60, 0, spd=0.0),
+        at(120, -430, acc=11.4, spd=0.0),
+        at(181, 500, acc=10.4, spd=1.7),
+    ]
+    Lane(jump.run).feed(*fixes)
+    assert "".join("J" if j.flags & Quality.JUMP else "." for j in fixes) == "..JJ"
+
+
+def test_a_real_ride_past_a_rejected_reflection_is_believed() -> None:
+    """Readings that say riding allow the distance the ride covered, rejected fix or not."""
+    fixes = [
+        at(0, 0, spd=6.0),
+        at(60, 360, spd=6.0),
+        at(120, 3000, spd=6.0),  # a reflection
+        at(180, 1080, spd=6.0),
+    ]
+    Lane(jump.run).feed(*fixes)
+    assert "".join("J" if j.flags & Quality.JUMP else "." for j in fixes) == "..J."
