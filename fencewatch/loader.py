@@ -25,7 +25,14 @@ import redis
 from fencewatch import embedded, servers
 from fencewatch.channels import channel as scoped
 from fencewatch.config import Settings
-from fencewatch.scenario import Center, ScenarioError, check_folder, read_center, read_roster
+from fencewatch.scenario import (
+    Center,
+    ScenarioError,
+    check_folder,
+    read_center,
+    read_checkin_schedules,
+    read_roster,
+)
 from fencewatch.servers import run_with_pool
 from geofence.model import Roster, Supervisee, ZoneDef
 from geofence.zones import ZoneError, parse_feature_collection
@@ -38,6 +45,8 @@ from storage.repo import people as people_repo
 from storage.repo import proximity as proximity_repo
 from storage.repo import zones as zones_repo
 from storage.rules import RULES_CHANNEL
+from supervision import checkins
+from supervision.checkin_rules import Schedule
 
 FILES = ("zones.geojson", "roster.json")
 
@@ -51,7 +60,7 @@ def _read_zones(path: Path) -> list[tuple[ZoneDef, dict[str, Any]]]:
 
 def _read(
     scenario_dir: Path,
-) -> tuple[list[tuple[ZoneDef, dict[str, Any]]], Roster, Center]:
+) -> tuple[list[tuple[ZoneDef, dict[str, Any]]], Roster, Center, dict[str, Schedule]]:
     try:
         check_folder(scenario_dir, FILES)
     except ScenarioError as exc:
@@ -63,6 +72,7 @@ def _read(
     try:
         roster = read_roster(scenario_dir / "roster.json")
         center = read_center(scenario_dir / "roster.json")
+        schedules = read_checkin_schedules(scenario_dir / "roster.json")
     except (ScenarioError, msgspec.DecodeError) as exc:
         raise ScenarioError(f"roster.json: {exc}") from None
     seen: set[str] = set()
@@ -77,7 +87,7 @@ def _read(
                 raise ScenarioError(
                     f"roster.json: device {device.id} is listed for both {other} and {person.id}"
                 )
-    return zones, roster, center
+    return zones, roster, center, schedules
 
 
 async def _load_offices(conn: Conn, center: Center) -> None:
@@ -181,7 +191,7 @@ async def _load_protected(conn: Conn, roster: Roster) -> None:
 
 async def load_scenario(pool: asyncpg.Pool, scenario_dir: Path) -> dict[str, int]:
     """Import the scenario; returns how many of each thing it holds."""
-    zones, roster, center = _read(scenario_dir)
+    zones, roster, center, schedules = _read(scenario_dir)
     people = roster.supervisees
     counts = {
         "zones": len(zones),
@@ -198,6 +208,8 @@ async def load_scenario(pool: asyncpg.Pool, scenario_dir: Path) -> dict[str, int
         counts["officers"] = sum(len(o.officers) for o in center.offices)
     if center.orders:
         counts["orders"] = sum(len(orders) for orders in center.orders.values())
+    if schedules:
+        counts["check-in schedules"] = len(schedules)
     # One statement cannot upsert an id twice: an id listed twice is stored once, as listed
     # last, which is what upserting the listings one by one came to.
     unique_zones = {zone.id: (zone, source) for zone, source in zones}
@@ -226,6 +238,10 @@ async def load_scenario(pool: asyncpg.Pool, scenario_dir: Path) -> dict[str, int
         await leave_repo.load_leaves(conn, leaves.values())
         await _load_orders(conn, center)
         await _load_proximity(conn, roster)
+        for supervisee, schedule in schedules.items():
+            await checkins.put_schedule(
+                conn, f"supervisee:{supervisee}", schedule, "fencewatch load"
+            )
         await access_repo.audit(
             conn, "fencewatch load", None, "scenario.load", str(scenario_dir), counts
         )

@@ -12,6 +12,7 @@ import msgspec
 from fencewatch.scenario import (
     ScenarioError,
     check_folder,
+    read_checkin_schedules,
     read_pings,
     read_roster,
     read_zones,
@@ -24,6 +25,8 @@ from geofence.ruleset import RuleSet
 from geofence.together import Together
 from geofence.zones import ZoneError
 from ingest.decode import decode_for, decode_protected
+from supervision.checkin_book import TOPIC as CHECKIN
+from supervision.checkin_book import CheckinBook
 
 
 def alert_line(v: Verdict) -> bytes:
@@ -45,12 +48,16 @@ FILES = ("zones.geojson", "roster.json", "pings.jsonl")
 
 def replay(scenario: Path, out: TextIO, err: TextIO) -> int:
     check_folder(scenario, FILES)
-    rules = RuleSet(read_roster(scenario / "roster.json"), read_zones(scenario / "zones.geojson"))
+    roster = read_roster(scenario / "roster.json")
+    rules = RuleSet(roster, read_zones(scenario / "zones.geojson"))
     for problem in rules.problems:
         print(f"warning: {problem}", file=err)
     engine = Engine(rules)
     # People near people: every trusted fix, as judged, against everyone's latest.
     together = Together.for_rules(rules)
+    # Check-ins (定位签到): asked as the clock passes their due times, settled as it passes
+    # their deadlines, by the live duty's rule.
+    checkins = CheckinBook(roster, read_checkin_schedules(scenario / "roster.json"))
     alerts = 0
 
     def emit(verdicts: list[Verdict]) -> None:
@@ -62,6 +69,13 @@ def replay(scenario: Path, out: TextIO, err: TextIO) -> int:
 
     for ping in read_pings(scenario / "pings.jsonl"):
         emit(engine.tick(ping.at))
+        emit(checkins.tick(ping.at))
+        if ping.topic == CHECKIN:
+            try:
+                emit(checkins.verify(bytes(ping.payload), ping.at))
+            except (ValueError, msgspec.DecodeError) as exc:
+                print(f"rejected {CHECKIN} at {iso(ping.at)}: {exc}", file=err)
+            continue
         protected = decode_protected(rules, ping.topic, bytes(ping.payload), ping.at)
         if protected is not None:
             # A protected person's phone: no engine's, only the watcher's.
@@ -77,6 +91,8 @@ def replay(scenario: Path, out: TextIO, err: TextIO) -> int:
             print(f"rejected {r.topic} at {iso(ping.at)}: {r.reason}: {r.detail}", file=err)
         outcome = engine.process(decoded.fixes, decoded.events)
         emit(outcome.verdicts)
+        for fix in decoded.fixes:
+            checkins.see(fix)
         if together is not None:
             for j in outcome.judged:
                 if (seen := sighting(j)) is not None:

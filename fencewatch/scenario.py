@@ -31,6 +31,7 @@ from geofence.model import (
 from geofence.zones import CRSES, ZoneError, parse_feature_collection, parse_schedule
 from ingest.jt808 import terminals
 from ingest.osmand import ID_PATTERN as OSMAND_ID
+from supervision.checkin_rules import Schedule, hhmm
 from supervision.orders import OrderError, new_order
 
 LEVELS = ("strict", "normal", "lenient")
@@ -318,6 +319,24 @@ def read_roster(path: Path) -> Roster:
         gathering=parse_gathering(doc.get("gathering")),
         protected=parse_protected(doc.get("protected"), people),
     )
+
+
+def read_checkin_schedules(path: Path) -> dict[str, Schedule]:
+    """Optional supervisee `checkins` (定位签到): the person's own check-in schedule, in the
+    fields `PUT /supervisees/{id}/checkin-schedule` takes (supervision.checkin_rules)."""
+    doc = msgspec.json.decode(path.read_bytes())
+    out: dict[str, Schedule] = {}
+    for raw in doc.get("supervisees") or [] if isinstance(doc, dict) else []:
+        if isinstance(raw, dict) and raw.get("checkins") is not None:
+            sid = str(raw.get("id"))
+            try:
+                schedule = msgspec.convert(raw["checkins"], Schedule)
+                for value in (*schedule.times, schedule.waking_from, schedule.waking_to):
+                    hhmm(value)
+            except (msgspec.ValidationError, ValueError) as exc:
+                raise ScenarioError(f"supervisee {sid}: checkins: {exc}") from None
+            out[sid] = schedule
+    return out
 
 
 def read_pings(path: Path) -> Iterator[Ping]:

@@ -23,7 +23,8 @@ from fencewatch.scenario import parse_supervisee
 from geofence.model import Roster, ZoneDef
 from geofence.ruleset import RuleSet
 from geofence.zones import parse_feature_collection
-from simulators import lishui
+from ingest import topics
+from simulators import checkins, lishui
 from simulators.closeness import contact_truth, gathering_truth, protected_truth
 from simulators.device import DevicePlan, DeviceSim
 from simulators.life import TIMEZONE, local_iso
@@ -31,10 +32,11 @@ from simulators.pursuit import obeying
 from simulators.route import Track
 from simulators.truth import Truth, ground_truth
 from simulators.uplink import Ping, deliver
+from supervision.checkin_rules import Schedule
 
 BREACHES = ("jurisdiction_exit", "exclusion_enter", "curfew_breach")
-# What a recipe's `expect` speaks for: the breaches, and a phone left behind.
-EXPECTED = (*BREACHES, "device_separation")
+# What a recipe's `expect` speaks for: the breaches, a phone left behind, a missed check-in.
+EXPECTED = (*BREACHES, "device_separation", "checkin_missed")
 
 
 @dataclass
@@ -52,6 +54,9 @@ class Person:
     # Optional roster fields beyond spec 4.2 (fencewatch.scenario.Center, name, level,
     # office): who the person is, for a demo that looks like a real centre.
     profile: dict[str, Any] = field(default_factory=dict)
+    # The roster's optional `checkins` (定位签到): the person's phones are asked, and the
+    # person answers (simulators.checkins).
+    checkins: Schedule | None = None
 
     def roster_entry(self) -> dict[str, Any]:
         devices: list[Any] = [
@@ -75,6 +80,7 @@ class Person:
                 {"from": local_iso(a), "to": local_iso(b), "destinations": list(dest)}
                 for a, b, dest in self.leaves
             ],
+            **({"checkins": msgspec.to_builtins(self.checkins)} if self.checkins else {}),
         }
 
 
@@ -134,12 +140,32 @@ class Scenario:
         people = Roster(TIMEZONE, [parse_supervisee(s) for s in roster["supervisees"]])
         rules = RuleSet(people, self.zone_defs()) if pursuit else None
         pings: list[Ping] = []
-        for k, plan in enumerate(d for p in self.people for d in p.devices):
-            if rules is None:
-                messages = DeviceSim(plan).advance(self.end)
-            else:
-                messages = obeying(plan, rules, self.end)
-            pings += deliver(messages, plan.link, np.random.default_rng((seed, k, 11)))
+        asks = {
+            p.id: checkins.asked(p.id, p.checkins, self.start, self.end)
+            for p in self.people
+            if p.checkins is not None
+        }
+        k = 0
+        for person in self.people:
+            dues = [due for due, _ in asks.get(person.id, ())]
+            for plan in person.devices:
+                if dues and plan.owntracks is not None:
+                    messages = checkins.answering(plan, dues, self.end)
+                elif rules is None:
+                    messages = DeviceSim(plan).advance(self.end)
+                else:
+                    messages = obeying(plan, rules, self.end)
+                pings += deliver(messages, plan.link, np.random.default_rng((seed, k, 11)))
+                k += 1
+        # The supervision app's face verifications: on the wire, from no device.
+        faces: list[Ping] = []
+        for n, person in enumerate(self.people):
+            phone = next((d for d in person.devices if d.owntracks is not None), None)
+            if person.id in asks and phone is not None:
+                rng = np.random.default_rng((seed, 2000 + n, 11))
+                faces += checkins.verifications(
+                    person.id, person.track, phone, asks[person.id], rng
+                )
         pings.sort(key=lambda p: p.at)
         truth = ground_truth(
             people,
@@ -156,13 +182,19 @@ class Scenario:
         for k, (_, plan) in enumerate(self.protected):
             messages = DeviceSim(plan).advance(self.end)
             shielded += deliver(messages, plan.link, np.random.default_rng((seed, 1000 + k, 11)))
-        pings = sorted(pings + shielded, key=lambda p: p.at)
+        pings = sorted(pings + shielded + faces, key=lambda p: p.at)
         tracks = {p.id: p.track for p in self.people}
         clock_end = pings[-1].at if pings else self.end
         truth += protected_truth(
             tracks, [(e, plan.track) for e, plan in self.protected], self.start, clock_end
         )
         truth += contact_truth(tracks, self.no_contact, self.start, clock_end)
+        for person in self.people:
+            phones = {topics.owntracks(d.owntracks): d.id for d in person.devices if d.owntracks}
+            if person.checkins is not None and phones:
+                face = person.checkins.face
+                checks = asks[person.id]
+                truth += checkins.checkin_truth(person.id, phones, checks, face, pings, clock_end)
         if self.gathering is not None:
             workplaces = {
                 p.id: p.profile["workplace"]

@@ -26,6 +26,7 @@ import numpy as np
 from geofence.crs import wgs84_to_gcj02
 from simulators import lishui
 from simulators.build import Person, Scenario, UnintendedError, write
+from simulators.checkins import minutes_of
 from simulators.device import Battery, DevicePlan
 from simulators.geo import distance_m, offset
 from simulators.gps import GpsProfile
@@ -43,6 +44,7 @@ from simulators.life import (
 from simulators.places import EVERY_DAY, WEEKDAYS, block, circle, window
 from simulators.route import Env, Mode, RouteBuilder, Track
 from simulators.uplink import LinkPlan
+from supervision.checkin_rules import Schedule
 
 Recipe = Callable[[np.random.Generator], Scenario]
 RECIPES: dict[str, Recipe] = {}
@@ -1010,7 +1012,12 @@ def phone_left_home(rng: np.random.Generator) -> Scenario:
     else:  # a relative goes out with the phone
         track, tag_track, phone_track = at_home, at_home, trip
     devices = [tag(rng, "T01", tag_track), phone(rng, "P01", phone_track)]
-    sc.add(Person("S01", track, devices, expect=SEPARATED))
+    # Asked once before the phone is left (answered) and once while apart: the phone
+    # answers where it is, but its owner is not there to pass the face verification.
+    before = left - int(_u(rng, 15, 25) * MIN)
+    apart = left + int(_u(rng, 30, 50) * MIN)
+    checks = _checkins_at(before, apart) if before > sc.start + 5 * MIN else _checkins_at(apart)
+    sc.add(Person("S01", track, devices, expect=SEPARATED | CHECKED, checkins=checks))
     _background(sc, rng)
     return sc
 
@@ -1037,7 +1044,9 @@ def phone_carried(rng: np.random.Generator) -> Scenario:
     track = routine(b, rng, home, sc.end).track()
     phone_track = _left_behind(track, home, left, came_back) if short else track
     devices = [tag(rng, "T01", track), phone(rng, "P01", phone_track)]
-    sc.add(Person("S01", track, devices, expect=QUIET))
+    # Asked three times, whenever it falls: with the phone at hand, each is answered.
+    checks = _checkins_at(*(int(t) for t in rng.uniform(sc.start + H, sc.end - H, 3)))
+    sc.add(Person("S01", track, devices, expect=QUIET, checkins=checks))
     _background(sc, rng)
     return sc
 
@@ -1076,6 +1085,59 @@ def gathering_workplace(rng: np.random.Generator) -> Scenario:
     sc.gathering = {}
     _background(sc, rng, first=4)
     return sc
+
+
+# -- check-ins (定位签到) -----------------------------------------------------------------------
+
+CHECKED = frozenset({"checkin_missed"})
+# Three a day at set times and two at random, each with the app's face verification.
+ROUTINE_CHECKINS = Schedule(times=("09:00", "13:00", "19:00"), random_per_day=2, face=True)
+
+
+@recipe
+def checkin_kept(rng: np.random.Generator) -> Scenario:
+    """Supervised by phone alone, asked three times a day and twice at random with a face
+    verification, 15 minutes each; answers every one, some at once, some 5–10 minutes
+    late. Nothing to report."""
+    day = _day(rng)
+    sc = Scenario(local_ms(day, 7), local_ms(day, 22))
+    home = lishui.interior_point(rng, min_depth_m=1500, within_m=6000)
+    track = routine(RouteBuilder(rng, sc.start, *home), rng, home, sc.end).track()
+    delay = _u(rng, 0, 600)
+    devices = [phone(rng, "P01", track, answer_delay_s=delay)]
+    sc.add(Person("S01", track, devices, expect=QUIET, checkins=ROUTINE_CHECKINS))
+    _background(sc, rng)
+    return sc
+
+
+@recipe
+def checkin_missed(rng: np.random.Generator) -> Scenario:
+    """Supervised by phone alone, asked as in checkin_kept, and misses: either answers every
+    request 17–30 minutes late (after the deadline), or answers most but kills the app over
+    the 13:00 one (the phone still reports; no verification comes) and goes silent for
+    30–45 minutes over the 19:00 one. Each miss is a checkin_missed."""
+    day = _day(rng)
+    sc = Scenario(local_ms(day, 7), local_ms(day, 22))
+    home = lishui.interior_point(rng, min_depth_m=1500, within_m=6000)
+    track = routine(RouteBuilder(rng, sc.start, *home), rng, home, sc.end).track()
+    if rng.uniform() < 0.4:
+        kw: dict[str, Any] = {"answer_delay_s": _u(rng, 17 * 60, 30 * 60)}
+    else:
+        noon, evening = local_ms(day, 13), local_ms(day, 19)
+        quiet = evening - int(_u(rng, 5, 15) * MIN)
+        kw = {
+            "answer_delay_s": _u(rng, 0, 300),
+            "ignores": ((noon - 10 * MIN, noon + 30 * MIN),),
+            "silent": ((quiet, quiet + int(_u(rng, 30, 45) * MIN)),),
+        }
+    devices = [phone(rng, "P01", track, **kw)]
+    sc.add(Person("S01", track, devices, expect=CHECKED, checkins=ROUTINE_CHECKINS))
+    _background(sc, rng)
+    return sc
+
+
+def _checkins_at(*instants: int) -> Schedule:
+    return Schedule(times=minutes_of(*instants), face=True)
 
 
 # -- writing the suite -----------------------------------------------------------------------

@@ -5,10 +5,8 @@ deadline; some check-ins also want a face verification from the supervision app.
 A schedule is the person's own or, failing that, their supervision level's. Each minute the
 duty (`CheckIns`, run by duties.scheduler) asks what has come due — a `reportLocation` to
 the person's OwnTracks phone, and an SMS to their own number through the gateway when
-both are known — and settles what is pending: answered by a fix from one of the person's
-phones taken between the request (less ANSWER_SLACK) and the deadline, accurate to
-ANSWER_ACC_M, plus a passed verification when one is wanted; missed at the deadline
-otherwise, or at once on a failed verification, with a `checkin_missed` alert saying why.
+both are known — and settles what is pending by the rule in supervision.checkin_rules
+(which `fencewatch replay` runs too), with a `checkin_missed` alert saying why.
 Only people with a phone are asked: a check-in is about the phone being with its owner.
 
 Random minutes are drawn per person and day from FENCEWATCH_CHECKIN_SECRET, so the
@@ -17,80 +15,32 @@ them."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import hmac
-import random
 from collections.abc import Mapping
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
-
-import msgspec
 
 from alerts import record
 from alerts.downlink import queue_owntracks_command
 from alerts.outbox import enqueue
 from alerts.sms import CHANNEL as SMS
-from fencewatch.timefmt import epoch_ms, iso_time
+from fencewatch.timefmt import epoch_ms
 from geofence.model import Verdict
 from storage.db import Conn, Row
-from supervision import stillness
+from supervision import checkin_rules, stillness
+from supervision.checkin_rules import (
+    ANSWER_SLACK,
+    TYPE,
+    Schedule,
+    alert_ts,
+    day_plan,
+    detail,
+    hhmm,
+)
 
-TYPE = "checkin_missed"
 ISSUED_BY = "checkin"
-ANSWER_SLACK = timedelta(seconds=60)
-ANSWER_ACC_M = 100.0
 # Requests that came due while the service was down are still made this long after.
 CATCH_UP = timedelta(minutes=10)
-DEFAULT_DEADLINE_S = 900
-# In a heightened period (重大节假日、会议期间) in force for the person, this many times the
-# random check-ins.
-HEIGHTENED_FACTOR = 2
-
-
-class Schedule(msgspec.Struct, frozen=True):
-    times: tuple[str, ...] = ()
-    random_per_day: int = 0
-    waking_from: str = "08:00"
-    waking_to: str = "21:00"
-    deadline_s: int = DEFAULT_DEADLINE_S
-    face: bool = False
-
-
-def hhmm(value: str) -> time:
-    """A local time of day written HH:MM, or ValueError."""
-    hours, _, minutes = value.partition(":")
-    if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
-        raise ValueError(f"times must be HH:MM, got {value!r}")
-    return time(int(hours), int(minutes))
-
-
-# Asked every minute for every person: each day's plan is drawn once.
-@functools.lru_cache(maxsize=65_536)
-def day_plan(
-    supervisee: str,
-    day: date,
-    schedule: Schedule,
-    tz: ZoneInfo,
-    secret: str,
-    heightened: bool = False,
-) -> tuple[tuple[datetime, str], ...]:
-    """(due time, fixed | random) of the person's check-ins on local `day`, in order;
-    `heightened`: HEIGHTENED_FACTOR times the random ones, the usual ones among them."""
-    fixed = {datetime.combine(day, hhmm(t), tz) for t in schedule.times}
-    first = datetime.combine(day, hhmm(schedule.waking_from), tz)
-    last = datetime.combine(day, hhmm(schedule.waking_to), tz)
-    minutes = [
-        first + timedelta(minutes=m) for m in range(int((last - first).total_seconds() // 60))
-    ]
-    free = [m for m in minutes if m not in fixed]
-    seed = hmac.new(secret.encode(), f"{supervisee}:{day.isoformat()}".encode(), hashlib.sha256)
-    # One shuffle a day, of which a heightened period takes more: the minutes already due
-    # stay the same whichever the period says.
-    random.Random(seed.digest()).shuffle(free)
-    drawn = free[: schedule.random_per_day * (HEIGHTENED_FACTOR if heightened else 1)]
-    return tuple(sorted([(t, "fixed") for t in fixed] + [(t, "random") for t in drawn]))
 
 
 _PEOPLE = """
@@ -119,7 +69,7 @@ _FIXES = """
     JOIN devices d ON d.id = a.device_id AND d.kind = 'phone'
     JOIN fixes f ON f.device_id = a.device_id AND f.ts BETWEEN $2 AND $3
     WHERE a.supervisee_id = $1 AND a.until IS NULL AND f.lat IS NOT NULL
-    ORDER BY (f.acc IS NULL OR f.acc > $4), f.ts
+    ORDER BY f.ts
 """
 
 
@@ -150,6 +100,29 @@ async def _stillness(
     fixes = [(r["ts"], r["lat"], r["lon"], r["acc"]) for r in history]
     waking = (hhmm(hours["waking_from"]), hhmm(hours["waking_to"]))
     return stillness.unusual(fixes, now, tz, waking)
+
+
+async def put_schedule(conn: Conn, scope: str, schedule: Schedule, who: str | None) -> Row:
+    """Set the schedule of `scope` (level:<level> or supervisee:<id>); the row as stored."""
+    row = await conn.fetchrow(
+        "INSERT INTO checkin_schedules (scope, times, random_per_day, waking_from, waking_to,"
+        " deadline_s, face, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " ON CONFLICT (scope) DO UPDATE SET times = EXCLUDED.times,"
+        " random_per_day = EXCLUDED.random_per_day, waking_from = EXCLUDED.waking_from,"
+        " waking_to = EXCLUDED.waking_to, deadline_s = EXCLUDED.deadline_s,"
+        " face = EXCLUDED.face, updated_by = EXCLUDED.updated_by, updated_at = now()"
+        " RETURNING *",
+        scope,
+        sorted(set(schedule.times)),
+        schedule.random_per_day,
+        schedule.waking_from,
+        schedule.waking_to,
+        schedule.deadline_s,
+        schedule.face,
+        who,
+    )
+    assert row is not None
+    return row
 
 
 def schedule_of(row: Row) -> Schedule:
@@ -261,10 +234,10 @@ async def raised_at(conn: Conn, now: datetime) -> list[dict[str, Any]]:
 async def settle_one(conn: Conn, c: Mapping[str, Any], now: datetime, tz: ZoneInfo) -> str | None:
     """Settle the pending check-in `c` if it can be: 'answered', 'missed' or None."""
     fixes = await conn.fetch(
-        _FIXES, c["supervisee_id"], c["due_at"] - ANSWER_SLACK, c["deadline_at"], ANSWER_ACC_M
+        _FIXES, c["supervisee_id"], c["due_at"] - ANSWER_SLACK, c["deadline_at"]
     )
-    good = next((f for f in fixes if f["acc"] is not None and f["acc"] <= ANSWER_ACC_M), None)
-    shown = good or (fixes[0] if fixes else None)
+    judged = checkin_rules.settle(fixes, c["face"], c["face_verdict"], now >= c["deadline_at"])
+    shown = judged.shown
     if shown is not None:
         await conn.execute(
             "UPDATE checkins SET fix_device = $2, fix_ts = $3, fix_lat = $4, fix_lon = $5,"
@@ -276,22 +249,14 @@ async def settle_one(conn: Conn, c: Mapping[str, Any], now: datetime, tz: ZoneIn
             shown["lon"],
             shown["acc"],
         )
-    face_ok = not c["face"] or c["face_verdict"] == "pass"
-    if good is not None and face_ok:
+    if judged.status == "answered":
         await conn.execute(
             "UPDATE checkins SET status = 'answered', settled_at = $2 WHERE id = $1", c["id"], now
         )
-        return "answered"
-    if c["face_verdict"] == "fail":
-        reason = "face_failed"
-    elif now < c["deadline_at"]:
-        return None
-    elif good is not None:
-        reason = "no_face"
-    else:
-        reason = "poor_fix" if fixes else "no_fix"
-    await _missed(conn, c, reason, shown, now, tz)
-    return "missed"
+    elif judged.status == "missed":
+        assert judged.reason is not None
+        await _missed(conn, c, judged.reason, shown, now, tz)
+    return judged.status
 
 
 async def _missed(
@@ -303,23 +268,15 @@ async def _missed(
         " LIMIT 1",
         c["supervisee_id"],
     )
-    detail: dict[str, Any] = {
-        "checkin": c["id"],
-        "reason": reason,
-        "due_at": iso_time(c["due_at"]),
-        "deadline_at": iso_time(c["deadline_at"]),
-        "face": c["face"],
-    }
-    if fix is not None:
-        detail |= {"lat": fix["lat"], "lon": fix["lon"], "acc": fix["acc"]}
+    info = {"checkin": c["id"], **detail(reason, c["due_at"], c["deadline_at"], c["face"], fix)}
     if device:
         still = await _stillness(conn, c["supervisee_id"], device, now, tz)
         if still is not None:
-            detail["stationary"] = {"device": device, **still}
+            info["stationary"] = {"device": device, **still}
     key = f"{TYPE}:{c['id']}"
-    ts = epoch_ms(min(now, c["deadline_at"]) if reason == "face_failed" else c["deadline_at"])
+    ts = epoch_ms(alert_ts(reason, c["deadline_at"], now))
     await record.apply(
-        conn, [Verdict("raise", TYPE, c["supervisee_id"], device or "", ts, key, False, detail)]
+        conn, [Verdict("raise", TYPE, c["supervisee_id"], device or "", ts, key, False, info)]
     )
     await conn.execute(
         "UPDATE checkins SET status = 'missed', reason = $2, settled_at = $3,"

@@ -15,7 +15,7 @@ from geofence.policy import Policy
 from ingest.writer import commit
 from storage.repo import people as people_repo
 from supervision import checkins
-from supervision.checkins import Schedule, day_plan
+from supervision.checkin_rules import Schedule, day_plan
 from tests.test_api import World, open_world
 from tests.test_stillness import NOW, days
 

@@ -156,6 +156,27 @@ async def test_the_demo_roster_brings_its_offices_officers_and_orders(
     }
 
 
+async def test_the_demo_roster_sets_its_check_in_schedules(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """The demo's two phone-only people carry `checkins`: loading sets their schedules, as
+    `PUT /supervisees/{id}/checkin-schedule` would; a broken one is refused, saying where."""
+    from simulators.demo import build_demo, write_demo
+
+    zones, roster, _ = build_demo(16)
+    write_demo(tmp_path, zones, roster)
+    counts = await load_scenario(pool, tmp_path)
+    assert counts["check-in schedules"] == 2
+    rows = await pool.fetch("SELECT * FROM checkin_schedules ORDER BY scope")
+    assert [r["scope"] for r in rows] == ["supervisee:S015", "supervisee:S016"]
+    assert all(len(r["times"]) == 3 and r["deadline_s"] == 300 for r in rows)
+    assert rows[0]["updated_by"] == "fencewatch load"
+    roster["supervisees"][14]["checkins"] = {"times": ["25:00"]}
+    write_demo(tmp_path, zones, roster)
+    with pytest.raises(ScenarioError, match=r"roster\.json: supervisee S015: checkins"):
+        await load_scenario(pool, tmp_path)
+
+
 async def test_a_roster_office_with_an_unknown_parent_is_refused(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:

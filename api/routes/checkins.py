@@ -20,7 +20,7 @@ from api.errors import ApiError, not_found
 from api.fields import LIST_MAX, UtcTime
 from api.routes.supervisees import require_supervisee
 from storage.db import Conn, Row
-from supervision import checkins
+from supervision import checkin_rules, checkins
 
 router = APIRouter(tags=["check-ins"])
 
@@ -38,15 +38,15 @@ class ScheduleIn(BaseModel):
     waking_from: str = Field("08:00", description="waking hours (local HH:MM) for random ones")
     waking_to: str = "21:00"
     deadline_s: int = Field(
-        checkins.DEFAULT_DEADLINE_S, ge=60, le=86_400, description="time to answer, seconds"
+        checkin_rules.DEFAULT_DEADLINE_S, ge=60, le=86_400, description="time to answer, seconds"
     )
     face: bool = Field(False, description="a face verification by the supervision app is wanted")
 
     @model_validator(mode="after")
     def _times(self) -> Self:
         for value in (*self.times, self.waking_from, self.waking_to):
-            checkins.hhmm(value)
-        if checkins.hhmm(self.waking_to) <= checkins.hhmm(self.waking_from):
+            checkin_rules.hhmm(value)
+        if checkin_rules.hhmm(self.waking_to) <= checkin_rules.hhmm(self.waking_from):
             raise ValueError("waking_to must be after waking_from")
         return self
 
@@ -117,24 +117,9 @@ def _checkin(r: Row) -> Checkin:
 
 
 async def _put(conn: Conn, scope: str, body: ScheduleIn, who: str) -> Schedule:
-    row = await conn.fetchrow(
-        "INSERT INTO checkin_schedules (scope, times, random_per_day, waking_from, waking_to,"
-        " deadline_s, face, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        " ON CONFLICT (scope) DO UPDATE SET times = EXCLUDED.times,"
-        " random_per_day = EXCLUDED.random_per_day, waking_from = EXCLUDED.waking_from,"
-        " waking_to = EXCLUDED.waking_to, deadline_s = EXCLUDED.deadline_s,"
-        " face = EXCLUDED.face, updated_by = EXCLUDED.updated_by, updated_at = now()"
-        " RETURNING *",
-        scope,
-        sorted(set(body.times)),
-        body.random_per_day,
-        body.waking_from,
-        body.waking_to,
-        body.deadline_s,
-        body.face,
-        who,
-    )
-    return Schedule.model_validate(dict(row or {}))
+    schedule = checkin_rules.Schedule(**{**body.model_dump(), "times": tuple(body.times)})
+    row = await checkins.put_schedule(conn, scope, schedule, who)
+    return Schedule.model_validate(dict(row))
 
 
 async def _get(conn: Conn, scope: str) -> Schedule:
