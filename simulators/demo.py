@@ -9,8 +9,11 @@ entered, a strap is opened, a battery runs low, a tag goes silent and one loses 
 someone on approved leave drives to 青田; one person carries a phone running the Traccar
 Client, which posts over HTTP (the OsmAnd protocol), instead of a tag, and two wear
 wristbands that speak JT/T 808 over TCP to the gateway; one wears a tag and leaves their
-phone at home while they drive off (人机分离: device_separation some 20–35 minutes in); the
-rest go about their day, some near the border with their fixes drifting across it.
+phone at home while they drive off (人机分离: device_separation some 20–35 minutes in); two
+are supervised by phone alone and asked to check in (定位签到) three times in the first quarter
+hour — one answers every time, the other answers late and then misses one (checkin_missed
+some 20 minutes in); the rest go about their day, some near the border with their fixes
+drifting across it.
 
 The roster reads like a real centre's (its optional fields, fencewatch.scenario.Center):
 丽水市 → 莲都区司法局 → four justice stations, each with a head (所长) and officers with
@@ -32,6 +35,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,12 +44,23 @@ import numpy as np
 
 from simulators import lishui
 from simulators.build import Person, Scenario, write, write_setup
+from simulators.checkins import minutes_of
 from simulators.device import Battery, FleetPlan
 from simulators.geo import distance_m
 from simulators.gps import GpsProfile
-from simulators.life import TZ, minutes, nearby, phone, routine, tag, traccar_phone
+from simulators.life import (
+    PHONE_GPS,
+    TZ,
+    minutes,
+    nearby,
+    phone,
+    routine,
+    tag,
+    traccar_phone,
+)
 from simulators.places import EVERY_DAY, WEEKDAYS, block, circle, window
 from simulators.route import Env, Mode, RouteBuilder
+from supervision.checkin_rules import Schedule
 from supervision.orders import add_months
 
 MIN = 60_000
@@ -167,6 +182,30 @@ class _Demo:
         plans = [tag(self.rng, dev, track), phone(self.rng, f"P{dev[1:]}", at_home)]
         return self.sc.add(Person(sid, track, plans, expect=None))
 
+    def checkins_kept(self, sid: str, dev: str) -> Person:
+        """Supervised by phone alone and asked to check in (定位签到) 3, 8 and 15 minutes
+        in; the phone answers each request within a minute or two."""
+        return self._checking_in(sid, dev, answer_delay_s=float(self.rng.uniform(30, 100)))
+
+    def checkin_missed(self, sid: str, dev: str) -> Person:
+        """Asked as checkins_kept; answers the first two late (4–4.5 minutes, just within
+        the deadline), then the phone goes quiet for ten minutes and misses the third:
+        checkin_missed some 20 minutes in."""
+        third = self.sc.start + CHECKINS_AT[2] * MIN
+        quiet = ((third - 2 * MIN, third + 8 * MIN),)
+        delay = float(self.rng.uniform(240, 270))
+        return self._checking_in(sid, dev, answer_delay_s=delay, ignores=quiet, silent=quiet)
+
+    def _checking_in(self, sid: str, dev: str, **kw: Any) -> Person:
+        home = self._home()
+        track = routine(self._at(*home), self.rng, home, self.sc.end).track()
+        # On Wi-Fi at home, never down to a cell fix: what it answers is good enough to count.
+        gps = replace(PHONE_GPS, indoor_mix=(0.3, 0.7, 0.0))
+        plan = phone(self.rng, f"P{dev[1:]}", track, gps, **kw)
+        times = minutes_of(*(self.sc.start + m * MIN for m in CHECKINS_AT))
+        checks = Schedule(times=times, deadline_s=CHECKIN_DEADLINE_S)
+        return self.sc.add(Person(sid, track, [plan], expect=None, checkins=checks))
+
     def routine(self, sid: str, dev: str) -> Person:
         return self._routine(sid, dev, curfew=int(sid[1:]) % 3 == 0)
 
@@ -216,7 +255,12 @@ ROLES: tuple[Callable[[_Demo, str, str], Person], ...] = (
     _Demo.jt808_wristband,
     _Demo.jt808_wristband,
     _Demo.phone_left_home,
+    _Demo.checkins_kept,
+    _Demo.checkin_missed,
 )
+# Check-ins in the demo: minutes after the start, and five minutes to answer each.
+CHECKINS_AT = (3, 8, 15)
+CHECKIN_DEADLINE_S = 300
 
 
 # The office tree: (id, name, kind, parent); stations each get a head and two officers.

@@ -17,7 +17,8 @@ from geofence.ruleset import RuleSet
 from ingest.decode import decode
 from simulators import lishui
 from simulators.baseline import run as run_baseline
-from simulators.demo import build_demo
+from simulators.build import write
+from simulators.demo import build_demo, demo_scenario
 from simulators.device import Battery, DevicePlan, DeviceSim
 from simulators.geo import distance_m, offset
 from simulators.gps import SOURCES, GpsModel, GpsProfile
@@ -26,6 +27,7 @@ from simulators.score import Alert, match, parse_alerts
 from simulators.suite import build
 from simulators.tag import LiveTag
 from simulators.uplink import LinkPlan, deliver
+from supervision.checkin_rules import TYPE
 
 T0 = 1_764_000_000_000  # 2025-11-24 16:00 UTC
 MIN = 60_000
@@ -371,7 +373,9 @@ def test_a_phone_left_at_home_is_found_and_a_phone_carried_is_not(tmp_path: Path
         replay(tmp_path / kind, out, io.StringIO())
         alerts, bad = parse_alerts(out.getvalue())
         assert bad == 0
-        found[kind] = (truth, match(truth, alerts))
+        apart = "device_separation"
+        truth = [e for e in truth if e["type"] == apart]
+        found[kind] = (truth, match(truth, [a for a in alerts if a.type == apart]))
     truth, tally = found["phone_left_home"]
     [apart] = [e for e in truth if e["type"] == "device_separation"]
     assert apart["device"] == "P01" and not apart.get("optional")
@@ -380,6 +384,44 @@ def test_a_phone_left_at_home_is_found_and_a_phone_carried_is_not(tmp_path: Path
     truth, tally = found["phone_carried"]
     assert not [e for e in truth if e["type"] == "device_separation" and not e.get("optional")]
     assert (tally.fp, tally.dup) == (0, 0)
+
+
+def test_checkin_scenarios_are_judged_by_replay_as_their_truth_says(tmp_path: Path) -> None:
+    """Check-ins in the scored suite (定位签到): a person who answers every one — no alert;
+    one who misses — each miss a checkin_missed; a phone left at home — its owner cannot
+    pass the face verification while apart, and misses."""
+    tallies = {}
+    for kind in ("checkin_kept", "checkin_missed", "phone_left_home"):
+        build(kind, 3, 0, tmp_path / kind)
+        roster = json.loads((tmp_path / kind / "roster.json").read_text())
+        assert roster["supervisees"][0]["checkins"]["face"] is True
+        truth = json.loads((tmp_path / kind / "truth.json").read_text())
+        out = io.StringIO()
+        replay(tmp_path / kind, out, io.StringIO())
+        alerts, bad = parse_alerts(out.getvalue())
+        assert bad == 0
+        truth = [e for e in truth if e["type"] == "checkin_missed"]
+        real = [e for e in truth if not e.get("optional")]
+        tallies[kind] = (len(real), match(truth, [a for a in alerts if a.type == TYPE]))
+    assert tallies["checkin_kept"][0] == 0 and tallies["checkin_kept"][1].fp == 0
+    for kind in ("checkin_missed", "phone_left_home"):
+        count, tally = tallies[kind]
+        assert count >= 1 and (tally.fn, tally.fp) == (0, 0), kind
+
+
+def test_the_demo_checks_in_two_people_and_one_misses(tmp_path: Path) -> None:
+    """The demo's two phone-only people are asked 3, 8 and 15 minutes in: one answers each,
+    the other answers late and misses the third, some 20 minutes in."""
+    sc = demo_scenario(16, start_ms=T0, hours=0.5)
+    write(tmp_path, sc.render(1))
+    out = io.StringIO()
+    replay(tmp_path, out, io.StringIO())
+    alerts, _ = parse_alerts(out.getvalue())
+    missed = [a for a in alerts if a.type == "checkin_missed"]
+    assert [(a.supervisee, a.device) for a in missed] == [("S016", "P016")]
+    assert 19 * 60_000 <= missed[0].ts - T0 <= 21 * 60_000
+    checkins = {p["id"]: p.get("checkins") for p in sc.roster_doc()["supervisees"]}
+    assert checkins["S015"] == checkins["S016"] and len(checkins["S015"]["times"]) == 3
 
 
 def test_a_phone_answers_late_or_not_at_all_as_planned() -> None:
