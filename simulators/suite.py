@@ -1051,7 +1051,7 @@ def phone_carried(rng: np.random.Generator) -> Scenario:
     return sc
 
 
-# -- co-workers (聚集 at work is none; kept last: a kind's seeds follow its place here)
+# -- co-workers (聚集 at work is none; after the older kinds: a kind's seeds follow its place)
 
 
 @recipe
