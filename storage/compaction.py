@@ -21,7 +21,8 @@ the BRIN index (each block range of a packed day spans that day's rids, all belo
 snapshot's).
 
 Runs after the archive's move, hourly in the service and in `fencewatch archive run`, under
-the archive's lock: no move or purge changes a partition while it is copied."""
+the archive's lock, one day at a time: no move or purge changes a partition while it is
+copied, and a purge waits for one day's packing at most."""
 
 from __future__ import annotations
 
@@ -46,21 +47,28 @@ _SUFFIX = "_packed"
 
 
 async def run(pool: asyncpg.Pool, now: datetime) -> dict[str, Any]:
-    """Pack every closed day not yet packed; returns {"partitions": [...], "fixes": n}, or
-    {"skipped": why} while a move or a purge holds the archive's lock."""
+    """Pack every closed day not yet packed; returns {"partitions": [...], "fixes": n}, and
+    "skipped" when a move or a purge held the archive's lock. One day at a time under the
+    lock: a purge waiting for it goes between two days, and the rest wait for the next run."""
     done: dict[str, Any] = {"partitions": [], "fixes": 0}
+    tried: set[str] = set()
     async with pool.acquire() as conn:
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_ID):
-            return {"skipped": "an archive move or purge is in progress"}
-        try:
-            await _drop_leftovers(conn)
-            for part in await ended(conn, now - GRACE):
-                if part.hi - part.lo != timedelta(days=1) or await _packed(conn, part.name):
-                    continue  # a monthly partition of an earlier version waits for its move
+        while True:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_ID):
+                done["skipped"] = "an archive move or purge is in progress"
+                return done
+            try:
+                await _drop_leftovers(conn)
+                todo = [p for p in await _unpacked(conn, now - GRACE) if p.name not in tried]
+                if not todo:
+                    return done
+                part = todo[0]
+                tried.add(part.name)
                 t0 = time.perf_counter()
                 fixes = await pack(conn, part)
-                if fixes is None:
-                    continue
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
+            if fixes is not None:
                 done["partitions"].append(part.name)
                 done["fixes"] += fixes
                 log.info(
@@ -69,9 +77,16 @@ async def run(pool: asyncpg.Pool, now: datetime) -> dict[str, Any]:
                     fixes,
                     time.perf_counter() - t0,
                 )
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
-    return done
+
+
+async def _unpacked(conn: Conn, cutoff: datetime) -> list[Partition]:
+    """The daily partitions of `fixes` ended by `cutoff` and not packed, oldest first (a
+    monthly partition of an earlier version waits for its move as it is)."""
+    return [
+        p
+        for p in await ended(conn, cutoff)
+        if p.hi - p.lo == timedelta(days=1) and not await _packed(conn, p.name)
+    ]
 
 
 async def pack(conn: Conn, part: Partition) -> int | None:

@@ -500,3 +500,17 @@ async def test_a_day_is_not_packed_under_an_open_transaction_and_a_stopped_copy_
     assert await _everything(pool, archive) == sorted(
         [*before, late], key=lambda r: (r[0], r[3], r[2])
     )
+
+
+async def test_packing_waits_while_a_move_or_purge_holds_the_archive(
+    pool: asyncpg.Pool, archive: Archive
+) -> None:
+    async with pool.acquire() as purging:
+        await purging.execute("SELECT pg_advisory_lock($1)", archiving.LOCK_ID)
+        held = await compaction.run(pool, PACKED)
+        await purging.execute("SELECT pg_advisory_unlock($1)", archiving.LOCK_ID)
+    assert (held["partitions"], "skipped" in held) == ([], True)
+    assert (await compaction.run(pool, PACKED))["partitions"] == [
+        "fixes_2030_03_04",
+        "fixes_2030_03_05",
+    ]
