@@ -1,6 +1,6 @@
 """The HTTP API (spec 4.3): `create_app(ctx)` builds it for the service to mount or a
 test to drive; everything it needs arrives in `ctx`. A process without the API role
-serves `create_probe_app(ctx)`: only /healthz and /metrics."""
+serves api.probe's app: only /healthz and /metrics."""
 
 from __future__ import annotations
 
@@ -67,13 +67,4 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(health.router)
     docs.mount(app)
     console.mount(app, API_PREFIX, ctx.settings)  # last: it serves the page at `/`
-    return app
-
-
-def create_probe_app(ctx: ApiContext) -> FastAPI:
-    """Health and metrics of an ingest or scheduler process, for the orchestrator's health
-    check and Prometheus: a scaled deployment watches every worker, not only the API."""
-    app = FastAPI(title="fencewatch worker", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.ctx = ctx
-    app.include_router(health.router)
     return app

@@ -90,9 +90,11 @@ async def _drain(pg: asyncpg.Connection, total: float, seconds: float) -> bool:
 async def measure_service(
     stack: Stack, opts: argparse.Namespace, fleet: fleets.Fleet
 ) -> dict[str, Any]:
-    # The ingest workers, and the scheduler in a process of its own, as in docs/scaling.md:
-    # its monthly reports (minutes of CPU for 100,000 people) are not ingest's to carry.
-    services = [ServiceProcess(stack, i, opts.shards, "ingest,api") for i in range(opts.workers)]
+    # The ingest workers, and the API and the scheduler in a process of their own, the
+    # shape of docs/scaling.md (docker compose's scale profile): the monthly reports
+    # (minutes of CPU for 100,000 people) are not ingest's to carry, nor the API's
+    # libraries its memory.
+    services = [ServiceProcess(stack, i, opts.shards, "ingest") for i in range(opts.workers)]
     services.append(ServiceProcess(stack, opts.workers, opts.shards, "api,scheduler"))
     gens: list[Child] = []
     crossers = {fleets.device_id(int(i)) for i in np.flatnonzero(fleet.crosser)}
@@ -152,11 +154,12 @@ async def measure_service(
             cpu_s = cpu.stop()
             cpu_s["postgres_all"] = pg_all.stop()["postgres_all"]
         peak = [procs.peak_rss_mb(s.pid) for s in services]
+        end = [procs.rss_mb(s.pid) for s in services]
         metrics = [await s.metrics() for s in services]
         finals = await finish(gens)
         total = sum(f["acked"] for f in finals) * opts.batch
         drained = await _drain(pg, total, opts.drain)
-        alerts_api = await services[0].alerts("jurisdiction_exit")
+        alerts_api = await services[-1].alerts("jurisdiction_exit")
         # While the service still runs and snapshots: one worker's first shard.
         taken = await takeover(stack.database_url, Shard(0, opts.shards))
         profile = await profiler.finish() if profiler else None
@@ -187,6 +190,7 @@ async def measure_service(
         "rejected": sum(m.get("fencewatch_fixes_rejected_total", 0) for m in metrics),
         "rss_ready_mb": rss_ready,
         "rss_peak_mb": peak,
+        "rss_end_mb": end,  # at the end of the window: what is kept, without the peaks
         "cpu_s": cpu_s,
         "cpu_pct": {role: round(100 * s / seconds, 1) for role, s in cpu_s.items()},
         # The service's processes' CPU per fix committed in the window (all roles).

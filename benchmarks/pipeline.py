@@ -66,9 +66,8 @@ async def bench(opts: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         "ceiling_bound_by_generator": ceiling["bound_by_generator"],
         "generator_max_msgs_per_s": gen["msgs_per_s"],
         "rss_ready_mb": pipe["rss_ready_mb"],
-        # The largest ingest worker: where the engine state lives (the last process is
-        # the scheduler).
-        "rss_worker_mb": max((p for p in pipe["rss_peak_mb"][:-1] if p is not None), default=None),
+        "rss_worker_mb": _largest_worker(pipe["rss_peak_mb"]),
+        "rss_worker_end_mb": _largest_worker(pipe["rss_end_mb"]),
         "drained": pipe["drained"],
         "rejected": pipe["rejected"],
         "broker_dropped": dropped,
@@ -96,6 +95,12 @@ async def bench(opts: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         "run_dir": str(run_dir) if opts.keep else None,
         "elapsed_s": round(time.time() - started, 1),
     }
+
+
+def _largest_worker(mb: list[float | None]) -> float | None:
+    """The largest ingest worker's figure: where the engine state lives (the last process
+    runs the API and the scheduler)."""
+    return max((p for p in mb[:-1] if p is not None), default=None)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

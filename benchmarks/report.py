@@ -85,6 +85,7 @@ def table(r: dict[str, Any]) -> str:
         ("drained after the window", r["drained"]),
         ("service peak RSS MB (ready → peak)", f"{_fmt(r['rss_ready_mb'])} → {_fmt(r['rss_mb'])}"),
         ("  largest ingest worker peak RSS MB", r["rss_worker_mb"]),
+        ("  largest ingest worker RSS MB at the end", r["rss_worker_end_mb"]),
         (
             "messages rejected / broker drops",
             f"{_fmt(r['rejected'])} / {_fmt(r['broker_dropped'])}",

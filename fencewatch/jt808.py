@@ -15,8 +15,8 @@ import sys
 import uvicorn
 from redis.asyncio import Redis
 
-from api.app import create_probe_app
 from api.context import ApiContext
+from api.probe import create_probe_app
 from fencewatch.config import ConfigError, Settings, listen_socket
 from fencewatch.servers import ServerUrls, servers
 from fencewatch.service import QuietServer, bind_http

@@ -28,12 +28,10 @@ from redis.exceptions import RedisError
 
 from alerts.alerting import Alerting
 from alerts.feed import Feed
-from api.app import create_app, create_probe_app
 from api.context import ApiContext
+from api.probe import create_probe_app
 from api.tokens import create_token
-from duties import retention
-from duties.scheduler import Duties
-from fencewatch import embedded_mqtt
+from fencewatch import embedded_mqtt, memory
 from fencewatch.channels import channel
 from fencewatch.config import ConfigError, MqttAddress, Settings, listen_socket
 from fencewatch.servers import ServerUrls, reload_mqtt, servers
@@ -48,8 +46,7 @@ from ingest.osmand_http import OsmandListener
 from ingest.proximity import ProximityCheck
 from ingest.shard import ShardRunner
 from ingest.shards import Shard
-from storage import archiving, compaction, partitions
-from storage.archive import Archive
+from storage import partitions
 from storage.db import open_pool
 from storage.rules import RULES_CHANNEL, load_rules
 
@@ -128,6 +125,8 @@ class Service:
         if demo_fleet:
             plan = await self._load_demo(demo_fleet)
         self.rules = await self._rules()
+        if "ingest" in s.roles:
+            await memory.settle()  # the roster as read is garbage now, the rules live long
         self.feed = Feed(self.redis)
         leases = Leases(self.redis, s.client_id, s.worker_id)
         self.shards = Balancer(leases, s.shards, s.client_id, self._open_shard)
@@ -141,7 +140,15 @@ class Service:
         if "ingest" in s.roles or "scheduler" in s.roles or osmand_socket is not None:
             jobs["rules"] = self._listen_rules()
         ctx = ApiContext(self.pool, self.redis, self.health, self.rules_changed, s)
-        app = create_app(ctx) if "api" in s.roles else create_probe_app(ctx)
+        if "api" in s.roles:
+            # Imported by the roles that run them, as the scheduler's parts and the archive
+            # below: an ingest worker does without the API's, the reports' and the archive's
+            # libraries, a third of its memory at 100,000 tags (docs/benchmarks.md).
+            from api.app import create_app
+
+            app = create_app(ctx)
+        else:
+            app = create_probe_app(ctx)
         server = QuietServer(
             uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning")
         )
@@ -163,6 +170,10 @@ class Service:
             self.jt808 = Gateway(self.pool, self.urls.mqtt_url, f"{s.client_id}-jt808")
             jobs["jt808"] = self.jt808.serve(jt808_socket)
         if "scheduler" in s.roles:
+            from duties import retention
+            from duties.scheduler import Duties
+            from storage.archive import Archive
+
             self.alerting = Alerting(self.pool, self.redis, s, self.urls.mqtt_url)
             jobs["alerting"] = self.alerting.run(self.stop)
             jobs["duties"] = Duties(self.pool, s, redis=self.redis).run(self.stop)
@@ -248,9 +259,11 @@ class Service:
         return any(r.judging.busy for r in self.shards.held.values())
 
     async def _open_shard(self, shard: Shard, name: str) -> ShardRunner:
-        return await ShardRunner.open(
+        runner = await ShardRunner.open(
             shard, name, self.rules, self.pool, self.feed, self.urls.mqtt_url, self.broker_watch
         )
+        await memory.settle()  # the snapshot read and the fixes judged again are garbage
+        return runner
 
     # -- parts -----------------------------------------------------------------------------
 
@@ -269,6 +282,8 @@ class Service:
         rules = self.rules = await self._rules()
         for runner in list(self.shards.held.values()):
             await runner.rules_changed(rules)
+        if "ingest" in self.settings.roles:
+            await memory.settle()  # the replaced rules are garbage
         log.info(
             "rules reloaded: %d supervisees, %d zones", len(rules.supervisees), len(rules.zones)
         )
@@ -315,7 +330,11 @@ class Service:
     async def _archive(self) -> None:
         """Move the days past `archive_after_days` to the archive (storage.archiving), then
         pack the closed days left in PostgreSQL (storage.compaction); one ingest process
-        does it, the others find it under way and skip."""
+        does it, the others find it under way and skip. pyarrow and DuckDB are loaded at
+        the first run, not at start (about 60 MB)."""
+        from storage import archiving, compaction
+        from storage.archive import Archive
+
         s = self.settings
         done = await archiving.run(
             self.pool, Archive.of(s), datetime.now(UTC), s.archive_after_days
@@ -328,6 +347,7 @@ class Service:
         for runner in list(self.shards.held.values()):
             if runner.snapshot_due(SNAPSHOT_EVERY_S, SNAPSHOT_AFTER_FIXES):
                 await runner.snapshot()
+                await memory.trim()  # the snapshot's parts, and what the batches freed
 
     async def health(self) -> dict[str, bool]:
         async def db() -> bool:
@@ -447,6 +467,7 @@ def run(demo_fleet: int = 0) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    memory.configure()
     with contextlib.suppress(ImportError):
         import uvloop
 

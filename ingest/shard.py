@@ -119,6 +119,6 @@ class ShardRunner:
                 await self._save(state, judging.last_rid, judging.last_event_rid)
         await asyncio.gather(self.task, return_exceptions=True)
 
-    async def _save(self, state: bytes, last_rid: int, last_event_rid: int) -> None:
+    async def _save(self, state: bytes | bytearray, last_rid: int, last_event_rid: int) -> None:
         async with self.judging.pool.acquire() as conn:
             await snapshots.save(conn, self.shard, state, last_rid, last_event_rid)

@@ -14,8 +14,8 @@ on a slow box, in a take-over). A snapshot in one piece (before parts) still rea
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Protocol
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
 
 import asyncpg
 import msgspec
@@ -44,7 +44,9 @@ class Shard(Protocol):
 KEEP = 3
 
 
-async def save(conn: Conn, shard: Shard, state: bytes, last_rid: int, last_event_rid: int) -> None:
+async def save(
+    conn: Conn, shard: Shard, state: bytes | bytearray, last_rid: int, last_event_rid: int
+) -> None:
     """`state` (Engine.snapshot) as it was when fixes up to `last_rid` and events up to
     `last_event_rid` were committed."""
     async with conn.transaction():
@@ -94,20 +96,32 @@ async def latest(conn: Conn, shard: Shard) -> list[asyncpg.Record]:
     )
 
 
-async def encode(state: EngineState) -> bytes:
+async def encode(state: EngineState) -> bytearray:
     """`state` as a snapshot, in parts. The caller keeps the state from changing meanwhile
-    (ingest.shard holds the shard's lock: its own judging waits, nothing else does)."""
-    parts = []
-    for table, wrap in (
+    (ingest.shard holds the shard's lock: its own judging waits, nothing else does). Each
+    part is added to the snapshot as soon as it is encoded: the parts are not held as well
+    as the whole (50 MB more at 100,000 tags, every 30 s)."""
+    tables: list[tuple[dict[str, Any], Callable[[dict[str, Any]], EngineState]]] = [
         (state.devices, lambda part: EngineState(devices=part)),
         (state.people, lambda part: EngineState(people=part)),
-    ):
-        keys = list(table)
-        for start in range(0, len(keys), PART):
-            part = {key: table[key] for key in keys[start : start + PART]}
-            parts.append(_ENCODER.encode(wrap(part)))
+    ]
+    keys = [list(table) for table, _ in tables]
+    blob = _array_header(sum(-(-len(k) // PART) for k in keys))
+    for (table, wrap), names in zip(tables, keys, strict=True):
+        for start in range(0, len(names), PART):
+            part = {key: table[key] for key in names[start : start + PART]}
+            _ENCODER.encode_into(_ENCODER.encode(wrap(part)), blob, -1)  # a msgpack bin
             await asyncio.sleep(0)
-    return _ENCODER.encode(parts)
+    return blob
+
+
+def _array_header(n: int) -> bytearray:
+    """The start of a msgpack array of `n` items (fixarray, array 16 or array 32)."""
+    if n < 16:
+        return bytearray([0x90 | n])
+    if n < 1 << 16:
+        return bytearray(b"\xdc" + n.to_bytes(2, "big"))
+    return bytearray(b"\xdd" + n.to_bytes(4, "big"))
 
 
 async def decode(blob: bytes) -> AsyncIterator[EngineState]:
