@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def iso(ms: int) -> str:
-    return (
-        datetime.fromtimestamp(ms / 1000, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+    # Each second written once: the live feed writes every fix's time (5 % of an ingest
+    # worker's interpreter at 100,000 tags), and a batch's fixes share their seconds.
+    second, milli = divmod(ms, 1000)
+    return f"{_second(second)}.{milli:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(s: int) -> str:
+    return datetime.fromtimestamp(s, UTC).replace(tzinfo=None).isoformat()
 
 
 def epoch_ms(value: datetime) -> int:
