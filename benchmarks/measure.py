@@ -56,24 +56,29 @@ async def _sample(
     until: float,
     batch: int,
     every_second: Callable[[], Awaitable[None]],
-) -> list[dict[str, Any]]:
-    """Once a second: what the service says it stored and holds, what was offered."""
+) -> tuple[list[dict[str, Any]], int]:
+    """Once a second: what the service says it stored and holds, what was offered; and
+    how many of those samples a service did not answer."""
     timeline = []
     while (now := time.time()) < until:
         await every_second()
         metrics = [await s.metrics() for s in services]
+        # A sample a service did not answer is missing (None), not zero.
+        seen = None if None in metrics else [m for m in metrics if m is not None]
         timeline.append(
             {
                 "t": round(now - t0, 1),
-                "stored": sum(m.get(STORED, 0) for m in metrics),
-                "service_queue_msgs": sum(m.get("fencewatch_ingest_backlog", 0) for m in metrics),
+                "stored": None if seen is None else sum(m.get(STORED, 0) for m in seen),
+                "service_queue_msgs": None
+                if seen is None
+                else sum(m.get("fencewatch_ingest_backlog", 0) for m in seen),
                 "acked": round(_acked_fixes(gens, now, batch)),
                 "rss_mb": sum(procs.rss_mb(s.pid) or 0 for s in services),
             }
         )
         await asyncio.sleep(max(0.0, min(SAMPLE_S, until - time.time())))
     step = max(1, len(timeline) // TIMELINE_POINTS)
-    return timeline[::step]
+    return timeline[::step], sum(p["stored"] is None for p in timeline)
 
 
 async def _drain(pg: asyncpg.Connection, total: float, seconds: float) -> bool:
@@ -112,8 +117,14 @@ async def measure_service(
             stack, opts, opts.interval, lifetime, "pipeline", credit=flat_out
         )
 
+        last: dict[int, float] = {}
+
         async def stored() -> float:
-            return sum([(await s.metrics()).get(STORED, 0.0) for s in services])
+            # A missed sample counts what that service stored at its last answer.
+            for i, s in enumerate(services):
+                if (m := await s.metrics()) is not None:
+                    last[i] = m.get(STORED, 0.0)
+            return sum(last.values())
 
         bound = Bound(gens, stored, opts.batch, opts.max_backlog, 0.25) if flat_out else None
         async with bounded(bound):
@@ -146,7 +157,7 @@ async def measure_service(
                 cpu.poll()
                 pg_all.poll()
 
-            timeline = await _sample(
+            timeline, missed = await _sample(
                 services, gens, t0, t0 + opts.duration, opts.batch, follow_backends
             )
             t1, stored1 = await _count(pg)
@@ -187,7 +198,10 @@ async def measure_service(
         "stored": report.latency(feed.stored, sent, window),
         "alerts_raised": feed.raised_types,
         "alerts_api": alerts_api,
-        "rejected": sum(m.get("fencewatch_fixes_rejected_total", 0) for m in metrics),
+        "rejected": None
+        if None in metrics
+        else sum(m.get("fencewatch_fixes_rejected_total", 0) for m in metrics if m is not None),
+        "metrics_missed": missed,
         "rss_ready_mb": rss_ready,
         "rss_peak_mb": peak,
         "rss_end_mb": end,  # at the end of the window: what is kept, without the peaks

@@ -70,6 +70,7 @@ async def bench(opts: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         "rss_worker_end_mb": _largest_worker(pipe["rss_end_mb"]),
         "drained": pipe["drained"],
         "rejected": pipe["rejected"],
+        "metrics_missed": pipe["metrics_missed"],
         "broker_dropped": dropped,
         "load_s": stack.load_s,
         "roster_cached": stack.roster_cached,

@@ -36,6 +36,8 @@ from storage.db import open_pool
 
 READY_S = 600.0  # restoring a large roster takes a while on two cores
 STOP_S = 60.0
+METRICS_TRIES = 3
+METRICS_RETRY_S = 0.2  # then 0.4: a sample is taken every second
 
 
 @dataclass
@@ -223,26 +225,30 @@ class ServiceProcess:
             self.check()
             with contextlib.suppress(httpx.HTTPError):
                 if (await self.http.get("/healthz")).status_code == 200 and (
-                    await self.metrics()
+                    (await self.metrics()) or {}
                 ).get("fencewatch_shards_held", 0) == shards:
                     return
             await asyncio.sleep(0.25)
         raise TimeoutError("fencewatch serve did not become healthy")
 
-    async def metrics(self) -> dict[str, float]:
-        """fencewatch's Prometheus samples, labelled series summed per name."""
-        self.check()
-        try:
-            text = (await self.http.get("/metrics")).text
-        except httpx.RemoteProtocolError:
-            # The server closed the kept-alive connection just as the request went out on
-            # it (seen once in a saturation run): asked again, on a new connection.
+    async def metrics(self) -> dict[str, float] | None:
+        """fencewatch's Prometheus samples, labelled series summed per name; None when
+        /metrics did not answer in METRICS_TRIES tries. A loaded box drops or resets a
+        connection now and then (a kept-alive one closed as the request went out on it, a
+        read reset): one sample missed must not end a ten-minute run. A dead service does."""
+        for attempt in range(METRICS_TRIES):
             self.check()
-            text = (await self.http.get("/metrics")).text
-        out: dict[str, float] = {}
-        for m in re.finditer(r"^(fencewatch_\w+)(?:\{[^}]*\})? (\S+)$", text, re.M):
-            out[m[1]] = out.get(m[1], 0.0) + float(m[2])
-        return out
+            try:
+                text = (await self.http.get("/metrics")).text
+            except httpx.TransportError:
+                await asyncio.sleep(METRICS_RETRY_S * (attempt + 1))
+                continue
+            out: dict[str, float] = {}
+            for m in re.finditer(r"^(fencewatch_\w+)(?:\{[^}]*\})? (\S+)$", text, re.M):
+                out[m[1]] = out.get(m[1], 0.0) + float(m[2])
+            return out
+        self.check()
+        return None
 
     async def alerts(self, alert_type: str) -> int:
         """How many alerts of the type the API lists (up to its page size, 1,000)."""
