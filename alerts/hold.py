@@ -9,6 +9,7 @@ stands, and if it is still open the officer is told and escalation starts from t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,19 +24,29 @@ async def find_hold(
 ) -> tuple[dict[str, Any], datetime] | None:
     """The hold an alert of `alert_type` gets at `at` (None: the transaction's time), as the
     alert records it, and when it ends; None when no suspension in force covers it."""
-    if alert_type in NEVER_HELD:
-        return None
-    row = await suspensions_repo.in_force(conn, supervisee, alert_type, at)
-    if row is None:
-        return None
-    hold = {
-        "suspension": row["id"],
-        "reason": row["reason"],
-        "reason_zh": REASONS[row["reason"]],
-        "reason_text": row["reason_text"],
-        "until": iso_time(row["ends_at"]),
-    }
-    return hold, row["ends_at"]
+    return (await find_holds(conn, [(supervisee, alert_type)], at))[0]
+
+
+async def find_holds(
+    conn: Conn, asked: Sequence[tuple[str, str]], at: datetime | None = None
+) -> list[tuple[dict[str, Any], datetime] | None]:
+    """`find_hold` for each (supervisee, alert type) of `asked`, in one query at most."""
+    found: list[tuple[dict[str, Any], datetime] | None] = [None] * len(asked)
+    holdable = [i for i, (_, alert_type) in enumerate(asked) if alert_type not in NEVER_HELD]
+    if not holdable:
+        return found
+    rows = await suspensions_repo.in_force_each(conn, [asked[i] for i in holdable], at)
+    for i, row in zip(holdable, rows, strict=True):
+        if row is not None:
+            hold = {
+                "suspension": row["id"],
+                "reason": row["reason"],
+                "reason_zh": REASONS[row["reason"]],
+                "reason_text": row["reason_text"],
+                "until": iso_time(row["ends_at"]),
+            }
+            found[i] = hold, row["ends_at"]
+    return found
 
 
 def is_held(alert: Row) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import asyncpg
@@ -52,15 +52,30 @@ async def enqueue(conn: Conn, channel: str, payload: dict[str, Any], recipient: 
 
     A `delivery_id` is added when the payload has none.
     """
-    body = {**payload}
-    body.setdefault("delivery_id", str(uuid.uuid4()))
+    await enqueue_each(conn, channel, [(payload, recipient)])
+
+
+async def enqueue_each(
+    conn: Conn, channel: str, queued: Sequence[tuple[dict[str, Any], str]]
+) -> None:
+    """`enqueue` each (payload, recipient) of `queued`, in their order, with one insert."""
+    if not queued:
+        return
+    bodies = []
+    for payload, _ in queued:
+        body = {**payload}
+        body.setdefault("delivery_id", str(uuid.uuid4()))
+        bodies.append(msgspec.json.encode(body).decode())
     # Sent as text and cast by the server, so this works whether or not the connection
     # has a jsonb codec (storage.db's pool has one).
     await conn.execute(
-        "INSERT INTO outbox (channel, recipient, payload) VALUES ($1, $2, $3::text::jsonb)",
+        "INSERT INTO outbox (channel, recipient, payload)"
+        " SELECT $1, q.recipient, q.payload::jsonb"
+        " FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS q(recipient, payload, i)"
+        " ORDER BY q.i",
         channel,
-        recipient,
-        msgspec.json.encode(body).decode(),
+        [recipient for _, recipient in queued],
+        bodies,
     )
     await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, channel)
 

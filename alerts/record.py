@@ -20,14 +20,14 @@ people in those offices."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from alerts.hold import find_hold, is_held
-from alerts.outbox import enqueue
+from alerts.hold import find_holds, is_held
+from alerts.outbox import enqueue_each
 from alerts.webhook import CHANNEL as WEBHOOK
 from fencewatch.metrics import ALERTS_RAISED
 from fencewatch.timefmt import iso, iso_time, utc
@@ -62,12 +62,22 @@ SEVERITY = {
 }
 
 
-# The engine names a zone by id (an exclusion zone's alert); the record adds its name as it
-# stood when the alert was raised, which is what the queue, SMS and the case file show.
-_NAMED_DETAIL = (
-    "$8::jsonb || COALESCE((SELECT jsonb_build_object('zone_name', name) FROM zones"
-    " WHERE id = $8::jsonb->>'zone' AND name <> ''), '{}'::jsonb)"
-)
+# A raise, one row of unnest `v` per verdict in their order. The engine names a zone by id
+# (an exclusion zone's alert); the record adds its name as it stood when the alert was
+# raised, which is what the queue, SMS and the case file show.
+_RAISE = """
+INSERT INTO alerts (key, type, supervisee_id, device_id, ts, late, severity, detail, hold,
+    held_until)
+SELECT v.key, v.type, v.supervisee, v.device, v.ts, v.late, v.severity,
+    v.detail || COALESCE((SELECT jsonb_build_object('zone_name', name) FROM zones
+        WHERE id = v.detail->>'zone' AND name <> ''), '{}'::jsonb),
+    v.hold, v.held_until
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::boolean[],
+    $7::text[], $8::jsonb[], $9::jsonb[], $10::timestamptz[]) WITH ORDINALITY
+    AS v(key, type, supervisee, device, ts, late, severity, detail, hold, held_until, i)
+ORDER BY v.i
+ON CONFLICT (key) DO NOTHING RETURNING *
+"""
 
 
 PROTECTED_EVIDENCE = "protected"  # detail key: where a protected person was (geofence.together)
@@ -108,31 +118,30 @@ def alert_object(r: Row, *, protected: bool = False) -> dict[str, Any]:
 
 
 async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
-    """Record verdicts inside the caller's transaction; returns the alerts that changed."""
-    changed = []
-    wake = False  # new or reopened cases for the escalator
-    for v in verdicts:
+    """Record verdicts inside the caller's transaction; returns the alerts that changed.
+    A run of raises is one statement, and the timeline entries and webhook events of all
+    the changes one each: a batch raising alerts commits almost as fast as one raising
+    none."""
+    done: list[tuple[str, Verdict, Row | None]] = []
+    i = 0
+    while i < len(verdicts):
+        v = verdicts[i]
         if v.action == "raise":
-            hold, held_until = await find_hold(conn, v.supervisee, v.type) or (None, None)
-            row = await conn.fetchrow(
-                "INSERT INTO alerts (key, type, supervisee_id, device_id, ts, late, severity,"
-                f" detail, hold, held_until) VALUES ($1, $2, $3, $4, $5, $6, $7, {_NAMED_DETAIL},"
-                " $9, $10) ON CONFLICT (key) DO NOTHING RETURNING *",
-                v.key,
-                v.type,
-                v.supervisee,
-                v.device,
-                utc(v.ts),
-                v.late,
-                SEVERITY.get(v.type, "normal"),
-                v.detail,
-                hold,
-                held_until,
-            )
-            event = "raised"
-        elif v.action == "reopen":
-            row = await conn.fetchrow(_REOPEN, v.key, utc(v.ts))
-            event = "reopened"
+            # Up to the next verdict of another kind, or of a key already in the run: the
+            # rows are then the ones verdict-by-verdict statements would have written.
+            j, keys = i, set()
+            while j < len(verdicts) and verdicts[j].action == "raise":
+                if verdicts[j].key in keys:
+                    break
+                keys.add(verdicts[j].key)
+                j += 1
+            raised = await _raise(conn, verdicts[i:j])
+            done.extend(("raised", r, row) for r, row in zip(verdicts[i:j], raised, strict=True))
+            i = j
+            continue
+        i += 1
+        if v.action == "reopen":
+            done.append(("reopened", v, await conn.fetchrow(_REOPEN, v.key, utc(v.ts))))
         elif v.action == "extend":
             # Late fixes show the breach began earlier: the same alert, its start moved back.
             row = await conn.fetchrow(
@@ -142,7 +151,7 @@ async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
                 v.key,
                 v.detail["start"],
             )
-            event = "extended"
+            done.append(("extended", v, row))
         elif v.action == "clear":
             row = await conn.fetchrow(
                 "UPDATE alerts SET active = false, cleared_at = $2 WHERE key = $1 AND active"
@@ -150,27 +159,53 @@ async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
                 v.key,
                 utc(v.ts),
             )
-            event = "cleared"
-        else:
-            continue  # not about an alert: pursuit (alerts.pursuit)
+            done.append(("cleared", v, row))
+        # any other action is not about an alert: pursuit (alerts.pursuit)
+    steps: list[tuple[int, str, str, Mapping[str, Any]]] = []
+    changes: list[tuple[dict[str, Any], Row]] = []
+    wake = False  # new or reopened cases for the escalator
+    for event, v, row in done:
         if row is None:
             continue  # already recorded: a restart re-judging committed fixes
         step: dict[str, Any] = {"ts": iso(v.ts), "late": v.late}
         case_reopened = event == "reopened" and row["case_reopened"]
         if case_reopened:
             step["case_reopened"] = True
-        await append_event(conn, row["id"], "engine", event, step)
+        steps.append((row["id"], "engine", event, step))
         if event == "raised" and row["hold"] is not None:
-            await append_event(conn, row["id"], HOLD_ACTOR, "held", row["hold"])
+            steps.append((row["id"], HOLD_ACTOR, "held", row["hold"]))
         if event == "raised":
             ALERTS_RAISED.labels(v.type).inc()
         wake = wake or event == "raised" or case_reopened
-        changed.append(await queue_change(conn, event, row))
+        changes.append((change_of(event, row), row))
+    await append_events(conn, steps)
+    await queue_changes(conn, changes)
     if wake:
         # Wakes the escalator (alerts.escalation) when this transaction commits: the new
         # (and reopened) alerts are on their way to the officers within moments.
         await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
-    return changed
+    return [change for change, _ in changes]
+
+
+async def _raise(conn: Conn, verdicts: Sequence[Verdict]) -> list[Row | None]:
+    """Insert the alerts the raises (of distinct keys) open, each held if a suspension
+    covers it (alerts.hold); the row of each, None where its alert was already recorded."""
+    holds = await find_holds(conn, [(v.supervisee, v.type) for v in verdicts])
+    rows = await conn.fetch(
+        _RAISE,
+        [v.key for v in verdicts],
+        [v.type for v in verdicts],
+        [v.supervisee for v in verdicts],
+        [v.device for v in verdicts],
+        [utc(v.ts) for v in verdicts],
+        [v.late for v in verdicts],
+        [SEVERITY.get(v.type, "normal") for v in verdicts],
+        [v.detail for v in verdicts],
+        [h[0] if h else None for h in holds],
+        [h[1] if h else None for h in holds],
+    )
+    by_key = {r["key"]: r for r in rows}
+    return [by_key.get(v.key) for v in verdicts]
 
 
 # The breach came back within reopen_s of its end: the same alert, active again. One that
@@ -192,16 +227,30 @@ RETURNING a.*, was.status = 'resolved' AS case_reopened
 """
 
 
+def change_of(event: str, row: Row, **extra: Any) -> dict[str, Any]:
+    """The change to the alert `row` as live clients (alerts.feed) and webhooks see it."""
+    return {"event": event, "alert": alert_object(row), **extra}
+
+
 async def queue_change(conn: Conn, event: str, row: Row, **extra: Any) -> dict[str, Any]:
     """Queue the webhook event of a change to the alert `row`, in the caller's transaction,
-    and return the change ({"event", "alert", **extra}) for live clients (alerts.feed). A
-    held alert's changes are not sent (alerts.hold): its release sends it as it then is."""
-    change = {"event": event, "alert": alert_object(row), **extra}
-    if not is_held(row):
-        # One stream per person: a receiver stuck on one message holds back only that
-        # person's later changes, which must stay in order.
-        await enqueue(conn, WEBHOOK, change, recipient=row["supervisee_id"])
+    and return the change ({"event", "alert", **extra}) for live clients (alerts.feed)."""
+    change = change_of(event, row, **extra)
+    await queue_changes(conn, [(change, row)])
     return change
+
+
+async def queue_changes(conn: Conn, changes: Sequence[tuple[dict[str, Any], Row]]) -> None:
+    """Queue the webhook event of each (change, alert row), in their order, in the caller's
+    transaction. A held alert's changes are not sent (alerts.hold): its release sends it
+    as it then is."""
+    # One stream per person: a receiver stuck on one message holds back only that
+    # person's later changes, which must stay in order.
+    await enqueue_each(
+        conn,
+        WEBHOOK,
+        [(change, row["supervisee_id"]) for change, row in changes if not is_held(row)],
+    )
 
 
 async def append_event(
@@ -217,17 +266,33 @@ async def append_event(
     'scheduler', 'notifier', `device:<id>` or a token's subject; `at` defaults to the
     transaction's time. A delivery about an alert that is not (or no longer) in the record
     leaves no entry."""
+    await append_events(conn, [(alert_id, actor, action, detail)], at=at)
+
+
+async def append_events(
+    conn: Conn,
+    steps: Sequence[tuple[int, str, str, Mapping[str, Any]]],
+    *,
+    at: datetime | None = None,
+) -> None:
+    """`append_event` for each (alert id, actor, action, detail) of `steps`, in their
+    order, with one insert."""
+    if not steps:
+        return
     # The detail is sent as text and cast by the server, so this works whether or not the
     # connection has a jsonb codec (storage.db's pool has one).
     await conn.execute(
         "INSERT INTO alert_events (alert_id, at, actor, action, detail)"
-        " SELECT $1, COALESCE($2, now()), $3, $4, $5::text::jsonb"
-        " WHERE EXISTS (SELECT FROM alerts WHERE id = $1)",
-        alert_id,
+        " SELECT e.alert_id, COALESCE($1::timestamptz, now()), e.actor, e.action,"
+        " e.detail::jsonb"
+        " FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY"
+        " AS e(alert_id, actor, action, detail, i)"
+        " WHERE EXISTS (SELECT FROM alerts WHERE id = e.alert_id) ORDER BY e.i",
         at,
-        actor,
-        action,
-        msgspec.json.encode(detail).decode(),
+        [s[0] for s in steps],
+        [s[1] for s in steps],
+        [s[2] for s in steps],
+        [msgspec.json.encode(s[3]).decode() for s in steps],
     )
 
 

@@ -17,12 +17,15 @@ import pytest
 from redis.asyncio import Redis
 
 from alerts.clock import ManualClock
+from alerts.record import apply
 from fencewatch.embedded import free_port
 from fencewatch.timefmt import iso_time
+from geofence.model import Verdict
 from storage.db import open_pool
 from storage.repo import suspensions as suspensions_repo
 from tests.test_alerting import (
     OFFICER_PHONE,
+    POSITION,
     SmsGateway,
     alerting,
     raise_alert,
@@ -264,3 +267,62 @@ async def test_revoking_releases_held_alerts_at_once(pool: asyncpg.Pool, redis: 
     assert sms["alert_id"] == held
     released = [e["detail"] for e in await timeline(pool, held) if e["action"] == "released"]
     assert [r["suspension"] for r in released] == [suspension["id"]]
+
+
+async def test_a_batch_raising_several_alerts_records_each_as_if_raised_alone(
+    pool: asyncpg.Pool,
+) -> None:
+    """Ingest records a batch's alerts together (alerts.record.apply): each is held or
+    not as its own suspension says, and timelines and webhook events keep their order."""
+    await seed(pool, people=2)
+    await _suspend(pool, ["jurisdiction_exit"])
+    ts = int(datetime.now(UTC).timestamp() * 1000)
+    earlier = await raise_alert(pool, supervisee="P2", kind="strap_tamper")
+    again = await pool.fetchval("SELECT key FROM alerts WHERE id = $1", earlier)
+    verdicts = [
+        Verdict("raise", "jurisdiction_exit", "P1", "T1", ts, "P1:exit:1", False, POSITION),
+        Verdict("raise", "jurisdiction_exit", "P2", "T2", ts, "P2:exit:1", False, POSITION),
+        Verdict("raise", "strap_tamper", "P2", "T2", ts, again, False, POSITION),  # recorded
+        Verdict("clear", "jurisdiction_exit", "P2", "T2", ts + 1, "P2:exit:1", False, {}),
+        Verdict("raise", "jurisdiction_exit", "P2", "T2", ts + 2, "P2:exit:2", False, POSITION),
+    ]
+    async with pool.acquire() as conn, conn.transaction():
+        changed = await apply(conn, verdicts)
+
+    assert [(c["event"], c["alert"]["supervisee"]) for c in changed] == [
+        ("raised", "P1"),
+        ("raised", "P2"),
+        ("cleared", "P2"),
+        ("raised", "P2"),
+    ]
+    rows = await pool.fetch(
+        "SELECT key, hold IS NOT NULL AS held, active FROM alerts WHERE id > $1 ORDER BY id",
+        earlier,
+    )
+    assert [tuple(r) for r in rows] == [
+        ("P1:exit:1", True, True),
+        ("P2:exit:1", False, False),
+        ("P2:exit:2", False, True),
+    ]
+    steps = await pool.fetch(
+        "SELECT a.key, e.action FROM alert_events e JOIN alerts a ON a.id = e.alert_id"
+        " WHERE a.id > $1 ORDER BY e.id",
+        earlier,
+    )
+    assert [tuple(s) for s in steps] == [
+        ("P1:exit:1", "raised"),
+        ("P1:exit:1", "held"),
+        ("P2:exit:1", "raised"),
+        ("P2:exit:1", "cleared"),
+        ("P2:exit:2", "raised"),
+    ]
+    # The held alert sends no webhook event; P2's go out in their order, on P2's stream.
+    sent = await pool.fetch(
+        "SELECT recipient, payload->>'event' AS event, payload->'alert'->>'id' AS alert"
+        " FROM outbox WHERE channel = 'webhook' ORDER BY id"
+    )
+    assert [(s["recipient"], s["event"]) for s in sent][1:] == [
+        ("P2", "raised"),
+        ("P2", "cleared"),
+        ("P2", "raised"),
+    ]

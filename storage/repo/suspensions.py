@@ -126,12 +126,24 @@ async def revoke_suspension(conn: Conn, suspension: str, revoked_by: str, reason
 async def in_force(conn: Conn, supervisee: str, alert_type: str, at: datetime | None) -> Row | None:
     """The approved suspension holding the person's alerts of `alert_type` at `at` (None:
     the transaction's time); of several, the one that ends last."""
-    return await conn.fetchrow(
-        "SELECT id, reason, reason_text, ends_at FROM alert_suspensions"
-        " WHERE supervisee_id = $1 AND status = 'approved'"
-        " AND starts_at <= COALESCE($3, now()) AND ends_at > COALESCE($3, now())"
-        " AND (types = '{}' OR $2 = ANY(types)) ORDER BY ends_at DESC, id LIMIT 1",
-        supervisee,
-        alert_type,
+    return (await in_force_each(conn, [(supervisee, alert_type)], at))[0]
+
+
+async def in_force_each(
+    conn: Conn, asked: Sequence[tuple[str, str]], at: datetime | None
+) -> list[Row | None]:
+    """`in_force` for each (supervisee, alert type) of `asked`, in one query."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (q.i) q.i, s.id, s.reason, s.reason_text, s.ends_at"
+        " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(supervisee, type, i)"
+        " JOIN alert_suspensions s ON s.supervisee_id = q.supervisee AND s.status = 'approved'"
+        " AND s.starts_at <= COALESCE($3, now()) AND s.ends_at > COALESCE($3, now())"
+        " AND (s.types = '{}' OR q.type = ANY(s.types)) ORDER BY q.i, s.ends_at DESC, s.id",
+        [a[0] for a in asked],
+        [a[1] for a in asked],
         at,
     )
+    found: list[Row | None] = [None] * len(asked)
+    for r in rows:
+        found[r["i"] - 1] = r
+    return found
