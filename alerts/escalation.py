@@ -15,6 +15,8 @@ Steps:
   the device to return (`return_now`, 责令立即返回);
 - a protected person is warned before anyone is told, and again (at most every
   WARN_AGAIN_S) when the danger comes back (`_REWARN`);
+- people who joined a gathering after it was routed: their offices are told as of a new
+  alert, and nobody told of it already is told again;
 - an open alert past `escalate_at` goes one level up: station head (1), county bureau (2);
   each step is an 'escalated' timeline entry, `alerts.escalation` and a webhook event.
 An alert held by a suspension window (alerts.hold) is not routed until its hold ends; then
@@ -100,6 +102,24 @@ WHERE a.type = 'protected_proximity' AND a.active AND a.routed AND a.id <> ALL($
 ORDER BY a.id LIMIT 1 FOR UPDATE OF a SKIP LOCKED
 """
 
+# People confirmed at a gathering after it was routed (a `joined` step after the last
+# `routed_joined`): their offices are told (`_tell_joined`).
+_JOINED = """
+SELECT a.* FROM alerts a
+WHERE a.type = 'gathering' AND a.routed AND (a.held_until IS NULL OR a.held_until <= $1)
+  AND a.id <> ALL($2::bigint[])
+  AND (SELECT max(id) FROM alert_events WHERE alert_id = a.id AND action = 'joined')
+    > coalesce((SELECT max(id) FROM alert_events WHERE alert_id = a.id
+      AND action = 'routed_joined'), 0)
+ORDER BY a.id LIMIT 1 FOR UPDATE OF a SKIP LOCKED
+"""
+
+# Everyone the scheduler has told of an alert, by `routing.Contact.who`.
+_TOLD = """
+SELECT DISTINCT t FROM alert_events e, jsonb_array_elements_text(e.detail->'to') t
+WHERE e.alert_id = $1 AND e.actor = $2
+"""
+
 _NEXT_DUE = """
 SELECT least(
     (SELECT min(escalate_at) FROM alerts WHERE status = 'open' AND escalate_at IS NOT NULL),
@@ -141,6 +161,7 @@ class Escalator:
         summaries and restore relaxed pursuits; returns how many things were done."""
         self._failed_last_pass = False
         done = await self.route_new()
+        done += await self.route_joined()
         done += await self.warn_again()
         done += await self.escalate_due()
         done += await release_due(self.pool, now=self.clock(), timezone=self.timezone)
@@ -149,6 +170,9 @@ class Escalator:
 
     async def route_new(self) -> int:
         return await self._each(_NEW, self._route)
+
+    async def route_joined(self) -> int:
+        return await self._each(_JOINED, self._tell_joined)
 
     async def escalate_due(self) -> int:
         return await self._each(_DUE, self._escalate)
@@ -231,6 +255,17 @@ class Escalator:
         if alert["hold"] is not None:
             # Webhook receivers heard nothing while it was held: they get it now, as it is.
             await queue_change(conn, "raised", row, held=alert["hold"])
+
+    async def _tell_joined(self, conn: Conn, alert: asyncpg.Record, now: datetime) -> None:
+        """People who joined a gathering after it was routed: their offices hear of it as
+        for a new alert (each one's first level that has someone); whoever was told of it
+        already is not told again. Going up later takes in their offices too."""
+        told = {r["t"] for r in await conn.fetch(_TOLD, alert["id"], ACTOR)}
+        level, people = await routing.alert_first_contacts(conn, alert)
+        fresh = [c for c in people if c.who not in told]
+        detail: dict[str, Any] = {"level": level}
+        detail |= await self._tell(conn, alert, fresh, event="joined", level=level)
+        await append_event(conn, alert["id"], ACTOR, "routed_joined", detail, at=now)
 
     async def _tell(
         self,

@@ -114,7 +114,7 @@ def alert_object(r: Row, *, protected: bool = False) -> dict[str, Any]:
     }
 
 
-# --- the engine's verdicts: raise, clear, reopen, extend -------------------------------
+# --- the engine's verdicts: raise, clear, reopen, extend, join -------------------------
 
 
 async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
@@ -152,6 +152,11 @@ async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
                 v.detail["start"],
             )
             done.append(("extended", v, row))
+        elif v.action == "join":
+            # More people confirmed at an open gathering: the same alert, listing them too
+            # (so their offices see it); the escalator tells those offices (alerts.escalation).
+            row = await conn.fetchrow(_JOIN, v.key, msgspec.json.encode(v.detail).decode())
+            done.append(("joined", v, row))
         elif v.action == "clear":
             row = await conn.fetchrow(
                 "UPDATE alerts SET active = false, cleared_at = $2 WHERE key = $1 AND active"
@@ -171,12 +176,14 @@ async def apply(conn: Conn, verdicts: list[Verdict]) -> list[dict[str, Any]]:
         case_reopened = event == "reopened" and row["case_reopened"]
         if case_reopened:
             step["case_reopened"] = True
+        if event == "joined":
+            step["people"] = v.detail["joined"]
         steps.append((row["id"], "engine", event, step))
         if event == "raised" and row["hold"] is not None:
             steps.append((row["id"], HOLD_ACTOR, "held", row["hold"]))
         if event == "raised":
             ALERTS_RAISED.labels(v.type).inc()
-        wake = wake or event == "raised" or case_reopened
+        wake = wake or event in ("raised", "joined") or case_reopened
         changes.append((change_of(event, row), row))
     await append_events(conn, steps)
     await queue_changes(conn, changes)
@@ -224,6 +231,16 @@ UPDATE alerts a SET active = true, cleared_at = NULL,
 FROM (SELECT id, status FROM alerts WHERE key = $1 FOR UPDATE) was
 WHERE a.id = was.id AND NOT a.active AND (a.cleared_at IS NULL OR a.cleared_at <= $2)
 RETURNING a.*, was.status = 'resolved' AS case_reopened
+"""
+
+# Whoever joined is added once: a restart re-judging the join finds them listed already.
+_JOIN = """
+UPDATE alerts SET detail = detail || jsonb_build_object(
+    'people', (SELECT jsonb_agg(DISTINCT p ORDER BY p) FROM jsonb_array_elements_text(
+        coalesce(detail->'people', '[]') || ($2::text::jsonb->'joined')) p),
+    'positions', coalesce(detail->'positions', '[]') || ($2::text::jsonb->'positions'))
+WHERE key = $1 AND NOT coalesce(detail->'people', '[]') @> ($2::text::jsonb->'joined')
+RETURNING *
 """
 
 

@@ -37,7 +37,7 @@ DISPOSITION_ZH = {
 STATUS_ZH = {"open": "待签收", "acknowledged": "已签收", "resolved": "已处置"}
 SEVERITY_ZH = {"critical": "紧急", "high": "重要", "normal": "一般", "low": "提示"}
 LEVEL_ZH = {0: "责任矫正工作人员", 1: "司法所负责人", 2: "县级社区矫正机构"}
-EVENT_ZH = {"raised": "新告警", "escalated": "告警升级"}
+EVENT_ZH = {"raised": "新告警", "escalated": "告警升级", "joined": "聚集新增人员"}
 PREFIX = "【社区矫正监管】"
 
 RETURN_NOW_TEXT = {
@@ -87,7 +87,7 @@ class Notice(msgspec.Struct, frozen=True):
     place: Place
     timezone: str
     level: int  # who is told (LEVEL_ZH)
-    event: str  # raised | escalated
+    event: str  # raised | escalated | joined
     overdue_s: int | None = None  # escalated: how long it has waited for 签收
     # A gathering's people, (name, id) each: every office told reads who of theirs is in it.
     people: tuple[tuple[str, str], ...] = ()

@@ -30,8 +30,11 @@ from supervision.checkin_book import CheckinBook
 
 
 def alert_line(v: Verdict) -> bytes:
+    """A new alert; or, with `"action": "join"`, more people at a gathering already
+    printed (its `key`), which scorers of alerts skip (simulators.score)."""
     return msgspec.json.encode(
         {
+            **({"action": v.action} if v.action != "raise" else {}),
             "type": v.type,
             "supervisee": v.supervisee,
             "device": v.device,
@@ -63,8 +66,8 @@ def replay(scenario: Path, out: TextIO, err: TextIO) -> int:
     def emit(verdicts: list[Verdict]) -> None:
         nonlocal alerts
         for v in verdicts:
-            if v.action == "raise":
-                alerts += 1
+            if v.action in ("raise", "join"):
+                alerts += v.action == "raise"
                 out.write(alert_line(v).decode() + "\n")
 
     for ping in read_pings(scenario / "pings.jsonl"):

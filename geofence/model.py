@@ -194,11 +194,12 @@ class Verdict(msgspec.Struct, frozen=True):
     """What the engine concluded. `action` is raise (a new alert), clear (the condition
     that raised `key` ended; the alert stays open until a person resolves it), reopen
     (the condition came back soon after: the same breach, not a new alert), extend (late
-    fixes show the breach began earlier, at `detail["start"]`: the same alert), or pursue /
+    fixes show the breach began earlier, at `detail["start"]`: the same alert), join (more
+    people confirmed at an open gathering, `detail["joined"]`: the same alert), or pursue /
     relax (not alerts: ask the device to report every `detail["interval_s"]` seconds while
     a breach is pending or open, then restore its interval)."""
 
-    action: str  # raise | clear | reopen | extend | pursue | relax
+    action: str  # raise | clear | reopen | extend | join | pursue | relax
     type: str  # jurisdiction_exit | exclusion_enter | curfew_breach | device_offline | ...
     supervisee: str
     device: str

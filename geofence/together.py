@@ -5,8 +5,9 @@ compared with — the others named in that person's no-contact orders, and for g
 whoever is near (a grid of cells the gathering radius wide) — steps each pair's
 confirmation (geofence.proximity) and returns the verdicts: `contact` for a no-contact
 order confirmed, `gathering` for `size` or more people each confirmed close to every
-other. `fencewatch replay` feeds it every trusted fix as the engine judges it; the same
-object serves a live proximity check fed from every shard (docs/scaling.md).
+other, then `join` when more are confirmed close to them. `fencewatch replay` feeds it
+every trusted fix as the engine judges it; the same object serves a live proximity check
+fed from every shard (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -301,9 +302,20 @@ class Together:
         group = self._clique({s.person, *close})
         if len(group) < rule.size:
             return
-        for members in self.groups.values():
+        for key, members in self.groups.items():
             if len(members & group) >= 2:
-                members |= group  # the same gathering, grown
+                # The same gathering, grown: whoever is new to it is told (alerts.escalation).
+                joined = sorted(group - members)
+                members |= group
+                if joined:
+                    detail = {
+                        "people": sorted(members),
+                        "joined": joined,
+                        "positions": [_where(self.latest[p]) for p in joined],
+                    }
+                    out.append(
+                        Verdict("join", GATHERING, s.person, s.device, s.ts, key, detail=detail)
+                    )
                 return
         start = min(self.close[_pair(a, b)].start for a in group for b in group if a < b)
         people = sorted(group)

@@ -710,3 +710,78 @@ async def test_a_gathering_reaches_every_office_of_its_people_once_and_goes_up_i
     assert sorted(up) == [HEAD_PHONE, "13800000005"]
     steps = [e["detail"] for e in await timeline(pool, alert) if e["action"] == "escalated"]
     assert sorted(steps[0]["to"]) == ["officer:H1", "officer:H2"]
+
+
+async def test_one_who_joins_a_gathering_has_their_office_told_once_and_nobody_again(
+    pool: asyncpg.Pool,
+) -> None:
+    from alerts.record import list_alerts
+
+    await seed(pool, people=3)  # P1–P3 at station S1, officer O1
+    await pool.execute(
+        "INSERT INTO offices (id, name, kind, parent_id)"
+        " VALUES ('S3', '水阁司法所', 'station', 'K1');"
+        " INSERT INTO officers (id, name, office_id, phone, role) VALUES"
+        " ('O3', '李警官', 'S3', '13800000006', 'officer'),"
+        " ('H3', '吴所长', 'S3', '13800000007', 'head');"
+        " INSERT INTO supervisees (id, name, office_id, officer_id, jurisdiction)"
+        " VALUES ('P4', '赵4', 'S3', 'O3', ARRAY['331102']),"
+        " ('P5', '张5', 'S1', 'O1', ARRAY['331102'])"
+    )
+    key = "gathering:P1:0"
+    ts = int(datetime.now(UTC).timestamp() * 1000)
+    detail = {**POSITION, "people": ["P1", "P2", "P3"], "radius_m": 100.0, "positions": []}
+    clock = ManualClock()
+    escalator = Escalator(pool, clock=clock, channels=Channels(sms=True))
+
+    async def verdict(action: str, detail: dict[str, Any]) -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await apply(conn, [Verdict(action, "gathering", "P1", "T1", ts, key, False, detail)])
+
+    def joined(*people: str) -> dict[str, Any]:
+        listed = sorted({*detail["people"], *people})
+        where = [{"supervisee": p, "lat": 28.4517, "lon": 119.9127} for p in people]
+        return {"people": listed, "joined": list(people), "positions": where}
+
+    async def told() -> list[tuple[str, str]]:
+        rows = await pool.fetch("SELECT recipient, payload FROM outbox WHERE channel = 'sms'")
+        return [(r["recipient"], r["payload"]["text"]) for r in rows]
+
+    await verdict("raise", detail)
+    await escalator.step()
+    assert [phone for phone, _ in await told()] == [OFFICER_PHONE]
+    # S3 has nobody there yet: it does not see the gathering.
+    async with pool.acquire() as conn:
+        assert (
+            await list_alerts(
+                conn, ["S3"], supervisee=None, type=None, status=None, before=None, limit=10
+            )
+            == []
+        )
+    # P4 of station S3 is confirmed among them: the same alert, now listing four; S3's
+    # officer is told at once, naming all four; O1 is not told again.
+    await verdict("join", joined("P4"))
+    await verdict("join", joined("P4"))  # a restart judging it again: nothing more
+    await escalator.step()
+    later = (await told())[1:]
+    assert [phone for phone, _ in later] == ["13800000006"]
+    assert "4名社区矫正对象聚集" in later[0][1] and "赵4（P4）" in later[0][1]
+    async with pool.acquire() as conn:
+        [row] = await list_alerts(
+            conn, ["S3"], supervisee=None, type=None, status=None, before=None, limit=10
+        )
+    assert row["key"] == key and row["detail"]["people"] == ["P1", "P2", "P3", "P4"]
+    alert = row["id"]
+    steps = [(e["action"], e["detail"]) for e in await timeline(pool, alert)]
+    assert [d["people"] for a, d in steps if a == "joined"] == [["P4"]]
+    assert [d["to"] for a, d in steps if a == "routed_joined"] == [["officer:O3"]]
+    # P5, of S1 whose officer knows already: nobody is told.
+    detail["people"] = ["P1", "P2", "P3", "P4"]
+    await verdict("join", joined("P5"))
+    await escalator.step()
+    assert len(await told()) == 2
+    # Unacknowledged, it goes up in both stations: S3's head too, each once.
+    clock.advance(24 * 3600)
+    await escalator.escalate_due()
+    up = [phone for phone, _ in (await told())[2:]]
+    assert sorted(up) == [HEAD_PHONE, "13800000007"]

@@ -12,6 +12,7 @@ import pytest
 
 from fencewatch.replay import replay
 from fencewatch.scenario import ScenarioError, read_roster
+from fencewatch.timefmt import iso
 from geofence.proximity import APART, UNKNOWN, WITHIN, Run, Sighting, relation, step
 from tests.kit import LIANDU, LIANDU_SEAT, T0, line, lishui_collection, offset, square_m
 
@@ -184,6 +185,30 @@ def test_co_workers_at_their_workplace_are_no_gathering_but_at_a_market_are(
     # With no workplace, the morning at the bench is already the gathering.
     bench = _scenario(tmp_path, tracks, {"gathering": {}})
     assert [a["detail"]["start"] for a in bench] == [T0]
+
+
+def test_one_who_joins_an_open_gathering_is_added_to_it_but_not_from_home(
+    tmp_path: Path,
+) -> None:
+    market = offset(LIANDU_SEAT, -900, 400)
+    # Three for fifty minutes; twenty-five minutes in, S4 stops among them, and S5 comes
+    # home to the flat over the market.
+    stall = {n: offset(market, 20 * n, -15 * n) for n in range(1, 6)}
+    tracks = {f"T{n}": line(stall[n], stall[n], 100) for n in (1, 2, 3)}
+    later = T0 + 25 * MIN
+    tracks |= {f"T{n}": line(stall[n], stall[n], 50, t0=later) for n in (4, 5)}
+    flat = square_m("home5", "home", stall[5], 30)
+    alerts = _scenario(tmp_path, tracks, {"gathering": {}}, [flat], {"T5": "home5"})
+    # One gathering; then S4, confirmed as the first three were (twenty minutes surely
+    # within 100 m of each), joins it: the same alert, by its key, listing four.
+    assert [(a.get("action"), a["detail"]["people"]) for a in alerts] == [
+        (None, ["S1", "S2", "S3"]),
+        ("join", ["S1", "S2", "S3", "S4"]),
+    ]
+    raised, joined = alerts
+    assert joined["key"] == raised["key"] and joined["detail"]["joined"] == ["S4"]
+    assert joined["ts"] >= iso(later + 20 * MIN)
+    assert [p["supervisee"] for p in joined["detail"]["positions"]] == ["S4"]
 
 
 @pytest.mark.parametrize(
