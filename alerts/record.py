@@ -3,9 +3,10 @@ the alert's timeline (`alert_events`, written only by `append_event`), and a web
 queued with each change in the same transaction.
 
 Two parties change an alert. The engine's verdicts (`apply`) raise, clear, reopen and
-extend it: the condition (`active`). People (`take_step`) acknowledge (签收) and resolve
-(处置) it: the case (`status`). A new alert is stored unrouted (`alerts.routed` false);
-alerts.escalation tells the officer, in its own transaction, as soon as this one commits.
+extend it, and add to a gathering those who join it: the condition (`active`). People
+(`take_step`) acknowledge (签收) and resolve (处置) it: the case (`status`). A new alert
+is stored unrouted (`alerts.routed` false); alerts.escalation tells the officer, in its
+own transaction, as soon as this one commits.
 
 The two meet where a breach is still going on. Resolving a breach whose episode is active
 is refused unless the caller says it knows (`while_active`), and a false alarm then needs a
