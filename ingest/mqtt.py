@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import struct
 import time
 
 import msgspec
@@ -39,6 +40,8 @@ _FULL_WAIT_S = 0.005
 # This many connections lost within the window, and the session counts as not steady.
 UNSTEADY_DROPS = 3
 UNSTEADY_WINDOW_S = 60.0
+# A PUBACK: its fixed header (type, remaining length 2) and the message id.
+_PUBACK = struct.Struct("!BBH")
 
 
 class Inbound(msgspec.Struct, frozen=True, gc=False):
@@ -247,6 +250,14 @@ class MqttSource:
                 return items
 
     def ack(self, items: list[Inbound]) -> None:
-        for item in items:
-            if item.qos > 0:
-                self.client.ack(item.mid, item.qos)
+        """Acknowledge a committed batch, in arrival order, as one write. paho's `ack`
+        queues each PUBACK as a packet of its own and wakes its network thread for each
+        (a system call on both sides, a `send` per 4 bytes): at 100,000 tags that is
+        3,333 of each a second. The subscriptions are QoS 1 (`_subscribe`), so every
+        acknowledgement is a PUBACK; the broker reads them from the stream one by one."""
+        mids = [item.mid for item in items if item.qos > 0]
+        if mids:
+            packets = b"".join([_PUBACK.pack(mqtt.PUBACK, 2, mid) for mid in mids])
+            # paho 2.x's queue of outgoing packets (what `ack` itself ends in); a packet is
+            # written whole, in order, whatever its length.
+            self.client._packet_queue(mqtt.PUBACK, packets, 0, 1)
