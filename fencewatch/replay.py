@@ -30,11 +30,9 @@ from supervision.checkin_book import CheckinBook
 
 
 def alert_line(v: Verdict) -> bytes:
-    """A new alert; or, with `"action": "join"`, more people at a gathering already
-    printed (its `key`), which scorers of alerts skip (simulators.score)."""
+    """A new alert, as spec 4.2 prints it."""
     return msgspec.json.encode(
         {
-            **({"action": v.action} if v.action != "raise" else {}),
             "type": v.type,
             "supervisee": v.supervisee,
             "device": v.device,
@@ -66,9 +64,14 @@ def replay(scenario: Path, out: TextIO, err: TextIO) -> int:
     def emit(verdicts: list[Verdict]) -> None:
         nonlocal alerts
         for v in verdicts:
-            if v.action in ("raise", "join"):
-                alerts += v.action == "raise"
+            if v.action == "raise":
+                alerts += 1
                 out.write(alert_line(v).decode() + "\n")
+            elif v.action == "join":
+                # Not a new alert (spec 4.2's output is one alert a line): the people now
+                # listed by the gathering already printed, said beside the warnings.
+                joined = ", ".join(v.detail["joined"])
+                print(f"joined {v.key} at {iso(v.ts)}: {joined}", file=err)
 
     for ping in read_pings(scenario / "pings.jsonl"):
         emit(engine.tick(ping.at))
