@@ -136,7 +136,6 @@ class Service:
             jobs["clock"] = self._every(CLOCK_EVERY_S, self._tick)
             jobs["snapshots"] = self._every(SNAPSHOT_CHECK_S, self._snapshot)
             jobs["partitions"] = self._every(PARTITIONS_EVERY_S, self._partitions)
-            jobs["archive"] = self._every(ARCHIVE_EVERY_S, self._archive)
         if "ingest" in s.roles or "scheduler" in s.roles or osmand_socket is not None:
             jobs["rules"] = self._listen_rules()
         ctx = ApiContext(self.pool, self.redis, self.health, self.rules_changed, s)
@@ -178,6 +177,10 @@ class Service:
             jobs["alerting"] = self.alerting.run(self.stop)
             jobs["duties"] = Duties(self.pool, s, redis=self.redis).run(self.stop)
             jobs["retention"] = retention.job(self.pool, s.retention_days, Archive.of(s))
+            # The hourly move to the archive and the packing of closed days: here, not in
+            # an ingest worker, which would carry pyarrow and DuckDB (some 60 MB) from its
+            # first run on, beside the engine it is sized for.
+            jobs["archive"] = self._every(ARCHIVE_EVERY_S, self._archive)
             # People near people, across every shard: one check for the deployment.
             jobs["proximity"] = ProximityCheck(self.pool, self.redis, lambda: self.rules).run(
                 self.stop
@@ -329,9 +332,9 @@ class Service:
 
     async def _archive(self) -> None:
         """Move the days past `archive_after_days` to the archive (storage.archiving), then
-        pack the closed days left in PostgreSQL (storage.compaction); one ingest process
-        does it, the others find it under way and skip. pyarrow and DuckDB are loaded at
-        the first run, not at start (about 60 MB)."""
+        pack the closed days left in PostgreSQL (storage.compaction); the scheduler does it
+        (should two run, one finds it under way and skips). pyarrow and DuckDB are loaded
+        at the first run, not at start (about 60 MB)."""
         from storage import archiving, compaction
         from storage.archive import Archive
 
