@@ -18,7 +18,8 @@ class ConfigError(ValueError):
 
 
 # What one process may run: ingest (shards, the engine's clock, snapshots), api (HTTP API,
-# console, live feed) and scheduler (alert delivery and escalation, duties, retention).
+# console, live feed) and scheduler (alert delivery and escalation, duties, retention, the
+# archive).
 ROLES = frozenset({"ingest", "api", "scheduler"})
 
 # Unacknowledged seconds before escalation, by alert severity (alerts.record.SEVERITY).
