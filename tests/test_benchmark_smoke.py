@@ -23,6 +23,9 @@ REQUIRED = {
     "max_ms": (*NUMBERS, type(None)),
     "stored_max_ms": (*NUMBERS, type(None)),
     "cpu_ms_per_fix": NUMBERS,
+    "cpu_ms_per_fix_worker": NUMBERS,
+    "cpu_pct_worker": NUMBERS,
+    "cpu_pct_api_scheduler": NUMBERS,
     "takeover_s": NUMBERS,
 }
 
