@@ -39,8 +39,10 @@ async def takeover(database_url: str, shard: Shard) -> dict[str, Any]:
             rules = RuleSet(roster, zones)
             loaded = time.perf_counter()
             size = await conn.fetchval(
-                "SELECT octet_length(state) FROM engine_snapshots"
-                " WHERE shard = $1 AND shards = $2 ORDER BY id DESC LIMIT 1",
+                "SELECT coalesce(octet_length(s.state), (SELECT sum(octet_length(p.state))"
+                "  FROM engine_snapshot_parts p WHERE p.snapshot_id = s.id))"
+                " FROM engine_snapshots s WHERE shard = $1 AND shards = $2"
+                " ORDER BY id DESC LIMIT 1",
                 shard.index,
                 shard.count,
             )

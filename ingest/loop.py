@@ -12,7 +12,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import asyncpg
 import msgspec
@@ -41,6 +41,7 @@ from ingest.restore import restore
 from ingest.shards import Shard
 from ingest.writer import Committed, commit
 from storage.db import UNAVAILABLE
+from storage.snapshots import Capture
 
 log = logging.getLogger("fencewatch.ingest")
 
@@ -74,6 +75,16 @@ class Judging:
         self.inflight: asyncio.Future[None] | None = None
         self.quarantine = Quarantine()
         self.guarded_until = 0.0  # monotonic; see IngestLoop._judge
+        # The snapshot being written, which keeps what judging is about to change.
+        self.capture: Capture | None = None
+
+    def changing(self, devices: Iterable[str]) -> None:
+        """Judging is about to change these devices' state and their wearers': a snapshot
+        being written keeps it as it was first (storage.snapshots.Capture)."""
+        if self.capture is not None:
+            wanted = set(devices)
+            owner = self.engine.rules.device_owner
+            self.capture.keep(wanted, {owner[d] for d in wanted if d in owner})
 
     async def drain(self) -> None:
         """Wait for the commit in flight; its failure is raised here (then nothing may be
@@ -139,6 +150,7 @@ class Judging:
 
     async def tick(self, now_ms: int) -> None:
         async with self.lock:
+            self.changing(device for _, device in self.engine.watchdogs_due(now_ms))
             verdicts, faults = guard.tick(self.engine, now_ms)
             if faults:
                 verdicts += self.quarantine.record(faults, (), now_ms)[1]
@@ -241,6 +253,7 @@ class IngestLoop:
         first fault is met by putting the engine back as committed (as a restart would:
         the shard's snapshot and the fixes committed since) and judging the batch guarded."""
         judging = self.judging
+        judging.changing([f.device for f in decoded.fixes] + [e.device for e in decoded.events])
         if time.monotonic() >= judging.guarded_until:
             try:
                 outcome = judging.engine.process(decoded.fixes, decoded.events)

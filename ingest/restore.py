@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
+
 from alerts.record import apply
 from geofence import guard
 from geofence.engine import Engine
@@ -36,12 +38,14 @@ def _ours(rules: RuleSet, shard: Shard, device: str) -> bool:
     return owner is not None and shard.owns(owner)
 
 
-async def _merge(blobs: list[bytes], rules: RuleSet, shard: Shard) -> EngineState:
+async def _merge(
+    conn: Conn, rows: list[asyncpg.Record], rules: RuleSet, shard: Shard
+) -> EngineState:
     """The shard's own people and their devices, out of one or more snapshots, read part
     by part (storage.snapshots)."""
     merged = EngineState()
-    for blob in blobs:
-        async for state in snapshots.decode(blob):
+    for row in rows:
+        async for state in snapshots.read(conn, row):
             merged.devices.update(
                 (device, dev)
                 for device, dev in state.devices.items()
@@ -73,7 +77,7 @@ async def _restore(
     conn: Conn, rules: RuleSet, shard: Shard, guarded: bool
 ) -> tuple[Engine, int, int, int]:
     rows = await snapshots.latest(conn, shard)
-    engine = Engine(rules, await _merge([r["state"] for r in rows], rules, shard))
+    engine = Engine(rules, await _merge(conn, rows, rules, shard))
     last_rid = min((r["last_rid"] for r in rows), default=0)
     last_event_rid = min((r["last_event_rid"] for r in rows), default=0)
     rejudged = 0

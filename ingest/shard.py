@@ -80,15 +80,19 @@ class ShardRunner:
         )
 
     async def snapshot(self) -> None:
-        # Taken under the lock, consistent with what is committed; written outside it, so
-        # judging goes on meanwhile.
+        # Captured under the lock, consistent with what is committed; encoded and written
+        # outside it, as judging goes on (storage.snapshots.Capture).
         judging = self.judging
         async with judging.lock:
             await judging.drain()
-            state = await snapshots.encode(judging.engine.state)
-            taken = state, judging.last_rid, judging.last_event_rid
+            capture = judging.capture = snapshots.Capture(
+                judging.engine.state, judging.last_rid, judging.last_event_rid
+            )
             self.snapshot_at, self.snapshot_stored = time.monotonic(), judging.stored
-        await self._save(*taken)
+        try:
+            await self._save(capture)
+        finally:
+            judging.capture = None
 
     async def rules_changed(self, rules: RuleSet) -> None:
         async with self.judging.lock:
@@ -96,9 +100,10 @@ class ShardRunner:
             engine.rules = rules
             # A device now worn by someone another shard judges is that shard's to watch.
             owner = rules.device_owner.get
-            engine.forget(
-                [d for d in engine.state.devices if (o := owner(d)) and not self.shard.owns(o)]
-            )
+            gone = [d for d in engine.state.devices if (o := owner(d)) and not self.shard.owns(o)]
+            if self.judging.capture is not None:
+                self.judging.capture.keep(gone, ())
+            engine.forget(gone)
             self.source.retopic(self.shard.topics(rules))
 
     async def close(self, snapshot: bool) -> None:
@@ -115,10 +120,14 @@ class ShardRunner:
                 snapshot = False
             self.source.stop()
             if snapshot:
-                state = await snapshots.encode(judging.engine.state)
-                await self._save(state, judging.last_rid, judging.last_event_rid)
+                # Nothing changes the state now: the lock is held to the end.
+                await self._save(
+                    snapshots.Capture(
+                        judging.engine.state, judging.last_rid, judging.last_event_rid
+                    )
+                )
         await asyncio.gather(self.task, return_exceptions=True)
 
-    async def _save(self, state: bytes | bytearray, last_rid: int, last_event_rid: int) -> None:
+    async def _save(self, capture: snapshots.Capture) -> None:
         async with self.judging.pool.acquire() as conn:
-            await snapshots.save(conn, self.shard, state, last_rid, last_event_rid)
+            await snapshots.save(conn, self.shard, capture)

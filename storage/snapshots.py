@@ -5,17 +5,25 @@ A snapshot records a shard's state with the last fix and event it had judged. Ea
 keeps its newest few; a previous layout's (a different number of shards) are kept until
 every shard of the new one has a snapshot of its own.
 
-The state is stored in parts of PART devices or people (a msgpack array of encoded
-EngineStates), encoded and decoded one part at a time with the event loop let go between
-them: a 100,000-tag shard is some 50 MB of state, which in one piece would hold the loop —
-the worker's other shards, its API and its clock — for as long as it takes (up to seconds
-on a slow box, in a take-over). A snapshot in one piece (before parts) still reads."""
+A snapshot is a `Capture`: the state as it was when its shard had committed fixes up to
+`last_rid` and events up to `last_event_rid`, written while judging goes on. It is
+encoded and sent to PostgreSQL part by part (PART devices or people, an encoded
+EngineState each, one row of `engine_snapshot_parts`), the event loop let go between
+parts; a device or person is changed only after `Capture.keep` has kept its state as it
+was (copy on write). So the shard's judging never waits for the encoding — a 100,000-tag
+shard is some 50 MB of state, 200 ms or more of encoding, and all of it under the
+shard's lock would hold every batch that long — and the worker never holds more than a
+part and what changed meanwhile, not the whole. The header row and its parts are
+committed together: a worker killed midway leaves the snapshot before it.
+
+A snapshot written before parts had rows of their own (state in the header row: a msgpack
+array of parts, or an EngineState in one piece) still reads."""
 
 from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, Protocol
 
 import asyncpg
@@ -24,12 +32,11 @@ import msgspec
 from geofence.state import EngineState
 from storage.db import Conn
 
-PART = 5000
+PART = 2000
 # COPY's binary format (PostgreSQL's COPY page): signature, flags, header extension; the
-# end of the data; what a snapshot is sent in.
+# end of the data.
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 _COPY_END = struct.pack("!h", -1)
-_PIECE = 1 << 20
 _ENCODER = msgspec.msgpack.Encoder()
 _STATE = msgspec.msgpack.Decoder(EngineState)
 _PARTS = msgspec.msgpack.Decoder(list[bytes])
@@ -50,16 +57,69 @@ class Shard(Protocol):
 KEEP = 3
 
 
-async def save(
-    conn: Conn, shard: Shard, state: bytes | bytearray, last_rid: int, last_event_rid: int
-) -> None:
-    """`state` (Engine.snapshot) as it was when fixes up to `last_rid` and events up to
-    `last_event_rid` were committed."""
+class Capture:
+    """`state` as it is now, with the fix and event rids it was judged up to, to be written
+    part by part while the state goes on changing. Whoever changes a device's or a
+    person's state calls `keep` with them first (ingest.loop.Judging.changing)."""
+
+    def __init__(self, state: EngineState, last_rid: int, last_event_rid: int) -> None:
+        self.state = state
+        self.last_rid = last_rid
+        self.last_event_rid = last_event_rid
+        self._keys = (list(state.devices), list(state.people))
+        # The state, encoded, of those changed since the capture and not yet written: the
+        # first change keeps it (one encoding a change, and only during a snapshot).
+        self._kept: tuple[dict[str, msgspec.Raw], dict[str, msgspec.Raw]] = ({}, {})
+
+    def keep(self, devices: Iterable[str], people: Iterable[str]) -> None:
+        """These devices' and people's state is about to change: keep it as it is (once;
+        whatever changed since already was). Those added since the capture are not in it
+        and need nothing kept; keeping them anyway is only wasted."""
+        for table, kept, keys in (
+            (self.state.devices, self._kept[0], devices),
+            (self.state.people, self._kept[1], people),
+        ):
+            for key in keys:
+                if key not in kept and (value := table.get(key)) is not None:
+                    kept[key] = msgspec.Raw(_ENCODER.encode(value))
+
+    def parts(self) -> Iterable[bytes]:
+        """The state as captured, one encoded EngineState of at most PART devices or
+        people at a time, each encoded when asked for. A key's kept state is let go once
+        written; should it change again, it is kept again, unused."""
+        devices, people = self._keys
+        for start in range(0, len(devices), PART):
+            yield _ENCODER.encode(EngineState(devices=self._part(0, devices[start : start + PART])))
+        for start in range(0, len(people), PART):
+            yield _ENCODER.encode(EngineState(people=self._part(1, people[start : start + PART])))
+
+    def _part(self, which: int, keys: list[str]) -> dict[str, Any]:
+        table: dict[str, Any] = (self.state.devices, self.state.people)[which]
+        kept = self._kept[which]
+        part = {}
+        for key in keys:
+            value = kept.pop(key, None)
+            # Unchanged since the capture unless kept; one gone without being kept would
+            # raise here rather than be left out of the snapshot.
+            part[key] = table[key] if value is None else value
+        return part
+
+
+async def save(conn: Conn, shard: Shard, capture: Capture) -> None:
+    """Write `capture` as the shard's newest snapshot, its parts as they are encoded."""
     async with conn.transaction():
+        snapshot = await conn.fetchval(
+            "INSERT INTO engine_snapshots (shard, shards, last_rid, last_event_rid)"
+            " VALUES ($1, $2, $3, $4) RETURNING id",
+            shard.index,
+            shard.count,
+            capture.last_rid,
+            capture.last_event_rid,
+        )
         await conn.copy_to_table(
-            "engine_snapshots",
-            source=_row(shard, state, last_rid, last_event_rid),
-            columns=["shard", "shards", "last_rid", "last_event_rid", "state"],
+            "engine_snapshot_parts",
+            source=_rows(snapshot, capture),
+            columns=["snapshot_id", "part", "state"],
             format="binary",
         )
         await conn.execute(
@@ -78,27 +138,22 @@ async def save(
         )
 
 
-async def _row(
-    shard: Shard, state: bytes | bytearray, last_rid: int, last_event_rid: int
-) -> AsyncIterator[bytes]:
-    """The snapshot as one row in COPY's binary format, the state sent in pieces: as a query
-    parameter, asyncpg copies all of it into a buffer that grows by doubling (some 90 MB
-    more at the peak for a 100,000-tag shard's 50 MB)."""
-    yield _COPY_HEADER + struct.pack(
-        "!hiiiiiqiqi", 5, 4, shard.index, 4, shard.count, 8, last_rid, 8, last_event_rid, len(state)
-    )
-    view = memoryview(state)
-    for start in range(0, len(view), _PIECE):
-        yield bytes(view[start : start + _PIECE])
+async def _rows(snapshot: int, capture: Capture) -> AsyncIterator[bytes]:
+    """The parts as rows in COPY's binary format, one encoded as the one before is sent;
+    between them the shard's batches are judged (and change what was kept)."""
+    yield _COPY_HEADER
+    for number, part in enumerate(capture.parts()):
+        yield struct.pack("!hiqiii", 3, 8, snapshot, 4, number, len(part)) + part
+        await asyncio.sleep(0)
     yield _COPY_END
 
 
 async def latest(conn: Conn, shard: Shard) -> list[asyncpg.Record]:
-    """(last_rid, last_event_rid, state) of the shard's newest snapshot; without one of its
-    own, of every shard's newest in the previous layout (ingest.restore keeps the shard's
-    own people of them)."""
+    """(id, last_rid, last_event_rid, state) of the shard's newest snapshot — state NULL
+    when it is in parts (`read`); without one of its own, of every shard's newest in the
+    previous layout (ingest.restore keeps the shard's own people of them)."""
     own = await conn.fetch(
-        "SELECT last_rid, last_event_rid, state FROM engine_snapshots"
+        "SELECT id, last_rid, last_event_rid, state FROM engine_snapshots"
         " WHERE shard = $1 AND shards = $2 ORDER BY id DESC LIMIT 1",
         shard.index,
         shard.count,
@@ -106,7 +161,7 @@ async def latest(conn: Conn, shard: Shard) -> list[asyncpg.Record]:
     if own:
         return own
     return await conn.fetch(
-        "SELECT DISTINCT ON (shard) last_rid, last_event_rid, state FROM engine_snapshots"
+        "SELECT DISTINCT ON (shard) id, last_rid, last_event_rid, state FROM engine_snapshots"
         " WHERE shards = (SELECT shards FROM engine_snapshots WHERE shards <> $1"
         "  ORDER BY id DESC LIMIT 1)"
         " ORDER BY shard, id DESC",
@@ -114,36 +169,27 @@ async def latest(conn: Conn, shard: Shard) -> list[asyncpg.Record]:
     )
 
 
-async def encode(state: EngineState) -> bytearray:
-    """`state` as a snapshot, in parts. The caller keeps the state from changing meanwhile
-    (ingest.shard holds the shard's lock: its own judging waits, nothing else does). Each
-    part is added to the snapshot as soon as it is encoded: the parts are not held as well
-    as the whole (50 MB more at 100,000 tags, every 30 s)."""
-    tables: list[tuple[dict[str, Any], Callable[[dict[str, Any]], EngineState]]] = [
-        (state.devices, lambda part: EngineState(devices=part)),
-        (state.people, lambda part: EngineState(people=part)),
-    ]
-    keys = [list(table) for table, _ in tables]
-    blob = _array_header(sum(-(-len(k) // PART) for k in keys))
-    for (table, wrap), names in zip(tables, keys, strict=True):
-        for start in range(0, len(names), PART):
-            part = {key: table[key] for key in names[start : start + PART]}
-            _ENCODER.encode_into(_ENCODER.encode(wrap(part)), blob, -1)  # a msgpack bin
-            await asyncio.sleep(0)
-    return blob
+async def read(conn: Conn, snapshot: asyncpg.Record) -> AsyncIterator[EngineState]:
+    """A snapshot's state (a row of `latest`), part by part, read one at a time."""
+    if snapshot["state"] is not None:
+        async for state in _decode(snapshot["state"]):
+            yield state
+        return
+    number = 0
+    while True:
+        part = await conn.fetchval(
+            "SELECT state FROM engine_snapshot_parts WHERE snapshot_id = $1 AND part = $2",
+            snapshot["id"],
+            number,
+        )
+        if part is None:
+            return
+        yield _STATE.decode(part)
+        number += 1
 
 
-def _array_header(n: int) -> bytearray:
-    """The start of a msgpack array of `n` items (fixarray, array 16 or array 32)."""
-    if n < 16:
-        return bytearray([0x90 | n])
-    if n < 1 << 16:
-        return bytearray(b"\xdc" + n.to_bytes(2, "big"))
-    return bytearray(b"\xdd" + n.to_bytes(4, "big"))
-
-
-async def decode(blob: bytes) -> AsyncIterator[EngineState]:
-    """A snapshot's state, part by part (one part for a snapshot in one piece)."""
+async def _decode(blob: bytes) -> AsyncIterator[EngineState]:
+    """A snapshot written before parts had rows: a msgpack array of parts, or one piece."""
     if blob[:1] in _ARRAY:
         for part in _PARTS.decode(blob):
             yield _STATE.decode(part)

@@ -4,13 +4,9 @@ the number of shards changes between runs."""
 
 from __future__ import annotations
 
-import msgspec
-import pytest
-
 from geofence.engine import Engine
 from geofence.model import Roster
 from geofence.ruleset import RuleSet
-from geofence.state import PersonState
 from geofence.zones import parse_feature_collection
 from ingest.restore import restore
 from ingest.shards import Shard
@@ -56,7 +52,7 @@ async def test_a_new_shard_layout_starts_from_the_old_snapshots(pg_dsn: str) -> 
     pool = await open_pool(pg_dsn, min_size=1, max_size=2)
     try:
         async with pool.acquire() as conn:
-            await snapshots.save(conn, Shard(0, 1), single.snapshot(), 0, 0)
+            await snapshots.save(conn, Shard(0, 1), snapshots.Capture(single.state, 0, 0))
             restored = [(await restore(conn, r, Shard(k, 3)))[0] for k in range(3)]
             devices = [set(e.state.devices) for e in restored]
             assert sorted(d for part in devices for d in part) == sorted(single.state.devices)
@@ -64,31 +60,9 @@ async def test_a_new_shard_layout_starts_from_the_old_snapshots(pg_dsn: str) -> 
                 assert all(Shard(k, 3).owns(r.device_owner[d]) for d in part)
             # Once the new layout has its own snapshots, the old one is let go.
             for k, engine in enumerate(restored):
-                await snapshots.save(conn, Shard(k, 3), engine.snapshot(), 0, 0)
+                await snapshots.save(conn, Shard(k, 3), snapshots.Capture(engine.state, 0, 0))
             assert not await conn.fetchval("SELECT count(*) FROM engine_snapshots WHERE shards = 1")
             again = (await restore(conn, r, Shard(1, 3)))[0]
             assert set(again.state.devices) == devices[1]
     finally:
         await pool.close()
-
-
-async def test_a_snapshot_in_parts_brings_back_the_same_state(
-    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Parts of 7 devices or people: 40 of each make six parts each.
-    monkeypatch.setattr(snapshots, "PART", 7)
-    r = rules()
-    engine = Engine(r)
-    for person in PEOPLE:
-        engine.process([fix(f, f"T{person}") for f in line(LIANDU_SEAT, LIANDU_SEAT, 3, seq0=1)])
-        engine.state.people[person] = PersonState(apart=(1, 2))
-    blob = await snapshots.encode(engine.state)
-    assert len(msgspec.msgpack.decode(blob)) == 12
-    pool = await open_pool(pg_dsn, min_size=1, max_size=2)
-    try:
-        async with pool.acquire() as conn:
-            await snapshots.save(conn, Shard(0, 1), blob, 0, 0)
-            restored = (await restore(conn, r, Shard(0, 1)))[0]
-    finally:
-        await pool.close()
-    assert restored.snapshot() == engine.snapshot()
