@@ -150,7 +150,8 @@ class Judging:
 
     async def tick(self, now_ms: int) -> None:
         async with self.lock:
-            self.changing(device for _, device in self.engine.watchdogs_due(now_ms))
+            if self.capture is not None:
+                self.changing(device for _, device in self.engine.watchdogs_due(now_ms))
             verdicts, faults = guard.tick(self.engine, now_ms)
             if faults:
                 verdicts += self.quarantine.record(faults, (), now_ms)[1]
@@ -253,7 +254,8 @@ class IngestLoop:
         first fault is met by putting the engine back as committed (as a restart would:
         the shard's snapshot and the fixes committed since) and judging the batch guarded."""
         judging = self.judging
-        judging.changing([f.device for f in decoded.fixes] + [e.device for e in decoded.events])
+        if judging.capture is not None:
+            judging.changing([f.device for f in decoded.fixes] + [e.device for e in decoded.events])
         if time.monotonic() >= judging.guarded_until:
             try:
                 outcome = judging.engine.process(decoded.fixes, decoded.events)
