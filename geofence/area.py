@@ -69,6 +69,20 @@ class Area:
         return (lon - self.lon0) * self.kx, (lat - self.lat0) * self.ky
 
     @cached_property
+    def reach(self) -> float:
+        """Metres from the frame's origin to the area's farthest vertex: the area lies
+        within this circle."""
+        coords = shapely.get_coordinates(self.metric)
+        return float(np.hypot(coords[:, 0], coords[:, 1]).max()) if len(coords) else 0.0
+
+    def surely_out(self, lat: float, lon: float, radius: float) -> bool:
+        """Whether an error circle lies so far from the area that `classify` would surely
+        say -2 (its centre farther than the reach plus its radius, with a metre to spare
+        for rounding): a quick test for the many fixes nowhere near a small zone."""
+        x, y = (lon - self.lon0) * self.kx, (lat - self.lat0) * self.ky
+        return math.hypot(x, y) > self.reach + radius + 1.0
+
+    @cached_property
     def boundary(self) -> shapely.Geometry:
         b = self.metric.boundary
         shapely.prepare(b)

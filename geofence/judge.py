@@ -67,7 +67,7 @@ def judge(rules: RuleSet, fixes: list[Fix]) -> list[Judged]:
     home_groups: dict[str, list[int]] = defaultdict(list)
     # Hoisted: this loop runs once per fix on the hot path.
     supervisees, owner, zones_by_id = rules.supervisees, rules.device_owner, rules.zones
-    policy_of, zone_active = rules.policy, rules.zone_active
+    policy_of, zone_active, area_of = rules.policy, rules.zone_active, rules.area
     for fix in fixes:
         person = supervisees[owner[fix.device]]
         policy = policy_of(fix.device, fix.ts)
@@ -97,7 +97,12 @@ def judge(rules: RuleSet, fixes: list[Fix]) -> list[Judged]:
                     j.after_leave = ended.id if ended is not None else None
             allowed_groups[zones].append(index)
         for zone_id in person.exclusion:
-            if zone_active(zones_by_id[zone_id], fix.ts):
+            # A fix far from the zone is left out of it without the vectorised pass, as
+            # that pass would leave it out (SURELY_OUT): most fixes, as most zones are a
+            # victim's street, not the supervisee's.
+            if zone_active(zones_by_id[zone_id], fix.ts) and not area_of((zone_id,)).surely_out(
+                fix.lat or 0.0, fix.lon or 0.0, radius
+            ):
                 exclusion_groups[zone_id].append(index)
         if person.home is not None and zone_active(zones_by_id[person.home], fix.ts):
             home_groups[person.home].append(index)

@@ -86,6 +86,21 @@ def test_circles_against_a_circle_zone(
     assert classify(CIRCLE, [point(east, north)], [radius]) == [expected]
 
 
+@pytest.mark.parametrize("area", [SQUARE, CIRCLE], ids=["square", "circle"])
+def test_the_quick_test_leaves_out_only_what_classify_says_is_surely_out(area: Area) -> None:
+    """`surely_out` lets the judge skip a zone for a fix; it may only do so where the full
+    classification would say -2 anyway, and it must do so for fixes far away."""
+    rng = np.random.default_rng(7)
+    east, north = rng.uniform(-4000, 4000, (2, 4000))
+    radii = rng.choice([5.0, 30.0, 100.0, 800.0, 2500.0, 6000.0], 4000)
+    where = [point(e, n) for e, n in zip(east, north, strict=True)]
+    classes = classify(area, where, radii.tolist())
+    quick = [area.surely_out(lat, lon, r) for (lat, lon), r in zip(where, radii, strict=True)]
+    assert all(c == -2 for c, q in zip(classes, quick, strict=True) if q)
+    assert sum(quick) > 1000  # most of the square of 8 km around it
+    assert area.surely_out(*point(0, 3500), 30.0) and not area.surely_out(*point(0, 0), 30.0)
+
+
 def _along(metres: float) -> tuple[float, float]:
     """A point on the straight line from the 莲都 seat into 青田, `metres` past where it
     leaves 莲都 (negative: before)."""
