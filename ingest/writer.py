@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 import msgspec
 
 from alerts import locate, pursuit
@@ -34,10 +35,27 @@ async def commit(
     rejections: Sequence[Rejection],
     verdicts: list[Verdict],
 ) -> Committed:
+    try:
+        return await _commit(conn, judged, events, owners, rejections, verdicts, False)
+    except asyncpg.UniqueViolationError:
+        # A QoS 1 redelivery of a fix already stored (storage.fixes.store): rare, and
+        # the whole batch is committed again rather than every batch paying a savepoint.
+        return await _commit(conn, judged, events, owners, rejections, verdicts, True)
+
+
+async def _commit(
+    conn: Conn,
+    judged: Sequence[Judged],
+    events: Sequence[DeviceEvent],
+    owners: dict[str, str],
+    rejections: Sequence[Rejection],
+    verdicts: list[Verdict],
+    redelivered: bool,
+) -> Committed:
     out = Committed()
     async with conn.transaction():
         if judged:
-            out.stored, out.last_rid = await fixes.store(conn, judged)
+            out.stored, out.last_rid = await fixes.store(conn, judged, redelivered=redelivered)
             await locate.record_answers(conn, judged)
         if events:
             out.last_event_rid = (

@@ -3,8 +3,8 @@ commits (ingest.writer), and a committed row as the `Fix` judged again after a r
 (ingest.restore), with the device events committed alongside.
 
 Fixes are COPYed straight into `fixes`; only when that meets a fix already stored (a QoS 1
-redelivery) is the batch staged and inserted-if-new instead, so each fix is stored once
-and the common case costs the database a third less."""
+redelivery) is the batch committed again, staged and inserted-if-new, so each fix is stored
+once and the common case costs the database a third less."""
 
 from __future__ import annotations
 
@@ -90,17 +90,20 @@ def _fix(r: asyncpg.Record) -> Fix:
     )
 
 
-async def store(conn: Conn, judged: Sequence[Judged]) -> tuple[int, int]:
-    """(fixes stored, highest rid), inside the caller's transaction."""
+async def store(
+    conn: Conn, judged: Sequence[Judged], *, redelivered: bool = False
+) -> tuple[int, int]:
+    """(fixes stored, highest rid), inside the caller's transaction. COPY fails on a fix
+    already stored, with asyncpg.UniqueViolationError, and takes the caller's transaction
+    with it (no savepoint around it: two round trips a batch saved); the caller then
+    stores the batch again `redelivered`, staged and inserted if new."""
     rows = [_row(j) for j in judged]
-    try:
-        async with conn.transaction():  # a savepoint
-            status = await conn.copy_records_to_table("fixes", records=rows, columns=COLUMNS)
-    except asyncpg.UniqueViolationError:
+    if redelivered:
         await conn.execute(_STAGE)
         await conn.copy_records_to_table("fixes_stage", records=rows, columns=COLUMNS)
         rids = await conn.fetch(_MOVE)
         return len(rids), max((r["rid"] for r in rids), default=0)
+    status = await conn.copy_records_to_table("fixes", records=rows, columns=COLUMNS)
     # One batch's rids come from this session's calls of the sequence, in order.
     return int(status.split()[-1]), await conn.fetchval("SELECT currval('fixes_rid_seq')")
 
