@@ -26,6 +26,7 @@ from benchmarks.takeover import takeover
 from ingest.shards import Shard
 
 STORED = "fencewatch_fixes_stored_total"
+BATCHES = "fencewatch_ingest_batch_seconds_count"
 SAMPLE_S = 1.0
 TIMELINE_POINTS = 60
 
@@ -56,9 +57,9 @@ async def _sample(
     until: float,
     batch: int,
     every_second: Callable[[], Awaitable[None]],
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[dict[str, Any]], int, float | None]:
     """Once a second: what the service says it stored and holds, what was offered; and
-    how many of those samples a service did not answer."""
+    how many of those samples a service did not answer; fixes per batch (`_per_batch`)."""
     timeline = []
     while (now := time.time()) < until:
         await every_second()
@@ -72,13 +73,24 @@ async def _sample(
                 "service_queue_msgs": None
                 if seen is None
                 else sum(m.get("fencewatch_ingest_backlog", 0) for m in seen),
+                "batches": None if seen is None else sum(m.get(BATCHES, 0) for m in seen),
                 "acked": round(_acked_fixes(gens, now, batch)),
                 "rss_mb": sum(procs.rss_mb(s.pid) or 0 for s in services),
             }
         )
         await asyncio.sleep(max(0.0, min(SAMPLE_S, until - time.time())))
     step = max(1, len(timeline) // TIMELINE_POINTS)
-    return timeline[::step], sum(p["stored"] is None for p in timeline)
+    return timeline[::step], sum(p["stored"] is None for p in timeline), _per_batch(timeline)
+
+
+def _per_batch(timeline: list[dict[str, Any]]) -> float | None:
+    """Fixes a committed batch carried on average between the first and last samples:
+    what the batch's fixed costs (its round trips, its fan-out) are shared by."""
+    answered = [p for p in timeline if p["stored"] is not None]
+    if len(answered) < 2 or answered[-1]["batches"] <= answered[0]["batches"]:
+        return None
+    first, last = answered[0], answered[-1]
+    return round((last["stored"] - first["stored"]) / (last["batches"] - first["batches"]), 1)
 
 
 async def _drain(pg: asyncpg.Connection, total: float, seconds: float) -> bool:
@@ -159,7 +171,7 @@ async def measure_service(
                 cpu.poll()
                 pg_all.poll()
 
-            timeline, missed = await _sample(
+            timeline, missed, per_batch = await _sample(
                 services, gens, t0, t0 + opts.duration, opts.batch, follow_backends
             )
             t1, stored1 = await _count(pg)
@@ -214,6 +226,7 @@ async def measure_service(
         "cpu_pct": {role: round(100 * s / seconds, 1) for role, s in cpu_s.items()},
         # CPU per fix committed in the window: the service's processes (all roles), the
         # ingest workers alone, the API/scheduler process alone.
+        "fixes_per_batch": per_batch,
         "cpu_ms_per_fix": {
             role: round(1000 * cpu_s[role] / max(stored1 - stored0, 1), 4)
             for role in ("service", "ingest", "api_scheduler")

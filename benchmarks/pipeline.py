@@ -65,6 +65,7 @@ async def bench(opts: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         "cpu_ms_per_fix_api_scheduler": pipe["cpu_ms_per_fix"]["api_scheduler"],
         "cpu_pct_worker": max(pipe["cpu_pct"][f"worker{i}"] for i in range(opts.workers)),
         "cpu_pct_api_scheduler": pipe["cpu_pct"]["api_scheduler"],
+        "fixes_per_batch": pipe["fixes_per_batch"],
         "takeover_s": pipe["takeover"]["takeover_s"],
         "ceiling_msgs_per_s": ceiling["msgs_per_s"],
         "ceiling_bound_by_generator": ceiling["bound_by_generator"],

@@ -78,6 +78,7 @@ def table(r: dict[str, Any]) -> str:
         ("  API/scheduler process CPU ms per fix", f"{r['cpu_ms_per_fix_api_scheduler']:.3f}"),
         ("busiest ingest worker CPU % of a core", r["cpu_pct_worker"]),
         ("API/scheduler process CPU % of a core", r["cpu_pct_api_scheduler"]),
+        ("fixes per committed batch", r["fixes_per_batch"]),
         ("take-over s (rules + snapshot + re-judge)", r["takeover_s"]),
         ("bare paho QoS 1 subscriber fixes /s", r["ceiling_fixes_per_s"]),
         ("  bounded by the generator", r["ceiling_bound_by_generator"]),
