@@ -32,7 +32,10 @@ import msgspec
 from geofence.state import EngineState
 from storage.db import Conn
 
-PART = 2000
+# Devices or people a part (~250 KB): encoding one holds the event loop ~2 ms (a
+# 100,000-tag shard's 200 parts 0.4 s, at a load of 9); parts of 2,000 left a batch
+# waiting up to 57–84 ms for the loop (docs/benchmarks.md, eighth round).
+PART = 500
 # COPY's binary format (PostgreSQL's COPY page): signature, flags, header extension; the
 # end of the data.
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
