@@ -232,7 +232,12 @@ class MqttSource:
             await self._arrived.wait()
 
     async def batch(self, max_items: int, max_wait_s: float) -> list[Inbound]:
-        """Wait for a message, then gather more for up to `max_wait_s` (or `max_items`)."""
+        """Wait for a message, then gather more for `max_wait_s` (or until `max_items`).
+
+        The gathering sleeps rather than waiting for each message: the wake-up flag stays
+        up meanwhile, so paho's thread does not wake the loop for every message that comes
+        (a system call on each side, a loop iteration and a timer: 3,333 a second at
+        100,000 tags). What came while it slept is taken at once."""
         await self._wait()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_wait_s
@@ -244,10 +249,7 @@ class MqttSource:
             remaining = deadline - loop.time()
             if len(items) >= max_items or remaining <= 0:
                 return items
-            try:
-                await asyncio.wait_for(self._wait(), remaining)
-            except TimeoutError:
-                return items
+            await asyncio.sleep(remaining)
 
     def ack(self, items: list[Inbound]) -> None:
         """Acknowledge a committed batch, in arrival order, as one write. paho's `ack`
