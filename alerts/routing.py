@@ -20,6 +20,7 @@ import msgspec
 from alerts import templates
 from alerts.outbox import enqueue
 from alerts.templates import AlertLike, Place
+from storage import hours
 from storage.db import Conn
 
 SMS, EMAIL = "sms", "email"
@@ -146,9 +147,7 @@ async def place_of(conn: Conn, alert: AlertLike) -> Place:
     if lat is None or lon is None:
         last = await conn.fetchrow(
             "SELECT w.lat, w.lon FROM device_assignments a CROSS JOIN LATERAL"
-            " (SELECT ts, lat, lon FROM fixes WHERE device_id = a.device_id"
-            "  AND supervisee_id = $1 AND lat IS NOT NULL AND ts <= $2"
-            "  ORDER BY ts DESC LIMIT 1) w"
+            f" {hours.newest('a.device_id', '$1', '$2::timestamptz')} w"
             " WHERE a.supervisee_id = $1 ORDER BY w.ts DESC LIMIT 1",
             alert["supervisee_id"],
             alert["ts"],

@@ -4,11 +4,14 @@ fixes are COPYed in and archived, and how long a person-day track takes from eac
 
 On a fresh database of its own (dropped afterwards unless --keep): `--people` × `--days`
 of realistic tag fixes every `--interval` seconds (benchmarks.history) are COPYed into the
-daily partitions the way ingest COPYs them, people interleaved by time as ingest sees them;
-person-days are read from the hot tier (storage.history.track, as the track API does); all
-days but the last `--hot-days` are then archived (storage.archiving, as `fencewatch
-archive run` does) and person-days read from the archive. Prints one JSON object;
-docs/benchmarks.md says what each figure means.
+daily partitions the way ingest COPYs them, people interleaved by time as ingest sees them,
+an hour at a time; after each hour, the hours closed for an hour are packed
+(storage.compaction, as the service's hourly upkeep does), so the hot tier is measured as
+it stands in service: packed hours and the rows of the last two. Person-days are read from
+the hot tier (storage.history.track, as the track API does); all days but the last
+`--hot-days` are then archived (storage.archiving, as `fencewatch archive run` does) and
+person-days read from the archive. Prints one JSON object; docs/benchmarks.md says what
+each figure means.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ PG_ADMIN = os.environ.get(
 )
 FIRST_DAY = date(2026, 1, 5)
 INTERLEAVE = 250  # people whose fixes are COPYed merged by time, as ingest commits them
+HOUR_MS = 3_600_000
 
 
 async def bench(opts: argparse.Namespace, archive_dir: Path) -> dict[str, Any]:
@@ -81,12 +85,13 @@ async def _measure(
             "INSERT INTO device_assignments (device_id, supervisee_id) VALUES ($2, $1)", people
         )
     started = time.perf_counter()
-    generated, copy_s = await _load(pool, opts)
+    generated, copy_s, pack_s = await _load(pool, opts)
     loaded = time.perf_counter() - started
-    hot_bytes = await _hot_bytes(pool)
+    hot = await _hot(pool, generated)
     archived_days = opts.days - opts.hot_days
-    hot_q = await _person_days(pool, archive, opts, range(opts.days))
-    packed = await _pack(pool, archive, opts)
+    # The days packed whole (all but the last, whose newest hours are still rows).
+    hot["person_day"] = await _person_days(pool, archive, opts, range(max(1, opts.days - 1)))
+    hot["packing_fixes_per_s"] = round(hot["packed"]["fixes"] / pack_s)
     now = datetime.combine(FIRST_DAY + timedelta(days=archived_days + 1), datetime.min.time(), UTC)
     t0 = time.perf_counter()
     moved = await archiving.run(pool, archive, now, 1)
@@ -102,18 +107,12 @@ async def _measure(
             "queries": opts.queries,
             "seed": opts.seed,
             "generators": opts.generators,
+            "converted": opts.converted,
         },
         "fixes": generated,
         "generate_and_load_s": round(loaded, 1),
         "copy_fixes_per_s": round(generated / copy_s),
-        "hot": {
-            **hot_bytes,
-            "bytes_per_fix": round(hot_bytes["bytes"] / generated, 1),
-            "heap_bytes_per_fix": round(hot_bytes["heap"] / generated, 1),
-            "index_bytes_per_fix": round(hot_bytes["indexes"] / generated, 1),
-            "person_day": hot_q,
-        },
-        "packed": packed,
+        "hot": hot,
         "archive": {
             "fixes": moved["fixes"],
             "files": len(moved["files"]),
@@ -126,9 +125,10 @@ async def _measure(
     }
 
 
-async def _load(pool: asyncpg.Pool, opts: argparse.Namespace) -> tuple[int, float]:
+async def _load(pool: asyncpg.Pool, opts: argparse.Namespace) -> tuple[int, float, float]:
     """COPY every fix, generated meanwhile by `--generators` processes, each taking every
-    so many groups of INTERLEAVE people; (fixes, seconds spent in COPY)."""
+    so many groups of INTERLEAVE people, an hour at a time, packing after each hour what
+    the service's upkeep would; (fixes, seconds spent in COPY, seconds spent packing)."""
     spawn = multiprocessing.get_context("spawn")
     days: multiprocessing.Queue[Fixes | None] = spawn.Queue(maxsize=2 * opts.generators)
     groups = list(range(0, opts.people, INTERLEAVE))
@@ -149,27 +149,37 @@ async def _load(pool: asyncpg.Pool, opts: argparse.Namespace) -> tuple[int, floa
     ]
     for generator in generators:
         generator.start()
-    total, copy_s, running = 0, 0.0, len(generators)
+    total, copy_s, pack_s, running = 0, 0.0, 0.0, len(generators)
+    noise = np.random.default_rng(opts.seed)
     try:
         while running:
             fixes = await asyncio.to_thread(_next, days, generators)
             if fixes is None:
                 running -= 1
                 continue
+            if opts.converted:
+                for column in (fixes.lat, fixes.lon):
+                    column += noise.uniform(-5e-6, 5e-6, len(column))
             rows = fixes.rows()
-            t0 = time.perf_counter()
-            async with pool.acquire() as conn:
-                for i in range(0, len(rows), opts.batch):
-                    await conn.copy_records_to_table(
-                        "fixes", records=rows[i : i + opts.batch], columns=COLUMNS
-                    )
-            copy_s += time.perf_counter() - t0
+            hours = fixes.ts // HOUR_MS
+            for hour in np.unique(hours):
+                lo, hi = np.searchsorted(hours, [hour, hour + 1])
+                t0 = time.perf_counter()
+                async with pool.acquire() as conn:
+                    for i in range(lo, hi, opts.batch):
+                        await conn.copy_records_to_table(
+                            "fixes", records=rows[i : min(i + opts.batch, hi)], columns=COLUMNS
+                        )
+                t1 = time.perf_counter()
+                end = datetime.fromtimestamp((int(hour) + 1) * HOUR_MS / 1000, UTC)
+                await compaction.run(pool, end)
+                copy_s, pack_s = copy_s + t1 - t0, pack_s + time.perf_counter() - t1
             total += len(rows)
     finally:
         for generator in generators:
             generator.kill()
             generator.join()
-    return total, copy_s
+    return total, copy_s, pack_s
 
 
 def _generate(
@@ -203,37 +213,42 @@ def _next(
                 raise RuntimeError(f"a generating process died ({dead[0]})") from None
 
 
-async def _pack(pool: asyncpg.Pool, archive: Archive, opts: argparse.Namespace) -> dict[str, Any]:
-    """Every day but the newest (today, as it were) packed as the hourly upkeep packs a
-    closed day (storage.compaction): bytes per fix and person-days of the packed days."""
-    last = datetime.combine(FIRST_DAY + timedelta(days=opts.days - 1), datetime.min.time(), UTC)
-    t0 = time.perf_counter()
-    done = await compaction.run(pool, last + compaction.GRACE)
-    took = time.perf_counter() - t0
-    size = await _hot_bytes(pool, "ts < $1", last)
-    return {
-        **size,
-        "fixes": done["fixes"],
-        "bytes_per_fix": round(size["bytes"] / done["fixes"], 1),
-        "heap_bytes_per_fix": round(size["heap"] / done["fixes"], 1),
-        "index_bytes_per_fix": round(size["indexes"] / done["fixes"], 1),
-        "fixes_per_s": round(done["fixes"] / took),
-        "person_day": await _person_days(pool, archive, opts, range(opts.days - 1)),
-    }
-
-
-async def _hot_bytes(pool: asyncpg.Pool, where: str = "true", *args: Any) -> dict[str, int]:
-    """Heap (with TOAST and maps) and index bytes of the partitions of `fixes` (those
-    holding a fix that matches `where`)."""
-    row = await pool.fetchrow(
-        "SELECT sum(pg_table_size(inhrelid))::bigint AS heap,"
-        " sum(pg_indexes_size(inhrelid))::bigint AS indexes FROM pg_inherits"
-        " WHERE inhparent = 'fixes'::regclass AND EXISTS"
-        f" (SELECT FROM fixes WHERE tableoid = inhrelid AND {where})",
-        *args,
+async def _hot(pool: asyncpg.Pool, fixes: int) -> dict[str, Any]:
+    """Bytes (heap with TOAST and maps, and indexes) per fix of the packed device-hours,
+    of the rows not yet packed (the partitions of `fixes`, their free space included), and
+    of the two together."""
+    packed = await pool.fetchrow(
+        "SELECT pg_table_size('fixes_hours') AS heap, pg_indexes_size('fixes_hours') AS indexes,"
+        " (SELECT coalesce(sum(cardinality(ts)), 0) FROM fixes_hours) AS fixes"
     )
-    assert row is not None
-    return {"bytes": row["heap"] + row["indexes"], "heap": row["heap"], "indexes": row["indexes"]}
+    rows = await pool.fetchrow(
+        "SELECT sum(pg_table_size(inhrelid))::bigint AS heap,"
+        " sum(pg_indexes_size(inhrelid))::bigint AS indexes, (SELECT count(*) FROM fixes) AS fixes"
+        " FROM pg_inherits WHERE inhparent = 'fixes'::regclass"
+    )
+    assert packed is not None and rows is not None
+
+    def part(r: asyncpg.Record) -> dict[str, Any]:
+        size = r["heap"] + r["indexes"]
+        n = r["fixes"]
+        return {
+            "fixes": n,
+            "bytes": size,
+            "heap": r["heap"],
+            "indexes": r["indexes"],
+            "bytes_per_fix": round(size / n, 1) if n else None,
+            "heap_bytes_per_fix": round(r["heap"] / n, 1) if n else None,
+            "index_bytes_per_fix": round(r["indexes"] / n, 1) if n else None,
+        }
+
+    whole = part(packed)["bytes"] + part(rows)["bytes"]
+    return {
+        "fixes": fixes,
+        "bytes": whole,
+        "bytes_per_fix": round(whole / fixes, 1),
+        "packed": part(packed),
+        "unpacked": part(rows),
+    }
 
 
 async def _person_days(
@@ -275,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=2000, help="fixes per COPY (ingest's batch)")
     parser.add_argument(
         "--generators", type=int, default=2, help="processes generating fixes while COPY runs"
+    )
+    parser.add_argument(
+        "--converted",
+        action="store_true",
+        help="coordinates as a GCJ-02 conversion leaves them (any double, not whole 1e-6°)",
     )
     parser.add_argument("--seed", type=int, default=19)
     parser.add_argument("--archive-dir", type=Path, default=None, help="default: a temporary one")

@@ -147,9 +147,9 @@ def _retention_purge(args: argparse.Namespace) -> int:
 
 
 def _archive_run(args: argparse.Namespace) -> int:
-    """Move the days past the archive's age now, then pack the closed days left in
+    """Move the days past the archive's age now, then pack the closed hours left in
     PostgreSQL; print what moved and what was packed as JSON."""
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     import msgspec
 
@@ -172,7 +172,8 @@ def _archive_run(args: argparse.Namespace) -> int:
     async def upkeep(pool: Any) -> dict[str, Any]:
         now = datetime.now(UTC)
         moved = await archiving.run(pool, archive, now, days)
-        return {**moved, "packed": await compaction.run(pool, now)}
+        after = timedelta(hours=settings.pack_after_hours)
+        return {**moved, "packed": await compaction.run(pool, now, after)}
 
     try:
         result = run_with_pool(upkeep)

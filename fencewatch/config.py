@@ -38,6 +38,9 @@ MIN_RETENTION_DAYS = 1
 # The archive tier of fixes (storage.archive): days after which a day's fixes move from
 # PostgreSQL to Parquet files (at least one: today's partition is still being written).
 DEFAULT_ARCHIVE_AFTER_DAYS = 7
+# …and hours after which an hour's fixes still in PostgreSQL are packed a device-hour a row
+# (storage.compaction; at least one: an hour's fixes still arrive in bulk just after it).
+DEFAULT_PACK_AFTER_HOURS = 1
 
 # The console's base map (api.console): the CRS its tiles are drawn in.
 TILES_CRS = ("wgs84", "gcj02")
@@ -294,6 +297,7 @@ class Settings(msgspec.Struct, frozen=True):
     archive_url: str | None = None
     archive_s3_endpoint: str | None = None
     archive_after_days: int = DEFAULT_ARCHIVE_AFTER_DAYS
+    pack_after_hours: int = DEFAULT_PACK_AFTER_HOURS
     # The console's base map: off unless a tile URL template ({z}/{x}/{y}, {s}) is set,
     # so the map works on an isolated network; `tiles_crs` is one of TILES_CRS.
     tiles_url: str | None = None
@@ -371,6 +375,9 @@ class Settings(msgspec.Struct, frozen=True):
             archive_s3_endpoint=env.get("FENCEWATCH_ARCHIVE_S3_ENDPOINT") or None,
             archive_after_days=_whole_days(
                 env, "FENCEWATCH_ARCHIVE_AFTER_DAYS", DEFAULT_ARCHIVE_AFTER_DAYS, 1
+            ),
+            pack_after_hours=int(
+                _number(env, "FENCEWATCH_PACK_AFTER_HOURS", DEFAULT_PACK_AFTER_HOURS, 1, 24 * 7)
             ),
             tiles_url=env.get("FENCEWATCH_TILES_URL") or None,
             tiles_crs=_choice(

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -332,7 +332,7 @@ class Service:
 
     async def _archive(self) -> None:
         """Move the days past `archive_after_days` to the archive (storage.archiving), then
-        pack the closed days left in PostgreSQL (storage.compaction); the scheduler does it
+        pack the closed hours left in PostgreSQL (storage.compaction); the scheduler does it
         (should two run, one finds it under way and skips). pyarrow and DuckDB are loaded
         at the first run, not at start (about 60 MB)."""
         from storage import archiving, compaction
@@ -344,7 +344,8 @@ class Service:
         )
         if done["files"]:
             log.info("archive: moved %d fixes into %d files", done["fixes"], len(done["files"]))
-        await compaction.run(self.pool, datetime.now(UTC))
+        after = timedelta(hours=s.pack_after_hours)
+        await compaction.run(self.pool, datetime.now(UTC), after)
 
     async def _snapshot(self) -> None:
         for runner in list(self.shards.held.values()):

@@ -8,9 +8,11 @@ moves in three steps:
    `fixes_archive_moves` (one short transaction): no fix can land in it any more — a
    late one goes to the default partition — and readers (storage.history) read it beside
    `fixes`;
-2. each of its days is exported sorted, written as Parquet, and read back: fixes and a
-   checksum per device-day must equal PostgreSQL's, or the move stops there;
-3. the files' ledger rows and the drop of the table commit together.
+2. each of its days — its rows and the device-hours packed from it (storage.compaction)
+   — is exported sorted, written as Parquet, and read back: fixes and a checksum per
+   device-day must equal PostgreSQL's, or the move stops there;
+3. the files' ledger rows, the delete of the day's device-hours and the drop of the table
+   commit together.
 A move stopped anywhere (kill -9, a lost database) leaves either the partition attached, or
 detached and recorded — the next run carries on from there — and at most files no ledger
 row names, which the next run deletes. Fixes in the default partition older than the cutoff
@@ -91,7 +93,7 @@ async def run(
         try:
             result["swept"] = await sweep(lock_conn, archive)
             async with pool.acquire() as conn:
-                floor = await _snapshot_floor(conn)
+                floor = await snapshot_floor(conn)
                 for part in await ended(conn, cutoff):
                     if floor is not None and await _newer(conn, part.name, floor):
                         log.warning(
@@ -173,14 +175,17 @@ async def _detach(conn: Conn, part: Partition) -> None:
 
 
 async def _move_partition(conn: Conn, archive: Archive, part: Partition) -> list[dict[str, Any]]:
-    floor = await _snapshot_floor(conn)
+    floor = await snapshot_floor(conn)
     files = []
     async with conn.transaction():
         for day in part.days():
-            written = await _export(conn, archive, part.name, day, part.name, floor)
+            written = await _export(conn, archive, _with_packed(part.name), day, part.name, floor)
             if written is not None:
                 files.append(written)
         await _record(conn, files)
+        await conn.execute(
+            "DELETE FROM fixes_hours WHERE hour >= $1 AND hour < $2", part.lo, part.hi
+        )
         await conn.execute(f'DROP TABLE "{part.name}"')
         await conn.execute("DELETE FROM fixes_archive_moves WHERE source = $1", part.name)
     log.info("archive: moved %s (%d fixes)", part.name, sum(f["fixes"] for f in files))
@@ -190,7 +195,7 @@ async def _move_partition(conn: Conn, archive: Archive, part: Partition) -> list
 async def _move_late(conn: Conn, archive: Archive, day: date) -> list[dict[str, Any]]:
     """The default partition's fixes of `day`, seen in one snapshot: those exported are
     exactly those deleted; any that arrive meanwhile wait for the next run."""
-    floor = await _snapshot_floor(conn)
+    floor = await snapshot_floor(conn)
     async with conn.transaction(isolation="repeatable_read"):
         await _forget_archived(conn, archive, day)
         tail = await conn.fetchval(
@@ -204,7 +209,7 @@ async def _move_late(conn: Conn, archive: Archive, day: date) -> list[dict[str, 
             # Arrived since the last snapshots: the next run takes them.
             log.info("archive: late fixes of %s wait for every shard's snapshot", day)
             return []
-        written = await _export(conn, archive, "fixes_default", day, f"late-{tail}", floor)
+        written = await _export(conn, archive, '"fixes_default"', day, f"late-{tail}", floor)
         files = [written] if written else []
         await _record(conn, files)
         await conn.execute(
@@ -251,11 +256,21 @@ async def _day_keys(conn: Conn, day: date) -> list[str]:
     return [r["key"] for r in await conn.fetch("SELECT key FROM fixes_archive WHERE day = $1", day)]
 
 
+def _with_packed(table: str) -> str:
+    """`table` and the device-hours packed from it (those of its days, [$1, $2)), as one
+    relation."""
+    columns = ", ".join(c for c in COLUMNS if c != "device_id")
+    return (
+        f'(SELECT rid, device_id, {columns} FROM "{table}" UNION ALL SELECT NULL::bigint,'
+        f" device_id, {columns} FROM fixes_packed WHERE hour >= $1 AND hour < $2) day"
+    )
+
+
 async def _export(
     conn: Conn, archive: Archive, table: str, day: date, source: str, floor: int | None
 ) -> dict[str, Any] | None:
-    """Write `table`'s fixes of `day` as the file of (`day`, `source`) and check it against
-    PostgreSQL; None when there are none."""
+    """Write the fixes of `day` of `table` (a relation) as the file of (`day`, `source`)
+    and check it against PostgreSQL; None when there are none."""
     lo, hi = _start(day), _start(day + timedelta(days=1))
     expected, tail = await _pg_stats(conn, table, lo, hi)
     if not expected:
@@ -269,7 +284,7 @@ async def _export(
     with tempfile.TemporaryDirectory(prefix="fencewatch-archive-") as tmp:
         csv = Path(tmp) / "fixes.csv"
         await conn.copy_from_query(
-            f'SELECT {select} FROM "{table}" WHERE ts >= $1 AND ts < $2 ORDER BY {_ORDER}',
+            f"SELECT {select} FROM {table} WHERE ts >= $1 AND ts < $2 ORDER BY {_ORDER}",
             lo,
             hi,
             output=csv,
@@ -298,8 +313,8 @@ async def _pg_stats(conn: Conn, table: str, lo: datetime, hi: datetime) -> tuple
     """(fixes, checksum) per device-day of `table` in [lo, hi), and its highest rid."""
     rows = await conn.fetch(
         "SELECT device_id, floor(extract(epoch FROM ts) / 86400)::int AS day, count(*) AS n,"
-        f" sum(('x' || {file_checksum_sql(_TEXT)})::bit(48)::bigint) AS sum, max(rid) AS tail"
-        f' FROM "{table}" WHERE ts >= $1 AND ts < $2 GROUP BY 1, 2',
+        f" sum(('x' || {file_checksum_sql(_TEXT)})::bit(48)::bigint) AS sum,"
+        f" coalesce(max(rid), 0) AS tail FROM {table} WHERE ts >= $1 AND ts < $2 GROUP BY 1, 2",
         lo,
         hi,
     )
@@ -307,7 +322,7 @@ async def _pg_stats(conn: Conn, table: str, lo: datetime, hi: datetime) -> tuple
     return stats, max((r["tail"] for r in rows), default=0)
 
 
-async def _snapshot_floor(conn: Conn) -> int | None:
+async def snapshot_floor(conn: Conn) -> int | None:
     """The lowest rid any shard's newest snapshot has judged up to: a restore judges again
     the fixes after it, by rid, from PostgreSQL. None when no shard has a snapshot."""
     floor: int | None = await conn.fetchval(

@@ -1,196 +1,108 @@
-"""Closed days of `fixes` written again packed: each daily partition whose UTC day ended
-more than an hour ago is copied in (device_id, ts, seq) order into a new table whose
-primary key is built by sorting, every page full, and swapped in for the old one.
+"""Closed hours of `fixes` packed one row per device-hour into `fixes_hours` (migration
+0027): a column's values of the device's fixes of that UTC hour in one array each, in
+(ts, seq) order. ~120 fixes share one row's overhead, one key and one compressed value per
+column: ~46 bytes a fix, where a row per fix costs ~185 even packed (docs/benchmarks.md).
 
-Why: every device inserts into the middle of a day's primary key, so its pages split and
-stay half empty (88 → 45 bytes a fix once built packed), and a person-day is scattered
-over the whole day's heap, one fix per page (after: a few consecutive pages). Today's
-partition is never rewritten; a closed day only gets late fixes, which still go in (to the
-end of the packed table, splitting an index page here and there) and read as before.
+Ingest keeps COPYing a row per fix into `fixes`; every hour that ended more than AFTER
+ago is packed, one hour per transaction: its rows are deleted from `fixes` and merged into
+the device-hours (a late fix joins the hour packed before it) by one statement, so a run
+stopped anywhere leaves each fix either still a row or packed, never both nor neither.
+Fixes in the default partition stay rows: a day without a partition is archived already
+or far ahead, and those of an archived day follow it there (storage.archiving). Only fixes
+every shard's newest snapshot has judged (rid at most the lowest `last_rid`)
+are packed: a restore finds what it re-judges (`rid > last_rid`) in `fixes`, and a later
+run packs the rest. The pages the rows leave are given back by a VACUUM of the partitions
+packed: today's are reused by the fixes that follow, an emptied day's file is truncated.
 
-Never blocking ingest: the copy reads under MVCC while late fixes keep arriving in the old
-partition. Before it starts, every transaction that may hold a `rid` at most S (the
-sequence's value then) has ended, so the copy sees each of those fixes; the swap — one
-short transaction that gives up after LOCK_TIMEOUT rather than hold ingest behind it —
-adds the fixes with a rid above S the copy did not see, detaches and drops the old table
-and attaches the new one, whose CHECK on the day's bounds spares ATTACH a scan of it (it
-still reads the default partition, which holds only stray fixes). A run stopped anywhere
-leaves the old partition attached and at most an unattached copy, which the next run
-drops. `rid` keeps its values: a restore's `rid > last_rid` still finds late fixes through
-the BRIN index (each block range of a packed day spans that day's rids, all below a recent
-snapshot's).
+A redelivery of a packed fix: ingest refuses it (storage.fixes probes the device-hour of
+each fix received more than storage.fixes.LATE_MS after it was taken), and should one slip
+past that probe, the next packing keeps the hour's copy only.
 
 Runs after the archive's move, hourly in the service and in `fencewatch archive run`, under
-the archive's lock, one day at a time: no move or purge changes a partition while it is
-copied, and a purge waits for one day's packing at most."""
+the archive's lock: no move or purge changes a device-hour while it is packed."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-from storage.archiving import LOCK_ID, Partition, ended
+from storage.archiving import LOCK_ID, snapshot_floor
 from storage.db import Conn
+from storage.hours import FIELDS, regroup
 
 log = logging.getLogger("fencewatch.compaction")
 
-GRACE = timedelta(hours=1)  # a day's fixes still arriving in bulk just after it ends
-LOCK_TIMEOUT = "2s"
-SWAPS, SWAP_PAUSE_S = 5, 10.0  # tries at the short lock before giving up till next run
-WAIT_S = 60.0  # for transactions older than the copy to end, before giving up till next run
-_SUFFIX = "_packed"
+AFTER = timedelta(hours=1)  # an hour's fixes still arriving in bulk just after it ends
+HOUR = timedelta(hours=1)
+
+# One hour [$1, $1 + 1 h) of rows judged up to rid $2, with the device-hours already
+# packed (late fixes): where both hold a fix, the packed copy is kept.
+_PACK = (
+    "WITH moved AS (DELETE FROM fixes WHERE ts >= $1 AND ts < $1 + interval '1 hour'"
+    f" AND rid <= $2 AND tableoid <> 'fixes_default'::regclass RETURNING device_id, {FIELDS}),"
+    " merged AS (SELECT DISTINCT ON (device_id, ts, seq) * FROM ("
+    f"  SELECT 0 AS packed, device_id, {FIELDS} FROM fixes_packed"
+    "   WHERE hour = $1 AND device_id IN (SELECT device_id FROM moved)"
+    f"  UNION ALL SELECT 1, device_id, {FIELDS} FROM moved) m"
+    "  ORDER BY device_id, ts, seq, packed),"
+    f" packed AS ({regroup('merged', '$1::timestamptz')} RETURNING 1)"
+    " SELECT (SELECT count(*) FROM moved) AS fixes, (SELECT count(*) FROM packed) AS hours"
+)
 
 
-async def run(pool: asyncpg.Pool, now: datetime) -> dict[str, Any]:
-    """Pack every closed day not yet packed; returns {"partitions": [...], "fixes": n}, and
-    "skipped" when a move or a purge held the archive's lock. One day at a time under the
-    lock: a purge waiting for it goes between two days, and the rest wait for the next run."""
-    done: dict[str, Any] = {"partitions": [], "fixes": 0}
-    tried: set[str] = set()
+async def run(pool: asyncpg.Pool, now: datetime, after: timedelta = AFTER) -> dict[str, Any]:
+    """Pack every hour that ended `after` before `now` (at least AFTER) and still has rows;
+    returns {"hours": [...], "fixes": n, "device_hours": n}, and "skipped" when a move or a
+    purge held the archive's lock."""
+    done: dict[str, Any] = {"hours": [], "fixes": 0, "device_hours": 0}
+    horizon = _hour(now - max(after, AFTER))  # the end of the newest hour to pack
     async with pool.acquire() as conn:
-        while True:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_ID):
-                done["skipped"] = "an archive move or purge is in progress"
-                return done
-            try:
-                await _drop_leftovers(conn)
-                todo = [p for p in await _unpacked(conn, now - GRACE) if p.name not in tried]
-                if not todo:
-                    return done
-                part = todo[0]
-                tried.add(part.name)
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_ID):
+            done["skipped"] = "an archive move or purge is in progress"
+            return done
+        try:
+            floor = await snapshot_floor(conn)
+            limit = floor if floor is not None else 2**63 - 1
+            todo = await conn.fetch(
+                "SELECT date_trunc('hour', ts, 'UTC') AS hour,"
+                " array_agg(DISTINCT tableoid::regclass::text) AS parts FROM fixes"
+                " WHERE ts < $1 AND rid <= $2 AND tableoid <> 'fixes_default'::regclass"
+                " GROUP BY 1 ORDER BY 1",
+                horizon,
+                limit,
+            )
+            for r in todo:
                 t0 = time.perf_counter()
-                fixes = await pack(conn, part)
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
-            if fixes is not None:
-                done["partitions"].append(part.name)
-                done["fixes"] += fixes
+                async with conn.transaction():
+                    counts = await pack(conn, r["hour"], limit)
+                done["hours"].append(r["hour"])
+                done["fixes"] += counts["fixes"]
+                done["device_hours"] += counts["hours"]
                 log.info(
-                    "compaction: packed %s (%d fixes) in %.1f s",
-                    part.name,
-                    fixes,
+                    "compaction: packed %s (%d fixes into %d device-hours) in %.1f s",
+                    r["hour"].isoformat(),
+                    counts["fixes"],
+                    counts["hours"],
                     time.perf_counter() - t0,
                 )
+            for part in sorted({p for r in todo for p in r["parts"]}):
+                await conn.execute(f"VACUUM {part}")
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
+    return done
 
 
-async def _unpacked(conn: Conn, cutoff: datetime) -> list[Partition]:
-    """The daily partitions of `fixes` ended by `cutoff` and not packed, oldest first (a
-    monthly partition of an earlier version waits for its move as it is)."""
-    return [
-        p
-        for p in await ended(conn, cutoff)
-        if p.hi - p.lo == timedelta(days=1) and not await _packed(conn, p.name)
-    ]
+async def pack(conn: Conn, hour: datetime, limit: int) -> dict[str, int]:
+    """Pack the rows of `hour` with a rid up to `limit`, inside the caller's transaction:
+    {"fixes": rows packed, "hours": device-hours written}."""
+    row = await conn.fetchrow(_PACK, hour, limit)
+    assert row is not None
+    return {"fixes": int(row["fixes"]), "hours": int(row["hours"])}
 
 
-async def pack(conn: Conn, part: Partition) -> int | None:
-    """Write `part` again packed; its fixes, or None when it could not be swapped this
-    time (it stays as it was)."""
-    name, lo, hi = part.name, part.lo, part.hi
-    new = name + _SUFFIX
-    seen = await conn.fetchval("SELECT last_value FROM fixes_rid_seq")
-    # Read after `seen`: a transaction that drew a rid up to `seen` began before this.
-    since = await conn.fetchval("SELECT clock_timestamp()")
-    if not await _older_transactions_ended(conn, since):
-        log.warning("compaction: %s waits for the next run (a long transaction)", name)
-        return None
-    async with conn.transaction():
-        await conn.execute(f'CREATE TABLE "{new}" (LIKE fixes)')
-        await conn.execute(
-            f'INSERT INTO "{new}" SELECT * FROM "{name}" ORDER BY device_id, ts, seq'
-        )
-        await conn.execute(
-            f'ALTER TABLE "{new}" ADD CONSTRAINT "{new}_pkey"'
-            " PRIMARY KEY (device_id, ts, seq) WITH (fillfactor = 100)"
-        )
-        await conn.execute(f'CREATE INDEX "{new}_rid" ON "{new}" USING brin (rid)')
-        await conn.execute(
-            f'ALTER TABLE "{new}" ADD CONSTRAINT "{new}_bounds"'
-            f" CHECK (ts >= '{lo.isoformat()}' AND ts < '{hi.isoformat()}')"
-        )
-    # Frozen and all-visible now, so that no later vacuum writes the day once more.
-    await conn.execute(f'VACUUM (FREEZE, ANALYZE) "{new}"')
-    for attempt in range(SWAPS):
-        try:
-            return await _swap(conn, part, new, seen)
-        except asyncpg.LockNotAvailableError:
-            log.info("compaction: %s busy (swap %d of %d)", name, attempt + 1, SWAPS)
-            await asyncio.sleep(SWAP_PAUSE_S)
-        except BaseException:
-            await conn.execute(f'DROP TABLE IF EXISTS "{new}"')
-            raise
-    log.warning("compaction: %s could not be swapped in; it waits for the next run", name)
-    await conn.execute(f'DROP TABLE "{new}"')
-    return None
-
-
-async def _swap(conn: Conn, part: Partition, new: str, seen: int) -> int:
-    """In one short transaction: the late fixes the copy did not see added to `new`, and
-    `new` in the place of `part`."""
-    name, lo, hi = part.name, part.lo, part.hi
-    async with conn.transaction():
-        await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-        await conn.execute(f'ALTER TABLE fixes DETACH PARTITION "{name}"')
-        await conn.execute(
-            f'INSERT INTO "{new}" SELECT * FROM "{name}" WHERE rid > $1 ON CONFLICT DO NOTHING',
-            seen,
-        )
-        await conn.execute(f'DROP TABLE "{name}"')
-        await conn.execute(f'ALTER TABLE "{new}" RENAME TO "{name}"')
-        await conn.execute(f'ALTER INDEX "{new}_pkey" RENAME TO "{name}_pkey"')
-        await conn.execute(f'ALTER INDEX "{new}_rid" RENAME TO "{name}_rid_idx"')
-        await conn.execute(
-            f'ALTER TABLE fixes ATTACH PARTITION "{name}"'
-            f" FOR VALUES FROM ('{lo.isoformat()}') TO ('{hi.isoformat()}')"
-        )
-        await conn.execute(f'ALTER TABLE "{name}" DROP CONSTRAINT "{new}_bounds"')
-        fixes: int = await conn.fetchval(f'SELECT count(*) FROM "{name}"')
-    return fixes
-
-
-async def _packed(conn: Conn, table: str) -> bool:
-    """Whether `table`'s primary key was built packed (by `pack`)."""
-    return bool(
-        await conn.fetchval(
-            "SELECT coalesce(k.reloptions @> ARRAY['fillfactor=100'], false) FROM pg_index x"
-            " JOIN pg_class k ON k.oid = x.indexrelid"
-            " WHERE x.indrelid = $1::regclass AND x.indisprimary",
-            f'"{table}"',
-        )
-    )
-
-
-async def _older_transactions_ended(conn: Conn, since: datetime) -> bool:
-    """Wait (up to WAIT_S) until no other session of this database is in a transaction
-    begun at or before `since` (sessions of the service's own role, or any when it may read
-    all statistics: pg_stat_activity shows others' transactions to neither)."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        older = await conn.fetchval(
-            "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database()"
-            " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
-            " AND xact_start <= $1)",
-            since,
-        )
-        if not older:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.2)
-
-
-async def _drop_leftovers(conn: Conn) -> None:
-    """Drop the copies a stopped run left unattached."""
-    rows = await conn.fetch(
-        "SELECT c.relname FROM pg_class c WHERE c.relkind = 'r' AND c.relname LIKE 'fixes\\_%'"
-        f" AND c.relname LIKE '%{_SUFFIX}' AND NOT c.relispartition"
-    )
-    for r in rows:
-        await conn.execute(f'DROP TABLE "{r["relname"]}"')
-        log.info("compaction: dropped %s, left by a stopped run", r["relname"])
+def _hour(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)

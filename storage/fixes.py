@@ -3,8 +3,13 @@ commits (ingest.writer), and a committed row as the `Fix` judged again after a r
 (ingest.restore), with the device events committed alongside.
 
 Fixes are COPYed straight into `fixes`; only when that meets a fix already stored (a QoS 1
-redelivery) is the batch committed again, staged and inserted-if-new, so each fix is stored
-once and the common case costs the database a third less."""
+redelivered) is the batch committed again, staged and inserted-if-new, so each fix is stored
+once and the common case costs the database a third less. A fix received more than LATE_MS
+after it was taken may belong to an hour already packed (storage.compaction), which the key
+of `fixes` does not cover: those few are looked for in their device-hours once stored, and
+taken out again if found there. Looking after the insert, not before, leaves no gap for a
+packing committing meanwhile: an insert meeting a row being packed waits for it, and the
+look that follows sees the hour it packed."""
 
 from __future__ import annotations
 
@@ -40,6 +45,14 @@ _STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS fixes_stage ON COMMIT DELETE ROWS AS SELECT "
     + ", ".join(COLUMNS)
     + " FROM fixes WITH NO DATA"
+)
+LATE_MS = 30 * 60 * 1000  # at most compaction.AFTER: every fix of a packed hour is looked for
+_REFUSE_PACKED = (
+    "DELETE FROM fixes f USING unnest($1::text[], $2::timestamptz[], $3::bigint[])"
+    " AS l (device_id, ts, seq) WHERE f.device_id = l.device_id AND f.ts = l.ts"
+    " AND f.seq = l.seq AND EXISTS (SELECT FROM fixes_packed p"
+    "  WHERE p.device_id = l.device_id AND p.hour = date_trunc('hour', l.ts, 'UTC')"
+    "  AND p.ts = l.ts AND p.seq = l.seq)"
 )
 _MOVE = (
     f"INSERT INTO fixes ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM fixes_stage"
@@ -102,10 +115,19 @@ async def store(
         await conn.execute(_STAGE)
         await conn.copy_records_to_table("fixes_stage", records=rows, columns=COLUMNS)
         rids = await conn.fetch(_MOVE)
-        return len(rids), max((r["rid"] for r in rids), default=0)
-    status = await conn.copy_records_to_table("fixes", records=rows, columns=COLUMNS)
-    # One batch's rids come from this session's calls of the sequence, in order.
-    return int(status.split()[-1]), await conn.fetchval("SELECT currval('fixes_rid_seq')")
+        stored, last = len(rids), max((r["rid"] for r in rids), default=0)
+    else:
+        status = await conn.copy_records_to_table("fixes", records=rows, columns=COLUMNS)
+        # One batch's rids come from this session's calls of the sequence, in order.
+        stored = int(status.split()[-1])
+        last = await conn.fetchval("SELECT currval('fixes_rid_seq')")
+    late = [j.fix for j in judged if j.fix.at - j.fix.ts > LATE_MS]
+    if late:
+        status = await conn.execute(
+            _REFUSE_PACKED, [f.device for f in late], [f.ts for f in late], [f.seq for f in late]
+        )
+        stored -= int(status.split()[-1])
+    return stored, last
 
 
 async def committed_fixes(conn: Conn, after: int, limit: int) -> tuple[list[Fix], int]:

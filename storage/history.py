@@ -1,5 +1,6 @@
-"""A person's fixes across both tiers — PostgreSQL (recent days, and any partition in the
-middle of a move) and the archive (storage.archive) — read and deleted through one place.
+"""A person's fixes across both tiers — PostgreSQL (recent hours a row each, closed hours
+packed a device-hour a row (storage.compaction), and any partition in the middle of a move)
+and the archive (storage.archive) — read and deleted through one place.
 
 The tiers never hold the same fix: a move commits its ledger rows in the transaction that
 takes the fixes out of PostgreSQL (storage.archiving), and a read lists the ledger and reads
@@ -16,10 +17,15 @@ from typing import Any, cast
 from storage.archive import E7, Archive, at_ms
 from storage.archiving import detached
 from storage.db import Conn
+from storage.hours import ARRAYS, FIELDS, regroup, union
 
 # The devices person $1 has ever worn: a fix's person is its wearer when it was judged, so
 # their fixes are found through the primary key (device_id, ts, seq) (migration 0021).
 DEVICES_OF = "ARRAY(SELECT device_id FROM device_assignments WHERE supervisee_id = $1)"
+_TRACK = (
+    f"device_id = ANY({DEVICES_OF}) AND supervisee_id = $1 AND ts >= $2 AND ts < $3"
+    " AND lat IS NOT NULL"
+)
 TRACK_COLUMNS = "ts, device_id AS device, seq, lat, lon, acc, src, batt, quality, zone_state"
 _ARCHIVED_TRACK = (
     "SELECT epoch_ms(ts) AS ts, device_id AS device, seq, lat, lon, acc, src, batt, quality,"
@@ -36,9 +42,8 @@ async def track(
     quality, zone_state."""
     async with _snapshot(conn):
         hot = await conn.fetch(
-            f"SELECT {TRACK_COLUMNS} FROM {await hot_relation(conn)}"
-            f" WHERE device_id = ANY({DEVICES_OF}) AND supervisee_id = $1"
-            " AND ts >= $2 AND ts < $3 AND lat IS NOT NULL ORDER BY ts, device_id, seq LIMIT $4",
+            f"SELECT {TRACK_COLUMNS} FROM {await hot_relation(conn, _TRACK, '$2', '$3')}"
+            " ORDER BY ts, device_id, seq LIMIT $4",
             supervisee,
             start,
             end,
@@ -64,8 +69,9 @@ async def purge(
     that no longer belong to the archive once it commits (the caller deletes them then:
     `discard`). Each file holding some is written again without them and checked — every
     other fix of it still there, unchanged, and none of theirs — before the ledger takes
-    it. The caller holds storage.archiving.LOCK_ID, so no move runs meanwhile."""
-    hot = 0
+    it. A device-hour packed across `before` keeps its fixes after it. The caller holds
+    storage.archiving.LOCK_ID, so no move or packing runs meanwhile."""
+    hot = await _purge_packed(conn, supervisee, before, dry_run)
     # `ts < before` visits only the partitions older than `before`: no index needed.
     for table in ["fixes", *(p.name for p in await detached(conn))]:
         where = f'FROM "{table}" WHERE supervisee_id = $1 AND ts < $2'
@@ -105,6 +111,33 @@ async def purge(
     return counts, list(held)
 
 
+async def _purge_packed(conn: Conn, supervisee: str, before: datetime, dry_run: bool) -> int:
+    """Take the person's fixes older than `before` out of the packed device-hours holding
+    some (found through the devices they wore); how many."""
+    theirs = "coalesce(supervisee_id = $1, false) AND ts < $2"
+    hours = f"device_id = ANY({DEVICES_OF}) AND hour < $2"
+    if dry_run:
+        where = f"{hours} AND {theirs}"
+        return int(
+            await conn.fetchval(
+                f"SELECT count(*) FROM fixes_packed WHERE {where}", supervisee, before
+            )
+        )
+    # The device-hours holding some, deleted; the rest of their fixes packed again.
+    count: int = await conn.fetchval(
+        "WITH hit AS (DELETE FROM fixes_hours WHERE"
+        f" {hours} AND $1 = ANY(supervisee_id) RETURNING *),"
+        " held AS (SELECT hit.device_id, hit.hour, f.* FROM hit CROSS JOIN LATERAL"
+        f" unnest({', '.join('hit.' + c for c in ARRAYS)}) AS f ({FIELDS})),"
+        f" kept AS (SELECT * FROM held WHERE NOT ({theirs})),"
+        f" again AS ({regroup('kept', 'hour')})"
+        " SELECT (SELECT count(*) FROM held) - (SELECT count(*) FROM kept)",
+        supervisee,
+        before,
+    )
+    return count
+
+
 async def discard(archive: Archive, keys: Sequence[str]) -> None:
     """Delete files a committed purge took out of the archive."""
     for key in keys:
@@ -140,14 +173,16 @@ def _archived(r: dict[str, Any]) -> dict[str, Any]:
     return {**r, "ts": at_ms(r["ts"]), "lat": r["lat"] / E7, "lon": r["lon"] / E7}
 
 
-async def hot_relation(conn: Conn) -> str:
-    """`fixes` and any partition detached for a move, as one relation."""
-    moving = await detached(conn)
-    if not moving:
-        return "fixes"
-    names = ["fixes", *(p.name for p in moving)]
-    parts = " UNION ALL ".join(f'SELECT * FROM "{name}"' for name in names)
-    return f"({parts}) hot"
+async def hot_relation(
+    conn: Conn, where: str = "true", lo: str = "'-infinity'", hi: str = "'infinity'"
+) -> str:
+    """storage.hours.union(where, lo, hi) and any partition detached for a move, as one
+    relation."""
+    moving = " ".join(
+        f'UNION ALL SELECT rid, device_id, {FIELDS} FROM "{p.name}" WHERE {where}'
+        for p in await detached(conn)
+    )
+    return f"({union(where, lo, hi)} {moving}) hot"
 
 
 async def _keys(conn: Conn, first: date, last: date) -> list[str]:

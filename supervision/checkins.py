@@ -26,6 +26,7 @@ from alerts.outbox import enqueue
 from alerts.sms import CHANNEL as SMS
 from fencewatch.timefmt import epoch_ms
 from geofence.model import Verdict
+from storage import hours
 from storage.db import Conn, Row
 from supervision import checkin_rules, stillness
 from supervision.checkin_rules import (
@@ -63,19 +64,21 @@ _PEOPLE = """
     LEFT JOIN checkin_schedules lvl ON lvl.scope = 'level:' || s.level
     WHERE s.status = 'active' AND (own.scope IS NOT NULL OR lvl.scope IS NOT NULL)
 """
-# Through the person's phones and the fixes' key (device_id, ts, seq).
-_FIXES = """
+# Through the person's phones and the fixes' key (device_id, ts, seq) and the packed
+# hours' (device_id, hour).
+_OF_PHONE = "device_id = a.device_id AND ts BETWEEN $2 AND $3 AND lat IS NOT NULL"
+_FIXES = f"""
     SELECT f.device_id, f.ts, f.lat, f.lon, f.acc FROM device_assignments a
     JOIN devices d ON d.id = a.device_id AND d.kind = 'phone'
-    JOIN fixes f ON f.device_id = a.device_id AND f.ts BETWEEN $2 AND $3
-    WHERE a.supervisee_id = $1 AND a.until IS NULL AND f.lat IS NOT NULL
+    CROSS JOIN LATERAL {hours.hot_fixes(_OF_PHONE, "$2", "$3")} f
+    WHERE a.supervisee_id = $1 AND a.until IS NULL
     ORDER BY f.ts
 """
 
 
-_HISTORY = """
-    SELECT ts, lat, lon, acc FROM fixes
-    WHERE device_id = $1 AND ts BETWEEN $2 AND $3 AND lat IS NOT NULL ORDER BY ts
+_OF_DEVICE = "device_id = $1 AND ts BETWEEN $2 AND $3 AND lat IS NOT NULL"
+_HISTORY = f"""
+    SELECT ts, lat, lon, acc FROM {hours.hot_fixes(_OF_DEVICE, "$2", "$3")} f ORDER BY ts
 """
 _WAKING = """
     SELECT coalesce(own.waking_from, lvl.waking_from) AS waking_from,

@@ -1,10 +1,12 @@
-"""A move killed with SIGKILL at a chosen point (tests/test_archive.py): run as
-`python -m tests.archive_crash <dsn> <archive dir or s3:// URL> <now iso> <point>`, it dies
-there (an S3 archive's endpoint in FENCEWATCH_ARCHIVE_S3_ENDPOINT).
+"""A move or a packing killed with SIGKILL at a chosen point (tests/test_archive.py): run
+as `python -m tests.archive_crash <dsn> <archive dir or s3:// URL> <now iso> <point>`, it
+dies there (an S3 archive's endpoint in FENCEWATCH_ARCHIVE_S3_ENDPOINT).
 
 Points: `detached` (a partition detached, nothing written), `written` (its files written
 and checked, the ledger not yet told), `dropping` (ledger rows inserted and the partition
-about to be dropped, uncommitted)."""
+about to be dropped, uncommitted); of a packing (storage.compaction): `packing` (an hour's
+rows deleted and its device-hours written, uncommitted), `packed` (one hour committed, the
+next not begun)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from storage import archiving
+from storage import archiving, compaction
 from storage.archive import Archive
 from storage.db import open_pool
 
@@ -37,6 +39,22 @@ async def main(dsn: str, where: str, now: str, point: str) -> None:
             _die()
 
         archiving._record = record_then_die  # type: ignore[assignment]
+    elif point in ("packing", "packed"):
+        pack, calls = compaction.pack, []
+
+        async def pack_then_die(*args: Any) -> dict[str, int]:
+            calls.append(args)
+            if point == "packed" and len(calls) > 1:
+                _die()
+            done = await pack(*args)
+            if point == "packing":
+                _die()
+            return done
+
+        compaction.pack = pack_then_die  # type: ignore[assignment]
+        pool = await open_pool(dsn, min_size=1, max_size=2)
+        await compaction.run(pool, datetime.fromisoformat(now))
+        return
     pool = await open_pool(dsn, min_size=1, max_size=2)
     archive = Archive(where, os.environ.get("FENCEWATCH_ARCHIVE_S3_ENDPOINT") or None)
     await archiving.run(pool, archive, datetime.fromisoformat(now), 7)

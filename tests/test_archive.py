@@ -2,9 +2,12 @@
 read back as the same fixes (through the track API too, across both tiers); a move killed
 with SIGKILL at any point loses nothing and duplicates nothing once run again; late fixes
 of an archived day follow it once each; a retention purge empties both tiers of a person.
-Each with the archive on local disk and on an S3 server (tests/s3_server.py). A closed day
-packed in PostgreSQL (storage.compaction) reads back as the same fixes and still takes
-late ones."""
+Each with the archive on local disk and on an S3 server (tests/s3_server.py). Closed hours
+packed a device-hour a row (storage.compaction) read back as the same fixes, through the
+track API too, and move to the archive alike; a late fix into a packed hour is stored once
+and its redelivery refused, yet stays a row for a restore until snapshots have judged it;
+a purge splits the hour spanning its cutoff; a packing killed midway loses and duplicates
+nothing."""
 
 from __future__ import annotations
 
@@ -30,12 +33,18 @@ from api.context import ApiContext
 from api.tokens import create_token
 from duties.retention import purge
 from fencewatch.config import Settings
-from storage import archiving, compaction, partitions
+from fencewatch.timefmt import epoch_ms
+from geofence.judge import Judged
+from geofence.model import Fix
+from geofence.policy import Policy
+from storage import archiving, compaction, history, partitions
 from storage.archive import COLUMNS, E7, Archive, at_ms
 from storage.db import open_pool
-from storage.fixes import committed_fixes
+from storage.fixes import committed_fixes, store
 from storage.history import hot_relation
 from storage.repo import offices as offices_repo
+from storage.repo import tracks
+from supervision import checkins
 from tests.live import eventually
 from tests.s3_server import KEYS, s3_server
 
@@ -314,20 +323,29 @@ async def _api(pool: asyncpg.Pool, redis_url: str, archive: Archive) -> tuple[An
     return app, await create_token(pool, "operator")
 
 
+@pytest.mark.parametrize("packed", [False, True])
 async def test_an_alert_without_a_position_is_placed_at_the_wearers_last_fix(
-    pool: asyncpg.Pool,
+    pool: asyncpg.Pool, packed: bool
 ) -> None:
     """Found through the devices the person wore (migration 0021), as an officer's SMS
-    names the place."""
+    names the place, whether a row or packed; so is the map's newest position, and a
+    phone's history for a missed check-in."""
     at = datetime(2030, 3, 5, 12, 0, tzinfo=UTC)
-    last = max(
-        (r for r in _fixes() if r[1] == "P1" and r[5] is not None and r[3] <= at),
-        key=lambda r: r[3],
-    )
+    positioned = [r for r in _fixes() if r[1] == "P1" and r[5] is not None]
+    last = max((r for r in positioned if r[3] <= at), key=lambda r: r[3])
+    newest = max(positioned, key=lambda r: r[3])
+    history = (checkins._HISTORY, "T1", DAYS[0], at)
+    if packed:
+        before = await pool.fetch(*history)
+        await compaction.run(pool, PACKED)
+        assert await _rows(pool) == 0
+        assert await pool.fetch(*history) == before and len(before) > 100
     alert = {"detail": {}, "supervisee_id": "P1", "ts": at, "type": "device_offline"}
     async with pool.acquire() as conn:
         place = await routing.place_of(conn, alert)
+        [latest] = await tracks.latest_positions(conn, ["P1"])
     assert (place.lat, place.lon, place.note) == (last[5], last[6], "最后位置")
+    assert (latest["device"], latest["ts"], latest["lat"]) == ("T1", newest[3], newest[5])
 
 
 async def test_fixes_a_shards_snapshot_has_not_passed_stay_in_postgresql(
@@ -392,114 +410,185 @@ async def test_an_earlier_versions_monthly_partition_moves_whole_once_its_month_
         await pool.close()
 
 
-PACKED = datetime(2030, 3, 6, 1, 30, tzinfo=UTC)  # both days ended more than an hour ago
+PACKED = datetime(2030, 3, 6, 1, 30, tzinfo=UTC)  # every hour of both days ended > 1 h ago
 
 
-async def _index_bytes(pool: asyncpg.Pool, table: str) -> int:
-    return int(await pool.fetchval("SELECT pg_indexes_size($1::regclass)", table))
+async def _rows(pool: asyncpg.Pool) -> int:
+    return int(await pool.fetchval("SELECT count(*) FROM fixes"))
 
 
-async def test_a_closed_day_packed_reads_back_as_the_same_fixes_and_track(
+def _judged(row: tuple[Any, ...], seq: int, at: datetime) -> Judged:
+    """A fix as ingest would store it: `row`'s device and person, taken a second after it."""
+    ms = epoch_ms(row[3]) + 1000
+    fix = Fix(row[0], seq, ms, epoch_ms(at), row[5], row[6], acc=row[7], src=row[8])
+    return Judged(fix, row[1], Policy(), 0, 10.0)
+
+
+async def test_packed_hours_read_back_as_the_same_fixes_and_track(
     pool: asyncpg.Pool, archive: Archive, redis_url: str
 ) -> None:
     before = await _everything(pool, archive)
     app, token = await _api(pool, redis_url, archive)
     url = "/api/v1/supervisees/P1/track?from=2030-03-04T06:00:00%2B08:00&to=2030-03-06T00:00:00Z"
+    headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as c:
-        track = await c.get(url, headers={"Authorization": f"Bearer {token}"})
+        track = await c.get(url, headers=headers)
         assert track.status_code == 200, track.text
-        # 5 March is still today: only 4 March is closed.
-        today = await compaction.run(pool, datetime(2030, 3, 5, 12, tzinfo=UTC))
-        first_day = sum(1 for r in before if r[3].date() == DAYS[0])
-        assert today == {"partitions": ["fixes_2030_03_04"], "fixes": first_day}
-        unpacked = await _index_bytes(pool, "fixes_2030_03_05")
+        # At 12:10 on 5 March, the hours up to 11:00 are closed for more than an hour.
+        some = await compaction.run(pool, datetime(2030, 3, 5, 12, 10, tzinfo=UTC))
+        assert len(some["hours"]) == 24 + 11
+        assert some["fixes"] == sum(
+            1 for r in before if r[3] < datetime(2030, 3, 5, 11, tzinfo=UTC)
+        )
+        assert some["device_hours"] == 3 * (24 + 11)
+        assert await _everything(pool, archive) == before
+        halfway = await c.get(url, headers=headers)
 
         done = await compaction.run(pool, PACKED)
 
-        assert done["partitions"] == ["fixes_2030_03_05"]
+        assert some["fixes"] + done["fixes"] == len(before) and await _rows(pool) == 0
+        assert await pool.fetchval("SELECT count(*) FROM fixes_hours") == 3 * 48
         assert await _everything(pool, archive) == before
-        again = await c.get(url, headers={"Authorization": f"Bearer {token}"})
-    assert again.json() == track.json()
-    # Packed: its primary key built by sorting, every page full (a tiny day shows little).
-    assert await _index_bytes(pool, "fixes_2030_03_05") <= unpacked
-    assert (await compaction.run(pool, PACKED))["partitions"] == []
-    # Still the partitions of `fixes`, with their indexes: moved like any other day.
+        packed = await c.get(url, headers=headers)
+    assert halfway.json() == track.json() and packed.json() == track.json()
+    assert len(track.json()["features"]) > 200
+    assert (await compaction.run(pool, PACKED))["hours"] == []
+    # Moved with their day's partition, read back as the same fixes.
     moved = await archiving.run(pool, archive, LATER, 7)
     assert moved["fixes"] == len(before)
+    assert await pool.fetchval("SELECT count(*) FROM fixes_hours") == 0
     assert await _everything(pool, archive) == before
 
 
-async def test_a_late_fix_into_a_packed_day_is_stored_once_and_read(
+async def test_a_late_fix_into_a_packed_hour_is_stored_once_and_its_redelivery_refused(
     pool: asyncpg.Pool, archive: Archive
 ) -> None:
     await compaction.run(pool, PACKED)
     before = await _everything(pool, archive)
-    first = before[0]
-    late = (*first[:2], 999, first[3] + timedelta(seconds=1), *first[4:])
+    packed = before[0]
+    late = _judged(packed, 999, PACKED)
+    again = Judged(
+        Fix(packed[0], packed[2], epoch_ms(packed[3]), epoch_ms(PACKED)), "P1", Policy(), 0, 1.0
+    )
     async with pool.acquire() as conn:
-        newest = await conn.fetchval("SELECT max(rid) FROM fixes")
-        await conn.copy_records_to_table("fixes", records=[late], columns=FIELDS)
-        with pytest.raises(asyncpg.UniqueViolationError):  # a redelivery: ingest's COPY
-            await conn.copy_records_to_table("fixes", records=[first], columns=FIELDS)
+        newest = await conn.fetchval("SELECT last_value FROM fixes_rid_seq")
+        # Ingest's batches: a fix buffered for a day, and a redelivery of a packed one.
+        async with conn.transaction():
+            assert (await store(conn, [late, again]))[0] == 1
+        async with conn.transaction():
+            assert (await store(conn, [again, late]))[0] == 0
         # A restore re-judging after its snapshot finds the late fix by commit order.
         found, _ = await committed_fixes(conn, newest, 10)
-    assert [(f.device, f.seq) for f in found] == [(late[0], 999)]
-    assert await pool.fetchval("SELECT count(*) FROM fixes_default") == 0
-    assert await _everything(pool, archive) == sorted(
-        [*before, late], key=lambda r: (r[0], r[3], r[2])
-    )
+    assert [(f.device, f.seq) for f in found] == [(packed[0], 999)]
+    stored = await _everything(pool, archive)
+    assert len(stored) == len(before) + 1
+
+    done = await compaction.run(pool, PACKED)  # merged into its device-hour
+
+    assert (done["fixes"], done["device_hours"], await _rows(pool)) == (1, 1, 0)
+    assert await _everything(pool, archive) == stored
+    async with pool.acquire() as conn, conn.transaction():
+        assert (await store(conn, [late]))[0] == 0
 
 
-async def test_fixes_arriving_while_a_day_is_packed_are_kept(
-    pool: asyncpg.Pool, archive: Archive, monkeypatch: pytest.MonkeyPatch
+async def test_a_late_fix_a_snapshot_has_not_judged_stays_a_row_for_a_restore(
+    pool: asyncpg.Pool, archive: Archive
 ) -> None:
-    """A late fix committed after the copy began, before the swap: the swap adds it."""
+    snapshot = "INSERT INTO engine_snapshots (last_rid, last_event_rid, state) VALUES ($1, 0, '')"
+    newest = await pool.fetchval("SELECT max(rid) FROM fixes")
+    await pool.execute(snapshot, newest)
+    await compaction.run(pool, PACKED)
     before = await _everything(pool, archive)
-    first = before[0]
-    late = (*first[:2], 999, first[3] + timedelta(seconds=1), *first[4:])
-    swap, arrived = compaction._swap, []
+    late = _judged(before[0], 999, PACKED)
+    async with pool.acquire() as conn, conn.transaction():
+        await store(conn, [late])
+    stored = await _everything(pool, archive)
 
-    async def late_then_swap(conn: Any, *args: Any) -> int:
-        if not arrived:
-            async with pool.acquire() as other:
-                arrived.append(
-                    await other.copy_records_to_table("fixes", records=[late], columns=FIELDS)
-                )
-        return await swap(conn, *args)
+    held = await compaction.run(pool, PACKED)
 
-    monkeypatch.setattr(compaction, "_swap", late_then_swap)
-    done = await compaction.run(pool, PACKED)
-
-    assert done["fixes"] == len(before) + 1
-    assert await _everything(pool, archive) == sorted(
-        [*before, late], key=lambda r: (r[0], r[3], r[2])
-    )
-
-
-async def test_a_day_is_not_packed_under_an_open_transaction_and_a_stopped_copy_is_dropped(
-    pool: asyncpg.Pool, archive: Archive, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Ingest mid-commit of a late fix: the day waits for the next run, the fix is kept."""
-    monkeypatch.setattr(compaction, "WAIT_S", 0.5)
-    before = await _everything(pool, archive)
-    first = before[0]
-    late = (*first[:2], 999, first[3] + timedelta(seconds=1), *first[4:])
+    assert (held["fixes"], await _rows(pool)) == (0, 1)
     async with pool.acquire() as conn:
-        # What a copy stopped before its swap leaves behind.
-        await conn.execute("CREATE TABLE fixes_2030_03_04_packed (LIKE fixes)")
-    async with pool.acquire() as ingest:
-        async with ingest.transaction():
-            await ingest.copy_records_to_table("fixes", records=[late], columns=FIELDS)
-            waited = await compaction.run(pool, PACKED)
-        assert waited == {"partitions": [], "fixes": 0}
-        assert await pool.fetchval("SELECT to_regclass('fixes_2030_03_04_packed')") is None
+        found, last = await committed_fixes(conn, newest, 10)
+    assert [(f.device, f.seq) for f in found] == [(before[0][0], 999)]
+    # Once every shard's snapshot has judged it, it is packed like the rest.
+    await pool.execute(snapshot, last)
+    assert (await compaction.run(pool, PACKED))["fixes"] == 1
+    assert await _everything(pool, archive) == stored
 
-    done = await compaction.run(pool, PACKED)
 
-    assert done["partitions"] == ["fixes_2030_03_04", "fixes_2030_03_05"]
-    assert await _everything(pool, archive) == sorted(
-        [*before, late], key=lambda r: (r[0], r[3], r[2])
+async def test_a_purge_splits_the_packed_hour_spanning_its_cutoff(
+    pool: asyncpg.Pool, archive: Archive
+) -> None:
+    await compaction.run(pool, PACKED)
+    before = await _everything(pool, archive)
+    cutoff = datetime(2030, 3, 4, 10, 25, tzinfo=UTC)
+    gone = [r for r in before if r[1] == "P1" and r[3] < cutoff]
+    async with pool.acquire() as conn, conn.transaction():
+        dry, _ = await history.purge(conn, archive, "P1", cutoff, dry_run=True)
+        done, _ = await history.purge(conn, archive, "P1", cutoff)
+    assert dry == done == {"fixes": len(gone), "archived_fixes": 0}
+    assert await _everything(pool, archive) == [r for r in before if r not in gone]
+    # 10:00–11:00 kept its fixes after 10:25; the hours before it are gone.
+    hours = await pool.fetch(
+        "SELECT hour, cardinality(ts) AS n FROM fixes_hours WHERE device_id = 'T1' ORDER BY hour"
     )
+    assert hours[0]["hour"] == datetime(2030, 3, 4, 10, tzinfo=UTC)
+    assert hours[0]["n"] == sum(
+        1 for r in before if r[0] == "T1" and cutoff <= r[3] < datetime(2030, 3, 4, 11, tzinfo=UTC)
+    )
+
+
+@pytest.mark.parametrize("point", ["packing", "packed"])
+async def test_a_packing_killed_midway_loses_and_duplicates_nothing(
+    pool: asyncpg.Pool, archive: Archive, pg_dsn: str, point: str
+) -> None:
+    before = await _everything(pool, archive)
+    killed = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "tests.archive_crash", pg_dsn, archive.url, PACKED.isoformat()),
+        point,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **_s3_env(archive)},
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await killed.communicate()
+    assert killed.returncode == -9, stderr.decode()
+    assert await _everything(pool, archive) == before
+
+    async def rerun() -> dict[str, Any] | None:
+        done = await compaction.run(pool, PACKED)
+        return None if "skipped" in done else done
+
+    await eventually(rerun, "the killed run's lock was never released")
+
+    assert await _rows(pool) == 0
+    assert await _everything(pool, archive) == before
+
+
+async def test_a_redelivery_racing_its_hours_packing_is_stored_once(
+    pool: asyncpg.Pool, archive: Archive
+) -> None:
+    """Ingest meets the row being packed: it waits for the packing, then finds the hour."""
+    before = await _everything(pool, archive)
+    first = before[0]
+    again = Judged(
+        Fix(first[0], first[2], epoch_ms(first[3]), epoch_ms(PACKED)), "P1", Policy(), 0, 1.0
+    )
+    hour = datetime(2030, 3, 4, 0, tzinfo=UTC)
+
+    async def redeliver(ingest: asyncpg.Connection) -> tuple[int, int]:
+        async with ingest.transaction():
+            return await store(ingest, [again])
+
+    async with pool.acquire() as packing, pool.acquire() as ingest:
+        packed = packing.transaction()
+        await packed.start()
+        await compaction.pack(packing, hour, 2**63 - 1)
+        redelivered = asyncio.create_task(redeliver(ingest))
+        await asyncio.sleep(0.5)
+        assert not redelivered.done()  # behind the packing's delete of the row
+        await packed.commit()
+        assert (await redelivered)[0] == 0
+    assert await _everything(pool, archive) == before
 
 
 async def test_packing_waits_while_a_move_or_purge_holds_the_archive(
@@ -509,8 +598,5 @@ async def test_packing_waits_while_a_move_or_purge_holds_the_archive(
         await purging.execute("SELECT pg_advisory_lock($1)", archiving.LOCK_ID)
         held = await compaction.run(pool, PACKED)
         await purging.execute("SELECT pg_advisory_unlock($1)", archiving.LOCK_ID)
-    assert (held["partitions"], "skipped" in held) == ([], True)
-    assert (await compaction.run(pool, PACKED))["partitions"] == [
-        "fixes_2030_03_04",
-        "fixes_2030_03_05",
-    ]
+    assert (held["hours"], "skipped" in held) == ([], True)
+    assert len((await compaction.run(pool, PACKED))["hours"]) == 48

@@ -76,8 +76,8 @@ def test_jt808_gateway_benchmark_reports_its_figures() -> None:
 
 
 def test_storage_benchmark_reports_its_figures() -> None:
-    """benchmarks/storage.py at a tiny size: both tiers measured, every fix archived but the
-    newest day's."""
+    """benchmarks/storage.py at a tiny size: both tiers measured, the hot tier packed but
+    its newest hours, every fix archived but the newest day's."""
     env = dict(os.environ)
     if "FENCEWATCH_TEST_PG" in env:
         env.setdefault("FENCEWATCH_BENCH_PG", env["FENCEWATCH_TEST_PG"])
@@ -98,4 +98,8 @@ def test_storage_benchmark_reports_its_figures() -> None:
         assert result[tier]["person_day"]["fixes_per_query"] > 0
         assert isinstance(result[tier]["person_day"]["p99_ms"], NUMBERS)
     assert 0 < result["archive"]["fixes"] < result["fixes"]
+    # Packed hourly as it was loaded: the newest hours are still rows, the rest packed.
+    hot = result["hot"]
+    assert hot["packed"]["fixes"] + hot["unpacked"]["fixes"] == result["fixes"]
+    assert 0 < hot["unpacked"]["fixes"] < hot["packed"]["fixes"]
     assert result["archive"]["fixes_per_s"] > 0

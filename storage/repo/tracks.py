@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from geofence.model import GEOFENCE_RULES, MAP_STATES
+from storage import hours
 from storage.db import Conn, Row
 
 
 async def latest_positions(conn: Conn, supervisees: Sequence[str]) -> list[Row]:
-    """Each person's newest fix with a position (one index probe per device they wore),
+    """Each person's newest fix with a position (an index probe or two per device they
+    wore: its rows, and its packed hours newest first),
     with the map state the live feed (alerts.feed) would give it: a geofence alert whose
     condition still holds is a breach, otherwise the fix's zone state in the feed's words."""
     return await conn.fetch(
@@ -19,9 +21,7 @@ async def latest_positions(conn: Conn, supervisees: Sequence[str]) -> list[Row]:
         "  ELSE COALESCE($3::jsonb ->> f.zone_state, 'unknown') END AS state"
         " FROM unnest($1::text[]) AS p(id) CROSS JOIN LATERAL"
         " (SELECT w.* FROM device_assignments a CROSS JOIN LATERAL"
-        "   (SELECT device_id, ts, lat, lon, acc, batt, zone_state FROM fixes"
-        "    WHERE device_id = a.device_id AND supervisee_id = p.id AND lat IS NOT NULL"
-        "    ORDER BY ts DESC LIMIT 1) w"
+        f"  {hours.newest('a.device_id', 'p.id')} w"
         "  WHERE a.supervisee_id = p.id ORDER BY w.ts DESC LIMIT 1) f"
         " ORDER BY p.id",
         list(supervisees),
