@@ -30,7 +30,7 @@ from typing import Any
 
 import asyncpg
 
-from storage.archiving import LOCK_ID, snapshot_floor
+from storage.archiving import LOCK_ID, ended, snapshot_floor
 from storage.db import Conn
 from storage.hours import FIELDS, regroup
 
@@ -89,8 +89,7 @@ async def run(pool: asyncpg.Pool, now: datetime, after: timedelta = AFTER) -> di
                     counts["hours"],
                     time.perf_counter() - t0,
                 )
-            for part in sorted({p for r in todo for p in r["parts"]}):
-                await conn.execute(f"VACUUM {part}")
+            await _give_back(conn, {p for r in todo for p in r["parts"]}, horizon)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
     return done
@@ -102,6 +101,17 @@ async def pack(conn: Conn, hour: datetime, limit: int) -> dict[str, int]:
     row = await conn.fetchrow(_PACK, hour, limit)
     assert row is not None
     return {"fixes": int(row["fixes"]), "hours": int(row["hours"])}
+
+
+async def _give_back(conn: Conn, parts: set[str], horizon: datetime) -> None:
+    """The pages the packed rows of `parts` leave: a VACUUM makes them free for the rows
+    that follow, and truncates a heap left empty; a B-tree does not shrink, so that of a
+    day over and now empty is built again (a few pages) without holding up anyone."""
+    over = {p.name for p in await ended(conn, horizon)}
+    for part in sorted(parts):
+        await conn.execute(f'VACUUM "{part}"')
+        if part in over and not await conn.fetchval(f'SELECT EXISTS (SELECT FROM "{part}")'):
+            await conn.execute(f'REINDEX TABLE CONCURRENTLY "{part}"')
 
 
 def _hour(t: datetime) -> datetime:

@@ -179,7 +179,7 @@ async def hot_relation(
     """storage.hours.union(where, lo, hi) and any partition detached for a move, as one
     relation."""
     moving = " ".join(
-        f'UNION ALL SELECT rid, device_id, {FIELDS} FROM "{p.name}" WHERE {where}'
+        f'UNION ALL SELECT device_id, {FIELDS} FROM "{p.name}" WHERE {where}'
         for p in await detached(conn)
     )
     return f"({union(where, lo, hi)} {moving}) hot"

@@ -40,14 +40,14 @@ def regroup(rows: str, hour: str) -> str:
 
 
 def union(where: str = "true", lo: str = "'-infinity'", hi: str = "'infinity'") -> str:
-    """The fixes of `fixes` and of the packed device-hours overlapping [lo, hi] (SQL
+    """The fixes of `fixes` and of the packed device-hours overlapping [lo, hi) (SQL
     expressions) that match `where` (on the columns of `fixes`; a device_id condition
-    reaches each one's key), as one SELECT with the columns of `fixes` (a packed fix's
-    `rid` is NULL): only the hours asked for are read and decompressed."""
+    reaches each one's key), as one SELECT of device_id and ARRAYS's columns: only the
+    hours asked for are read and decompressed."""
     return (
-        f"SELECT rid, device_id, {FIELDS} FROM fixes WHERE {where} UNION ALL"
-        f" SELECT NULL::bigint, device_id, {FIELDS} FROM fixes_packed WHERE {where}"
-        f" AND hour > ({lo})::timestamptz - interval '1 hour' AND hour <= ({hi})::timestamptz"
+        f"SELECT device_id, {FIELDS} FROM fixes WHERE {where} UNION ALL"
+        f" SELECT device_id, {FIELDS} FROM fixes_packed WHERE {where}"
+        f" AND hour > ({lo})::timestamptz - interval '1 hour' AND hour < ({hi})::timestamptz"
     )
 
 

@@ -66,11 +66,12 @@ _PEOPLE = """
 """
 # Through the person's phones and the fixes' key (device_id, ts, seq) and the packed
 # hours' (device_id, hour).
+_TO = "$3::timestamptz + interval '1 microsecond'"  # BETWEEN's end, as an open bound
 _OF_PHONE = "device_id = a.device_id AND ts BETWEEN $2 AND $3 AND lat IS NOT NULL"
 _FIXES = f"""
     SELECT f.device_id, f.ts, f.lat, f.lon, f.acc FROM device_assignments a
     JOIN devices d ON d.id = a.device_id AND d.kind = 'phone'
-    CROSS JOIN LATERAL {hours.hot_fixes(_OF_PHONE, "$2", "$3")} f
+    CROSS JOIN LATERAL {hours.hot_fixes(_OF_PHONE, "$2", _TO)} f
     WHERE a.supervisee_id = $1 AND a.until IS NULL
     ORDER BY f.ts
 """
@@ -78,7 +79,7 @@ _FIXES = f"""
 
 _OF_DEVICE = "device_id = $1 AND ts BETWEEN $2 AND $3 AND lat IS NOT NULL"
 _HISTORY = f"""
-    SELECT ts, lat, lon, acc FROM {hours.hot_fixes(_OF_DEVICE, "$2", "$3")} f ORDER BY ts
+    SELECT ts, lat, lon, acc FROM {hours.hot_fixes(_OF_DEVICE, "$2", _TO)} f ORDER BY ts
 """
 _WAKING = """
     SELECT coalesce(own.waking_from, lvl.waking_from) AS waking_from,
