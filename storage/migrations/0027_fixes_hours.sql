@@ -25,6 +25,9 @@ CREATE TABLE fixes_hours (
     zone_state    text[] NOT NULL,
     PRIMARY KEY (device_id, hour)
 );
+-- The archive's move of a day, and packing an hour's late fixes, read one hour or one day
+-- of every device: ~0.2 bytes a fix.
+CREATE INDEX fixes_hours_hour ON fixes_hours (hour);
 
 -- lz4 compresses these arrays a little smaller than pglz and faster; a server built
 -- without it keeps the default.
