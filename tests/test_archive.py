@@ -37,10 +37,11 @@ from fencewatch.timefmt import epoch_ms
 from geofence.judge import Judged
 from geofence.model import Fix
 from geofence.policy import Policy
+from ingest.writer import commit
 from storage import archiving, compaction, history, partitions
 from storage.archive import COLUMNS, E7, Archive, at_ms
 from storage.db import open_pool
-from storage.fixes import committed_fixes, store
+from storage.fixes import committed_fixes
 from storage.history import hot_relation
 from storage.repo import offices as offices_repo
 from storage.repo import tracks
@@ -417,6 +418,11 @@ async def _rows(pool: asyncpg.Pool) -> int:
     return int(await pool.fetchval("SELECT count(*) FROM fixes"))
 
 
+async def _ingest(conn: asyncpg.Connection, judged: list[Judged]) -> int:
+    """Commit a batch as ingest does (ingest.writer); the fixes stored."""
+    return (await commit(conn, judged, [], {}, [], [])).stored
+
+
 def _judged(row: tuple[Any, ...], seq: int, at: datetime) -> Judged:
     """A fix as ingest would store it: `row`'s device and person, taken a second after it."""
     ms = epoch_ms(row[3]) + 1000
@@ -473,10 +479,8 @@ async def test_a_late_fix_into_a_packed_hour_is_stored_once_and_its_redelivery_r
     async with pool.acquire() as conn:
         newest = await conn.fetchval("SELECT last_value FROM fixes_rid_seq")
         # Ingest's batches: a fix buffered for a day, and a redelivery of a packed one.
-        async with conn.transaction():
-            assert (await store(conn, [late, again]))[0] == 1
-        async with conn.transaction():
-            assert (await store(conn, [again, late]))[0] == 0
+        assert (await _ingest(conn, [late, again])) == 1
+        assert (await _ingest(conn, [again, late])) == 0
         # A restore re-judging after its snapshot finds the late fix by commit order.
         found, _ = await committed_fixes(conn, newest, 10)
     assert [(f.device, f.seq) for f in found] == [(packed[0], 999)]
@@ -487,8 +491,8 @@ async def test_a_late_fix_into_a_packed_hour_is_stored_once_and_its_redelivery_r
 
     assert (done["fixes"], done["device_hours"], await _rows(pool)) == (1, 1, 0)
     assert await _everything(pool, archive) == stored
-    async with pool.acquire() as conn, conn.transaction():
-        assert (await store(conn, [late]))[0] == 0
+    async with pool.acquire() as conn:
+        assert await _ingest(conn, [late]) == 0
 
 
 async def test_a_late_fix_a_snapshot_has_not_judged_stays_a_row_for_a_restore(
@@ -500,8 +504,8 @@ async def test_a_late_fix_a_snapshot_has_not_judged_stays_a_row_for_a_restore(
     await compaction.run(pool, PACKED)
     before = await _everything(pool, archive)
     late = _judged(before[0], 999, PACKED)
-    async with pool.acquire() as conn, conn.transaction():
-        await store(conn, [late])
+    async with pool.acquire() as conn:
+        await _ingest(conn, [late])
     stored = await _everything(pool, archive)
 
     held = await compaction.run(pool, PACKED)
@@ -575,19 +579,15 @@ async def test_a_redelivery_racing_its_hours_packing_is_stored_once(
     )
     hour = datetime(2030, 3, 4, 0, tzinfo=UTC)
 
-    async def redeliver(ingest: asyncpg.Connection) -> tuple[int, int]:
-        async with ingest.transaction():
-            return await store(ingest, [again])
-
     async with pool.acquire() as packing, pool.acquire() as ingest:
         packed = packing.transaction()
         await packed.start()
         await compaction.pack(packing, hour, 2**63 - 1)
-        redelivered = asyncio.create_task(redeliver(ingest))
+        redelivered = asyncio.create_task(_ingest(ingest, [again]))
         await asyncio.sleep(0.5)
         assert not redelivered.done()  # behind the packing's delete of the row
         await packed.commit()
-        assert (await redelivered)[0] == 0
+        assert await redelivered == 0
     assert await _everything(pool, archive) == before
 
 
