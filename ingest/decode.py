@@ -25,7 +25,6 @@ from ingest.messages import (
     FixEntry,
     Invalid,
     LocBatch,
-    LocFix,
     LocMessage,
     OwnTracksEnvelope,
     OwnTracksLocation,
@@ -52,7 +51,6 @@ _DOWNLINK = (CMD, CMD_ACK)  # topics a device reads or answers on: nothing to de
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 _loc = msgspec.json.Decoder(LocMessage)
-_loc_fix = msgspec.json.Decoder(LocFix)
 _loc_batch = msgspec.json.Decoder(LocBatch)
 _entry = msgspec.json.Decoder(FixEntry)
 _evt = msgspec.json.Decoder(EvtMessage)
@@ -157,18 +155,17 @@ def decode(
 
 
 def _loc_message(topic: str, payload: bytes, at: int, device: str, out: Decoded) -> None:
-    # A well-formed single fix in one decoder call (what a tag sends most). Then with the
-    # batch typed: one call for a whole well-formed batch. Anything else goes entry by
-    # entry, so each bad entry is kept with its own bytes and reason.
-    if (single := _single(payload)) is not None:
-        _envelope(single, device)
-        out.fixes.append(_fix(single, at, device))
-        return
+    # First with the batch typed: one decoder call for a single fix's envelope or for a
+    # whole well-formed batch (the common cases). Anything else goes entry by entry, so each
+    # bad entry is kept with its own bytes and reason.
     try:
         msg: LocBatch | LocMessage = _loc_batch.decode(payload)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         msg = read_json(_loc, payload, "message")
-    _envelope(msg, device)
+    if msg.v != 1:
+        raise Invalid("version", f"format version {msg.v} is not supported (expected 1)")
+    if msg.dev is not None and msg.dev != device:
+        raise Invalid("topic", f"payload says device {msg.dev[:80]!r} but the topic says {device}")
     if msg.batch is None:
         out.fixes.append(_fix(read_json(_entry, payload, "fix"), at, device))
         return
@@ -191,25 +188,6 @@ def _loc_message(topic: str, payload: bytes, at: int, device: str, out: Decoded)
         except Invalid as bad:
             # Keep the good entries of a batch; record each bad one with its position.
             out.rejections.append(Rejection(topic, bytes(raw), bad.reason, bad.detail))
-
-
-def _single(payload: bytes) -> LocFix | None:
-    """The message as one fix when it is a well-formed one without a `batch` key; None
-    sends it the other way, which says what is wrong with it, as before."""
-    if b'"batch"' in payload:
-        return None
-    try:
-        single: LocFix = _loc_fix.decode(payload)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        return None
-    return None if single.batch else single
-
-
-def _envelope(msg: LocFix | LocBatch | LocMessage, device: str) -> None:
-    if msg.v != 1:
-        raise Invalid("version", f"format version {msg.v} is not supported (expected 1)")
-    if msg.dev is not None and msg.dev != device:
-        raise Invalid("topic", f"payload says device {msg.dev[:80]!r} but the topic says {device}")
 
 
 def _check_time(ts: int, at: int) -> None:

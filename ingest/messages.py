@@ -64,16 +64,6 @@ class LocMessage(msgspec.Struct, frozen=True):
     batch: list[msgspec.Raw] | None = None
 
 
-class LocFix(FixEntry, frozen=True):
-    """A single-fix `loc` message read in one decoder call: its fix and its envelope
-    together (the common case: otherwise it is read twice, as envelope and as fix). One
-    with a `batch` key goes the LocBatch way."""
-
-    v: int = 1
-    dev: str | None = None
-    batch: msgspec.Raw = msgspec.Raw()  # empty when the key is absent
-
-
 class LocBatch(msgspec.Struct, frozen=True):
     """The same message with its batch typed: one decoder call for a well-formed batch.
     When it fails, LocMessage's entry-by-entry path says which entries were bad."""
