@@ -58,6 +58,9 @@ class Shard(Protocol):
 
 
 KEEP = 3
+# Parts read a query at a time (~2.5 MB): a query for each of a 100,000-tag shard's 200
+# parts took 0.5 s longer at a load of 9.
+READ = 10
 
 
 class Capture:
@@ -173,22 +176,26 @@ async def latest(conn: Conn, shard: Shard) -> list[asyncpg.Record]:
 
 
 async def read(conn: Conn, snapshot: asyncpg.Record) -> AsyncIterator[EngineState]:
-    """A snapshot's state (a row of `latest`), part by part, read one at a time."""
+    """A snapshot's state (a row of `latest`), part by part, READ parts at a time."""
     if snapshot["state"] is not None:
         async for state in _decode(snapshot["state"]):
             yield state
         return
     number = 0
     while True:
-        part = await conn.fetchval(
-            "SELECT state FROM engine_snapshot_parts WHERE snapshot_id = $1 AND part = $2",
+        rows = await conn.fetch(
+            "SELECT state FROM engine_snapshot_parts WHERE snapshot_id = $1 AND part >= $2"
+            " ORDER BY part LIMIT $3",
             snapshot["id"],
             number,
+            READ,
         )
-        if part is None:
+        for row in rows:
+            yield _STATE.decode(row["state"])
+            number += 1
+            await asyncio.sleep(0)
+        if len(rows) < READ:
             return
-        yield _STATE.decode(part)
-        number += 1
 
 
 async def _decode(blob: bytes) -> AsyncIterator[EngineState]:

@@ -54,6 +54,7 @@ async def test_a_snapshot_written_while_judging_goes_on_restores_the_state_captu
     pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(snapshots, "PART", 7)
+    monkeypatch.setattr(snapshots, "READ", 3)  # read back three at a time, to the last
     engine = moved_on()
     assert (len(engine.state.devices), len(engine.state.people)) == (40, 20)  # nine parts
     captured = engine.snapshot()
