@@ -37,7 +37,6 @@ from storage.hours import FIELDS, regroup
 log = logging.getLogger("fencewatch.compaction")
 
 AFTER = timedelta(hours=1)  # an hour's fixes still arriving in bulk just after it ends
-HOUR = timedelta(hours=1)
 
 # One hour [$1, $1 + 1 h) of rows judged up to rid $2, with the device-hours already
 # packed (late fixes): where both hold a fix, the packed copy is kept.
