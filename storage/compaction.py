@@ -4,9 +4,14 @@
 column: ~46 bytes a fix, where a row per fix costs ~185 even packed (docs/benchmarks.md).
 
 Ingest keeps COPYing a row per fix into `fixes`; every hour that ended more than AFTER
-ago is packed, one hour per transaction: its rows are deleted from `fixes` and merged into
-the device-hours (a late fix joins the hour packed before it) by one statement, so a run
+ago is packed in pieces of whole device-hours, about PIECE fixes each (a range of
+device_id), one transaction a piece: its rows are deleted from `fixes` and merged into the
+device-hours (a late fix joins the hour packed before it) by one statement, so a run
 stopped anywhere leaves each fix either still a row or packed, never both nor neither.
+An hour of 100,000 tags is 12 M fixes, minutes of work on two cores: in pieces, no
+transaction holds more than a second's work, and after each piece the run rests REST
+times as long as the piece took, so that ingest, sharing the box, keeps its share
+(docs/benchmarks.md, "Packing an hour of 100,000 tags").
 Fixes in the default partition stay rows: a day without a partition is archived already
 or far ahead, and those of an archived day follow it there (storage.archiving). Only fixes
 every shard's newest snapshot has judged (rid at most the lowest `last_rid`)
@@ -23,6 +28,7 @@ the archive's lock: no move or purge changes a device-hour while it is packed.""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -37,27 +43,74 @@ from storage.hours import FIELDS, regroup
 log = logging.getLogger("fencewatch.compaction")
 
 AFTER = timedelta(hours=1)  # an hour's fixes still arriving in bulk just after it ends
+PIECE = 20_000  # fixes a transaction, in whole device-hours: ~0.5 s at ~40k fixes/s
+REST = 1.0  # seconds of rest after a piece, per second it took
 
-# One hour [$1, $1 + 1 h) of rows judged up to rid $2, with the device-hours already
-# packed (late fixes): where both hold a fix, the packed copy is kept.
-_PACK = (
-    "WITH moved AS (DELETE FROM fixes WHERE ts >= $1 AND ts < $1 + interval '1 hour'"
-    f" AND rid <= $2 AND tableoid <> 'fixes_default'::regclass RETURNING device_id, {FIELDS}),"
-    " merged AS (SELECT DISTINCT ON (device_id, ts, seq) * FROM ("
-    f"  SELECT 0 AS packed, device_id, {FIELDS} FROM fixes_packed"
-    "   WHERE hour = $1 AND device_id IN (SELECT device_id FROM moved)"
-    f"  UNION ALL SELECT 1, device_id, {FIELDS} FROM moved) m"
-    "  ORDER BY device_id, ts, seq, packed),"
-    f" packed AS ({regroup('merged', '$1::timestamptz')} RETURNING 1)"
-    " SELECT (SELECT count(*) FROM moved) AS fixes, (SELECT count(*) FROM packed) AS hours"
+_ROWS = (
+    "ts >= $1 AND ts < $1 + interval '1 hour' AND rid <= $2"
+    " AND tableoid <> 'fixes_default'::regclass"
 )
+# The last device of the piece starting after device $3 (from the first without it): the
+# device of the fix $4 on, in device_id order (the primary key's), or none for the rest.
+_LAST = {
+    after: f"SELECT device_id FROM fixes WHERE {_ROWS}"
+    + (" AND device_id > $3" if after else "")
+    + f" ORDER BY device_id OFFSET ${3 + after} LIMIT 1"
+    for after in (False, True)
+}
 
 
-async def run(pool: asyncpg.Pool, now: datetime, after: timedelta = AFTER) -> dict[str, Any]:
-    """Pack every hour that ended `after` before `now` (at least AFTER) and still has rows;
-    returns {"hours": [...], "fixes": n, "device_hours": n}, and "skipped" when a move or a
-    purge held the archive's lock."""
-    done: dict[str, Any] = {"hours": [], "fixes": 0, "device_hours": 0}
+def _pack_sql(devices: str) -> str:
+    """The rows of hour [$1, $1 + 1 h) judged up to rid $2 of the `devices` (a condition on
+    device_id) packed, with their device-hours already packed (late fixes): where both hold
+    a fix, the packed copy is kept."""
+    return (
+        f"WITH moved AS (DELETE FROM fixes WHERE {_ROWS} AND {devices}"
+        f" RETURNING device_id, {FIELDS}),"
+        " merged AS (SELECT DISTINCT ON (device_id, ts, seq) * FROM ("
+        f"  SELECT 0 AS packed, device_id, {FIELDS} FROM fixes_packed"
+        "   WHERE hour = $1 AND device_id IN (SELECT device_id FROM moved)"
+        f"  UNION ALL SELECT 1, device_id, {FIELDS} FROM moved) m"
+        "  ORDER BY device_id, ts, seq, packed),"
+        f" packed AS ({regroup('merged', '$1::timestamptz')} RETURNING 1)"
+        " SELECT (SELECT count(*) FROM moved) AS fixes, (SELECT count(*) FROM packed) AS hours"
+    )
+
+
+# Each bound in the statement's text only when there is one, so that it bounds the scan
+# of the primary key (an `$n IS NULL OR` would not, in a generic plan).
+_PACK = {
+    (lo, hi): _pack_sql(
+        " AND ".join(
+            ["true"]
+            + (["device_id > $3"] if lo else [])
+            + ([f"device_id <= ${3 + lo}"] if hi else [])
+        )
+    )
+    for lo in (False, True)
+    for hi in (False, True)
+}
+
+
+async def run(
+    pool: asyncpg.Pool,
+    now: datetime,
+    after: timedelta = AFTER,
+    piece: int = PIECE,
+    rest: float = REST,
+) -> dict[str, Any]:
+    """Pack every hour that ended `after` before `now` (at least AFTER) and still has rows,
+    in pieces of about `piece` fixes, resting `rest` times each piece's time after it;
+    returns {"hours": [...], "fixes": n, "device_hours": n, "pieces": n, "longest_s": the
+    longest piece's transaction}, and "skipped" when a move or a purge held the archive's
+    lock."""
+    done: dict[str, Any] = {
+        "hours": [],
+        "fixes": 0,
+        "device_hours": 0,
+        "pieces": 0,
+        "longest_s": 0.0,
+    }
     horizon = _hour(now - max(after, AFTER))  # the end of the newest hour to pack
     async with pool.acquire() as conn:
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_ID):
@@ -75,17 +128,14 @@ async def run(pool: asyncpg.Pool, now: datetime, after: timedelta = AFTER) -> di
                 limit,
             )
             for r in todo:
-                t0 = time.perf_counter()
-                async with conn.transaction():
-                    counts = await pack(conn, r["hour"], limit)
+                t0, fixes, pieces = time.perf_counter(), done["fixes"], done["pieces"]
+                await _pack_hour(conn, r["hour"], limit, piece, rest, done)
                 done["hours"].append(r["hour"])
-                done["fixes"] += counts["fixes"]
-                done["device_hours"] += counts["hours"]
                 log.info(
-                    "compaction: packed %s (%d fixes into %d device-hours) in %.1f s",
+                    "compaction: packed %s (%d fixes in %d pieces) in %.1f s",
                     r["hour"].isoformat(),
-                    counts["fixes"],
-                    counts["hours"],
+                    done["fixes"] - fixes,
+                    done["pieces"] - pieces,
                     time.perf_counter() - t0,
                 )
             await _give_back(conn, {p for r in todo for p in r["parts"]}, horizon)
@@ -94,10 +144,36 @@ async def run(pool: asyncpg.Pool, now: datetime, after: timedelta = AFTER) -> di
     return done
 
 
-async def pack(conn: Conn, hour: datetime, limit: int) -> dict[str, int]:
-    """Pack the rows of `hour` with a rid up to `limit`, inside the caller's transaction:
-    {"fixes": rows packed, "hours": device-hours written}."""
-    row = await conn.fetchrow(_PACK, hour, limit)
+async def _pack_hour(
+    conn: Conn, hour: datetime, limit: int, piece: int, rest: float, done: dict[str, Any]
+) -> None:
+    """Pack `hour` a piece a transaction, from the first device_id to the last."""
+    first: str | None = None
+    while True:
+        start = [] if first is None else [first]
+        last = await conn.fetchval(_LAST[first is not None], hour, limit, *start, piece - 1)
+        t0 = time.perf_counter()
+        async with conn.transaction():
+            counts = await pack(conn, hour, limit, first, last)
+        took = time.perf_counter() - t0
+        done["fixes"] += counts["fixes"]
+        done["device_hours"] += counts["hours"]
+        done["pieces"] += 1
+        done["longest_s"] = max(done["longest_s"], took)
+        if last is None:
+            return
+        first = last
+        await asyncio.sleep(took * rest)
+
+
+async def pack(
+    conn: Conn, hour: datetime, limit: int, first: str | None = None, last: str | None = None
+) -> dict[str, int]:
+    """Pack the rows of `hour` with a rid up to `limit` of the devices after `first` up to
+    `last` (each unbounded when None), inside the caller's transaction: {"fixes": rows
+    packed, "hours": device-hours written}."""
+    bounds = [b for b in (first, last) if b is not None]  # $3, $4 as far as they go
+    row = await conn.fetchrow(_PACK[first is not None, last is not None], hour, limit, *bounds)
     assert row is not None
     return {"fixes": int(row["fixes"]), "hours": int(row["hours"])}
 

@@ -6,7 +6,8 @@ Points: `detached` (a partition detached, nothing written), `written` (its files
 and checked, the ledger not yet told), `dropping` (ledger rows inserted and the partition
 about to be dropped, uncommitted); of a packing (storage.compaction): `packing` (an hour's
 rows deleted and its device-hours written, uncommitted), `packed` (one hour committed, the
-next not begun)."""
+next not begun), `pieced` (in pieces of one device-hour: the first committed, the next not
+begun)."""
 
 from __future__ import annotations
 
@@ -39,12 +40,12 @@ async def main(dsn: str, where: str, now: str, point: str) -> None:
             _die()
 
         archiving._record = record_then_die  # type: ignore[assignment]
-    elif point in ("packing", "packed"):
+    elif point in ("packing", "packed", "pieced"):
         pack, calls = compaction.pack, []
 
         async def pack_then_die(*args: Any) -> dict[str, int]:
             calls.append(args)
-            if point == "packed" and len(calls) > 1:
+            if point in ("packed", "pieced") and len(calls) > 1:
                 _die()
             done = await pack(*args)
             if point == "packing":
@@ -53,7 +54,8 @@ async def main(dsn: str, where: str, now: str, point: str) -> None:
 
         compaction.pack = pack_then_die  # type: ignore[assignment]
         pool = await open_pool(dsn, min_size=1, max_size=2)
-        await compaction.run(pool, datetime.fromisoformat(now))
+        piece = 1 if point == "pieced" else compaction.PIECE
+        await compaction.run(pool, datetime.fromisoformat(now), piece=piece, rest=0)
         return
     pool = await open_pool(dsn, min_size=1, max_size=2)
     archive = Archive(where, os.environ.get("FENCEWATCH_ARCHIVE_S3_ENDPOINT") or None)

@@ -542,7 +542,7 @@ async def test_a_purge_splits_the_packed_hour_spanning_its_cutoff(
     )
 
 
-@pytest.mark.parametrize("point", ["packing", "packed"])
+@pytest.mark.parametrize("point", ["packing", "packed", "pieced"])
 async def test_a_packing_killed_midway_loses_and_duplicates_nothing(
     pool: asyncpg.Pool, archive: Archive, pg_dsn: str, point: str
 ) -> None:
@@ -557,6 +557,8 @@ async def test_a_packing_killed_midway_loses_and_duplicates_nothing(
     _, stderr = await killed.communicate()
     assert killed.returncode == -9, stderr.decode()
     assert await _everything(pool, archive) == before
+    packed = {"packing": 0, "packed": 3, "pieced": 1}[point]  # device-hours committed
+    assert await pool.fetchval("SELECT count(*) FROM fixes_hours") == packed
 
     async def rerun() -> dict[str, Any] | None:
         done = await compaction.run(pool, PACKED)
@@ -565,6 +567,29 @@ async def test_a_packing_killed_midway_loses_and_duplicates_nothing(
     await eventually(rerun, "the killed run's lock was never released")
 
     assert await _rows(pool) == 0
+    assert await _everything(pool, archive) == before
+
+
+async def test_an_hour_is_packed_in_pieces_of_whole_device_hours(
+    pool: asyncpg.Pool, archive: Archive
+) -> None:
+    """A piece of 4 fixes holds the device of the 4th fix whole: T1's 5 or 6 of an hour,
+    then T2's, then T3's, then none left: each device-hour one row with all its fixes."""
+    before = await _everything(pool, archive)
+    hour = datetime(2030, 3, 4, 0, tzinfo=UTC)
+    done = await compaction.run(pool, hour + timedelta(hours=2), piece=4, rest=0)
+    assert (done["hours"], done["device_hours"], done["pieces"]) == ([hour], 3, 4)
+    rows = await pool.fetch(
+        "SELECT device_id, cardinality(ts) AS n FROM fixes_hours ORDER BY device_id"
+    )
+    in_hour = [r for r in before if hour <= r[3] < hour + timedelta(hours=1)]
+    assert [(r["device_id"], r["n"]) for r in rows] == [
+        (d, sum(1 for r in in_hour if r[0] == d)) for d in WEARERS
+    ]
+    assert done["fixes"] == len(in_hour)
+    # The rest in one piece an hour, and read back as the same fixes.
+    rest = await compaction.run(pool, PACKED, piece=10_000, rest=0)
+    assert rest["pieces"] == len(rest["hours"]) == 47 and await _rows(pool) == 0
     assert await _everything(pool, archive) == before
 
 
