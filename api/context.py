@@ -11,10 +11,9 @@ import asyncpg
 from fastapi import Depends, Request
 from redis.asyncio import Redis
 
+from api.probe import HealthCheck
 from fencewatch.config import Settings
 
-# Component name (ingest, database, redis, broker) → reachable.
-HealthCheck = Callable[[], Awaitable[dict[str, bool]]]
 # Supervisee ids whose rules changed, or None for "reload everyone".
 RulesChanged = Callable[[list[str] | None], Awaitable[None]]
 

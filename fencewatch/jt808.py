@@ -13,9 +13,7 @@ import socket
 import sys
 
 import uvicorn
-from redis.asyncio import Redis
 
-from api.context import ApiContext
 from api.probe import create_probe_app
 from fencewatch.config import ConfigError, Settings, listen_socket
 from fencewatch.servers import ServerUrls, servers
@@ -37,7 +35,7 @@ def main() -> int:
     except ConfigError as exc:
         print(f"fencewatch jt808: {exc}", file=sys.stderr)
         return 1
-    with servers(settings, need=("postgres", "redis", "mqtt")) as urls:
+    with servers(settings, need=("postgres", "mqtt")) as urls:
         return asyncio.run(_run(settings, urls, sock, probes))
 
 
@@ -45,7 +43,6 @@ async def _run(
     settings: Settings, urls: ServerUrls, sock: socket.socket, probes: socket.socket
 ) -> int:
     pool = await open_pool(urls.database_url, min_size=1, max_size=4)
-    redis = Redis.from_url(urls.redis_url)
     gateway = Gateway(pool, urls.mqtt_url, f"{settings.client_id}-jt808")
 
     async def health() -> dict[str, bool]:
@@ -55,10 +52,7 @@ async def _run(
             database = False
         return {"database": database, "jt808": gateway.ready}
 
-    async def no_rules(supervisees: list[str] | None) -> None:
-        """The gateway keeps no rules."""
-
-    app = create_probe_app(ApiContext(pool, redis, health, no_rules, settings))
+    app = create_probe_app(health)
     server = QuietServer(uvicorn.Config(app, log_level="warning", lifespan="off"))
     tasks = [
         asyncio.create_task(gateway.serve(sock)),
@@ -79,6 +73,5 @@ async def _run(
     tasks[0].cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.gather(*tasks)
-    await redis.aclose()
     await pool.close()
     return 0

@@ -26,11 +26,8 @@ import uvicorn
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from alerts.alerting import Alerting
 from alerts.feed import Feed
-from api.context import ApiContext
-from api.probe import create_probe_app
-from api.tokens import create_token
+from api.probe import Asgi, create_probe_app
 from fencewatch import embedded_mqtt, memory
 from fencewatch.channels import channel
 from fencewatch.config import ConfigError, MqttAddress, Settings, listen_socket
@@ -42,7 +39,6 @@ from ingest.credentials import DeviceEntry
 from ingest.jt808 import terminals
 from ingest.jt808.gateway import Gateway
 from ingest.leases import Leases
-from ingest.osmand_http import OsmandListener
 from ingest.proximity import ProximityCheck
 from ingest.shard import ShardRunner
 from ingest.shards import Shard
@@ -51,6 +47,7 @@ from storage.db import open_pool
 from storage.rules import RULES_CHANNEL, load_rules
 
 if TYPE_CHECKING:
+    from ingest.osmand_http import OsmandListener
     from simulators.device import FleetPlan
 
 log = logging.getLogger("fencewatch")
@@ -138,22 +135,27 @@ class Service:
             jobs["partitions"] = self._every(PARTITIONS_EVERY_S, self._partitions)
         if "ingest" in s.roles or "scheduler" in s.roles or osmand_socket is not None:
             jobs["rules"] = self._listen_rules()
-        ctx = ApiContext(self.pool, self.redis, self.health, self.rules_changed, s)
         if "api" in s.roles:
             # Imported by the roles that run them, as the scheduler's parts and the archive
             # below: an ingest worker does without the API's, the reports' and the archive's
-            # libraries, a third of its memory at 100,000 tags (docs/benchmarks.md).
+            # libraries, a third of its memory at 100,000 tags (docs/benchmarks.md), and
+            # without FastAPI's and the alerts' delivery (api.probe).
             from api.app import create_app
+            from api.context import ApiContext
 
-            app = create_app(ctx)
+            app: Asgi = create_app(
+                ApiContext(self.pool, self.redis, self.health, self.rules_changed, s)
+            )
         else:
-            app = create_probe_app(ctx)
+            app = create_probe_app(self.health)
         server = QuietServer(
             uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning")
         )
         jobs["http"] = server.serve(sockets=[http_socket])
         servers = [server]
         if osmand_socket is not None:
+            from ingest.osmand_http import OsmandListener
+
             self.osmand = OsmandListener(
                 self.pool,
                 lambda: self.rules,
@@ -169,6 +171,7 @@ class Service:
             self.jt808 = Gateway(self.pool, self.urls.mqtt_url, f"{s.client_id}-jt808")
             jobs["jt808"] = self.jt808.serve(jt808_socket)
         if "scheduler" in s.roles:
+            from alerts.alerting import Alerting
             from duties import retention
             from duties.scheduler import Duties
             from storage.archive import Archive
@@ -395,6 +398,7 @@ class Service:
         return any(t.get_name() == name and t.done() for t in asyncio.all_tasks())
 
     async def _load_demo(self, tags: int) -> FleetPlan:
+        from api.tokens import create_token
         from fencewatch.loader import load_scenario
         from simulators.demo import build_demo, write_demo
 

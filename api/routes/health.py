@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel
 
-# Registers fencewatch's metrics, so /metrics lists them before the first fix arrives.
-import fencewatch.metrics  # noqa: F401
 from api.context import Ctx
+from api.probe import health_report
 
-log = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
 
 
@@ -30,14 +26,8 @@ class Health(BaseModel):
 )
 async def healthz(ctx: Ctx) -> JSONResponse:
     """200 when ingest, database, Redis and broker are all reachable, else 503."""
-    try:
-        components = await ctx.health()
-    except Exception:
-        log.exception("health check failed")
-        components = {"health_check": False}
-    failed = sorted(name for name, up in components.items() if not up)
-    body = Health(ok=not failed, components=components, failed=failed)
-    return JSONResponse(body.model_dump(), status_code=503 if failed else 200)
+    body, status = await health_report(ctx.health)
+    return JSONResponse(Health(**body).model_dump(), status_code=status)
 
 
 @router.get("/metrics", response_class=Response)
