@@ -50,15 +50,16 @@ _ROWS = (
     "ts >= $1 AND ts < $1 + interval '1 hour' AND rid <= $2"
     " AND tableoid <> 'fixes_default'::regclass"
 )
-# Where the pieces of about $3 fixes of an hour end: each device whose fixes take the
-# hour's running count (in device_id order) across a multiple of $3. One scan of the hour,
-# whatever the plan; asking for the next piece's end through the primary key instead
-# (ORDER BY device_id OFFSET n) was read by a sequential scan and a sort at times, ~5 s.
+# Where the pieces of about $2 fixes of an hour end: each device whose fixes take the
+# hour's running count (in device_id order) across a multiple of $2. Counted without the
+# snapshot's bound on rid (a piece packs only what it allows), so that the primary key
+# alone, read in order, can answer: ~12 M entries at 100,000 tags, no sort of the rows.
 _ENDS = (
     "SELECT device_id FROM (SELECT device_id, count(*) AS n,"
-    "  sum(count(*)) OVER (ORDER BY device_id) AS upto"
-    f"  FROM fixes WHERE {_ROWS} GROUP BY device_id) d"
-    " WHERE floor(upto / $3) > floor((upto - n) / $3) ORDER BY device_id"
+    "  sum(count(*)) OVER (ORDER BY device_id) AS upto FROM fixes"
+    "  WHERE ts >= $1 AND ts < $1 + interval '1 hour'"
+    "  AND tableoid <> 'fixes_default'::regclass GROUP BY device_id) d"
+    " WHERE floor(upto / $2) > floor((upto - n) / $2) ORDER BY device_id"
 )
 
 
@@ -121,26 +122,27 @@ async def run(
         try:
             floor = await snapshot_floor(conn)
             limit = floor if floor is not None else 2**63 - 1
+            # A few groups, hashed: a DISTINCT within an aggregate sorted every row (12 M
+            # an hour at 100,000 tags: 46 s under ingest's load).
             todo = await conn.fetch(
-                "SELECT date_trunc('hour', ts, 'UTC') AS hour,"
-                " array_agg(DISTINCT tableoid::regclass::text) AS parts FROM fixes"
-                " WHERE ts < $1 AND rid <= $2 AND tableoid <> 'fixes_default'::regclass"
-                " GROUP BY 1 ORDER BY 1",
+                "SELECT date_trunc('hour', ts, 'UTC') AS hour, tableoid::regclass::text AS part"
+                " FROM fixes WHERE ts < $1 AND rid <= $2"
+                " AND tableoid <> 'fixes_default'::regclass GROUP BY 1, 2",
                 horizon,
                 limit,
             )
-            for r in todo:
+            for hour in sorted({r["hour"] for r in todo}):
                 t0, fixes, pieces = time.perf_counter(), done["fixes"], done["pieces"]
-                await _pack_hour(conn, r["hour"], limit, piece, rest, done)
-                done["hours"].append(r["hour"])
+                await _pack_hour(conn, hour, limit, piece, rest, done)
+                done["hours"].append(hour)
                 log.info(
                     "compaction: packed %s (%d fixes in %d pieces) in %.1f s",
-                    r["hour"].isoformat(),
+                    hour.isoformat(),
                     done["fixes"] - fixes,
                     done["pieces"] - pieces,
                     time.perf_counter() - t0,
                 )
-            await _give_back(conn, {p for r in todo for p in r["parts"]}, horizon)
+            await _give_back(conn, {r["part"] for r in todo}, horizon)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
     return done
@@ -151,7 +153,7 @@ async def _pack_hour(
 ) -> None:
     """Pack `hour` a piece a transaction, from the first device_id to the last; the last
     piece takes what follows the last end found."""
-    ends = [r["device_id"] for r in await conn.fetch(_ENDS, hour, limit, max(piece, 1))]
+    ends = [r["device_id"] for r in await conn.fetch(_ENDS, hour, max(piece, 1))]
     for first, last in zip([None, *ends], [*ends, None], strict=True):
         t0 = time.perf_counter()
         async with conn.transaction():
