@@ -119,10 +119,12 @@ async def running(
     finally:
         await pool.close()
     port = free_port()
+    # A data directory of the service's own: tests run side by side (pytest-xdist).
+    data_dir = tempfile.TemporaryDirectory(prefix="fw-live-")
     made = Settings(
         http_port=port,
         client_id=f"fencewatch-test-{uuid.uuid4().hex[:8]}",
-        data_dir=Path("var"),
+        data_dir=Path(data_dir.name),
         **(settings or {}),
     )
     if osmand_port is not None:
@@ -144,7 +146,12 @@ async def running(
         live.device.close()
         await live.http.aclose()
         service.stop.set()
-        await task
+        try:
+            async with asyncio.timeout(WAIT_S):
+                await task
+        except TimeoutError:
+            raise AssertionError("the service did not stop") from None
+        data_dir.cleanup()
 
 
 async def _connected(service: Service) -> bool:

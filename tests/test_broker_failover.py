@@ -76,11 +76,11 @@ async def test_broker_nodes_killed_mid_stream_lose_no_acknowledged_fix(
     fleet = Fleet(DEVICES, FIXES_EACH, crossing=0)
     await load_roster(pg_dsn, tmp_path, fleet.roster())
     cluster = NatsCluster(tmp_path / "nats", ack_wait=ACK_WAIT)
-    await asyncio.to_thread(cluster.start)
     http = free_port()
     services: list[subprocess.Popen[bytes]] = []
     devices = None
     try:
+        await asyncio.to_thread(cluster.start)  # stopped below even if it never came up
         env = {
             "FENCEWATCH_DATABASE_URL": pg_dsn,
             "FENCEWATCH_REDIS_URL": redis_url,

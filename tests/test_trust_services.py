@@ -122,13 +122,13 @@ async def test_the_feed_rechecks_tokens_it_was_not_told_about(
 
 
 async def test_a_taken_http_port_stops_the_start_at_once(
-    pg_dsn: str, redis_url: str, mqtt_url: str, tmp_path: Path
+    pg_empty_dsn: str, redis_url: str, mqtt_url: str, tmp_path: Path
 ) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         env = {
             **os.environ,
-            "FENCEWATCH_DATABASE_URL": pg_dsn,
+            "FENCEWATCH_DATABASE_URL": pg_empty_dsn,
             "FENCEWATCH_REDIS_URL": redis_url,
             "FENCEWATCH_MQTT_URL": mqtt_url,
             "FENCEWATCH_HTTP": f"127.0.0.1:{port}",
@@ -147,7 +147,7 @@ async def test_a_taken_http_port_stops_the_start_at_once(
     assert done.returncode == 1, done.stderr
     assert f"FENCEWATCH_HTTP: cannot listen on 127.0.0.1:{port}" in done.stderr
     # Nothing had started: not even the schema was made, let alone ingest.
-    conn = await asyncpg.connect(pg_dsn)
+    conn = await asyncpg.connect(pg_empty_dsn)
     try:
         assert (
             await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
