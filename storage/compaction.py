@@ -46,29 +46,36 @@ AFTER = timedelta(hours=1)  # an hour's fixes still arriving in bulk just after 
 PIECE = 20_000  # fixes a transaction, in whole device-hours: ~0.5 s at ~40k fixes/s
 REST = 1.0  # seconds of rest after a piece, per second it took
 
-_ROWS = (
-    "ts >= $1 AND ts < $1 + interval '1 hour' AND rid <= $2"
-    " AND tableoid <> 'fixes_default'::regclass"
-)
-# Where the pieces of about $2 fixes of an hour end: each device whose fixes take the
-# hour's running count (in device_id order) across a multiple of $2. Counted without the
-# snapshot's bound on rid (a piece packs only what it allows), so that the primary key
-# alone, read in order, can answer: ~12 M entries at 100,000 tags, no sort of the rows.
-_ENDS = (
-    "SELECT device_id FROM (SELECT device_id, count(*) AS n,"
-    "  sum(count(*)) OVER (ORDER BY device_id) AS upto FROM fixes"
-    "  WHERE ts >= $1 AND ts < $1 + interval '1 hour'"
-    "  AND tableoid <> 'fixes_default'::regclass GROUP BY device_id) d"
-    " WHERE floor(upto / $2) > floor((upto - n) / $2) ORDER BY device_id"
-)
+_ROWS = "ts >= $1 AND ts < $1 + interval '1 hour' AND rid <= $2"
+# An hour's rows are read from its partition by name, not from `fixes` less the default
+# partition: PostgreSQL estimates `tableoid <> 'fixes_default'` to keep one row, and an
+# hour of 100,000 tags (12 M rows) was then sorted on disk, 14–20 s a query at load 9.
 
 
-def _pack_sql(devices: str) -> str:
-    """The rows of hour [$1, $1 + 1 h) judged up to rid $2 of the `devices` (a condition on
-    device_id) packed, with their device-hours already packed (late fixes): where both hold
-    a fix, the packed copy is kept."""
+def _ends(part: str) -> str:
+    """Where the pieces of about $2 fixes of hour $1 in `part` end: each device whose
+    fixes take the hour's running count (in device_id order) across a multiple of $2.
+    Counted without the snapshot's bound on rid (a piece packs only what it allows)."""
     return (
-        f"WITH moved AS (DELETE FROM fixes WHERE {_ROWS} AND {devices}"
+        "SELECT device_id FROM (SELECT device_id, count(*) AS n,"
+        f'  sum(count(*)) OVER (ORDER BY device_id) AS upto FROM "{part}"'
+        "  WHERE ts >= $1 AND ts < $1 + interval '1 hour' GROUP BY device_id) d"
+        " WHERE floor(upto / $2) > floor((upto - n) / $2) ORDER BY device_id"
+    )
+
+
+def _pack_sql(part: str, first: bool, last: bool) -> str:
+    """The rows of hour [$1, $1 + 1 h) in `part` judged up to rid $2 of the devices after
+    $3 (with `first`) up to the next parameter (with `last`) packed, with their
+    device-hours already packed (late fixes): where both hold a fix, the packed copy is
+    kept. Each bound is in the text only when there is one, so that it bounds the scan of
+    the primary key (an `$n IS NULL OR` would not, in a generic plan)."""
+    devices = "".join(
+        ([" AND device_id > $3"] if first else [])
+        + ([f" AND device_id <= ${3 + first}"] if last else [])
+    )
+    return (
+        f'WITH moved AS (DELETE FROM "{part}" WHERE {_ROWS}{devices}'
         f" RETURNING device_id, {FIELDS}),"
         " merged AS (SELECT DISTINCT ON (device_id, ts, seq) * FROM ("
         f"  SELECT 0 AS packed, device_id, {FIELDS} FROM fixes_packed"
@@ -78,21 +85,6 @@ def _pack_sql(devices: str) -> str:
         f" packed AS ({regroup('merged', '$1::timestamptz')} RETURNING 1)"
         " SELECT (SELECT count(*) FROM moved) AS fixes, (SELECT count(*) FROM packed) AS hours"
     )
-
-
-# Each bound in the statement's text only when there is one, so that it bounds the scan
-# of the primary key (an `$n IS NULL OR` would not, in a generic plan).
-_PACK = {
-    (lo, hi): _pack_sql(
-        " AND ".join(
-            ["true"]
-            + (["device_id > $3"] if lo else [])
-            + ([f"device_id <= ${3 + lo}"] if hi else [])
-        )
-    )
-    for lo in (False, True)
-    for hi in (False, True)
-}
 
 
 async def run(
@@ -123,17 +115,22 @@ async def run(
             floor = await snapshot_floor(conn)
             limit = floor if floor is not None else 2**63 - 1
             # A few groups, hashed: a DISTINCT within an aggregate sorted every row (12 M
-            # an hour at 100,000 tags: 46 s under ingest's load).
-            todo = await conn.fetch(
-                "SELECT date_trunc('hour', ts, 'UTC') AS hour, tableoid::regclass::text AS part"
-                " FROM fixes WHERE ts < $1 AND rid <= $2"
-                " AND tableoid <> 'fixes_default'::regclass GROUP BY 1, 2",
-                horizon,
-                limit,
-            )
-            for hour in sorted({r["hour"] for r in todo}):
+            # an hour at 100,000 tags: 46 s under ingest's load). A partition's range holds
+            # whole hours; those in the default partition stay rows.
+            todo = {
+                (r["hour"], r["part"])
+                for r in await conn.fetch(
+                    "SELECT date_trunc('hour', ts, 'UTC') AS hour,"
+                    " tableoid::regclass::text AS part FROM fixes"
+                    " WHERE ts < $1 AND rid <= $2 GROUP BY 1, 2",
+                    horizon,
+                    limit,
+                )
+                if r["part"] != "fixes_default"
+            }
+            for hour, part in sorted(todo):
                 t0, fixes, pieces = time.perf_counter(), done["fixes"], done["pieces"]
-                await _pack_hour(conn, hour, limit, piece, rest, done)
+                await _pack_hour(conn, part, hour, limit, piece, rest, done)
                 done["hours"].append(hour)
                 log.info(
                     "compaction: packed %s (%d fixes in %d pieces) in %.1f s",
@@ -142,22 +139,28 @@ async def run(
                     done["pieces"] - pieces,
                     time.perf_counter() - t0,
                 )
-            await _give_back(conn, {r["part"] for r in todo}, horizon)
+            await _give_back(conn, {part for _, part in todo}, horizon)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
     return done
 
 
 async def _pack_hour(
-    conn: Conn, hour: datetime, limit: int, piece: int, rest: float, done: dict[str, Any]
+    conn: Conn,
+    part: str,
+    hour: datetime,
+    limit: int,
+    piece: int,
+    rest: float,
+    done: dict[str, Any],
 ) -> None:
-    """Pack `hour` a piece a transaction, from the first device_id to the last; the last
-    piece takes what follows the last end found."""
-    ends = [r["device_id"] for r in await conn.fetch(_ENDS, hour, max(piece, 1))]
+    """Pack `hour` of partition `part` a piece a transaction, from the first device_id to
+    the last; the last piece takes what follows the last end found."""
+    ends = [r["device_id"] for r in await conn.fetch(_ends(part), hour, max(piece, 1))]
     for first, last in zip([None, *ends], [*ends, None], strict=True):
         t0 = time.perf_counter()
         async with conn.transaction():
-            counts = await pack(conn, hour, limit, first, last)
+            counts = await pack(conn, part, hour, limit, first, last)
         took = time.perf_counter() - t0
         done["fixes"] += counts["fixes"]
         done["device_hours"] += counts["hours"]
@@ -168,13 +171,19 @@ async def _pack_hour(
 
 
 async def pack(
-    conn: Conn, hour: datetime, limit: int, first: str | None = None, last: str | None = None
+    conn: Conn,
+    part: str,
+    hour: datetime,
+    limit: int,
+    first: str | None = None,
+    last: str | None = None,
 ) -> dict[str, int]:
-    """Pack the rows of `hour` with a rid up to `limit` of the devices after `first` up to
-    `last` (each unbounded when None), inside the caller's transaction: {"fixes": rows
-    packed, "hours": device-hours written}."""
+    """Pack the rows of `hour` in partition `part` with a rid up to `limit` of the devices
+    after `first` up to `last` (each unbounded when None), inside the caller's
+    transaction: {"fixes": rows packed, "hours": device-hours written}."""
     bounds = [b for b in (first, last) if b is not None]  # $3, $4 as far as they go
-    row = await conn.fetchrow(_PACK[first is not None, last is not None], hour, limit, *bounds)
+    sql = _pack_sql(part, first is not None, last is not None)
+    row = await conn.fetchrow(sql, hour, limit, *bounds)
     assert row is not None
     return {"fixes": int(row["fixes"]), "hours": int(row["hours"])}
 

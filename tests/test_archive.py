@@ -607,7 +607,7 @@ async def test_a_redelivery_racing_its_hours_packing_is_stored_once(
     async with pool.acquire() as packing, pool.acquire() as ingest:
         packed = packing.transaction()
         await packed.start()
-        await compaction.pack(packing, hour, 2**63 - 1)
+        await compaction.pack(packing, "fixes_2030_03_04", hour, 2**63 - 1)
         redelivered = asyncio.create_task(_ingest(ingest, [again]))
         await asyncio.sleep(0.5)
         assert not redelivered.done()  # behind the packing's delete of the row
