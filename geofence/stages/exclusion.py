@@ -8,7 +8,7 @@ from geofence.confirm import Confirm
 from geofence.context import StepContext
 from geofence.judge import SURELY_OUT, Judged
 from geofence.model import Quality
-from geofence.state import Track
+from geofence.state import NO_EXCLUSION, Track
 
 TYPE = "exclusion_enter"
 SKIP = Quality.NO_FIX | Quality.ACC_POOR | Quality.JUMP | Quality.DRIFT
@@ -27,10 +27,14 @@ def run(ctx: StepContext, track: Track, j: Judged) -> bool:
         if c is None:
             if score != 2:
                 continue
+            if track.exclusion is NO_EXCLUSION:
+                track.exclusion = {}
             c = track.exclusion[zone_id] = Confirm()
         event = confirm.step(c, score, fix.ts, j.radius, policy, depth)
         rule = f"{TYPE}:{zone_id}"
         ctx.confirmation(rule, TYPE, j, c, event, {"zone": zone_id})
         if c.phase == confirm.CLEAR:
             del track.exclusion[zone_id]
+    if not track.exclusion:
+        track.exclusion = NO_EXCLUSION
     return True

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from geofence.judge import Judged
 from geofence.model import Quality
 from geofence.stages import exclusion
+from geofence.state import Track
 from tests.geofence.engine_kit import Lane, judged, ms
 
 
@@ -88,3 +90,20 @@ def test_the_alert_names_the_zone_and_when_it_began() -> None:
     [raised] = Lane(exclusion.run).feed(*IN)
     assert raised.type == "exclusion_enter"
     assert (raised.detail["zone"], raised.detail["start"]) == ("X", ms(0))
+
+
+def test_tracks_in_no_breach_share_one_empty_mapping_that_no_breach_writes_to() -> None:
+    # A device costs no empty dict of its own (docs/benchmarks.md, "Worker memory, eighth
+    # round"), and the snapshot reads and writes it as before: an empty map.
+    calm, breaching = Lane(exclusion.run), Lane(exclusion.run)
+    assert calm.track.exclusion is breaching.track.exclusion == {}
+    breaching.feed(*IN)
+    assert list(breaching.track.exclusion) == ["X"]
+    assert calm.track.exclusion == {}
+    blob = msgspec.msgpack.encode(calm.track)
+    assert b"\xa9exclusion\x80" in blob
+    back = msgspec.msgpack.decode(blob, type=Track)
+    assert back.exclusion is calm.track.exclusion
+    breaching.feed(away(90), away(120))  # cleared: back to the shared one
+    assert breaching.track.exclusion is calm.track.exclusion == {}
+    assert msgspec.msgpack.decode(msgspec.msgpack.encode(breaching.track), type=Track) == back
