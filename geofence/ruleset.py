@@ -112,6 +112,15 @@ class RuleSet:
             if device.osmand:
                 self.osmand[device.osmand] = device.id
 
+    def device_id(self, device: str) -> str:
+        """The roster's own string for `device` (equal to it), for what is kept per device:
+        one string a device instead of one more from the message that first named it."""
+        person = self.supervisees.get(self.device_owner.get(device, ""))
+        for ref in person.devices if person is not None else ():
+            if ref.id == device:
+                return ref.id
+        return device
+
     def policy(self, device: str, ts: int | None = None) -> Policy:
         """The device's policy, made stricter during a heightened period covering `ts` and
         the wearer's office."""

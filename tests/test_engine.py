@@ -295,3 +295,21 @@ def test_state_survives_a_snapshot_after_long_tracks() -> None:
     run(e, line(LIANDU_SEAT, LIANDU_SEAT, 300))
     restored = Engine.restore(e.rules, e.snapshot())
     assert restored.state == e.state
+
+
+def test_a_device_is_kept_under_the_rosters_own_string_not_the_messages() -> None:
+    # One string a device, not one more from the first message that named it (nor from the
+    # snapshot a worker restores): docs/benchmarks.md, "Worker memory, eighth round".
+    e = engine()
+    [ref] = e.rules.supervisees[e.rules.device_owner["T1"]].devices
+    named = "".join(["T", "1"])  # equal to the roster's id, another object, as decoded
+    assert named is not ref.id
+    run(e, line(LIANDU_SEAT, LIANDU_SEAT, 3), device=named)
+    [kept] = e.state.devices
+    assert kept is ref.id
+    [(_, watched)] = e.watchdogs_due(2**62)
+    assert watched is ref.id
+    restored = Engine.restore(e.rules, e.snapshot())
+    [again] = restored.state.devices
+    assert again is ref.id
+    assert restored.state == e.state
