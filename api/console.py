@@ -38,6 +38,7 @@ AUTH_WAIT_S = 10.0
 # WebSocket close codes in the 4000–4999 range are the application's own.
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FEED_LOST = 4503
+CLOSE_RESTARTING = 1012  # RFC 6455 "service restart": the console reconnects
 # How often an open feed checks its token again (expiry, or a revoke it was not told of).
 RECHECK_S = 60.0
 
@@ -164,7 +165,8 @@ async def feed(ws: WebSocket) -> None:
     so the first message must be `{"token": "..."}`. The token is checked again every
     RECHECK_S and at once when it is revoked (api.auth.REVOKED_CHANNEL), so a revoked or
     expired token stops receiving. Close codes: 4401 for a missing, bad, revoked or expired
-    token, 4503 when the feed from Redis is lost (the console reconnects and reloads).
+    token, 4503 when the feed from Redis is lost, 1012 when the service stops (the console
+    reconnects and reloads).
     """
     ctx: ApiContext = ws.app.state.ctx
     await ws.accept()
@@ -201,8 +203,9 @@ async def feed(ws: WebSocket) -> None:
         )
         closed = asyncio.create_task(_until_closed(ws))
         invalid = asyncio.create_task(_until_invalid(ctx, credentials, revoked))
+        stopping = asyncio.create_task(ctx.stopping.wait())
         done, pending = await asyncio.wait(
-            {relay, closed, invalid}, return_when=asyncio.FIRST_COMPLETED
+            {relay, closed, invalid, stopping}, return_when=asyncio.FIRST_COMPLETED
         )
         for task in pending:
             task.cancel()
@@ -213,6 +216,9 @@ async def feed(ws: WebSocket) -> None:
         if invalid in done:
             with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                 await ws.close(CLOSE_UNAUTHORIZED, invalid.result())
+        elif stopping in done:
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await ws.close(CLOSE_RESTARTING, "the service is stopping; reconnect")
     except (RedisError, OSError):
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await ws.close(CLOSE_FEED_LOST, "live feed lost; reconnect")

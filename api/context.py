@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -27,6 +28,8 @@ class ApiContext:
     # The service's settings (fencewatch.config); an API built without them, as in tests,
     # runs on the defaults.
     settings: Settings = field(default_factory=Settings)
+    # Set when the hosting service stops: live feeds end then rather than hold it up.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def timezone(self) -> ZoneInfo:

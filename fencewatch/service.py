@@ -62,6 +62,11 @@ PARTITIONS_EVERY_S = 6 * 3600.0
 ARCHIVE_EVERY_S = 3600.0
 CLOCK_EVERY_S = 1.0
 DEMO_INTERVAL_S = 10.0
+# How long a stop waits for the parts to finish of themselves (HTTP requests and live feeds
+# to end, deliveries under way to be recorded) before it cancels them: an operator's
+# restart takes seconds, whatever clients are connected. What ingest committed is
+# acknowledged after, by the shards' close; what it did not is redelivered by the broker.
+STOP_GRACE_S = 5
 
 
 class QuietServer(uvicorn.Server):
@@ -144,12 +149,18 @@ class Service:
             from api.context import ApiContext
 
             app: Asgi = create_app(
-                ApiContext(self.pool, self.redis, self.health, self.rules_changed, s)
+                ApiContext(self.pool, self.redis, self.health, self.rules_changed, s, self.stop)
             )
         else:
             app = create_probe_app(self.health)
         server = QuietServer(
-            uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning")
+            uvicorn.Config(
+                app,
+                host=s.http_host,
+                port=s.http_port,
+                log_level="warning",
+                timeout_graceful_shutdown=STOP_GRACE_S,
+            )
         )
         jobs["http"] = server.serve(sockets=[http_socket])
         servers = [server]
@@ -163,7 +174,14 @@ class Service:
                 f"{s.client_id}-osmand-{s.worker_id}",
             )
             servers.append(
-                QuietServer(uvicorn.Config(self.osmand.app, log_level="warning", lifespan="off"))
+                QuietServer(
+                    uvicorn.Config(
+                        self.osmand.app,
+                        log_level="warning",
+                        lifespan="off",
+                        timeout_graceful_shutdown=STOP_GRACE_S,
+                    )
+                )
             )
             jobs["osmand"] = servers[-1].serve(sockets=[osmand_socket])
             jobs["osmand receipts"] = self.osmand.run()
@@ -246,11 +264,30 @@ class Service:
                 "proximity",
             ):
                 task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+        if pending:
+            log.warning(
+                "stopping: %s still running after %ss; cancelled",
+                ", ".join(sorted(t.get_name() for t in pending)),
+                STOP_GRACE_S,
+            )
+            for task in pending:
+                task.cancel()
+            _, stuck = await asyncio.wait(pending, timeout=STOP_GRACE_S)
+            if stuck:
+                log.error(
+                    "stopping: %s did not end when cancelled; left behind",
+                    ", ".join(sorted(t.get_name() for t in stuck)),
+                )
         # Whatever the broker delivered but we did not acknowledge is redelivered next time.
         await self.shards.close()
         await self.redis.aclose()
-        await self.pool.close()
+        try:
+            async with asyncio.timeout(STOP_GRACE_S):
+                await self.pool.close()
+        except TimeoutError:
+            log.warning("stopping: database connections still busy; closed unfinished")
+            self.pool.terminate()
 
     @property
     def connected(self) -> bool:

@@ -76,8 +76,11 @@ async def load_roster(pg_dsn: str, directory: Path, roster: dict[str, Any]) -> N
 
 
 class Live:
-    def __init__(self, service: Service, base: str, token: str, mqtt_url: str) -> None:
+    def __init__(
+        self, service: Service, run: asyncio.Task[None], base: str, token: str, mqtt_url: str
+    ) -> None:
         self.service = service
+        self.run = run  # the service's run: done once it has stopped
         self.http = httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"})
         self.device = Device(mqtt_url)
 
@@ -139,7 +142,7 @@ async def running(
                 task.result()
             await asyncio.sleep(0.05)
     await eventually(lambda: _connected(service), "ingest never connected to the broker")
-    live = Live(service, f"http://127.0.0.1:{port}", token, mqtt_url)
+    live = Live(service, task, f"http://127.0.0.1:{port}", token, mqtt_url)
     try:
         yield live
     finally:

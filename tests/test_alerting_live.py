@@ -98,7 +98,7 @@ async def running_with_sms(
         if not any(t.get_name() == "alerting" for t in asyncio.all_tasks()):
             alerting = Alerting(service.pool, service.redis, settings, mqtt_url, poll_interval=0.5)
             own = asyncio.create_task(alerting.run(stop))
-        live = Live(service, f"http://127.0.0.1:{port}", token, mqtt_url)
+        live = Live(service, task, f"http://127.0.0.1:{port}", token, mqtt_url)
         try:
             yield live
         finally:

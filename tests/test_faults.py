@@ -99,3 +99,19 @@ async def test_broker_restarted_with_a_backlog(stack: Stack) -> None:
     stack.restart_broker()
     stack.start_service()
     await settle(stack, fleet, "broker restarted with a backlog")
+
+
+async def test_sigterm_with_a_request_stalled_mid_body(stack: Stack) -> None:
+    """An operator's restart while a client on a poor link has sent half a request: the
+    service stops, rather than ignoring SIGTERM until the client gives up."""
+    stack.start_service()
+    service = stack.services[0]
+    _, stalled = await asyncio.open_connection("127.0.0.1", stack.ports[0])
+    stalled.write(
+        b"PUT /api/v1/offices/K1 HTTP/1.1\r\nHost: fencewatch\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+    )
+    await stalled.drain()
+    await asyncio.to_thread(stack.stop_service)  # a TimeoutExpired if it does not stop
+    assert service.returncode == 0
+    stalled.close()

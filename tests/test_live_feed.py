@@ -160,3 +160,30 @@ async def test_the_feed_shows_a_walk_out_to_its_office_only(pg_dsn, redis_url, m
 
         exits = await live.alerts(type="jurisdiction_exit")
         assert [(a["supervisee"], a["device"]) for a in exits] == [("S1", "T1")]
+
+
+async def test_a_stop_is_not_held_up_by_open_feeds_or_stalled_requests(
+    pg_dsn, redis_url, mqtt_url
+) -> None:
+    """An operator restarts the service while a console watches its feed and a client on a
+    poor link has sent half a request: the feed is closed as a restart (1012: the console
+    reconnects) and the service stops all the same, instead of waiting on them forever."""
+    async with running(pg_dsn, redis_url, mqtt_url, lishui_collection(), ROSTER) as live:
+        operator = live.http.headers["Authorization"].removeprefix("Bearer ")
+        port = live.http.base_url.port
+        assert port is not None
+        _, stalled = await asyncio.open_connection("127.0.0.1", port)
+        stalled.write(
+            b"PUT /api/v1/offices/ST-A HTTP/1.1\r\nHost: fencewatch\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        )
+        await stalled.drain()
+        async with feed(live, operator) as centre:
+            live.service.stop.set()
+            try:
+                async with asyncio.timeout(WAIT_S / 2):
+                    await live.run
+            except TimeoutError:
+                raise AssertionError("the service did not stop") from None
+            assert centre.ws.close_code == 1012, centre.ws.close_code
+        stalled.close()
