@@ -10,8 +10,9 @@ device-hours (a late fix joins the hour packed before it) by one statement, so a
 stopped anywhere leaves each fix either still a row or packed, never both nor neither.
 An hour of 100,000 tags is 12 M fixes, minutes of work on two cores: in pieces, no
 transaction holds more than a second's work, and after each piece the run rests REST
-times as long as the piece took, so that ingest, sharing the box, keeps its share
-(docs/benchmarks.md, "Packing an hour of 100,000 tags").
+times as long as the piece took, so that ingest, sharing the box, keeps a share (at
+REST 1 not yet enough on a busy 2-core box: docs/benchmarks.md, "Packing an hour of
+100,000 tags").
 Fixes in the default partition stay rows: a day without a partition is archived already
 or far ahead, and those of an archived day follow it there (storage.archiving). Only fixes
 every shard's newest snapshot has judged (rid at most the lowest `last_rid`)
