@@ -22,25 +22,10 @@ from geofence.engine import zone_state
 from geofence.judge import Judged
 from geofence.model import DeviceEvent, Fix, Quality
 from storage.db import Conn
+from storage.hours import ARRAYS
 
-COLUMNS = (
-    "device_id",
-    "supervisee_id",
-    "seq",
-    "ts",
-    "received_at",
-    "lat",
-    "lon",
-    "acc",
-    "src",
-    "spd",
-    "hdg",
-    "batt",
-    "chg",
-    "strap",
-    "quality",
-    "zone_state",
-)
+# The columns of `fixes`: a device-hour packs the same ones, an array each.
+COLUMNS = ("device_id", *ARRAYS)
 _STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS fixes_stage ON COMMIT DELETE ROWS AS SELECT "
     + ", ".join(COLUMNS)
