@@ -12,6 +12,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from alerts.feed import Feed
 from geofence.engine import Engine
@@ -133,3 +135,41 @@ async def test_snapshots_written_before_parts_had_rows_still_restore(pg_dsn: str
                 assert restored.snapshot() == engine.snapshot()
     finally:
         await pool.close()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(PEOPLE), st.sampled_from([1, 2]), st.booleans()),
+        max_size=25,
+    ),
+    parts_between=st.lists(st.integers(min_value=0, max_value=3), min_size=25, max_size=25),
+)
+def test_any_interleaving_of_judging_and_parts_writes_the_state_captured(
+    steps: list[tuple[str, int, bool]], parts_between: list[int]
+) -> None:
+    """Whoever is judged or let go, in whatever order between whichever parts, the parts
+    together are the state as captured (storage.snapshots.Capture, no database)."""
+    engine = moved_on()
+    captured = msgspec.msgpack.decode(engine.snapshot(), type=EngineState)
+    judging = Judging(engine, None, Feed(None))  # type: ignore[arg-type]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(snapshots, "PART", 7)
+        judging.capture = capture = snapshots.Capture(engine.state, 0, 0)
+        parts = capture.parts()
+        written = []
+        for (person, phase, let_go), n in zip(steps, parts_between, strict=False):
+            written += [part for _, part in zip(range(n), parts, strict=False)]
+            device = f"T{person}"
+            judging.changing([device])
+            if let_go:
+                engine.forget([device])
+            else:
+                walk(engine, [person], phase)
+        written += list(parts)
+    got = EngineState()
+    for blob in written:
+        part = msgspec.msgpack.decode(blob, type=EngineState)
+        got.devices.update(part.devices)
+        got.people.update(part.people)
+    assert msgspec.msgpack.encode(got) == msgspec.msgpack.encode(captured)
