@@ -216,13 +216,10 @@ async def test_a_track_spanning_both_tiers_reads_as_before_the_move(
     assert times[0] < "2030-03-05" < times[-1] and times == sorted(times)
 
 
-@pytest.mark.parametrize("point", ["detached", "written", "dropping"])
-async def test_a_move_killed_midway_loses_and_duplicates_nothing_when_run_again(
-    pool: asyncpg.Pool, archive: Archive, pg_dsn: str, point: str
-) -> None:
-    before = await _everything(pool, archive)
+async def _killed_at(point: str, pg_dsn: str, archive: Archive, until: datetime) -> None:
+    """tests.archive_crash run up to `until`, killed with SIGKILL at `point`."""
     killed = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "tests.archive_crash", pg_dsn, archive.url, LATER.isoformat()),
+        *(sys.executable, "-m", "tests.archive_crash", pg_dsn, archive.url, until.isoformat()),
         point,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), **_s3_env(archive)},
@@ -230,6 +227,14 @@ async def test_a_move_killed_midway_loses_and_duplicates_nothing_when_run_again(
     )
     _, stderr = await killed.communicate()
     assert killed.returncode == -9, stderr.decode()
+
+
+@pytest.mark.parametrize("point", ["detached", "written", "dropping"])
+async def test_a_move_killed_midway_loses_and_duplicates_nothing_when_run_again(
+    pool: asyncpg.Pool, archive: Archive, pg_dsn: str, point: str
+) -> None:
+    before = await _everything(pool, archive)
+    await _killed_at(point, pg_dsn, archive, LATER)
     # Meanwhile, every fix is still read once.
     assert await _everything(pool, archive) == before
 
@@ -547,15 +552,7 @@ async def test_a_packing_killed_midway_loses_and_duplicates_nothing(
     pool: asyncpg.Pool, archive: Archive, pg_dsn: str, point: str
 ) -> None:
     before = await _everything(pool, archive)
-    killed = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "tests.archive_crash", pg_dsn, archive.url, PACKED.isoformat()),
-        point,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **_s3_env(archive)},
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await killed.communicate()
-    assert killed.returncode == -9, stderr.decode()
+    await _killed_at(point, pg_dsn, archive, PACKED)
     assert await _everything(pool, archive) == before
     packed = {"packing": 0, "packed": 3, "pieced": 1}[point]  # device-hours committed
     assert await pool.fetchval("SELECT count(*) FROM fixes_hours") == packed
