@@ -19,6 +19,8 @@ from benchmarks import fleet as fleets
 from benchmarks import procs, report
 from benchmarks.feed import FeedWatch
 from benchmarks.load import FINISH_S, Bound, bounded, finish, start_generators
+from benchmarks.packing import APP as PACKING_APP
+from benchmarks.packing import Packing, packing_backends
 from benchmarks.procs import Child, CpuMeter
 from benchmarks.profile import Profiler
 from benchmarks.stack import ServiceProcess, Stack
@@ -32,9 +34,13 @@ TIMELINE_POINTS = 60
 
 
 async def _count(pg: asyncpg.Connection) -> tuple[float, int]:
-    """(wall time, committed fixes); the count sees the database as of the time taken."""
+    """(wall time, committed fixes: rows and packed, in one snapshot of the database)."""
     t = time.time()
-    return t, int(await pg.fetchval("SELECT count(*) FROM fixes"))
+    n = await pg.fetchval(
+        "SELECT (SELECT count(*) FROM fixes)"
+        " + (SELECT coalesce(sum(cardinality(ts)), 0) FROM fixes_hours)"
+    )
+    return t, int(n)
 
 
 def _acked_fixes(gens: list[Child], t: float, batch: int) -> float:
@@ -42,10 +48,12 @@ def _acked_fixes(gens: list[Child], t: float, batch: int) -> float:
 
 
 async def _backends(pg: asyncpg.Connection) -> list[int]:
-    """The service's connections to its database (not the benchmark's own)."""
+    """The service's connections to its database (not the benchmark's own, nor the
+    packing's: benchmarks.packing)."""
     rows = await pg.fetch(
-        "SELECT pid FROM pg_stat_activity"
-        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        " AND pid <> pg_backend_pid() AND application_name IS DISTINCT FROM $1",
+        PACKING_APP,
     )
     return [r["pid"] for r in rows]
 
@@ -113,6 +121,7 @@ async def measure_service(
     # libraries its memory.
     services = [ServiceProcess(stack, i, opts.shards, "ingest") for i in range(opts.workers)]
     services.append(ServiceProcess(stack, opts.workers, opts.shards, "api,scheduler"))
+    packing = Packing(stack, fleet, opts.interval) if opts.pack_hour else None
     gens: list[Child] = []
     crossers = {fleets.device_id(int(i)) for i in np.flatnonzero(fleet.crosser)}
     feed = FeedWatch(stack.redis_url, crossers)
@@ -140,7 +149,11 @@ async def measure_service(
 
         bound = Bound(gens, stored, opts.batch, opts.max_backlog, 0.25) if flat_out else None
         async with bounded(bound):
-            await asyncio.sleep(opts.warmup)
+            warmed = time.monotonic() + opts.warmup
+            if packing is not None:
+                await packing.plant(pg)
+            await asyncio.sleep(max(warmed - time.monotonic(), 0))
+            packer = [await packing.start()] if packing is not None else []
             cpu = CpuMeter(
                 {
                     # Kept apart: issue 19 asks for one worker's own share of a core.
@@ -150,6 +163,7 @@ async def measure_service(
                     "mosquitto": [stack.mosquitto_pid],
                     "redis": [stack.redis_pid] if stack.redis_pid else [],
                     "postgres_backends": await _backends(pg),
+                    "packing": packer,
                     "orchestrator": [os.getpid()],
                 }
             )
@@ -167,6 +181,7 @@ async def measure_service(
 
             async def follow_backends() -> None:
                 cpu.watch("postgres_backends", await _backends(pg))
+                cpu.watch("packing", await packing_backends(pg))
                 pg_all.watch("postgres_all", procs.postgres_pids())
                 cpu.poll()
                 pg_all.poll()
@@ -176,6 +191,7 @@ async def measure_service(
             )
             t1, stored1 = await _count(pg)
             acked1 = _acked_fixes(gens, t1, opts.batch)
+            packed = await packing.packed(pg) if packing is not None else 0
             cpu_s = cpu.stop()
             cpu_s["postgres_all"] = pg_all.stop()["postgres_all"]
             workers_s = [cpu_s[f"worker{i}"] for i in range(opts.workers)]
@@ -190,6 +206,7 @@ async def measure_service(
         alerts_api = await services[-1].alerts("jurisdiction_exit")
         # While the service still runs and snapshots: one worker's first shard.
         taken = await takeover(stack.database_url, Shard(0, opts.shards))
+        packed_report = await packing.finish(pg, packed) if packing is not None else None
         profile = await profiler.finish() if profiler else None
     finally:
         await feed.stop()
@@ -232,6 +249,7 @@ async def measure_service(
             for role in ("service", "ingest", "api_scheduler")
         },
         "takeover": taken,
+        "packing": packed_report,
         "timeline": timeline,
         "profile": profile,
     }

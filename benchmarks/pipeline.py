@@ -67,6 +67,7 @@ async def bench(opts: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         "cpu_pct_api_scheduler": pipe["cpu_pct"]["api_scheduler"],
         "fixes_per_batch": pipe["fixes_per_batch"],
         "takeover_s": pipe["takeover"]["takeover_s"],
+        "packing": pipe["packing"],
         "ceiling_msgs_per_s": ceiling["msgs_per_s"],
         "ceiling_bound_by_generator": ceiling["bound_by_generator"],
         "generator_max_msgs_per_s": gen["msgs_per_s"],
@@ -94,6 +95,7 @@ async def bench(opts: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
             "max_backlog": opts.max_backlog,
             "crossers": int(fleet.crosser.sum()),
             "seed": opts.seed,
+            "pack_hour": opts.pack_hour,
         },
         "machine": machine,
         "phases": {"generator_max": gen, "ceiling": ceiling, "pipeline": pipe},
@@ -141,6 +143,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--crossers", type=float, default=0.01, help="share of tags crossing")
     p.add_argument("--drain", type=float, default=30.0, help="s to wait for the backlog after")
     p.add_argument("--seed", type=int, default=4)
+    p.add_argument(
+        "--pack-hour",
+        action="store_true",
+        help="plant an hour of every tag's fixes before the window and pack it during it",
+    )
     p.add_argument("--profile", metavar="FILE", help="py-spy the service; collapsed stacks here")
     p.add_argument("--pg-admin", default=PG_ADMIN, help="PostgreSQL DSN allowed to CREATE DATABASE")
     p.add_argument("--redis-url", default=None, help="use this Redis instead of a private one")

@@ -170,27 +170,19 @@ class ServiceProcess:
         """`settings`: FENCEWATCH_* variables that differ from the benchmark's defaults."""
         self.port = embedded.free_port()
         env = {
-            **os.environ,
-            "FENCEWATCH_DATABASE_URL": stack.database_url,
-            "FENCEWATCH_REDIS_URL": stack.redis_url,
-            "FENCEWATCH_MQTT_URL": f"mqtt://{stack.mqtt}",
+            **deployment_env(stack),
             "FENCEWATCH_HTTP": f"127.0.0.1:{self.port}",
             "FENCEWATCH_OSMAND": "off",  # the benchmark's devices speak MQTT
             "FENCEWATCH_JT808": "off",
-            # One deployment: the same client id base and shard count in every process.
-            "FENCEWATCH_MQTT_CLIENT_ID": f"fencewatch-bench-{stack.database}",
-            "FENCEWATCH_SHARDS": str(shards),
+            "FENCEWATCH_SHARDS": str(shards),  # the same in every process
             "FENCEWATCH_WORKER_ID": f"bench-{index}",
             "FENCEWATCH_ROLES": roles,
-            "FENCEWATCH_DATA_DIR": str(stack.run_dir / "service"),
-            # This checkout's code, even where its editable install predates a package.
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
             **(settings or {}),
         }
         self.log = stack.run_dir / f"service-{index}.log"
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [_fencewatch(), "serve"],
+                [fencewatch(), "serve"],
                 env=env,
                 cwd=ROOT,
                 stdin=subprocess.DEVNULL,
@@ -268,7 +260,22 @@ class ServiceProcess:
                 self.proc.wait()
 
 
-def _fencewatch() -> str:
+def deployment_env(stack: Stack) -> dict[str, str]:
+    """The environment of every fencewatch process of the benchmark's deployment."""
+    return {
+        **os.environ,
+        "FENCEWATCH_DATABASE_URL": stack.database_url,
+        "FENCEWATCH_REDIS_URL": stack.redis_url,
+        "FENCEWATCH_MQTT_URL": f"mqtt://{stack.mqtt}",
+        # One deployment: the same client id base in every process.
+        "FENCEWATCH_MQTT_CLIENT_ID": f"fencewatch-bench-{stack.database}",
+        "FENCEWATCH_DATA_DIR": str(stack.run_dir / "service"),
+        # This checkout's code, even where its editable install predates a package.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+
+
+def fencewatch() -> str:
     """The `fencewatch` command of this interpreter's environment."""
     beside = Path(sys.executable).parent / "fencewatch"
     found = str(beside) if beside.exists() else shutil.which("fencewatch")

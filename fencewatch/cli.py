@@ -149,14 +149,19 @@ def _retention_purge(args: argparse.Namespace) -> int:
 def _archive_run(args: argparse.Namespace) -> int:
     """Move the days past the archive's age now, then pack the closed hours left in
     PostgreSQL; print what moved and what was packed as JSON."""
+    import asyncio
+    import functools
     from datetime import UTC, datetime, timedelta
 
     import msgspec
+    from redis.asyncio import Redis
 
     from fencewatch.config import ConfigError, Settings
-    from fencewatch.servers import run_with_pool
+    from fencewatch.servers import ServerUrls, servers
+    from ingest.leases import ingest_lag
     from storage import archiving, compaction
     from storage.archive import Archive, ArchiveError
+    from storage.db import open_pool
 
     try:
         settings = Settings.from_env()
@@ -169,14 +174,23 @@ def _archive_run(args: argparse.Namespace) -> int:
         return 2
     archive = Archive.of(settings)
 
-    async def upkeep(pool: Any) -> dict[str, Any]:
+    async def upkeep(urls: ServerUrls) -> dict[str, Any]:
         now = datetime.now(UTC)
-        moved = await archiving.run(pool, archive, now, days)
-        after = timedelta(hours=settings.pack_after_hours)
-        return {**moved, "packed": await compaction.run(pool, now, after)}
+        pool = await open_pool(urls.database_url, min_size=1, max_size=2)
+        redis = Redis.from_url(urls.redis_url)
+        try:
+            moved = await archiving.run(pool, archive, now, days)
+            after = timedelta(hours=settings.pack_after_hours)
+            # Giving way to the deployment's ingest while it runs behind, as the service does.
+            lag = functools.partial(ingest_lag, redis, settings.client_id)
+            return {**moved, "packed": await compaction.run(pool, now, after, lag=lag)}
+        finally:
+            await redis.aclose()
+            await pool.close()
 
     try:
-        result = run_with_pool(upkeep)
+        with servers(settings, need=("postgres", "redis")) as urls:
+            result = asyncio.run(upkeep(urls))
     except ArchiveError as exc:
         print(f"fencewatch archive: {exc}", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import socket
@@ -38,7 +39,7 @@ from ingest.broker_watch import BrokerWatch
 from ingest.credentials import DeviceEntry
 from ingest.jt808 import terminals
 from ingest.jt808.gateway import Gateway
-from ingest.leases import Leases
+from ingest.leases import Leases, ingest_lag
 from ingest.proximity import ProximityCheck
 from ingest.shard import ShardRunner
 from ingest.shards import Shard
@@ -385,7 +386,8 @@ class Service:
         if done["files"]:
             log.info("archive: moved %d fixes into %d files", done["fixes"], len(done["files"]))
         after = timedelta(hours=s.pack_after_hours)
-        await compaction.run(self.pool, datetime.now(UTC), after)
+        lag = functools.partial(ingest_lag, self.redis, s.client_id)
+        await compaction.run(self.pool, datetime.now(UTC), after, lag=lag)
 
     async def _snapshot(self) -> None:
         for runner in list(self.shards.held.values()):

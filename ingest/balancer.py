@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from redis.exceptions import RedisError
 
 from fencewatch.metrics import SHARDS_HELD
+from ingest.lag import LAG
 from ingest.leases import TTL_MS, Leases
 from ingest.shard import ShardRunner
 from ingest.shards import Shard
@@ -66,7 +67,7 @@ class Balancer:
         # Apart from balancing, so a long restore never lets a lease lapse.
         while True:
             try:
-                self.live = await self.leases.heartbeat()
+                self.live = await self.leases.heartbeat(LAG.take())
                 for index in list(self.leased):
                     asked = time.monotonic()
                     runner = self.held.get(index)

@@ -4,7 +4,10 @@ A lease is a key per shard holding the worker's id with a time to live, renewed 
 within it; a worker that dies stops renewing and its shards are free once the keys expire.
 Redis only arbitrates: if it is down, holders keep what they hold (the broker still lets
 only one connection hold a shard's session) and nobody takes anything new; after a flush,
-holders simply take their own leases again."""
+holders simply take their own leases again.
+
+The heartbeat also says how far behind the worker's ingest runs (ingest.lag), for the
+upkeep that shares the database to give way (`ingest_lag`, storage.compaction)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import math
 import time
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 TTL_MS = 10_000
 
@@ -37,14 +41,17 @@ class Leases:
         self.worker = worker
         self.prefix = f"fencewatch:lease:{deployment}:"
         self.workers = f"fencewatch:workers:{deployment}"
+        self.lag = lag_key(deployment, worker)
         self._claim = redis.register_script(_CLAIM)
         self._release = redis.register_script(_RELEASE)
 
-    async def heartbeat(self) -> int:
-        """Say this worker is alive; how many workers are."""
+    async def heartbeat(self, lag_ms: int = 0) -> int:
+        """Say this worker is alive, and how long its fixes waited for their commit since
+        the last heartbeat; how many workers are."""
         now = int(time.time() * 1000)
         pipe = self.redis.pipeline(transaction=True)
         pipe.zadd(self.workers, {self.worker: now + TTL_MS})
+        pipe.set(self.lag, lag_ms, px=TTL_MS)
         pipe.zremrangebyscore(self.workers, "-inf", now)
         pipe.zcard(self.workers)
         *_, live = await pipe.execute()
@@ -62,3 +69,24 @@ class Leases:
 
     async def leave(self) -> None:
         await self.redis.zrem(self.workers, self.worker)
+        await self.redis.delete(self.lag)
+
+
+def lag_key(deployment: str, worker: str) -> str:
+    return f"fencewatch:ingest_lag:{deployment}:{worker}"
+
+
+async def ingest_lag(redis: Redis, deployment: str) -> float | None:
+    """The longest a fix of `deployment` waited for its commit, in seconds, over the last
+    heartbeat of every live worker; None when no worker says, or Redis does not answer."""
+    now = int(time.time() * 1000)
+    try:
+        live = await redis.zrangebyscore(f"fencewatch:workers:{deployment}", now, "+inf")
+        if not live:
+            return None
+        names = [w.decode() if isinstance(w, bytes) else str(w) for w in live]
+        said = await redis.mget([lag_key(deployment, name) for name in names])
+    except (RedisError, OSError):
+        return None
+    waits = [int(v) for v in said if v is not None]
+    return max(waits) / 1000 if waits else None

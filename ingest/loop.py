@@ -35,6 +35,7 @@ from geofence.proximity import Sighting, protected_sighting
 from geofence.ruleset import RuleSet
 from ingest import receipts, topics
 from ingest.decode import Decoded, Rejection, decode_for, decode_protected
+from ingest.lag import LAG
 from ingest.mqtt import Inbound, MqttSource
 from ingest.quarantine import Quarantine
 from ingest.restore import restore
@@ -288,6 +289,8 @@ class IngestLoop:
         if waiting:
             await receipts.send(judging.pool, waiting)
         FIXES_STORED.inc(done.stored)
+        if items:
+            LAG.committed(items[0].at)  # the batch is in arrival order
         INGEST_BATCH_SECONDS.observe(time.perf_counter() - started)
         self.batches += 1
         await judging.feed.publish(judged, done.alerts, judging.engine, protected)

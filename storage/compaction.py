@@ -10,9 +10,9 @@ device-hours (a late fix joins the hour packed before it) by one statement, so a
 stopped anywhere leaves each fix either still a row or packed, never both nor neither.
 An hour of 100,000 tags is 12 M fixes, minutes of work on two cores: in pieces, no
 transaction holds more than a second's work, and after each piece the run rests REST
-times as long as the piece took, so that ingest, sharing the box, keeps a share (at
-REST 1 not yet enough on a busy 2-core box: docs/benchmarks.md, "Packing an hour of
-100,000 tags").
+times as long as the piece took, longer while ingest runs behind (storage.pacing): at
+REST 1 alone, half a core of PostgreSQL put ingest's commits seconds behind on a busy
+2-core box (docs/benchmarks.md, "Packing an hour of 100,000 tags").
 Fixes in the default partition stay rows: a day without a partition is archived already
 or far ahead, and those of an archived day follow it there (storage.archiving). Only fixes
 every shard's newest snapshot has judged (rid at most the lowest `last_rid`)
@@ -29,7 +29,6 @@ the archive's lock: no move or purge changes a device-hour while it is packed.""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -40,6 +39,7 @@ import asyncpg
 from storage.archiving import LOCK_ID, ended, snapshot_floor
 from storage.db import Conn
 from storage.hours import FIELDS, regroup
+from storage.pacing import LagReader, Pace
 
 log = logging.getLogger("fencewatch.compaction")
 
@@ -94,19 +94,24 @@ async def run(
     after: timedelta = AFTER,
     piece: int = PIECE,
     rest: float = REST,
+    lag: LagReader | None = None,
 ) -> dict[str, Any]:
     """Pack every hour that ended `after` before `now` (at least AFTER) and still has rows,
-    in pieces of about `piece` fixes, resting `rest` times each piece's time after it;
-    returns {"hours": [...], "fixes": n, "device_hours": n, "pieces": n, "longest_s": the
-    longest piece's transaction}, and "skipped" when a move or a purge held the archive's
-    lock."""
+    in pieces of about `piece` fixes, resting after each (storage.pacing: `rest` times its
+    time, more while `lag` says ingest is behind); returns {"hours": [...], "fixes": n,
+    "device_hours": n, "pieces": n, "longest_s": the longest piece's transaction,
+    "rested_s": n, "gave_way": pieces after which ingest was behind}, and "skipped" when a
+    move or a purge held the archive's lock."""
     done: dict[str, Any] = {
         "hours": [],
         "fixes": 0,
         "device_hours": 0,
         "pieces": 0,
         "longest_s": 0.0,
+        "rested_s": 0.0,
+        "gave_way": 0,
     }
+    pace = Pace(rest, lag)
     horizon = _hour(now - max(after, AFTER))  # the end of the newest hour to pack
     async with pool.acquire() as conn:
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_ID):
@@ -131,7 +136,7 @@ async def run(
             }
             for hour, part in sorted(todo):
                 t0, fixes, pieces = time.perf_counter(), done["fixes"], done["pieces"]
-                await _pack_hour(conn, part, hour, limit, piece, rest, done)
+                await _pack_hour(conn, part, hour, limit, piece, pace, done)
                 done["hours"].append(hour)
                 log.info(
                     "compaction: packed %s (%d fixes in %d pieces) in %.1f s",
@@ -141,6 +146,7 @@ async def run(
                     time.perf_counter() - t0,
                 )
             await _give_back(conn, {part for _, part in todo}, horizon)
+            done["rested_s"], done["gave_way"] = round(pace.rested_s, 1), pace.gave_way
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
     return done
@@ -152,7 +158,7 @@ async def _pack_hour(
     hour: datetime,
     limit: int,
     piece: int,
-    rest: float,
+    pace: Pace,
     done: dict[str, Any],
 ) -> None:
     """Pack `hour` of partition `part` a piece a transaction, from the first device_id to
@@ -168,7 +174,7 @@ async def _pack_hour(
         done["pieces"] += 1
         done["longest_s"] = max(done["longest_s"], took)
         if last is not None:
-            await asyncio.sleep(took * rest)
+            await pace.after(took)
 
 
 async def pack(

@@ -12,6 +12,7 @@ nothing."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import sys
@@ -33,10 +34,12 @@ from api.context import ApiContext
 from api.tokens import create_token
 from duties.retention import purge
 from fencewatch.config import Settings
+from fencewatch.embedded import free_port
 from fencewatch.timefmt import epoch_ms
 from geofence.judge import Judged
 from geofence.model import Fix
 from geofence.policy import Policy
+from ingest.leases import Leases, ingest_lag
 from ingest.writer import commit
 from storage import archiving, compaction, history, partitions
 from storage.archive import COLUMNS, E7, Archive, at_ms
@@ -622,3 +625,49 @@ async def test_packing_waits_while_a_move_or_purge_holds_the_archive(
         await purging.execute("SELECT pg_advisory_unlock($1)", archiving.LOCK_ID)
     assert (held["hours"], "skipped" in held) == ([], True)
     assert len((await compaction.run(pool, PACKED))["hours"]) == 48
+
+
+async def test_packing_waits_while_ingest_runs_behind_and_goes_on_once_it_caught_up(
+    pool: asyncpg.Pool, archive: Archive, redis_url: str
+) -> None:
+    """Two workers say in their heartbeats how long their fixes waited for the commit; one
+    says 900 ms: after its piece the packing waits, and goes on once that worker's next
+    heartbeat says 50 ms. A worker gone is not listened to."""
+    before = await _everything(pool, archive)
+    redis = Redis.from_url(redis_url)
+    calm, behind, gone = (Leases(redis, "dep", w) for w in ("w1", "w2", "w3"))
+    await calm.heartbeat(100)
+    await behind.heartbeat(900)
+    await gone.heartbeat(60_000)
+    await gone.leave()
+    said: list[float | None] = []
+
+    async def lag() -> float | None:
+        said.append(await ingest_lag(redis, "dep"))
+        if len(said) == 2:
+            await behind.heartbeat(50)  # ingest has caught up
+        return said[-1]
+
+    hour = datetime(2030, 3, 4, 0, tzinfo=UTC)
+    try:
+        done = await compaction.run(pool, hour + timedelta(hours=2), piece=4, rest=0, lag=lag)
+    finally:
+        await redis.aclose()
+    assert (done["pieces"], done["gave_way"]) == (4, 1)
+    assert said == [0.9, 0.9, 0.1, 0.1, 0.1]
+    assert await _everything(pool, archive) == before
+
+
+async def test_packing_goes_on_at_its_own_pace_when_redis_does_not_answer(
+    pool: asyncpg.Pool, archive: Archive
+) -> None:
+    before = await _everything(pool, archive)
+    redis = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    hour = datetime(2030, 3, 4, 0, tzinfo=UTC)
+    try:
+        lag = functools.partial(ingest_lag, redis, "dep")
+        done = await compaction.run(pool, hour + timedelta(hours=2), piece=4, rest=0, lag=lag)
+    finally:
+        await redis.aclose()
+    in_hour = [r for r in before if hour <= r[3] < hour + timedelta(hours=1)]
+    assert (done["pieces"], done["gave_way"], done["fixes"]) == (4, 0, len(in_hour))

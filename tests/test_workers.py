@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+from redis.asyncio import Redis
 
+from ingest.leases import ingest_lag
 from tests.faults import Fleet, Stack, needs_private_stack, until
 from tests.test_faults import CROSSING, DEVICES, FIXES, settle
 
@@ -41,12 +43,20 @@ async def test_two_workers_share_the_fleet_and_one_takes_over_when_the_other_die
         assert (await worker.get("/api/v1/alerts")).status_code == 404
 
     publisher = fleet.publish(stack)
+    redis = Redis.from_url(stack.redis_url)
+    waits: list[float | None] = []
 
     async def both_working() -> bool:
+        # What the heartbeats say of the fixes' wait for their commit: the packing listens.
+        waits.append(await ingest_lag(redis, stack.client_id))
         stored = [stack.metric(w, "fencewatch_fixes_stored_total") for w in (0, 1)]
         return min(stored) > 0 and sum(stored) >= len(fleet.messages) // 3
 
-    await until(both_working, "the two workers did not both store fixes")
+    async def told() -> bool:
+        return await both_working() and max(w or 0 for w in waits) > 0
+
+    await until(told, "the workers did not both store fixes and say how long they waited")
+    await redis.aclose()
     stack.kill_service(1)
     publisher.join()
     await shared_out(stack, {0: SHARDS})
