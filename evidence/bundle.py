@@ -153,16 +153,20 @@ def _manifest(
         return None
     verdict.manifest = manifest
     verdict.fingerprint = fingerprint(key)
-    if signature is not None:
-        try:
-            key.verify(signature, body)
-        except InvalidSignature:
-            verdict.problems.append(
-                f"{MANIFEST}: changed after export (its signature does not match)"
-            )
+    if signature is None:  # its absence is recorded
+        return listed
+    try:
+        key.verify(signature, body)
+    except InvalidSignature:
+        # Which of the two changed cannot be told apart: say both.
+        verdict.problems.append(
+            f"{MANIFEST}: changed after export, or {SIGNATURE} replaced (the signature"
+            f" does not verify with the key the manifest names, {verdict.fingerprint})"
+        )
+        return listed
     if pinned is not None and verdict.fingerprint != pinned:
         verdict.problems.append(
-            f"{SIGNATURE}: signed by key {verdict.fingerprint}, not the pinned {pinned}"
+            f"{SIGNATURE}: signed by another key, {verdict.fingerprint}, not the pinned {pinned}"
         )
     return listed
 

@@ -82,6 +82,11 @@ def public_pem(key: Ed25519PublicKey) -> str:
     ).decode()
 
 
+def published(key: Ed25519PublicKey) -> dict[str, str]:
+    """The key as it is published for verifiers to pin (the API's and the command's answer)."""
+    return {"algorithm": ALGORITHM, "fingerprint": fingerprint(key), "public_key": public_pem(key)}
+
+
 def fingerprint(key: Ed25519PublicKey) -> str:
     """sha256: and the hex SHA-256 of the raw 32-byte public key."""
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)

@@ -248,6 +248,22 @@ def _evidence_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evidence_key(args: argparse.Namespace) -> int:
+    """Publish the deployment's key: what GET /api/v1/evidence/key answers, or its PEM."""
+    import json
+
+    from evidence.keys import KeyProblem, published, service_key
+    from fencewatch.config import Settings
+
+    try:
+        key = published(service_key(Settings.from_env().evidence_key_path).public_key())
+    except KeyProblem as exc:
+        print(f"fencewatch evidence key: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(key["public_key"] if args.pem else json.dumps(key, indent=2) + "\n")
+    return 0
+
+
 def _evidence_verify(args: argparse.Namespace) -> int:
     """A plain answer: OK with what the bundle covers, or each problem naming the file;
     exit 0 only for an untouched bundle (and the pinned key, if given)."""
@@ -283,8 +299,8 @@ def _evidence_verify(args: argparse.Namespace) -> int:
     print(f"  exported by {by.get('subject')} at {manifest.get('exported_at')}")
     if pinned is None:
         print(
-            "  the key was not pinned: compare the fingerprint with GET /api/v1/evidence/key,"
-            " or pass --key"
+            "  the key was not pinned: compare the fingerprint with the deployment's"
+            " (GET /api/v1/evidence/key, fencewatch evidence key), or pass --key"
         )
     return 0
 
@@ -453,6 +469,15 @@ def build_parser() -> argparse.ArgumentParser:
         " answer, or a fingerprint (sha256:…)",
     )
     check.set_defaults(func=_evidence_verify)
+    key = evidence_commands.add_parser(
+        "key",
+        help="print the public key this deployment signs bundles with, to publish or pin",
+        description="Print the deployment's evidence key (FENCEWATCH_EVIDENCE_KEY, made on"
+        " first use) as GET /api/v1/evidence/key gives it: algorithm, fingerprint and PEM"
+        " public key, as JSON. Hand it to whoever verifies bundles (verify --key takes it).",
+    )
+    key.add_argument("--pem", action="store_true", help="print only the PEM public key")
+    key.set_defaults(func=_evidence_key)
 
     archive = commands.add_parser("archive", help="the archive tier of fixes (Parquet)")
     archive_commands = archive.add_subparsers(dest="archive_command", required=True)

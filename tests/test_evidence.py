@@ -1,7 +1,8 @@
 """Evidence bundles (证据包) through the real API on PostgreSQL: what a bundle holds, that
 every export is audited and scoped like the track, and that `fencewatch evidence verify`
 accepts an untouched bundle and rejects one with any byte of its content or manifest
-changed, or signed by another key."""
+changed, its signature swapped, or signed by another key; and that the checks
+docs/security.md gives inspectors without fencewatch (OpenSSL, Python) do the same."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import subprocess
+import sys
 import zipfile
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -20,7 +24,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from evidence.bundle import verify
+from evidence.bundle import seal, verify
 from evidence.keys import fingerprint, public_pem, service_key
 from fencewatch import cli
 from fencewatch.config import Settings
@@ -30,6 +34,7 @@ FILES = {
     "report.pdf", "track.csv", "track.geojson", "zones.geojson", "timeline.csv",
     "timeline.json", "rules.json", "manifest.json", "manifest.sig",
 }  # fmt: skip
+SECURITY_DOC = Path(__file__).parent.parent / "docs" / "security.md"
 
 
 def key_path(tmp_path: Path) -> Path:
@@ -84,6 +89,19 @@ def _rewrite(path: Path, name: str, change: bytes | None = None) -> Path:
     return out
 
 
+def _resealed(path: Path, key: Ed25519PrivateKey) -> Path:
+    """The bundle's files and metadata signed by `key` instead: consistent in itself, as a
+    forger with their own key would make it."""
+    with zipfile.ZipFile(path) as bundle:
+        manifest = json.loads(bundle.read("manifest.json"))
+        files = {f["name"]: bundle.read(f["name"]) for f in manifest["files"]}
+    about = {k: v for k, v in manifest.items() if k not in ("format", "files", "key")}
+    data, _ = seal(files, about, key, _instant(manifest["exported_at"]))
+    out = path.with_name("resealed.zip")
+    out.write_bytes(data)
+    return out
+
+
 def _instant(text: str) -> datetime:
     """To the millisecond, as the manifest's times are written."""
     at = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -91,9 +109,13 @@ def _instant(text: str) -> datetime:
 
 
 def _verify(*args: str | Path) -> tuple[int, str]:
+    return _command("verify", *args)
+
+
+def _command(*args: str | Path) -> tuple[int, str]:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = cli.main(["evidence", "verify", *map(str, args)])
+        code = cli.main(["evidence", *map(str, args)])
     return code, out.getvalue()
 
 
@@ -163,10 +185,22 @@ async def test_verify_accepts_an_untouched_bundle_and_names_what_changed(
         assert code == 0, out
         assert out.startswith("OK: 7 files match the manifest") and key["fingerprint"] in out
 
-    # One byte of a file changed, the manifest left alone: the file is named.
-    code, out = await asyncio.to_thread(_verify, _rewrite(path, "track.csv"))
-    assert code == 1 and "FAILED" in out
-    assert "track.csv: changed" in out and "manifest.json" not in out
+    # One byte of any file changed: that file is named, and only it.
+    for name in sorted(FILES):
+        code, out = await asyncio.to_thread(_verify, _rewrite(path, name))
+        [headline, problem] = out.splitlines()
+        assert code == 1 and headline.startswith("FAILED"), out
+        if name == "manifest.sig":
+            assert "manifest.json: changed after export, or manifest.sig replaced" in problem
+        else:
+            assert problem.startswith(f"  {name}: changed"), out
+    # One byte of the metadata (who exported it), the manifest still well-formed.
+    with zipfile.ZipFile(path) as bundle:
+        body = bundle.read("manifest.json")
+    assert b'"subject": "officer"' in body
+    edited = body.replace(b'"subject": "officer"', b'"subject": "officeR"')
+    code, out = await asyncio.to_thread(_verify, _rewrite(path, "manifest.json", edited))
+    assert code == 1 and "manifest.json: changed after export" in out
     # The same change with the manifest's hash updated to match: the signature fails.
     with zipfile.ZipFile(path) as bundle:
         changed_csv = bytes([bundle.read("track.csv")[0] ^ 1]) + bundle.read("track.csv")[1:]
@@ -202,10 +236,10 @@ async def test_verify_accepts_an_untouched_bundle_and_names_what_changed(
     # Signed with the service's key, but not the key the verifier pins.
     other = Ed25519PrivateKey.generate().public_key()
     code, out = await asyncio.to_thread(_verify, path, "--key", fingerprint(other))
-    assert code == 1 and "not the pinned" in out
-    # A bundle re-signed by someone else's key with everything consistent: only pinning
-    # tells it apart.
-    assert verify(path.read_bytes(), fingerprint(other)).problems
+    assert code == 1
+    assert (
+        f"signed by another key, {key['fingerprint']}, not the pinned {fingerprint(other)}" in out
+    )
     # Bad input is said plainly.
     code, out = await asyncio.to_thread(_verify, tmp_path / "missing.zip")
     assert code == 2
@@ -317,3 +351,105 @@ async def test_where_a_protected_person_was_is_only_in_that_alerts_own_bundle(
         (f"alert:{alert}", True),
         ("supervisee:P1", None),
     ]
+
+
+async def test_a_swapped_signature_or_a_bundle_signed_by_another_key_is_told(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, alert = await _alert_bundle(world, tmp_path)
+    # The deployment publishes its key by command as by API; the command's PEM pins it.
+    monkeypatch.setenv("FENCEWATCH_EVIDENCE_KEY", str(key_path(tmp_path)))
+    code, published = await asyncio.to_thread(_command, "key")
+    assert code == 0
+    served = (await world.get("auditor", "/api/v1/evidence/key")).json()
+    assert json.loads(published) == served
+    code, pem = await asyncio.to_thread(_command, "key", "--pem")
+    assert code == 0 and pem == served["public_key"]
+    pinned = tmp_path / "deployment.pem"
+    pinned.write_text(pem)
+
+    # The signature of another export of the same alert, by the same key.
+    again = await world.get("officer", f"/api/v1/alerts/{alert}/evidence")
+    with zipfile.ZipFile(io.BytesIO(again.content)) as bundle:
+        other_signature = bundle.read("manifest.sig")
+    swapped = _rewrite(path, "manifest.sig", other_signature)
+    code, out = await asyncio.to_thread(_verify, swapped, "--key", pinned)
+    assert code == 1 and "manifest.sig replaced" in out
+
+    # Everything re-signed by another key: consistent in itself, so without a pin it is
+    # OK but names that key, not the deployment's; pinned, it fails saying so.
+    forger = Ed25519PrivateKey.generate()
+    theirs = fingerprint(forger.public_key())
+    resealed = _resealed(path, forger)
+    code, out = await asyncio.to_thread(_verify, resealed)
+    assert code == 0 and f"signed by {theirs}" in out and served["fingerprint"] not in out
+    assert "the key was not pinned" in out
+    code, out = await asyncio.to_thread(_verify, resealed, "--key", pinned)
+    assert code == 1
+    assert f"manifest.sig: signed by another key, {theirs}, not the pinned" in out
+    assert served["fingerprint"] in out
+
+    # A key file the command cannot use is said plainly.
+    broken = tmp_path / "broken.pem"
+    broken.write_text("not a key")
+    monkeypatch.setenv("FENCEWATCH_EVIDENCE_KEY", str(broken))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert await asyncio.to_thread(_command, "key") == (2, "")
+    assert "does not hold an unencrypted PEM private key" in err.getvalue()
+
+
+def _documented(language: str) -> str:
+    """The inspector's check in `language` as docs/security.md gives it."""
+    text = SECURITY_DOC.read_text()
+    section = text[text.index("## Evidence bundles") :]
+    section = section[: section.index("\n## ")]
+    return section.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+def _openssl3() -> bool:
+    if not all(shutil.which(tool) for tool in ("openssl", "unzip", "jq", "sha256sum")):
+        return False
+    version = subprocess.run(["openssl", "version"], capture_output=True, text=True).stdout
+    return version.startswith("OpenSSL 3")
+
+
+@pytest.mark.parametrize("tool", ["python", "sh"])
+async def test_an_inspector_checks_a_bundle_without_fencewatch_as_the_docs_say(
+    world: World, tmp_path: Path, tool: str
+) -> None:
+    if tool == "sh" and not _openssl3():
+        pytest.skip("needs OpenSSL 3, unzip, jq and sha256sum")
+    path, _ = await _alert_bundle(world, tmp_path)
+    served = (await world.get("auditor", "/api/v1/evidence/key")).json()
+    script = tmp_path / "check"
+    script.write_text(_documented(tool))
+
+    def check(bundle: Path) -> subprocess.CompletedProcess[str]:
+        """Run as the docs say: the bundle and key.pem side by side in a folder."""
+        where = tmp_path / f"inspect-{bundle.stem}"
+        where.mkdir()
+        shutil.copy(bundle, where / "bundle.zip")
+        (where / "key.pem").write_text(served["public_key"])
+        command = (
+            [sys.executable, str(script), "bundle.zip", "key.pem"]
+            if tool == "python"
+            else ["bash", "-e", "-o", "pipefail", str(script)]
+        )
+        return subprocess.run(command, cwd=where, capture_output=True, text=True)
+
+    ok = await asyncio.to_thread(check, path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    changed = await asyncio.to_thread(check, _rewrite(path, "track.csv"))
+    assert changed.returncode != 0
+    forged = await asyncio.to_thread(check, _resealed(path, Ed25519PrivateKey.generate()))
+    assert forged.returncode != 0
+    if tool == "python":
+        assert ok.stdout.startswith("OK: 7 files as exported")
+        assert changed.stderr.strip() == "FAILED: track.csv changed"
+        assert "signed by another key" in forged.stderr
+    else:
+        assert served["fingerprint"].removeprefix("sha256:") in ok.stdout
+        assert "Signature Verified Successfully" in ok.stdout
+        assert "track.csv: OK" in ok.stdout and "track.csv: FAILED" in changed.stdout
+        assert "Signature Verification Failure" in forged.stdout + forged.stderr

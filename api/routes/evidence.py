@@ -18,7 +18,7 @@ from api.errors import ApiError, not_found
 from api.fields import Since, Until
 from evidence import gather
 from evidence.export import Bundle, Exporter, export
-from evidence.keys import ALGORITHM, KeyProblem, fingerprint, public_pem, service_key
+from evidence.keys import ALGORITHM, KeyProblem, published, service_key
 from storage.archive import Archive
 from storage.db import Conn
 
@@ -38,8 +38,7 @@ class EvidenceKey(BaseModel):
 @router.get("/evidence/key", response_model=EvidenceKey)
 async def evidence_key(ctx: Ctx, user: User) -> EvidenceKey:
     """The key bundles are signed with: pin it (`fencewatch evidence verify --key`)."""
-    public = _key(ctx).public_key()
-    return EvidenceKey(fingerprint=fingerprint(public), public_key=public_pem(public))
+    return EvidenceKey(**published(_key(ctx).public_key()))
 
 
 @router.get("/alerts/{alert_id}/evidence", response_class=Response, responses=ZIP)
