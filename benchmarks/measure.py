@@ -130,6 +130,8 @@ async def measure_service(
         shares = [opts.shards // opts.workers] * opts.workers + [0]
         await asyncio.gather(*(s.ready(n) for s, n in zip(services, shares, strict=True)))
         rss_ready = sum(procs.rss_mb(s.pid) or 0 for s in services)
+        if packing is not None:  # minutes at 100,000 tags: before the fleet is started
+            await packing.plant(pg)
         await feed.start()
         # They outlive the window (stopped after it), so their CPU can be read at its end.
         lifetime = opts.warmup + opts.duration + FINISH_S
@@ -149,10 +151,7 @@ async def measure_service(
 
         bound = Bound(gens, stored, opts.batch, opts.max_backlog, 0.25) if flat_out else None
         async with bounded(bound):
-            warmed = time.monotonic() + opts.warmup
-            if packing is not None:
-                await packing.plant(pg)
-            await asyncio.sleep(max(warmed - time.monotonic(), 0))
+            await asyncio.sleep(opts.warmup)
             packer = [await packing.start()] if packing is not None else []
             cpu = CpuMeter(
                 {
