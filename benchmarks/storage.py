@@ -94,7 +94,7 @@ async def _measure(
     hot["packing_fixes_per_s"] = round(hot["packed"]["fixes"] / pack_s)
     now = datetime.combine(FIRST_DAY + timedelta(days=archived_days + 1), datetime.min.time(), UTC)
     t0 = time.perf_counter()
-    moved = await archiving.run(pool, archive, now, 1)
+    moved = await archiving.run(pool, archive, now, 1, rest=0)  # at full speed, measured
     archive_s = time.perf_counter() - t0
     archive_q = await _person_days(pool, archive, opts, range(archived_days))
     return {
@@ -116,6 +116,7 @@ async def _measure(
         "archive": {
             "fixes": moved["fixes"],
             "files": len(moved["files"]),
+            "pieces": moved["pieces"],
             "bytes": moved["bytes"],
             "bytes_per_fix": round(moved["bytes"] / moved["fixes"], 2) if moved["fixes"] else None,
             "fixes_per_s": round(moved["fixes"] / archive_s),

@@ -179,10 +179,10 @@ def _archive_run(args: argparse.Namespace) -> int:
         pool = await open_pool(urls.database_url, min_size=1, max_size=2)
         redis = Redis.from_url(urls.redis_url)
         try:
-            moved = await archiving.run(pool, archive, now, days)
-            after = timedelta(hours=settings.pack_after_hours)
             # Giving way to the deployment's ingest while it runs behind, as the service does.
             lag = functools.partial(ingest_lag, redis, settings.client_id)
+            moved = await archiving.run(pool, archive, now, days, lag=lag)
+            after = timedelta(hours=settings.pack_after_hours)
             return {**moved, "packed": await compaction.run(pool, now, after, lag=lag)}
         finally:
             await redis.aclose()

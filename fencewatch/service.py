@@ -380,13 +380,14 @@ class Service:
         from storage.archive import Archive
 
         s = self.settings
+        # Both give way to ingest while its heartbeats say it runs behind (storage.pacing).
+        lag = functools.partial(ingest_lag, self.redis, s.client_id)
         done = await archiving.run(
-            self.pool, Archive.of(s), datetime.now(UTC), s.archive_after_days
+            self.pool, Archive.of(s), datetime.now(UTC), s.archive_after_days, lag=lag
         )
         if done["files"]:
             log.info("archive: moved %d fixes into %d files", done["fixes"], len(done["files"]))
         after = timedelta(hours=s.pack_after_hours)
-        lag = functools.partial(ingest_lag, self.redis, s.client_id)
         await compaction.run(self.pool, datetime.now(UTC), after, lag=lag)
 
     async def _snapshot(self) -> None:

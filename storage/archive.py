@@ -15,6 +15,7 @@ no move takes a fix a shard's snapshot has not yet passed."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -74,6 +75,14 @@ _DICTIONARY = (
 )
 ROW_GROUP = 65_536
 _BATCH_BYTES = 16 << 20  # CSV read per batch
+_CSV_TYPES = pacsv.ConvertOptions(
+    column_types={**{f.name: f.type for f in SCHEMA}, "ts": pa.int64(), "received_at": pa.int64()},
+    true_values=["t"],
+    false_values=["f"],
+    strings_can_be_null=True,
+    quoted_strings_can_be_null=False,
+)
+_FILES = "read_parquet($files)"  # how a query names the files it reads
 
 
 def file_checksum_sql(expr: Mapping[str, str]) -> str:
@@ -95,7 +104,7 @@ _DUCK_TEXT = {
 _DUCK_STATS = (
     "SELECT device_id, epoch_ms(ts) // 86400000 AS day, count(*) AS n,"
     f" sum(('0x' || {file_checksum_sql(_DUCK_TEXT)})::BIGINT) AS sum"
-    " FROM read_parquet($files) WHERE {where} GROUP BY 1, 2"
+    f" FROM {_FILES} WHERE {{where}} GROUP BY 1, 2"
 )
 
 # Per (device, UTC day number): (fixes, checksum).
@@ -154,25 +163,9 @@ class Archive:
     def _path(self, key: str) -> str:
         return f"{self.root}/{key}"
 
-    def write(self, key: str, csv_file: Path) -> Written:
-        """The fixes of `csv_file` (the export's CSV, in COLUMNS order, already sorted)
-        as a Parquet file at `key`."""
-        reader = pacsv.open_csv(
-            csv_file,
-            read_options=pacsv.ReadOptions(column_names=list(COLUMNS), block_size=_BATCH_BYTES),
-            convert_options=pacsv.ConvertOptions(
-                column_types={
-                    **{f.name: f.type for f in SCHEMA},
-                    "ts": pa.int64(),
-                    "received_at": pa.int64(),
-                },
-                true_values=["t"],
-                false_values=["f"],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-        return self._write(key, (_typed(b) for b in reader))
+    def create(self, key: str) -> DayFile:
+        """A new file at `key`, written a piece at a time (DayFile)."""
+        return DayFile(self, key)
 
     def rewrite_without(self, key: str, new_key: str, supervisee: str, before_ms: int) -> Written:
         """The file `key` again at `new_key`, without `supervisee`'s fixes before
@@ -192,40 +185,18 @@ class Archive:
         return self._write(new_key, batches)
 
     def _write(self, key: str, batches: Iterable[pa.RecordBatch]) -> Written:
-        """`batches` (archived columns, sorted) as a Parquet file at `key`, written under a
-        temporary name and moved there once complete."""
-        temp = f"{key}.{uuid.uuid4().hex}.tmp"
-        self.fs.create_dir(self._path(key).rsplit("/", 1)[0], recursive=True)
-        fixes = 0
-        with (
-            self.fs.open_output_stream(self._path(temp)) as out,
-            pq.ParquetWriter(
-                out,
-                SCHEMA,
-                compression="zstd",
-                compression_level=9,
-                use_dictionary=list(_DICTIONARY),
-                column_encoding=dict.fromkeys(_DELTA, "DELTA_BINARY_PACKED"),
-                write_statistics=True,
-                sorting_columns=[pq.SortingColumn(i) for i in range(4)],
-            ) as writer,
-        ):
-            pending: list[pa.RecordBatch] = []
-            rows = 0
-            for batch in batches:
-                pending.append(batch)
-                rows += batch.num_rows
-                while rows >= ROW_GROUP:
-                    table = pa.Table.from_batches(pending, SCHEMA)
-                    writer.write_table(table.slice(0, ROW_GROUP), row_group_size=ROW_GROUP)
-                    rest = table.slice(ROW_GROUP)
-                    pending, rows = rest.to_batches(), rest.num_rows
-                    fixes += ROW_GROUP
-            if rows:
-                writer.write_table(pa.Table.from_batches(pending, SCHEMA), row_group_size=ROW_GROUP)
-                fixes += rows
-        self.fs.move(self._path(temp), self._path(key))
-        return Written(key, fixes, self.size(key))
+        """`batches` (archived columns, sorted) as a Parquet file at `key`."""
+        out = self.create(key)
+        try:
+            out.append(batches)
+            return out.close()
+        except BaseException:
+            out.discard()
+            raise
+
+    def read_back(self, key: str, fixes: int) -> ReadBack:
+        """The file `key` to read back in runs of row groups of at least `fixes` fixes."""
+        return ReadBack(self, key, fixes)
 
     def size(self, key: str) -> int:
         return int(self.fs.get_file_info(self._path(key)).size or 0)
@@ -248,8 +219,7 @@ class Archive:
     ) -> Stats:
         """(fixes, checksum) per device and UTC day of the files `keys` (of their fixes
         that match `where`)."""
-        rows = self.sql(_DUCK_STATS.format(where=where), keys, params).fetchall()
-        return {(d, int(day)): (int(n), int(s)) for d, day, n, s in rows}
+        return _stats(self.sql(_DUCK_STATS.format(where=where), keys, params))
 
     def query(
         self, sql: str, keys: Sequence[str], params: Mapping[str, Any]
@@ -292,7 +262,106 @@ class Archive:
             return cursor.execute(sql, {**(params or {}), "files": [self._path(k) for k in keys]})
         paths = [self._path(k) for k in keys]
         cursor.register("archive_files", pads.dataset(paths, SCHEMA, "parquet", self.fs))
-        return cursor.execute(sql.replace("read_parquet($files)", "archive_files"), params or {})
+        return cursor.execute(sql.replace(_FILES, "archive_files"), params or {})
+
+
+class DayFile:
+    """A Parquet file being written at `key`: sorted batches appended in order, in row
+    groups of ROW_GROUP fixes across appends, so that a day is written a piece at a time
+    (storage.archiving) into one file as if all at once. It is written under a temporary
+    name and moved to `key` by `close`; one never closed is a stray the next run sweeps.
+    Blocking, as Archive; one thread at a time."""
+
+    def __init__(self, archive: Archive, key: str) -> None:
+        self.archive = archive
+        self.key = key
+        self.fixes = 0
+        self._temp = archive._path(f"{key}.{uuid.uuid4().hex}.tmp")
+        archive.fs.create_dir(archive._path(key).rsplit("/", 1)[0], recursive=True)
+        self._out = archive.fs.open_output_stream(self._temp)
+        self._writer = pq.ParquetWriter(
+            self._out,
+            SCHEMA,
+            compression="zstd",
+            compression_level=9,
+            use_dictionary=list(_DICTIONARY),
+            column_encoding=dict.fromkeys(_DELTA, "DELTA_BINARY_PACKED"),
+            write_statistics=True,
+            sorting_columns=[pq.SortingColumn(i) for i in range(4)],
+        )
+        self._pending: list[pa.RecordBatch] = []
+        self._rows = 0
+
+    def append(self, batches: Iterable[pa.RecordBatch]) -> None:
+        """`batches` (archived columns), sorted, following those appended before."""
+        for batch in batches:
+            self._pending.append(batch)
+            self._rows += batch.num_rows
+            while self._rows >= ROW_GROUP:
+                table = pa.Table.from_batches(self._pending, SCHEMA)
+                self._writer.write_table(table.slice(0, ROW_GROUP), row_group_size=ROW_GROUP)
+                rest = table.slice(ROW_GROUP)
+                self._pending, self._rows = rest.to_batches(), rest.num_rows
+                self.fixes += ROW_GROUP
+
+    def append_csv(self, data: bytes) -> None:
+        """The export's CSV (storage.archiving: COLUMNS in order, sorted), appended."""
+        reader = pacsv.open_csv(
+            pa.BufferReader(data),
+            read_options=pacsv.ReadOptions(column_names=list(COLUMNS), block_size=_BATCH_BYTES),
+            convert_options=_CSV_TYPES,
+        )
+        self.append(_typed(b) for b in reader)
+
+    def close(self) -> Written:
+        """The file complete, at its name."""
+        if self._rows:
+            table = pa.Table.from_batches(self._pending, SCHEMA)
+            self._writer.write_table(table, row_group_size=ROW_GROUP)
+            self.fixes += self._rows
+            self._pending, self._rows = [], 0
+        self._writer.close()
+        self._out.close()
+        self.archive.fs.move(self._temp, self.archive._path(self.key))
+        return Written(self.key, self.fixes, self.archive.size(self.key))
+
+    def discard(self) -> None:
+        """Give up the file: what was written of it is deleted."""
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        with contextlib.suppress(Exception):
+            self._out.close()
+        with contextlib.suppress(Exception):
+            self.archive.fs.delete_file(self._temp)
+
+
+class ReadBack:
+    """A file read back through pyarrow's reader (the one DuckDB reads S3 files through),
+    in `runs` of whole row groups of at least `fixes` fixes: a day of 100,000 tags is
+    288 M fixes, checked a run at a time, its footer read once. Blocking, as Archive."""
+
+    def __init__(self, archive: Archive, key: str, fixes: int) -> None:
+        self._duck = archive._duck
+        self._file = pq.ParquetFile(archive.fs.open_input_file(archive._path(key)))
+        meta = self._file.metadata
+        self.runs: list[range] = []
+        first, rows = 0, 0
+        for group in range(meta.num_row_groups):
+            rows += meta.row_group(group).num_rows
+            if rows >= fixes or group == meta.num_row_groups - 1:
+                self.runs.append(range(first, group + 1))
+                first, rows = group + 1, 0
+
+    def stats(self, run: range) -> Stats:
+        """(fixes, checksum) per device and UTC day of the row groups `run`."""
+        cursor = self._duck.cursor()
+        cursor.register("archive_files", self._file.read_row_groups(list(run)))
+        return _stats(
+            cursor.execute(_DUCK_STATS.format(where="true").replace(_FILES, "archive_files"))
+        )
+
+    def close(self) -> None:
+        self._file.close()
 
 
 _OPEN: dict[str, Archive] = {}
@@ -305,6 +374,10 @@ def _endpoint(text: str | None) -> tuple[str | None, str]:
         return None, "https"
     scheme, sep, rest = text.partition("://")
     return (rest, scheme) if sep else (text, "https")
+
+
+def _stats(cursor: duckdb.DuckDBPyConnection) -> Stats:
+    return {(d, int(day)): (int(n), int(s)) for d, day, n, s in cursor.fetchall()}
 
 
 def _typed(batch: pa.RecordBatch) -> pa.RecordBatch:

@@ -2,12 +2,13 @@
 as `python -m tests.archive_crash <dsn> <archive dir or s3:// URL> <now iso> <point>`, it
 dies there (an S3 archive's endpoint in FENCEWATCH_ARCHIVE_S3_ENDPOINT).
 
-Points: `detached` (a partition detached, nothing written), `written` (its files written
-and checked, the ledger not yet told), `dropping` (ledger rows inserted and the partition
-about to be dropped, uncommitted); of a packing (storage.compaction): `packing` (an hour's
-rows deleted and its device-hours written, uncommitted), `packed` (one hour committed, the
-next not begun), `pieced` (in pieces of one device-hour: the first committed, the next not
-begun)."""
+Points: `detached` (a partition detached, nothing written), `appended` (in pieces of 100
+fixes: the first piece of its first day appended to the day's file, the next not begun),
+`written` (its files written and checked, the ledger not yet told), `dropping` (ledger rows
+inserted and the partition about to be dropped, uncommitted); of a packing
+(storage.compaction): `packing` (an hour's rows deleted and its device-hours written,
+uncommitted), `packed` (one hour committed, the next not begun), `pieced` (in pieces of one
+device-hour: the first committed, the next not begun)."""
 
 from __future__ import annotations
 
@@ -57,9 +58,20 @@ async def main(dsn: str, where: str, now: str, point: str) -> None:
         piece = 1 if point == "pieced" else compaction.PIECE
         await compaction.run(pool, datetime.fromisoformat(now), piece=piece, rest=0)
         return
+    elif point == "appended":
+        csv, pieces = archiving._Move._csv, []
+
+        async def csv_or_die(*args: Any) -> bytes:
+            pieces.append(args)
+            if len(pieces) > 1:
+                _die()
+            return await csv(*args)
+
+        archiving._Move._csv = staticmethod(csv_or_die)  # type: ignore[method-assign]
     pool = await open_pool(dsn, min_size=1, max_size=2)
     archive = Archive(where, os.environ.get("FENCEWATCH_ARCHIVE_S3_ENDPOINT") or None)
-    await archiving.run(pool, archive, datetime.fromisoformat(now), 7)
+    piece = 100 if point == "appended" else archiving.PIECE
+    await archiving.run(pool, archive, datetime.fromisoformat(now), 7, piece=piece, rest=0)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
 from redis.asyncio import Redis
 
@@ -42,7 +43,7 @@ from geofence.policy import Policy
 from ingest.leases import Leases, ingest_lag
 from ingest.writer import commit
 from storage import archiving, compaction, history, partitions
-from storage.archive import COLUMNS, E7, Archive, at_ms
+from storage.archive import COLUMNS, E7, Archive, ArchiveError, DayFile, at_ms
 from storage.db import open_pool
 from storage.fixes import committed_fixes
 from storage.history import hot_relation
@@ -232,7 +233,7 @@ async def _killed_at(point: str, pg_dsn: str, archive: Archive, until: datetime)
     assert killed.returncode == -9, stderr.decode()
 
 
-@pytest.mark.parametrize("point", ["detached", "written", "dropping"])
+@pytest.mark.parametrize("point", ["detached", "appended", "written", "dropping"])
 async def test_a_move_killed_midway_loses_and_duplicates_nothing_when_run_again(
     pool: asyncpg.Pool, archive: Archive, pg_dsn: str, point: str
 ) -> None:
@@ -391,6 +392,85 @@ async def test_fixes_a_shards_snapshot_has_not_passed_stay_in_postgresql(
 
     await pool.execute(snapshot, await pool.fetchval("SELECT max(rid) FROM fixes"))
     assert (await archiving.run(pool, archive, LATER, 7))["fixes"] == 1
+
+
+async def test_a_day_moved_in_pieces_is_one_file_sorted_by_person_as_if_written_at_once(
+    pool: asyncpg.Pool, archive: Archive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pieces of 50 fixes and row groups of 100: 4 March's morning packed, its afternoon
+    rows; T1 worn by P2 until 06:00, then by P1, so that T1 is in two pieces, each with
+    its person's fixes only; T3 worn by no one, last. Each day is one file in the order
+    readers skip row groups by (person, device, time), its row groups full across the
+    pieces, and reads back as the same fixes."""
+    await pool.execute(
+        "UPDATE fixes SET supervisee_id = 'P2' WHERE device_id = 'T1' AND ts < $1",
+        datetime(2030, 3, 4, 6, tzinfo=UTC),
+    )
+    await compaction.run(pool, datetime(2030, 3, 4, 13, 10, tzinfo=UTC), rest=0)
+    before = await _everything(pool, archive)
+    monkeypatch.setattr("storage.archive.ROW_GROUP", 100)
+
+    done = await archiving.run(pool, archive, LATER, 7, piece=50, rest=0)
+
+    # Whole (person, device)s of at least 50 fixes: P1's T1; P2's T1 (36 fixes) and T2;
+    # T3's. On 5 March the same without P2's T1.
+    assert done["pieces"] == 2 * 3 and done["fixes"] == len(before)
+    assert await _everything(pool, archive) == before
+    for f, day in zip(done["files"], DAYS, strict=True):
+        stored = pq.ParquetFile(archive.fs.open_input_file(f"{archive.root}/{f['key']}"))
+        rows = [
+            (r["supervisee_id"], r["device_id"], r["ts"], r["seq"])
+            for r in stored.read().to_pylist()
+        ]
+        in_day = [r for r in before if r[3].date() == day]
+        assert len(rows) == len(in_day) == f["fixes"]
+        assert rows == sorted(rows, key=lambda r: (r[0] is None, r[0] or "", r[1], r[2], r[3]))
+        groups = [stored.metadata.row_group(i).num_rows for i in range(stored.num_row_groups)]
+        assert groups[:-1] == [100] * (len(groups) - 1) and 0 < groups[-1] <= 100
+    assert [r[:2] for r in rows][:1] == [("P1", "T1")] and rows[-1][0] is None
+
+
+async def test_a_file_that_does_not_read_back_as_postgresql_holds_it_is_not_moved(
+    pool: asyncpg.Pool, archive: Archive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One fix of the second piece lost on its way into the file: the move stops, the day
+    stays in PostgreSQL, and once the fault is gone the next run moves it whole."""
+    before = await _everything(pool, archive)
+    append, appended = DayFile.append_csv, []
+
+    def lossy(self: DayFile, data: bytes) -> None:
+        appended.append(data)
+        if len(appended) == 2:
+            data = data.split(b"\n", 1)[1]
+        append(self, data)
+
+    monkeypatch.setattr(DayFile, "append_csv", lossy)
+    with pytest.raises(ArchiveError, match="does not read back"):
+        await archiving.run(pool, archive, LATER, 7, piece=100, rest=0)
+    assert await _everything(pool, archive) == before
+    assert await pool.fetchval("SELECT count(*) FROM fixes_archive") == 0
+
+    monkeypatch.setattr(DayFile, "append_csv", append)
+    done = await archiving.run(pool, archive, LATER, 7, piece=100, rest=0)
+    assert done["fixes"] == len(before) and len(done["swept"]) == 1
+    assert await _everything(pool, archive) == before
+
+
+async def test_a_move_gives_way_while_ingest_runs_behind(
+    pool: asyncpg.Pool, archive: Archive
+) -> None:
+    """Ingest's heartbeats say 900 ms after the first piece: the move waits after it until
+    they say 100 ms, then goes on."""
+    before = await _everything(pool, archive)
+    said = [0.9, 0.9, 0.1]
+
+    async def lag() -> float | None:
+        return said.pop(0) if said else 0.1
+
+    done = await archiving.run(pool, archive, LATER, 7, piece=200, rest=0, lag=lag)
+
+    assert (done["gave_way"], said) == (1, [])
+    assert done["fixes"] == len(before) and await _everything(pool, archive) == before
 
 
 async def test_an_earlier_versions_monthly_partition_moves_whole_once_its_month_is_old(
