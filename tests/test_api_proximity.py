@@ -123,10 +123,11 @@ NUMBER = "+8613900000017"
 
 async def test_a_protected_person_is_registered_and_their_phone_replaced(world: World) -> None:
     url = "/api/v1/protected/PP1"
-    body = {"supervisee": "P1", "device": PHONE, "distance_m": 800, "sms": NUMBER}
+    body = {"supervisee": "P1", "name": "王女士", "device": PHONE, "distance_m": 800, "sms": NUMBER}
     response = await world.call("operator", "PUT", url, json=body)
     assert response.status_code == 200, response.text
     shown = response.json()
+    assert shown["name"] == "王女士"
     assert shown["device"] == "V1" and shown["owntracks"] == "victim/phone"
     assert shown["sms"] == "**********0017"  # their number is not shown again
     [p] = (await _rules(world)).protected
@@ -143,12 +144,18 @@ async def test_a_protected_person_is_registered_and_their_phone_replaced(world: 
     [p] = (await _rules(world)).protected
     assert (p.device.id, p.device.osmand, p.device.owntracks) == ("V2", "victim-2", None)
     listed = (await world.get("officer", "/api/v1/supervisees/P1/protected")).json()["items"]
-    assert [(x["id"], x["device"]) for x in listed] == [("PP1", "V2")]
+    assert [(x["id"], x["name"], x["device"]) for x in listed] == [("PP1", "王女士", "V2")]
+    # The console sees the number masked: it replaces the phone keeping the number.
+    kept = {k: v for k, v in traccar.items() if k != "sms"} | {"keep_sms": True}
+    assert (await world.call("operator", "PUT", url, json=kept)).status_code == 200
+    [p] = (await _rules(world)).protected
+    assert (p.device.id, p.sms) == ("V2", NUMBER)
 
     cases = [
         ({**body, "device": {"id": "V3"}}, 422, "OwnTracks or by OsmAnd"),
         ({**body, "device": {**PHONE, "osmand": "x"}}, 422, "OwnTracks or by OsmAnd"),
         ({**body, "sms": "call me"}, 422, "sms"),
+        ({**body, "keep_sms": True}, 422, "sms or keep_sms"),
         ({**body, "supervisee": "NOBODY"}, 422, "no such supervisee"),
         ({**body, "distance_m": 0}, 422, "distance_m"),
         # A supervisee's tag: its fixes would be taken for the protected person's.
@@ -167,8 +174,9 @@ async def test_a_protected_person_is_registered_and_their_phone_replaced(world: 
     assert (await world.get("operator_k2", "/api/v1/supervisees/P1/protected")).status_code == 404
 
     audit = await _audit(world, "protected.")
-    assert [(a[1], a[2]) for a in audit] == [("protected.put", "protected:PP1")] * 2
-    assert NUMBER not in str(audit) and audit[0][3]["sms"] is True
+    assert [(a[1], a[2]) for a in audit] == [("protected.put", "protected:PP1")] * 3
+    assert NUMBER not in str(audit) and "王女士" not in str(audit)
+    assert audit[0][3]["sms"] is audit[2][3]["sms"] is True
 
 
 async def test_ending_a_protection_leaves_nothing_of_where_they_were(world: World) -> None:

@@ -84,6 +84,9 @@ class ProtectedIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     supervisee: str = Field(description="the supervisee the person is protected from")
+    name: Name | None = Field(
+        None, description="what officers call them (e.g. 王女士); gone when the protection ends"
+    )
     device: PhoneIn
     distance_m: float = Field(500.0, gt=0, le=50_000, description="the moving exclusion zone")
     confirm_s: int = Field(60, ge=10, le=86_400)
@@ -92,12 +95,24 @@ class ProtectedIn(BaseModel):
         pattern=r"^\+?[0-9]{5,20}$",
         description="their number: warned at once, and again when the danger comes back",
     )
+    keep_sms: bool = Field(
+        False,
+        description="keep the number registered now (readers see it masked, so cannot resend"
+        " it); with `sms`, refused",
+    )
     note: Text | None = Field(None, description="kept in the audit log")
+
+    @model_validator(mode="after")
+    def _one_number(self) -> Self:
+        if self.keep_sms and self.sms is not None:
+            raise ValueError("give sms or keep_sms, not both")
+        return self
 
 
 class ProtectedPerson(BaseModel):
     id: str
     supervisee: str
+    name: str | None
     device: str
     owntracks: str | None
     osmand: str | None
@@ -218,7 +233,8 @@ async def put_protected(
     ctx: Ctx, user: Manager, protection_id: str, body: ProtectedIn
 ) -> ProtectedPerson:
     """Register a protected person, or replace their registration (a new phone, distance or
-    number). The phone may be no supervisee's device, and no other protected person's."""
+    number; `keep_sms` keeps the number). The phone may be no supervisee's device, and no
+    other protected person's."""
     if not _id_ok(protection_id):
         raise ApiError(422, "a protection id is 1–200 printable characters, no spaces")
     phone = DeviceRef(
@@ -235,19 +251,25 @@ async def put_protected(
                 f"phone {phone.id!r} is (or reports as) a supervisee's device"
                 " — 该设备属于社区矫正对象",
             )
+        sms = before["sms"] if body.keep_sms and before is not None else body.sms
         protection = Protection(
-            protection_id, body.supervisee, phone, body.distance_m, body.confirm_s, body.sms
+            protection_id, body.supervisee, phone, body.distance_m, body.confirm_s, sms
         )
         try:
             async with conn.transaction():
                 await proximity_repo.upsert_protected(conn, [protection])
+            await proximity_repo.name_protected(conn, protection_id, body.name)
         except asyncpg.UniqueViolationError:
             raise ApiError(
                 409,
                 f"phone {phone.id!r} (or its OwnTracks/OsmAnd id) is another protected person's",
             ) from None
-        # Their number is kept out of the audit log, as it is out of the alerts.
-        detail = body.model_dump(mode="json", exclude={"sms"}) | {"sms": body.sms is not None}
+        # Their number and name are kept out of the audit log, which outlives the protection,
+        # as they are out of the alerts.
+        detail = body.model_dump(mode="json", exclude={"sms", "name"}) | {
+            "sms": sms is not None,
+            "name": body.name is not None,
+        }
         await audit.record(
             conn,
             user,

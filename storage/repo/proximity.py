@@ -159,12 +159,18 @@ async def no_contact_of(conn: Conn, supervisee: str) -> list[Row]:
     return await conn.fetch(f"{_ORDER} WHERE $1 = ANY(people) ORDER BY id", supervisee)
 
 
+async def name_protected(conn: Conn, protection: str, name: str | None) -> None:
+    """What officers call them: kept apart from `upsert_protected`, which the roster loader
+    shares and whose `Protection` is the engine's, which has no use for a name."""
+    await conn.execute("UPDATE protected_persons SET name = $2 WHERE id = $1", protection, name)
+
+
 async def end_no_contact(conn: Conn, order: str) -> None:
     await conn.execute("DELETE FROM no_contact_orders WHERE id = $1", order)
 
 
 _PROTECTED = (
-    "SELECT id, supervisee_id AS supervisee, device_id, owntracks, osmand, distance_m,"
+    "SELECT id, supervisee_id AS supervisee, name, device_id, owntracks, osmand, distance_m,"
     " confirm_s, sms, updated_at FROM protected_persons"
 )
 
