@@ -81,6 +81,15 @@ export async function download(path: string, query: Query = {}): Promise<string>
   return name;
 }
 
+// The numbers of a request and how the API bounds them, for its refusals.
+const FIELDS: Record<string, string> = { distance_m: "距离（米）", confirm_s: "持续时间（秒）" };
+const BOUNDS: Record<string, string> = {
+  "greater than": "大于",
+  "greater than or equal to": "不小于",
+  "less than": "小于",
+  "less than or equal to": "不超过",
+};
+
 // The API explains refusals in English; operators read Chinese. Known messages are put in
 // plain Chinese here, anything else is shown as the API wrote it.
 const PLAIN: [RegExp, (m: RegExpMatchArray) => string][] = [
@@ -109,6 +118,43 @@ const PLAIN: [RegExp, (m: RegExpMatchArray) => string][] = [
   [/approved by someone other than who asked/, () => "暂停告警须由申请人以外的人批准"],
   [/suspension '([^']+)' is (\w+)/, () => "该暂停告警已被处理，请刷新后查看"],
   [/leave '([^']+)' is (\w+), not approved/, () => "该外出未获批准，不能销假"],
+  [
+    /no-contact order '([^']+)' not found/,
+    (m) => `禁止接触令 ${m[1]} 不存在或已解除（或不在本单位管辖范围）`,
+  ],
+  [
+    /protected person '([^']+)' not found/,
+    (m) => `被保护人 ${m[1]} 不存在或已解除（或不在本单位管辖范围）`,
+  ],
+  [
+    /no such supervisee '([^']+)' \(or outside your offices\)/,
+    (m) => `社区矫正对象 ${m[1]} 不存在（或不在本单位管辖范围）`,
+  ],
+  [/people lists someone twice/, () => "同一人不能在禁止接触令中重复列出"],
+  [
+    /phone '([^']+)' is \(or reports as\) a supervisee's device/,
+    (m) => `手机 ${m[1]} 是（或上报为）社区矫正对象的设备，不能登记为被保护人的手机`,
+  ],
+  [
+    /phone '([^']+)' \(or its OwnTracks\/OsmAnd id\) is another protected person's/,
+    (m) => `手机 ${m[1]}（或其上报标识）已登记给另一位被保护人`,
+  ],
+  [
+    /the phone reports by OwnTracks or by OsmAnd/,
+    () => "手机须填写 OwnTracks 或 OsmAnd 上报标识之一",
+  ],
+  [/body\.device\.owntracks: String should match/, () => "OwnTracks 上报标识须为“用户/设备”格式"],
+  [
+    /body\.device\.osmand: String should match/,
+    () => "Traccar Client 设备标识须为 1–64 个英文字母、数字或符号",
+  ],
+  [/body\.device\.id: String should match/, () => "手机设备编号须为 1–200 个字符，不含空格"],
+  [/body\.sms: String should match/, () => "短信预警号码须为 5–20 位数字，可带 +"],
+  [/body\.reason: String should have at least 1 character/, () => "请填写原因"],
+  [
+    /body\.(distance_m|confirm_s): Input should be (greater than or equal to|greater than|less than or equal to|less than) ([\d.]+)/,
+    (m) => `${FIELDS[m[1]]}须${BOUNDS[m[2]]} ${m[3]}`,
+  ],
   [/(.*) not found \(or outside your offices\)/, (m) => `未找到：${m[1]}（或不在本单位管辖范围）`],
   [/a Point zone needs a positive radius/, () => "圆形区域需要大于 0 的半径（米）"],
   [/schedule times must be HH:MM/, () => "时段时间格式应为 时:分（HH:MM）"],

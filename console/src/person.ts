@@ -8,6 +8,7 @@
 
 import L from "leaflet";
 import { api } from "./api";
+import { apartSection, loadApart } from "./apart";
 import { fill, h } from "./dom";
 import { formatTime, t, term } from "./i18n";
 import { evidenceButton } from "./evidence";
@@ -24,9 +25,7 @@ import type {
   Device,
   Leave,
   MonitoringOrder,
-  NoContactOrder,
   Officer,
-  ProtectedPerson,
   TrackFix,
 } from "./types";
 import { facts, localInput, onSubmit, showError, toast } from "./ui";
@@ -207,7 +206,6 @@ export class PersonFile {
       officers,
       calendar,
       apart,
-      shielded,
     ] = await Promise.all([
       Promise.all(person.devices.map((d) => api<Device>(`/devices/${encodeURIComponent(d)}`))),
       api<{ items: Leave[] }>(`/supervisees/${encodeURIComponent(id)}/leaves`),
@@ -218,8 +216,7 @@ export class PersonFile {
       api<{ items: { id: string; name: string }[] }>("/offices"),
       api<{ items: Officer[] }>("/officers"),
       api<CheckinCalendar>(`/supervisees/${encodeURIComponent(id)}/checkins`),
-      api<{ items: NoContactOrder[] }>(`/supervisees/${encodeURIComponent(id)}/no-contact`),
-      api<{ items: ProtectedPerson[] }>(`/supervisees/${encodeURIComponent(id)}/protected`),
+      loadApart(id),
     ]);
     this.leaves = leaves.items;
     const office = offices.items.find((o) => o.id === person.office);
@@ -299,8 +296,7 @@ export class PersonFile {
       checkinCalendar(calendar),
       h("h3", {}, t("person.orders")),
       this.orders(orders.items),
-      h("h3", {}, t("person.apart")),
-      this.apart(id, apart.items, shielded.items),
+      apartSection(id, apart, () => this.loadInfo(id)),
       h("h3", {}, t("person.score")),
       this.assessment(score),
       h("h3", {}, t("person.leaves")),
@@ -334,49 +330,6 @@ export class PersonFile {
       leaveActions(l, () => {
         if (this.id) void this.loadInfo(this.id);
       }),
-    );
-  }
-
-  /** Who the person must keep away from: no-contact orders and protected persons. */
-  private apart(id: string, orders: NoContactOrder[], shielded: ProtectedPerson[]): HTMLElement {
-    if (!orders.length && !shielded.length) return h("p", { class: "muted" }, t("person.noApart"));
-    const named = (p: string): string => {
-      const name = store.people.get(p)?.name;
-      return name ? `${name}（${p}）` : p;
-    };
-    return h(
-      "ul",
-      { class: "apart" },
-      orders.map((o) =>
-        h(
-          "li",
-          { "data-no-contact": o.id },
-          t("apart.order", {
-            id: o.id,
-            others: o.people
-              .filter((p) => p !== id)
-              .map(named)
-              .join("、"),
-            m: o.distance_m,
-            min: Math.round(o.confirm_s / 60),
-          }),
-        ),
-      ),
-      shielded.map((p) =>
-        h(
-          "li",
-          { "data-protected": p.id },
-          t("apart.protected", {
-            id: p.id,
-            device: p.device,
-            via: p.owntracks ? "OwnTracks" : "Traccar Client",
-            m: p.distance_m,
-            s: p.confirm_s,
-          }),
-          " · ",
-          p.sms ? t("apart.sms", { sms: p.sms }) : t("apart.noSms"),
-        ),
-      ),
     );
   }
 

@@ -276,6 +276,7 @@ export interface NoContactOrder {
 export interface ProtectedPerson {
   id: string;
   supervisee: string;
+  name: string | null;
   device: string;
   owntracks: string | null;
   osmand: string | null;
