@@ -633,11 +633,11 @@ async def test_the_person_file_shows_whom_the_person_must_keep_away_from(
             info = page.locator(".person-info")
             await expect(info).to_contain_text("工作单位建筑工地（半径 150 米）")
             apart = info.locator(".apart")
-            await expect(apart.locator("[data-no-contact=NC1]")).to_have_text(
+            await expect(apart.locator("[data-no-contact=NC1] .what")).to_have_text(
                 "禁止接触令 NC1：与 李某（S2） 保持 200 米以上（持续 5 分钟即告警）"
             )
             # The protected person's phone and number (its last four digits), never where.
-            await expect(apart.locator("[data-protected=PP1]")).to_have_text(
+            await expect(apart.locator("[data-protected=PP1] .what")).to_have_text(
                 "被保护人 PP1：手机 V1（OwnTracks），500 米内持续 60 秒即告警 · 短信预警"
                 " **********0017"
             )

@@ -158,23 +158,22 @@ async def test_only_the_role_the_api_lets_change_them_sees_the_controls(
     pg_dsn: Any, redis_url: Any, mqtt_url: Any, tmp_path: Path
 ) -> None:
     require_build()
-    async with running(pg_dsn, redis_url, mqtt_url, zones(), ROSTER) as live:
+    [s1, s2] = ROSTER["supervisees"]
+    roster = {
+        **ROSTER,
+        "offices": [{"id": "ST1", "name": "紫金司法所", "kind": "station"}],
+        "supervisees": [{**s1, "office": "ST1"}, s2],
+        "no_contact": [{"id": "NC1", "people": ["S1", "S2"], "distance_m": 300}],
+        "protected": [
+            {
+                "id": "PP1",
+                "supervisee": "S1",
+                "device": {"id": "V1", "kind": "phone", "owntracks": "victim/phone"},
+            }
+        ],
+    }
+    async with running(pg_dsn, redis_url, mqtt_url, zones(), roster) as live:
         base = str(live.http.base_url)
-        (
-            await live.http.put(
-                "/api/v1/offices/ST1", json={"name": "紫金司法所", "kind": "station"}
-            )
-        ).raise_for_status()
-        person = {
-            "name": "张某",
-            "office": "ST1",
-            "jurisdiction": ROSTER["supervisees"][0]["jurisdiction"],
-        }
-        (await live.http.put("/api/v1/supervisees/S1", json=person)).raise_for_status()
-        order = {"people": ["S1", "S2"], "distance_m": 300}
-        (await live.http.put("/api/v1/no-contact/NC1", json=order)).raise_for_status()
-        phone = {"supervisee": "S1", "device": {"id": "V1", "owntracks": "victim/phone"}}
-        (await live.http.put("/api/v1/protected/PP1", json=phone)).raise_for_status()
         pool = live.service.pool
         tokens = {
             "operator": live.http.headers["Authorization"].removeprefix("Bearer "),

@@ -62,15 +62,19 @@ function orderRow(
   const li = h(
     "li",
     { "data-no-contact": o.id },
-    t("apart.order", {
-      id: o.id,
-      others: o.people
-        .filter((p) => p !== person)
-        .map(named)
-        .join("、"),
-      m: o.distance_m,
-      min: Math.round(o.confirm_s / 60),
-    }),
+    h(
+      "span",
+      { class: "what" },
+      t("apart.order", {
+        id: o.id,
+        others: o.people
+          .filter((p) => p !== person)
+          .map(named)
+          .join("、"),
+        m: o.distance_m,
+        min: Math.round(o.confirm_s / 60),
+      }),
+    ),
   );
   if (manage)
     li.append(
@@ -90,15 +94,19 @@ function protectedRow(p: ProtectedPerson, manage: boolean, changed: Changed): HT
   const li = h(
     "li",
     { "data-protected": p.id },
-    t("apart.protected", {
-      who: p.name ? `${p.name}（${p.id}）` : p.id,
-      device: p.device,
-      via: p.owntracks ? "OwnTracks" : "Traccar Client",
-      m: p.distance_m,
-      s: p.confirm_s,
-    }),
-    " · ",
-    h("span", { class: "sms" }, p.sms ? t("apart.sms", { sms: p.sms }) : t("apart.noSms")),
+    h(
+      "span",
+      { class: "what" },
+      t("apart.protected", {
+        who: p.name ? `${p.name}（${p.id}）` : p.id,
+        device: p.device,
+        via: p.owntracks ? "OwnTracks" : "Traccar Client",
+        m: p.distance_m,
+        s: p.confirm_s,
+      }),
+      " · ",
+      p.sms ? t("apart.sms", { sms: p.sms }) : t("apart.noSms"),
+    ),
   );
   if (!manage) return li;
   const replace = h("button", { type: "button", class: "replace-phone" }, t("apart.replacePhone"));
