@@ -66,7 +66,8 @@ DEMO_INTERVAL_S = 10.0
 # How long a stop waits for the parts to finish of themselves (HTTP requests and live feeds
 # to end, deliveries under way to be recorded) before it cancels them: an operator's
 # restart takes seconds, whatever clients are connected. What ingest committed is
-# acknowledged after, by the shards' close; what it did not is redelivered by the broker.
+# acknowledged after, by the shards' close, which gives the commits in flight and the
+# shards' snapshots as long again; what it did not commit is redelivered by the broker.
 STOP_GRACE_S = 5
 
 
@@ -281,7 +282,7 @@ class Service:
                     ", ".join(sorted(t.get_name() for t in stuck)),
                 )
         # Whatever the broker delivered but we did not acknowledge is redelivered next time.
-        await self.shards.close()
+        await self.shards.close(STOP_GRACE_S)
         await self.redis.aclose()
         try:
             async with asyncio.timeout(STOP_GRACE_S):

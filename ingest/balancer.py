@@ -56,10 +56,12 @@ class Balancer:
     async def run(self) -> None:
         await asyncio.gather(self._keep(), self._balance())
 
-    async def close(self) -> None:
-        """Hand everything back, each shard with a fresh snapshot."""
+    async def close(self, grace_s: float) -> None:
+        """Hand everything back, each shard with a fresh snapshot, unless the database has
+        not taken the commits and snapshots within `grace_s` (ShardRunner.close)."""
+        deadline = asyncio.get_running_loop().time() + grace_s
         for index in [*self.held, *(self.leased - self.held.keys())]:
-            await self._give_back(index, snapshot=True)
+            await self._give_back(index, snapshot=True, deadline=deadline)
         with contextlib.suppress(RedisError, OSError):  # if so, the heartbeat expires
             await self.leases.leave()
 
@@ -123,11 +125,11 @@ class Balancer:
                 log.exception("shard %s could not start; handing it back", self.name(index))
                 await self._give_back(index, snapshot=False)
 
-    async def _give_back(self, index: int, snapshot: bool) -> None:
+    async def _give_back(self, index: int, snapshot: bool, deadline: float | None = None) -> None:
         runner = self.held.pop(index, None)
         SHARDS_HELD.set(len(self.held))
         if runner is not None:
-            await runner.close(snapshot=snapshot and index in self.leased)
+            await runner.close(snapshot and index in self.leased, deadline)
         if index in self.leased:
             self.leased.discard(index)
             with contextlib.suppress(RedisError, OSError):  # if so, the lease expires

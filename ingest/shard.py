@@ -106,26 +106,38 @@ class ShardRunner:
             engine.forget(gone)
             self.source.retopic(self.shard.topics(rules))
 
-    async def close(self, snapshot: bool) -> None:
+    async def close(self, snapshot: bool, deadline: float | None = None) -> None:
         """Stop between batches, once the commit in flight is done, so the snapshot never
         runs ahead of what is committed; what was not acknowledged is redelivered to the
         shard's next holder. After a failed commit there is no snapshot: the next holder
-        judges again from the last good one."""
+        judges again from the last good one. Nor after `deadline` (the event loop's clock):
+        a stop does not wait on a database that has stalled; the commit in flight is
+        cancelled unacknowledged, for the broker to redeliver."""
         judging = self.judging
-        async with judging.lock:
-            self.task.cancel()
-            try:
-                await judging.drain()
-            except Exception:
-                snapshot = False
-            self.source.stop()
-            if snapshot:
-                # Nothing changes the state now: the lock is held to the end.
-                await self._save(
-                    snapshots.Capture(
-                        judging.engine.state, judging.last_rid, judging.last_event_rid
+        try:
+            async with asyncio.timeout_at(deadline), judging.lock:
+                self.task.cancel()
+                try:
+                    await judging.drain()
+                except Exception:
+                    snapshot = False
+                if snapshot:
+                    # Nothing changes the state now: the lock is held to the end.
+                    await self._save(
+                        snapshots.Capture(
+                            judging.engine.state, judging.last_rid, judging.last_event_rid
+                        )
                     )
-                )
+        except TimeoutError:
+            log.warning(
+                "shard %s: the database did not finish its commit and snapshot in time;"
+                " handed back without them",
+                self.source.client_id,
+            )
+            self.task.cancel()
+            if judging.inflight is not None:
+                judging.inflight.cancel()
+        self.source.stop()
         await asyncio.gather(self.task, return_exceptions=True)
 
     async def _save(self, capture: snapshots.Capture) -> None:

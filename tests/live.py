@@ -111,7 +111,8 @@ async def running(
 ) -> AsyncIterator[Live]:
     """The service on the loaded scenario; `tamper` changes the database behind the API's
     back before the service starts; with `osmand_port` phones may post OsmAnd there, with
-    `jt808_port` JT/T 808 terminals connect there; `settings` are more of its Settings."""
+    `jt808_port` JT/T 808 terminals connect there; `settings` are more of its Settings (a
+    `client_id` of an earlier run's: its broker session, as a restart has it)."""
     pool = await open_pool(pg_dsn, min_size=1, max_size=2)
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -124,12 +125,12 @@ async def running(
     port = free_port()
     # A data directory of the service's own: tests run side by side (pytest-xdist).
     data_dir = tempfile.TemporaryDirectory(prefix="fw-live-")
-    made = Settings(
-        http_port=port,
-        client_id=f"fencewatch-test-{uuid.uuid4().hex[:8]}",
-        data_dir=Path(data_dir.name),
-        **(settings or {}),
-    )
+    own: dict[str, Any] = {
+        "http_port": port,
+        "client_id": f"fencewatch-test-{uuid.uuid4().hex[:8]}",
+        "data_dir": Path(data_dir.name),
+    }
+    made = Settings(**(own | (settings or {})))
     if osmand_port is not None:
         made = msgspec.structs.replace(made, osmand_host="127.0.0.1", osmand_port=osmand_port)
     if jt808_port is not None:

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
+
+import asyncpg
+import pytest
 
 from fencewatch.timefmt import iso
 from tests.kit import (
@@ -109,3 +113,49 @@ async def test_hostile_payloads_are_rejected_and_the_next_fix_is_stored(
         metrics = (await live.http.get("/metrics")).text
         assert 'fencewatch_fixes_rejected_total{reason="schema"}' in metrics
         assert "fencewatch_fixes_received_total" in metrics
+
+
+@pytest.mark.parametrize("stalled", ["fixes", "engine_snapshots"], ids=["commit", "snapshot"])
+async def test_a_stop_is_not_held_up_by_a_stalled_database_and_loses_no_fix(
+    stalled: str, pg_dsn, redis_url, mqtt_url
+) -> None:
+    """An operator restarts the service while PostgreSQL has stalled (another session holds
+    a lock on the table ingest's commit, or the shard's closing snapshot, writes to): the
+    service stops all the same, and once PostgreSQL answers again the restarted service has
+    the fix, stored once, whether it was committed before the stop or redelivered after."""
+    fix = walk_out()[-1]
+    restart = {"client_id": f"fencewatch-test-{uuid.uuid4().hex[:8]}"}
+    blocker = await asyncpg.connect(pg_dsn)
+
+    async def stored() -> int:
+        return int(await blocker.fetchval("SELECT count(*) FROM fixes WHERE device_id = 'T1'"))
+
+    async def waiting_on_the_lock() -> bool:
+        return bool(
+            await blocker.fetchval(
+                "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+                " WHERE NOT l.granted AND d.datname = current_database()"
+            )
+        )
+
+    try:
+        async with running(
+            pg_dsn, redis_url, mqtt_url, lishui_collection(), ROSTER, settings=restart
+        ) as live:
+            if stalled == "engine_snapshots":
+                live.device.publish("em/T1/loc", fix)
+                await eventually(stored, "the fix was not stored")
+            await blocker.execute("BEGIN")
+            await blocker.execute(f"LOCK TABLE {stalled} IN ACCESS EXCLUSIVE MODE")
+            if stalled == "fixes":
+                live.device.publish("em/T1/loc", fix)
+                await eventually(waiting_on_the_lock, "the fix's commit never met the lock")
+        # Leaving `running` stopped the service, or failed that it did not stop.
+        await blocker.execute("ROLLBACK")
+        async with running(
+            pg_dsn, redis_url, mqtt_url, lishui_collection(), ROSTER, settings=restart
+        ):
+            await eventually(stored, "the fix was lost")
+            assert await stored() == 1
+    finally:
+        await blocker.close()
