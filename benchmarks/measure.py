@@ -201,7 +201,9 @@ async def measure_service(
         metrics = [await s.metrics() for s in services]
         finals = await finish(gens)
         total = sum(f["acked"] for f in finals) * opts.batch
-        drained = await _drain(pg, total, opts.drain)
+        # The fixes planted for the packing are counted as stored, before the window and after.
+        planted = packing.planted if packing is not None else 0
+        drained = await _drain(pg, total + planted, opts.drain)
         alerts_api = await services[-1].alerts("jurisdiction_exit")
         # While the service still runs and snapshots: one worker's first shard.
         taken = await takeover(stack.database_url, Shard(0, opts.shards))
@@ -222,8 +224,8 @@ async def measure_service(
         "window_s": round(seconds, 1),
         "fixes_per_s": round((stored1 - stored0) / seconds, 1),
         "offered_fixes_per_s": round((acked1 - acked0) / seconds, 1),
-        "backlog_start": round(acked0 - stored0),
-        "backlog_end": round(acked1 - stored1),
+        "backlog_start": round(acked0 - stored0 + planted),
+        "backlog_end": round(acked1 - stored1 + planted),
         "drained": drained,
         "generator_behind_max_s": None if flat_out else max(f["behind_max_s"] for f in finals),
         "generator_held_s": sum(f["held_s"] for f in finals) if flat_out else None,

@@ -45,7 +45,7 @@ log = logging.getLogger("fencewatch.compaction")
 
 AFTER = timedelta(hours=1)  # an hour's fixes still arriving in bulk just after it ends
 PIECE = 20_000  # fixes a transaction, in whole device-hours: ~0.5 s at ~40k fixes/s
-REST = 1.0  # seconds of rest after a piece, per second it took
+REST = 2.0  # seconds of rest after a piece, per second it took
 
 _ROWS = "ts >= $1 AND ts < $1 + interval '1 hour' AND rid <= $2"
 # An hour's rows are read from its partition by name, not from `fixes` less the default
