@@ -1,7 +1,9 @@
 """Fan-out after commit, through Redis: each person's latest position (a hash the API and
 console read), a pub/sub channel of positions and alert changes for live clients, and —
-while the rules have no-contact orders or a gathering rule — a stream of the trusted
-sightings every shard commits, which the proximity check reads (ingest/proximity.py).
+while the rules have no-contact orders, protected persons or a gathering rule — a stream
+of the trusted sightings every shard commits, which the proximity check reads
+(ingest/proximity.py). A protected person's sightings are entries of their own, indexed by
+person, so that ending their protection can find and delete them (ingest.forget).
 
 Redis is not the record — PostgreSQL is — so a Redis outage costs live updates, never data,
 and never stops ingest."""
@@ -32,6 +34,23 @@ SIGHTINGS = "fencewatch:sightings"  # one entry a committed batch: field "s", ms
 # About 8 minutes at 100,000 people in batches of 100: enough to ride out a restart of the
 # proximity check (it resumes from the entry it reached).
 SIGHTINGS_KEPT = 100_000
+# Protected persons (their key, geofence.model.Protection.person) whose protection ended:
+# their sightings are no longer appended, whatever rules a shard still holds.
+ENDED = "fencewatch:protected:ended"
+# person → {stream entry id: its time}: their entries in SIGHTINGS (ids only, no position).
+ENTRIES = "fencewatch:protected:entries:"
+
+# A protected person's sightings, appended unless their protection has ended, and their
+# entry indexed; the index loses the entries the stream has trimmed. One script: an end
+# that marks the person ended first finds every entry appended before (ingest.forget).
+_APPEND_PROTECTED = """
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return false end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 's', ARGV[2], 'p', ARGV[1])
+redis.call('ZADD', KEYS[3], tonumber(string.match(id, '^(%d+)')), id)
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1][1]
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. string.match(first, '^(%d+)'))
+return id
+"""
 
 
 def alert_message(change: dict[str, Any]) -> bytes:
@@ -70,8 +89,9 @@ class Feed:
         engine: Engine,
         protected: Sequence[proximity.Sighting] = (),
     ) -> None:
-        """Positions to the map, alerts to the console, and trusted sightings with the
-        protected persons' (`protected`: to the proximity check only) to SIGHTINGS."""
+        """Positions to the map, alerts to the console, and trusted sightings to
+        SIGHTINGS, the protected persons' (`protected`: to the proximity check only) as
+        an entry for each person after the batch's."""
         if self.redis is None or not (judged or alerts or protected):
             return
         latest: dict[str, Judged] = {}
@@ -110,7 +130,6 @@ class Feed:
             rules = engine.rules
             if rules.no_contact or rules.gathering is not None or rules.protected:
                 sightings = [s for j in judged if (s := proximity.sighting(j)) is not None]
-                sightings += protected
                 if sightings:
                     pipe.xadd(
                         SIGHTINGS,
@@ -118,8 +137,19 @@ class Feed:
                         maxlen=SIGHTINGS_KEPT,
                         approximate=True,
                     )
+                self._protected(pipe, protected)
             await pipe.execute()
         except (RedisError, OSError) as exc:
             if time.monotonic() - self._warned_at > 60:
                 self._warned_at = time.monotonic()
                 log.warning("Redis fan-out failed (%s); live updates paused, data is safe", exc)
+
+    @staticmethod
+    def _protected(pipe: Any, protected: Sequence[proximity.Sighting]) -> None:
+        people: dict[str, list[proximity.Sighting]] = {}
+        for s in protected:
+            people.setdefault(s.person, []).append(s)
+        for person, sightings in people.items():
+            keys = (SIGHTINGS, ENDED, ENTRIES + person)
+            encoded = msgspec.msgpack.encode(sightings)
+            pipe.eval(_APPEND_PROTECTED, len(keys), *keys, person, encoded, SIGHTINGS_KEPT)

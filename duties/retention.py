@@ -23,17 +23,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from fencewatch.config import MIN_RETENTION_DAYS
+from ingest.forget import UNREACHABLE, forget
 from storage import history
 from storage.archive import Archive
 from storage.archiving import LOCK_ID as ARCHIVE_LOCK_ID
 from storage.db import FAILED as DB_FAILED
 from storage.repo import access as access_repo
 from storage.repo import proximity as proximity_repo
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = logging.getLogger("fencewatch.retention")
 
@@ -45,11 +49,18 @@ _LOCK_ID = 0x6677_7274  # "fwrt"
 
 
 async def purge(
-    pool: asyncpg.Pool, now: datetime, days: int, *, archive: Archive, dry_run: bool = False
+    pool: asyncpg.Pool,
+    now: datetime,
+    days: int,
+    *,
+    archive: Archive,
+    dry_run: bool = False,
+    redis: Redis | None = None,
 ) -> dict[str, Any]:
     """Delete what is past retention at `now`; returns what was (or, with `dry_run`,
     would be) deleted: totals, per person, and the released people without a term end
-    (kept: when their supervision ended is unknown)."""
+    (kept: when their supervision ended is unknown). `redis` is the service's, where the
+    protected persons purged were seen too (ingest.forget)."""
     if days < MIN_RETENTION_DAYS:
         raise ValueError(f"days must be at least {MIN_RETENTION_DAYS}")
     if now.tzinfo is None:
@@ -78,7 +89,7 @@ async def purge(
             # No archive move meanwhile: a file being moved cannot also be purged.
             await lock_conn.execute("SELECT pg_advisory_lock($1)", ARCHIVE_LOCK_ID)
             try:
-                await _purge(pool, archive, result, cutoff, ended_before, dry_run)
+                await _purge(pool, archive, result, cutoff, ended_before, dry_run, redis)
             finally:
                 await lock_conn.execute("SELECT pg_advisory_unlock($1)", ARCHIVE_LOCK_ID)
         finally:
@@ -93,6 +104,7 @@ async def _purge(
     cutoff: datetime,
     ended_before: date,
     dry_run: bool,
+    redis: Redis | None,
 ) -> None:
     due = await pool.fetch(
         "SELECT id, term_end FROM supervisees"
@@ -126,7 +138,7 @@ async def _purge(
                 result["archived_fixes"] += counts["archived_fixes"]
                 result["device_events"] += counts["device_events"]
         await history.discard(archive, stale)
-    await _purge_protected(pool, result, dry_run)
+    await _purge_protected(pool, result, dry_run, redis)
     async with pool.acquire() as conn, conn.transaction():
         if dry_run:
             result["rejected_messages"] = await conn.fetchval(
@@ -141,11 +153,15 @@ async def _purge(
         await access_repo.audit(conn, ACTOR, None, "retention.run", "retention", summary)
 
 
-async def _purge_protected(pool: asyncpg.Pool, result: dict[str, Any], dry_run: bool) -> None:
+async def _purge_protected(
+    pool: asyncpg.Pool, result: dict[str, Any], dry_run: bool, redis: Redis | None
+) -> None:
     """Protected persons whose supervisee's supervision has ended go at once, not after the
     retention period: where they were is a third party's data whose only purpose, the
-    order, is over (storage.repo.proximity.purge_protected; docs/security.md). Releasing a
-    person through the API purges them then; this catches a release recorded otherwise."""
+    order, is over (storage.repo.proximity.purge_protected, ingest.forget;
+    docs/security.md). Releasing a person through the API purges them then; this catches a
+    release recorded otherwise. With Redis unreachable, the person's protections are left
+    for the next run."""
     ended = await pool.fetch(
         "SELECT DISTINCT p.supervisee_id FROM protected_persons p"
         " JOIN supervisees s ON s.id = p.supervisee_id WHERE s.status = 'released'"
@@ -154,22 +170,29 @@ async def _purge_protected(pool: asyncpg.Pool, result: dict[str, Any], dry_run: 
     result["protected_persons"] = 0
     for row in ended:
         sid = row["supervisee_id"]
-        async with pool.acquire() as conn, conn.transaction():
-            if dry_run:
-                result["protected_persons"] += await conn.fetchval(
-                    "SELECT count(*) FROM protected_persons WHERE supervisee_id = $1", sid
-                )
-                continue
-            for protection, alerts in (await proximity_repo.purge_protected_of(conn, sid)).items():
-                result["protected_persons"] += 1
-                await access_repo.audit(
-                    conn,
-                    ACTOR,
-                    None,
-                    "retention.protected",
-                    f"supervisee:{sid}",
-                    {"protected": protection, "alerts": alerts},
-                )
+        if dry_run:
+            result["protected_persons"] += await pool.fetchval(
+                "SELECT count(*) FROM protected_persons WHERE supervisee_id = $1", sid
+            )
+            continue
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                purged = await proximity_repo.purge_protected_of(conn, sid)
+                for protection, alerts in purged.items():
+                    await access_repo.audit(
+                        conn,
+                        ACTOR,
+                        None,
+                        "retention.protected",
+                        f"supervisee:{sid}",
+                        {"protected": protection, "alerts": alerts},
+                    )
+                if redis is not None:
+                    await forget(redis, purged)
+        except UNREACHABLE as exc:
+            log.error("protections from %s not purged: Redis unreachable (%s)", sid, exc)
+            continue
+        result["protected_persons"] += len(purged)
 
 
 async def _purge_person(
@@ -204,6 +227,7 @@ async def job(
     every_s: float = EVERY_S,
     first_after_s: float = FIRST_AFTER_S,
     retry_s: float = RETRY_S,
+    redis: Redis | None = None,
 ) -> None:
     """The service's daily purge. A failed run (database away) is logged and retried
     later; it never stops the service."""
@@ -212,7 +236,7 @@ async def job(
     while True:
         await asyncio.sleep(delay)
         try:
-            done = await purge(pool, datetime.now(UTC), days, archive=archive)
+            done = await purge(pool, datetime.now(UTC), days, archive=archive, redis=redis)
         except DB_FAILED as exc:
             log.error("retention purge failed (%s); retrying in %.0f s", exc, retry_s)
             delay = retry_s

@@ -123,7 +123,9 @@ def _retention_purge(args: argparse.Namespace) -> int:
     """Run the purge now; print what it did as JSON."""
     from datetime import UTC, datetime
 
+    import asyncpg
     import msgspec
+    from redis.asyncio import Redis
 
     from duties.retention import purge
     from fencewatch.config import MIN_RETENTION_DAYS, ConfigError, Settings
@@ -139,9 +141,19 @@ def _retention_purge(args: argparse.Namespace) -> int:
         print(f"fencewatch retention: {exc}", file=sys.stderr)
         return 2
     dry_run, archive = args.dry_run, Archive.of(settings)
-    result = run_with_pool(
-        lambda pool: purge(pool, datetime.now(UTC), days, archive=archive, dry_run=dry_run)
-    )
+
+    async def work(pool: asyncpg.Pool) -> dict[str, Any]:
+        # The service's Redis, where protected persons purged were seen too: only a
+        # configured one is reachable from here.
+        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        try:
+            now = datetime.now(UTC)
+            return await purge(pool, now, days, archive=archive, dry_run=dry_run, redis=redis)
+        finally:
+            if redis is not None:
+                await redis.aclose()
+
+    result = run_with_pool(work)
     print(msgspec.json.encode(result).decode())
     return 1 if "skipped" in result else 0
 

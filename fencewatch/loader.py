@@ -15,6 +15,7 @@ service that misses it picks the changes up on its next reload or restart).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import asyncpg
 import msgspec
 import redis
 
+from alerts.feed import ENDED
 from fencewatch import embedded, servers
 from fencewatch.channels import channel as scoped
 from fencewatch.config import Settings
@@ -35,6 +37,7 @@ from fencewatch.scenario import (
 )
 from fencewatch.servers import run_with_pool
 from geofence.model import Roster, Supervisee, ZoneDef
+from geofence.together import PROTECTED_PREFIX
 from geofence.zones import ZoneError, parse_feature_collection
 from storage.db import Conn
 from storage.repo import access as access_repo
@@ -269,13 +272,33 @@ def tell_service(settings: Settings, channel: str, message: bytes, what: str) ->
     """Publish `message` on `channel` of the running service's Redis; returns how many
     listeners got it, None when there was no Redis to tell or telling failed. Never raises:
     the command's own work has succeeded either way."""
+    return _on_service_redis(
+        settings, lambda client: int(client.publish(scoped(client, channel), message)), what
+    )
+
+
+def allow_protected(settings: Settings, protections: list[str]) -> None:
+    """The protections in force after a load have their phones' sightings taken, under an
+    id whose protection once ended too (ingest.forget)."""
+    if protections:
+        people = [PROTECTED_PREFIX + p for p in protections]
+        _on_service_redis(
+            settings,
+            lambda client: int(client.srem(ENDED, *people)),
+            "to take the protected persons' phones again",
+        )
+
+
+def _on_service_redis(
+    settings: Settings, act: Callable[[redis.Redis], int], what: str
+) -> int | None:
     try:
         url = _service_redis(settings)
         if url is None:
             return None
         client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
         try:
-            return int(client.publish(scoped(client, channel), message))
+            return act(client)
         finally:
             client.close()
     except Exception as exc:  # best effort, whatever went wrong
@@ -296,12 +319,21 @@ def notify_service(settings: Settings) -> int | None:
     return listeners
 
 
+async def _load(pool: asyncpg.Pool, scenario_dir: Path) -> tuple[dict[str, int], list[str]]:
+    """What was loaded, and the protections in force after it."""
+    counts = await load_scenario(pool, scenario_dir)
+    async with pool.acquire() as conn:
+        return counts, [p.id for p in await proximity_repo.load_protected(conn)]
+
+
 def main(scenario_dir: Path) -> int:
     try:
-        counts = run_with_pool(lambda pool: load_scenario(pool, scenario_dir))
+        counts, protections = run_with_pool(lambda pool: _load(pool, scenario_dir))
     except ScenarioError as exc:
         print(f"fencewatch load: {exc}", file=sys.stderr)
         return 2
     print("loaded " + ", ".join(f"{n} {what}" for what, n in counts.items()))
-    notify_service(Settings.from_env())
+    settings = Settings.from_env()
+    allow_protected(settings, protections)
+    notify_service(settings)
     return 0

@@ -199,7 +199,9 @@ class Service:
             self.alerting = Alerting(self.pool, self.redis, s, self.urls.mqtt_url)
             jobs["alerting"] = self.alerting.run(self.stop)
             jobs["duties"] = Duties(self.pool, s, redis=self.redis).run(self.stop)
-            jobs["retention"] = retention.job(self.pool, s.retention_days, Archive.of(s))
+            jobs["retention"] = retention.job(
+                self.pool, s.retention_days, Archive.of(s), redis=self.redis
+            )
             # The hourly move to the archive and the packing of closed days: here, not in
             # an ingest worker, which would carry pyarrow and DuckDB (some 60 MB) from its
             # first run on, beside the engine it is sized for.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Set
 
 import msgspec
 
@@ -40,6 +40,19 @@ class TogetherState(msgspec.Struct):
     contacts: dict[str, Run] = {}  # order id, person, person
     close: dict[str, Run] = {}  # person, person
     groups: dict[str, list[str]] = {}  # open gatherings: key → people
+
+    def protected(self) -> list[str]:
+        """The protected persons it knows where they were."""
+        return [p for p in self.latest if p.startswith(PROTECTED_PREFIX)]
+
+    def without(self, people: Set[str]) -> TogetherState:
+        """This state with nothing left of `people`: their latest sightings and runs."""
+        return TogetherState(
+            {p: s for p, s in self.latest.items() if p not in people},
+            {k: r for k, r in self.contacts.items() if people.isdisjoint(k.split(_SEP))},
+            {k: r for k, r in self.close.items() if people.isdisjoint(k.split(_SEP))},
+            self.groups,
+        )
 
 
 def _pair(a: str, b: str) -> Pair:

@@ -5,7 +5,9 @@ Every shard appends the trusted sightings of each committed batch to one Redis s
 feeds the same watcher `fencewatch replay` uses (geofence.together), then commits the
 verdicts as alerts through the shards' writer. The watcher's state is saved to Redis with
 the stream entry it reached every SAVE_EVERY_S, so a restart takes up where it stopped and
-judges again what came after (an alert raised twice is one alert: its key is unique).
+judges again what came after (an alert raised twice is one alert: its key is unique). A
+protected person whose protection has ended is never saved again (ingest.forget), though the
+check may hold them until it reloads the rules.
 docs/scaling.md has the design and its cost.
 """
 
@@ -22,7 +24,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from alerts.feed import SIGHTINGS, announce
+from alerts.feed import ENDED, SIGHTINGS, announce
 from geofence.model import Verdict
 from geofence.proximity import Sighting
 from geofence.ruleset import RuleSet
@@ -36,6 +38,18 @@ STATE = "fencewatch:proximity"  # the watcher's saved state and the stream entry
 SAVE_EVERY_S = 30.0
 READ_COUNT = 500
 RETRY_S = 2.0
+
+
+# Saves the state (ARGV[1]) unless a protected person it holds (ARGV[2:]) has ended:
+# returns those, to be left out first. One script, so no end slips in between.
+_SAVE = """
+local ended = {}
+for i = 2, #ARGV do
+  if redis.call('SISMEMBER', KEYS[2], ARGV[i]) == 1 then table.insert(ended, ARGV[i]) end
+end
+if #ended == 0 then redis.call('SET', KEYS[1], ARGV[1]) end
+return ended
+"""
 
 
 class Saved(msgspec.Struct):
@@ -125,8 +139,16 @@ class ProximityCheck:
                 # last was, docs/security.md) goes too.
                 await self.redis.delete(STATE)
                 return
-            blob = msgspec.msgpack.encode(Saved(self.entry, self.together.state()))
-            await self.redis.set(STATE, blob)
+            state = self.together.state()
+            while True:
+                blob = msgspec.msgpack.encode(Saved(self.entry, state))
+                ended = cast(
+                    "list[bytes]",
+                    await self.redis.eval(_SAVE, 2, STATE, ENDED, blob, *state.protected()),
+                )
+                if not ended:
+                    break
+                state = state.without({p.decode() for p in ended})
         except (RedisError, OSError) as exc:
             log.warning("proximity state not saved (%s); next time", exc)
 

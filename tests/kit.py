@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import shapely
+from redis.asyncio import Redis
 from shapely.geometry import LineString, shape
 
 from geofence.model import Fix, Roster
@@ -151,3 +153,31 @@ OFFICES = [
     ("S3", "鹤城司法所", "station", "K2"),
 ]
 PEOPLE = {"P1": "S1", "P2": "S2", "P3": "S3"}
+
+
+async def in_redis(redis: Redis, *where: float) -> set[str]:
+    """The Redis keys with a value that, read whole whatever its type, holds any of `where`:
+    as text (to 5 decimals: JSON) or as a binary double (msgpack, as sightings are kept)."""
+    needles = [f"{w:.5f}".encode() for w in where] + [struct.pack(">d", w) for w in where]
+    found = set()
+    async for key in redis.scan_iter():
+        kind = cast("bytes", await redis.type(key)).decode()
+        values: list[Any]
+        if kind == "string":
+            values = [await redis.get(key)]
+        elif kind == "hash":
+            values = [x for kv in (await redis.hgetall(key)).items() for x in kv]
+        elif kind == "stream":
+            entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", await redis.xrange(key))
+            values = [x for _, fields in entries for kv in fields.items() for x in kv]
+        elif kind == "list":
+            values = await redis.lrange(key, 0, -1)
+        elif kind == "set":
+            values = list(await redis.smembers(key))
+        elif kind == "zset":
+            values = await redis.zrange(key, 0, -1)
+        else:
+            raise AssertionError(f"{key!r} is a {kind}: read it too")
+        if any(n in v for v in values for n in needles):
+            found.add(key.decode())
+    return found

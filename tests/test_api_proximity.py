@@ -1,25 +1,33 @@
 """No-contact orders and protected persons through the HTTP API, on a real PostgreSQL and
 Redis: recorded, changed and ended within the caller's offices, audited, refused with the
 reason, read by the engine's rules — and a protection ended leaves nothing of where the
-protected person was."""
+protected person was, in PostgreSQL nor in Redis, and takes no more of their phone's
+sightings."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 import pytest
+from redis.asyncio import Redis
 
 from alerts.clock import ManualClock
 from alerts.escalation import Escalator
+from alerts.feed import SIGHTINGS, Feed
 from alerts.record import apply
 from alerts.routing import Channels
+from fencewatch.embedded import free_port
+from geofence.engine import Engine
 from geofence.model import DeviceRef, Protection
 from geofence.proximity import Sighting
+from geofence.ruleset import RuleSet
 from geofence.together import Together
+from ingest.proximity import STATE, ProximityCheck
 from storage.rules import load_rules
-from tests.kit import T0
+from tests.kit import T0, in_redis
 from tests.test_api import World, _error, open_world
 
 
@@ -117,6 +125,14 @@ async def _holding(world: World, *where: float) -> set[str]:
     return found
 
 
+async def _reached(check: ProximityCheck, redis: Redis) -> None:
+    """Until the check has read the whole sightings stream."""
+    [(last, _)] = await redis.xrevrange(SIGHTINGS, count=1)
+    async with asyncio.timeout(30):
+        while check.entry != last.decode():  # noqa: ASYNC110 - the check's own loop moves it
+            await asyncio.sleep(0.05)
+
+
 PHONE = {"id": "V1", "owntracks": "victim/phone"}
 NUMBER = "+8613900000017"
 
@@ -201,7 +217,23 @@ async def test_ending_a_protection_leaves_nothing_of_where_they_were(world: Worl
     shown = (await world.get("officer", f"/api/v1/alerts/{alert}")).json()
     assert shown["detail"]["protected"]["lat"] == lat
 
+    # Live: the phone's shard appends its sightings to the stream, and the proximity check
+    # reads them and saves where it last saw them.
+    async with world.pool.acquire() as conn:
+        roster, zones = await load_rules(conn, "Asia/Shanghai")
+    shard = Engine(RuleSet(roster, zones))
+    feed = Feed(world.redis)
+    check = ProximityCheck(world.pool, world.redis, lambda: shard.rules)
+    check.entry = "0-0"  # the stream is new: from its start
+    stop = asyncio.Event()
+    running = asyncio.create_task(check.run(stop))
+    at = T0 + 600_000
+    await feed.publish((), [], shard, [Sighting(protection.person, "V1", lat, lon, 10.0, at)])
+    await _reached(check, world.redis)
+    await check.save()
+
     assert await _holding(world, lat, lon) == {"public.alerts"}  # the one kept copy
+    assert await in_redis(world.redis, lat, lon) == {SIGHTINGS, STATE}
     ended = await world.call(
         "operator", "POST", "/api/v1/protected/PP1/end", json={"reason": "禁止令期满"}
     )
@@ -214,6 +246,23 @@ async def test_ending_a_protection_leaves_nothing_of_where_they_were(world: Worl
     # Every row of every table of the database (fixes and their partitions included: the
     # archive takes its days from them), read as text: not their position.
     assert await _holding(world, lat, lon) == set()
+    # Nor any key of Redis, read whole.
+    assert await in_redis(world.redis, lat, lon) == set()
+
+    # The shard and the check have not reloaded the rules yet: the phone's next sighting is
+    # not taken, and the check, still holding where it last saw them, saves without it.
+    later = (28.4654321, 119.9123456)
+    moved = Sighting(protection.person, "V1", *later, 10.0, at + 30_000)
+    await feed.publish((), [], shard, [moved])
+    await check.save()
+    stop.set()
+    await running
+    assert await in_redis(world.redis, lat, lon, *later) == set()
+    assert await _holding(world, lat, lon, *later) == set()
+    # Protected again (a new order): their phone's sightings are taken again.
+    assert (await world.call("operator", "PUT", "/api/v1/protected/PP1", json=body)).is_success
+    await feed.publish((), [], shard, [msgspec.structs.replace(moved, ts=at + 60_000)])
+    assert await in_redis(world.redis, *later) == {SIGHTINGS}
     [purge] = [a for a in await _audit(world, "protected.purge")]
     assert purge[2] == "protected:PP1" and purge[3] == {"reason": "禁止令期满", "alerts": 1}
 
@@ -249,3 +298,21 @@ async def test_a_gathering_is_seen_by_every_office_with_one_of_its_people(world:
     )
     assert _scoped(message, frozenset({"P3"})) is not None
     assert _scoped(message, frozenset({"P2"})) is None
+
+
+async def test_with_redis_unreachable_a_protection_is_not_ended(pg_dsn: str) -> None:
+    """Where they were might stay in Redis: the end is refused, to be tried again."""
+    async with open_world(pg_dsn, f"redis://127.0.0.1:{free_port()}/0") as world:
+        await world.pool.execute(
+            "INSERT INTO protected_persons (id, supervisee_id, device_id, owntracks)"
+            " VALUES ('PP1', 'P1', 'V1', 'victim/phone')"
+        )
+        body = {"supervisee": "P1", "device": {"id": "V2", "owntracks": "victim/2"}}
+        changed = await world.call("operator", "PUT", "/api/v1/protected/PP1", json=body)
+        assert "Redis unreachable" in _error(changed, 503)  # nothing judges them without it
+        ended = await world.call(
+            "operator", "POST", "/api/v1/protected/PP1/end", json={"reason": "禁止令期满"}
+        )
+        assert "Redis unreachable" in _error(ended, 503)
+        assert [(p.id, p.device.id) for p in (await _rules(world)).protected] == [("PP1", "V1")]
+        assert await _audit(world, "protected.purge") == []

@@ -11,11 +11,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from alerts.feed import SIGHTINGS, Feed
 from fencewatch.timefmt import epoch_ms
+from geofence.engine import Engine
 from geofence.model import Heightened
+from geofence.proximity import Sighting
 from geofence.ruleset import RuleSet
 from geofence.zones import parse_schedule
 from storage.rules import load_rules
+from tests.kit import in_redis
 from tests.test_api import TOKENS, World, _error, open_world
 
 # centre C ─┬─ city M ─── county K1 ─┬─ station S1 (P1)
@@ -608,10 +612,18 @@ async def test_releasing_the_supervisee_purges_the_protected_person_at_once(
         ' || \'{"order": "PP1", "protected": {"lat": 28.45}}\' WHERE id = $1',
         alert,
     )
+    # Their phone's sighting, appended by its shard.
+    async with world.pool.acquire() as conn:
+        roster, zones = await load_rules(conn, "Asia/Shanghai")
+    where = (28.4333333, 119.9333333)
+    seen = Sighting("protected:PP1", "V1", *where, 10.0, epoch_ms(datetime.now(UTC)))
+    await Feed(world.redis).publish((), [], Engine(RuleSet(roster, zones)), [seen])
+    assert await in_redis(world.redis, *where) == {SIGHTINGS}
     body = {"office": "S1", "status": "released"}
     response = await world.call("operator", "PUT", "/api/v1/supervisees/P1", json=body)
     assert response.status_code == 200, response.text
     assert await world.pool.fetchval("SELECT count(*) FROM protected_persons") == 0
+    assert await in_redis(world.redis, *where) == set()
     detail = (await world.get("station", f"/api/v1/alerts/{alert}")).json()["detail"]
     assert "protected" not in detail and detail["protected_purged"] is True
     purge = await world.pool.fetchrow(

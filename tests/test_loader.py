@@ -17,16 +17,23 @@ import psutil
 import pytest
 from redis.asyncio import Redis
 
+from alerts.feed import SIGHTINGS, Feed
 from fencewatch import servers
 from fencewatch.channels import channel
 from fencewatch.config import Settings
 from fencewatch.loader import load_scenario, main, notify_service
 from fencewatch.scenario import ScenarioError, read_roster, read_zones
+from fencewatch.timefmt import epoch_ms
+from geofence.engine import Engine
+from geofence.proximity import Sighting
+from geofence.ruleset import RuleSet
 from geofence.zones import parse_schedule
+from ingest.forget import forget
 from storage.db import open_pool
 from storage.repo import proximity as proximity_repo
 from storage.repo import zones as zones_repo
 from storage.rules import RULES_CHANNEL, load_rules
+from tests.kit import in_redis
 
 # Leave next year, so that it is current whenever the test runs.
 YEAR = datetime.now(UTC).year + 1
@@ -427,6 +434,31 @@ async def test_the_load_tells_a_running_service_to_reload(
         await pubsub.aclose()
         await client.aclose()
     assert "running service(s) to reload" in capsys.readouterr().err
+
+
+async def test_a_protection_ended_and_loaded_again_takes_the_phone_again(
+    pg_dsn: str,
+    pool: asyncpg.Pool,
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FENCEWATCH_DATABASE_URL", pg_dsn)
+    monkeypatch.setenv("FENCEWATCH_REDIS_URL", redis_url)
+    device = {"id": "V1", "kind": "phone", "owntracks": "victim/phone"}
+    roster = {**ROSTER, "protected": [{"id": "PP1", "supervisee": "A", "device": device}]}
+    redis = Redis.from_url(redis_url)
+    try:
+        await forget(redis, ["PP1"])  # an earlier protection under that id, ended
+        assert await asyncio.to_thread(main, _write(tmp_path, roster=roster)) == 0
+        async with pool.acquire() as conn:
+            people, zones = await load_rules(conn, "Asia/Shanghai")
+        where = (28.4444444, 119.9444444)
+        seen = Sighting("protected:PP1", "V1", *where, 10.0, epoch_ms(datetime.now(UTC)))
+        await Feed(redis).publish((), [], Engine(RuleSet(people, zones)), [seen])
+        assert await in_redis(redis, *where) == {SIGHTINGS}
+    finally:
+        await redis.aclose()
 
 
 async def test_the_load_succeeds_when_the_service_cannot_be_told(

@@ -12,13 +12,20 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 import pytest
+from redis.asyncio import Redis
 
+from alerts.feed import SIGHTINGS, Feed
 from duties import retention
 from duties.retention import purge
 from fencewatch.config import DEFAULT_RETENTION_DAYS, ConfigError, Settings
+from geofence.engine import Engine
+from geofence.proximity import Sighting
+from geofence.ruleset import RuleSet
 from storage.archive import Archive
 from storage.db import open_pool
 from storage.repo import offices as offices_repo
+from storage.rules import load_rules
+from tests.kit import in_redis
 from tests.live import eventually
 
 NOW = datetime(2031, 6, 1, 4, 0, tzinfo=UTC)
@@ -256,10 +263,11 @@ async def test_purge_refuses_nonsense(pool: asyncpg.Pool) -> None:
 
 
 async def test_a_protected_person_goes_with_the_order_and_their_place_with_them(
-    pool: asyncpg.Pool,
+    pool: asyncpg.Pool, redis_url: str
 ) -> None:
     """Released means the order is over: the protected person and where they were are
-    purged at once, whatever the retention period; an active person's protection stays."""
+    purged at once, whatever the retention period, from PostgreSQL and from the service's
+    Redis; an active person's protection stays."""
     for person in ("RECENT", "ACTIVE"):
         await pool.execute(
             "INSERT INTO protected_persons (id, supervisee_id, device_id, owntracks, sms)"
@@ -278,7 +286,24 @@ async def test_a_protected_person_goes_with_the_order_and_their_place_with_them(
             NEWER,
             {"order": f"PP-{person}", "protected": {"lat": 28.45, "lon": 119.9}},
         )
-    done = await purge(pool, NOW, DAYS, archive=ARCHIVE)
+    # Each phone's sighting appended by its shard, at a place of its own.
+    async with pool.acquire() as conn:
+        roster, zones = await load_rules(conn, "Asia/Shanghai")
+    shard = Engine(RuleSet(roster, zones))
+    places = {"RECENT": (28.4111111, 119.9111111), "ACTIVE": (28.4222222, 119.9222222)}
+    seen = [
+        Sighting(f"protected:PP-{person}", f"V-{person}", *place, 10.0, int(NEWER.timestamp()))
+        for person, place in places.items()
+    ]
+    redis = Redis.from_url(redis_url)
+    try:
+        await Feed(redis).publish((), [], shard, seen)
+        assert await in_redis(redis, *places["RECENT"]) == {SIGHTINGS}
+        done = await purge(pool, NOW, DAYS, archive=ARCHIVE, redis=redis)
+        assert await in_redis(redis, *places["RECENT"]) == set()
+        assert await in_redis(redis, *places["ACTIVE"]) == {SIGHTINGS}
+    finally:
+        await redis.aclose()
     assert done["protected_persons"] == 1
     assert await pool.fetchval("SELECT array_agg(id) FROM protected_persons") == ["PP-ACTIVE"]
     kept = await pool.fetch(

@@ -4,8 +4,9 @@ through the API as `fencewatch load` records them from a roster (docs/rules.md).
 An operator may write only what concerns people of their own offices: every supervisee an
 order names (before and after the change), the supervisee a protected person is protected
 from. Someone outside them is answered as if they did not exist. Ending a protection
-purges every copy of where the protected person was (storage.repo.proximity.purge_protected;
-docs/security.md); ending a no-contact order leaves its alerts as they are.
+purges every copy of where the protected person was, in PostgreSQL
+(storage.repo.proximity.purge_protected) and in Redis (ingest.forget; docs/security.md);
+ending a no-contact order leaves its alerts as they are.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from api.auth import Manager, Principal, User
 from api.context import Ctx
 from api.errors import ApiError, not_found
 from api.fields import LIST_MAX, Name, Text, UtcTime
-from api.routes.supervisees import require_supervisee
+from api.routes.supervisees import forget_protected, require_supervisee
 from geofence.model import DeviceRef, NoContact, Protection
+from ingest.forget import UNREACHABLE, allow
 from ingest.osmand import ID_PATTERN as OSMAND_ID
 from storage.db import Conn, Row
 from storage.repo import proximity as proximity_repo
@@ -264,6 +266,11 @@ async def put_protected(
                 409,
                 f"phone {phone.id!r} (or its OwnTracks/OsmAnd id) is another protected person's",
             ) from None
+        try:
+            # Registered again after an end: their phone's sightings are taken again.
+            await allow(ctx.redis, protection_id)
+        except UNREACHABLE as exc:
+            raise ApiError(503, f"Redis unreachable ({exc}): not registered, try again") from None
         # Their number and name are kept out of the audit log, which outlives the protection,
         # as they are out of the alerts.
         detail = body.model_dump(mode="json", exclude={"sms", "name"}) | {
@@ -293,6 +300,7 @@ async def end_protected(ctx: Ctx, user: Manager, protection_id: str, body: EndIn
         if row is None or not await _covers_all(conn, user, [row["supervisee"]]):
             raise not_found(f"protected person {protection_id!r}")
         purged = await proximity_repo.purge_protected(conn, protection_id)
+        await forget_protected(ctx, [protection_id])
         detail = {"reason": body.reason, "alerts": purged}
         await audit.record(
             conn,

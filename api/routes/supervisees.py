@@ -13,12 +13,24 @@ from api.auth import Manager, Principal, User
 from api.context import Ctx
 from api.errors import ApiError, not_found
 from api.fields import LIST_MAX, Name, UtcTime
+from ingest.forget import UNREACHABLE, forget
 from storage.db import Conn, Row
 from storage.repo import people as people_repo
 from storage.repo import proximity as proximity_repo
 from storage.repo import zones as zones_repo
 
 router = APIRouter(tags=["supervisees"])
+
+
+async def forget_protected(ctx: Ctx, protections: list[str]) -> None:
+    """Where the protected persons of `protections` were, out of Redis too (ingest.forget),
+    before the transaction ending them commits: with Redis unreachable nothing is ended."""
+    try:
+        await forget(ctx.redis, protections)
+    except UNREACHABLE as exc:
+        raise ApiError(
+            503, f"Redis unreachable ({exc}): the protection is not ended, try again"
+        ) from None
 
 
 class PlaceIn(BaseModel):
@@ -134,13 +146,13 @@ async def put_supervisee(
         if body.status == "released":
             # The order is over: so is every protection from them, and with it every copy
             # of where the protected person was (docs/security.md).
-            for protection, alerts in (
-                await proximity_repo.purge_protected_of(conn, supervisee_id)
-            ).items():
+            ended = await proximity_repo.purge_protected_of(conn, supervisee_id)
+            for protection, alerts in ended.items():
                 detail = {"protected": protection, "alerts": alerts}
                 await audit.record(
                     conn, user, "protected.purge", f"supervisee:{supervisee_id}", detail
                 )
+            await forget_protected(ctx, list(ended))
         row = await require_supervisee(conn, user, supervisee_id)
     await ctx.rules_changed([supervisee_id])
     return Supervisee.model_validate(dict(row))
