@@ -51,6 +51,8 @@ class Packing:
         self.plant_s = 0.0
         self.proc: asyncio.subprocess.Process | None = None
         self.started = 0.0
+        self.follow: asyncio.Task[None] | None = None
+        self.minutes: list[int] = []
 
     async def plant(self, pg: asyncpg.Connection) -> None:
         """The hour's fixes, a step of every tag at a time, then its statistics."""
@@ -79,7 +81,20 @@ class Packing:
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
+        self.follow = asyncio.create_task(self._follow())
         return self.proc.pid
+
+    async def _follow(self) -> None:
+        """The device-hours packed at each minute of the packing (its own connection)."""
+        pg = await asyncpg.connect(self.stack.database_url)
+        try:
+            while True:
+                await asyncio.sleep(60)
+                self.minutes.append(
+                    await pg.fetchval("SELECT count(*) FROM fixes_hours WHERE hour = $1", self.hour)
+                )
+        finally:
+            await pg.close()
 
     async def packed(self, pg: asyncpg.Connection) -> int:
         """The hour's fixes packed so far."""
@@ -90,7 +105,7 @@ class Packing:
 
     async def finish(self, pg: asyncpg.Connection, in_window: int) -> dict[str, Any]:
         """What the packing did: its own report when it ended within WAIT_S of the window."""
-        assert self.proc is not None
+        assert self.proc is not None and self.follow is not None
         report, ended = None, True
         try:
             out, log = await asyncio.wait_for(self.proc.communicate(), WAIT_S)
@@ -98,7 +113,11 @@ class Packing:
             self.proc.terminate()
             await self.proc.wait()
             ended = False
-        else:
+        finally:
+            self.follow.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.follow
+        if ended:
             (self.stack.run_dir / "packing.log").write_bytes(log)
             with contextlib.suppress(ValueError, KeyError):
                 report = json.loads(out)["packed"]
@@ -110,6 +129,7 @@ class Packing:
             "packed": await self.packed(pg),
             "ended": ended,
             "wall_s": round(time.monotonic() - self.started, 1) if ended else None,
+            "device_hours_by_minute": self.minutes,
             "report": report,
         }
 

@@ -25,9 +25,10 @@ def latency(
     sent: dict[tuple[int, int], float],
     window: tuple[float, float],
 ) -> dict[str, Any]:
-    """Percentiles of (seen − sent) for the fixes sent within `window`; `unmatched`
-    counts what was seen for a fix the generator did not record (none expected)."""
-    ms, unmatched = [], 0
+    """Percentiles of (seen − sent) for the fixes sent within `window`, and p99 and max by
+    minute of the window (`by_minute`: when a stall came); `unmatched` counts what was seen
+    for a fix the generator did not record (none expected)."""
+    ms, minutes, unmatched = [], [], 0
     for device, ts, when in seen:
         index = device_index(device)
         wall = sent.get((index, ts)) if index is not None else None
@@ -35,14 +36,25 @@ def latency(
             unmatched += 1
         elif window[0] <= wall <= window[1]:
             ms.append((when - wall) * 1000)
+            minutes.append(int((wall - window[0]) // 60))
     if not ms:
         return {"n": 0, "p50_ms": None, "p99_ms": None, "max_ms": None, "unmatched": unmatched}
     p50, p99 = np.percentile(ms, [50, 99]).tolist()
+    spread = np.array(ms)
+    of = np.array(minutes)
+    by_minute = [
+        [
+            round(float(np.percentile(spread[of == m], 99)), 1),
+            round(float(spread[of == m].max()), 1),
+        ]
+        for m in sorted(set(minutes))
+    ]
     return {
         "n": len(ms),
         "p50_ms": round(p50, 1),
         "p99_ms": round(p99, 1),
         "max_ms": round(max(ms), 1),
+        "by_minute": by_minute,
         "unmatched": unmatched,
     }
 
