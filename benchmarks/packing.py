@@ -53,6 +53,7 @@ class Packing:
         self.started = 0.0
         self.follow: asyncio.Task[None] | None = None
         self.minutes: list[int] = []
+        self.wall_s: float | None = None
 
     async def plant(self, pg: asyncpg.Connection) -> None:
         """The hour's fixes, a step of every tag at a time, then its statistics."""
@@ -81,18 +82,22 @@ class Packing:
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
-        self.follow = asyncio.create_task(self._follow())
+        self.follow = asyncio.create_task(self._follow(self.proc))
         return self.proc.pid
 
-    async def _follow(self) -> None:
-        """The device-hours packed at each minute of the packing (its own connection)."""
+    async def _follow(self, proc: asyncio.subprocess.Process) -> None:
+        """The device-hours packed at each minute of the packing (its own connection), and
+        when it ended."""
         pg = await asyncpg.connect(self.stack.database_url)
         try:
-            while True:
-                await asyncio.sleep(60)
+            while proc.returncode is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(proc.wait()), 60)
+                    break
                 self.minutes.append(
                     await pg.fetchval("SELECT count(*) FROM fixes_hours WHERE hour = $1", self.hour)
                 )
+            self.wall_s = round(time.monotonic() - self.started, 1)
         finally:
             await pg.close()
 
@@ -114,9 +119,10 @@ class Packing:
             await self.proc.wait()
             ended = False
         finally:
-            self.follow.cancel()
+            if self.proc.returncode is None:  # stopped, or the benchmark was
+                self.follow.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self.follow
+                await self.follow  # with the packing ended, its follower ends too
         if ended:
             (self.stack.run_dir / "packing.log").write_bytes(log)
             with contextlib.suppress(ValueError, KeyError):
@@ -128,7 +134,7 @@ class Packing:
             "packed_in_window": in_window,
             "packed": await self.packed(pg),
             "ended": ended,
-            "wall_s": round(time.monotonic() - self.started, 1) if ended else None,
+            "wall_s": self.wall_s,
             "device_hours_by_minute": self.minutes,
             "report": report,
         }
