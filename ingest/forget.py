@@ -14,7 +14,6 @@ lifts the mark.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterable
 from typing import cast
 
@@ -24,9 +23,7 @@ from redis.exceptions import RedisError
 
 from alerts.feed import ENDED, ENTRIES, SIGHTINGS
 from geofence.together import PROTECTED_PREFIX
-from ingest.proximity import STATE, Saved
-
-log = logging.getLogger("fencewatch.proximity")
+from ingest.proximity import STATE, Saved, load_saved
 
 UNREACHABLE = (RedisError, OSError)
 
@@ -52,14 +49,8 @@ async def _forget(redis: Redis, people: set[str]) -> None:
         if entries:
             await redis.xdel(SIGHTINGS, *entries)
         await redis.delete(ENTRIES + person)
-    blob = cast("bytes | None", await redis.get(STATE))
-    if blob is None:
-        return
-    try:
-        saved = msgspec.msgpack.decode(blob, type=Saved)
-    except msgspec.DecodeError as exc:
-        log.error("saved proximity state unreadable (%s); deleted", exc)
-        await redis.delete(STATE)
+    saved = await load_saved(redis)
+    if saved is None:
         return
     if people & set(saved.state.protected()):
         kept = Saved(saved.entry, saved.state.without(people))

@@ -57,6 +57,21 @@ class Saved(msgspec.Struct):
     state: TogetherState
 
 
+async def load_saved(redis: Redis) -> Saved | None:
+    """The check's saved state; None when there is none, or when it cannot be read: then
+    it is deleted (the check starts afresh from the stream, and an unreadable state may
+    still hold a protected person's position that must go)."""
+    blob = cast("bytes | None", await redis.get(STATE))
+    if blob is None:
+        return None
+    try:
+        return msgspec.msgpack.decode(blob, type=Saved)
+    except msgspec.DecodeError as exc:
+        log.error("saved proximity state unreadable (%s); deleted, starting afresh", exc)
+        await redis.delete(STATE)
+        return None
+
+
 _sightings = msgspec.msgpack.Decoder(list[Sighting])
 
 
@@ -154,15 +169,10 @@ class ProximityCheck:
 
     async def _restore(self) -> None:
         try:
-            blob = cast("bytes | None", await self.redis.get(STATE))
+            saved = await load_saved(self.redis)
         except (RedisError, OSError):
-            blob = None
-        if blob is None:
-            return
-        try:
-            saved = msgspec.msgpack.decode(blob, type=Saved)
-        except msgspec.DecodeError as exc:
-            log.error("saved proximity state unreadable (%s); starting afresh", exc)
+            saved = None
+        if saved is None:
             return
         self.entry = saved.entry
         together = self._watcher()
