@@ -81,6 +81,8 @@ class Feed:
     def __init__(self, redis: Redis | None) -> None:
         self.redis = redis
         self._warned_at = 0.0
+        # Sent by its digest (EVALSHA), as ingest.leases' scripts; loaded again on NOSCRIPT.
+        self._append = redis.register_script(_APPEND_PROTECTED) if redis is not None else None
 
     async def publish(
         self,
@@ -137,19 +139,19 @@ class Feed:
                         maxlen=SIGHTINGS_KEPT,
                         approximate=True,
                     )
-                self._protected(pipe, protected)
+                await self._protected(pipe, protected)
             await pipe.execute()
         except (RedisError, OSError) as exc:
             if time.monotonic() - self._warned_at > 60:
                 self._warned_at = time.monotonic()
                 log.warning("Redis fan-out failed (%s); live updates paused, data is safe", exc)
 
-    @staticmethod
-    def _protected(pipe: Any, protected: Sequence[proximity.Sighting]) -> None:
+    async def _protected(self, pipe: Any, protected: Sequence[proximity.Sighting]) -> None:
+        assert self._append is not None  # there is a Redis to publish to
         people: dict[str, list[proximity.Sighting]] = {}
         for s in protected:
             people.setdefault(s.person, []).append(s)
         for person, sightings in people.items():
             keys = (SIGHTINGS, ENDED, ENTRIES + person)
             encoded = msgspec.msgpack.encode(sightings)
-            pipe.eval(_APPEND_PROTECTED, len(keys), *keys, person, encoded, SIGHTINGS_KEPT)
+            await self._append(keys=keys, args=[person, encoded, SIGHTINGS_KEPT], client=pipe)
